@@ -1,0 +1,47 @@
+# The two commands the README promises: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint lock bench worker beat clean
+
+$(VENV): requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $(VENV)
+
+.venv/.ok: $(VENV)
+
+run: $(VENV)
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_catalog
+	$(VENV)/bin/uvicorn byok_platform.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log
+
+test: $(VENV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+	$(VENV)/bin/pytest
+
+lint: $(VENV)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Re-resolve the dependencies from pyproject.toml into requirements.lock.
+lock:
+	rm -rf /tmp/byok-lock && $(PYTHON) -m venv /tmp/byok-lock
+	/tmp/byok-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/byok-lock/bin/pip freeze --exclude-editable | grep -viE '^(pip|setuptools|wheel)==' > requirements.lock
+
+worker: $(VENV)
+	$(VENV)/bin/celery -A byok_platform worker -l info
+
+beat: $(VENV)
+	$(VENV)/bin/celery -A byok_platform beat -l info
+
+bench: $(VENV)
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3

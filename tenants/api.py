@@ -1,0 +1,185 @@
+"""Tenant REST API for agents, API keys and the audit log (thin: parse, call a service, render)."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import keys as key_service
+from . import services
+from .audit import Actor
+from .models import Agent, ApiKey, AuditEvent
+from .roles import Perm
+
+
+class TenantAPIView(APIView):
+    """Base for tenant endpoints: `self.tenant` and `self.actor` from the authenticated request."""
+
+    required_perms: dict[str, str] = {}
+
+    @property
+    def tenant(self):
+        return self.request._request.tenant
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request._request)
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+class AgentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Agent
+        fields = ["id", "slug", "name", "description", "is_active", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"name": {"required": False}, "slug": {"validators": []}}
+
+
+class AgentListView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_AGENTS}
+
+    @extend_schema(responses=AgentSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        agents = Agent.objects.all()
+        return Response(AgentSerializer(agents, many=True).data)
+
+    @extend_schema(request=AgentSerializer, responses={201: AgentSerializer})
+    def post(self, request: Request) -> Response:
+        ser = AgentSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        agent = services.agent_create(
+            tenant=self.tenant, actor=self.actor, slug=ser.validated_data["slug"],
+            name=ser.validated_data.get("name", ""), description=ser.validated_data.get("description", ""),
+        )
+        return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
+
+
+class AgentDetailView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_CONFIG, "PATCH": Perm.MANAGE_AGENTS, "PUT": Perm.MANAGE_AGENTS,
+                      "DELETE": Perm.MANAGE_AGENTS}
+
+    @extend_schema(responses=AgentSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(AgentSerializer(services.access_agent(tenant=self.tenant, slug_or_id=slug)).data)
+
+    @extend_schema(request=AgentSerializer, responses=AgentSerializer)
+    def patch(self, request: Request, slug: str) -> Response:
+        agent = services.access_agent(tenant=self.tenant, slug_or_id=slug)
+        ser = AgentSerializer(agent, data=request.data, partial=True)
+        ser.is_valid(raise_exception=True)
+        fields = {k: v for k, v in ser.validated_data.items() if k in {"name", "description", "is_active"}}
+        agent = services.agent_update(agent=agent, actor=self.actor, **fields)
+        return Response(AgentSerializer(agent).data)
+
+    put = patch
+
+    def delete(self, request: Request, slug: str) -> Response:
+        services.agent_delete(agent=services.access_agent(tenant=self.tenant, slug_or_id=slug), actor=self.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    masked = serializers.CharField(read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "last4", "masked", "scopes", "agent", "expires_at", "revoked_at",
+                  "last_used_at", "spend_limit_tcu", "is_active", "created_at"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    agent = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    spend_limit_tcu = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The full key; shown only in this response.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class ApiKeyListView(TenantAPIView):
+    required_perms = {"GET": Perm.MANAGE_KEYS, "POST": Perm.MANAGE_KEYS}
+
+    @extend_schema(responses=ApiKeySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        keys = ApiKey.objects.select_related("agent")
+        return Response(ApiKeySerializer(keys, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        ser = ApiKeyCreateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        agent = None
+        if data.get("agent"):
+            try:
+                agent = services.access_agent(tenant=self.tenant, slug_or_id=data["agent"])
+            except Http404:
+                return Response({"agent": ["No such agent."]}, status=status.HTTP_400_BAD_REQUEST)
+        key, raw = key_service.apikey_create(
+            tenant=self.tenant, actor=self.actor, name=data["name"], scopes=data.get("scopes") or ["gateway"],
+            agent=agent, expires_at=data.get("expires_at"), spend_limit_tcu=data.get("spend_limit_tcu"),
+        )
+        body = ApiKeySerializer(key).data
+        body["key"] = raw
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailView(TenantAPIView):
+    required_perms = {"GET": Perm.MANAGE_KEYS, "DELETE": Perm.MANAGE_KEYS}
+
+    @extend_schema(responses=ApiKeySerializer)
+    def get(self, request: Request, key_id: int) -> Response:
+        return Response(ApiKeySerializer(services.access_apikey(tenant=self.tenant, key_id=key_id)).data)
+
+    @extend_schema(responses=ApiKeySerializer)
+    def delete(self, request: Request, key_id: int) -> Response:
+        key = key_service.apikey_revoke(key=services.access_apikey(tenant=self.tenant, key_id=key_id),
+                                        actor=self.actor)
+        return Response(ApiKeySerializer(key).data)
+
+
+# --- audit log ----------------------------------------------------------------------------------
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_display", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor", "action", "object_type", "object_id", "object_repr", "changes", "ip"]
+        read_only_fields = fields
+
+
+class AuditListView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_AUDIT}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("action", str, description="Action prefix, e.g. `apikey` or `agent.create`"),
+                    OpenApiParameter("limit", int, description="At most 500; default 100")],
+        responses=AuditEventSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        events = AuditEvent.objects.select_related("actor_user", "actor_key")
+        if action := request.query_params.get("action"):
+            events = events.filter(action__startswith=action)
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", 100)), 500))
+        except ValueError:
+            return Response({"limit": ["Must be a whole number."]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(AuditEventSerializer(events[:limit], many=True).data)

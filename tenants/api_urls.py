@@ -1,0 +1,13 @@
+"""URL patterns of the tenants part of the REST API (mounted under /api/)."""
+
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("agents", api.AgentListView.as_view(), name="api-agents"),
+    path("agents/<slug:slug>", api.AgentDetailView.as_view(), name="api-agent"),
+    path("keys", api.ApiKeyListView.as_view(), name="api-keys"),
+    path("keys/<int:key_id>", api.ApiKeyDetailView.as_view(), name="api-key"),
+    path("audit", api.AuditListView.as_view(), name="api-audit"),
+]

@@ -1,0 +1,8 @@
+"""Tenants app: organisations, people, agents, API keys, scoping and the audit log."""
+
+from django.apps import AppConfig
+
+
+class TenantsConfig(AppConfig):
+    name = "tenants"
+    default_auto_field = "django.db.models.BigAutoField"

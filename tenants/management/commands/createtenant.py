@@ -1,0 +1,48 @@
+"""createtenant SLUG --owner EMAIL [--name NAME] [--password PW] [--plan PLAN]"""
+
+import getpass
+import secrets
+import sys
+
+from django.apps import apps
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from tenants.models import User
+from tenants.services import tenant_create
+
+
+class Command(BaseCommand):
+    help = "Create a tenant and its owner user; prints the slug."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--owner", required=True, help="Owner's e-mail (created if new)")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--password", default=None)
+        parser.add_argument("--plan", default=None, help="Billing plan slug (default: free)")
+        parser.add_argument("--eu-only", action="store_true")
+
+    def handle(self, *args, slug, owner, name, password, plan, eu_only, **options):
+        email = owner.strip().lower()
+        user = User.objects.filter(email=email).first()
+        if user is None and password is None:
+            if sys.stdin.isatty():
+                password = getpass.getpass(f"Password for {email}: ")
+            else:
+                password = secrets.token_urlsafe(18)
+        try:
+            with transaction.atomic():
+                if user is None:
+                    user = User.objects.create_user(email=email, password=password)
+                tenant = tenant_create(slug=slug, name=name or slug, owner=user, eu_only=eu_only)
+                if apps.is_installed("billing"):
+                    from billing.plans import assign_plan  # billing owns plans; free is the default
+
+                    assign_plan(tenant=tenant, plan_slug=plan)
+                elif plan:
+                    raise CommandError("Billing is not installed; --plan cannot be used.")
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stdout.write(tenant.slug)

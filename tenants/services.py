@@ -1,0 +1,271 @@
+"""Writes on tenants, memberships, invitations and agents; each validates, writes and audits in one place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+
+from .audit import SYSTEM, Actor, audit_record
+from .models import Agent, ApiKey, Invitation, Membership, Tenant, User, slug_validator
+from .roles import Role
+
+INVITE_SALT = "tenants.invitation"
+
+
+# --- access: the same 404 for missing and for another tenant's ---------------------------
+
+def access_agent(*, tenant: Tenant, slug_or_id: str | int) -> Agent:
+    qs = Agent.objects.unscoped().filter(tenant=tenant)
+    value = str(slug_or_id)
+    agent = qs.filter(slug=value).first()
+    if agent is None and value.isdigit():
+        agent = qs.filter(id=int(value)).first()
+    if agent is None:
+        raise Http404("No such agent.")
+    return agent
+
+
+def access_apikey(*, tenant: Tenant, key_id: str | int) -> ApiKey:
+    try:
+        return ApiKey.objects.unscoped().get(tenant=tenant, id=int(key_id))
+    except (ApiKey.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such key.") from None
+
+
+# --- tenants and users ------------------------------------------------------------------
+
+def tenant_create(
+    *, slug: str, name: str, owner: User, actor: Actor = SYSTEM, eu_only: bool = False
+) -> Tenant:
+    slug = (slug or "").strip().lower()
+    if slug_errors := _slug_errors(slug):
+        raise ValidationError({"slug": slug_errors})
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(slug=slug, name=(name or slug).strip()[:150], eu_only=eu_only)
+            Membership.objects.unscoped().create(tenant=tenant, user=owner, role=Role.OWNER)
+            audit_record(tenant=tenant, actor=actor, action="tenant.create", obj=tenant,
+                         changes={"slug": slug, "owner": owner.email})
+    except IntegrityError:
+        raise ValidationError({"slug": [f"The workspace “{slug}” already exists; choose another."]}) from None
+    return tenant
+
+
+def _user_errors(email: str, password: str, name: str) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if not email or "@" not in email:
+        errors["email"] = ["Enter a valid e-mail address."]
+    elif User.objects.filter(email=email).exists():
+        errors["email"] = ["An account with this e-mail already exists; log in instead."]
+    try:
+        validate_password(password, User(email=email, name=name))
+    except ValidationError as exc:
+        errors["password"] = list(exc.messages)
+    return errors
+
+
+def _slug_errors(slug: str) -> list[str]:
+    try:
+        slug_validator(slug)
+    except ValidationError as exc:
+        return list(exc.messages)
+    if Tenant.objects.filter(slug=slug).exists():
+        return [f"The workspace “{slug}” already exists; choose another."]
+    return []
+
+
+def user_create(*, email: str, password: str, name: str = "") -> User:
+    email = (email or "").strip().lower()
+    errors = _user_errors(email, password, name)
+    if errors:
+        raise ValidationError(errors)
+    return User.objects.create_user(email=email, password=password, name=name)
+
+
+def signup(*, email: str, password: str, name: str, tenant_name: str, tenant_slug: str) -> tuple[User, Tenant]:
+    """Create the user, the tenant and the owner membership, all or nothing."""
+    email = (email or "").strip().lower()
+    slug = (tenant_slug or "").strip().lower()
+    errors = _user_errors(email, password, name)
+    if slug_errors := _slug_errors(slug):
+        errors["tenant_slug"] = slug_errors
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        user = User.objects.create_user(email=email, password=password, name=name)
+        try:
+            tenant = tenant_create(slug=slug, name=tenant_name, owner=user, actor=Actor(user=user))
+        except ValidationError as exc:
+            raise ValidationError({"tenant_slug": exc.message_dict.get("slug", exc.messages)}) from None
+    return user, tenant
+
+
+def user_tenants(user: User) -> list[Tenant]:
+    return list(Tenant.objects.filter(
+        id__in=Membership.objects.unscoped().filter(user=user).values("tenant_id"), is_active=True
+    ))
+
+
+def membership_for(*, user: User, tenant: Tenant) -> Membership | None:
+    return Membership.objects.unscoped().filter(user=user, tenant=tenant).select_related("tenant").first()
+
+
+# --- members ------------------------------------------------------------------------------
+
+def _owner_count(tenant: Tenant) -> int:
+    return Membership.objects.unscoped().filter(tenant=tenant, role=Role.OWNER).count()
+
+
+def access_membership(*, tenant: Tenant, membership_id: str | int) -> Membership:
+    try:
+        return Membership.objects.unscoped().select_related("user").get(tenant=tenant, id=int(membership_id))
+    except (Membership.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such member.") from None
+
+
+def membership_change_role(*, membership: Membership, role: str, actor: Actor) -> Membership:
+    if role not in Role.values:
+        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+    with transaction.atomic():
+        locked = Membership.objects.unscoped().select_for_update().get(id=membership.id)
+        if locked.role == Role.OWNER and role != Role.OWNER and _owner_count(locked.tenant) <= 1:
+            raise ValidationError({"role": ["A workspace needs at least one owner; make someone else owner first."]})
+        old = locked.role
+        locked.role = role
+        locked.save(update_fields=["role"])
+        audit_record(tenant=locked.tenant, actor=actor, action="member.role", obj=locked,
+                     object_repr=locked.user.email, changes={"role": [old, role]})
+    return locked
+
+
+def membership_remove(*, membership: Membership, actor: Actor) -> None:
+    with transaction.atomic():
+        locked = Membership.objects.unscoped().select_for_update().select_related("user").get(id=membership.id)
+        if locked.role == Role.OWNER and _owner_count(locked.tenant) <= 1:
+            raise ValidationError({"role": ["The last owner cannot be removed."]})
+        audit_record(tenant=locked.tenant, actor=actor, action="member.remove", obj=locked,
+                     object_repr=locked.user.email, changes={"email": locked.user.email})
+        locked.delete()
+
+
+# --- invitations -----------------------------------------------------------------------------
+
+def invitation_token(invitation: Invitation) -> str:
+    return signing.dumps({"i": invitation.id, "t": invitation.tenant_id}, salt=INVITE_SALT)
+
+
+def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) -> tuple[Invitation, str]:
+    email = (email or "").strip().lower()
+    errors: dict[str, list[str]] = {}
+    if not email or "@" not in email:
+        errors["email"] = ["Enter a valid e-mail address."]
+    if role not in Role.values:
+        errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
+    if not errors and Membership.objects.unscoped().filter(tenant=tenant, user__email=email).exists():
+        errors["email"] = ["This person is already a member."]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        invitation = Invitation.objects.unscoped().create(
+            tenant=tenant, email=email, role=role, invited_by=actor.user
+        )
+        audit_record(tenant=tenant, actor=actor, action="member.invite", obj=invitation,
+                     object_repr=email, changes={"email": email, "role": role})
+    token = invitation_token(invitation)
+    link = settings.SITE_URL.rstrip("/") + reverse("invite_accept", args=[token])
+    inviter = actor.user.email if actor.user else "An administrator"
+    transaction.on_commit(lambda: send_mail(
+        f"You are invited to {tenant.name} on BYOK Platform",
+        f"{inviter} invited you to join {tenant.name} as {role}.\n\n"
+        f"Accept within {settings.INVITE_MAX_AGE_DAYS} days: {link}\n",
+        None,
+        [email],
+    ))
+    return invitation, link
+
+
+def invitation_from_token(token: str) -> Invitation:
+    """The pending invitation a link names; ValidationError with a clear message otherwise."""
+    try:
+        data = signing.loads(token, salt=INVITE_SALT, max_age=timedelta(days=settings.INVITE_MAX_AGE_DAYS))
+    except signing.SignatureExpired:
+        raise ValidationError("This invitation has expired; ask for a new one.") from None
+    except signing.BadSignature:
+        raise ValidationError("This invitation link is not valid.") from None
+    invitation = Invitation.objects.unscoped().select_related("tenant").filter(
+        id=data.get("i"), tenant_id=data.get("t")
+    ).first()
+    if invitation is None or invitation.revoked_at:
+        raise ValidationError("This invitation is no longer valid.")
+    if invitation.accepted_at:
+        raise ValidationError("This invitation has already been used.")
+    return invitation
+
+
+def invitation_accept(*, token: str, user: User) -> Membership:
+    invitation = invitation_from_token(token)
+    if user.email.lower() != invitation.email.lower():
+        raise ValidationError(f"This invitation is for {invitation.email}; log in with that address.")
+    with transaction.atomic():
+        membership, _ = Membership.objects.unscoped().get_or_create(
+            tenant=invitation.tenant, user=user, defaults={"role": invitation.role}
+        )
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        audit_record(tenant=invitation.tenant, actor=Actor(user=user), action="member.join",
+                     obj=membership, object_repr=user.email, changes={"role": membership.role})
+    return membership
+
+
+# --- agents ------------------------------------------------------------------------------------
+
+def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", description: str = "") -> Agent:
+    slug = (slug or "").strip().lower()
+    errors: dict[str, list[str]] = {}
+    try:
+        slug_validator(slug)
+    except ValidationError as exc:
+        errors["slug"] = list(exc.messages)
+    if not errors and Agent.objects.unscoped().filter(tenant=tenant, slug=slug).exists():
+        errors["slug"] = [f"An agent “{slug}” already exists in this workspace."]
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            agent = Agent.objects.unscoped().create(
+                tenant=tenant, slug=slug, name=(name or slug).strip()[:150], description=description or ""
+            )
+            audit_record(tenant=tenant, actor=actor, action="agent.create", obj=agent,
+                         changes={"slug": slug, "name": agent.name})
+    except IntegrityError:
+        raise ValidationError({"slug": [f"An agent “{slug}” already exists in this workspace."]}) from None
+    return agent
+
+
+def agent_update(*, agent: Agent, actor: Actor, **fields: object) -> Agent:
+    allowed = {"name", "description", "is_active"}
+    changes = {k: v for k, v in fields.items() if k in allowed and getattr(agent, k) != v}
+    if "name" in changes and not str(changes["name"]).strip():
+        raise ValidationError({"name": ["The name cannot be empty."]})
+    if changes:
+        with transaction.atomic():
+            for k, v in changes.items():
+                setattr(agent, k, v)
+            agent.save(update_fields=list(changes))
+            audit_record(tenant=agent.tenant, actor=actor, action="agent.update", obj=agent, changes=changes)
+    return agent
+
+
+def agent_delete(*, agent: Agent, actor: Actor) -> None:
+    with transaction.atomic():
+        audit_record(tenant=agent.tenant, actor=actor, action="agent.delete", obj=agent)
+        agent.delete()

@@ -1,0 +1,109 @@
+"""Shared fixtures: the real PostgreSQL and Redis (a clear failure when either is down), tenants, keys, clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tenants.audit import SYSTEM
+from tenants.keys import apikey_create
+from tenants.models import Tenant, User
+from tenants.services import agent_create, tenant_create
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def _service_up(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from django.conf import settings
+
+    missing = []
+    db = settings.DATABASES["default"]
+    if "postgresql" in db["ENGINE"] and not _service_up(f"//{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}", 5432):
+        missing.append(f"PostgreSQL at {db.get('HOST')}:{db.get('PORT') or 5432} (DATABASE_URL)")
+    if settings.REDIS_URL and not _service_up(settings.REDIS_URL, 6379):
+        missing.append(f"Redis at {settings.REDIS_URL} (REDIS_URL)")
+    if missing:
+        raise pytest.UsageError(
+            "Tests need these services and they do not answer: " + "; ".join(missing)
+            + ". Start them (see README) or point DATABASE_URL / REDIS_URL elsewhere."
+        )
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    counter = {"n": 0}
+
+    def make(email: str | None = None, password: str = "correct-horse-battery-9") -> User:
+        counter["n"] += 1
+        return User.objects.create_user(email=email or f"user{counter['n']}@example.com", password=password)
+
+    return make
+
+
+@pytest.fixture
+def make_tenant(db, make_user):
+    def make(slug: str = "acme", owner: User | None = None, **kwargs) -> Tenant:
+        owner = owner or make_user(f"owner@{slug}.example.com")
+        return tenant_create(slug=slug, name=slug.title(), owner=owner, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant) -> Tenant:
+    return make_tenant("acme")
+
+
+@pytest.fixture
+def other_tenant(make_tenant) -> Tenant:
+    return make_tenant("globex")
+
+
+@pytest.fixture
+def make_key(db):
+    def make(tenant: Tenant, scopes=("gateway", "manage"), agent=None, **kwargs) -> str:
+        _, raw = apikey_create(tenant=tenant, actor=SYSTEM, name="test", scopes=list(scopes), agent=agent, **kwargs)
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def manage_client(tenant, make_key) -> APIClient:
+    """API client authenticated with a `manage` key of `tenant`."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(tenant)}")
+    return client
+
+
+@pytest.fixture
+def other_client(other_tenant, make_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(other_tenant)}")
+    return client
+
+
+@pytest.fixture
+def agent(tenant):
+    return agent_create(tenant=tenant, actor=SYSTEM, slug="support-bot", name="Support bot")
