@@ -1,0 +1,4 @@
+"""LLM models, one module per concern: catalog and tenant configuration, usage, assistant threads."""
+
+from .config import *  # noqa: F403
+from .usage import *  # noqa: F403

@@ -1,0 +1,1 @@
+"""Catalog, credentials, preferences and routes (filled by the configuration work)."""

@@ -1,0 +1,99 @@
+"""UsageEvent: one row per LLM call (never the prompt or the completion), and its daily rollup."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from tenants.scoping import TenantOwned
+
+__all__ = ["UsageDaily", "UsageEvent"]
+
+
+class UsageEvent(TenantOwned):
+    class RequestType(models.TextChoices):
+        CHAT = "chat"
+        EMBEDDING = "embedding"
+        ASSISTANT = "assistant"
+        JOB = "job"
+        TEST = "test"
+
+    class Mode(models.TextChoices):
+        PLATFORM = "platform"
+        BYOK = "byok"
+        CUSTOM = "custom"
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        ERROR = "error"
+        CLIENT_CLOSED = "client_closed"
+
+    request_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    request_type = models.CharField(max_length=16, choices=RequestType.choices, default=RequestType.CHAT)
+    mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    tier = models.CharField(max_length=16, blank=True)
+    route = models.CharField(max_length=100, blank=True)
+    variant = models.CharField(max_length=200, blank=True, help_text="A/B: the target chosen")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    tokens_estimated = models.BooleanField(default=False)
+    cost_input_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cost_output_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    billed_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    tcu = models.BigIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    fallback_depth = models.PositiveSmallIntegerField(default=0)
+    cached = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK)
+    error_kind = models.CharField(max_length=32, blank=True)
+    http_status = models.PositiveSmallIntegerField(default=200)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["tenant", "agent", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status}"
+
+
+class UsageDaily(TenantOwned):
+    """Per tenant, day, agent, model and mode: the sums the dashboard and billing read."""
+
+    day = models.DateField()
+    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    mode = models.CharField(max_length=16, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    billed_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    tcu = models.BigIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    # Latency histogram (bucket upper bounds in llm.usage.LATENCY_BUCKETS_MS) so p95 works from rollups.
+    latency_hist = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "agent", "model", "mode"], name="uniq_usage_daily",
+                nulls_distinct=False,
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.model}"
