@@ -78,6 +78,7 @@ class AgentDetailView(TenantAPIView):
 
     put = patch
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str) -> Response:
         services.agent_delete(agent=services.access_agent(tenant=self.tenant, slug_or_id=slug), actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)

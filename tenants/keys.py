@@ -104,6 +104,8 @@ def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
             audit_record(tenant=key.tenant, actor=actor, action="apikey.revoke", obj=key)
+        # Now, and again after commit: a reader between the two could re-cache the old state.
+        cache.delete(_cache_key(key.key_hash))
         transaction.on_commit(lambda: cache.delete(_cache_key(key.key_hash)))
     return key
 

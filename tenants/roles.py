@@ -23,7 +23,7 @@ class Perm:
     USE_ASSISTANT = "use_assistant"
 
 
-_ALL = {Role.OWNER, Role.ADMIN, Role.MEMBER, Role.BILLING}
+_ALL: set[str] = {Role.OWNER, Role.ADMIN, Role.MEMBER, Role.BILLING}
 PERMISSIONS: dict[str, set[str]] = {
     Perm.MANAGE_LLM: {Role.OWNER, Role.ADMIN},
     Perm.MANAGE_KEYS: {Role.OWNER, Role.ADMIN},

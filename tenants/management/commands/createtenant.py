@@ -13,6 +13,16 @@ from tenants.models import User
 from tenants.services import tenant_create
 
 
+def _plan_assigner():
+    if not apps.is_installed("billing"):
+        return None
+    try:
+        from billing.plans import assign_plan
+    except ImportError:
+        return None
+    return assign_plan
+
+
 class Command(BaseCommand):
     help = "Create a tenant and its owner user; prints the slug."
 
@@ -37,12 +47,11 @@ class Command(BaseCommand):
                 if user is None:
                     user = User.objects.create_user(email=email, password=password)
                 tenant = tenant_create(slug=slug, name=name or slug, owner=user, eu_only=eu_only)
-                if apps.is_installed("billing"):
-                    from billing.plans import assign_plan  # billing owns plans; free is the default
-
-                    assign_plan(tenant=tenant, plan_slug=plan)
+                assign_plan = _plan_assigner()
+                if assign_plan is not None:
+                    assign_plan(tenant=tenant, plan_slug=plan)  # billing owns plans; free is the default
                 elif plan:
-                    raise CommandError("Billing is not installed; --plan cannot be used.")
+                    raise CommandError("Billing plans are not available; --plan cannot be used.")
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stdout.write(tenant.slug)
