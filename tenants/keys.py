@@ -42,6 +42,7 @@ class KeyInfo:
     expires_at: datetime | None
     revoked: bool
     tenant_active: bool
+    spend_limit_tcu: int | None = None
 
     def is_valid(self, now: datetime | None = None) -> bool:
         if self.revoked or not self.tenant_active:
@@ -140,6 +141,7 @@ def key_info(raw: str) -> KeyInfo | None:
             expires_at=key.expires_at,
             revoked=key.revoked_at is not None,
             tenant_active=key.tenant.is_active,
+            spend_limit_tcu=key.spend_limit_tcu,
         )
         cache.set(ck, info, _CACHE_TTL)
     return info

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the gateway: requests, errors, latency, time to first token, tokens, cost, margin.
+
+With several worker processes set PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode) so that
+`/metrics` sums every worker and counters survive a worker restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+_LAT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter("byok_requests", "LLM calls through the router",
+                   ["tenant", "mode", "provider", "model", "status"])
+LATENCY = Histogram("byok_request_latency_seconds", "End-to-end latency of LLM calls",
+                    ["mode", "provider", "model"], buckets=_LAT_BUCKETS)
+TTFT = Histogram("byok_ttft_seconds", "Time to first token of streamed calls",
+                 ["mode", "provider", "model"], buckets=_LAT_BUCKETS)
+TOKENS = Counter("byok_tokens", "Tokens metered", ["tenant", "mode", "direction"])
+COST = Counter("byok_cost_usd", "Provider list cost in USD", ["tenant", "mode"])
+BILLED = Counter("byok_billed_usd", "Amount billed to tenants in USD", ["tenant", "mode"])
+CACHE_HITS = Counter("byok_cache_hits", "Responses served from the response cache", ["tenant"])
+FALLBACKS = Counter("byok_fallbacks", "Calls answered by a fallback target", ["provider", "model"])
+ALERTS = Counter("byok_alerts_sent", "Cap and usage alerts sent", ["kind"])
+
+_tenant_slugs: dict[int, str] = {}
+
+
+def tenant_label(tenant_id: int) -> str:
+    return _tenant_slugs.get(tenant_id) or str(tenant_id)
+
+
+def remember_tenant(tenant_id: int, slug: str) -> None:
+    _tenant_slugs[tenant_id] = slug
+
+
+def observe(usage: Any) -> None:
+    tenant = tenant_label(usage.tenant_id)
+    mode = usage.mode or "none"
+    REQUESTS.labels(tenant, mode, usage.provider or "none", usage.model or "none", usage.status).inc()
+    LATENCY.labels(mode, usage.provider, usage.model).observe(usage.latency_ms / 1000)
+    if usage.ttft_ms is not None:
+        TTFT.labels(mode, usage.provider, usage.model).observe(usage.ttft_ms / 1000)
+    if usage.input_tokens:
+        TOKENS.labels(tenant, mode, "input").inc(usage.input_tokens)
+    if usage.output_tokens:
+        TOKENS.labels(tenant, mode, "output").inc(usage.output_tokens)
+    cost = float(usage.cost_usd)
+    if cost:
+        COST.labels(tenant, mode).inc(cost)
+    billed = float(usage.billed_usd)
+    if billed:
+        BILLED.labels(tenant, mode).inc(billed)
+    if usage.cached:
+        CACHE_HITS.labels(tenant).inc()
+    if usage.fallback_depth:
+        FALLBACKS.labels(usage.provider, usage.model).inc()
