@@ -10,7 +10,10 @@ os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("ALLOW_PRIVATE_ENDPOINTS", "true")
 
 from .settings import *  # noqa: F403
-from .settings import MIDDLEWARE
+from .settings import DATABASES, MIDDLEWARE
+
+# One test database per run, so that several runs on one machine (developers, CI) never collide.
+DATABASES["default"]["TEST"] = {"NAME": f"test_byok_{os.getpid()}"}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
