@@ -1,0 +1,93 @@
+"""`GET /api/llm/usage`: the same figures before and after rollups, ranges, agent filter, p95."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from llm.models import UsageDaily, UsageEvent
+from llm.usage import rollup_pending
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(tenant, n, *, ago, model="anthropic:claude-sonnet-4.5", agent=None, status="ok", latency=100,
+           tokens=(100, 50), cost="0.001050", tcu=105):
+    return UsageEvent.objects.unscoped().create(
+        tenant=tenant, request_id=f"r{n}", created_at=timezone.now() - ago, agent=agent, model=model,
+        provider=model.split(":")[0], mode="byok", status=status, latency_ms=latency,
+        input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=Decimal(cost), tcu=tcu,
+    )
+
+
+@pytest.fixture
+def history(tenant, agent):
+    n = 0
+    for days_ago in (0, 1, 2, 5, 20, 60):
+        for i in range(3):
+            n += 1
+            _event(tenant, n, ago=timedelta(days=days_ago, minutes=10 + i), agent=agent if i == 0 else None,
+                   status="error" if i == 2 else "ok", latency=100 * (i + 1))
+    n += 1
+    _event(tenant, n, ago=timedelta(hours=1), model="openai:gpt-5-mini", latency=3000)
+    return n
+
+
+def test_totals_by_model_day_and_agent(manage_client, history, agent):
+    body = manage_client.get("/api/llm/usage?range=30d").json()
+    totals = body["totals"]
+    assert body["range"] == "30d"
+    assert totals["requests"] == 5 * 3 + 1  # the 60-day-old events are outside the range
+    assert totals["errors"] == 5
+    assert totals["error_rate"] == round(5 / 16, 4)
+    assert totals["input_tokens"] == 1600 and totals["output_tokens"] == 800
+    assert totals["tcu"] == 16 * 105
+    assert totals["p95_latency_ms"] == 5000  # 1 of 16 calls (> 5 %) took 3 s: its bucket bound
+    models = {m["model"]: m["requests"] for m in body["by_model"]}
+    assert models == {"anthropic:claude-sonnet-4.5": 15, "openai:gpt-5-mini": 1}
+    agents = {a["agent"]: a["requests"] for a in body["by_agent"]}
+    assert agents == {agent.slug: 5, None: 11}
+    assert sum(d["requests"] for d in body["by_day"]) == 16
+
+
+def test_rollups_do_not_change_the_figures(manage_client, history, tenant):
+    before = manage_client.get("/api/llm/usage?range=all").json()
+    assert rollup_pending() > 0
+    assert UsageDaily.objects.unscoped().filter(tenant=tenant).exists()
+    after = manage_client.get("/api/llm/usage?range=all").json()
+    assert after == before
+    assert after["totals"]["requests"] == 19
+    for rng in ("24h", "7d", "30d", "90d"):
+        assert manage_client.get(f"/api/llm/usage?range={rng}").status_code == 200
+    assert rollup_pending() >= 0  # running again is safe
+    assert manage_client.get("/api/llm/usage?range=all").json() == before
+
+
+def test_agent_filter(manage_client, history, agent):
+    body = manage_client.get(f"/api/llm/usage?range=90d&agent={agent.slug}").json()
+    assert body["totals"]["requests"] == 6
+
+
+def test_24h_range(manage_client, history):
+    body = manage_client.get("/api/llm/usage?range=24h").json()
+    assert body["totals"]["requests"] == 4
+
+
+def test_unknown_range_is_a_field_error(manage_client):
+    response = manage_client.get("/api/llm/usage?range=1y")
+    assert response.status_code == 400
+    assert "range" in response.json()
+
+
+def test_another_tenants_agent_is_404(manage_client, other_tenant):
+    from tenants.audit import SYSTEM
+    from tenants.services import agent_create
+
+    agent_create(tenant=other_tenant, actor=SYSTEM, slug="theirs")
+    assert manage_client.get("/api/llm/usage?agent=theirs").status_code == 404
+
+
+def test_other_tenant_sees_none_of_it(other_client, history):
+    body = other_client.get("/api/llm/usage?range=all").json()
+    assert body["totals"]["requests"] == 0
