@@ -2,3 +2,4 @@
 
 from .config import *  # noqa: F403
 from .usage import *  # noqa: F403
+from .assistant import *  # noqa: F403
