@@ -8,7 +8,7 @@ from . import health
 
 api_patterns: list = [
     path("", include("tenants.api_urls")),
-    path("", include("llm.usage_urls")),
+    path("", include("llm.runtime_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -15,3 +15,17 @@ def drain_usage_events() -> int:
 def rollup_usage() -> int:
     metering.drain()
     return usage.rollup_pending()
+
+
+@shared_task(name="llm.assistant_reply", acks_late=True)
+def assistant_reply(message_id: int) -> None:
+    from .assistant import reply_run
+
+    reply_run(message_id)
+
+
+@shared_task(name="llm.run_job", acks_late=True)
+def run_job(job_id: int) -> None:
+    from .jobs import job_run
+
+    job_run(job_id)

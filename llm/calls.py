@@ -1,0 +1,45 @@
+"""Calls made outside the HTTP gateway (assistant replies, batch jobs): the same router, caps and metering."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .router import Call, CallContext, GatewayError, resolve
+
+
+async def chat_once(ctx: CallContext, body: dict) -> dict:
+    route = await resolve(ctx, body.get("model") or "default")
+    call = Call(ctx, route, body)
+    await call.start()
+    return await call.complete()
+
+
+async def chat_streamed(ctx: CallContext, body: dict, on_text: Callable[[str], Awaitable[None] | None]) -> dict:
+    """Stream a reply, calling on_text with the text so far; returns {"content", "usage", "model"}."""
+    route = await resolve(ctx, body.get("model") or "default")
+    call = Call(ctx, route, body)
+    await call.start()
+    parts: list[str] = []
+    async for chunk in call.stream():
+        for choice in chunk.get("choices") or ():
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                parts.append(piece)
+                result = on_text("".join(parts))
+                if asyncio.iscoroutine(result):
+                    await result
+    usage = call.usage
+    return {"content": "".join(parts), "usage": usage, "model": usage.model if usage else ""}
+
+
+def error_text(exc: Exception) -> str:
+    if isinstance(exc, GatewayError):
+        return exc.message
+    return "The call failed unexpectedly; try again."
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine from synchronous code (a Celery task or a management command)."""
+    return asyncio.run(coro)
