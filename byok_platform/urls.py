@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import health
+from . import health, metrics_view
 
 api_patterns: list = [
     path("", include("tenants.api_urls")),
@@ -16,6 +16,7 @@ api_patterns: list = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include("tenants.urls")),

@@ -1,0 +1,78 @@
+"""`GET /metrics`: Prometheus text format, for a bearer token or an allowed address."""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+
+class _StateCollector:
+    """Gauges read at scrape time: TCU per tenant and cap ratios, open circuits, Celery queue depth."""
+
+    def collect(self):
+        used = GaugeMetricFamily("byok_tcu_used", "TCU used this period", labels=["tenant"])
+        ratio = GaugeMetricFamily("byok_tcu_cap_ratio", "TCU used / cap", labels=["tenant", "level"])
+        try:
+            from billing.metrics import collect_tenant_gauges
+        except ImportError:
+            collect_tenant_gauges = None
+        if collect_tenant_gauges is not None:
+            for slug, tcu, warn, hard in collect_tenant_gauges():
+                used.add_metric([slug], tcu)
+                if warn:
+                    ratio.add_metric([slug, "warn"], tcu / warn)
+                if hard:
+                    ratio.add_metric([slug, "hard"], tcu / hard)
+        yield used
+        yield ratio
+        if settings.REDIS_URL:
+            import redis
+
+            from llm import budget
+
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
+            open_circuits = sum(1 for _ in client.scan_iter(f"{budget.NS}:cb:open:*", count=500))
+            g = GaugeMetricFamily("byok_circuits_open", "Upstream targets whose circuit breaker is open")
+            g.add_metric([], open_circuits)
+            yield g
+            q = GaugeMetricFamily("byok_celery_queue_depth", "Tasks waiting in the Celery queue", labels=["queue"])
+            q.add_metric(["celery"], client.llen("celery"))
+            yield q
+            pending = GaugeMetricFamily("byok_usage_events_pending", "Usage events queued for PostgreSQL")
+            pending.add_metric([], client.llen(budget.EVENTS_KEY))
+            yield pending
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:], token):
+        return True
+    return request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_IPS
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse("Forbidden: send the metrics token or scrape from an allowed address.\n",
+                            status=403, content_type="text/plain")
+    from llm import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
+
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    body = generate_latest(registry)
+    extra = CollectorRegistry()
+    extra.register(_StateCollector())
+    body += generate_latest(extra)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
