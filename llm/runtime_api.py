@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -74,7 +75,7 @@ class MessagePostSerializer(serializers.Serializer):
 
 
 class MessageListView(_UserThreadView):
-    @extend_schema(request=MessagePostSerializer, responses={202: serializers.DictField()})
+    @extend_schema(request=MessagePostSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, thread_id: int) -> Response:
         thread = assistant.access_thread(tenant=self.tenant, user=self.user(), thread_id=thread_id)
         ser = MessagePostSerializer(data=request.data)
@@ -87,7 +88,7 @@ class MessageListView(_UserThreadView):
 
 
 class MessageDetailView(_UserThreadView):
-    @extend_schema(responses=serializers.DictField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, thread_id: int, message_id: int) -> Response:
         thread = assistant.access_thread(tenant=self.tenant, user=self.user(), thread_id=thread_id)
         message = Message.objects.filter(thread=thread, id=message_id).first()
@@ -105,13 +106,13 @@ class JobCreateSerializer(serializers.Serializer):
 class JobListView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_USAGE, "POST": Perm.USE_ASSISTANT}
 
-    @extend_schema(responses=serializers.ListField(child=serializers.DictField()))
+    @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="llm_jobs_list")
     def get(self, request: Request) -> Response:
         from .models import Job
 
         return Response([jobs.job_read(j, with_results=False) for j in Job.objects.all()[:100]])
 
-    @extend_schema(request=JobCreateSerializer, responses={202: serializers.DictField()})
+    @extend_schema(request=JobCreateSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         ser = JobCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -123,17 +124,20 @@ class JobListView(TenantAPIView):
 class JobDetailView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_USAGE, "POST": Perm.USE_ASSISTANT, "DELETE": Perm.USE_ASSISTANT}
 
-    @extend_schema(responses=serializers.DictField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, job_id: int) -> Response:
         return Response(jobs.job_read(jobs.access_job(tenant=self.tenant, job_id=job_id)))
 
-    @extend_schema(responses=serializers.DictField())
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def delete(self, request: Request, job_id: int) -> Response:
         job = jobs.job_cancel(job=jobs.access_job(tenant=self.tenant, job_id=job_id))
         return Response(jobs.job_read(job, with_results=False))
 
 
-class JobCancelView(JobDetailView):
-    @extend_schema(request=None, responses=serializers.DictField())
+class JobCancelView(TenantAPIView):
+    required_perms = {"POST": Perm.USE_ASSISTANT}
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, job_id: int) -> Response:
-        return self.delete(request, job_id)
+        job = jobs.job_cancel(job=jobs.access_job(tenant=self.tenant, job_id=job_id))
+        return Response(jobs.job_read(job, with_results=False))
