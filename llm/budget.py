@@ -187,6 +187,7 @@ class RedisBackend(_Backend):
             import redis
 
             self._sync = redis.Redis.from_url(self.url)
+            self._sync_scripts = (self._sync.register_script(_ADMIT), self._sync.register_script(_SETTLE))
         return self._sync
 
     def async_client(self):
@@ -195,12 +196,20 @@ class RedisBackend(_Backend):
         import redis.asyncio as aredis
 
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
+        entry = self._async.get(loop)
+        if entry is None:
             client = aredis.Redis.from_url(self.url, max_connections=256)
-            self._async = {lp: c for lp, c in self._async.items() if not lp.is_closed()}
-            self._async[loop] = client
-        return client
+            # EVALSHA with the script's digest; redis-py loads the script once when Redis does not know it.
+            entry = (client, client.register_script(_ADMIT), client.register_script(_SETTLE))
+            self._async = {lp: e for lp, e in self._async.items() if not lp.is_closed()}
+            self._async[loop] = entry
+        return entry[0]
+
+    def _async_scripts(self):
+        import asyncio
+
+        self.async_client()
+        return self._async[asyncio.get_running_loop()][1:]
 
     # --- argument building ------------------------------------------------------------------------
     @staticmethod
@@ -246,9 +255,10 @@ class RedisBackend(_Backend):
     def admit(self, *, scopes, rates, concurrency, amount, circuits, now) -> Admission:
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
-        client = self.sync_client()
+        self.sync_client()
+        admit_script = self._sync_scripts[0]
         for _ in range(len(scopes) + 1):
-            outcome = self._interpret(client.eval(_ADMIT, len(keys), *keys, *args),
+            outcome = self._interpret(admit_script(keys=keys, args=args),
                                       period, scopes, rates, concurrency, amount, circuits)
             if isinstance(outcome, Admission):
                 return outcome
@@ -260,9 +270,9 @@ class RedisBackend(_Backend):
 
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
-        client = self.async_client()
+        admit_script = self._async_scripts()[0]
         for _ in range(len(scopes) + 1):
-            outcome = self._interpret(await client.eval(_ADMIT, len(keys), *keys, *args),
+            outcome = self._interpret(await admit_script(keys=keys, args=args),
                                       period, scopes, rates, concurrency, amount, circuits)
             if isinstance(outcome, Admission):
                 return outcome
@@ -286,14 +296,15 @@ class RedisBackend(_Backend):
             return
         reservation.settled = True
         keys, args = self._settle_args(reservation, actual, event)
-        self.sync_client().eval(_SETTLE, len(keys), *keys, *args)
+        self.sync_client()
+        self._sync_scripts[1](keys=keys, args=args)
 
     async def asettle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
         if reservation.settled:
             return
         reservation.settled = True
         keys, args = self._settle_args(reservation, actual, event)
-        await self.async_client().eval(_SETTLE, len(keys), *keys, *args)
+        await self._async_scripts()[1](keys=keys, args=args)
 
     def used(self, scope: Scope, period: str) -> int:
         client = self.sync_client()

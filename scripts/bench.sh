@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# `make bench`: the gateway overhead bench (../shared/bench) against this project as production runs it
+# (uvicorn, 2 workers, DEBUG=false, PostgreSQL + Redis) and LiteLLM in the same sitting; prints the table.
+#
+# Env: BENCH_DIR (../shared/bench), REQUESTS (500), REPEATS (3), CONCURRENCY (1,16), SCENARIOS (chat,stream),
+#      SKIP_LITELLM=1 to measure only this gateway, GW_PORT (8300), MOCK_PORT (8100), BENCH_DB (byok_bench).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$ROOT/../shared/bench}
+[ -f "$BENCH_DIR/overhead.py" ] || { echo "bench harness not found at $BENCH_DIR (set BENCH_DIR)"; exit 1; }
+# shellcheck source=/dev/null
+source "$BENCH_DIR/lib.sh"
+
+REQUESTS=${REQUESTS:-500} REPEATS=${REPEATS:-3} CONCURRENCY=${CONCURRENCY:-1,16} SCENARIOS=${SCENARIOS:-chat,stream}
+GW_PORT=${GW_PORT:-8300} MOCK_PORT=${MOCK_PORT:-8100} BENCH_DB=${BENCH_DB:-byok_bench}
+RUN_DIR=${RUN_DIR:-/tmp/byok-bench-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$RUN_DIR"
+PY=$ROOT/.venv/bin/python
+
+trap 'stop_all_started' EXIT
+trap 'exit 130' INT TERM
+
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$BENCH_DB
+export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/3}
+export DEBUG=false SECRET_KEY=bench-$(od -An -N16 -tx8 /dev/urandom | tr -d ' \n')
+export ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=false CELERY_TASK_ALWAYS_EAGER=false
+export CACHE_KEY_PREFIX=byok-bench LOG_LEVEL=WARNING
+export OPENAI_API_KEY=sk-mock-upstream OPENAI_BASE_URL=http://127.0.0.1:$MOCK_PORT/v1
+export PROMETHEUS_MULTIPROC_DIR=$RUN_DIR/prom && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $BENCH_DB" >/dev/null
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $BENCH_DB" >/dev/null
+redis-cli -u "$REDIS_URL" flushdb >/dev/null
+log "migrating $BENCH_DB"
+"$PY" "$ROOT/manage.py" migrate --noinput -v0
+"$PY" "$ROOT/manage.py" createtenant bench --owner bench@example.com --plan enterprise >/dev/null
+GW_KEY=$("$PY" "$ROOT/manage.py" createapikey bench --name bench --scopes gateway | tail -1)
+
+ensure_bench_python
+start_mock "$MOCK_PORT"
+start_bg GW_PID "$RUN_DIR/gateway.log" "$ROOT/.venv/bin/uvicorn" byok_platform.asgi:application \
+    --app-dir "$ROOT" --host 127.0.0.1 --port "$GW_PORT" --workers 2 --loop uvloop --http httptools \
+    --no-access-log --log-level warning
+wait_http "http://127.0.0.1:$GW_PORT/healthz" 60 "$GW_PID" || die "gateway did not start (see $RUN_DIR/gateway.log)"
+
+log "benchmark: byok-gateway"
+"$BENCH_PY" "$BENCH_DIR/overhead.py" --label byok-gateway \
+    --direct-base "http://127.0.0.1:$MOCK_PORT/v1" --direct-key sk-mock-upstream \
+    --gateway-base "http://127.0.0.1:$GW_PORT/v1" --gateway-key "$GW_KEY" --gateway-model openai:gpt-5-mini \
+    --gateway-tree "$GW_PID" --upstream-pid "$MOCK_PID" \
+    --scenarios "$SCENARIOS" --concurrency "$CONCURRENCY" --requests "$REQUESTS" --repeats "$REPEATS" \
+    --quiet-below "${QUIET_BELOW:-0.25}" --quiet-timeout "${QUIET_TIMEOUT:-20}" \
+    --json-out "$RUN_DIR/byok-gateway.json" | grep --line-buffered -v '^RESULT_JSON '
+sleep 2
+events=$("$PY" "$ROOT/manage.py" shell -c "from llm import metering; metering.flush(); from llm.models import UsageEvent; print(UsageEvent.objects.unscoped().count())")
+log "usage events recorded: $events"
+stop_all_started
+
+if [ "${SKIP_LITELLM:-0}" != 1 ]; then
+    SKIP=""
+    [ -x /tmp/litellm-venv/bin/litellm ] && SKIP=--skip-install
+    bash "$BENCH_DIR/litellm_baseline.sh" $SKIP --requests "$REQUESTS" --repeats "$REPEATS" \
+        --concurrency "$CONCURRENCY" --scenarios "$SCENARIOS" --out "$RUN_DIR/litellm"
+fi
+"$BENCH_PY" "$BENCH_DIR/report.py" "$RUN_DIR"/byok-gateway.json "$RUN_DIR"/litellm/litellm*.json 2>/dev/null \
+    | tee "$RUN_DIR/report.md" || "$BENCH_PY" "$BENCH_DIR/report.py" "$RUN_DIR"/byok-gateway.json
+log "results in $RUN_DIR"
