@@ -1,0 +1,255 @@
+"""Cap and usage alerts: one per tenant, period and threshold — e-mail, in-app notification, signed webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+from functools import partial
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import orjson
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+
+from tenants.audit import Actor, audit_record
+from tenants.models import Membership, Tenant
+from tenants.roles import Role
+
+from . import caps
+from .models import AlertSent, Notification, Subscription
+from .notifications import notification_create
+from .usage import period_bounds, platform_tokens, tcu_used
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-BYOK-Signature"
+WEBHOOK_TIMEOUT = 10.0
+WEBHOOK_MAX_RETRIES = 8
+
+
+class WebhookDeliveryError(Exception):
+    pass
+
+
+# --- texts ----------------------------------------------------------------------------------------
+
+def _describe(threshold: str, value: int, limit: int, tenant: Tenant, period: str) -> tuple[str, str, str]:
+    """(level, title, body) of an alert."""
+    _, end = period_bounds(period)
+    resets = f"{end:%Y-%m-%d} 00:00 UTC"
+    if threshold == "tcu_warn":
+        return (Notification.Level.WARNING, f"{tenant.name}: TCU warn level reached",
+                f"{value:,} of the {limit:,} TCU warn level used in {period}. The period resets on {resets}. "
+                "Review usage or raise the caps under Billing → Caps.")
+    if threshold == "tcu_hard":
+        return (Notification.Level.ERROR, f"{tenant.name}: TCU hard cap reached",
+                f"{value:,} TCU used of the {limit:,} TCU hard cap in {period}. New calls are refused until "
+                f"the period resets on {resets} or the cap is raised under Billing → Caps.")
+    pct = threshold.removeprefix("tokens_")
+    return (Notification.Level.ERROR if pct == "100" else Notification.Level.WARNING,
+            f"{tenant.name}: {pct} % of included tokens used",
+            f"{value:,} platform tokens used in {period}, past {pct} % of the tokens your plan includes "
+            f"({limit:,}). " + ("Further tokens are billed as overage at your plan's price per 1M tokens."
+               if pct == "100" else "Beyond the included amount, tokens are billed as overage."))
+
+
+def recipients(tenant: Tenant) -> list[str]:
+    """Owners and billing members of the tenant (active users)."""
+    return sorted(set(
+        Membership.objects.unscoped().filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING],
+                                             user__is_active=True).values_list("user__email", flat=True)))
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+def alert_send(*, tenant_id: int, period: str, threshold: str, value: int, limit: int) -> bool:
+    """Send the alert unless it was already sent for this tenant, period and threshold; True when sent now.
+
+    The unique (tenant, period, threshold) row decides: concurrent workers race on its INSERT and only the
+    winner notifies. The row and the in-app notification commit together; e-mail and webhook follow the commit.
+    """
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return False
+    level, title, body = _describe(threshold, value, limit, tenant, period)
+    with transaction.atomic():
+        alert, created = AlertSent.objects.unscoped().get_or_create(
+            tenant=tenant, period=period, threshold=threshold, defaults={"value": value, "limit": limit})
+        if not created:
+            return False
+        notification_create(tenant=tenant, title=title, body=body, level=level)
+        sub = Subscription.objects.unscoped().filter(tenant=tenant).first()
+        if sub is not None and sub.alert_webhook_url:
+            alert.webhook_status = "pending"
+            alert.save(update_fields=["webhook_status"])
+        transaction.on_commit(partial(_after_commit, alert.pk, title, body))
+    return True
+
+
+def _after_commit(alert_id: int, title: str, body: str) -> None:
+    alert = AlertSent.objects.unscoped().select_related("tenant").get(pk=alert_id)
+    sent = 0
+    for email in recipients(alert.tenant):
+        try:
+            sent += send_mail(f"[BYOK] {title}", f"{body}\n\n{settings.SITE_URL.rstrip('/')}/billing/",
+                              None, [email], fail_silently=False)
+        except Exception:  # one bad address must not stop the others
+            log.exception("alert e-mail to a recipient of %s failed", alert.tenant.slug)
+    AlertSent.objects.unscoped().filter(pk=alert_id).update(emails_sent=sent)
+    try:
+        from llm.metrics import ALERTS
+
+        ALERTS.labels(alert.threshold).inc()
+    except ImportError:
+        pass
+    log.info("alert %s sent for %s %s (%s e-mails)", alert.threshold, alert.tenant.slug, alert.period, sent)
+    if alert.webhook_status == "pending":
+        from .tasks import deliver_alert_webhook
+
+        deliver_alert_webhook.delay(alert_id)
+
+
+def alerts_check(*, tenant: Tenant, period: str) -> list[str]:
+    """Send every alert whose threshold the period's usage has passed but which is missing (a lost event)."""
+    limits = caps.limits_for(tenant.id)
+    tcu = tcu_used(tenant_id=tenant.id, period=period)
+    tokens = platform_tokens(tenant_id=tenant.id, period=period) if limits.included_tokens else 0
+    sent = []
+    for t in caps.thresholds(limits):
+        value = tcu if t.metric == "tcu" else tokens
+        if value >= t.level and alert_send(tenant_id=tenant.id, period=period, threshold=t.name, value=value,
+                                           limit=t.level):
+            sent.append(t.name)
+    return sent
+
+
+# --- the tenant's webhook ----------------------------------------------------------------------------
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, the header value tenants verify."""
+    t = int(timestamp if timestamp is not None else time.time())
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, *, tolerance: int = 300) -> bool:
+    """What a receiver does: recompute the HMAC over `{t}.{body}` and compare in constant time."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        t = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - t) > tolerance:
+        return False
+    expected = sign(secret, body, t).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def backoff_seconds(retries: int) -> int:
+    """Exponential backoff with jitter: ~10 s, 20 s, 40 s … capped at one hour."""
+    base = min(3600, 10 * 2 ** retries)
+    return base + secrets.randbelow(max(1, base // 4))
+
+
+def _check_public(url: str) -> None:
+    """Refuse private, loopback and link-local targets unless ALLOW_PRIVATE_ENDPOINTS (SSRF guard)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise ValidationError({"url": ["Enter an http(s) URL."]})
+    if settings.ALLOW_PRIVATE_ENDPOINTS:
+        return
+    if parsed.scheme != "https":
+        raise ValidationError({"url": ["Use an https URL."]})
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
+    except OSError:
+        raise ValidationError({"url": ["The host name does not resolve."]}) from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if not ip.is_global:
+            raise ValidationError({"url": ["This address is not reachable from the platform (private network)."]})
+
+
+def alert_webhook_payload(alert: AlertSent) -> bytes:
+    return orjson.dumps({
+        "id": f"alert_{alert.pk}",
+        "type": "billing.alert",
+        "tenant": alert.tenant.slug,
+        "period": alert.period,
+        "threshold": alert.threshold,
+        "unit": "TCU" if alert.threshold.startswith("tcu_") else "tokens",
+        "value": alert.value,
+        "limit": alert.limit,
+        "created": alert.created_at.isoformat(),
+    })
+
+
+def alert_webhook_deliver(alert_id: int) -> None:
+    """POST the alert to the tenant's URL, signed; raises WebhookDeliveryError so the task retries."""
+    alert = AlertSent.objects.unscoped().select_related("tenant").get(pk=alert_id)
+    sub = Subscription.objects.unscoped().filter(tenant=alert.tenant).first()
+    if sub is None or not sub.alert_webhook_url or alert.webhook_status == "delivered":
+        return
+    body = alert_webhook_payload(alert)
+    headers = {"Content-Type": "application/json", "User-Agent": "byok-platform-alerts/1",
+               SIGNATURE_HEADER: sign(sub.alert_webhook_secret, body), "X-BYOK-Event-Id": f"alert_{alert.pk}"}
+    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_attempts=alert.webhook_attempts + 1)
+    try:
+        _check_public(sub.alert_webhook_url)
+        response = httpx.post(sub.alert_webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT,
+                              follow_redirects=False)
+    except (httpx.HTTPError, ValidationError) as exc:
+        _failed(alert_id, f"{type(exc).__name__}")
+        raise WebhookDeliveryError(str(exc)) from exc
+    if not 200 <= response.status_code < 300:
+        _failed(alert_id, f"HTTP {response.status_code}")
+        raise WebhookDeliveryError(f"HTTP {response.status_code}")
+    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_status="delivered", webhook_last_error="")
+
+
+def _failed(alert_id: int, error: str) -> None:
+    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_last_error=error[:300])
+
+
+def alert_webhook_give_up(alert_id: int) -> None:
+    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_status="failed")
+
+
+def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, Any]:
+    """Set (or clear with "") the alert webhook URL; a new signing secret is returned once when set."""
+    from .plans import ensure_subscription
+
+    url = (url or "").strip()
+    if url:
+        _check_public(url)
+    with transaction.atomic():
+        sub = ensure_subscription(tenant, lock=True)
+        secret = ""
+        if url:
+            secret = "whsec_" + secrets.token_urlsafe(24)
+        sub.alert_webhook_url, sub.alert_webhook_secret = url, secret
+        sub.save(update_fields=["alert_webhook_url", "alert_webhook_secret", "updated_at"])
+        audit_record(tenant=tenant, actor=actor, action="billing.alert_webhook.update", obj=sub,
+                     object_repr=f"alert webhook of {tenant.slug}", changes={"url": url, "secret": bool(secret)})
+    return {"url": url, "secret": secret}
+
+
+def alert_webhook_read(*, tenant: Tenant) -> dict[str, Any]:
+    sub = Subscription.objects.unscoped().filter(tenant=tenant).first()
+    url = sub.alert_webhook_url if sub else ""
+    secret = sub.alert_webhook_secret if sub else ""
+    return {"url": url, "secret_masked": f"{secret[:6]}…{secret[-4:]}" if secret else ""}
+
+
+def recent_alerts(*, tenant: Tenant, limit: int = 20) -> list[AlertSent]:
+    return list(AlertSent.objects.unscoped().filter(tenant=tenant).order_by("-created_at")[:limit])
+

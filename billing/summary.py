@@ -1,0 +1,113 @@
+"""Billing selectors for the API and pages: the period's summary and the banner to show."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from tenants.models import Tenant
+
+from . import caps
+from .models import Plan, Subscription
+from .plans import billable_agents
+from .stripe_client import BillingError, stripe_configured
+from .usage import overage_of, period_bounds, period_of, tcu_used
+
+log = logging.getLogger(__name__)
+
+
+def _usd(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01')):f}"
+
+
+def _plan_and_sub(tenant: Tenant) -> tuple[Plan | None, Subscription | None]:
+    sub = Subscription.objects.unscoped().select_related("plan").filter(tenant=tenant).first()
+    return (sub.plan if sub else caps.free_plan()), sub
+
+
+def base_price(plan: Plan | None, tenant: Tenant) -> Decimal:
+    if plan is None:
+        return Decimal(0)
+    if plan.per_agent:
+        return plan.price_per_agent_usd * billable_agents(tenant)
+    return plan.price_flat_usd
+
+
+def billing_summary(*, tenant: Tenant, period: str | None = None, with_invoices: bool = True) -> dict[str, Any]:
+    """What `GET /api/billing/summary` returns (pages render the same dict)."""
+    period = period or period_of()
+    _, resets_at = period_bounds(period)  # validates the period
+    plan, sub = _plan_and_sub(tenant)
+    limits = caps.limits_for(tenant.id)
+    used_tcu = tcu_used(tenant_id=tenant.id, period=period)
+    if plan is not None:
+        ov = overage_of(tenant_id=tenant.id, plan=plan, period=period)
+        used_tokens, overage_tokens, overage_usd = ov.used_tokens, ov.overage_tokens, ov.amount_usd
+    else:
+        used_tokens, overage_tokens, overage_usd = 0, 0, Decimal(0)
+    base = base_price(plan, tenant)
+    invoices: list[dict[str, Any]] = []
+    invoices_error = ""
+    if with_invoices and sub is not None and sub.stripe_customer_id and stripe_configured():
+        from .stripe_sync import list_invoices
+
+        try:
+            invoices = list_invoices(tenant)
+        except BillingError as exc:
+            invoices_error = exc.message
+    body: dict[str, Any] = {
+        "period": period,
+        "plan": plan.slug if plan else "free",
+        "plan_name": plan.name if plan else "Free",
+        "tier": plan.tier if plan else "",
+        "status": sub.status if sub else Subscription.Status.ACTIVE,
+        "platform_allowed": limits.platform_allowed,
+        "tcu_used": used_tcu,
+        "warn_tcu": limits.warn_tcu,
+        "hard_tcu": limits.hard_tcu,
+        "resets_at": resets_at.isoformat(),
+        "included_tokens": plan.included_tokens if plan else 0,
+        "used_tokens": used_tokens,
+        "overage_tokens": overage_tokens,
+        "overage_usd_per_mtok": _usd(plan.overage_usd_per_mtok) if plan else "0.00",
+        "overage_amount_usd": _usd(overage_usd),
+        "base_amount_usd": _usd(base),
+        "amount_due_usd": _usd(base + overage_usd),
+        "invoices": invoices,
+        "banner": billing_banner(tenant, used_tcu=used_tcu if period == period_of() else None),
+    }
+    if invoices_error:
+        body["invoices_error"] = invoices_error
+    return body
+
+
+def billing_banner(tenant: Tenant, *, used_tcu: int | None = None) -> dict[str, Any] | None:
+    """The most important billing banner for the tenant's pages, or None: past due first, then caps."""
+    sub = Subscription.objects.unscoped().filter(tenant=tenant).first()
+    limits = caps.limits_for(tenant.id)
+    if sub is not None and sub.status == Subscription.Status.PAST_DUE:
+        grace_end = sub.grace_ends_at(settings.BILLING_GRACE_DAYS)
+        if not limits.platform_allowed:
+            return {"level": "error", "code": "past_due_blocked", "message": limits.platform_block_reason,
+                    "action": "portal"}
+        when = f"{grace_end:%Y-%m-%d}" if grace_end else "soon"
+        return {"level": "warning", "code": "past_due", "action": "portal",
+                "message": f"Your last payment failed. Update your payment method by {when}; after that, "
+                           "platform-managed models pause (your own keys and custom endpoints keep working)."}
+    if used_tcu is None:
+        used_tcu = tcu_used(tenant_id=tenant.id)
+    _, resets_at = period_bounds(period_of())
+    if limits.hard_tcu and used_tcu >= limits.hard_tcu:
+        return {"level": "error", "code": "hard_cap", "action": "caps",
+                "message": caps.hard_cap_message(used_tcu, limits.hard_tcu, resets_at)}
+    if limits.warn_tcu and used_tcu >= limits.warn_tcu:
+        return {"level": "warning", "code": "near_cap", "action": "caps",
+                "message": f"{used_tcu:,} TCU used this month: past the warn level of {limits.warn_tcu:,}; calls "
+                           f"stop at the hard cap of {limits.hard_tcu:,} TCU until "
+                           f"{resets_at.astimezone(UTC):%Y-%m-%d} or the cap is raised."}
+    return None
+

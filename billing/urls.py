@@ -1,0 +1,9 @@
+"""Billing URLs outside the REST API: the Stripe webhook (mounted under /billing/)."""
+
+from django.urls import path
+
+from . import webhooks
+
+urlpatterns = [
+    path("stripe/webhook", webhooks.stripe_webhook, name="stripe-webhook"),
+]

@@ -1,0 +1,83 @@
+"""Billing's usage selectors: TCU used, platform tokens and the overage of a tenant's period."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Q, Sum
+
+from llm.models import UsageEvent
+
+from .models import Plan
+
+log = logging.getLogger(__name__)
+_MTOK = Decimal(1_000_000)
+_CENT = Decimal("0.01")
+
+
+def period_of(dt: datetime | None = None) -> str:
+    dt = dt or datetime.now(UTC)
+    dt = dt.astimezone(UTC) if dt.tzinfo else dt
+    return f"{dt.year:04d}-{dt.month:02d}"
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    try:
+        year, month = (int(p) for p in period.split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+    except (ValueError, TypeError):
+        raise ValueError(f"“{period}” is not a period; use YYYY-MM, e.g. 2026-05.") from None
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _events(tenant_id: int, period: str):
+    start, end = period_bounds(period)
+    return UsageEvent.objects.unscoped().filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
+
+
+def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
+    """TCU of the period: the gateway's live counter when available, else the PostgreSQL sums."""
+    period = period or period_of()
+    if period == period_of():
+        try:
+            from llm.budget import used_tcu
+
+            return int(used_tcu(tenant_id=tenant_id, period=period))
+        except ImportError:
+            pass
+        except Exception:  # Redis down: the database still knows
+            log.warning("TCU counter unavailable for tenant %s; summing events", tenant_id, exc_info=True)
+    return int(_events(tenant_id, period).aggregate(t=Sum("tcu"))["t"] or 0)
+
+
+def platform_tokens(*, tenant_id: int, period: str) -> int:
+    """Input + output tokens of platform-mode calls in the period: what included tokens and overage count."""
+    agg = _events(tenant_id, period).aggregate(
+        i=Sum("input_tokens", filter=Q(mode="platform")), o=Sum("output_tokens", filter=Q(mode="platform")))
+    return int(agg["i"] or 0) + int(agg["o"] or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Overage:
+    period: str
+    used_tokens: int
+    included_tokens: int
+    overage_tokens: int
+    usd_per_mtok: Decimal
+    amount_usd: Decimal
+
+    @property
+    def amount_cents(self) -> int:
+        return int((self.amount_usd * 100).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def overage_of(*, tenant_id: int, plan: Plan, period: str) -> Overage:
+    used = platform_tokens(tenant_id=tenant_id, period=period)
+    over = max(0, used - plan.included_tokens) if plan.overage_usd_per_mtok > 0 else 0
+    amount = (Decimal(over) * plan.overage_usd_per_mtok / _MTOK).quantize(_CENT, rounding=ROUND_HALF_UP)
+    return Overage(period=period, used_tokens=used, included_tokens=plan.included_tokens, overage_tokens=over,
+                   usd_per_mtok=plan.overage_usd_per_mtok, amount_usd=amount)
