@@ -69,6 +69,12 @@ def stripe_errors(action: str) -> Iterator[None]:
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
         log.warning("stripe unreachable during %s: %s", action, type(exc).__name__)
         raise BillingError(UNAVAILABLE_MESSAGE, code="stripe_unavailable", retryable=True) from exc
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:  # callers often expect this (does the object exist yet?)
+            log.info("stripe 404 during %s", action)
+        else:
+            log.error("stripe invalid request during %s: %s", action, exc.code, exc_info=True)
+        raise BillingError(GENERIC_MESSAGE, code="stripe_error") from exc
     except stripe.StripeError as exc:
         log.error("stripe error during %s: %s %s", action, type(exc).__name__, getattr(exc, "code", ""),
                   exc_info=True)

@@ -115,6 +115,8 @@ def subscription_start(tenant: Tenant, plan: Plan) -> dict[str, Any]:
             "customer": customer_id,
             "items": [{"plan": plan_id, "quantity": quantity}],
             "metadata": {"tenant": tenant.slug, "plan": plan.slug},
+            # A declined first payment is an error (card message for the user), not an incomplete subscription.
+            "payment_behavior": "error_if_incomplete",
         }, options={"idempotency_key": f"byok-sub-{tenant.id}-{plan_id}-{customer_id}"}))
 
 

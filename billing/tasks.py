@@ -24,3 +24,34 @@ def deliver_alert_webhook(self, alert_id: int) -> bool:
             return False
         raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
     return True
+
+
+@shared_task(name="billing.run_billing_cycle", acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
+             max_retries=3)
+def run_billing_cycle(period: str | None = None) -> list[dict]:
+    """Beat, hourly: the current period (and the previous one while it closes); idempotent."""
+    from .cycle import billing_cycle_run, periods_due
+
+    periods = [period] if period else periods_due()
+    return [billing_cycle_run(period=p, reconciliation=False) for p in periods]
+
+
+@shared_task(name="billing.reconcile", acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+def reconcile(period: str | None = None) -> dict:
+    """Beat, nightly: reconcile the current period (and the previous one while it closes)."""
+    from .cycle import periods_due
+    from .reconciliation import reconcile as run
+
+    periods = [period] if period else periods_due()
+    return {p: run(period=p).issues_found for p in periods}
+
+
+@shared_task(name="billing.sync_subscription_quantity", acks_late=True, autoretry_for=(Exception,),
+             retry_backoff=True, max_retries=5)
+def sync_subscription_quantity(tenant_id: int) -> bool:
+    from tenants.models import Tenant
+
+    from .stripe_sync import subscription_sync_quantity
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    return bool(tenant and subscription_sync_quantity(tenant=tenant))
