@@ -76,6 +76,8 @@ def event_process(event: dict[str, Any]) -> str:
         row.save(update_fields=["processed_at", "result", "tenant"])
         if tenant is not None and handler is not None:
             transaction.on_commit(partial(caps.invalidate, tenant.id))
+    if tenant is not None and handler is not None:
+        caps.invalidate(tenant.id)  # committed here (unless called inside an outer transaction: on_commit above)
     return result
 
 

@@ -60,3 +60,37 @@ def _make_audit(tenant: Tenant) -> tuple[str, str]:
 register(Endpoint("agents", "/api/agents", _make_agent, update_body={"name": "hijacked"}))
 register(Endpoint("keys", "/api/keys", _make_key, update_body=None))
 register(Endpoint("audit", "/api/audit", _make_audit, update_body=None, can_delete=False))
+
+
+# --- billing app ---------------------------------------------------------------------------------
+
+def _make_notification(tenant: Tenant) -> tuple[str, str]:
+    from billing.notifications import notification_create
+
+    n = notification_create(tenant=tenant, title="notification-marker-of-a")
+    return f"/api/billing/notifications/{n.pk}", "notification-marker-of-a"
+
+
+def _make_agent_budget(tenant: Tenant) -> tuple[str, str]:
+    from billing.caps import agent_budget_set
+    from tenants.audit import SYSTEM
+    from tenants.services import agent_create
+
+    agent = agent_create(tenant=tenant, actor=SYSTEM, slug="budgeted-agent", name="Budgeted")
+    agent_budget_set(tenant=tenant, actor=SYSTEM, agent=agent, monthly_tcu=424242)
+    return f"/api/billing/agents/{agent.slug}/budget", "424242"
+
+
+def _make_caps(tenant: Tenant) -> tuple[str, str]:
+    from billing.caps import caps_update
+    from tenants.audit import SYSTEM
+
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=131313, hard_tcu=171717)
+    return "", "171717"
+
+
+register(Endpoint("billing-notifications", "/api/billing/notifications", _make_notification, update_body=None,
+                  can_delete=False))
+register(Endpoint("billing-agent-budget", None, _make_agent_budget, update_body={"monthly_tcu": 1},
+                  update_method="put", can_delete=False))
+register(Endpoint("billing-caps", "/api/billing/caps", _make_caps, update_body=None, can_delete=False))

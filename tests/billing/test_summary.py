@@ -1,0 +1,69 @@
+"""GET /api/billing/summary: the period's plan, TCU, caps, tokens, overage, amount due and Stripe invoices."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing.caps import caps_update
+from billing.plans import assign_plan
+from billing.summary import billing_banner
+from billing.usage import period_of
+from tenants.audit import SYSTEM
+
+from .conftest import make_usage
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = {"period", "plan", "tcu_used", "warn_tcu", "hard_tcu", "included_tokens", "used_tokens", "overage_tokens",
+          "overage_amount_usd", "amount_due_usd", "invoices"}
+
+
+def test_summary_has_the_documented_fields(manage_client, tenant):
+    body = manage_client.get("/api/billing/summary").json()
+    assert set(body) >= FIELDS
+    assert body["period"] == period_of() and body["plan"] == "free" and body["invoices"] == []
+    assert body["amount_due_usd"] == "0.00"
+
+
+def test_summary_counts_platform_tokens_overage_and_amount_due(manage_client, tenant, agent):
+    assign_plan(tenant=tenant, plan_slug="starter")  # $5/agent, 2M included, $2 per 1M over
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=1000, hard_tcu=5000)
+    make_usage(tenant, tokens=2_500_000, tcu=700)
+    make_usage(tenant, tokens=1_000_000, tcu=100, mode="byok")
+    make_usage(tenant, tokens=9_000_000, tcu=900, when=timezone.now() - timedelta(days=40))  # other period
+    body = manage_client.get("/api/billing/summary").json()
+    assert (body["plan"], body["included_tokens"], body["used_tokens"], body["overage_tokens"]) == (
+        "starter", 2_000_000, 2_500_000, 500_000)
+    assert body["tcu_used"] == 800 and (body["warn_tcu"], body["hard_tcu"]) == (1000, 5000)
+    assert body["overage_amount_usd"] == "1.00"
+    assert body["amount_due_usd"] == "6.00"  # one agent x $5 + $1 overage
+
+
+def test_summary_lists_stripe_invoices(paid_tenant, stripe):
+    from rest_framework.test import APIClient
+
+    from billing.models import Subscription
+    from tenants.models import Membership
+
+    sub = Subscription.objects.unscoped().get(tenant=paid_tenant)
+    client = APIClient()
+    client.force_login(Membership.objects.unscoped().get(tenant=paid_tenant).user)
+    body = client.get("/api/billing/summary").json()
+    assert len(body["invoices"]) >= 1  # the subscription's first invoice
+    invoice = body["invoices"][0]
+    assert invoice["id"].startswith("in_") and invoice["amount_due_usd"] == "10.00"
+    assert sub.stripe_customer_id
+
+
+def test_summary_rejects_a_bad_period(manage_client, tenant):
+    response = manage_client.get("/api/billing/summary?period=2026-13")
+    assert response.status_code == 400 and "period" in response.json()
+
+
+def test_banner_warns_near_the_cap_and_errors_at_the_hard_cap(tenant):
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=100, hard_tcu=200)
+    assert billing_banner(tenant, used_tcu=50) is None
+    assert billing_banner(tenant, used_tcu=150)["code"] == "near_cap"
+    hard = billing_banner(tenant, used_tcu=250)
+    assert hard["code"] == "hard_cap" and "250 of 200 TCU" in hard["message"]
