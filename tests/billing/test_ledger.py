@@ -119,3 +119,37 @@ def test_pending_items_only_lists_the_projects_items(paid_tenant, stripe):
     sub = Subscription.objects.unscoped().get(tenant=paid_tenant)
     stripe.v1.invoice_items.create(params={"customer": sub.stripe_customer_id, "amount": 100, "currency": "usd"})
     assert ledger.pending_items(sub.stripe_customer_id) == []
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_pushes_make_one_item(make_tenant, stripe):
+    import threading
+
+    from django.db import connection
+
+    from billing.plans import plan_change
+    from tenants.audit import SYSTEM
+
+    from .conftest import attach_card
+
+    tenant = make_tenant("parallel")
+    attach_card(tenant)
+    plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+    make_usage(tenant, tokens=6_000_000)
+    barrier = threading.Barrier(4)
+    results = []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(overage_push(tenant=tenant, period=period_of()).action)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["created", "unchanged", "unchanged", "unchanged"]
+    assert [i["amount"] for i in _items(stripe, tenant)] == [300]
