@@ -93,6 +93,12 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
         return PlanChange(subscription=sub)
     if not plan.is_paid:
         if sub.stripe_subscription_id:
+            from .ledger import overage_push
+            from .usage import period_of
+
+            pushed = overage_push(tenant=tenant, period=period_of())  # onto the final invoice
+            if pushed.action == "failed":
+                raise BillingError(pushed.message, code="overage_push_failed", retryable=True)
             stripe_sync.subscription_cancel(sub)
         return PlanChange(subscription=_apply_plan(tenant, actor, plan, stripe_subscription_id=""), changed=True)
     customer_id = stripe_sync.ensure_customer(tenant)

@@ -194,7 +194,9 @@ def subscription_cancel(sub: Subscription) -> None:
         return
     try:
         with stripe_errors("subscription cancel"):
-            stripe_client().v1.subscriptions.cancel(sub.stripe_subscription_id)
+            # invoice_now: the final invoice carries the pending overage items, which would otherwise never bill
+            stripe_client().v1.subscriptions.cancel(sub.stripe_subscription_id,
+                                                    params={"invoice_now": True, "prorate": True})
     except BillingError as exc:
         if not is_missing(exc):  # already gone is what we wanted
             raise
