@@ -285,7 +285,7 @@ class RedisBackend(_Backend):
         for s in reservation.scopes:
             keys += [s.used_key(reservation.period), s.reserved_key(reservation.period)]
         has_cc = reservation.concurrency_key is not None
-        if has_cc:
+        if reservation.concurrency_key is not None:
             keys.append(reservation.concurrency_key)
         keys.append(EVENTS_KEY)
         args = [len(reservation.scopes), int(has_cc), reservation.amount, actual, event or b""]

@@ -102,7 +102,12 @@ def _touch(key_id: int) -> None:
     from tenants.keys import touch_last_used
 
     task = asyncio.get_running_loop().run_in_executor(None, touch_last_used, key_id)
-    task.add_done_callback(lambda f: f.exception() and log.warning("last_used update failed"))
+    task.add_done_callback(_log_failure)
+
+
+def _log_failure(future: Any) -> None:
+    if future.exception() is not None:
+        log.warning("last_used update failed: %s", future.exception().__class__.__name__)
 
 
 def _context(info: Any, request_type: str) -> CallContext:
@@ -281,10 +286,10 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         return
     except Exception:
         log.exception("gateway error")
-        exc = GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
-                           type="api_error", code="internal_error")
+        internal = GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
+                                type="api_error", code="internal_error")
         try:
-            await _error(send, exc, ctx_holder[0].request_id if ctx_holder else fallback_id)
+            await _error(send, internal, ctx_holder[0].request_id if ctx_holder else fallback_id)
         except Exception:
             log.debug("could not send the error response")
 

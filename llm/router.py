@@ -83,12 +83,13 @@ def _load_agent_budget(tenant_id: int, agent_id: int) -> int | None:
 
 def hard_cap_message(used: int, cap: int, scope: str = "tenant") -> str:
     _, end = budget.period_bounds(budget.period_of())
-    try:
-        from billing.caps import hard_cap_message as billing_message
-    except ImportError:
-        billing_message = None
-    if scope == "tenant" and billing_message is not None:
-        return billing_message(used, cap, end)
+    if scope == "tenant":
+        try:
+            from billing.caps import hard_cap_message as billing_message
+        except ImportError:
+            pass
+        else:
+            return billing_message(used, cap, end)
     what = {"tenant": "Monthly TCU hard cap", "key": "This API key's monthly TCU limit",
             "agent": "This agent's monthly TCU budget"}.get(scope, "Monthly TCU limit")
     return (f"{what} reached: {used:,} of {cap:,} TCU used. New calls are refused until the period resets on "
@@ -176,7 +177,7 @@ async def admit(ctx: CallContext, body: dict, targets: list[Any]) -> tuple[budge
         raise GatewayError(403, limits.platform_block_reason or
                            "Your plan does not include platform-managed models; use your own key (BYOK).",
                            type="permission_error", code="platform_mode_not_allowed")
-    scopes = [budget.Scope("tenant", ctx.tenant_id, limits.hard_tcu or None)]
+    scopes = [budget.Scope("tenant", ctx.tenant_id, limits.hard_tcu)]  # 0 blocks every call
     if ctx.api_key_id is not None and ctx.key_spend_limit is not None:
         scopes.append(budget.Scope("key", ctx.api_key_id, ctx.key_spend_limit))
     agent_cap = await agent_budget(ctx.tenant_id, ctx.agent_id)

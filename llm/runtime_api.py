@@ -59,7 +59,8 @@ class ThreadDetailView(_UserThreadView):
     @extend_schema(request=ThreadSerializer, responses=ThreadSerializer)
     def patch(self, request: Request, thread_id: int) -> Response:
         thread = assistant.access_thread(tenant=self.tenant, user=self.user(), thread_id=thread_id)
-        thread = assistant.thread_rename(thread=thread, title=request.data.get("title", ""))
+        data = request.data if isinstance(request.data, dict) else {}
+        thread = assistant.thread_rename(thread=thread, title=data.get("title", ""))
         return Response(ThreadSerializer(thread).data)
 
     @extend_schema(responses={204: None})
