@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tenants.scoping import TenantOwned
 
-__all__ = ["UsageDaily", "UsageEvent"]
+__all__ = ["UsageDaily", "UsageEvent", "UsageHourly"]
 
 
 class UsageEvent(TenantOwned):
@@ -67,10 +67,9 @@ class UsageEvent(TenantOwned):
         return f"{self.request_id} {self.model} {self.status}"
 
 
-class UsageDaily(TenantOwned):
-    """Per tenant, day, agent, model and mode: the sums the dashboard and billing read."""
+class UsageRollup(TenantOwned):
+    """Sums of usage per agent, model and mode over one period (see the two concrete tables)."""
 
-    day = models.DateField()
     agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=64, blank=True)
@@ -87,6 +86,15 @@ class UsageDaily(TenantOwned):
     latency_hist = models.JSONField(default=list)
 
     class Meta:
+        abstract = True
+
+
+class UsageDaily(UsageRollup):
+    """Per tenant and UTC day: what ranges of whole days read."""
+
+    day = models.DateField()
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "day", "agent", "model", "mode"], name="uniq_usage_daily",
@@ -97,3 +105,21 @@ class UsageDaily(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.day} {self.model}"
+
+
+class UsageHourly(UsageRollup):
+    """Per tenant and UTC hour: the partial days at both ends of a range; only the current hour is read live."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "hour", "agent", "model", "mode"], name="uniq_usage_hourly",
+                nulls_distinct=False,
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour} {self.model}"
