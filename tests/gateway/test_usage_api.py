@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from llm.models import UsageDaily, UsageEvent
+from llm.models import UsageDaily, UsageEvent, UsageHourly
 from llm.usage import rollup_pending
 
 pytestmark = pytest.mark.django_db
@@ -51,17 +51,25 @@ def test_totals_by_model_day_and_agent(manage_client, history, agent):
     assert sum(d["requests"] for d in body["by_day"]) == 16
 
 
+RANGES = ("24h", "7d", "30d", "90d", "all")
+
+
 def test_rollups_do_not_change_the_figures(manage_client, history, tenant):
-    before = manage_client.get("/api/llm/usage?range=all").json()
+    from django.db.models import Sum
+
+    before = {rng: manage_client.get(f"/api/llm/usage?range={rng}").json() for rng in RANGES}
     assert rollup_pending() > 0
     assert UsageDaily.objects.unscoped().filter(tenant=tenant).exists()
-    after = manage_client.get("/api/llm/usage?range=all").json()
-    assert after == before
-    assert after["totals"]["requests"] == 19
-    for rng in ("24h", "7d", "30d", "90d"):
-        assert manage_client.get(f"/api/llm/usage?range={rng}").status_code == 200
-    assert rollup_pending() >= 0  # running again is safe
-    assert manage_client.get("/api/llm/usage?range=all").json() == before
+    assert UsageHourly.objects.unscoped().filter(tenant=tenant).exists()
+    hourly_total = UsageHourly.objects.unscoped().filter(tenant=tenant).aggregate(n=Sum("requests"))["n"]
+    this_hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    assert hourly_total == UsageEvent.objects.unscoped().filter(tenant=tenant, created_at__lt=this_hour).count()
+    for rng in RANGES:
+        assert manage_client.get(f"/api/llm/usage?range={rng}").json() == before[rng], rng
+    assert before["all"]["totals"]["requests"] == 19
+    rollup_pending()  # running again is safe
+    for rng in RANGES:
+        assert manage_client.get(f"/api/llm/usage?range={rng}").json() == before[rng], rng
 
 
 def test_agent_filter(manage_client, history, agent):

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         vacuum_analyze()
         if not no_rollup:
             started = time.monotonic()
-            rows = rollup_pending(redo_days=days + 1)
+            rows = rollup_pending(redo_hours=(days + 1) * 24)
             self.stdout.write(f"rolled up into {rows:,} daily rows in {time.monotonic() - started:.1f} s")
         for rng in ("24h", "30d", "90d", "all"):
             best = min(self._time(tenant, rng) for _ in range(5))
