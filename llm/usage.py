@@ -111,6 +111,13 @@ def rollup_hour(*, tenant_id: int, hour: datetime) -> int:
 
 
 def rollup_day(*, tenant_id: int, day: date) -> int:
+    """Recompute one tenant-day from its events: its 24 hours, then the day (idempotent)."""
+    start = _day_start(day)
+    written = sum(rollup_hour(tenant_id=tenant_id, hour=start + HOUR * i) for i in range(24))
+    return written + _day_from_hours(tenant_id=tenant_id, day=day)
+
+
+def _day_from_hours(*, tenant_id: int, day: date) -> int:
     """Recompute one tenant-day from its hourly rows (idempotent: replaces the day's rows)."""
     start = _day_start(day)
     merged: dict[tuple, dict[str, Any]] = {}
@@ -154,7 +161,7 @@ def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
             hour += HOUR
         for day in sorted(touched_days):
             if _day_start(day) + DAY <= current_hour:  # only whole days go to the daily table
-                written += rollup_day(tenant_id=tenant_id, day=day)
+                written += _day_from_hours(tenant_id=tenant_id, day=day)
     return written
 
 
