@@ -107,3 +107,19 @@ def other_client(other_tenant, make_key) -> APIClient:
 @pytest.fixture
 def agent(tenant):
     return agent_create(tenant=tenant, actor=SYSTEM, slug="support-bot", name="Support bot")
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    """One fake provider server (every wire protocol) for the whole run; see tests/fakes/upstream.py."""
+    from tests.fakes.upstream import FakeUpstream
+
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(fake_upstream):
+    fake_upstream.reset()
+    return fake_upstream

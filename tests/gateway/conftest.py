@@ -25,21 +25,6 @@ class _Server(uvicorn.Server):
         pass
 
 
-@pytest.fixture(scope="session")
-def fake_upstream():
-    from tests.fakes.upstream import FakeUpstream
-
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake(fake_upstream):
-    fake_upstream.reset()
-    return fake_upstream
-
-
 @pytest.fixture
 def gateway_url(transactional_db, settings):
     """Serve byok_platform.asgi:application with uvicorn in a thread; yields its base URL."""

@@ -1,0 +1,78 @@
+"""A real Celery worker (subprocess) on the test database and Redis; tasks are sent, not run eagerly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
+    """Start `celery -A byok_platform worker` against this test run's database and a private Redis queue."""
+    from byok_platform.celery import app
+
+    db = settings.DATABASES["default"]
+    queue = f"test-{os.getpid()}"
+    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/1"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": broker,
+        "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "DJANGO_SETTINGS_MODULE": "byok_platform.settings",
+        "OPENAI_API_KEY": "sk-test-platform",
+        "OPENAI_BASE_URL": fake_upstream.url + "/v1",
+        "USAGE_DRAIN_INTERVAL": "3600",
+        "LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "byok_platform", "worker", "-Q", queue, "--concurrency", "2",
+         "--pool", "prefork", "-l", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    monkeypatch.setattr(app.conf, "broker_url", broker)
+    monkeypatch.setattr(app.conf, "result_backend", broker)
+    monkeypatch.setattr(app.conf, "task_default_queue", queue)
+    app.pool.force_close_all()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_upstream.url + "/v1")
+    deadline = time.monotonic() + 60
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=3)
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=1, destination=None)
+        if replies:
+            break
+        assert proc.poll() is None, f"celery worker exited: {proc.stdout.read() if proc.stdout else ''}"
+    else:
+        proc.kill()
+        raise RuntimeError("the Celery worker did not answer a ping within 60 s")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    app.pool.force_close_all()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
