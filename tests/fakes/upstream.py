@@ -1,0 +1,311 @@
+"""A fake LLM provider speaking the real wire formats over HTTP, for tests (and `python -m tests.fakes.upstream`).
+
+Shapes relied on (from the providers' API references):
+- OpenAI: POST /v1/chat/completions (JSON; SSE `data: {chunk}` lines ending `data: [DONE]`, a final chunk with
+  `choices: []` and `usage` when `stream_options.include_usage`), POST /v1/embeddings, GET /v1/models, errors
+  `{"error": {"message", "type", "param", "code"}}` with 401/404/429(+Retry-After)/5xx.
+- Azure OpenAI: the same bodies at /openai/deployments/{deployment}/chat/completions?api-version=…, `api-key` header.
+- Ollama: GET /api/tags → {"models": [{"name": "llama3:8b", …}]}.
+- Anthropic: POST /v1/messages with `x-api-key` and `anthropic-version`; JSON {id, type: message, content[…],
+  stop_reason, usage{input_tokens, output_tokens}}; SSE events message_start, content_block_start,
+  content_block_delta, content_block_stop, message_delta, message_stop; errors {"type": "error", "error": {…}}.
+
+Behaviour is chosen by the request: keys starting `sk-test-` are valid (OpenAI paths also accept no key, like
+Ollama), any other key gets the provider's 401; the model name picks a case: `fail-429`, `fail-500`, `fail-503`,
+`fail-400`, `missing-model` (404), `slow` (3 s before the first byte), `cut` (stream dropped after two chunks),
+`tool` (a tool call to the request's first tool), `drip` (a stream of 50 chunks, 50 ms apart); anything else is
+answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+TEXT = "Hello from fake {protocol}!"
+PROMPT_TOKENS, COMPLETION_TOKENS = 12, 5
+
+
+def _pieces(text: str, n: int = 4) -> list[str]:
+    size = max(1, len(text) // n)
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+class FakeUpstream:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def reset(self) -> None:
+        self.requests.clear()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.openai_chat)
+        app.router.add_post("/v1/embeddings", self.openai_embeddings)
+        app.router.add_get("/v1/models", self.openai_models)
+        app.router.add_get("/api/tags", self.ollama_tags)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self.azure_embeddings)
+        app.router.add_post("/v1/messages", self.anthropic_messages)
+        app.router.add_get("/health", self.health)
+        return app
+
+    def start(self) -> FakeUpstream:
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, self.host, self.port)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True, name="fake-upstream")
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
+        future.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    # --- helpers ---------------------------------------------------------------------------------
+    async def _record(self, request: web.Request) -> Any:
+        raw = await request.read()
+        body = orjson.loads(raw) if raw else None
+        self.requests.append((request.path, {k.lower(): v for k, v in request.headers.items()}, body))
+        return body
+
+    @staticmethod
+    def _openai_error(status: int, message: str, code: str, type_: str = "invalid_request_error",
+                      headers: dict | None = None) -> web.Response:
+        return web.json_response({"error": {"message": message, "type": type_, "param": None, "code": code}},
+                                 status=status, headers=headers)
+
+    def _openai_auth(self, request: web.Request, header: str = "authorization") -> web.Response | None:
+        value = request.headers.get(header, "")
+        key = value[7:] if value.lower().startswith("bearer ") else value
+        if not value and header == "authorization":
+            return None  # keyless local servers (Ollama, vLLM)
+        if not key.startswith("sk-test-"):
+            return self._openai_error(401, f"Incorrect API key provided: {key}.", "invalid_api_key")
+        return None
+
+    def _openai_case(self, model: str) -> web.Response | None:
+        if model == "fail-429":
+            return self._openai_error(429, "Rate limit reached for requests", "rate_limit_exceeded",
+                                      "requests", headers={"Retry-After": "7"})
+        if model in ("fail-500", "fail-503"):
+            return self._openai_error(int(model[-3:]), "The server had an error", "server_error", "server_error")
+        if model == "fail-400":
+            return self._openai_error(400, "Invalid 'messages': bad request", "invalid_value")
+        if model == "missing-model":
+            return self._openai_error(404, "The model `missing-model` does not exist", "model_not_found")
+        return None
+
+    # --- OpenAI -------------------------------------------------------------------------------------
+    async def openai_chat(self, request: web.Request, protocol: str = "openai_compat", auth_header: str = "authorization"):
+        body = await self._record(request)
+        denied = self._openai_auth(request, auth_header)
+        if denied is not None:
+            return denied
+        model = body.get("model") or request.match_info.get("deployment", "")
+        failure = self._openai_case(model)
+        if failure is not None:
+            return failure
+        if model == "slow":
+            await asyncio.sleep(3)
+        text = TEXT.format(protocol=protocol)
+        tool_calls = None
+        if model == "tool" and body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            tool_calls = [{"id": "call_" + uuid.uuid4().hex[:8], "type": "function",
+                           "function": {"name": name, "arguments": '{"city": "Paris"}'}}]
+        cid = "chatcmpl-" + uuid.uuid4().hex[:12]
+        if not body.get("stream"):
+            message: dict = {"role": "assistant", "content": None if tool_calls else text}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            return web.json_response({
+                "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+                "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+                          "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS},
+            })
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def emit(obj: Any) -> None:
+            await response.write(b"data: " + (obj if isinstance(obj, bytes) else orjson.dumps(obj)) + b"\n\n")
+
+        base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        pieces = [f"tok{i} " for i in range(50)] if model == "drip" else _pieces(text)
+        await emit({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                         "finish_reason": None}]})
+        if tool_calls:
+            await emit({**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, **tool_calls[0]}]},
+                                             "finish_reason": None}]})
+        else:
+            for i, piece in enumerate(pieces):
+                if model == "cut" and i == 2:
+                    request.transport.close()  # type: ignore[union-attr]
+                    return response
+                if model == "drip":
+                    await asyncio.sleep(0.05)
+                await emit({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        await emit({**base, "choices": [{"index": 0, "delta": {},
+                                         "finish_reason": "tool_calls" if tool_calls else "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            completion = len(pieces) if model == "drip" else COMPLETION_TOKENS
+            await emit({**base, "choices": [], "usage": {"prompt_tokens": PROMPT_TOKENS,
+                                                         "completion_tokens": completion,
+                                                         "total_tokens": PROMPT_TOKENS + completion}})
+        await emit(b"[DONE]")
+        await response.write_eof()
+        return response
+
+    async def openai_embeddings(self, request: web.Request, auth_header: str = "authorization"):
+        body = await self._record(request)
+        denied = self._openai_auth(request, auth_header)
+        if denied is not None:
+            return denied
+        failure = self._openai_case(body.get("model", ""))
+        if failure is not None:
+            return failure
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        return web.json_response({
+            "object": "list", "model": body.get("model"),
+            "data": [{"object": "embedding", "index": i, "embedding": [0.125 * (j + 1) for j in range(8)]}
+                     for i, _ in enumerate(inputs)],
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+        })
+
+    async def openai_models(self, request: web.Request):
+        await self._record(request)
+        denied = self._openai_auth(request)
+        if denied is not None:
+            return denied
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in ("gpt-fake", "llama3:8b")]})
+
+    async def ollama_tags(self, request: web.Request):
+        await self._record(request)
+        return web.json_response({"models": [{"name": "llama3:8b", "model": "llama3:8b", "size": 4661224676},
+                                             {"name": "qwen2.5:7b", "model": "qwen2.5:7b", "size": 4683087332}]})
+
+    async def azure_chat(self, request: web.Request):
+        if not request.query.get("api-version"):
+            return self._openai_error(404, "Resource not found", "404")
+        return await self.openai_chat(request, protocol="azure_openai", auth_header="api-key")
+
+    async def azure_embeddings(self, request: web.Request):
+        return await self.openai_embeddings(request, auth_header="api-key")
+
+    # --- Anthropic ----------------------------------------------------------------------------------
+    @staticmethod
+    def _anthropic_error(status: int, type_: str, message: str, headers: dict | None = None) -> web.Response:
+        return web.json_response({"type": "error", "error": {"type": type_, "message": message}}, status=status,
+                                 headers=headers)
+
+    async def anthropic_messages(self, request: web.Request):
+        body = await self._record(request)
+        key = request.headers.get("x-api-key", "")
+        if not key.startswith("sk-test-"):
+            return self._anthropic_error(401, "authentication_error", f"invalid x-api-key {key}")
+        if not request.headers.get("anthropic-version"):
+            return self._anthropic_error(400, "invalid_request_error", "anthropic-version header is required")
+        model = body.get("model", "")
+        if model == "fail-429":
+            return self._anthropic_error(429, "rate_limit_error", "Number of requests has exceeded your rate limit",
+                                         {"retry-after": "7"})
+        if model in ("fail-500", "fail-503"):
+            return self._anthropic_error(529 if model == "fail-503" else 500, "overloaded_error", "Overloaded")
+        if model == "missing-model":
+            return self._anthropic_error(404, "not_found_error", f"model: {model}")
+        if model == "fail-400" or not body.get("max_tokens"):
+            return self._anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
+        if model == "slow":
+            await asyncio.sleep(3)
+        text = TEXT.format(protocol="anthropic")
+        tool = None
+        if model == "tool" and body.get("tools"):
+            tool = {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:8], "name": body["tools"][0]["name"],
+                    "input": {"city": "Paris"}}
+        mid = "msg_" + uuid.uuid4().hex[:12]
+        usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
+        if not body.get("stream"):
+            return web.json_response({"id": mid, "type": "message", "role": "assistant", "model": model,
+                                      "content": [tool] if tool else [{"type": "text", "text": text}],
+                                      "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
+                                      "usage": usage})
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def emit(event: str, data: dict) -> None:
+            await response.write(f"event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n")
+
+        await emit("message_start", {"type": "message_start", "message": {
+            "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}})
+        if tool:
+            await emit("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+                "type": "tool_use", "id": tool["id"], "name": tool["name"], "input": {}}})
+            await emit("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                "type": "input_json_delta", "partial_json": '{"city": "Paris"}'}})
+        else:
+            await emit("content_block_start", {"type": "content_block_start", "index": 0,
+                                               "content_block": {"type": "text", "text": ""}})
+            for i, piece in enumerate(_pieces(text)):
+                if model == "cut" and i == 2:
+                    request.transport.close()  # type: ignore[union-attr]
+                    return response
+                await emit("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                   "delta": {"type": "text_delta", "text": piece}})
+        await emit("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await emit("message_delta", {"type": "message_delta", "delta": {
+            "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": COMPLETION_TOKENS}})
+        await emit("message_stop", {"type": "message_stop"})
+        await response.write_eof()
+        return response
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8199)
+    args = parser.parse_args()
+    web.run_app(FakeUpstream().app(), host="127.0.0.1", port=args.port)
+
+
+if __name__ == "__main__":
+    main()
