@@ -6,6 +6,11 @@ Shapes relied on (from the providers' API references):
   `{"error": {"message", "type", "param", "code"}}` with 401/404/429(+Retry-After)/5xx.
 - Azure OpenAI: the same bodies at /openai/deployments/{deployment}/chat/completions?api-version=…, `api-key` header.
 - Ollama: GET /api/tags → {"models": [{"name": "llama3:8b", …}]}.
+- Gemini: POST /v1beta/models/{model}:generateContent | :streamGenerateContent?alt=sse | :batchEmbedContents with
+  `x-goog-api-key`; {candidates[{content{role, parts}, finishReason}], usageMetadata{promptTokenCount,
+  candidatesTokenCount}}; errors {"error": {"code", "message", "status"}}.
+- Cohere v2: POST /v2/chat (Bearer) → {id, finish_reason, message{role, content[{type: text, text}]}, usage{tokens}};
+  SSE events message-start, content-delta, message-end; POST /v2/embed → {embeddings{float}, meta{billed_units}}.
 - Anthropic: POST /v1/messages with `x-api-key` and `anthropic-version`; JSON {id, type: message, content[…],
   stop_reason, usage{input_tokens, output_tokens}}; SSE events message_start, content_block_start,
   content_block_delta, content_block_stop, message_delta, message_stop; errors {"type": "error", "error": {…}}.
@@ -65,6 +70,9 @@ class FakeUpstream:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self.azure_embeddings)
         app.router.add_post("/v1/messages", self.anthropic_messages)
+        app.router.add_post("/v1beta/models/{model:[^:/]+}:{method}", self.gemini)
+        app.router.add_post("/v2/chat", self.cohere_chat)
+        app.router.add_post("/v2/embed", self.cohere_embed)
         app.router.add_get("/health", self.health)
         return app
 
@@ -298,6 +306,105 @@ class FakeUpstream:
         await emit("message_stop", {"type": "message_stop"})
         await response.write_eof()
         return response
+
+
+    # --- Gemini -------------------------------------------------------------------------------------
+    @staticmethod
+    def _google_error(status: int, message: str, state: str, headers: dict | None = None) -> web.Response:
+        return web.json_response({"error": {"code": status, "message": message, "status": state}}, status=status,
+                                 headers=headers)
+
+    async def gemini(self, request: web.Request):
+        body = await self._record(request)
+        key = request.headers.get("x-goog-api-key", "")
+        if not key.startswith("sk-test-"):
+            return self._google_error(400 if not key else 403, f"API key not valid: {key}", "PERMISSION_DENIED")
+        model, method = request.match_info["model"], request.match_info["method"]
+        if model == "fail-429":
+            return self._google_error(429, "Resource has been exhausted", "RESOURCE_EXHAUSTED", {"retry-after": "7"})
+        if model in ("fail-500", "fail-503"):
+            return self._google_error(int(model[-3:]), "The service is currently unavailable.", "UNAVAILABLE")
+        if model == "missing-model":
+            return self._google_error(404, f"models/{model} is not found", "NOT_FOUND")
+        if model == "fail-400":
+            return self._google_error(400, "Invalid value at 'contents'", "INVALID_ARGUMENT")
+        if model == "slow":
+            await asyncio.sleep(3)
+        if method == "batchEmbedContents":
+            return web.json_response({"embeddings": [{"values": [0.25] * 8} for _ in body.get("requests", [])]})
+        text = TEXT.format(protocol="gemini")
+        usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": COMPLETION_TOKENS,
+                 "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS}
+        tools = body.get("tools") or []
+        if model == "tool" and tools:
+            name = tools[0]["functionDeclarations"][0]["name"]
+            parts = [{"functionCall": {"name": name, "args": {"city": "Paris"}}}]
+        else:
+            parts = [{"text": text}]
+        if method == "generateContent":
+            return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},
+                                                      "finishReason": "STOP", "index": 0}], "usageMetadata": usage})
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        chunks = [[{"text": p}] for p in _pieces(text)] if "text" in parts[0] else [parts]
+        for i, chunk_parts in enumerate(chunks):
+            if model == "cut" and i == 2:
+                request.transport.close()  # type: ignore[union-attr]
+                return response
+            last = i == len(chunks) - 1
+            payload: dict = {"candidates": [{"content": {"role": "model", "parts": chunk_parts}, "index": 0,
+                                             **({"finishReason": "STOP"} if last else {})}]}
+            if last:
+                payload["usageMetadata"] = usage
+            await response.write(b"data: " + orjson.dumps(payload) + b"\r\n\r\n")
+        await response.write_eof()
+        return response
+
+    # --- Cohere -------------------------------------------------------------------------------------
+    async def cohere_chat(self, request: web.Request):
+        body = await self._record(request)
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer sk-test-"):
+            return web.json_response({"message": f"invalid api token {auth[7:]}"}, status=401)
+        model = body.get("model", "")
+        if model == "fail-429":
+            return web.json_response({"message": "You are using a Trial key"}, status=429, headers={"retry-after": "7"})
+        if model in ("fail-500", "fail-503"):
+            return web.json_response({"message": "internal server error"}, status=int(model[-3:]))
+        if model == "missing-model":
+            return web.json_response({"message": f"model '{model}' not found"}, status=404)
+        if model == "fail-400":
+            return web.json_response({"message": "invalid request: messages"}, status=400)
+        if model == "slow":
+            await asyncio.sleep(3)
+        text = TEXT.format(protocol="cohere")
+        usage = {"billed_units": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+                 "tokens": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}}
+        if not body.get("stream"):
+            return web.json_response({"id": uuid.uuid4().hex, "finish_reason": "COMPLETE", "usage": usage,
+                                      "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}})
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def emit(event: str, data: dict) -> None:
+            await response.write(f"event: {event}\n".encode() + b"data: " + orjson.dumps({"type": event, **data})
+                                 + b"\n\n")
+
+        await emit("message-start", {"id": uuid.uuid4().hex, "delta": {"message": {"role": "assistant"}}})
+        for i, piece in enumerate(_pieces(text)):
+            if model == "cut" and i == 2:
+                request.transport.close()  # type: ignore[union-attr]
+                return response
+            await emit("content-delta", {"index": 0, "delta": {"message": {"content": {"text": piece}}}})
+        await emit("message-end", {"delta": {"finish_reason": "COMPLETE", "usage": usage}})
+        await response.write_eof()
+        return response
+
+    async def cohere_embed(self, request: web.Request):
+        body = await self._record(request)
+        texts = body.get("texts") or []
+        return web.json_response({"id": uuid.uuid4().hex, "embeddings": {"float": [[0.5] * 8 for _ in texts]},
+                                  "texts": texts, "meta": {"billed_units": {"input_tokens": 3 * len(texts)}}})
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 
 def _target(fake, protocol: str, model: str = "gpt-fake", key: str = GOOD, **kw) -> Target:
-    base = {"openai_compat": fake.url + "/v1", "anthropic": fake.url, "azure_openai": fake.url}[protocol]
+    base = {"openai_compat": fake.url + "/v1", "anthropic": fake.url, "azure_openai": fake.url,
+            "gemini": fake.url, "cohere": fake.url}[protocol]
     options = {"deployment": model, "api_version": "2024-10-21"} if protocol == "azure_openai" else {}
     return Target(provider=protocol, protocol=protocol, base_url=base, api_key=key, model=model, options=options,
                   **kw)
@@ -31,7 +32,7 @@ async def _collect(gen):
     return [chunk async for chunk in gen]
 
 
-PROTOCOLS = ["openai_compat", "anthropic", "azure_openai"]
+PROTOCOLS = ["openai_compat", "anthropic", "azure_openai", "gemini", "cohere"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -69,7 +70,7 @@ def test_anthropic_request_is_converted_to_the_native_shape(fake):
                                                    "content": "sunny"}
 
 
-@pytest.mark.parametrize("protocol", ["openai_compat", "anthropic"])
+@pytest.mark.parametrize("protocol", ["openai_compat", "anthropic", "gemini"])
 def test_tool_calls_come_back_in_openai_shape(fake, protocol):
     result = run(get_adapter(protocol).chat(_target(fake, protocol, model="tool"),
                                             {"messages": MESSAGES, "tools": TOOLS}))
@@ -137,12 +138,28 @@ def test_dns_failure_says_so():
     assert info.value.kind == "unavailable" and "DNS" in info.value.message
 
 
-def test_embeddings(fake):
-    result = run(get_adapter("openai_compat").embeddings(_target(fake, "openai_compat"), {"input": ["a", "b"]}))
-    assert len(result["data"]) == 2 and result["usage"]["prompt_tokens"] == 6
+@pytest.mark.parametrize("protocol", ["openai_compat", "azure_openai", "gemini", "cohere"])
+def test_embeddings(fake, protocol):
+    result = run(get_adapter(protocol).embeddings(_target(fake, protocol), {"input": ["a", "b"]}))
+    assert len(result["data"]) == 2 and len(result["data"][0]["embedding"]) == 8
+    assert result["usage"]["prompt_tokens"] > 0
+
+
+def test_anthropic_has_no_embeddings(fake):
     with pytest.raises(ProviderError) as info:
         run(get_adapter("anthropic").embeddings(_target(fake, "anthropic"), {"input": "a"}))
     assert info.value.kind == "bad_request"
+
+
+def test_gemini_request_is_converted_to_the_native_shape(fake):
+    run(get_adapter("gemini").chat(_target(fake, "gemini", model="gemini-2.5-flash"),
+                                   {"messages": MESSAGES, "max_tokens": 20, "temperature": 0.1, "tools": TOOLS}))
+    path, headers, native = fake.requests[-1]
+    assert path == "/v1beta/models/gemini-2.5-flash:generateContent" and headers["x-goog-api-key"] == GOOD
+    assert native["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert native["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
+    assert native["generationConfig"] == {"temperature": 0.1, "maxOutputTokens": 20}
+    assert native["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
 
 
 def test_models_and_ollama_discovery(fake):
