@@ -11,6 +11,9 @@ Shapes relied on (from the providers' API references):
   candidatesTokenCount}}; errors {"error": {"code", "message", "status"}}.
 - Cohere v2: POST /v2/chat (Bearer) → {id, finish_reason, message{role, content[{type: text, text}]}, usage{tokens}};
   SSE events message-start, content-delta, message-end; POST /v2/embed → {embeddings{float}, meta{billed_units}}.
+- Bedrock: POST /model/{id}/converse and /converse-stream, SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=…`;
+  the stream is AWS event-stream binary frames (prelude: total length, headers length, CRC32; string headers
+  `:event-type`, `:message-type`, `:content-type`; JSON payload; message CRC32); errors carry `x-amzn-errortype`.
 - Anthropic: POST /v1/messages with `x-api-key` and `anthropic-version`; JSON {id, type: message, content[…],
   stop_reason, usage{input_tokens, output_tokens}}; SSE events message_start, content_block_start,
   content_block_delta, content_block_stop, message_delta, message_stop; errors {"type": "error", "error": {…}}.
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import binascii
+import struct
 import threading
 import time
 import uuid
@@ -72,6 +77,8 @@ class FakeUpstream:
         app.router.add_post("/v1/messages", self.anthropic_messages)
         app.router.add_post("/v1beta/models/{model:[^:/]+}:{method}", self.gemini)
         app.router.add_post("/v2/chat", self.cohere_chat)
+        app.router.add_post("/model/{model}/converse", self.bedrock_converse)
+        app.router.add_post("/model/{model}/converse-stream", self.bedrock_converse)
         app.router.add_post("/v2/embed", self.cohere_embed)
         app.router.add_get("/health", self.health)
         return app
@@ -405,6 +412,73 @@ class FakeUpstream:
         texts = body.get("texts") or []
         return web.json_response({"id": uuid.uuid4().hex, "embeddings": {"float": [[0.5] * 8 for _ in texts]},
                                   "texts": texts, "meta": {"billed_units": {"input_tokens": 3 * len(texts)}}})
+
+
+    # --- Bedrock ------------------------------------------------------------------------------------
+    @staticmethod
+    def event_frame(event: str, payload: dict, message_type: str = "event") -> bytes:
+        """One AWS event-stream message, as botocore's EventStreamBuffer expects it."""
+        headers = b""
+        kind = ":exception-type" if message_type == "exception" else ":event-type"
+        for name, value in ((kind, event), (":message-type", message_type), (":content-type", "application/json")):
+            headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+        body = orjson.dumps(payload)
+        total = 12 + len(headers) + len(body) + 4
+        prelude = struct.pack(">II", total, len(headers))
+        prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
+        message = prelude + headers + body
+        return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
+
+    async def bedrock_converse(self, request: web.Request):
+        body = await self._record(request)
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("AWS4-HMAC-SHA256 Credential=AKIATEST"):
+            return web.json_response({"message": "The security token included in the request is invalid."},
+                                     status=403, headers={"x-amzn-errortype": "UnrecognizedClientException:"})
+        model = request.match_info["model"]
+        errors = {"fail-429": (429, "ThrottlingException", "Too many requests"),
+                  "fail-500": (500, "InternalServerException", "Internal error"),
+                  "fail-503": (503, "ServiceUnavailableException", "Service unavailable"),
+                  "fail-400": (400, "ValidationException", "Malformed input request"),
+                  "missing-model": (404, "ResourceNotFoundException", "Could not resolve the foundation model")}
+        if model in errors:
+            status, error_type, message = errors[model]
+            return web.json_response({"message": message}, status=status,
+                                     headers={"x-amzn-errortype": error_type + ":", "retry-after": "7"})
+        if model == "slow":
+            await asyncio.sleep(3)
+        text = TEXT.format(protocol="bedrock")
+        usage = {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS,
+                 "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+        tools = ((body.get("toolConfig") or {}).get("tools")) or []
+        tool = None
+        if model == "tool" and tools:
+            tool = {"toolUseId": "tooluse_" + uuid.uuid4().hex[:8], "name": tools[0]["toolSpec"]["name"]}
+        if request.path.endswith("/converse"):
+            content = [{"toolUse": {**tool, "input": {"city": "Paris"}}}] if tool else [{"text": text}]
+            return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
+                                      "stopReason": "tool_use" if tool else "end_turn", "usage": usage,
+                                      "metrics": {"latencyMs": 5}})
+        response = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+        await response.prepare(request)
+        await response.write(self.event_frame("messageStart", {"role": "assistant"}))
+        if tool:
+            await response.write(self.event_frame("contentBlockStart", {"start": {"toolUse": tool},
+                                                                        "contentBlockIndex": 0}))
+            await response.write(self.event_frame("contentBlockDelta", {
+                "delta": {"toolUse": {"input": '{"city": "Paris"}'}}, "contentBlockIndex": 0}))
+        else:
+            for i, piece in enumerate(_pieces(text)):
+                if model == "cut" and i == 2:
+                    request.transport.close()  # type: ignore[union-attr]
+                    return response
+                await response.write(self.event_frame("contentBlockDelta", {"delta": {"text": piece},
+                                                                            "contentBlockIndex": 0}))
+        await response.write(self.event_frame("contentBlockStop", {"contentBlockIndex": 0}))
+        await response.write(self.event_frame("messageStop", {"stopReason": "tool_use" if tool else "end_turn"}))
+        await response.write(self.event_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 5}}))
+        await response.write_eof()
+        return response
 
 
 def main() -> None:

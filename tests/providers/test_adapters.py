@@ -18,8 +18,11 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 def _target(fake, protocol: str, model: str = "gpt-fake", key: str = GOOD, **kw) -> Target:
     base = {"openai_compat": fake.url + "/v1", "anthropic": fake.url, "azure_openai": fake.url,
-            "gemini": fake.url, "cohere": fake.url}[protocol]
-    options = {"deployment": model, "api_version": "2024-10-21"} if protocol == "azure_openai" else {}
+            "gemini": fake.url, "cohere": fake.url, "bedrock": fake.url}[protocol]
+    options: dict = {"deployment": model, "api_version": "2024-10-21"} if protocol == "azure_openai" else {}
+    if protocol == "bedrock":
+        options = {"region": "eu-central-1", "secret_access_key": key,
+                   "access_key_id": "AKIATESTEXAMPLE00001" if key.startswith("sk-test-") else "AKIAWRONGEXAMPLE0001"}
     return Target(provider=protocol, protocol=protocol, base_url=base, api_key=key, model=model, options=options,
                   **kw)
 
@@ -32,7 +35,7 @@ async def _collect(gen):
     return [chunk async for chunk in gen]
 
 
-PROTOCOLS = ["openai_compat", "anthropic", "azure_openai", "gemini", "cohere"]
+PROTOCOLS = ["openai_compat", "anthropic", "azure_openai", "gemini", "cohere", "bedrock"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -70,7 +73,7 @@ def test_anthropic_request_is_converted_to_the_native_shape(fake):
                                                    "content": "sunny"}
 
 
-@pytest.mark.parametrize("protocol", ["openai_compat", "anthropic", "gemini"])
+@pytest.mark.parametrize("protocol", ["openai_compat", "anthropic", "gemini", "bedrock"])
 def test_tool_calls_come_back_in_openai_shape(fake, protocol):
     result = run(get_adapter(protocol).chat(_target(fake, protocol, model="tool"),
                                             {"messages": MESSAGES, "tools": TOOLS}))
@@ -143,6 +146,16 @@ def test_embeddings(fake, protocol):
     result = run(get_adapter(protocol).embeddings(_target(fake, protocol), {"input": ["a", "b"]}))
     assert len(result["data"]) == 2 and len(result["data"][0]["embedding"]) == 8
     assert result["usage"]["prompt_tokens"] > 0
+
+
+def test_bedrock_requests_are_sigv4_signed(fake):
+    run(get_adapter("bedrock").chat(_target(fake, "bedrock", model="anthropic.claude-haiku-4-5"),
+                                    {"messages": MESSAGES, "max_tokens": 30}))
+    path, headers, native = fake.requests[-1]
+    assert path == "/model/anthropic.claude-haiku-4-5/converse"
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIATESTEXAMPLE00001/")
+    assert "/eu-central-1/bedrock/aws4_request" in headers["authorization"] and "x-amz-date" in headers
+    assert native["system"] == [{"text": "Be brief."}] and native["inferenceConfig"] == {"maxTokens": 30}
 
 
 def test_anthropic_has_no_embeddings(fake):
