@@ -61,7 +61,7 @@ def to_native(body: dict) -> dict:
     system, messages = [], []
     for m in body.get("messages", []):
         role, content = m.get("role"), m.get("content")
-        parts = [{"text": content}] if isinstance(content, str) and content else [
+        parts: list[dict] = [{"text": content}] if isinstance(content, str) and content else [
             {"text": p.get("text", "")} for p in content or [] if isinstance(p, dict) and p.get("type") == "text"]
         if role in ("system", "developer"):
             system.extend(parts)
@@ -151,7 +151,7 @@ async def chat(target: Target, body: dict) -> dict:
         message["tool_calls"] = calls
     return {"id": "bedrock-" + uuid.uuid4().hex[:12], "object": "chat.completion", "created": int(time.time()),
             "model": target.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": _STOP.get(data.get("stopReason"), "stop")}],
+            "choices": [{"index": 0, "message": message, "finish_reason": _STOP.get(str(data.get("stopReason")), "stop")}],
             "usage": _usage(data.get("usage") or {})}
 
 
@@ -201,7 +201,7 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
                         yield {**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
                             {"index": max(tool_index, 0), "function": {"arguments": delta["toolUse"].get("input", "")}}]}}]}
                 elif event == "messageStop":
-                    finish = _STOP.get(payload.get("stopReason"), "stop")
+                    finish = _STOP.get(str(payload.get("stopReason")), "stop")
                 elif event == "metadata":
                     usage = payload.get("usage") or {}
     finally:

@@ -65,7 +65,7 @@ async def chat(target: Target, body: dict) -> dict:
     if msg.get("tool_calls"):
         message["tool_calls"] = msg["tool_calls"]
     return {"id": data.get("id", ""), "object": "chat.completion", "created": int(time.time()), "model": target.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": _FINISH.get(data.get("finish_reason"), "stop")}],
+            "choices": [{"index": 0, "message": message, "finish_reason": _FINISH.get(str(data.get("finish_reason")), "stop")}],
             "usage": _usage(data.get("usage") or {})}
 
 
@@ -89,7 +89,7 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
                                         "delta": {"tool_calls": [{"index": payload.get("index", 0), **call}]}}]}
         elif kind == "message-end":
             yield {**base, "choices": [{"index": 0, "delta": {},
-                                        "finish_reason": _FINISH.get(delta.get("finish_reason"), "stop")}]}
+                                        "finish_reason": _FINISH.get(str(delta.get("finish_reason")), "stop")}]}
             yield {**base, "choices": [], "usage": _usage(delta.get("usage") or {})}
             done = True
             break

@@ -106,7 +106,7 @@ async def embeddings(target: Target, body: dict) -> dict:
 async def list_models(target: Target) -> list[str]:
     response = await send(target, "GET", _url(target, "/models"), headers=_headers(target))
     data = json_of(target, response)
-    return [m.get("id") for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
+    return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
 
 
 async def ollama_tags(base_url: str, api_key: str = "") -> list[str]:
@@ -117,7 +117,7 @@ async def ollama_tags(base_url: str, api_key: str = "") -> list[str]:
     target = Target(provider="ollama", protocol="openai_compat", base_url=root, api_key=api_key)
     response = await send(target, "GET", root + "/api/tags", headers=_headers(target))
     data = json_of(target, response)
-    return [m.get("name") or m.get("model") for m in data.get("models", []) if isinstance(m, dict)]
+    return [str(m.get("name") or m.get("model")) for m in data.get("models", []) if isinstance(m, dict)]
 
 
 __all__ = ["chat", "embeddings", "list_models", "ollama_tags", "stream_chat"]
