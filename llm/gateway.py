@@ -167,7 +167,8 @@ async def chat_completions(scope: dict, receive: Any, send: Any, ctx_holder: lis
     await call.start()
     if not body.get("stream"):
         result = await call.complete()
-        await _respond(send, 200, orjson.dumps(result), ctx.request_id)
+        extra = [(b"x-byok-cache", b"hit" if call.cache_hit else b"miss")] if route.cache_ttl else None
+        await _respond(send, 200, orjson.dumps(result), ctx.request_id, extra)
         return
     await _stream(send, call, ctx, _stream_wants_usage(body))
 

@@ -298,6 +298,40 @@ def usage_from(usage: Usage, upstream_usage: dict | None) -> None:
     usage.cached_tokens = int(details.get("cached_tokens") or 0)
 
 
+def is_deterministic(body: dict, target: Any) -> bool:
+    """Only a request that must give the same answer twice may be answered from the cache."""
+    temperature = body.get("temperature", (target.params or {}).get("temperature"))
+    return not body.get("stream") and temperature is not None and float(temperature) == 0 \
+        and int(body.get("n") or 1) == 1
+
+
+def cache_key(ctx: CallContext, route: Any, body: dict) -> str:
+    digest = hashlib.sha256(orjson.dumps({k: v for k, v in body.items() if k != "user"},
+                                         option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{budget.NS}:rcache:{ctx.tenant_id}:{route.name}:{digest}"
+
+
+async def cache_get(key: str) -> dict | None:
+    b = budget.backend()
+    if isinstance(b, budget.MemoryBackend):
+        with b.lock:
+            raw: Any = b.values.get(key) if b.expiry.get(key, 0) > time.time() else None
+    else:
+        raw = await b.async_client().get(key)
+    return orjson.loads(raw) if raw else None
+
+
+async def cache_put(key: str, result: dict, ttl: int) -> None:
+    b = budget.backend()
+    raw = orjson.dumps(result)
+    if isinstance(b, budget.MemoryBackend):
+        with b.lock:
+            b.values[key] = raw  # type: ignore[assignment]
+            b.expiry[key] = time.time() + ttl
+    else:
+        await b.async_client().set(key, raw, ex=ttl)
+
+
 class Call:
     """One admitted call: tries targets, then settles the reservation and queues exactly one UsageEvent."""
 
@@ -311,6 +345,7 @@ class Call:
         self.open_circuits: set[str] = set()
         self.usage: Usage | None = None
         self.finished = False
+        self.cache_hit = False
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
@@ -360,6 +395,18 @@ class Call:
         """Non-streamed chat or embeddings: returns the OpenAI-shaped body."""
         from .providers import ProviderError, get_adapter
 
+        rkey = None
+        ttl = getattr(self.route, "cache_ttl", None)
+        if ttl and call_kind == "chat" and self.targets and is_deterministic(self.body, self.targets[0]):
+            rkey = cache_key(self.ctx, self.route, self.body)
+            cached = await cache_get(rkey)
+            if cached is not None:
+                usage = new_usage(self.ctx, self.route, self.targets[0], self.variant)
+                usage_from(usage, cached.get("usage"))
+                usage.cached = True
+                self.cache_hit = True
+                await self.finish(usage, self.targets[0])
+                return cached
         last_exc: Any = None
         last_target = None
         depth = 0
@@ -381,6 +428,8 @@ class Call:
             usage.fallback_depth = depth
             usage_from(usage, result.get("usage"))
             await self.finish(usage, target)
+            if rkey is not None:
+                await cache_put(rkey, result, int(ttl or 0))
             return result
         error = error_for(last_exc)
         await self.fail(error, last_target, depth)

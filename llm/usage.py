@@ -185,8 +185,8 @@ def _segments(since: datetime | None, daily_end: datetime | None, hourly_end: da
     hours.append((max(daily_end, h0) if h0 is not None else daily_end, hourly_end))
     hours = [(a, b) for a, b in hours if a < b]
     live_start = max(hourly_end, since) if since is not None else hourly_end
-    events = [(live_start, None)]
-    if since is not None and since < min(h0, hourly_end):
+    events: list[tuple[datetime, datetime | None]] = [(live_start, None)]
+    if since is not None and h0 is not None and since < min(h0, hourly_end):
         events.append((since, min(h0, hourly_end)))
     return days, hours, events
 
