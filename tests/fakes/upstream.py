@@ -22,7 +22,8 @@ Behaviour is chosen by the request: keys starting `sk-test-` are valid (OpenAI p
 Ollama), any other key gets the provider's 401; the model name picks a case: `fail-429`, `fail-500`, `fail-503`,
 `fail-400`, `missing-model` (404), `slow` (3 s before the first byte), `cut` (stream dropped after two chunks),
 `tool` (a tool call to the request's first tool), `drip` (a stream of 50 chunks, 50 ms apart); anything else is
-answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens.
+answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens. Any path under `/status/<code>/`
+answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`).
 """
 
 from __future__ import annotations
@@ -66,8 +67,19 @@ class FakeUpstream:
         self.requests.clear()
 
     # --- lifecycle -------------------------------------------------------------------------------
+    @web.middleware
+    async def forced_status(self, request: web.Request, handler):
+        """`/status/<code>/…` answers that status on any path: a target that keeps failing, for failover tests."""
+        parts = request.path.split("/")
+        if len(parts) > 2 and parts[1] == "status" and parts[2].isdigit():
+            await self._record(request)
+            code = int(parts[2])
+            return web.json_response({"error": {"message": f"forced {code}", "type": "server_error", "code": None}},
+                                     status=code, headers={"retry-after": "1"} if code == 429 else None)
+        return await handler(request)
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.forced_status])
         app.router.add_post("/v1/chat/completions", self.openai_chat)
         app.router.add_post("/v1/embeddings", self.openai_embeddings)
         app.router.add_get("/v1/models", self.openai_models)
