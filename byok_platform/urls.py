@@ -9,6 +9,7 @@ from . import health, metrics_view
 api_patterns: list = [
     path("", include("tenants.api_urls")),
     path("", include("llm.runtime_urls")),
+    path("", include("llm.api_urls")),
     path("", include("billing.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

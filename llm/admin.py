@@ -1,0 +1,139 @@
+"""Django admin for the catalog (curated by platform admins) and, read-mostly, tenants' LLM configuration.
+
+Every catalog change is recorded in the admin's history (LogEntry) and makes the router's cached catalog
+stale at once; secrets are never shown (only their masks).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tenants.admin_base import TenantOwnedAdmin
+
+from .models import CatalogModel, Credential, Preferences, Provider, Route
+from .resolution import bump_config_version
+
+log = logging.getLogger(__name__)
+
+
+class CatalogAdminMixin:
+    """Invalidate the router's catalog on every change."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        log.info("catalog %s %s by %s: %s", "changed" if change else "added", obj.pk, request.user,
+                 list(form.changed_data))
+        bump_config_version()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)  # type: ignore[misc]
+        bump_config_version()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        bump_config_version()
+
+
+@admin.register(Provider)
+class ProviderAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "name", "protocol", "default_base_url", "eu_region_available", "sort_order"]
+    list_filter = ["protocol", "eu_region_available"]
+    search_fields = ["id", "name"]
+
+
+def _set_enabled(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
+    objects = list(queryset)
+    queryset.update(enabled=enabled)
+    content_type = ContentType.objects.get_for_model(CatalogModel)
+    word = "Enabled" if enabled else "Disabled"
+    for obj in objects:
+        LogEntry.objects.log_action(user_id=request.user.pk, content_type_id=content_type.pk, object_id=obj.pk,
+                                    object_repr=str(obj), action_flag=CHANGE,
+                                    change_message=f"{word} (bulk action).")
+    bump_config_version()
+    modeladmin.message_user(request, f"{word} {len(objects)} model(s).", messages.SUCCESS)
+
+
+@admin.action(description="Enable the selected models")
+def enable_models(modeladmin, request, queryset):
+    _set_enabled(modeladmin, request, queryset, True)
+
+
+@admin.action(description="Disable the selected models")
+def disable_models(modeladmin, request, queryset):
+    _set_enabled(modeladmin, request, queryset, False)
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "name", "provider", "input_usd_per_mtok", "output_usd_per_mtok", "eu_hosted", "tier",
+                    "recommended", "enabled"]
+    list_filter = ["provider", "tier", "eu_hosted", "recommended", "enabled", "reasoning", "vision", "tools",
+                   "coding", "embeddings"]
+    list_editable = ["enabled"]
+    search_fields = ["id", "name", "native_model_id", "openrouter_model_id"]
+    list_select_related = ["provider"]
+    actions = [enable_models, disable_models]
+    fieldsets = [
+        (None, {"fields": ["id", "provider", "name", "tier", "enabled", "recommended", "sort_order"]}),
+        ("Upstream ids", {"fields": ["native_model_id", "openrouter_model_id"]}),
+        ("Prices (USD per 1M tokens)", {"fields": ["input_usd_per_mtok", "output_usd_per_mtok"]}),
+        ("Limits and capabilities", {"fields": ["context_length", "max_output_tokens", "reasoning", "vision",
+                                                "tools", "coding", "embeddings", "eu_hosted"]}),
+        (None, {"fields": ["notes"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["id"] if obj else []
+
+
+class TenantConfigAdmin(TenantOwnedAdmin):
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        bump_config_version(obj.tenant_id)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        bump_config_version(obj.tenant_id)
+
+    def delete_queryset(self, request, queryset):
+        tenant_ids = set(queryset.values_list("tenant_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for tenant_id in tenant_ids:
+            bump_config_version(tenant_id)
+
+
+@admin.register(Credential)
+class CredentialAdmin(TenantConfigAdmin):
+    list_display = ["name", "tenant", "kind", "api_key_masked", "base_url", "created_at", "rotated_at",
+                    "last_verified_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "tenant__slug", "base_url"]
+    # Secrets are changed by the tenant (API or pages); admins see the masks only.
+    fields = ["tenant", "kind", "name", "api_key_masked", "base_url", "config", "input_usd_per_mtok",
+              "output_usd_per_mtok", "created_at", "rotated_at", "last_verified_at"]
+    readonly_fields = ["tenant", "kind", "api_key_masked", "created_at", "rotated_at", "last_verified_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Preferences)
+class PreferencesAdmin(TenantConfigAdmin):
+    list_display = ["tenant", "agent", "mode", "model", "temperature", "max_tokens", "eu_only", "updated_at"]
+    list_filter = ["mode", "eu_only"]
+    search_fields = ["tenant__slug", "model"]
+    raw_id_fields = ["tenant", "agent", "credential", "custom_endpoint"]
+
+
+@admin.register(Route)
+class RouteAdmin(TenantConfigAdmin):
+    list_display = ["name", "tenant", "cache_ttl_seconds", "eu_only", "updated_at"]
+    search_fields = ["name", "tenant__slug"]
+    raw_id_fields = ["tenant"]

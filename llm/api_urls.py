@@ -1,0 +1,9 @@
+"""URLs of the LLM configuration API (mounted under /api/)."""
+
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("llm/models", api.ModelListView.as_view(), name="llm-models"),
+]
