@@ -6,4 +6,6 @@ from . import api
 
 urlpatterns = [
     path("llm/models", api.ModelListView.as_view(), name="llm-models"),
+    path("llm/credentials", api.CredentialListView.as_view(), name="llm-credentials"),
+    path("llm/credentials/<int:credential_id>", api.CredentialDetailView.as_view(), name="llm-credential"),
 ]

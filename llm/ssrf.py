@@ -1,0 +1,113 @@
+"""SSRF guard for tenant-supplied endpoints: http(s) only, and no private, loopback, link-local or metadata
+addresses unless `ALLOW_PRIVATE_ENDPOINTS` is on (the embedded dev default; off in production).
+
+Checked when an endpoint is saved and again before it is called (DNS answers can change). Outbound calls
+never follow redirects (the provider client's default), so a public URL cannot bounce into the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+_DNS_TTL = 10.0
+_dns_lock = threading.Lock()
+_dns_cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
+
+
+class BlockedAddress(ValueError):
+    """The URL may not be called: wrong scheme, unresolvable, or a non-public address."""
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _resolve_cached(host: str, port: int) -> list[str]:
+    now = time.monotonic()
+    entry = _dns_cache.get((host, port))
+    if entry and entry[0] > now:
+        return entry[1]
+    addresses = _resolve(host, port)
+    with _dns_lock:
+        if len(_dns_cache) > 5_000:
+            _dns_cache.clear()
+        _dns_cache[(host, port)] = (now + _DNS_TTL, addresses)
+    return addresses
+
+
+def clear_dns_cache() -> None:
+    with _dns_lock:
+        _dns_cache.clear()
+
+
+def blocked_reason(address: str) -> str | None:
+    """Why an IP address is not public (None when it is)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if str(ip) in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"):
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_reserved or not ip.is_global:
+        return "a reserved (non-public) address"
+    return None
+
+
+def check_url(url: str, *, allow_private: bool | None = None, use_cache: bool = True) -> None:
+    """Raise BlockedAddress unless `url` is http(s) and (in production) every address of its host is public."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise BlockedAddress("The URL is not valid.") from None
+    if parts.scheme not in ("http", "https"):
+        raise BlockedAddress("Only http:// and https:// URLs are allowed.")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise BlockedAddress("The URL has no host.")
+    if parts.username or parts.password:
+        raise BlockedAddress("Put credentials in the API key field, not in the URL.")
+    if allow_private is None:
+        allow_private = settings.ALLOW_PRIVATE_ENDPOINTS
+    if allow_private:
+        return
+    if host in _METADATA_HOSTS or host == "localhost" or host.endswith(".localhost"):
+        raise BlockedAddress(f"The host {host} is an internal address; only public endpoints are allowed.")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        ipaddress.ip_address(host)
+        addresses = [host]
+    except ValueError:
+        try:
+            addresses = _resolve_cached(host, port) if use_cache else _resolve(host, port)
+        except (OSError, UnicodeError):
+            raise BlockedAddress(f"The host {host} does not resolve (check the spelling).") from None
+    if not addresses:
+        raise BlockedAddress(f"The host {host} does not resolve (check the spelling).")
+    for address in addresses:
+        reason = blocked_reason(address)
+        if reason:
+            shown = host if host == address else f"{host} ({address})"
+            raise BlockedAddress(f"The host {shown} is {reason}; only public endpoints are allowed "
+                                 "(ALLOW_PRIVATE_ENDPOINTS is off).")
