@@ -22,5 +22,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("billing/", include("billing.urls")),
+    path("", include("llm.page_urls")),
+    path("", include("billing.page_urls")),
     path("", include("tenants.urls")),
 ]
+
+handler403 = "tenants.views.handler403"
+handler404 = "tenants.views.handler404"

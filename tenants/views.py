@@ -1,7 +1,304 @@
-"""Pages: landing, sign-up, log-in, members, agents, keys, audit."""
+"""Pages of the tenants app: landing, sign-up, log-in, workspace switcher, members and invitations, agents,
+API keys and the audit log. Thin: parse the form, call the service, render."""
 
-from django.shortcuts import render
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from . import keys as key_service
+from . import services
+from .audit import Actor
+from .decorators import tenant_required
+from .forms import (
+    AcceptSignupForm,
+    AgentEditForm,
+    AgentForm,
+    ApiKeyForm,
+    AuditFilterForm,
+    InviteForm,
+    LoginForm,
+    RoleForm,
+    SignupForm,
+    apply_errors,
+)
+from .middleware import SESSION_KEY
+from .models import Agent, ApiKey, AuditEvent, Invitation, Membership, User
+from .roles import Perm, role_has
 
 
-def landing(request):
+def landing(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("dashboard")
     return render(request, "landing.html")
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, tenant = services.signup(
+                email=form.cleaned_data["email"], password=form.cleaned_data["password"],
+                name=form.cleaned_data["name"], tenant_name=form.cleaned_data["tenant_name"],
+                tenant_slug=form.cleaned_data["tenant_slug"],
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            request.session[SESSION_KEY] = tenant.id
+            messages.success(request, f"Welcome! Your workspace “{tenant.name}” is ready.")
+            return redirect("dashboard")
+    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+@tenant_required()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant
+    context: dict[str, object] = {
+        "agents": Agent.objects.count(),
+        "keys": ApiKey.objects.filter(revoked_at__isnull=True).count(),
+        "members": Membership.objects.count(),
+    }
+    try:
+        from llm.usage import usage_summary
+
+        context["usage"] = usage_summary(tenant=tenant, range_name="30d")["totals"]
+    except Exception:  # usage is an extra on this page; never break the dashboard for it
+        context["usage"] = None
+    return render(request, "dashboard.html", context)
+
+
+@require_POST
+def switch_tenant(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect("login")
+    membership = Membership.objects.unscoped().filter(user=request.user, tenant_id=request.POST.get("tenant"),
+                                                       tenant__is_active=True).select_related("tenant").first()
+    if membership is None:
+        messages.error(request, "You are not a member of that workspace.")
+        return redirect("dashboard")
+    request.session[SESSION_KEY] = membership.tenant_id
+    messages.success(request, f"Switched to {membership.tenant.name}.")
+    return redirect("dashboard")
+
+
+# --- members and invitations ------------------------------------------------------------------------
+
+@tenant_required()
+def members(request: HttpRequest) -> HttpResponse:
+    can_manage = role_has(request.role, Perm.MANAGE_MEMBERS)
+    form = InviteForm(request.POST or None)
+    invite_link = None
+    if request.method == "POST":
+        if not can_manage:
+            return render(request, "403.html", {"needed": Perm.MANAGE_MEMBERS}, status=403)
+        if form.is_valid():
+            try:
+                _, invite_link = services.invitation_create(
+                    tenant=request.tenant, email=form.cleaned_data["email"], role=form.cleaned_data["role"],
+                    actor=Actor.from_request(request))
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+                form = InviteForm()
+    context = {
+        "memberships": Membership.objects.select_related("user").order_by("created_at"),
+        "invitations": Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True),
+        "form": form, "can_manage": can_manage, "invite_link": invite_link, "roles": RoleForm().fields["role"].choices,
+    }
+    return render(request, "tenants/members.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@tenant_required(Perm.MANAGE_MEMBERS)
+def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = services.access_membership(tenant=request.tenant, membership_id=membership_id)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            services.membership_change_role(membership=membership, role=form.cleaned_data["role"],
+                                            actor=Actor.from_request(request))
+            messages.success(request, f"{membership.user.email} is now {form.cleaned_data['role']}.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, "Choose a valid role.")
+    return redirect("members")
+
+
+@require_POST
+@tenant_required(Perm.MANAGE_MEMBERS)
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = services.access_membership(tenant=request.tenant, membership_id=membership_id)
+    try:
+        services.membership_remove(membership=membership, actor=Actor.from_request(request))
+        messages.success(request, f"{membership.user.email} was removed.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("members")
+
+
+def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        invitation = services.invitation_from_token(token)
+    except ValidationError as exc:
+        return render(request, "tenants/invite_invalid.html", {"error": " ".join(exc.messages)}, status=410)
+    existing = User.objects.filter(email=invitation.email).first()
+    form = AcceptSignupForm(request.POST or None) if existing is None and not request.user.is_authenticated else None
+    error = None
+    if request.method == "POST":
+        user = request.user if request.user.is_authenticated else None
+        if user is None and form is not None and form.is_valid():
+            try:
+                user = services.user_create(email=invitation.email, password=form.cleaned_data["password"],
+                                            name=form.cleaned_data["name"])
+            except ValidationError as exc:
+                apply_errors(form, exc)
+                user = None
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if user is not None:
+            try:
+                membership = services.invitation_accept(token=token, user=user)
+            except ValidationError as exc:
+                error = " ".join(exc.messages)
+            else:
+                request.session[SESSION_KEY] = membership.tenant_id
+                messages.success(request, f"You joined {invitation.tenant.name} as {membership.role}.")
+                return redirect("dashboard")
+    context = {"invitation": invitation, "form": form, "existing": existing, "error": error}
+    return render(request, "tenants/invite_accept.html", context, status=400 if error or (form and form.errors) else 200)
+
+
+# --- agents -------------------------------------------------------------------------------------------
+
+@tenant_required()
+def agents(request: HttpRequest) -> HttpResponse:
+    can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
+    form = AgentForm(request.POST or None)
+    if request.method == "POST":
+        if not can_manage:
+            return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
+        if form.is_valid():
+            try:
+                agent = services.agent_create(tenant=request.tenant, actor=Actor.from_request(request),
+                                              **form.cleaned_data)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                messages.success(request, f"Agent “{agent.slug}” created.")
+                return redirect("agent_detail", slug=agent.slug)
+    return render(request, "tenants/agents.html", {"agents": Agent.objects.all(), "form": form,
+                                                   "can_manage": can_manage}, status=400 if form.errors else 200)
+
+
+@tenant_required()
+def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = services.access_agent(tenant=request.tenant, slug_or_id=slug)
+    can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
+    form = AgentEditForm(request.POST or None, initial={"name": agent.name, "description": agent.description,
+                                                        "is_active": agent.is_active})
+    if request.method == "POST":
+        if not can_manage:
+            return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
+        if request.POST.get("action") == "delete":
+            services.agent_delete(agent=agent, actor=Actor.from_request(request))
+            messages.success(request, f"Agent “{slug}” deleted.")
+            return redirect("agents")
+        if form.is_valid():
+            try:
+                services.agent_update(agent=agent, actor=Actor.from_request(request), **form.cleaned_data)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                messages.success(request, "Agent saved.")
+                return redirect("agent_detail", slug=agent.slug)
+    usage = None
+    try:
+        from llm.usage import usage_summary
+
+        usage = usage_summary(tenant=request.tenant, range_name="30d", agent=agent)["totals"]
+    except Exception:  # usage is an extra here
+        usage = None
+    return render(request, "tenants/agent_detail.html", {"agent": agent, "form": form, "can_manage": can_manage,
+                                                         "usage": usage, "keys": agent.api_keys.all()},
+                  status=400 if form.errors else 200)
+
+
+# --- API keys -----------------------------------------------------------------------------------------
+
+@tenant_required(Perm.MANAGE_KEYS)
+def keys(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyForm(request.POST or None, tenant=request.tenant)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        expires = form.cleaned_data.get("expires_at")
+        try:
+            key, raw = key_service.apikey_create(
+                tenant=request.tenant, actor=Actor.from_request(request), name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"], agent=form.cleaned_data.get("agent"),
+                expires_at=datetime.combine(expires, time.min, tzinfo=timezone.get_fixed_timezone(0)) if expires else None,
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            # Rendered straight from this response and never stored: the only time the key is shown.
+            created = {"key": key, "raw": raw}
+            form = ApiKeyForm(tenant=request.tenant)
+    response = render(request, "tenants/keys.html", {
+        "form": form, "created": created, "keys": ApiKey.objects.select_related("agent")},
+        status=400 if form.errors else 200)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@tenant_required(Perm.MANAGE_KEYS)
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = services.access_apikey(tenant=request.tenant, key_id=key_id)
+    key_service.apikey_revoke(key=key, actor=Actor.from_request(request))
+    messages.success(request, f"Key “{key.name}” revoked; it stops working within seconds.")
+    return redirect("keys")
+
+
+# --- audit log ------------------------------------------------------------------------------------------
+
+@tenant_required(Perm.VIEW_AUDIT)
+def audit(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    events = AuditEvent.objects.select_related("actor_user", "actor_key")
+    if form.is_valid():
+        if form.cleaned_data["action"]:
+            events = events.filter(action__startswith=form.cleaned_data["action"])
+        if form.cleaned_data["actor"]:
+            events = events.filter(actor_user__email__icontains=form.cleaned_data["actor"])
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "tenants/audit.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+def handler403(request: HttpRequest, exception=None) -> HttpResponse:
+    return render(request, "403.html", status=403)
+
+
+def handler404(request: HttpRequest, exception=None) -> HttpResponse:
+    return render(request, "404.html", status=404)

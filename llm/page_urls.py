@@ -1,0 +1,10 @@
+"""Page URLs of the llm app."""
+
+from django.urls import path
+
+from . import pages
+
+urlpatterns = [
+    path("usage/", pages.usage, name="usage"),
+    path("usage.csv", pages.usage_csv, name="usage_csv"),
+]

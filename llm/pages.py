@@ -1,0 +1,64 @@
+"""Pages of the llm app: the usage dashboard (same selector as `/api/llm/usage`) and its CSV export."""
+
+from __future__ import annotations
+
+import csv
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from tenants.decorators import tenant_required
+from tenants.roles import Perm
+from tenants.services import access_agent
+
+from . import metering
+from .usage import RANGES, usage_summary
+
+
+def _summary(request: HttpRequest):
+    range_name = request.GET.get("range", "30d")
+    if range_name not in RANGES:
+        range_name = "30d"
+    agent = None
+    if request.GET.get("agent"):
+        agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
+    metering.drain()
+    return usage_summary(tenant=request.tenant, range_name=range_name, agent=agent), agent
+
+
+@tenant_required(Perm.VIEW_USAGE)
+def usage(request: HttpRequest) -> HttpResponse:
+    summary, agent = _summary(request)
+    caps = banner = None
+    try:
+        from billing.summary import billing_summary
+
+        billing = billing_summary(tenant=request.tenant, with_invoices=False)
+        caps = {"used": billing["tcu_used"], "warn": billing["warn_tcu"], "hard": billing["hard_tcu"]}
+        caps["pct"] = min(100, round(100 * caps["used"] / caps["hard"])) if caps["hard"] else 0
+        caps["warn_pct"] = min(100, round(100 * caps["warn"] / caps["hard"])) if caps["hard"] else 0
+        banner = billing["banner"]
+    except ImportError:
+        pass
+    byok_only = bool(summary["by_model"]) and summary["totals"]["billed_usd"] == 0
+    chart = {"labels": [d["day"] for d in summary["by_day"]], "requests": [d["requests"] for d in summary["by_day"]],
+             "cost": [d["cost_usd"] for d in summary["by_day"]]}
+    return render(request, "llm/usage.html", {"summary": summary, "t": summary["totals"], "agent": agent,
+                                              "ranges": list(RANGES), "caps": caps, "banner": banner,
+                                              "byok_only": byok_only, "chart": chart})
+
+
+@tenant_required(Perm.VIEW_USAGE)
+def usage_csv(request: HttpRequest) -> HttpResponse:
+    summary, _ = _summary(request)
+    view = request.GET.get("view", "by_day")
+    if view not in ("by_day", "by_model", "by_agent"):
+        raise Http404
+    rows = summary[view]
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="usage-{summary["range"]}-{view}.csv"'
+    if rows:
+        writer = csv.DictWriter(response, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return response

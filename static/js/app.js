@@ -1,0 +1,46 @@
+// Small progressive enhancements: copy buttons, the phone menu, toasts, slug suggestion.
+(function () {
+  document.addEventListener("click", function (event) {
+    const copy = event.target.closest("[data-copy]");
+    if (copy) {
+      const text = document.getElementById(copy.dataset.copy).textContent.trim();
+      navigator.clipboard.writeText(text).then(function () {
+        copy.textContent = "Copied";
+        setTimeout(function () { copy.textContent = "Copy"; }, 2000);
+      });
+    }
+    const toggle = event.target.closest(".menu-toggle");
+    if (toggle) {
+      const nav = document.getElementById("sidenav");
+      const open = nav.classList.toggle("open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+  });
+  document.addEventListener("submit", function (event) {
+    const message = event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+  window.toast = function (text, kind) {
+    const box = document.getElementById("toasts");
+    if (!box) return;
+    const item = document.createElement("div");
+    item.className = "toast" + (kind === "error" ? " error" : "");
+    item.setAttribute("role", "status");
+    item.textContent = text;
+    box.appendChild(item);
+    setTimeout(function () { item.remove(); }, 5000);
+  };
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".toast").forEach(function (t) { setTimeout(function () { t.remove(); }, 5000); });
+    const name = document.getElementById("id_tenant_name");
+    const slug = document.getElementById("id_tenant_slug");
+    if (name && slug) {
+      let edited = slug.value !== "";
+      slug.addEventListener("input", function () { edited = true; });
+      name.addEventListener("input", function () {
+        if (edited) return;
+        slug.value = name.value.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50);
+      });
+    }
+  });
+})();

@@ -1,0 +1,84 @@
+"""Django forms of the tenant pages; validation itself lives in the services (shared with the API)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+
+from .models import Agent
+from .roles import Role
+
+
+def apply_errors(form: forms.Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
+    """Put a service's field errors next to the form's fields (unknown fields go to the top of the form)."""
+    rename = rename or {}
+    if hasattr(exc, "error_dict"):
+        for field, messages in exc.message_dict.items():
+            name = rename.get(field, field)
+            for message in messages:
+                form.add_error(name if name in form.fields else None, message)
+    else:
+        for message in exc.messages:
+            form.add_error(None, message)
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(label="Your name", max_length=150, required=False)
+    email = forms.EmailField(label="Work e-mail")
+    password = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                               help_text="At least 10 characters; not a common password.")
+    tenant_name = forms.CharField(label="Workspace name", max_length=150)
+    tenant_slug = forms.CharField(label="Workspace id", max_length=50,
+                                  help_text="Lowercase letters, digits and hyphens; used in URLs and the CLI.")
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
+                                                                                "autocomplete": "email"}))
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="E-mail")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class AcceptSignupForm(forms.Form):
+    name = forms.CharField(label="Your name", max_length=150, required=False)
+    password = forms.CharField(label="Choose a password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+
+class AgentForm(forms.Form):
+    slug = forms.CharField(label="Id", max_length=50, help_text="Lowercase letters, digits and hyphens, e.g. support-bot.")
+    name = forms.CharField(max_length=150, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class AgentEditForm(forms.Form):
+    name = forms.CharField(max_length=150)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    is_active = forms.BooleanField(label="Active", required=False)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scopes = forms.MultipleChoiceField(
+        choices=[("gateway", "Gateway — call /v1 models"), ("manage", "Manage — use the /api configuration API")],
+        widget=forms.CheckboxSelectMultiple, initial=["gateway"])
+    agent = forms.ModelChoiceField(queryset=Agent.objects.unscoped().none(), required=False, empty_label="No agent",
+                                   help_text="Usage of this key is attributed to the agent, with its settings.")
+    expires_at = forms.DateField(label="Expires on", required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                 help_text="Optional; the key stops working at the start of that day (UTC).")
+
+    def __init__(self, *args, tenant=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].queryset = Agent.objects.unscoped().filter(tenant=tenant)  # type: ignore[attr-defined]
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(required=False, label="Action starts with")
+    actor = forms.CharField(required=False, label="Actor e-mail")

@@ -1,0 +1,234 @@
+"""The tenant pages through Django's test client: sign-up, log-in, invitations, members, agents, keys, audit."""
+
+import re
+import time
+
+import pytest
+from django.core import mail, signing
+from django.test import Client
+
+from tenants.models import Agent, ApiKey, AuditEvent, Invitation, Membership, Tenant, User
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "a-sturdy-passphrase-42"
+
+
+def _signup(client, **overrides):
+    data = {"name": "Ada", "email": "ada@example.com", "password": PASSWORD, "tenant_name": "Acme AI",
+            "tenant_slug": "acme-ai", **overrides}
+    return client.post("/signup/", data)
+
+
+def _owner(tenant) -> Client:
+    client = Client()
+    client.force_login(Membership.objects.unscoped().get(tenant=tenant, role="owner").user)
+    return client
+
+
+def test_landing_offers_sign_up_and_log_in(client):
+    body = client.get("/").content.decode()
+    assert 'href="/signup/"' in body and 'href="/login/"' in body
+
+
+def test_signup_creates_user_tenant_owner_and_logs_in(client):
+    response = _signup(client)
+    assert response.status_code == 302 and response.url == "/dashboard/"
+    tenant = Tenant.objects.get(slug="acme-ai")
+    user = User.objects.get(email="ada@example.com")
+    assert Membership.objects.unscoped().get(tenant=tenant, user=user).role == "owner"
+    assert "Acme AI" in client.get("/dashboard/").content.decode()
+
+
+@pytest.mark.parametrize("overrides,field_text", [
+    ({"password": "password"}, "too common"),
+    ({"password": "short"}, "too short"),
+    ({"tenant_slug": "Not A Slug"}, "lowercase"),
+])
+def test_signup_errors_are_shown_and_nothing_is_created(client, overrides, field_text):
+    response = _signup(client, **overrides)
+    assert response.status_code == 400
+    assert field_text in response.content.decode()
+    assert not User.objects.filter(email="ada@example.com").exists()
+    assert not Tenant.objects.filter(slug="acme-ai").exists()
+
+
+def test_duplicate_slug_and_email_are_refused(client, tenant):
+    response = _signup(client, tenant_slug=tenant.slug)
+    assert response.status_code == 400 and "already exists" in response.content.decode()
+    _signup(Client())
+    again = _signup(Client(), tenant_slug="other-slug")
+    assert again.status_code == 400 and "already exists" in again.content.decode()
+    assert Tenant.objects.filter(slug="other-slug").count() == 0
+
+
+def test_login_and_logout(client, tenant):
+    User.objects.create_user(email="bob@example.com", password=PASSWORD)
+    bad = client.post("/login/", {"username": "bob@example.com", "password": "wrong"})
+    assert bad.status_code == 200 and "correct" in bad.content.decode()
+    ok = client.post("/login/", {"username": "bob@example.com", "password": PASSWORD})
+    assert ok.status_code == 302
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/dashboard/").status_code == 302  # back to log-in
+
+
+def test_password_reset_sends_a_working_link(client):
+    User.objects.create_user(email="carol@example.com", password=PASSWORD)
+    client.post("/password-reset/", {"email": "carol@example.com"})
+    assert len(mail.outbox) == 1
+    link = re.search(r"https?://[^/]+(/password-reset/\S+/)", mail.outbox[0].body).group(1)
+    form = client.get(link, follow=True)
+    assert form.status_code == 200
+    done = client.post(form.redirect_chain[-1][0], {"new_password1": "another-long-secret-9",
+                                                    "new_password2": "another-long-secret-9"})
+    assert done.status_code == 302
+    assert User.objects.get(email="carol@example.com").check_password("another-long-secret-9")
+
+
+def _invite(tenant, email, role, capture):
+    with capture(execute=True):
+        return _owner(tenant).post("/members/", {"email": email, "role": role})
+
+
+def test_invite_a_new_user_who_signs_up_from_the_link(tenant, django_capture_on_commit_callbacks):
+    response = _invite(tenant, "dave@example.com", "admin", django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    link = re.search(r"(/invite/[^/\s]+/)", mail.outbox[-1].body).group(1)
+    guest = Client()
+    weak = guest.post(link, {"name": "Dave", "password": "123"})
+    assert weak.status_code == 400 and not User.objects.filter(email="dave@example.com").exists()
+    joined = guest.post(link, {"name": "Dave", "password": PASSWORD})
+    assert joined.status_code == 302
+    assert Membership.objects.unscoped().get(tenant=tenant, user__email="dave@example.com").role == "admin"
+    used = Client().get(link)
+    assert used.status_code == 410 and "already been used" in used.content.decode()
+
+
+def test_existing_user_accepts_after_logging_in(tenant, django_capture_on_commit_callbacks):
+    erin = User.objects.create_user(email="erin@example.com", password=PASSWORD)
+    _invite(tenant, "erin@example.com", "member", django_capture_on_commit_callbacks)
+    link = re.search(r"(/invite/[^/\s]+/)", mail.outbox[-1].body).group(1)
+    client = Client()
+    assert "Log in to accept" in client.get(link).content.decode()
+    client.force_login(erin)
+    assert client.post(link).status_code == 302
+    assert Membership.objects.unscoped().filter(tenant=tenant, user=erin, role="member").exists()
+
+
+def test_expired_invitation_changes_nothing(tenant, monkeypatch, django_capture_on_commit_callbacks):
+    _invite(tenant, "late@example.com", "member", django_capture_on_commit_callbacks)
+    link = re.search(r"(/invite/[^/\s]+/)", mail.outbox[-1].body).group(1)
+    real_time = time.time
+    monkeypatch.setattr(signing.time, "time", lambda: real_time() + 8 * 86400)
+    response = Client().post(link, {"password": PASSWORD})
+    assert response.status_code == 410 and "expired" in response.content.decode()
+    assert not User.objects.filter(email="late@example.com").exists()
+
+
+def test_role_change_and_last_owner_protection(tenant, make_user):
+    owner = _owner(tenant)
+    member = Membership.objects.unscoped().create(tenant=tenant, user=make_user("m@example.com"), role="member")
+    owner.post(f"/members/{member.id}/role/", {"role": "billing"})
+    member.refresh_from_db()
+    assert member.role == "billing"
+    me = Membership.objects.unscoped().get(tenant=tenant, role="owner")
+    page = owner.post(f"/members/{me.id}/remove/", follow=True).content.decode()
+    assert "last owner" in page
+    assert Membership.objects.unscoped().filter(id=me.id).exists()
+    owner.post(f"/members/{member.id}/remove/")
+    assert not Membership.objects.unscoped().filter(id=member.id).exists()
+
+
+def test_member_cannot_open_keys_or_invite(tenant, make_user):
+    member = make_user("plain@example.com")
+    Membership.objects.unscoped().create(tenant=tenant, user=member, role="member")
+    client = Client()
+    client.force_login(member)
+    assert client.get("/keys/").status_code == 403
+    assert client.post("/members/", {"email": "x@example.com", "role": "owner"}).status_code == 403
+    assert not Invitation.objects.unscoped().filter(email="x@example.com").exists()
+    assert 'href="/keys/"' not in client.get("/dashboard/").content.decode()
+
+
+def test_switcher_refuses_a_workspace_the_user_is_not_in(tenant, other_tenant):
+    client = _owner(tenant)
+    client.post("/workspace/switch/", {"tenant": other_tenant.id})
+    assert client.session["tenant_id"] == tenant.id
+    assert other_tenant.name not in client.get("/dashboard/").content.decode()
+
+
+def test_switching_between_own_workspaces(tenant, make_tenant):
+    owner_user = Membership.objects.unscoped().get(tenant=tenant, role="owner").user
+    second = make_tenant("second", owner=owner_user)
+    client = Client()
+    client.force_login(owner_user)
+    client.post("/workspace/switch/", {"tenant": second.id})
+    assert "Second" in client.get("/dashboard/").content.decode()
+
+
+def test_agents_create_duplicate_edit_delete(tenant):
+    client = _owner(tenant)
+    assert client.post("/agents/", {"slug": "helper", "name": "Helper"}).status_code == 302
+    dup = client.post("/agents/", {"slug": "helper"})
+    assert dup.status_code == 400 and "already exists" in dup.content.decode()
+    client.post("/agents/helper/", {"action": "save", "name": "Helpful", "description": "d", "is_active": ""})
+    agent = Agent.objects.unscoped().get(tenant=tenant, slug="helper")
+    assert agent.name == "Helpful" and not agent.is_active
+    client.post("/agents/helper/", {"action": "delete"})
+    assert not Agent.objects.unscoped().filter(tenant=tenant, slug="helper").exists()
+
+
+def test_key_is_shown_once_then_only_masked_and_revocable(tenant):
+    client = _owner(tenant)
+    page = client.post("/keys/", {"name": "prod", "scopes": ["gateway"]})
+    raw = re.search(r"byok-[A-Za-z0-9_\-]{40,}", page.content.decode()).group(0)
+    assert 'data-copy="new-key-value"' in page.content.decode()
+    assert page["Cache-Control"] == "no-store"
+    listing = client.get("/keys/").content.decode()
+    assert raw not in listing and raw[-4:] in listing
+    key = ApiKey.objects.unscoped().get(tenant=tenant, name="prod")
+    client.post(f"/keys/{key.id}/revoke/")
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+
+
+def test_key_form_errors(tenant):
+    response = _owner(tenant).post("/keys/", {"name": "", "scopes": ["root"]})
+    assert response.status_code == 400
+    assert ApiKey.objects.unscoped().filter(tenant=tenant).count() == 0
+
+
+def test_audit_page_lists_and_filters_changes(tenant):
+    client = _owner(tenant)
+    client.post("/agents/", {"slug": "audited"})
+    client.post("/keys/", {"name": "audited-key", "scopes": ["gateway"]})
+    page = client.get("/audit/").content.decode()
+    assert "agent.create" in page and "apikey.create" in page
+    filtered = client.get("/audit/?action=apikey").content.decode()
+    assert "apikey.create" in filtered and "agent.create" not in filtered
+
+
+def test_other_tenant_sees_nothing_of_ours(tenant, other_tenant):
+    ours = _owner(tenant)
+    ours.post("/agents/", {"slug": "private-agent", "name": "Private agent"})
+    ours.post("/keys/", {"name": "private-key", "scopes": ["gateway"]})
+    theirs = _owner(other_tenant)
+    for url in ("/agents/", "/keys/", "/members/", "/audit/", "/dashboard/", "/usage/"):
+        body = theirs.get(url).content.decode()
+        assert "private-agent" not in body and "private-key" not in body, url
+        assert "owner@acme.example.com" not in body, url
+    assert theirs.get("/agents/private-agent/").status_code == 404
+    key = ApiKey.objects.unscoped().get(tenant=tenant, name="private-key")
+    assert theirs.post(f"/keys/{key.id}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert AuditEvent.objects.unscoped().filter(tenant=other_tenant, action="apikey.revoke").count() == 0
+
+
+def test_usage_and_billing_pages_render(tenant):
+    client = _owner(tenant)
+    assert client.get("/usage/?range=7d").status_code == 200
+    assert client.get("/usage.csv?range=7d").status_code == 200
+    page = client.get("/billing/")
+    assert page.status_code == 200 and "Spend caps" in page.content.decode()
+    saved = client.post("/billing/", {"warn_tcu": "5000", "hard_tcu": "1000"})
+    assert saved.status_code == 400  # warn above hard is refused, nothing saved
