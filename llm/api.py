@@ -6,17 +6,30 @@ Thin: parse, call the service module, render. Validation lives in the services s
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tenants.api import TenantAPIView
+from tenants.models import Agent
 from tenants.roles import Perm
+from tenants.services import access_agent
 
-from . import catalog, credentials
+from . import catalog, connection_test, credentials, preferences, routes
 from . import serializers as s
 from .models import Credential
+
+
+class PlainTextParser(BaseParser):
+    """YAML (or any text) posted as the raw body."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> str:
+        return stream.read().decode("utf-8", "replace")
 
 
 class ModelListView(TenantAPIView):
@@ -87,3 +100,173 @@ class CredentialDetailView(TenantAPIView):
         credential = credentials.access_credential(tenant=self.tenant, credential_id=credential_id)
         credentials.credential_delete(credential=credential, actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _agent(request: Request, tenant) -> Agent | None:
+    slug = request.query_params.get("agent")
+    if not slug:
+        return None
+    return access_agent(tenant=tenant, slug_or_id=slug)
+
+
+def _invalid(exc: ValidationError) -> Response:
+    detail = exc.detail if isinstance(exc, credentials.ConfigValidationError) else (
+        exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+
+
+_AGENT_PARAM = OpenApiParameter("agent", str, description="Agent slug: that agent's own preferences")
+
+
+class PreferencesView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM, "DELETE": Perm.MANAGE_LLM}
+
+    @extend_schema(operation_id="llm_preferences_retrieve", parameters=[_AGENT_PARAM],
+                   responses=s.PreferencesSerializer)
+    def get(self, request: Request) -> Response:
+        agent = _agent(request, self.tenant)
+        return Response(preferences.preferences_read(tenant=self.tenant, agent=agent))
+
+    @extend_schema(operation_id="llm_preferences_save", parameters=[_AGENT_PARAM],
+                   request=s.PreferencesWriteSerializer, responses=s.PreferencesSerializer)
+    def post(self, request: Request) -> Response:
+        agent = _agent(request, self.tenant)
+        try:
+            preferences.preferences_save(tenant=self.tenant, agent=agent, actor=self.actor, data=_body(request))
+        except ValidationError as exc:
+            return _invalid(exc)
+        return Response(preferences.preferences_read(tenant=self.tenant, agent=agent))
+
+    @extend_schema(operation_id="llm_preferences_reset", parameters=[_AGENT_PARAM], responses={204: None},
+                   description="An agent's own preferences are dropped; it follows the workspace's again.")
+    def delete(self, request: Request) -> Response:
+        agent = _agent(request, self.tenant)
+        if agent is None:
+            return Response({"agent": ["Name the agent whose preferences to drop."]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        preferences.preferences_delete(tenant=self.tenant, agent=agent, actor=self.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RouteListView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM}
+
+    @extend_schema(operation_id="llm_routes_list", responses=s.RouteSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(routes.routes_list(tenant=self.tenant))
+
+    @extend_schema(operation_id="llm_routes_create", request=s.RouteSerializer, responses={201: s.RouteSerializer})
+    def post(self, request: Request) -> Response:
+        try:
+            route = routes.route_create(tenant=self.tenant, actor=self.actor, data=_body(request))
+        except ValidationError as exc:
+            return _invalid(exc)
+        return Response(routes.route_json(route), status=status.HTTP_201_CREATED)
+
+
+class RouteDetailView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_CONFIG, "PATCH": Perm.MANAGE_LLM, "PUT": Perm.MANAGE_LLM,
+                      "DELETE": Perm.MANAGE_LLM}
+
+    @extend_schema(operation_id="llm_routes_retrieve", responses=s.RouteSerializer)
+    def get(self, request: Request, route_id: int) -> Response:
+        return Response(routes.route_json(routes.access_route(tenant=self.tenant, route_id=route_id)))
+
+    def _update(self, request: Request, route_id: int, partial: bool) -> Response:
+        route = routes.access_route(tenant=self.tenant, route_id=route_id)
+        try:
+            route = routes.route_update(route=route, actor=self.actor, data=_body(request), partial=partial)
+        except ValidationError as exc:
+            return _invalid(exc)
+        return Response(routes.route_json(route))
+
+    @extend_schema(operation_id="llm_routes_update", request=s.RouteSerializer, responses=s.RouteSerializer)
+    def patch(self, request: Request, route_id: int) -> Response:
+        return self._update(request, route_id, partial=True)
+
+    @extend_schema(operation_id="llm_routes_replace", request=s.RouteSerializer, responses=s.RouteSerializer)
+    def put(self, request: Request, route_id: int) -> Response:
+        return self._update(request, route_id, partial=False)
+
+    @extend_schema(operation_id="llm_routes_destroy", responses={204: None})
+    def delete(self, request: Request, route_id: int) -> Response:
+        routes.route_delete(route=routes.access_route(tenant=self.tenant, route_id=route_id), actor=self.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RouteExportView(TenantAPIView):
+    required_perms = {"GET": Perm.VIEW_CONFIG}
+
+    @extend_schema(operation_id="llm_routes_export", responses={(200, "application/yaml"): str})
+    def get(self, request: Request) -> HttpResponse:
+        response = HttpResponse(routes.routes_export(tenant=self.tenant), content_type="application/yaml")
+        response["Content-Disposition"] = f'attachment; filename="routes-{self.tenant.slug}.yaml"'
+        return response
+
+
+class RouteImportView(TenantAPIView):
+    required_perms = {"POST": Perm.MANAGE_LLM}
+    parser_classes = [JSONParser, FormParser, MultiPartParser, PlainTextParser]
+
+    @extend_schema(
+        operation_id="llm_routes_import",
+        parameters=[OpenApiParameter("replace", bool, description="Delete routes that are not in the YAML")],
+        request={"application/yaml": str, "application/json": {"type": "object", "properties": {
+            "yaml": {"type": "string"}}}},
+        responses=s.RouteImportResultSerializer,
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if isinstance(data, str):
+            text = data
+        elif hasattr(data, "get") and "file" in getattr(request, "FILES", {}):
+            text = request.FILES["file"].read().decode("utf-8", "replace")
+        elif hasattr(data, "get"):
+            text = data.get("yaml") or ""
+        else:
+            text = ""
+        replace = request.query_params.get("replace", "").lower() in ("1", "true", "yes")
+        try:
+            result = routes.routes_import(tenant=self.tenant, actor=self.actor, text=text, replace=replace)
+        except ValidationError as exc:
+            return _invalid(exc)
+        return Response(result)
+
+
+class ConnectionTestView(TenantAPIView):
+    required_perms = {"POST": Perm.MANAGE_LLM}
+
+    @extend_schema(operation_id="llm_test_connection", parameters=[_AGENT_PARAM],
+                   request=s.PreferencesWriteSerializer, responses=s.ConnectionTestSerializer)
+    def post(self, request: Request) -> Response:
+        agent = _agent(request, self.tenant)
+        try:
+            result = connection_test.test_connection(tenant=self.tenant, agent=agent, data=_body(request),
+                                                     user=getattr(self.actor, "user", None),
+                                                     api_key=getattr(self.actor, "api_key", None))
+        except ValidationError as exc:
+            return _invalid(exc)
+        return Response(result)
+
+
+class OllamaModelsView(TenantAPIView):
+    required_perms = {"GET": Perm.MANAGE_LLM, "POST": Perm.MANAGE_LLM}
+
+    @extend_schema(operation_id="llm_ollama_models",
+                   parameters=[OpenApiParameter("base_url", str, description="The Ollama server, e.g. "
+                                                "http://127.0.0.1:11434")],
+                   responses=s.OllamaModelsSerializer)
+    def get(self, request: Request) -> Response:
+        return self._discover(request.query_params.get("base_url") or "", request.query_params.get("api_key") or "")
+
+    @extend_schema(operation_id="llm_ollama_models_post", request=s.OllamaModelsSerializer,
+                   responses=s.OllamaModelsSerializer)
+    def post(self, request: Request) -> Response:
+        data = _body(request)
+        return self._discover(str(data.get("base_url") or ""), str(data.get("api_key") or ""))
+
+    def _discover(self, base_url: str, api_key: str) -> Response:
+        try:
+            return Response(connection_test.ollama_models(base_url=base_url, api_key=api_key))
+        except ValidationError as exc:
+            return _invalid(exc)

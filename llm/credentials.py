@@ -32,6 +32,26 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434/v1"
 
 
+class ConfigValidationError(ValidationError):
+    """Field errors that may nest (`{"custom_endpoint": {"base_url": [...]}}`): `.detail` keeps the nesting for
+    the API; as a Django ValidationError the nested fields are flattened to `custom_endpoint.base_url`."""
+
+    def __init__(self, detail: dict[str, Any]):
+        self.detail = detail
+        flat: dict[str, list[str]] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+            else:
+                flat.setdefault(prefix or "non_field_errors", []).extend(
+                    [str(v) for v in value] if isinstance(value, list) else [str(value)])
+
+        walk("", detail)
+        super().__init__(flat)
+
+
 def mask(secret: str | None) -> str:
     """First 3 characters + "…" + last 4 (shorter secrets show less, never most of themselves)."""
     if not secret:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from llm import crypto, ssrf
+from llm import catalog, crypto, resolution, ssrf
 
 SECRET = "sk-test-PLAINTEXT-never-shown-9f8e7d6c5b4a3456"
 
 
+def _forget_everything() -> None:
+    # The database rolls back after each test but in-process memos would not: drop them too.
+    crypto._data_keys.clear()
+    crypto._masters.clear()
+    ssrf.clear_dns_cache()
+    catalog.forget_memo()
+    resolution.clear_route_cache()
+    resolution.forget_env()
+
+
 @pytest.fixture(autouse=True)
-def _fresh_crypto_and_dns():
-    crypto._data_keys.clear()
-    crypto._masters.clear()
-    ssrf.clear_dns_cache()
+def _fresh_memos():
+    _forget_everything()
     yield
-    crypto._data_keys.clear()
-    crypto._masters.clear()
-    ssrf.clear_dns_cache()
+    _forget_everything()
 
 
 @pytest.fixture
