@@ -94,3 +94,60 @@ register(Endpoint("billing-notifications", "/api/billing/notifications", _make_n
 register(Endpoint("billing-agent-budget", None, _make_agent_budget, update_body={"monthly_tcu": 1},
                   update_method="put", can_delete=False))
 register(Endpoint("billing-caps", "/api/billing/caps", _make_caps, update_body=None, can_delete=False))
+
+
+# --- llm configuration ---------------------------------------------------------------------------
+
+def _make_credential(tenant: Tenant) -> tuple[str, str]:
+    from llm.credentials import credential_create
+    from tenants.audit import SYSTEM
+
+    cred = credential_create(tenant=tenant, actor=SYSTEM, kind="openai",
+                             data={"name": "cred-marker-of-a", "api_key": "sk-isolation-a-0000000"})
+    return f"/api/llm/credentials/{cred.pk}", "cred-marker-of-a"
+
+
+def _make_route(tenant: Tenant) -> tuple[str, str]:
+    from llm.routes import route_create
+    from tenants.audit import SYSTEM
+
+    route = route_create(tenant=tenant, actor=SYSTEM, data={"name": "route_marker_of_a",
+                                                           "targets": ["openai:gpt-5-mini"]})
+    return f"/api/llm/routes/{route.pk}", "route_marker_of_a"
+
+
+def _make_route_export(tenant: Tenant) -> tuple[str, str]:
+    _make_route(tenant)
+    return "", "route_marker_of_a"
+
+
+def _save_custom_preferences(tenant: Tenant, agent=None, model: str = "prefs-marker-of-a") -> None:
+    from llm.preferences import preferences_save
+    from tenants.audit import SYSTEM
+
+    preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data={
+        "mode": "custom", "model": model,
+        "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"}})
+
+
+def _make_preferences(tenant: Tenant) -> tuple[str, str]:
+    _save_custom_preferences(tenant)
+    return "", "prefs-marker-of-a"
+
+
+def _make_agent_preferences(tenant: Tenant) -> tuple[str, str]:
+    from tenants.audit import SYSTEM
+    from tenants.services import agent_create
+
+    agent = agent_create(tenant=tenant, actor=SYSTEM, slug="prefs-agent", name="Prefs agent")
+    _save_custom_preferences(tenant, agent, model="agent-prefs-marker-of-a")
+    return "/api/llm/preferences?agent=prefs-agent", "agent-prefs-marker-of-a"
+
+
+register(Endpoint("llm-credentials", "/api/llm/credentials", _make_credential, update_body={"name": "hijacked"}))
+register(Endpoint("llm-routes", "/api/llm/routes", _make_route, update_body={"description": "hijacked"}))
+register(Endpoint("llm-routes-export", "/api/llm/routes/export", _make_route_export, update_body=None,
+                  can_delete=False))
+register(Endpoint("llm-preferences", "/api/llm/preferences", _make_preferences, update_body=None, can_delete=False))
+register(Endpoint("llm-agent-preferences", None, _make_agent_preferences, update_body={"model": "hijacked"},
+                  update_method="post"))
