@@ -99,10 +99,19 @@ def _touch(key_id: int) -> None:
     if now - _last_touch.get(key_id, 0) < 60:
         return
     _last_touch[key_id] = now
+    task = asyncio.get_running_loop().run_in_executor(None, _touch_in_thread, key_id)
+    task.add_done_callback(_log_failure)
+
+
+def _touch_in_thread(key_id: int) -> None:
+    from django.db import connections
+
     from tenants.keys import touch_last_used
 
-    task = asyncio.get_running_loop().run_in_executor(None, touch_last_used, key_id)
-    task.add_done_callback(_log_failure)
+    try:
+        touch_last_used(key_id)
+    finally:
+        connections.close_all()  # a pool thread must not keep a connection of its own
 
 
 def _log_failure(future: Any) -> None:
@@ -170,15 +179,28 @@ async def chat_completions(scope: dict, receive: Any, send: Any, ctx_holder: lis
         extra = [(b"x-byok-cache", b"hit" if call.cache_hit else b"miss")] if route.cache_ttl else None
         await _respond(send, 200, orjson.dumps(result), ctx.request_id, extra)
         return
-    await _stream(send, call, ctx, _stream_wants_usage(body))
+    await _stream(send, receive, call, ctx, _stream_wants_usage(body))
 
 
-async def _stream(send: Any, call: Call, ctx: CallContext, wants_usage: bool) -> None:
+async def _watch_disconnect(receive: Any, gone: asyncio.Event) -> None:
+    """The body is read already, so the next message can only be the client hanging up."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_usage: bool) -> None:
     rid = (b"x-request-id", ctx.request_id.encode())
     gen = call.stream()
     started = False
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(receive, gone))
     try:
         async for chunk in gen:
+            if gone.is_set():
+                raise ClientGone
             if chunk.get("usage") and not chunk.get("choices"):
                 if not wants_usage:
                     continue
@@ -210,6 +232,8 @@ async def _stream(send: Any, call: Call, ctx: CallContext, wants_usage: bool) ->
 
         await _sse_error(send, error_for(exc))
         return
+    finally:
+        watcher.cancel()
     if not started:
         await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
@@ -295,13 +319,22 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
             log.debug("could not send the error response")
 
 
-async def _drain_loop(interval: float) -> None:
+def _drain_in_thread() -> None:
+    from django.db import connections
+
     from .metering import drain
 
+    try:
+        drain()
+    finally:
+        connections.close_all()
+
+
+async def _drain_loop(interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sync_to_async(drain, thread_sensitive=False)()
+            await sync_to_async(_drain_in_thread, thread_sensitive=False)()
         except Exception:
             log.exception("usage drain failed; events stay queued")
 
@@ -320,10 +353,11 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
             if task is not None:
                 task.cancel()
             try:
-                from .metering import drain
-
-                await sync_to_async(drain, thread_sensitive=False)()
+                await sync_to_async(_drain_in_thread, thread_sensitive=False)()
             except Exception:
                 log.exception("final usage drain failed; events stay queued")
+            from django.db import connections
+
+            await sync_to_async(connections.close_all)()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -29,10 +29,12 @@ class _Server(uvicorn.Server):
 def gateway_url(transactional_db, settings):
     """Serve byok_platform.asgi:application with uvicorn in a thread; yields its base URL."""
     from byok_platform.asgi import application
+    from llm.resolution import forget_env
 
     settings.USAGE_DRAIN_INTERVAL = 3600  # tests drain explicitly
     budget.reset_backend()
     gateway_cache.clear()
+    forget_env()
     port = _free_port()
     config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                             loop="asyncio")
@@ -49,6 +51,7 @@ def gateway_url(transactional_db, settings):
     thread.join(timeout=10)
     budget.reset_backend()
     gateway_cache.clear()
+    forget_env()
 
 
 @pytest.fixture
@@ -65,3 +68,11 @@ def drain_events():
     from llm.models import UsageEvent
 
     return list(UsageEvent.objects.unscoped().order_by("created_at", "id"))
+
+
+def reconfigured() -> None:
+    """Forget every cached key, limit, route and platform key after a test changed configuration."""
+    from llm.resolution import forget_env
+
+    gateway_cache.clear()
+    forget_env()

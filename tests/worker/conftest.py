@@ -21,7 +21,7 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
 
     db = settings.DATABASES["default"]
     queue = f"test-{os.getpid()}"
-    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/1"
+    broker = app.conf.broker_url  # the run's Redis; a private queue keeps runs apart
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
@@ -41,31 +41,31 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
          "--pool", "prefork", "-l", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    monkeypatch.setattr(app.conf, "task_always_eager", False)
-    monkeypatch.setattr(app.conf, "broker_url", broker)
-    monkeypatch.setattr(app.conf, "result_backend", broker)
-    monkeypatch.setattr(app.conf, "task_default_queue", queue)
-    app.pool.force_close_all()
+    saved = (app.conf.task_always_eager, app.conf.task_default_queue)
+    app.conf.task_always_eager = False
+    app.conf.task_default_queue = queue
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
     monkeypatch.setenv("OPENAI_BASE_URL", fake_upstream.url + "/v1")
     deadline = time.monotonic() + 60
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=3)
     while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=1, destination=None)
+        replies = app.control.ping(timeout=1)
         if replies:
             break
         assert proc.poll() is None, f"celery worker exited: {proc.stdout.read() if proc.stdout else ''}"
     else:
         proc.kill()
         raise RuntimeError("the Celery worker did not answer a ping within 60 s")
-    yield proc
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    app.pool.force_close_all()
+        yield proc
+    finally:
+        app.conf.task_always_eager, app.conf.task_default_queue = saved
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
