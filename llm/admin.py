@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.contenttypes.models import ContentType
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -22,8 +21,13 @@ from .resolution import bump_config_version
 log = logging.getLogger(__name__)
 
 
+_URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
 class CatalogAdminMixin:
     """Invalidate the router's catalog on every change."""
+
+    formfield_overrides = _URL_FIELDS
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)  # type: ignore[misc]
@@ -50,12 +54,9 @@ class ProviderAdmin(CatalogAdminMixin, admin.ModelAdmin):
 def _set_enabled(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
     objects = list(queryset)
     queryset.update(enabled=enabled)
-    content_type = ContentType.objects.get_for_model(CatalogModel)
     word = "Enabled" if enabled else "Disabled"
     for obj in objects:
-        LogEntry.objects.log_action(user_id=request.user.pk, content_type_id=content_type.pk, object_id=obj.pk,
-                                    object_repr=str(obj), action_flag=CHANGE,
-                                    change_message=f"{word} (bulk action).")
+        modeladmin.log_change(request, obj, f"{word} (bulk action).")
     bump_config_version()
     modeladmin.message_user(request, f"{word} {len(objects)} model(s).", messages.SUCCESS)
 
@@ -94,6 +95,8 @@ class CatalogModelAdmin(CatalogAdminMixin, admin.ModelAdmin):
 
 
 class TenantConfigAdmin(TenantOwnedAdmin):
+    formfield_overrides = _URL_FIELDS
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         bump_config_version(obj.tenant_id)

@@ -128,3 +128,33 @@ def test_seed_restores_a_deleted_model():
     CatalogModel.objects.filter(pk="openai:gpt-5-mini").delete()
     call_command("seed_catalog")
     assert CatalogModel.objects.filter(pk="openai:gpt-5-mini").exists()
+
+
+def test_admin_lists_filters_searches_and_bulk_disables_at_once(admin_client, manage_client):
+    from django.contrib.admin.models import LogEntry
+
+    page = admin_client.get("/admin/llm/catalogmodel/?tier__exact=flagship&q=gpt")
+    assert page.status_code == 200 and "openai:gpt-5" in page.content.decode()
+    assert "openai:gpt-5" in _ids(manage_client.get("/api/llm/models").json())  # the catalog is cached now
+    response = admin_client.post("/admin/llm/catalogmodel/", {
+        "action": "disable_models", "_selected_action": ["openai:gpt-5", "openai:gpt-5-codex"]})
+    assert response.status_code == 302
+    ids = _ids(manage_client.get("/api/llm/models").json())
+    assert "openai:gpt-5" not in ids and "openai:gpt-5-codex" not in ids
+    assert LogEntry.objects.filter(object_id="openai:gpt-5", change_message__contains="Disabled").exists()
+
+
+def test_admin_price_edit_invalidates_the_cache(admin_client, manage_client):
+    manage_client.get("/api/llm/models")
+    url = "/admin/llm/catalogmodel/openai:gpt-5-mini/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {name: ("" if value is None else value) for name, value in form.initial.items()}
+    data = {k: v for k, v in data.items() if not isinstance(v, bool) or v}
+    data.update(input_usd_per_mtok="0.5", provider="openai")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, page.content[:0]
+    body = manage_client.get("/api/llm/models?filter=provider:openai").json()
+    mini = next(m for m in body["providers"][0]["models"] if m["id"] == "openai:gpt-5-mini")
+    assert mini["input_usd_per_mtok"] == 0.5
