@@ -46,18 +46,14 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
     app.conf.task_default_queue = queue
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
     monkeypatch.setenv("OPENAI_BASE_URL", fake_upstream.url + "/v1")
-    deadline = time.monotonic() + 60
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=3)
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=1)
-        if replies:
-            break
-        assert proc.poll() is None, f"celery worker exited: {proc.stdout.read() if proc.stdout else ''}"
-    else:
-        proc.kill()
-        raise RuntimeError("the Celery worker did not answer a ping within 60 s")
     try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if app.control.ping(timeout=1):
+                break
+            assert proc.poll() is None, f"celery worker exited: {proc.stdout.read() if proc.stdout else ''}"
+        else:
+            raise RuntimeError("the Celery worker did not answer a ping within 60 s")
         yield proc
     finally:
         app.conf.task_always_eager, app.conf.task_default_queue = saved
