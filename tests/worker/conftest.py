@@ -37,7 +37,8 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "byok_platform", "worker", "-Q", queue, "--concurrency", "2",
+        [sys.executable, "-m", "celery", "-A", "byok_platform", "worker", "-Q", queue, "-n", f"{queue}@localhost",
+         "--concurrency", "2",
          "--pool", "prefork", "-l", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -49,7 +50,7 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if app.control.ping(timeout=1):
+            if app.control.ping(destination=[f"{queue}@localhost"], timeout=1):
                 break
             assert proc.poll() is None, f"celery worker exited: {proc.stdout.read() if proc.stdout else ''}"
         else:
@@ -64,7 +65,7 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
             proc.kill()
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
