@@ -7,4 +7,5 @@ from . import pages
 urlpatterns = [
     path("usage/", pages.usage, name="usage"),
     path("usage.csv", pages.usage_csv, name="usage_csv"),
+    path("settings/llm/", pages.llm_settings, name="llm_settings"),
 ]

@@ -62,3 +62,20 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
         writer.writeheader()
         writer.writerows(rows)
     return response
+
+
+@tenant_required(Perm.VIEW_CONFIG)
+def llm_settings(request: HttpRequest) -> HttpResponse:
+    """The LLM configuration page; its modal talks to `/api/llm/*` so the validation is the API's own."""
+    from tenants.roles import role_has
+
+    from .preferences import preferences_read
+
+    agent = None
+    if request.GET.get("agent"):
+        agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
+    prefs = preferences_read(tenant=request.tenant, agent=agent)
+    return render(request, "llm/settings.html", {
+        "prefs": prefs, "agent": agent, "can_manage": role_has(request.role, Perm.MANAGE_LLM),
+        "config": {"agent": agent.slug if agent else None, "prefs": prefs},
+    })

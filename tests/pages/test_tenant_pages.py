@@ -232,3 +232,11 @@ def test_usage_and_billing_pages_render(tenant):
     assert page.status_code == 200 and "Spend caps" in page.content.decode()
     saved = client.post("/billing/", {"warn_tcu": "5000", "hard_tcu": "1000"})
     assert saved.status_code == 400  # warn above hard is refused, nothing saved
+
+
+def test_llm_settings_page_renders_the_modal_with_current_preferences(tenant, agent):
+    client = _owner(tenant)
+    page = client.get("/settings/llm/").content.decode()
+    assert 'id="llm-modal"' in page and "anthropic:claude-sonnet-4.5" in page
+    agent_page = client.get(f"/settings/llm/?agent={agent.slug}").content.decode()
+    assert "inherits the workspace" in agent_page

@@ -1,0 +1,203 @@
+// The LLM configuration modal: reads the catalog and the saved preferences from /api/llm/*, shows the fields
+// of the chosen mode and endpoint kind, tests the connection, and saves through the API (whose field errors are
+// shown next to their fields; nothing is saved on error).
+(function () {
+  const state = { models: [], byId: {}, config: null };
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const csrf = () => (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
+
+  function api(path, options) {
+    const agent = state.config.agent ? (path.includes("?") ? "&" : "?") + "agent=" + encodeURIComponent(state.config.agent) : "";
+    return fetch(path + agent, Object.assign({ credentials: "same-origin", headers: {
+      "Content-Type": "application/json", "X-CSRFToken": csrf() } }, options || {}))
+      .then(r => r.json().catch(() => ({})).then(body => ({ status: r.status, body })));
+  }
+
+  function mode() { return ($("input[name=mode]:checked") || {}).value || "platform"; }
+  function kind() { return $("#ce_kind").value; }
+
+  function fillModels() {
+    const eu = $("#eu_only").checked;
+    const select = $("#model");
+    const current = select.value || state.config.prefs.model;
+    select.innerHTML = "";
+    const fallbacks = $("#fallbacks");
+    const chosenFallbacks = new Set(Array.from(fallbacks.selectedOptions).map(o => o.value).concat(
+      fallbacks.options.length ? [] : state.config.prefs.fallbacks || []));
+    fallbacks.innerHTML = "";
+    state.providers.forEach(provider => {
+      const models = provider.models.filter(m => (!eu || m.eu_hosted) && !(m.capabilities || []).includes("embeddings")
+        && provider.id !== "custom");
+      if (!models.length) return;
+      const group = document.createElement("optgroup");
+      group.label = provider.name;
+      const fgroup = group.cloneNode();
+      models.forEach(m => {
+        const option = new Option(m.name + (m.recommended ? " ★" : "") + (m.eu_hosted ? " · EU" : ""), m.id);
+        group.appendChild(option);
+        const f = new Option(m.name, m.id, false, chosenFallbacks.has(m.id));
+        fgroup.appendChild(f);
+      });
+      select.appendChild(group);
+      fallbacks.appendChild(fgroup);
+    });
+    if (state.byId[current] && (!eu || state.byId[current].eu_hosted)) select.value = current;
+    showModelInfo();
+  }
+
+  function showModelInfo() {
+    const m = state.byId[$("#model").value];
+    const box = $("#model-info");
+    if (!m) { box.textContent = ""; return; }
+    const money = v => v === null || v === undefined ? "—" : "$" + Number(v).toFixed(2);
+    box.innerHTML = "<dl>" +
+      "<div><dt>Input / 1M tokens</dt><dd>" + money(m.input_usd_per_mtok) + "</dd></div>" +
+      "<div><dt>Output / 1M tokens</dt><dd>" + money(m.output_usd_per_mtok) + "</dd></div>" +
+      "<div><dt>Context</dt><dd>" + (m.context_length || "—").toLocaleString() + "</dd></div>" +
+      "<div><dt>Max output</dt><dd>" + (m.max_output_tokens || "—").toLocaleString() + "</dd></div>" +
+      "<div><dt>Tier</dt><dd>" + (m.tier || "—") + "</dd></div>" +
+      "<div><dt>Capabilities</dt><dd>" + ((m.capabilities || []).join(", ") || "—") + "</dd></div>" +
+      "<div><dt>EU-hosted</dt><dd>" + (m.eu_hosted ? "yes" : "no") + "</dd></div>" +
+      "<div><dt>Recommended</dt><dd>" + (m.recommended ? "yes" : "no") + "</dd></div></dl>";
+    const max = $("#max_tokens");
+    max.max = m.max_output_tokens || 128000;
+    if (Number(max.value) > Number(max.max)) max.value = max.max;
+    $("#max-tokens-value").textContent = max.value;
+  }
+
+  function showSections() {
+    const m = mode();
+    $$("[data-section=byok]").forEach(el => { el.hidden = m !== "byok"; });
+    $$("[data-section=custom]").forEach(el => { el.hidden = m !== "custom"; });
+    $$("[data-section=model]").forEach(el => { el.hidden = m === "custom"; });
+    $$("[data-kind]").forEach(el => { el.hidden = !el.dataset.kind.split(" ").includes(kind()); });
+  }
+
+  function clearErrors() {
+    $$("[data-error]").forEach(el => { el.innerHTML = ""; });
+    $$(".field.has-error").forEach(el => el.classList.remove("has-error"));
+    const top = $("#form-error"); top.hidden = true; top.textContent = "";
+  }
+
+  function showErrors(body, prefix) {
+    Object.entries(body || {}).forEach(([field, messages]) => {
+      const name = prefix ? prefix + "." + field : field;
+      if (messages && !Array.isArray(messages) && typeof messages === "object") { showErrors(messages, name); return; }
+      const list = $('[data-error="' + name + '"]') || $('[data-error="' + (prefix || "") + '"]');
+      const text = [].concat(messages).join(" ");
+      if (list) {
+        list.innerHTML = "<li>" + text.replace(/</g, "&lt;") + "</li>";
+        const field = list.closest(".field"); if (field) field.classList.add("has-error");
+      } else {
+        const top = $("#form-error"); top.hidden = false; top.textContent += (top.textContent ? " " : "") + name + ": " + text;
+      }
+    });
+  }
+
+  function body() {
+    const data = { mode: mode(), temperature: Number($("#temperature_num").value), max_tokens: Number($("#max_tokens").value) };
+    if (data.mode === "custom") {
+      const ce = { kind: kind() };
+      const put = (id, key) => { const v = $(id).value.trim(); if (v) ce[key] = v; };
+      put("#ce_base_url", "base_url"); put("#ce_api_key", "api_key"); put("#ce_deployment", "deployment");
+      put("#ce_api_version", "api_version"); put("#ce_region", "region"); put("#ce_access_key_id", "access_key_id");
+      put("#ce_secret_access_key", "secret_access_key");
+      data.custom_endpoint = ce;
+      data.model = $("#ce_model").value.trim() || undefined;
+    } else {
+      data.model = $("#model").value;
+      data.eu_only = $("#eu_only").checked;
+      data.fallbacks = Array.from($("#fallbacks").selectedOptions).map(o => o.value).filter(v => v !== data.model);
+      if (data.mode === "byok" && $("#api_key").value.trim()) data.api_key = $("#api_key").value.trim();
+    }
+    return data;
+  }
+
+  function load() {
+    const p = state.config.prefs;
+    const radio = $('input[name=mode][value="' + p.mode + '"]');
+    if (radio) radio.checked = true;
+    const platform = $('input[name=mode][value=platform]');
+    if (!p.platform_mode_available) {
+      platform.disabled = true;
+      $("[data-platform-reason]").textContent = " " + (p.platform_mode_reason || "");
+    }
+    $("#eu_only").checked = !!p.eu_only;
+    $("#eu_only").disabled = !!p.tenant_eu_only;
+    $("#temperature").value = p.temperature; $("#temperature_num").value = p.temperature;
+    $("#max_tokens").value = p.max_tokens; $("#max-tokens-value").textContent = p.max_tokens;
+    $("#api-key-saved").textContent = p.api_key_masked ? "Saved key: " + p.api_key_masked + " — leave empty to keep it, type a new one to replace it." : "No key saved yet.";
+    const ce = p.custom_endpoint || {};
+    if (ce.kind) $("#ce_kind").value = ce.kind;
+    ["base_url", "deployment", "api_version", "region", "access_key_id"].forEach(k => { if (ce[k]) $("#ce_" + k).value = ce[k]; });
+    $("[data-ce-saved]").textContent = ce.api_key_masked ? "Saved: " + ce.api_key_masked + " — leave empty to keep it." : "";
+    if (p.mode === "custom") $("#ce_model").value = p.model || "";
+    fillModels();
+    showSections();
+  }
+
+  function init() {
+    const configEl = document.getElementById("llm-config");
+    const openButton = document.getElementById("open-llm-config");
+    if (!configEl || !openButton) return;
+    state.config = JSON.parse(configEl.textContent);
+    const dialog = $("#llm-modal");
+    fetch("/api/llm/models", { credentials: "same-origin" }).then(r => r.json()).then(data => {
+      state.providers = data.providers || [];
+      state.providers.forEach(p => p.models.forEach(m => { state.byId[m.id] = m; }));
+      load();
+    });
+    openButton.addEventListener("click", () => { clearErrors(); $("#test-result").innerHTML = ""; dialog.showModal(); });
+    $("[data-close]", dialog).addEventListener("click", () => dialog.close());
+    $$("input[name=mode]").forEach(r => r.addEventListener("change", showSections));
+    $("#ce_kind").addEventListener("change", showSections);
+    $("#eu_only").addEventListener("change", fillModels);
+    $("#model").addEventListener("change", showModelInfo);
+    $("#temperature").addEventListener("input", e => { $("#temperature_num").value = e.target.value; });
+    $("#temperature_num").addEventListener("input", e => { $("#temperature").value = e.target.value; });
+    $("#max_tokens").addEventListener("input", e => { $("#max-tokens-value").textContent = e.target.value; });
+    $("#discover").addEventListener("click", () => {
+      const out = $("#discovered");
+      out.innerHTML = '<span class="spinner"></span> Asking the server…';
+      fetch("/api/llm/ollama/models?base_url=" + encodeURIComponent($("#ce_base_url").value), { credentials: "same-origin" })
+        .then(r => r.json().then(b => ({ status: r.status, body: b }))).then(({ status, body }) => {
+          if (status !== 200) { out.textContent = (body.error && body.error.hint) || JSON.stringify(body); return; }
+          const names = (body.models || []).map(m => typeof m === "string" ? m : m.id);
+          out.innerHTML = names.length ? "Found: " : "No models on this server.";
+          names.forEach(name => {
+            const b = document.createElement("button"); b.type = "button"; b.className = "btn small"; b.textContent = name;
+            b.addEventListener("click", () => { $("#ce_model").value = name.replace(/^ollama:/, ""); });
+            out.appendChild(b);
+          });
+        });
+    });
+    $("#test-connection").addEventListener("click", () => {
+      const out = $("#test-result");
+      out.innerHTML = '<span class="spinner" role="status" aria-label="Testing"></span> Testing the connection…';
+      api("/api/llm/test-connection", { method: "POST", body: JSON.stringify(body()) }).then(({ status, body }) => {
+        if (status === 200 && body.ok) {
+          out.innerHTML = '<div class="test-result ok">Connected: ' + body.model + " answered in " + body.latency_ms + " ms.</div>";
+        } else if (status === 200) {
+          const e = body.error || {};
+          out.innerHTML = '<div class="test-result fail"><strong>' + (e.kind || "error") + ":</strong> " +
+            String(e.message || "").replace(/</g, "&lt;") + "<br>" + String(e.hint || "").replace(/</g, "&lt;") + "</div>";
+        } else { clearErrors(); showErrors(body); out.innerHTML = ""; }
+      });
+    });
+    $("#llm-form").addEventListener("submit", event => {
+      event.preventDefault();
+      clearErrors();
+      const save = $("#save"); save.disabled = true;
+      api("/api/llm/preferences", { method: "POST", body: JSON.stringify(body()) }).then(({ status, body }) => {
+        save.disabled = false;
+        if (status === 200 || status === 201) {
+          dialog.close();
+          window.toast("LLM settings saved.");
+          setTimeout(() => window.location.reload(), 600);
+        } else { showErrors(body); }
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", init);
+})();
