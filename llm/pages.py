@@ -75,7 +75,9 @@ def llm_settings(request: HttpRequest) -> HttpResponse:
     if request.GET.get("agent"):
         agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
     prefs = preferences_read(tenant=request.tenant, agent=agent)
+    endpoint = prefs.get("custom_endpoint") or {}
     return render(request, "llm/settings.html", {
+        "key_display": prefs.get("api_key_masked") or endpoint.get("api_key_masked") or "—",
         "prefs": prefs, "agent": agent, "can_manage": role_has(request.role, Perm.MANAGE_LLM),
         "config": {"agent": agent.slug if agent else None, "prefs": prefs},
     })
