@@ -10,7 +10,7 @@ import pytest
 
 from llm.models import Preferences
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 URL = "/api/llm/test-connection"
 
 
