@@ -9,7 +9,8 @@ rotated without losing every stored secret. Instead:
 - each tenant has a Fernet data key (`TenantDataKey`), stored only wrapped by a master key;
 - a credential's secrets are one JSON document encrypted with its tenant's data key (`Credential.secrets_ciphertext`).
 
-Rotating the master key (`rotate_encryption_key`) only re-wraps the small data keys; `--data-keys`
+Rotating the master key (`rotate_encryption_key`) only re-wraps the small data keys (and re-encrypts the
+values of other apps' django-cryptography fields, which can only be read with one key); `--data-keys`
 also gives each tenant a new data key and re-encrypts its secrets. Both skip what is already done, so a
 run that stops half-way is simply run again.
 
@@ -25,6 +26,7 @@ import binascii
 import hashlib
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -138,6 +140,7 @@ class RotationResult:
     data_keys_rewrapped: int = 0
     data_keys_created: int = 0
     credentials_reencrypted: int = 0
+    field_values_reencrypted: int = 0
 
 
 def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> RotationResult:
@@ -191,7 +194,74 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
             bump_config_version(tenant_id)
             if progress:
                 progress(result)
+    result.field_values_reencrypted = rotate_field_values(batch_size=batch_size)
     with _lock:
         _data_keys.clear()
     return result
 
+
+
+# --- other apps' django-cryptography fields ------------------------------------------------------------
+
+def _field_fernet(raw_key: str):
+    """django-cryptography's cipher for one entry of CRYPTOGRAPHY_KEYS (the key derivation its settings use)."""
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+    from django_cryptography.conf import CryptographyConf
+    from django_cryptography.utils.crypto import FernetBytes
+
+    conf = CryptographyConf()
+    digest = conf.DIGEST
+    kdf = PBKDF2HMAC(algorithm=digest, length=digest.digest_size, salt=conf.SALT, iterations=30000,
+                     backend=conf.BACKEND)
+    return FernetBytes(kdf.derive(raw_key.encode()))
+
+
+def encrypted_fields() -> list[tuple[Any, Any]]:
+    """(model, field) of every django-cryptography `encrypt(...)` field in the project."""
+    from django.apps import apps
+    from django_cryptography.fields import EncryptedMixin
+
+    return [(model, f) for model in apps.get_models() for f in model._meta.concrete_fields
+            if isinstance(f, EncryptedMixin)]
+
+
+def rotate_field_values(*, batch_size: int = 200) -> int:
+    """Re-encrypt django-cryptography field values under the newest key; values already under it are kept.
+
+    Such a field decrypts with one key only, so this must run before the old key leaves CRYPTOGRAPHY_KEYS.
+    """
+    import pickle
+
+    from django.db import connection
+
+    raw_keys = [k for k in settings.CRYPTOGRAPHY_KEYS if k]
+    ciphers = [_field_fernet(k) for k in raw_keys]
+    changed = 0
+    for model, field in encrypted_fields():
+        table, column, pk = model._meta.db_table, field.column, model._meta.pk.column
+        qn = connection.ops.quote_name
+        last = None
+        while True:
+            with connection.cursor() as cursor:
+                where = f"WHERE {qn(column)} IS NOT NULL" + (f" AND {qn(pk)} > %s" if last is not None else "")
+                cursor.execute(f"SELECT {qn(pk)}, {qn(column)} FROM {qn(table)} {where} "  # noqa: S608
+                               f"ORDER BY {qn(pk)} LIMIT %s", [*([last] if last is not None else []), batch_size])
+                rows = cursor.fetchall()
+            if not rows:
+                break
+            for row_pk, value in rows:
+                last = row_pk
+                token = bytes(value)
+                for index, cipher in enumerate(ciphers):
+                    try:
+                        plain = cipher.decrypt(token)
+                    except Exception:  # noqa: S112 - wrong key: try the next one
+                        continue
+                    if index > 0:
+                        pickle.loads(plain)  # noqa: S301 - our own ciphertext, authenticated above
+                        with transaction.atomic(), connection.cursor() as cursor:
+                            cursor.execute(f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE {qn(pk)} = %s",  # noqa: S608
+                                           [ciphers[0].encrypt(plain), row_pk])
+                        changed += 1
+                    break
+    return changed

@@ -97,3 +97,26 @@ def test_data_key_rotation_reencrypts_every_credential(settings, stored, capsys)
     assert _secret(a.pk) == "sk-tenant-a-secret-1"
     call_command("rotate_encryption_key", "--data-keys")
     assert "0 new data keys, 0 credentials re-encrypted" in capsys.readouterr().out
+
+
+def test_other_apps_encrypted_fields_move_to_the_newest_key(settings, tenant, capsys):
+    import pickle
+
+    from django.db import connection
+
+    from billing.models import Subscription
+    from billing.plans import ensure_subscription
+
+    startup_key = settings.CRYPTOGRAPHY_KEYS[0]  # what django-cryptography derived its key from
+    sub = ensure_subscription(tenant)
+    Subscription.objects.unscoped().filter(pk=sub.pk).update(alert_webhook_secret="whsec-tenant-a-0000")
+    settings.CRYPTOGRAPHY_KEYS = [NEW, startup_key]
+    call_command("rotate_encryption_key")
+    assert "1 other encrypted values re-encrypted" in capsys.readouterr().out
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT alert_webhook_secret FROM billing_subscription WHERE id = %s", [sub.pk])
+        raw = bytes(cursor.fetchone()[0])
+    assert b"whsec" not in raw
+    assert pickle.loads(crypto._field_fernet(NEW).decrypt(raw)) == "whsec-tenant-a-0000"
+    call_command("rotate_encryption_key")
+    assert "0 other encrypted values re-encrypted" in capsys.readouterr().out

@@ -28,5 +28,6 @@ class Command(BaseCommand):
         result = crypto.rotate(data_keys=data_keys, batch_size=batch_size, progress=progress)
         self.stdout.write(
             f"Re-encrypted under key {crypto.current_master_id()}: {result.data_keys_rewrapped} data keys re-wrapped, "
-            f"{result.data_keys_created} new data keys, {result.credentials_reencrypted} credentials re-encrypted."
+            f"{result.data_keys_created} new data keys, {result.credentials_reencrypted} credentials re-encrypted, "
+            f"{result.field_values_reencrypted} other encrypted values re-encrypted."
         )
