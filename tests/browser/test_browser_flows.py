@@ -1,0 +1,173 @@
+"""Real pages in a real browser: sign-up, keys, LLM configuration against a fake provider, dashboard, isolation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from llm.models import Preferences
+from tests.browser.conftest import shot, signup
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+@pytest.fixture
+def provider_env(monkeypatch, fake):
+    from llm import gateway_cache
+    from llm.resolution import forget_env
+
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
+    forget_env()
+    gateway_cache.clear()
+    yield fake
+    forget_env()
+
+
+def test_signup_then_agent_then_key_shown_once_and_revoked(page):
+    signup(page)
+    shot(page, "dashboard")
+    page.click("nav >> text=Agents")
+    page.fill("#id_slug", "support-bot")
+    page.fill("#id_name", "Support bot")
+    page.click("text=Create agent")
+    page.wait_for_url("**/agents/support-bot/")
+    shot(page, "agent-detail")
+    page.goto("/keys/")
+    page.fill("#id_name", "production")
+    page.check("input[value=manage]")
+    page.select_option("#id_agent", label="support-bot")
+    page.click("text=Create key")
+    key = page.inner_text("#new-key-value").strip()
+    assert re.fullmatch(r"byok-[A-Za-z0-9_\-]{40,}", key)
+    assert page.is_visible("button[data-copy=new-key-value]")
+    assert "will not be shown again" in page.inner_text("#new-key")
+    shot(page, "keys-created")
+    page.goto("/keys/")
+    assert key not in page.content() and key[-4:] in page.content()
+    page.once("dialog", lambda d: d.accept())
+    page.click("button:has-text('Revoke')")
+    page.wait_for_selector("text=revoked")
+    for name in ("members", "audit", "usage", "billing"):
+        page.goto(f"/{name}/")
+        shot(page, name)
+    page.goto("/")
+    page.click("text=Log out")
+    page.wait_for_url("**/")
+    assert page.is_visible("text=Sign up")
+
+
+def test_byok_configuration_with_test_connection_and_masked_key(page, provider_env):
+    signup(page)
+    page.goto("/settings/llm/")
+    page.click("#open-llm-config")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    assert "$0.25" in page.inner_text("#model-info")
+    page.fill("#api_key", "sk-wrong-key-1234")
+    page.click("#test-connection")
+    page.wait_for_selector(".test-result.fail")
+    failure = page.inner_text("#test-result")
+    assert "auth" in failure and "sk-wrong-key-1234" not in failure
+    page.fill("#api_key", "sk-test-byok-5678")
+    page.click("#test-connection")
+    page.wait_for_selector(".test-result.ok")
+    shot(page, "llm-modal")
+    page.click("#save")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector("text=sk-…5678")
+    assert "sk-test-byok-5678" not in page.content()
+    page.click("#open-llm-config")
+    assert "sk-…5678" in page.inner_text("#api-key-saved")
+    shot(page, "llm-settings")
+
+
+def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
+    signup(page)
+    page.goto("/settings/llm/")
+    page.click("#open-llm-config")
+    page.check("input[name=mode][value=byok]")
+    page.wait_for_function("document.querySelectorAll('#model option').length > 5")
+    all_models = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
+    page.check("#eu_only")
+    eu_models = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
+    assert eu_models and len(eu_models) < len(all_models)
+    assert all(m.startswith(("mistral:", "cohere:")) for m in eu_models)
+    page.check("input[name=mode][value=custom]")
+    page.select_option("#ce_kind", "azure_openai")
+    assert page.is_visible("#ce_deployment") and page.is_visible("#ce_base_url")
+    page.select_option("#ce_kind", "bedrock")
+    assert page.is_visible("#ce_region") and not page.is_visible("#ce_base_url")
+    page.select_option("#ce_kind", "openai_compatible")
+    assert page.is_visible("#discover") and not page.is_visible("#ce_region")
+
+
+def test_invalid_temperature_shows_the_error_and_saves_nothing(page):
+    signup(page)
+    page.goto("/settings/llm/")
+    page.click("#open-llm-config")
+    page.click("summary:has-text('Advanced')")
+    page.fill("#temperature_num", "3")
+    page.click("#save")
+    page.wait_for_selector("[data-error=temperature] li")
+    assert "2" in page.inner_text("[data-error=temperature]")
+    assert Preferences.objects.unscoped().count() == 0
+
+
+def test_dashboard_shows_the_totals_of_real_calls_and_draws_the_chart(page, provider_env):
+    from billing.plans import assign_plan
+    from llm import metering
+    from llm.calls import chat_once, run
+    from llm.router import CallContext
+    from tenants.models import Tenant
+
+    signup(page)
+    tenant = Tenant.objects.get(slug="acme")
+    assign_plan(tenant=tenant, plan_slug="pro")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call() -> None:  # Playwright's sync API owns this thread's event loop: call the router from another
+        from django.db import connections
+
+        try:
+            run(chat_once(CallContext(tenant_id=tenant.id), {"model": "openai:gpt-5-mini",
+                                                              "messages": [{"role": "user", "content": "hi"}]}))
+            metering.flush()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        for _ in range(3):
+            pool.submit(call).result()
+    page.goto("/usage/?range=24h")
+    cards = page.inner_text(".grid")
+    assert "3" in page.inner_text(".card.stat >> nth=0")
+    assert "36 / 15" in cards  # 3 × (12 in, 5 out)
+    page.wait_for_function("document.getElementById('usage-chart').width > 0")
+    assert "openai:gpt-5-mini" in page.inner_text("main")
+    shot(page, "usage")
+
+
+def test_tenant_b_never_sees_tenant_a(browser, live_server):
+    pages = []
+    for slug, email in (("alpha", "a@alpha.example.com"), ("beta", "b@beta.example.com")):
+        context = browser.new_context(base_url=live_server.url)
+        p = context.new_page()
+        signup(p, email=email, slug=slug, name=slug.title())
+        pages.append(p)
+    alpha, beta = pages
+    alpha.goto("/agents/")
+    alpha.fill("#id_slug", "alpha-secret-agent")
+    alpha.click("text=Create agent")
+    alpha.goto("/keys/")
+    alpha.fill("#id_name", "alpha-secret-key")
+    alpha.click("text=Create key")
+    for url in ("/dashboard/", "/agents/", "/keys/", "/members/", "/audit/", "/usage/", "/settings/llm/", "/billing/"):
+        beta.goto(url)
+        body = beta.content()
+        assert "alpha-secret" not in body and "a@alpha.example.com" not in body, url
+    response = beta.goto("/agents/alpha-secret-agent/")
+    assert response.status == 404
+    for p in pages:
+        p.context.close()
