@@ -59,7 +59,10 @@ stop_all_started
 if [ "${SKIP_LITELLM:-0}" != 1 ]; then
     SKIP=""
     [ -x /tmp/litellm-venv/bin/litellm ] && SKIP=--skip-install
-    bash "$BENCH_DIR/litellm_baseline.sh" $SKIP --requests "$REQUESTS" --repeats "$REPEATS" \
+    # LiteLLM reads DATABASE_URL / REDIS_URL too: run it with none of this project's variables.
+    env -u DATABASE_URL -u REDIS_URL -u DEBUG -u SECRET_KEY -u ALLOWED_HOSTS -u OPENAI_API_KEY -u OPENAI_BASE_URL \
+        -u PROMETHEUS_MULTIPROC_DIR -u CACHE_KEY_PREFIX -u CELERY_TASK_ALWAYS_EAGER -u SECURE_SSL_REDIRECT \
+        bash "$BENCH_DIR/litellm_baseline.sh" $SKIP --requests "$REQUESTS" --repeats "$REPEATS" \
         --concurrency "$CONCURRENCY" --scenarios "$SCENARIOS" --out "$RUN_DIR/litellm"
 fi
 "$BENCH_PY" "$BENCH_DIR/report.py" "$RUN_DIR"/byok-gateway.json "$RUN_DIR"/litellm/litellm*.json 2>/dev/null \
