@@ -7,6 +7,8 @@ stale at once; secrets are never shown (only their masks).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db import models
@@ -21,7 +23,7 @@ from .resolution import bump_config_version
 log = logging.getLogger(__name__)
 
 
-_URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+_URL_FIELDS: Mapping[type[models.Field], Mapping[str, Any]] = {models.URLField: {"assume_scheme": "https"}}
 
 
 class CatalogAdminMixin:

@@ -5,6 +5,8 @@ Thin: parse, call the service module, render. Validation lives in the services s
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -28,7 +30,7 @@ class PlainTextParser(BaseParser):
 
     media_type = "*/*"
 
-    def parse(self, stream, media_type=None, parser_context=None) -> str:
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
         return stream.read().decode("utf-8", "replace")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -203,7 +204,7 @@ def models_listing(*, filter: str | None = None, tier: str | None = None) -> dic
     """Enabled catalog models grouped by provider; `filter` is eu | recommended | provider:NAME."""
     snapshot = get_catalog()
     errors: dict[str, list[str]] = {}
-    predicate = None
+    predicate: Callable[[ModelInfo], bool] | None = None
     if filter:
         if filter == "eu":
             def predicate(m: ModelInfo) -> bool:
@@ -227,7 +228,7 @@ def models_listing(*, filter: str | None = None, tier: str | None = None) -> dic
         raise ValidationError(errors)
     groups: dict[str, list[ModelInfo]] = {}
     for m in snapshot.models.values():
-        if not m.enabled or (predicate and not predicate(m)) or (tier and m.tier != tier):
+        if not m.enabled or (predicate is not None and not predicate(m)) or (tier and m.tier != tier):
             continue
         groups.setdefault(m.provider, []).append(m)
     providers = []

@@ -206,12 +206,13 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
 def _field_fernet(raw_key: str):
     """django-cryptography's cipher for one entry of CRYPTOGRAPHY_KEYS (the key derivation its settings use)."""
     from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+    from django.utils.encoding import force_bytes
     from django_cryptography.conf import CryptographyConf
     from django_cryptography.utils.crypto import FernetBytes
 
     conf = CryptographyConf()
     digest = conf.DIGEST
-    kdf = PBKDF2HMAC(algorithm=digest, length=digest.digest_size, salt=conf.SALT, iterations=30000,
+    kdf = PBKDF2HMAC(algorithm=digest, length=digest.digest_size, salt=force_bytes(conf.SALT), iterations=30000,
                      backend=conf.BACKEND)
     return FernetBytes(kdf.derive(raw_key.encode()))
 

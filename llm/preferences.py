@@ -85,7 +85,7 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     """The API shape: saved values (or the agent's inherited / the defaults) and the model's catalog metadata."""
     own = preferences_get(tenant=tenant, agent=agent)
     prefs = own or (preferences_get(tenant=tenant, agent=None) if agent is not None else None)
-    values = dict(DEFAULTS) if prefs is None else {
+    values: dict[str, Any] = dict(DEFAULTS) if prefs is None else {
         "mode": prefs.mode, "model": prefs.model, "temperature": float(prefs.temperature),
         "max_tokens": prefs.max_tokens, "eu_only": prefs.eu_only, "fallbacks": list(prefs.fallbacks or []),
     }
@@ -258,7 +258,7 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
         values["fallbacks"] = [f for f, _ in fallback_entries]
 
     inline_key = None
-    endpoint = None
+    endpoint: dict[str, Any] | None = None
     if mode == "platform":
         allowed, reason = platform_mode_allowed(tenant)
         if not allowed:
@@ -297,7 +297,7 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
             if not isinstance(endpoint_data, dict):
                 errors["custom_endpoint"] = {"non_field_errors": ["Send the endpoint as an object."]}
             else:
-                kind = endpoint_data.get("kind") or (saved.kind if saved is not None else None)
+                kind = str(endpoint_data.get("kind") or (saved.kind if saved is not None else ""))
                 if kind not in CUSTOM_KINDS:
                     errors["custom_endpoint"] = {"kind": [f"Choose one of: {', '.join(CUSTOM_KINDS)}."]}
                 else:
@@ -362,8 +362,9 @@ def preferences_save(*, tenant: Tenant, agent: Agent | None, actor: Actor, data:
         prefs.save()
         after = {k: getattr(prefs, k) for k in ("mode", "model", "temperature", "max_tokens", "eu_only",
                                                  "fallbacks")}
-        changes = {k: [_plain(before.get(k)), _plain(v)] for k, v in after.items() if before.get(k) != v}
-        if inline_key is not None:
+        changes: dict[str, Any] = {k: [_plain(before.get(k)), _plain(v)] for k, v in after.items()
+                                   if before.get(k) != v}
+        if inline_key is not None and prefs.credential is not None:
             changes["api_key_masked"] = prefs.credential.api_key_masked
         audit_record(tenant=tenant, actor=actor, action="llm.preferences.save", obj=prefs,
                      object_repr=f"LLM preferences ({agent.slug if agent else 'workspace default'})",

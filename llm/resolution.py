@@ -193,13 +193,15 @@ def platform_target_for(model: Any) -> ResolvedTarget | None:
     """The platform's own way to reach a catalog model (its provider's key, else OpenRouter's), or None."""
     from . import catalog
 
-    m = catalog.get_catalog().model(model) if isinstance(model, str) else model
+    snapshot = catalog.get_catalog()
+    if isinstance(model, str):
+        m = snapshot.model(model)
+    elif isinstance(model, catalog.ModelInfo):
+        m = model
+    else:  # a CatalogModel row
+        m = snapshot.model(model.pk)
     if m is None:
         return None
-    if not hasattr(m, "provider") or not isinstance(m.provider, str):  # a CatalogModel row
-        m = catalog.get_catalog().model(m.pk)
-        if m is None:
-            return None
     key = env(f"{_env_prefix(m.provider)}_API_KEY")
     if key and m.native_model_id:
         protocol, _ = _provider_defaults(m.provider)

@@ -255,7 +255,7 @@ def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = Fa
     plan: list[tuple[Route | None, dict[str, Any]]] = []
     seen: set[str] = set()
     for i, entry in enumerate(doc["routes"]):
-        label = entry.get("name") if isinstance(entry, dict) and isinstance(entry.get("name"), str) else f"#{i + 1}"
+        label = str(entry["name"]) if isinstance(entry, dict) and isinstance(entry.get("name"), str) else f"#{i + 1}"
         if label in seen:
             errors[label] = {"name": ["Listed twice."]}
             continue
