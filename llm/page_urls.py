@@ -8,4 +8,6 @@ urlpatterns = [
     path("usage/", pages.usage, name="usage"),
     path("usage.csv", pages.usage_csv, name="usage_csv"),
     path("settings/llm/", pages.llm_settings, name="llm_settings"),
+    path("assistant/", pages.assistant, name="assistant"),
+    path("assistant/<int:thread_id>/", pages.assistant, name="assistant_thread"),
 ]

@@ -81,3 +81,42 @@ def llm_settings(request: HttpRequest) -> HttpResponse:
         "prefs": prefs, "agent": agent, "can_manage": role_has(request.role, Perm.MANAGE_LLM),
         "config": {"agent": agent.slug if agent else None, "prefs": prefs},
     })
+
+
+@tenant_required(Perm.USE_ASSISTANT)
+def assistant(request: HttpRequest, thread_id: int | None = None) -> HttpResponse:
+    """The in-app assistant: threads on the left, the conversation, a composer; replies stream in by polling."""
+    from django.contrib import messages as flash
+    from django.core.exceptions import ValidationError
+    from django.shortcuts import redirect
+
+    from tenants.audit import Actor
+
+    from . import assistant as service
+    from .gateway_models import models_for_gateway
+    from .models import Thread
+
+    thread = service.access_thread(tenant=request.tenant, user=request.user, thread_id=thread_id) \
+        if thread_id is not None else None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "new":
+            thread = service.thread_create(tenant=request.tenant, user=request.user,
+                                           model=request.POST.get("model") or "default")
+            return redirect("assistant_thread", thread_id=thread.id)
+        if thread is not None and action == "rename":
+            try:
+                service.thread_rename(thread=thread, title=request.POST.get("title", ""))
+            except ValidationError as exc:
+                flash.error(request, " ".join(exc.messages))
+            return redirect("assistant_thread", thread_id=thread.id)
+        if thread is not None and action == "delete":
+            service.thread_delete(thread=thread, actor=Actor.from_request(request))
+            flash.success(request, "Thread deleted.")
+            return redirect("assistant")
+    threads = Thread.objects.filter(user=request.user)[:100]
+    models = [m for m in models_for_gateway(tenant_id=request.tenant.id, agent_id=None)
+              if "embedding" not in m]
+    context = {"threads": threads, "thread": thread, "models": models,
+               "history": [service.message_progress(m) for m in thread.messages.all()] if thread else []}
+    return render(request, "llm/assistant.html", context)

@@ -43,6 +43,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+def seed_reference_data() -> None:
+    """Plans, billing schedules and the model catalog, as the data migrations create them."""
+    import importlib
+
+    from django.apps import apps
+
+    from llm.catalog import seed_catalog
+
+    importlib.import_module("billing.migrations.0002_seed_plans").seed(apps, None)
+    seed_catalog()
+
+
+@pytest.fixture(autouse=True)
+def _reseed_after_flush(request):
+    """Transactional tests flush every table after each test; put the reference data back first."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        seed_reference_data()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     cache.clear()

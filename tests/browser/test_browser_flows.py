@@ -9,7 +9,7 @@ import pytest
 from llm.models import Preferences
 from tests.browser.conftest import shot, signup
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -171,3 +171,29 @@ def test_tenant_b_never_sees_tenant_a(browser, live_server):
     assert response.status == 404
     for p in pages:
         p.context.close()
+
+
+def test_assistant_answers_from_the_fake_provider_and_explains_the_hard_cap(page, provider_env):
+    from billing.caps import caps_update
+    from billing.plans import assign_plan
+    from tenants.audit import SYSTEM
+    from tenants.models import Tenant
+
+    signup(page)
+    tenant = Tenant.objects.get(slug="acme")
+    assign_plan(tenant=tenant, plan_slug="pro")
+    page.goto("/assistant/")
+    page.select_option("#new-model", "openai:gpt-5-mini")
+    page.click("button:has-text('New chat')")
+    page.wait_for_url("**/assistant/*/")
+    page.fill("#content", "Hello there")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant[data-status=done]")
+    reply = page.inner_text(".msg.assistant")
+    assert "Hello from fake" in reply and "12 in / 5 out" in reply
+    shot(page, "assistant")
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=0, hard_tcu=0)
+    page.fill("#content", "Again?")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant.error")
+    assert "hard cap" in page.inner_text(".msg.assistant.error").lower()

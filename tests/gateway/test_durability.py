@@ -18,7 +18,7 @@ from django.conf import settings
 
 from tests.gateway.conftest import _free_port, drain_events
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.gateway.conftest import drain_events, reconfigured
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 MODEL = "openai:gpt-5-mini"  # catalog price 0.25 / 2 USD per 1M tokens
 

@@ -6,7 +6,7 @@ from llm import metering
 from llm.models import Job, Message, UsageEvent
 from tests.worker.conftest import wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -1,0 +1,56 @@
+// The assistant: post a message, then poll the reply while the Celery worker streams it (partial text in Redis).
+(function () {
+  const csrf = () => (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
+  function bubble(box, role, text, id) {
+    const el = document.createElement("div");
+    el.className = "msg " + role;
+    if (id) el.dataset.message = id;
+    el.textContent = text;
+    box.appendChild(el);
+    box.scrollTop = box.scrollHeight;
+    return el;
+  }
+  function meta(m) {
+    const d = document.createElement("div");
+    d.className = "meta";
+    d.textContent = m.model + " · " + m.input_tokens + " in / " + m.output_tokens + " out · $" + Number(m.cost_usd).toFixed(6);
+    return d;
+  }
+  function poll(thread, el, id) {
+    fetch("/api/llm/threads/" + thread + "/messages/" + id, { credentials: "same-origin" }).then(r => r.json()).then(m => {
+      if (m.status === "done") { el.textContent = m.content; el.appendChild(meta(m)); el.dataset.status = "done"; return; }
+      if (m.status === "error") { el.textContent = m.error; el.classList.add("error"); el.dataset.status = "error"; return; }
+      el.textContent = m.content || "…";
+      setTimeout(() => poll(thread, el, id), 300);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    const box = document.getElementById("messages");
+    const form = document.getElementById("composer");
+    if (!box || !form) return;
+    const thread = box.dataset.thread;
+    box.scrollTop = box.scrollHeight;
+    box.querySelectorAll("[data-status=pending],[data-status=streaming]").forEach(el => poll(thread, el, el.dataset.message));
+    const textarea = document.getElementById("content");
+    textarea.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); } });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const content = textarea.value.trim();
+      const errors = document.getElementById("composer-error");
+      errors.innerHTML = "";
+      if (!content) return;
+      const send = document.getElementById("send"); send.disabled = true;
+      fetch("/api/llm/threads/" + thread + "/messages", { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() }, body: JSON.stringify({ content }) })
+        .then(r => r.json().then(b => ({ status: r.status, body: b }))).then(({ status, body }) => {
+          send.disabled = false;
+          if (status !== 202) { errors.innerHTML = "<li>" + Object.values(body).flat().join(" ") + "</li>"; return; }
+          const empty = document.getElementById("empty-thread"); if (empty) empty.remove();
+          textarea.value = "";
+          bubble(box, "user", body.message.content, body.message.id);
+          const reply = bubble(box, "assistant", body.reply.content || "…", body.reply.id);
+          poll(thread, reply, body.reply.id);
+        });
+    });
+  });
+})();
