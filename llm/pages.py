@@ -91,17 +91,20 @@ def assistant(request: HttpRequest, thread_id: int | None = None) -> HttpRespons
     from django.shortcuts import redirect
 
     from tenants.audit import Actor
+    from tenants.models import User
 
     from . import assistant as service
     from .gateway_models import models_for_gateway
     from .models import Thread
 
-    thread = service.access_thread(tenant=request.tenant, user=request.user, thread_id=thread_id) \
+    user = request.user
+    assert isinstance(user, User)  # tenant_required: a logged-in person
+    thread = service.access_thread(tenant=request.tenant, user=user, thread_id=thread_id) \
         if thread_id is not None else None
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "new":
-            thread = service.thread_create(tenant=request.tenant, user=request.user,
+            thread = service.thread_create(tenant=request.tenant, user=user,
                                            model=request.POST.get("model") or "default")
             return redirect("assistant_thread", thread_id=thread.id)
         if thread is not None and action == "rename":
@@ -114,7 +117,7 @@ def assistant(request: HttpRequest, thread_id: int | None = None) -> HttpRespons
             service.thread_delete(thread=thread, actor=Actor.from_request(request))
             flash.success(request, "Thread deleted.")
             return redirect("assistant")
-    threads = Thread.objects.filter(user=request.user)[:100]
+    threads = Thread.objects.filter(user=user)[:100]
     models = [m for m in models_for_gateway(tenant_id=request.tenant.id, agent_id=None)
               if "embedding" not in m]
     context = {"threads": threads, "thread": thread, "models": models,
