@@ -9,5 +9,6 @@ urlpatterns = [
     path("usage.csv", pages.usage_csv, name="usage_csv"),
     path("settings/llm/", pages.llm_settings, name="llm_settings"),
     path("assistant/", pages.assistant, name="assistant"),
+    path("routes/", pages.routes, name="routes"),
     path("assistant/<int:thread_id>/", pages.assistant, name="assistant_thread"),
 ]

@@ -123,3 +123,79 @@ def assistant(request: HttpRequest, thread_id: int | None = None) -> HttpRespons
     context = {"threads": threads, "thread": thread, "models": models,
                "history": [service.message_progress(m) for m in thread.messages.all()] if thread else []}
     return render(request, "llm/assistant.html", context)
+
+
+def _targets_from_text(text: str) -> list[dict]:
+    """One target a line: `provider:model [weight]`; the first is the primary, the rest the fallback chain."""
+    targets = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        target: dict = {"model": parts[0]}
+        if len(parts) > 1:
+            target["weight"] = int(parts[1]) if parts[1].isdigit() else parts[1]
+        targets.append(target)
+    return targets
+
+
+def _targets_to_text(targets: list[dict]) -> str:
+    return "\n".join(t["model"] + (f" {t['weight']}" if t.get("weight") else "") for t in targets)
+
+
+@tenant_required(Perm.VIEW_CONFIG)
+def routes(request: HttpRequest) -> HttpResponse:
+    """Named routes: list, create, edit targets and weights, delete, YAML export and import."""
+    from django.contrib import messages as flash
+    from django.core.exceptions import ValidationError
+    from django.shortcuts import redirect
+
+    from tenants.audit import Actor
+    from tenants.roles import role_has
+
+    from . import routes as service
+
+    can_manage = role_has(request.role, Perm.MANAGE_LLM)
+    errors: dict = {}
+    form = {"name": "", "description": "", "targets": "", "cache_ttl_seconds": "", "id": ""}
+    if request.method == "POST" and can_manage:
+        action = request.POST.get("action")
+        actor = Actor.from_request(request)
+        try:
+            if action == "export":
+                response = HttpResponse(service.routes_export(tenant=request.tenant), content_type="application/yaml")
+                response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
+                return response
+            if action == "import":
+                upload = request.FILES.get("file")
+                text = upload.read().decode() if upload else request.POST.get("yaml", "")
+                result = service.routes_import(tenant=request.tenant, actor=actor, text=text,
+                                               replace=bool(request.POST.get("replace")))
+                flash.success(request, f"Imported routes: {result}")
+                return redirect("routes")
+            if action == "delete":
+                service.route_delete(route=service.access_route(tenant=request.tenant,
+                                                                route_id=request.POST.get("id")), actor=actor)
+                flash.success(request, "Route deleted.")
+                return redirect("routes")
+            form = {k: request.POST.get(k, "") for k in form}
+            data = {"name": form["name"].strip(), "description": form["description"],
+                    "targets": _targets_from_text(form["targets"]),
+                    "cache_ttl_seconds": int(form["cache_ttl_seconds"]) if form["cache_ttl_seconds"].strip().isdigit()
+                    else (form["cache_ttl_seconds"].strip() or None)}
+            if form["id"]:
+                service.route_update(route=service.access_route(tenant=request.tenant, route_id=form["id"]),
+                                     actor=actor, data=data)
+            else:
+                service.route_create(tenant=request.tenant, actor=actor, data=data)
+            flash.success(request, f"Route “{data['name']}” saved; call it as model route:{data['name']}.")
+            return redirect("routes")
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+    elif request.method == "GET" and request.GET.get("edit"):
+        route = service.route_json(service.access_route(tenant=request.tenant, route_id=request.GET["edit"]))
+        form = {"name": route["name"], "description": route["description"], "targets": _targets_to_text(route["targets"]),
+                "cache_ttl_seconds": route["cache_ttl_seconds"] or "", "id": route["id"]}
+    return render(request, "llm/routes.html", {"routes": service.routes_list(tenant=request.tenant), "form": form,
+                                               "errors": errors, "can_manage": can_manage},
+                  status=400 if errors else 200)

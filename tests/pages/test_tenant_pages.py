@@ -240,3 +240,25 @@ def test_llm_settings_page_renders_the_modal_with_current_preferences(tenant, ag
     assert 'id="llm-modal"' in page and "anthropic:claude-sonnet-4.5" in page
     agent_page = client.get(f"/settings/llm/?agent={agent.slug}").content.decode()
     assert "inherits the workspace" in agent_page
+
+
+def test_routes_page_create_edit_export_import_and_errors(tenant):
+    from llm.models import Route
+
+    client = _owner(tenant)
+    bad = client.post("/routes/", {"action": "save", "name": "Bad Name", "targets": ""})
+    assert bad.status_code == 400 and Route.objects.unscoped().filter(tenant=tenant).count() == 0
+    ok = client.post("/routes/", {"action": "save", "name": "chat",
+                                  "targets": "openai:gpt-5-mini 70\nanthropic:claude-haiku-4.5 30"})
+    assert ok.status_code == 302
+    route = Route.objects.unscoped().get(tenant=tenant, name="chat")
+    assert [t["weight"] for t in route.targets] == [70, 30]
+    page = client.get(f"/routes/?edit={route.id}").content.decode()
+    assert "openai:gpt-5-mini 70" in page
+    exported = client.post("/routes/", {"action": "export"})
+    assert exported["Content-Type"] == "application/yaml" and b"chat" in exported.content
+    route.delete()
+    client.post("/routes/", {"action": "import", "yaml": exported.content.decode()})
+    assert Route.objects.unscoped().filter(tenant=tenant, name="chat").exists()
+    broken = client.post("/routes/", {"action": "import", "yaml": "routes: [unclosed"})
+    assert broken.status_code == 400 and "YAML" in broken.content.decode()
