@@ -8,4 +8,5 @@ urlpatterns = [
     path("billing/", pages.billing, name="billing"),
     path("billing/plan", pages.change_plan, name="billing_change_plan"),
     path("billing/portal", pages.payment_portal, name="billing_portal"),
+    path("notifications/", pages.notifications, name="notifications"),
 ]

@@ -32,9 +32,25 @@ class CapsForm(forms.Form):
 def billing(request: HttpRequest) -> HttpResponse:
     if not (role_has(request.role, Perm.MANAGE_BILLING) or role_has(request.role, Perm.MANAGE_CAPS)):
         return render(request, "403.html", status=403)
+    from .alerts import alert_webhook_read, alert_webhook_set, recent_alerts
+
     caps = caps_read(tenant=request.tenant)
-    form = CapsForm(request.POST or None, initial={"warn_tcu": caps["warn_tcu"], "hard_tcu": caps["hard_tcu"]})
-    if request.method == "POST":
+    is_webhook = request.POST.get("action") == "webhook"
+    form = CapsForm(request.POST if request.method == "POST" and not is_webhook else None,
+                    initial={"warn_tcu": caps["warn_tcu"], "hard_tcu": caps["hard_tcu"]})
+    webhook_error = new_secret = ""
+    if request.method == "POST" and is_webhook:
+        if not role_has(request.role, Perm.MANAGE_CAPS):
+            return render(request, "403.html", status=403)
+        try:
+            result = alert_webhook_set(tenant=request.tenant, actor=Actor.from_request(request),
+                                       url=request.POST.get("url", ""))
+        except ValidationError as exc:
+            webhook_error = " ".join(exc.messages)
+        else:
+            new_secret = result["secret"]  # shown once, in this response only
+            messages.success(request, "Alert webhook saved." if result["url"] else "Alert webhook removed.")
+    elif request.method == "POST":
         if not role_has(request.role, Perm.MANAGE_CAPS):
             return render(request, "403.html", status=403)
         if form.is_valid():
@@ -50,7 +66,22 @@ def billing(request: HttpRequest) -> HttpResponse:
     plans = Plan.objects.filter(is_public=True, is_active=True).order_by("sort_order")
     return render(request, "billing/billing.html", {
         "s": summary, "form": form, "plans": plans, "can_billing": role_has(request.role, Perm.MANAGE_BILLING),
-    }, status=400 if form.errors else 200)
+        "webhook": alert_webhook_read(tenant=request.tenant), "webhook_error": webhook_error,
+        "new_secret": new_secret, "alerts": recent_alerts(tenant=request.tenant, limit=10),
+    }, status=400 if form.errors or webhook_error else 200)
+
+
+@tenant_required()
+def notifications(request: HttpRequest) -> HttpResponse:
+    from tenants.models import User
+
+    from .notifications import notification_mark_read, notifications_for
+
+    user = request.user if isinstance(request.user, User) else None
+    if request.method == "POST":
+        notification_mark_read(tenant=request.tenant, user=user, notification_id=request.POST.get("id", ""))
+        return redirect("notifications")
+    return render(request, "billing/notifications.html", {"items": notifications_for(user, request.tenant, limit=100)})
 
 
 @require_POST

@@ -262,3 +262,18 @@ def test_routes_page_create_edit_export_import_and_errors(tenant):
     assert Route.objects.unscoped().filter(tenant=tenant, name="chat").exists()
     broken = client.post("/routes/", {"action": "import", "yaml": "routes: [unclosed"})
     assert broken.status_code == 400 and "YAML" in broken.content.decode()
+
+
+def test_alert_webhook_setting_and_notifications_page(tenant):
+    from billing.notifications import notification_create
+
+    client = _owner(tenant)
+    saved = client.post("/billing/", {"action": "webhook", "url": "https://hooks.example.com/byok"})
+    secret = re.search(r"whsec_[A-Za-z0-9_\-]+", saved.content.decode()).group(0)
+    later = client.get("/billing/").content.decode()
+    assert secret not in later and secret[-4:] in later  # shown once, then only masked
+    refused = client.post("/billing/", {"action": "webhook", "url": "ftp://nope"})
+    assert refused.status_code == 400
+    notification_create(tenant=tenant, title="Warn cap crossed", body="You used 200,000 TCU.", level="warning")
+    page = client.get("/notifications/").content.decode()
+    assert "Warn cap crossed" in page and "Mark read" in page
