@@ -14,8 +14,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API runs an event loop in this thread, which must be gone before other
+    tests call asyncio.run()."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         raise pytest.UsageError(f"Browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
