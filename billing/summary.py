@@ -45,7 +45,7 @@ def billing_summary(*, tenant: Tenant, period: str | None = None, with_invoices:
     limits = caps.limits_for(tenant.id)
     used_tcu = tcu_used(tenant_id=tenant.id, period=period)
     if plan is not None:
-        ov = overage_of(tenant_id=tenant.id, plan=plan, period=period)
+        ov = overage_of(tenant_id=tenant.id, plan=plan, period=period, fast=True)
         used_tokens, overage_tokens, overage_usd = ov.used_tokens, ov.overage_tokens, ov.amount_usd
     else:
         used_tokens, overage_tokens, overage_usd = 0, 0, Decimal(0)

@@ -54,8 +54,15 @@ def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
     return int(_events(tenant_id, period).aggregate(t=Sum("tcu"))["t"] or 0)
 
 
-def platform_tokens(*, tenant_id: int, period: str) -> int:
-    """Input + output tokens of platform-mode calls in the period: what included tokens and overage count."""
+def platform_tokens(*, tenant_id: int, period: str, fast: bool = False) -> int:
+    """Input + output tokens of platform-mode calls in the period: what included tokens and overage count.
+
+    `fast` (pages) reads the current period from the usage rollups plus the live hour; pushes to Stripe and
+    reconciliation sum the events themselves."""
+    if fast and period == period_of():
+        from llm.usage import platform_tokens_since
+
+        return platform_tokens_since(tenant_id=tenant_id, since=period_bounds(period)[0])
     agg = _events(tenant_id, period).aggregate(
         i=Sum("input_tokens", filter=Q(mode="platform")), o=Sum("output_tokens", filter=Q(mode="platform")))
     return int(agg["i"] or 0) + int(agg["o"] or 0)
@@ -75,8 +82,8 @@ class Overage:
         return int((self.amount_usd * 100).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def overage_of(*, tenant_id: int, plan: Plan, period: str) -> Overage:
-    used = platform_tokens(tenant_id=tenant_id, period=period)
+def overage_of(*, tenant_id: int, plan: Plan, period: str, fast: bool = False) -> Overage:
+    used = platform_tokens(tenant_id=tenant_id, period=period, fast=fast)
     over = max(0, used - plan.included_tokens) if plan.overage_usd_per_mtok > 0 else 0
     amount = (Decimal(over) * plan.overage_usd_per_mtok / _MTOK).quantize(_CENT, rounding=ROUND_HALF_UP)
     return Overage(period=period, used_tokens=used, included_tokens=plan.included_tokens, overage_tokens=over,

@@ -191,6 +191,33 @@ def _segments(since: datetime | None, daily_end: datetime | None, hourly_end: da
     return days, hours, events
 
 
+def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
+    """Input + output tokens of platform-mode calls since a time, from rollups plus the live hour (fast)."""
+    last_day = UsageDaily.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("day"))["m"]
+    last_hour = UsageHourly.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("hour"))["m"]
+    (d0, d1), hour_spans, event_spans = _segments(
+        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None)
+    total = 0
+    tokens = Sum("input_tokens") + Sum("output_tokens")
+    daily = UsageDaily.objects.unscoped().filter(tenant_id=tenant_id, mode="platform",
+                                                 day__lt=d1.date() if d1.year > 1 else date.min)
+    if d0 is not None:
+        daily = daily.filter(day__gte=d0.date())
+    total += daily.aggregate(t=tokens)["t"] or 0
+    if hour_spans:
+        hourly_q = Q()
+        for a, b in hour_spans:
+            hourly_q |= Q(hour__gte=a, hour__lt=b)
+        total += UsageHourly.objects.unscoped().filter(tenant_id=tenant_id, mode="platform").filter(hourly_q) \
+            .aggregate(t=tokens)["t"] or 0
+    events_q = Q()
+    for a, e in event_spans:
+        events_q |= Q(created_at__gte=a) if e is None else Q(created_at__gte=a, created_at__lt=e)
+    total += UsageEvent.objects.unscoped().filter(tenant_id=tenant_id, mode="platform").filter(events_q) \
+        .aggregate(t=tokens)["t"] or 0
+    return int(total)
+
+
 def usage_summary(*, tenant: Tenant, range_name: str = "30d", agent: Agent | None = None,
                   now: datetime | None = None) -> dict[str, Any]:
     """The `/api/llm/usage` body: totals, by model, by day and by agent for the range."""

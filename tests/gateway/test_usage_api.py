@@ -99,3 +99,20 @@ def test_another_tenants_agent_is_404(manage_client, other_tenant):
 def test_other_tenant_sees_none_of_it(other_client, history):
     body = other_client.get("/api/llm/usage?range=all").json()
     assert body["totals"]["requests"] == 0
+
+
+def test_fast_platform_tokens_equal_the_exact_sum(tenant):
+    from billing.usage import period_of, platform_tokens
+
+    n = 0
+    for hours_ago in (0, 1, 3, 30, 60, 200):
+        for mode in ("platform", "byok"):
+            n += 1
+            event = _event(tenant, 1000 + n, ago=timedelta(hours=hours_ago), tokens=(100 + n, 10 * n))
+            UsageEvent.objects.unscoped().filter(id=event.id).update(mode=mode)
+    period = period_of()
+    exact = platform_tokens(tenant_id=tenant.id, period=period)
+    assert exact > 0
+    assert platform_tokens(tenant_id=tenant.id, period=period, fast=True) == exact
+    rollup_pending()
+    assert platform_tokens(tenant_id=tenant.id, period=period, fast=True) == exact
