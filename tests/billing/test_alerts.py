@@ -154,7 +154,7 @@ def test_free_plan_has_no_included_token_alerts(tenant):
     assert not AlertSent.objects.unscoped().exists()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_workers_send_one_alert_per_threshold(make_tenant, make_user):
     tenant = make_tenant("racer")
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=1000, hard_tcu=2000)

@@ -13,7 +13,7 @@ from .conftest import make_usage
 
 router = pytest.importorskip("llm.router")
 # The router loads limits and seeds counters in worker threads (their own connections): commit for real.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TARGET = SimpleNamespace(mode="byok", provider="openai", base_url="http://127.0.0.1:1/v1", upstream_model="gpt-x",
                          credential_id=1, input_usd_per_mtok=None, output_usd_per_mtok=None, params={},

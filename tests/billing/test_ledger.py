@@ -121,7 +121,7 @@ def test_pending_items_only_lists_the_projects_items(paid_tenant, stripe):
     assert ledger.pending_items(sub.stripe_customer_id) == []
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_pushes_make_one_item(make_tenant, stripe):
     import threading
 

