@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -516,6 +515,3 @@ def _record_unadmitted(usage: Usage) -> None:
 
     record_now(usage)
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
