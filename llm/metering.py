@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
 from . import budget
@@ -20,7 +21,11 @@ from .models import UsageEvent
 log = logging.getLogger(__name__)
 _MTOK = Decimal(1_000_000)
 _DRAIN_LOCK = f"{budget.NS}:usage:drain-lock"
+_DRAIN_LEASE_S = 15  # renewed per batch; a drainer killed mid-way blocks others for at most this long
 _DRAIN_BATCH = 500
+# Release or renew only the lease we hold: a drainer that outlived its lease must not free another's.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 
 
 def tcu_of(cost_usd: Decimal) -> int:
@@ -130,13 +135,46 @@ def record_now(usage: Usage) -> UsageEvent:
 def record_test_call(*, tenant_id: int, user_id: int | None, provider: str, model: str, mode: str,
                      latency_ms: int, ok: bool, error_kind: str = "", input_tokens: int = 0,
                      output_tokens: int = 0, request_id: str | None = None) -> UsageEvent:
-    import uuid
-
     usage = Usage(request_id=request_id or f"test-{uuid.uuid4().hex}", tenant_id=tenant_id, user_id=user_id,
                   request_type="test", provider=provider, model=model, mode=mode, latency_ms=latency_ms,
                   input_tokens=input_tokens, output_tokens=output_tokens,
                   status="ok" if ok else "error", error_kind=error_kind, http_status=200 if ok else 502)
     return record_now(usage)
+
+
+def _with_live_refs(events: list[UsageEvent]) -> list[UsageEvent]:
+    """Keep a queued event insertable after what it names was deleted (an agent, a key, a member, a tenant).
+
+    Without this, one event of a deleted agent would fail its batch's foreign keys on every drain and hold the
+    whole queue back. Gone agents, keys and users are set to NULL (the rows' own SET_NULL rule); events of a
+    deleted tenant are dropped with a warning, as the tenant's usage went with it.
+    """
+    from tenants.models import Agent, ApiKey, Tenant, User
+
+    def live(model: Any, ids: set[int | None]) -> set[int | None]:
+        ids.discard(None)
+        if not ids:
+            return set()
+        return set(model._base_manager.filter(pk__in=ids).values_list("pk", flat=True))
+
+    tenants = live(Tenant, {e.tenant_id for e in events})
+    agents = live(Agent, {e.agent_id for e in events})
+    keys = live(ApiKey, {e.api_key_id for e in events})
+    users = live(User, {e.user_id for e in events})
+    kept = []
+    for e in events:
+        if e.tenant_id not in tenants:
+            log.warning("usage event dropped: its tenant was deleted",
+                        extra={"request_id": e.request_id, "tenant_id": e.tenant_id})
+            continue
+        if e.agent_id not in agents:
+            e.agent_id = None
+        if e.api_key_id not in keys:
+            e.api_key_id = None
+        if e.user_id not in users:
+            e.user_id = None
+        kept.append(e)
+    return kept
 
 
 def drain(max_batches: int = 1000) -> int:
@@ -147,21 +185,30 @@ def drain(max_batches: int = 1000) -> int:
         with b.lock:
             pending, b.events = b.events, []
         if pending:
-            events = [_event_from(orjson.loads(raw)) for raw in pending]
+            events = _with_live_refs([_event_from(orjson.loads(raw)) for raw in pending])
             UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
             _after_insert(events)
         return len(pending)
     client = b.sync_client()
-    if not client.set(_DRAIN_LOCK, 1, nx=True, ex=60):
+    token = uuid.uuid4().hex
+    if not client.set(_DRAIN_LOCK, token, nx=True, ex=_DRAIN_LEASE_S):
         return 0
     try:
         for _ in range(max_batches):
+            if not client.eval(_RENEW, 1, _DRAIN_LOCK, token, _DRAIN_LEASE_S):
+                log.warning("usage drain lease lost; leaving the rest to the next drainer")
+                break
             raws = client.lrange(budget.EVENTS_KEY, 0, _DRAIN_BATCH - 1)
             if not raws:
                 break
-            events = [_event_from(orjson.loads(raw)) for raw in raws]
-            with transaction.atomic():
-                UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
+            events = _with_live_refs([_event_from(orjson.loads(raw)) for raw in raws])
+            try:
+                with transaction.atomic():
+                    UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
+            except IntegrityError:  # a row referred to was deleted between the check and the insert
+                events = _with_live_refs(events)
+                with transaction.atomic():
+                    UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
             # Only trimmed after the insert committed: a crash in between re-inserts, and conflicts are ignored.
             client.ltrim(budget.EVENTS_KEY, len(raws), -1)
             moved += len(raws)
@@ -169,7 +216,7 @@ def drain(max_batches: int = 1000) -> int:
             if len(raws) < _DRAIN_BATCH:
                 break
     finally:
-        client.delete(_DRAIN_LOCK)
+        client.eval(_RELEASE, 1, _DRAIN_LOCK, token)
     return moved
 
 
@@ -183,7 +230,7 @@ def pending_count() -> int:
 def flush() -> int:
     """Drain everything now, waiting briefly for another drainer to finish (reads want fresh usage)."""
     moved = drain()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + _DRAIN_LEASE_S + 2  # outlasts the lease of a drainer that died holding it
     while pending_count() and time.monotonic() < deadline:
         time.sleep(0.05)
         moved += drain()

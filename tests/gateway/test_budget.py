@@ -3,6 +3,7 @@
 import threading
 from decimal import Decimal
 
+import orjson
 import pytest
 from django.utils import timezone
 
@@ -120,3 +121,58 @@ def test_settle_queues_the_event_in_the_same_step(make_tenant, fresh_backend):
     client = fresh_backend.sync_client()
     assert client.lrange(budget.EVENTS_KEY, 0, -1) == [b'{"x": 1}']
     assert budget.used_tcu(tenant_id=tenant.id) == 7
+
+
+def _queue_usage(client, tenant, request_id: str) -> None:
+    from llm.metering import Usage
+
+    usage = Usage(request_id=request_id, tenant_id=tenant.id, user_id=None, request_type="chat",
+                  provider="openai", model="openai:gpt-5-mini", mode="platform", latency_ms=5,
+                  input_tokens=3, output_tokens=4, status="ok", http_status=200)
+    client.rpush(budget.EVENTS_KEY, usage.to_json())
+
+
+def test_a_drainer_that_died_holding_the_lease_delays_the_next_but_loses_nothing(
+        make_tenant, fresh_backend, monkeypatch):
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    client = fresh_backend.sync_client()
+    _queue_usage(client, tenant, "req-after-crash")
+    monkeypatch.setattr(metering, "_DRAIN_LEASE_S", 1)
+    client.set(metering._DRAIN_LOCK, "a-killed-drainer", ex=1)  # what a SIGKILLed drainer leaves behind
+    assert metering.drain() == 0, "the lease is honoured while it lasts"
+    assert metering.flush() == 1, "flush waits the lease out, then drains"
+    assert list(UsageEvent.objects.unscoped().values_list("request_id", flat=True)) == ["req-after-crash"]
+
+
+def test_a_drainer_releases_only_its_own_lease(make_tenant, fresh_backend):
+    from llm import metering
+
+    client = fresh_backend.sync_client()
+    client.set(metering._DRAIN_LOCK, "someone-else", ex=30)
+    assert client.eval(metering._RELEASE, 1, metering._DRAIN_LOCK, "mine") == 0
+    assert client.get(metering._DRAIN_LOCK) == b"someone-else"
+    assert metering.drain() == 0
+    assert client.get(metering._DRAIN_LOCK) == b"someone-else", "a refused drainer leaves the holder's lease alone"
+
+
+def test_an_event_of_a_deleted_agent_or_tenant_does_not_hold_the_queue_back(make_tenant, fresh_backend):
+    from llm import metering
+    from tenants.models import Agent
+
+    tenant, gone = _tenant(make_tenant), _tenant(make_tenant, slug="deleted-later")
+    agent = Agent.objects.unscoped().create(tenant=tenant, name="Short-lived")
+    client = fresh_backend.sync_client()
+    _queue_usage(client, gone, "req-of-a-deleted-tenant")
+    _queue_usage(client, tenant, "req-before")
+    raw = orjson.loads(client.lrange(budget.EVENTS_KEY, -1, -1)[0])
+    client.rpush(budget.EVENTS_KEY, orjson.dumps({**raw, "request_id": "req-of-a-deleted-agent",
+                                                  "agent_id": agent.id}))
+    agent.delete()
+    gone.delete()
+
+    assert metering.drain() == 3
+    rows = dict(UsageEvent.objects.unscoped().values_list("request_id", "agent_id"))
+    assert rows == {"req-before": None, "req-of-a-deleted-agent": None}
+    assert metering.pending_count() == 0
