@@ -91,6 +91,16 @@ def test_models_lists_what_the_key_may_call(sdk):
     assert "default" in ids and MODEL in ids
 
 
+def test_models_lists_only_eu_hosted_models_once_the_tenant_asks_for_eu_residency(sdk, manage_client):
+    saved = manage_client.post("/api/llm/preferences", {"mode": "platform", "model": "mistral:mistral-large",
+                                                        "eu_only": True}, format="json")
+    assert saved.status_code in (200, 201), saved.content
+    reconfigured()
+    ids = {m.id for m in sdk.models.list()} - {"default"}
+    assert "mistral:mistral-large" in ids and MODEL not in ids
+    assert all(i.startswith(("mistral:", "cohere:")) for i in ids), ids
+
+
 def test_missing_and_bad_keys_are_401_with_request_ids(gw):
     first = gw.post("/v1/chat/completions", json={"model": MODEL, "messages": []})
     second = gw.post("/v1/chat/completions", json={}, headers={"Authorization": "Bearer byok-nope"})

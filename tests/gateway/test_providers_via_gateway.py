@@ -74,3 +74,30 @@ def test_custom_endpoint(gateway_url, fake, tenant, make_key, manage_client, end
     events = drain_events()
     assert len(events) == 2 and all(e.mode == "custom" for e in events)
     assert float(events[0].cost_usd) == pytest.approx(0.000022)  # 12 × $1/1M + 5 × $2/1M: custom prices count to caps
+
+
+def test_models_lists_what_the_tenants_ollama_server_has_pulled(gateway_url, fake, tenant, make_key, manage_client):
+    saved = manage_client.post("/api/llm/preferences", {
+        "mode": "custom", "model": "ollama:llama3:8b",
+        "custom_endpoint": {"kind": "ollama", "base_url": fake.url + "/v1"}}, format="json")
+    assert saved.status_code in (200, 201), saved.content
+    reconfigured()
+    client = _client(gateway_url, make_key(tenant, scopes=["gateway"]))
+    ids = [m.id for m in client.models.list()]
+    assert {"ollama:llama3:8b", "ollama:qwen2.5:7b"} <= set(ids), ids
+    assert ids.count("ollama:llama3:8b") == 1
+    reply = client.chat.completions.create(model="ollama:qwen2.5:7b", messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content.startswith("Hello from fake")
+    assert fake.requests[-1][2]["model"] == "qwen2.5:7b"
+
+
+def test_models_still_answers_when_the_ollama_server_is_down(gateway_url, tenant, make_key, manage_client):
+    from tests.gateway.conftest import _free_port
+
+    saved = manage_client.post("/api/llm/preferences", {
+        "mode": "custom", "model": "ollama:llama3:8b",
+        "custom_endpoint": {"kind": "ollama", "base_url": f"http://127.0.0.1:{_free_port()}"}}, format="json")
+    assert saved.status_code in (200, 201), saved.content
+    reconfigured()
+    ids = [m.id for m in _client(gateway_url, make_key(tenant, scopes=["gateway"])).models.list()]
+    assert "default" in ids and "ollama:llama3:8b" in ids and "ollama:qwen2.5:7b" not in ids, ids[-3:]
