@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
+
 from .router import Call, CallContext, GatewayError, resolve
 
 
@@ -41,5 +43,14 @@ def error_text(exc: Exception) -> str:
 
 
 def run(coro: Any) -> Any:
-    """Run a coroutine from synchronous code (a Celery task or a management command)."""
-    return asyncio.run(coro)
+    """Run a coroutine from synchronous code (a Celery task or a management command).
+
+    Through async_to_sync rather than asyncio.run: the router's thread-sensitive database calls then run in the
+    calling thread, on its connection, which Celery and Django close after the task or request; with asyncio.run
+    they would go to asgiref's process-wide executor thread, whose connection nobody closes.
+    """
+
+    async def main() -> Any:
+        return await coro
+
+    return async_to_sync(main)()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.conftest import gateway_url  # noqa: F401  (the real ASGI gateway under uvicorn)
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
