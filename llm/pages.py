@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -64,23 +65,28 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@tenant_required(Perm.VIEW_CONFIG)
-def llm_settings(request: HttpRequest) -> HttpResponse:
-    """The LLM configuration page; its modal talks to `/api/llm/*` so the validation is the API's own."""
+def llm_config_context(request: HttpRequest, agent: Any = None) -> dict[str, Any]:
+    """What a page showing the LLM settings and their modal needs (the settings page and the dashboard)."""
     from tenants.roles import role_has
 
     from .preferences import preferences_read
 
-    agent = None
-    if request.GET.get("agent"):
-        agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
     prefs = preferences_read(tenant=request.tenant, agent=agent)
     endpoint = prefs.get("custom_endpoint") or {}
-    return render(request, "llm/settings.html", {
+    return {
         "key_display": prefs.get("api_key_masked") or endpoint.get("api_key_masked") or "—",
         "prefs": prefs, "agent": agent, "can_manage": role_has(request.role, Perm.MANAGE_LLM),
         "config": {"agent": agent.slug if agent else None, "prefs": prefs},
-    })
+    }
+
+
+@tenant_required(Perm.VIEW_CONFIG)
+def llm_settings(request: HttpRequest) -> HttpResponse:
+    """The LLM configuration page; its modal talks to `/api/llm/*` so the validation is the API's own."""
+    agent = None
+    if request.GET.get("agent"):
+        agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
+    return render(request, "llm/settings.html", llm_config_context(request, agent))
 
 
 @tenant_required(Perm.USE_ASSISTANT)

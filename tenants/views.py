@@ -82,6 +82,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["usage"] = usage_summary(tenant=tenant, range_name="30d")["totals"]
     except Exception:  # usage is an extra on this page; never break the dashboard for it
         context["usage"] = None
+    from llm.pages import llm_config_context
+
+    context.update(llm_config_context(request))  # the LLM card and its configuration modal
     return render(request, "dashboard.html", context)
 
 

@@ -52,6 +52,7 @@ def shot(page, name: str) -> None:
     size = page.viewport_size
     page.screenshot(path=str(ARTIFACTS / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)  # let charts and other resize observers settle, as on a phone that loaded the page
     page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(size)
 

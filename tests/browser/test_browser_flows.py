@@ -83,6 +83,21 @@ def test_byok_configuration_with_test_connection_and_masked_key(page, provider_e
     shot(page, "llm-settings")
 
 
+def test_the_dashboard_opens_the_same_configuration_modal(page):
+    signup(page)
+    assert "Not configured yet" in page.inner_text("#llm-summary")  # the free plan has no Platform AI
+    page.click("#open-llm-config")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "anthropic:claude-haiku-4.5")
+    page.fill("#api_key", "sk-ant-dash-4321")
+    page.click("#save")
+    page.wait_for_selector("#llm-summary >> text=sk-…4321")
+    assert page.url.endswith("/dashboard/")
+    summary = page.inner_text("#llm-summary")
+    assert "Bring your own key" in summary and "anthropic:claude-haiku-4.5" in summary
+    assert Preferences.objects.unscoped().get(agent=None).model == "anthropic:claude-haiku-4.5"
+
+
 def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
     signup(page)
     page.goto("/settings/llm/")
