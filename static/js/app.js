@@ -20,6 +20,15 @@
     const message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
   });
+  // Money as the `usd` template filter shows it: cents, or the fractions of a cent one call costs.
+  window.usd = function (value) {
+    const n = Number(value), a = Math.abs(n), sign = n < 0 ? "-" : "";
+    if (!isFinite(n)) return "—";
+    if (a === 0) return "$0.00";
+    if (a < 0.000001) return sign + "<$0.000001";
+    if (a < 0.01) return sign + "$" + a.toFixed(6).replace(/0+$/, "");
+    return sign + "$" + a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  };
   window.toast = function (text, kind) {
     const box = document.getElementById("toasts");
     if (!box) return;

@@ -13,7 +13,7 @@
   function meta(m) {
     const d = document.createElement("div");
     d.className = "meta";
-    d.textContent = m.model + " · " + m.input_tokens + " in / " + m.output_tokens + " out · $" + Number(m.cost_usd).toFixed(6);
+    d.textContent = m.model + " · " + m.input_tokens + " in / " + m.output_tokens + " out · " + window.usd(m.cost_usd);
     return d;
   }
   function poll(thread, el, id) {

@@ -203,7 +203,7 @@ def test_assistant_answers_from_the_fake_provider_and_explains_the_hard_cap(page
     page.click("#send")
     page.wait_for_selector(".msg.assistant[data-status=done]")
     reply = page.inner_text(".msg.assistant")
-    assert "Hello from fake" in reply and "12 in / 5 out" in reply
+    assert "Hello from fake" in reply and "12 in / 5 out · $0.000013" in reply
     shot(page, "assistant")
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=0, hard_tcu=0)
     page.fill("#content", "Again?")
