@@ -95,6 +95,14 @@
     });
   }
 
+  // Bring the first error into view, opening the Advanced section when that is where it is.
+  function revealErrors() {
+    const first = $(".has-error") || (!$("#form-error").hidden && $("#form-error"));
+    if (!first) return;
+    const details = first.closest("details"); if (details) details.open = true;
+    first.scrollIntoView({ block: "nearest" });
+  }
+
   function body() {
     const data = { mode: mode(), temperature: Number($("#temperature_num").value), max_tokens: Number($("#max_tokens").value) };
     if (data.mode === "custom") {
@@ -175,14 +183,16 @@
     $("#test-connection").addEventListener("click", () => {
       const out = $("#test-result");
       out.innerHTML = '<span class="spinner" role="status" aria-label="Testing"></span> Testing the connection…';
+      out.scrollIntoView({ block: "nearest" });
       api("/api/llm/test-connection", { method: "POST", body: JSON.stringify(body()) }).then(({ status, body }) => {
         if (status === 200 && body.ok) {
-          out.innerHTML = '<div class="test-result ok">Connected: ' + body.model + " answered in " + body.latency_ms + " ms.</div>";
+          out.innerHTML = '<div class="test-result ok">Connected: ' + String(body.model).replace(/</g, "&lt;") + " answered in " + body.latency_ms + " ms.</div>";
         } else if (status === 200) {
           const e = body.error || {};
           out.innerHTML = '<div class="test-result fail"><strong>' + (e.kind || "error") + ":</strong> " +
             String(e.message || "").replace(/</g, "&lt;") + "<br>" + String(e.hint || "").replace(/</g, "&lt;") + "</div>";
-        } else { clearErrors(); showErrors(body); out.innerHTML = ""; }
+        } else { clearErrors(); showErrors(body); revealErrors(); out.innerHTML = ""; return; }
+        out.scrollIntoView({ block: "nearest" });
       });
     });
     $("#llm-form").addEventListener("submit", event => {
@@ -195,7 +205,7 @@
           dialog.close();
           window.toast("LLM settings saved.");
           setTimeout(() => window.location.reload(), 600);
-        } else { showErrors(body); }
+        } else { showErrors(body); revealErrors(); }
       });
     });
   }

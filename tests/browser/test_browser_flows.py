@@ -103,6 +103,7 @@ def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
     page.goto("/settings/llm/")
     page.click("#open-llm-config")
     page.check("input[name=mode][value=byok]")
+    assert page.is_visible("#api_key") and not page.is_visible("#ce_kind"), "BYOK shows only its own fields"
     page.wait_for_function("document.querySelectorAll('#model option').length > 5")
     all_models = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
     page.check("#eu_only")
@@ -114,8 +115,10 @@ def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
     assert page.is_visible("#ce_deployment") and page.is_visible("#ce_base_url")
     page.select_option("#ce_kind", "bedrock")
     assert page.is_visible("#ce_region") and not page.is_visible("#ce_base_url")
+    assert not page.is_visible("#discover")
     page.select_option("#ce_kind", "openai_compatible")
     assert page.is_visible("#discover") and not page.is_visible("#ce_region")
+    assert not page.is_visible("#api_key") and not page.is_visible("#model")
 
 
 def test_invalid_temperature_shows_the_error_and_saves_nothing(page):
@@ -124,8 +127,9 @@ def test_invalid_temperature_shows_the_error_and_saves_nothing(page):
     page.click("#open-llm-config")
     page.click("summary:has-text('Advanced')")
     page.fill("#temperature_num", "3")
+    page.click("summary:has-text('Advanced')")  # closed again: the error must open it
     page.click("#save")
-    page.wait_for_selector("[data-error=temperature] li")
+    page.wait_for_selector("[data-error=temperature] li", state="visible")
     assert "2" in page.inner_text("[data-error=temperature]")
     assert Preferences.objects.unscoped().count() == 0
 
