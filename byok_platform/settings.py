@@ -161,6 +161,11 @@ BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
 LLM_FIRST_BYTE_TIMEOUT = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0)
 LLM_IDLE_TIMEOUT = env.float("LLM_IDLE_TIMEOUT", default=30.0)
+# Upstream transport: aiohttp (HTTP/1.1, the least CPU per call) or, with UPSTREAM_HTTP2, httpx's own with HTTP/2
+# negotiated by ALPN (many concurrent streams to one provider share one TLS connection).
+UPSTREAM_HTTP2 = env.bool("UPSTREAM_HTTP2", default=False)
+UPSTREAM_CA_BUNDLE = env.str("UPSTREAM_CA_BUNDLE", default="")  # PEM of extra CAs (a company proxy, an internal CA)
+UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=1000)  # per worker process
 CIRCUIT_BREAKER_FAILURES = env.int("CIRCUIT_BREAKER_FAILURES", default=5)
 CIRCUIT_BREAKER_COOLDOWN = env.int("CIRCUIT_BREAKER_COOLDOWN", default=30)
 USAGE_DRAIN_INTERVAL = env.float("USAGE_DRAIN_INTERVAL", default=0.5)

@@ -358,6 +358,9 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
                 log.exception("final usage drain failed; events stay queued")
             from django.db import connections
 
+            from .providers import aclose_clients
+
+            await aclose_clients()  # close the pooled upstream connections cleanly
             await sync_to_async(connections.close_all)()
             await send({"type": "lifespan.shutdown.complete"})
             return
