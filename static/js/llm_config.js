@@ -157,6 +157,7 @@
       load();
     });
     openButton.addEventListener("click", () => { clearErrors(); $("#test-result").innerHTML = ""; dialog.showModal(); });
+    if (new URLSearchParams(window.location.search).has("configure")) openButton.click();  // "Configure" links
     $("[data-close]", dialog).addEventListener("click", () => dialog.close());
     $$("input[name=mode]").forEach(r => r.addEventListener("change", showSections));
     $("#ce_kind").addEventListener("change", showSections);
@@ -204,7 +205,9 @@
         if (status === 200 || status === 201) {
           dialog.close();
           window.toast("LLM settings saved.");
-          setTimeout(() => window.location.reload(), 600);
+          const next = new URL(window.location.href);
+          next.searchParams.delete("configure");  // do not open the modal again on the reloaded page
+          setTimeout(() => window.location.replace(next), 600);
         } else { showErrors(body); revealErrors(); }
       });
     });

@@ -98,6 +98,27 @@ def test_the_dashboard_opens_the_same_configuration_modal(page):
     assert Preferences.objects.unscoped().get(agent=None).model == "anthropic:claude-haiku-4.5"
 
 
+def test_an_agent_gets_its_own_settings_through_the_same_modal(page):
+    signup(page)
+    page.click("nav >> text=Agents")
+    page.fill("#id_slug", "support-bot")
+    page.fill("#id_name", "Support bot")
+    page.click("text=Create agent")
+    page.wait_for_url("**/agents/support-bot/")
+    page.click("text=Configure this agent's LLM")
+    page.wait_for_selector("#llm-modal[open]")
+    assert "support-bot" in page.inner_text("#llm-modal-title")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "mistral:mistral-medium-3.1")
+    page.fill("#api_key", "sk-mistral-agent-9876")
+    page.click("#save")
+    page.wait_for_selector("text=This agent has its own settings")
+    assert "configure" not in page.url and not page.is_visible("#llm-modal")
+    own = Preferences.objects.unscoped().get(agent__slug="support-bot")
+    assert own.mode == "byok" and own.model == "mistral:mistral-medium-3.1"
+    assert not Preferences.objects.unscoped().filter(agent=None).exists(), "the workspace's settings are untouched"
+
+
 def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
     signup(page)
     page.goto("/settings/llm/")
