@@ -1,16 +1,21 @@
 """SSRF guard for tenant-supplied endpoints: http(s) only, and no private, loopback, link-local or metadata
 addresses unless `ALLOW_PRIVATE_ENDPOINTS` is on (the embedded dev default; off in production).
 
-Checked when an endpoint is saved and again before it is called (DNS answers can change). Outbound calls
-never follow redirects (the provider client's default), so a public URL cannot bounce into the network.
+Checked when an endpoint is saved, again before it is called (DNS answers can change), and once more on the
+addresses the connection actually dials (`connect_refusal`, called by the upstream transports' resolvers), so a
+name that answers a public address to the check and a private one to the connection (DNS rebinding) is refused
+too. Outbound calls never follow redirects (the provider client's default), so a public URL cannot bounce into
+the network.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -111,3 +116,32 @@ def check_url(url: str, *, allow_private: bool | None = None, use_cache: bool = 
             shown = host if host == address else f"{host} ({address})"
             raise BlockedAddress(f"The host {shown} is {reason}; only public endpoints are allowed "
                                  "(ALLOW_PRIVATE_ENDPOINTS is off).")
+
+
+def operator_hosts() -> set[str]:
+    """Hosts of the operator's own upstream URLs (`<PROVIDER>_BASE_URL`: a company proxy, a regional endpoint),
+    which may be private: the operator chose them, no tenant can."""
+    hosts = set()
+    for name, value in os.environ.items():
+        if name.endswith("_BASE_URL") and value.strip():
+            host = urlsplit(value.strip()).hostname
+            if host:
+                hosts.add(host.rstrip(".").lower())
+    return hosts
+
+
+def guarded(host: str) -> bool:
+    """Whether connections to `host` are checked at connect time (not for the operator's own upstreams)."""
+    return not settings.ALLOW_PRIVATE_ENDPOINTS and host.rstrip(".").lower() not in operator_hosts()
+
+
+def connect_refusal(host: str, addresses: Iterable[str]) -> str | None:
+    """Why a connection to `host` at these (just resolved) addresses must not be made, or None."""
+    if not guarded(host):
+        return None
+    for address in addresses:
+        reason = blocked_reason(address)
+        if reason:
+            return (f"{host} resolved to {address}, {reason}, when connecting; only public endpoints are allowed "
+                    "(ALLOW_PRIVATE_ENDPOINTS is off)")
+    return None
