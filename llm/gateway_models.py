@@ -3,6 +3,7 @@ models its Ollama servers have pulled (as `ollama:name:size`)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from asgiref.sync import async_to_sync
@@ -35,23 +36,39 @@ def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
     return ids
 
 
+OLLAMA_TAGS_TTL, OLLAMA_DOWN_TTL = 30, 10  # seconds a server's list (or its being down) is remembered
+
+
 def _ollama_models(tenant_id: int, *, eu_only: bool) -> list[str]:
-    """Ask each of the tenant's Ollama servers what it has pulled; a server that is down is left out (logged)."""
+    """Ask each of the tenant's Ollama servers what it has pulled (remembered for a while, shared by the workers);
+    a server that is down is left out (logged) and not asked again for a few seconds."""
+    found: list[str] = []
+    for endpoint in Credential.objects.unscoped().filter(tenant_id=tenant_id, kind="ollama").order_by("pk"):
+        if eu_only and not (endpoint.config or {}).get("eu_hosted"):
+            continue
+        found += _pulled(endpoint)
+    return sorted(set(found))
+
+
+def _pulled(endpoint: Credential) -> list[str]:
+    from django.core.cache import cache
+
     from . import ssrf
     from .credentials import secrets_of
     from .providers import ProviderError
     from .providers.openai_compat import ollama_tags
 
-    found: list[str] = []
-    for endpoint in Credential.objects.unscoped().filter(tenant_id=tenant_id, kind="ollama").order_by("pk"):
-        if eu_only and not (endpoint.config or {}).get("eu_hosted"):
-            continue
+    version = f"{endpoint.created_at.timestamp()}:{endpoint.rotated_at}:{endpoint.base_url}"
+    key = f"ollama-tags:{endpoint.pk}:{hashlib.sha256(version.encode()).hexdigest()[:16]}"
+    names = cache.get(key)
+    if names is None:
         try:
             ssrf.check_url(endpoint.base_url)
             names = async_to_sync(ollama_tags)(endpoint.base_url, secrets_of(endpoint).get("api_key", ""),
                                                timeout=3.0)
+            cache.set(key, names, OLLAMA_TAGS_TTL)
         except (ProviderError, ssrf.BlockedAddress) as exc:
             log.info("ollama discovery skipped", extra={"credential_id": endpoint.pk, "reason": str(exc)})
-            continue
-        found += [f"ollama:{n}" if ":" in n else f"ollama:{n}:latest" for n in names if n]
-    return sorted(set(found))
+            cache.set(key, [], OLLAMA_DOWN_TTL)
+            return []
+    return [f"ollama:{n}" if ":" in n else f"ollama:{n}:latest" for n in names if n]

@@ -86,6 +86,9 @@ def test_models_lists_what_the_tenants_ollama_server_has_pulled(gateway_url, fak
     ids = [m.id for m in client.models.list()]
     assert {"ollama:llama3:8b", "ollama:qwen2.5:7b"} <= set(ids), ids
     assert ids.count("ollama:llama3:8b") == 1
+    asked = [path for path, _, _ in fake.requests].count("/api/tags")
+    assert {m.id for m in client.models.list()} == set(ids)
+    assert [path for path, _, _ in fake.requests].count("/api/tags") == asked, "remembered, not asked per call"
     reply = client.chat.completions.create(model="ollama:qwen2.5:7b", messages=[{"role": "user", "content": "Hi"}])
     assert reply.choices[0].message.content.startswith("Hello from fake")
     assert fake.requests[-1][2]["model"] == "qwen2.5:7b"
