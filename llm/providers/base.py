@@ -243,6 +243,8 @@ def error_from_exception(target: Target, exc: BaseException) -> ProviderError:
     host = httpx.URL(target.base_url).host if target.base_url else "?"
     # The aiohttp transport reports refused connections and DNS failures as ConnectTimeout: read the cause first.
     text = f"{exc.__class__.__name__}: {exc} {exc.__cause__!r}".lower()
+    if host != "?":
+        text = text.replace(host.lower(), "<host>")  # a name like tls-gw.example.com must not steer the match
     if "ssrf guard:" in text:  # the resolver refused the address (see ssrf.connect_refusal)
         return ProviderError("unavailable", f"{target.provider}: {host} resolved to a non-public address when "
                              "connecting; only public endpoints are allowed", provider=target.provider)

@@ -137,8 +137,9 @@ def test_connection_refused_says_so():
     assert info.value.kind == "unavailable" and "refused" in info.value.message
 
 
-def test_dns_failure_says_so():
-    target = Target(provider="custom", protocol="openai_compat", base_url="http://no-such-host.invalid/v1", model="x")
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "tls-gateway.invalid"])  # the name alone says nothing
+def test_dns_failure_says_so(host):
+    target = Target(provider="custom", protocol="openai_compat", base_url=f"http://{host}/v1", model="x")
     with pytest.raises(ProviderError) as info:
         run(get_adapter("openai_compat").chat(target, {"messages": MESSAGES}))
     assert info.value.kind == "unavailable" and "DNS" in info.value.message
