@@ -182,12 +182,16 @@ async def chat_completions(scope: dict, receive: Any, send: Any, ctx_holder: lis
     await _stream(send, receive, call, ctx, _stream_wants_usage(body))
 
 
-async def _watch_disconnect(receive: Any, gone: asyncio.Event) -> None:
-    """The body is read already, so the next message can only be the client hanging up."""
+async def _watch_disconnect(receive: Any, gone: asyncio.Event, call: Call, task: asyncio.Task) -> None:
+    """The body is read already, so the next message can only be the client hanging up. Then a stream waiting
+    for the provider is cancelled at once (the upstream request is closed and what was sent is metered), rather
+    than when the provider's next chunk arrives, which can take long with a slow first token."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             gone.set()
+            if call.awaiting_upstream:
+                task.cancel()
             return
 
 
@@ -196,7 +200,9 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
     gen = call.stream()
     started = False
     gone = asyncio.Event()
-    watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+    this = asyncio.current_task()
+    assert this is not None
+    watcher = asyncio.create_task(_watch_disconnect(receive, gone, call, this))
     try:
         async for chunk in gen:
             if gone.is_set():
@@ -220,6 +226,12 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
         await _sse_error(send, exc)
         return
     except ClientGone:
+        await gen.aclose()
+        return
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        this.uncancel()  # our own cancel, for the hang-up: the call is metered, the request ends here
         await gen.aclose()
         return
     except Exception as exc:

@@ -3,6 +3,7 @@ circuit breaker, meters the outcome exactly once. Used by the gateway and by Cel
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -345,6 +346,9 @@ class Call:
         self.usage: Usage | None = None
         self.finished = False
         self.cache_hit = False
+        # True only while a stream waits for the provider's next chunk: the one place where the gateway may cancel
+        # the call when its client hangs up (never during settling, so the usage event is always written).
+        self.awaiting_upstream = False
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
@@ -445,9 +449,17 @@ class Call:
             adapter = get_adapter(target.protocol)
             gen = adapter.stream_chat(provider_target(target), upstream_body(self.body, target))
             try:
-                first = await gen.__anext__()
+                first = await self._upstream_next(gen)
             except StopAsyncIteration:
                 first = None
+            except asyncio.CancelledError:  # the client hung up before the first chunk
+                await gen.aclose()
+                usage = new_usage(self.ctx, self.route, target, self.variant)
+                usage.fallback_depth = depth
+                usage.status, usage.http_status, usage.tokens_estimated = "client_closed", 499, True
+                usage.input_tokens = estimate_tokens(prompt_chars(self.body))
+                await self.finish(usage, target)
+                raise
             except ProviderError as exc:
                 last_exc, last_target = exc, target
                 await gen.aclose()
@@ -469,6 +481,13 @@ class Call:
         await self.fail(error, last_target, depth)
         raise error
 
+    async def _upstream_next(self, gen: Any) -> dict:
+        self.awaiting_upstream = True
+        try:
+            return await gen.__anext__()
+        finally:
+            self.awaiting_upstream = False
+
     async def _relay(self, gen: Any, first: dict | None, usage: Usage, target: Any) -> AsyncIterator[dict]:
         from .providers import ProviderError
 
@@ -488,7 +507,7 @@ class Call:
                         delivered_chars += len(content)
                 yield chunk
                 try:
-                    chunk = await gen.__anext__()
+                    chunk = await self._upstream_next(gen)
                 except StopAsyncIteration:
                     chunk = None
             completed = True

@@ -21,7 +21,8 @@ Shapes relied on (from the providers' API references):
 Behaviour is chosen by the request: keys starting `sk-test-` are valid (OpenAI paths also accept no key, like
 Ollama), any other key gets the provider's 401; the model name picks a case: `fail-429`, `fail-500`, `fail-503`,
 `fail-400`, `missing-model` (404), `slow` (3 s before the first byte), `cut` (stream dropped after two chunks),
-`tool` (a tool call to the request's first tool), `drip` (a stream of 50 chunks, 50 ms apart); anything else is
+`tool` (a tool call to the request's first tool), `drip` (a stream of 50 chunks, 50 ms apart), `stall` (a stream
+that stops for 3 s after two pieces); anything else is
 answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens. Any path under `/status/<code>/`
 answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`).
 """
@@ -208,6 +209,8 @@ class FakeUpstream:
                     return response
                 if model == "drip":
                     await asyncio.sleep(0.05)
+                if model == "stall" and i == 2:
+                    await asyncio.sleep(3)
                 await emit({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
         await emit({**base, "choices": [{"index": 0, "delta": {},
                                          "finish_reason": "tool_calls" if tool_calls else "stop"}]})

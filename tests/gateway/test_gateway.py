@@ -200,6 +200,42 @@ def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk,
     assert len(drain_events()) == 1
 
 
+@pytest.mark.parametrize("case", ["slow", "stall"])
+def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, sdk, fake, case):
+    """`slow` waits 3 s before its first byte, `stall` pauses 3 s after two pieces: the gateway does not wait for
+    the provider to speak again before it closes the upstream request and meters the call."""
+    import time
+
+    from llm.models import CatalogModel
+    from llm.resolution import bump_config_version
+
+    CatalogModel.objects.create(id=f"openai:{case}", provider_id="openai", name=case, native_model_id=case,
+                                input_usd_per_mtok=1, output_usd_per_mtok=1)
+    bump_config_version()
+    reconfigured()
+    request = {"model": f"openai:{case}", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    with httpx.Client(timeout=httpx.Timeout(10, read=0.5)) as client:
+        try:
+            with client.stream("POST", gateway_url + "/v1/chat/completions", json=request,
+                               headers={"Authorization": f"Bearer {sdk.api_key}"}) as response:
+                for _ in response.iter_lines():
+                    pass
+        except httpx.ReadTimeout:
+            pass  # the client gives up on the silent stream and hangs up
+    hung_up = time.monotonic()
+    events = []
+    while time.monotonic() < hung_up + 2.5 and not events:
+        events = drain_events()
+        time.sleep(0.05)
+    assert events, "metered"
+    assert time.monotonic() - hung_up < 1.5, "not after the provider spoke again (3 s)"
+    event = events[0]
+    assert event.status == "client_closed" and event.tokens_estimated and event.input_tokens > 0
+    assert (event.output_tokens > 0) == (case == "stall")
+    time.sleep(3)  # the provider's late chunks change nothing
+    assert len(drain_events()) == 1
+
+
 # --- routing: fallback, A/B, circuit breaker, EU residency, cache ------------------------------------------
 
 
