@@ -151,13 +151,16 @@
     if (!configEl || !openButton) return;
     state.config = JSON.parse(configEl.textContent);
     const dialog = $("#llm-modal");
+    // The modal opens once the catalog and the saved settings are in it, so nothing typed is overwritten.
+    openButton.disabled = true;
     fetch("/api/llm/models", { credentials: "same-origin" }).then(r => r.json()).then(data => {
       state.providers = data.providers || [];
       state.providers.forEach(p => p.models.forEach(m => { state.byId[m.id] = m; }));
       load();
-    });
+      openButton.disabled = false;
+      if (new URLSearchParams(window.location.search).has("configure")) openButton.click();  // "Configure" links
+    }).catch(() => { window.toast("Could not load the model catalog; reload the page to try again.", "error"); });
     openButton.addEventListener("click", () => { clearErrors(); $("#test-result").innerHTML = ""; dialog.showModal(); });
-    if (new URLSearchParams(window.location.search).has("configure")) openButton.click();  // "Configure" links
     $("[data-close]", dialog).addEventListener("click", () => dialog.close());
     $$("input[name=mode]").forEach(r => r.addEventListener("change", showSections));
     $("#ce_kind").addEventListener("change", showSections);
