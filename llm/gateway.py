@@ -175,11 +175,28 @@ async def chat_completions(scope: dict, receive: Any, send: Any, ctx_holder: lis
     call = Call(ctx, route, body)
     await call.start()
     if not body.get("stream"):
-        result = await call.complete()
+        result = await _unless_hung_up(receive, call, call.complete())
         extra = [(b"x-byok-cache", b"hit" if call.cache_hit else b"miss")] if route.cache_ttl else None
         await _respond(send, 200, orjson.dumps(result), ctx.request_id, extra)
         return
     await _stream(send, receive, call, ctx, _stream_wants_usage(body))
+
+
+async def _unless_hung_up(receive: Any, call: Call, work: Any) -> Any:
+    """Await a non-streamed call; a client that hangs up meanwhile cancels it (metered) and ends the request."""
+    gone = asyncio.Event()
+    this = asyncio.current_task()
+    assert this is not None
+    watcher = asyncio.create_task(_watch_disconnect(receive, gone, call, this))
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        this.uncancel()
+        raise ClientGone from None
+    finally:
+        watcher.cancel()
 
 
 async def _watch_disconnect(receive: Any, gone: asyncio.Event, call: Call, task: asyncio.Task) -> None:
@@ -275,7 +292,7 @@ async def embeddings(scope: dict, receive: Any, send: Any, ctx_holder: list) -> 
     route = await resolve(ctx, model, embeddings=True)
     call = Call(ctx, route, body, embeddings=True)
     await call.start()
-    result = await call.complete("embeddings")
+    result = await _unless_hung_up(receive, call, call.complete("embeddings"))
     await _respond(send, 200, orjson.dumps(result), ctx.request_id)
 
 

@@ -415,18 +415,25 @@ class Call:
         depth = 0
         for depth, target in self._candidates():
             adapter = get_adapter(target.protocol)
+            body = upstream_body(self.body, target)
+            self.awaiting_upstream = True
             try:
-                body = upstream_body(self.body, target)
                 if call_kind == "embeddings":
                     result = await adapter.embeddings(provider_target(target), body)
                 else:
                     result = await adapter.chat(provider_target(target), body)
+            except asyncio.CancelledError:  # the client hung up while the provider was working
+                self.awaiting_upstream = False
+                await self._hung_up(target, depth)
+                raise
             except ProviderError as exc:
+                self.awaiting_upstream = False
                 last_exc, last_target = exc, target
                 if _should_fail_over(exc, target):
                     await record_failure(target)
                     continue
                 break
+            self.awaiting_upstream = False
             usage = new_usage(self.ctx, self.route, target, self.variant)
             usage.fallback_depth = depth
             usage_from(usage, result.get("usage"))
@@ -454,11 +461,7 @@ class Call:
                 first = None
             except asyncio.CancelledError:  # the client hung up before the first chunk
                 await gen.aclose()
-                usage = new_usage(self.ctx, self.route, target, self.variant)
-                usage.fallback_depth = depth
-                usage.status, usage.http_status, usage.tokens_estimated = "client_closed", 499, True
-                usage.input_tokens = estimate_tokens(prompt_chars(self.body))
-                await self.finish(usage, target)
+                await self._hung_up(target, depth)
                 raise
             except ProviderError as exc:
                 last_exc, last_target = exc, target
@@ -480,6 +483,14 @@ class Call:
         error = error_for(last_exc)
         await self.fail(error, last_target, depth)
         raise error
+
+    async def _hung_up(self, target: Any, depth: int) -> None:
+        """Meter a call whose client hung up before anything came back: the prompt, estimated."""
+        usage = new_usage(self.ctx, self.route, target, self.variant)
+        usage.fallback_depth = depth
+        usage.status, usage.http_status, usage.tokens_estimated = "client_closed", 499, True
+        usage.input_tokens = estimate_tokens(prompt_chars(self.body))
+        await self.finish(usage, target)
 
     async def _upstream_next(self, gen: Any) -> dict:
         self.awaiting_upstream = True

@@ -200,8 +200,9 @@ def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk,
     assert len(drain_events()) == 1
 
 
-@pytest.mark.parametrize("case", ["slow", "stall"])
-def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, sdk, fake, case):
+@pytest.mark.parametrize("case,stream", [("slow", True), ("stall", True), ("slow", False)],
+                         ids=["stream-first-byte", "stream-pause", "no-stream"])
+def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, sdk, fake, case, stream):
     """`slow` waits 3 s before its first byte, `stall` pauses 3 s after two pieces: the gateway does not wait for
     the provider to speak again before it closes the upstream request and meters the call."""
     import time
@@ -213,7 +214,7 @@ def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, 
                                 input_usd_per_mtok=1, output_usd_per_mtok=1)
     bump_config_version()
     reconfigured()
-    request = {"model": f"openai:{case}", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    request = {"model": f"openai:{case}", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]}
     with httpx.Client(timeout=httpx.Timeout(10, read=0.5)) as client:
         try:
             with client.stream("POST", gateway_url + "/v1/chat/completions", json=request,
