@@ -200,9 +200,9 @@ async def _unless_hung_up(receive: Any, call: Call, work: Any) -> Any:
 
 
 async def _watch_disconnect(receive: Any, gone: asyncio.Event, call: Call, task: asyncio.Task) -> None:
-    """The body is read already, so the next message can only be the client hanging up. Then a stream waiting
-    for the provider is cancelled at once (the upstream request is closed and what was sent is metered), rather
-    than when the provider's next chunk arrives, which can take long with a slow first token."""
+    """The body is read already, so the next message can only be the client hanging up. Then a call waiting for
+    the provider is cancelled at once (the upstream request is closed and what was sent is metered), rather than
+    when the provider answers or sends its next chunk, which can take long with a slow first token."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

@@ -9,7 +9,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -346,8 +346,8 @@ class Call:
         self.usage: Usage | None = None
         self.finished = False
         self.cache_hit = False
-        # True only while a stream waits for the provider's next chunk: the one place where the gateway may cancel
-        # the call when its client hangs up (never during settling, so the usage event is always written).
+        # True only while the call waits for the provider (see _upstream): the one place where the gateway may
+        # cancel it when its client hangs up (never during settling, so the usage event is always written).
         self.awaiting_upstream = False
 
     def _check_prices(self) -> None:
@@ -416,24 +416,18 @@ class Call:
         for depth, target in self._candidates():
             adapter = get_adapter(target.protocol)
             body = upstream_body(self.body, target)
-            self.awaiting_upstream = True
+            send = adapter.embeddings if call_kind == "embeddings" else adapter.chat
             try:
-                if call_kind == "embeddings":
-                    result = await adapter.embeddings(provider_target(target), body)
-                else:
-                    result = await adapter.chat(provider_target(target), body)
+                result = await self._upstream(send(provider_target(target), body))
             except asyncio.CancelledError:  # the client hung up while the provider was working
-                self.awaiting_upstream = False
                 await self._hung_up(target, depth)
                 raise
             except ProviderError as exc:
-                self.awaiting_upstream = False
                 last_exc, last_target = exc, target
                 if _should_fail_over(exc, target):
                     await record_failure(target)
                     continue
                 break
-            self.awaiting_upstream = False
             usage = new_usage(self.ctx, self.route, target, self.variant)
             usage.fallback_depth = depth
             usage_from(usage, result.get("usage"))
@@ -456,7 +450,7 @@ class Call:
             adapter = get_adapter(target.protocol)
             gen = adapter.stream_chat(provider_target(target), upstream_body(self.body, target))
             try:
-                first = await self._upstream_next(gen)
+                first = await self._upstream(gen.__anext__())
             except StopAsyncIteration:
                 first = None
             except asyncio.CancelledError:  # the client hung up before the first chunk
@@ -492,10 +486,11 @@ class Call:
         usage.input_tokens = estimate_tokens(prompt_chars(self.body))
         await self.finish(usage, target)
 
-    async def _upstream_next(self, gen: Any) -> dict:
+    async def _upstream(self, work: Awaitable[Any]) -> Any:
+        """Await the provider (a reply, or a stream's next chunk): the only await the gateway may cancel."""
         self.awaiting_upstream = True
         try:
-            return await gen.__anext__()
+            return await work
         finally:
             self.awaiting_upstream = False
 
@@ -518,7 +513,7 @@ class Call:
                         delivered_chars += len(content)
                 yield chunk
                 try:
-                    chunk = await self._upstream_next(gen)
+                    chunk = await self._upstream(gen.__anext__())
                 except StopAsyncIteration:
                     chunk = None
             completed = True
