@@ -137,8 +137,11 @@ def guarded(host: str) -> bool:
 
 def connect_refusal(host: str, addresses: Iterable[str]) -> str | None:
     """Why a connection to `host` at these (just resolved) addresses must not be made, or None."""
-    if not guarded(host):
-        return None
+    return address_refusal(host, addresses) if guarded(host) else None
+
+
+def address_refusal(host: str, addresses: Iterable[str]) -> str | None:
+    """The first of `addresses` that is not public, as a reason (for a host already known to be guarded)."""
     for address in addresses:
         reason = blocked_reason(address)
         if reason:

@@ -137,7 +137,7 @@ class _GuardedBackend(httpcore.AnyIOBackend):
         if not _is_ip(host) and ssrf.guarded(host):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
             addresses = [str(info[4][0]) for info in infos]
-            reason = ssrf.connect_refusal(host, addresses)
+            reason = ssrf.address_refusal(host, addresses)  # guarded() was just asked
             if reason:
                 raise httpcore.ConnectError(f"SSRF guard: {reason}")
             host = addresses[0]
