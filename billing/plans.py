@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -21,15 +22,24 @@ class UnknownPlanError(ValidationError, ValueError):
     """An unknown plan slug: a field error for forms/commands, a ValueError for everything else."""
 
 
-def plan_choices() -> list[str]:
-    return list(Plan.objects.filter(is_active=True).values_list("slug", flat=True))
+def plan_choices(*, public_only: bool = False) -> list[str]:
+    plans = Plan.objects.filter(is_active=True)
+    if public_only:
+        plans = plans.filter(is_public=True)
+    return list(plans.values_list("slug", flat=True))
 
 
-def get_plan(slug: str | None) -> Plan:
+def get_plan(slug: str | None, *, public_only: bool = False) -> Plan:
+    """An active plan by slug. `public_only` (what tenants may choose): a private plan is answered exactly like an
+    unknown one, so its existence does not leak; private plans are assigned by platform admins only."""
     slug = (slug or FREE).strip().lower()
-    plan = Plan.objects.filter(slug=slug, is_active=True).first()
+    plans = Plan.objects.filter(slug=slug, is_active=True)
+    if public_only:
+        plans = plans.filter(is_public=True)
+    plan = plans.first()
     if plan is None:
-        raise UnknownPlanError({"plan": [f"Unknown plan “{slug}”. Choose one of: {', '.join(plan_choices())}."]})
+        choices = ", ".join(plan_choices(public_only=public_only))
+        raise UnknownPlanError({"plan": [f"Unknown plan “{slug[:40]}”. Choose one of: {choices}."]})
     return plan
 
 
@@ -79,15 +89,16 @@ class PlanChange:
 
 
 def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
-    """A user changes plan: free cancels the Stripe subscription; a paid plan updates it, creates it when a
-    card is on file, or returns a Stripe Checkout URL to collect one (the plan applies once Stripe confirms).
+    """A user changes plan, to a public plan only: an unpaid one cancels the Stripe subscription first; a paid
+    plan updates the subscription, creates it when a card is on file, or returns a Stripe Checkout URL to collect
+    one. A paid plan applies only once Stripe confirms it (an active subscription on that plan, or the webhook).
 
     Raises `billing.stripe_client.BillingError` with a user-facing message when Stripe refuses or fails.
     """
     from . import stripe_sync
-    from .stripe_client import BillingError
+    from .stripe_client import BillingError, as_dict
 
-    plan = get_plan(plan_slug)
+    plan = get_plan(plan_slug, public_only=True)
     sub = ensure_subscription(tenant)
     if sub.plan_id == plan.id and (not plan.is_paid or sub.stripe_subscription_id):
         return PlanChange(subscription=sub)
@@ -103,11 +114,14 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
         return PlanChange(subscription=_apply_plan(tenant, actor, plan, stripe_subscription_id=""), changed=True)
     customer_id = stripe_sync.ensure_customer(tenant)
     if sub.stripe_subscription_id:
-        stripe_sync.subscription_change_plan(sub, plan)
-        return PlanChange(subscription=_apply_plan(tenant, actor, plan), changed=True)
+        updated = as_dict(stripe_sync.subscription_change_plan(sub, plan))
+        if not _confirms(updated, plan):
+            raise BillingError("Stripe did not confirm the new plan, so your plan was not changed. Check your "
+                               "payment method (Billing → Payment) and try again.", code="payment_failed")
+        return PlanChange(subscription=_apply_plan(tenant, actor, plan, status=updated["status"]), changed=True)
     if stripe_sync.customer_has_payment_method(customer_id):
         stripe_sub = stripe_sync.subscription_start(tenant, plan)
-        if stripe_sub.get("status") in {"incomplete", "incomplete_expired"}:
+        if not _confirms(stripe_sub, plan):
             sub.stripe_subscription_id = stripe_sub["id"]
             stripe_sync.subscription_cancel(sub)
             raise BillingError("The first payment failed, so your plan was not changed. Update your card "
@@ -118,6 +132,18 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
     audit_record(tenant=tenant, actor=actor, action="billing.plan.checkout", obj=sub,
                  object_repr=f"plan of {tenant.slug}", changes={"plan": plan.slug})
     return PlanChange(subscription=sub, checkout_url=url)
+
+
+def _confirms(stripe_sub: dict[str, Any], plan: Plan) -> bool:
+    """Stripe holds the subscription live (paid or trialing) on this plan's Stripe plan."""
+    from .stripe_sync import stripe_plan_id
+
+    if stripe_sub.get("status") not in {"active", "trialing"}:
+        return False
+    items = (stripe_sub.get("items") or {}).get("data") or []
+    stripe_plan = ((items[0].get("plan") or {}).get("id") if items else None) or \
+        (stripe_sub.get("plan") or {}).get("id")
+    return stripe_plan == stripe_plan_id(plan)
 
 
 def _apply_plan(tenant: Tenant, actor: Actor, plan: Plan, *, stripe_subscription_id: str | None = None,
