@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
 from .models import Agent
-from .roles import Role
+from .roles import Role, invite_refusal
 
 
 def apply_errors(form: forms.Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
@@ -41,6 +41,12 @@ class LoginForm(AuthenticationForm):
 class InviteForm(forms.Form):
     email = forms.EmailField(label="E-mail")
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args, inviter_role: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offer only the roles this inviter may grant; the service refuses the others with the same rule.
+        offered = [(v, label) for v, label in Role.choices if invite_refusal(actor_role=inviter_role, role=v) is None]
+        self.fields["role"].widget.choices = offered or Role.choices  # type: ignore[attr-defined]
 
 
 class RoleForm(forms.Form):

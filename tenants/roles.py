@@ -46,3 +46,41 @@ MANAGE_KEY_PERMS = {
 
 def role_has(role: str | None, perm: str) -> bool:
     return role is not None and role in PERMISSIONS.get(perm, set())
+
+
+# Member management. Owner is above admin; admin is above member and billing, which are peers
+# (different rights, neither includes the other).
+_RANK: dict[str, int] = {Role.OWNER: 3, Role.ADMIN: 2, Role.MEMBER: 1, Role.BILLING: 1}
+
+
+def role_change_refusal(*, actor_role: str | None, is_self: bool, current: str, new: str) -> str | None:
+    """Why `actor_role` may not move a membership from `current` to `new` (None: allowed).
+
+    Only owners grant, change or take away the owner role; admins manage admins, members and billing;
+    nobody raises their own role (lowering your own is fine, within the last-owner rule).
+    """
+    if not role_has(actor_role, Perm.MANAGE_MEMBERS):
+        return "Only owners and admins manage members."
+    if is_self and _RANK.get(new, 0) > _RANK.get(current, 0):
+        return "Nobody can raise their own role; ask an owner."
+    if (current == Role.OWNER or new == Role.OWNER) and actor_role != Role.OWNER:
+        return "Only an owner can grant, change or remove the owner role."
+    return None
+
+
+def removal_refusal(*, actor_role: str | None, target: str) -> str | None:
+    """Why `actor_role` may not remove a member whose role is `target` (None: allowed)."""
+    if not role_has(actor_role, Perm.MANAGE_MEMBERS):
+        return "Only owners and admins manage members."
+    if target == Role.OWNER and actor_role != Role.OWNER:
+        return "Only an owner can remove an owner."
+    return None
+
+
+def invite_refusal(*, actor_role: str | None, role: str) -> str | None:
+    """Why `actor_role` may not invite someone as `role` (None: allowed): never above the inviter's role."""
+    if not role_has(actor_role, Perm.MANAGE_MEMBERS):
+        return "Only owners and admins invite members."
+    if _RANK.get(role, 0) > _RANK.get(actor_role or "", 0):
+        return "You cannot invite someone to a role above your own."
+    return None

@@ -7,16 +7,17 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
 from .audit import SYSTEM, Actor, audit_record
 from .models import Agent, ApiKey, Invitation, Membership, Tenant, User, slug_validator
-from .roles import Role
+from .roles import Role, invite_refusal, removal_refusal, role_change_refusal
 
 INVITE_SALT = "tenants.invitation"
 
@@ -121,10 +122,6 @@ def membership_for(*, user: User, tenant: Tenant) -> Membership | None:
 
 # --- members ------------------------------------------------------------------------------
 
-def _owner_count(tenant: Tenant) -> int:
-    return Membership.objects.unscoped().filter(tenant=tenant, role=Role.OWNER).count()
-
-
 def access_membership(*, tenant: Tenant, membership_id: str | int) -> Membership:
     try:
         return Membership.objects.unscoped().select_related("user").get(tenant=tenant, id=int(membership_id))
@@ -132,27 +129,77 @@ def access_membership(*, tenant: Tenant, membership_id: str | int) -> Membership
         raise Http404("No such member.") from None
 
 
+def _lock_members(tenant: Tenant, actor: Actor, *membership_ids: int) -> tuple[list[Membership], str | None]:
+    """Lock the tenant's owner memberships, then the named ones and the actor's own (always in that order,
+    each by id, so two changes never deadlock); return the owners and the actor's role as of now.
+
+    Every owner-count check runs after this inside the same transaction: a concurrent change to an owner
+    waits here and then sees the committed roles, so two owners demoting each other cannot both succeed.
+    """
+    members = Membership.objects.unscoped().select_for_update()
+    owners = list(members.filter(tenant=tenant, role=Role.OWNER).order_by("id"))
+    wanted = Q(id__in=[i for i in membership_ids if i not in {o.id for o in owners}])
+    if actor.user is not None:
+        wanted |= Q(user_id=actor.user.pk)
+    others = list(members.filter(wanted, tenant=tenant).order_by("id"))
+    if actor.user is not None:
+        mine = next((m for m in [*owners, *others] if m.user_id == actor.user.pk), None)
+        actor_role = mine.role if mine is not None else None
+    elif actor.api_key is not None:
+        actor_role = None  # API keys never manage members
+    else:
+        actor_role = Role.OWNER  # the system: platform admins and management commands
+    return owners, actor_role
+
+
+def actor_role(*, tenant: Tenant, actor: Actor) -> str | None:
+    """The actor's role in the tenant as stored now (the system acts as an owner; API keys have none)."""
+    if actor.user is not None:
+        return Membership.objects.unscoped().filter(tenant=tenant, user=actor.user).values_list(
+            "role", flat=True).first()
+    return None if actor.api_key is not None else Role.OWNER
+
+
+def _locked(tenant: Tenant, membership_id: int) -> Membership:
+    try:
+        return Membership.objects.unscoped().select_related("user").get(tenant=tenant, id=membership_id)
+    except Membership.DoesNotExist:
+        raise Http404("No such member.") from None
+
+
 def membership_change_role(*, membership: Membership, role: str, actor: Actor) -> Membership:
+    """Change a member's role; PermissionDenied when the actor's own role does not allow it."""
     if role not in Role.values:
         raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+    tenant = membership.tenant
     with transaction.atomic():
-        locked = Membership.objects.unscoped().select_for_update().get(id=membership.id)
-        if locked.role == Role.OWNER and role != Role.OWNER and _owner_count(locked.tenant) <= 1:
+        owners, actor_role = _lock_members(tenant, actor, membership.id)
+        locked = _locked(tenant, membership.id)
+        is_self = actor.user is not None and locked.user_id == actor.user.pk
+        if refusal := role_change_refusal(actor_role=actor_role, is_self=is_self, current=locked.role, new=role):
+            raise PermissionDenied(refusal)
+        if locked.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
             raise ValidationError({"role": ["A workspace needs at least one owner; make someone else owner first."]})
         old = locked.role
-        locked.role = role
-        locked.save(update_fields=["role"])
-        audit_record(tenant=locked.tenant, actor=actor, action="member.role", obj=locked,
-                     object_repr=locked.user.email, changes={"role": [old, role]})
+        if old != role:
+            locked.role = role
+            locked.save(update_fields=["role"])
+            audit_record(tenant=tenant, actor=actor, action="member.role", obj=locked,
+                         object_repr=locked.user.email, changes={"role": [old, role]})
     return locked
 
 
 def membership_remove(*, membership: Membership, actor: Actor) -> None:
+    """Remove a member; PermissionDenied when the actor's own role does not allow it."""
+    tenant = membership.tenant
     with transaction.atomic():
-        locked = Membership.objects.unscoped().select_for_update().select_related("user").get(id=membership.id)
-        if locked.role == Role.OWNER and _owner_count(locked.tenant) <= 1:
+        owners, actor_role = _lock_members(tenant, actor, membership.id)
+        locked = _locked(tenant, membership.id)
+        if refusal := removal_refusal(actor_role=actor_role, target=locked.role):
+            raise PermissionDenied(refusal)
+        if locked.role == Role.OWNER and len(owners) <= 1:
             raise ValidationError({"role": ["The last owner cannot be removed."]})
-        audit_record(tenant=locked.tenant, actor=actor, action="member.remove", obj=locked,
+        audit_record(tenant=tenant, actor=actor, action="member.remove", obj=locked,
                      object_repr=locked.user.email, changes={"email": locked.user.email})
         locked.delete()
 
@@ -170,6 +217,9 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) ->
         errors["email"] = ["Enter a valid e-mail address."]
     if role not in Role.values:
         errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
+    if "role" not in errors and (refusal := invite_refusal(actor_role=actor_role(tenant=tenant, actor=actor),
+                                                           role=role)):
+        errors["role"] = [refusal]
     if not errors and Membership.objects.unscoped().filter(tenant=tenant, user__email=email).exists():
         errors["email"] = ["This person is already a member."]
     if errors:

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -33,7 +33,7 @@ from .forms import (
 )
 from .middleware import SESSION_KEY
 from .models import Agent, ApiKey, AuditEvent, Invitation, Membership, User
-from .roles import Perm, role_has
+from .roles import Perm, Role, removal_refusal, role_change_refusal, role_has
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -107,7 +107,7 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
 @tenant_required()
 def members(request: HttpRequest) -> HttpResponse:
     can_manage = role_has(request.role, Perm.MANAGE_MEMBERS)
-    form = InviteForm(request.POST or None)
+    form = InviteForm(request.POST or None, inviter_role=request.role)
     invite_link = None
     if request.method == "POST":
         if not can_manage:
@@ -121,13 +121,25 @@ def members(request: HttpRequest) -> HttpResponse:
                 apply_errors(form, exc)
             else:
                 messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
-                form = InviteForm()
+                form = InviteForm(inviter_role=request.role)
+    rows = []
+    for m in Membership.objects.select_related("user").order_by("created_at"):
+        is_self = m.user_id == request.user.pk
+        choices = [(value, label) for value, label in Role.choices
+                   if value == m.role or role_change_refusal(actor_role=request.role, is_self=is_self,
+                                                             current=m.role, new=value) is None]
+        rows.append({"m": m, "choices": choices if len(choices) > 1 else [],
+                     "can_remove": removal_refusal(actor_role=request.role, target=m.role) is None})
     context = {
-        "memberships": Membership.objects.select_related("user").order_by("created_at"),
+        "rows": rows,
         "invitations": Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True),
-        "form": form, "can_manage": can_manage, "invite_link": invite_link, "roles": RoleForm().fields["role"].choices,
+        "form": form, "can_manage": can_manage, "invite_link": invite_link,
     }
     return render(request, "tenants/members.html", context, status=400 if form.errors else 200)
+
+
+def _refused(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return render(request, "403.html", {"reason": str(exc), "role": request.role}, status=403)
 
 
 @require_POST
@@ -140,6 +152,8 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
             services.membership_change_role(membership=membership, role=form.cleaned_data["role"],
                                             actor=Actor.from_request(request))
             messages.success(request, f"{membership.user.email} is now {form.cleaned_data['role']}.")
+        except PermissionDenied as exc:
+            return _refused(request, exc)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
     else:
@@ -154,6 +168,8 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     try:
         services.membership_remove(membership=membership, actor=Actor.from_request(request))
         messages.success(request, f"{membership.user.email} was removed.")
+    except PermissionDenied as exc:
+        return _refused(request, exc)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("members")
