@@ -16,6 +16,7 @@ from django.db import transaction
 
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
+from tenants.validators import parse_tcu
 
 from .models import AgentBudget, Plan, Subscription
 
@@ -246,19 +247,18 @@ def caps_read(*, tenant: Tenant) -> dict[str, Any]:
 def _validate_tcu(name: str, value: Any, errors: dict[str, list[str]]) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
-        errors[name] = ["Enter a whole number of TCU (0 or more), or null for the plan's default."]
+    try:
+        return parse_tcu(value)
+    except ValueError as exc:
+        errors[name] = [str(exc)]
         return None
-    if value < 0:
-        errors[name] = ["Must be 0 or more."]
-        return None
-    return value
 
 
 def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -> dict[str, Any]:
-    """Set the tenant's warn/hard caps (None = back to the plan's default); audited; effective at once."""
+    """Set the tenant's warn/hard caps (None = back to the plan's default); audited; effective at once.
+
+    Lowering is always allowed; on plans with platform-managed spend the hard cap cannot be raised past the plan's
+    ceiling (its default hard cap), unless a platform admin already set it higher."""
     from .plans import ensure_subscription
 
     errors: dict[str, list[str]] = {}
@@ -271,6 +271,13 @@ def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -
         plan_warn, plan_hard = _plan_defaults(sub.plan)
         eff_warn = plan_warn if warn is None else warn
         eff_hard = plan_hard if hard is None else hard
+        current_hard = plan_hard if sub.hard_tcu_override is None else sub.hard_tcu_override
+        if sub.plan.platform_allowed and eff_hard > max(plan_hard, current_hard):
+            # The cap also guards what the platform pays for: lowering is free, raising stops at the plan's
+            # ceiling (a platform admin sets more in Django admin).
+            raise ValidationError({"hard_tcu": [f"Your plan ({sub.plan.name}) allows a hard cap of at most "
+                                                f"{plan_hard:,} TCU; choose {plan_hard:,} or less, or ask us "
+                                                "for a higher limit."]})
         if eff_warn > eff_hard:
             raise ValidationError({"warn_tcu": [f"The warn level ({eff_warn:,}) cannot be above the hard cap "
                                                 f"({eff_hard:,})."]})

@@ -14,6 +14,7 @@ from tenants.audit import Actor
 from tenants.decorators import tenant_required
 from tenants.forms import apply_errors
 from tenants.roles import Perm, role_has
+from tenants.validators import MAX_TCU
 
 from .caps import caps_read, caps_update
 from .models import Plan
@@ -22,9 +23,9 @@ from .summary import billing_summary
 
 
 class CapsForm(forms.Form):
-    warn_tcu = forms.IntegerField(label="Warn at (TCU)", min_value=0, required=False,
+    warn_tcu = forms.IntegerField(label="Warn at (TCU)", min_value=0, max_value=MAX_TCU, required=False,
                                   help_text="One alert per month when crossed. Empty = the plan's default.")
-    hard_tcu = forms.IntegerField(label="Hard cap (TCU)", min_value=0, required=False,
+    hard_tcu = forms.IntegerField(label="Hard cap (TCU)", min_value=0, max_value=MAX_TCU, required=False,
                                   help_text="New calls are refused (402) once reached. 100,000 TCU = $1 of list cost.")
 
 

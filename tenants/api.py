@@ -14,6 +14,7 @@ from . import services
 from .audit import Actor
 from .models import Agent, ApiKey, AuditEvent
 from .roles import Perm
+from .validators import MAX_TCU
 
 
 class TenantAPIView(APIView):
@@ -103,7 +104,7 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField(), required=False)
     agent = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    spend_limit_tcu = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    spend_limit_tcu = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TCU)
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from .audit import Actor, audit_record
 from .models import Agent, ApiKey, ApiKeyScope, Tenant
+from .validators import parse_tcu
 
 KEY_PREFIX = "byok-"
 _CACHE_TTL = 60
@@ -73,8 +74,11 @@ def apikey_create(
         errors["agent"] = ["No such agent."]
     if expires_at is not None and expires_at <= timezone.now():
         errors["expires_at"] = ["The expiry must be in the future."]
-    if spend_limit_tcu is not None and spend_limit_tcu < 0:
-        errors["spend_limit_tcu"] = ["Must be zero or more."]
+    if spend_limit_tcu is not None:
+        try:
+            spend_limit_tcu = parse_tcu(spend_limit_tcu)
+        except ValueError as exc:
+            errors["spend_limit_tcu"] = [str(exc)]
     if errors:
         raise ValidationError(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
