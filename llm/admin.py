@@ -120,10 +120,12 @@ class CredentialAdmin(TenantConfigAdmin):
                     "last_verified_at"]
     list_filter = ["kind"]
     search_fields = ["name", "tenant__slug", "base_url"]
-    # Secrets are changed by the tenant (API or pages); admins see the masks only.
+    # Secrets are changed by the tenant (API or pages); admins see the masks only. The base URL is read-only
+    # too: the secrets are bound to its origin, and only the tenant can re-enter them (credentials.clean_endpoint).
     fields = ["tenant", "kind", "name", "api_key_masked", "base_url", "config", "input_usd_per_mtok",
               "output_usd_per_mtok", "created_at", "rotated_at", "last_verified_at"]
-    readonly_fields = ["tenant", "kind", "api_key_masked", "created_at", "rotated_at", "last_verified_at"]
+    readonly_fields = ["tenant", "kind", "api_key_masked", "base_url", "created_at", "rotated_at",
+                       "last_verified_at"]
 
     def has_add_permission(self, request):
         return False

@@ -245,7 +245,8 @@ class ConnectionTestView(TenantAPIView):
         try:
             result = connection_test.test_connection(tenant=self.tenant, agent=agent, data=_body(request),
                                                      user=getattr(self.actor, "user", None),
-                                                     api_key=getattr(self.actor, "api_key", None))
+                                                     api_key=getattr(self.actor, "api_key", None),
+                                                     actor=self.actor)
         except ValidationError as exc:
             return _invalid(exc)
         return Response(result)

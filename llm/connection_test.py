@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from tenants.audit import SYSTEM, Actor
+from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, ApiKey, Tenant, User
 
 from . import ssrf
@@ -33,7 +33,8 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]) ->
     """The primary target of the given (unsaved) preferences, or of the saved ones when `data` is empty.
 
     Unsaved settings are saved inside a transaction that is always rolled back, so the very code that
-    resolves real calls builds the target and nothing is stored.
+    resolves real calls builds the target and nothing is stored. A saved endpoint moved to another origin keeps
+    none of its saved secrets there: the test sends only those given in `data`.
     """
     if not data:
         return _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
@@ -42,7 +43,7 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]) ->
     holder: dict[str, ResolvedTarget] = {}
     try:
         with transaction.atomic():
-            preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data)
+            preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data, new_origin="drop")
             holder["target"] = _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
             raise _Rollback
     except _Rollback:
@@ -115,6 +116,24 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
     return {"ok": True, "latency_ms": latency, "error": None, "usage": result.get("usage") or {}}
 
 
+def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
+    """The target's origin as text when no saved credential of the tenant is bound to it (None otherwise, and
+    for the platform's own keys)."""
+    from .credentials import origin_of
+    from .models import Credential
+
+    if target.credential_id is None:
+        return None
+    origin = origin_of(target.base_url)
+    saved = list(Credential.objects.unscoped().filter(tenant=tenant).values_list("pk", "base_url"))
+    if any(pk == target.credential_id and not url for pk, url in saved):
+        return None  # a saved provider key at the provider's own address
+    if any(url and origin_of(url) == origin for _, url in saved):
+        return None
+    scheme, host, port = origin
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
 def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: dict[str, Any]) -> None:
     try:
         from .metering import record_test_call
@@ -140,6 +159,12 @@ def test_connection(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]
         kind = "blocked" if exc.code == "endpoint_blocked" else "config"
         return {"ok": False, "latency_ms": None, "model": None,
                 "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, None)}}
+    origin = _new_origin(tenant, target) if data else None
+    if origin is not None:
+        audit_record(tenant=tenant, actor=actor or Actor(user=user, api_key=api_key),
+                     action="llm.connection_test.new_origin", object_type="connection_test",
+                     object_repr=f"Connection test to {origin}",
+                     changes={"origin": origin, "mode": target.mode, "model": target.model_id})
     outcome = async_to_sync(_ping)(target)
     _record(tenant, user, target, outcome)
     if outcome["ok"] and target.credential_id and not data:

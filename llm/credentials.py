@@ -10,6 +10,7 @@ import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -59,6 +60,24 @@ def mask(secret: str | None) -> str:
     if len(secret) >= 12:
         return f"{secret[:3]}…{secret[-4:]}"
     return "…" + secret[-2:] if len(secret) >= 6 else "…"
+
+
+def origin_of(url: str | None) -> tuple[str, str, int | None]:
+    """The (scheme, host, port) a credential's secrets are bound to; a blank URL is the provider's own address."""
+    url = (url or "").strip()
+    if not url:
+        return ("", "", None)
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").rstrip(".").lower(), port or {"http": 80, "https": 443}.get(scheme))
+
+
+_SECRET_LABELS = {"api_key": "the API key", "secret_access_key": "the AWS secret access key",
+                  "headers": "the extra headers"}
 
 
 def protocol_for_kind(kind: str, provider_protocol: str | None = None) -> str:
@@ -113,10 +132,15 @@ def _decimal(value: Any, name: str, errors: dict) -> Decimal | None:
     return number
 
 
-def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None = None) -> dict[str, Any]:
+def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None = None, *,
+                   new_origin: str = "refuse") -> dict[str, Any]:
     """Validate a credential's fields for its kind; raise ValidationError({field: [msg]}) or return them cleaned.
 
-    Secrets left out keep their stored value (when `existing` is given).
+    Secrets left out keep their stored value (when `existing` is given), but only while the endpoint's origin
+    (scheme, host, port) stays the one they were saved with: a stored secret is never sent anywhere else. When the
+    origin changes, each stored secret must be sent again in the same request; one left out is refused with a
+    field error (`new_origin="refuse"`, saving) or left out of the result (`new_origin="drop"`, connection tests
+    of unsaved settings, which use only the secrets they were given).
     """
     errors: dict[str, list[str]] = {}
     if kind not in CREDENTIAL_KINDS:
@@ -131,6 +155,8 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
             errors["name"] = ["Enter a name of 1–100 characters."]
         out["name"] = name
 
+    kept: list[str] = []  # stored secrets carried over because the request left them out
+
     def text(field: str, max_len: int = 500) -> str:
         if field in data and data[field] is not None:
             value = data[field]
@@ -139,6 +165,8 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
                 return ""
             return value.strip()
         if field in SECRET_FIELDS:
+            if old_secrets.get(field):
+                kept.append(field)
             return old_secrets.get(field, "")
         if field == "base_url":
             return existing.base_url if existing else ""
@@ -151,6 +179,8 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
     eu_hosted = data.get("eu_hosted", old_config.get("eu_hosted", False))
     if not isinstance(eu_hosted, bool):
         errors["eu_hosted"] = ["Must be true or false."]
+    if "headers" not in data and old_secrets.get("headers"):
+        kept.append("headers")
     headers = data.get("headers", old_secrets.get("headers") or {})
     if headers is None:
         headers = {}
@@ -164,6 +194,15 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
         base_url = OLLAMA_DEFAULT_URL
     if kind == "bedrock" and config["region"] and not base_url and _REGION.match(config["region"]):
         base_url = f"https://bedrock-runtime.{config['region']}.amazonaws.com"
+    if existing is not None and kept and origin_of(base_url) != origin_of(existing.base_url):
+        for field in kept:
+            if new_origin == "drop":
+                api_key = "" if field == "api_key" else api_key
+                secret_access_key = "" if field == "secret_access_key" else secret_access_key
+                headers = {} if field == "headers" else headers
+            elif field not in errors:
+                errors[field] = [f"The endpoint's address (scheme, host or port) changed: enter {_SECRET_LABELS[field]} "
+                                 "again. A saved secret is only sent to the address it was saved for."]
     required: list[str] = []
     if kind in ("openai_compatible", "ollama"):
         required = ["base_url"]
@@ -250,11 +289,13 @@ def credential_create(*, tenant: Tenant, actor: Actor, kind: str, data: dict[str
     return credential
 
 
-def credential_update(*, credential: Credential, actor: Actor, data: dict[str, Any]) -> Credential:
-    """Change a credential; a new `api_key` rotates it (rotated_at), secrets left out are kept."""
+def credential_update(*, credential: Credential, actor: Actor, data: dict[str, Any],
+                      new_origin: str = "refuse") -> Credential:
+    """Change a credential; a new `api_key` rotates it (rotated_at), secrets left out are kept while the origin
+    stays the same (see `clean_endpoint`)."""
     if "kind" in data and data["kind"] != credential.kind:
         raise ValidationError({"kind": ["The kind of a credential cannot change; create a new one."]})
-    cleaned = clean_endpoint(credential.kind, data, existing=credential)
+    cleaned = clean_endpoint(credential.kind, data, existing=credential, new_origin=new_origin)
     with transaction.atomic():
         changed = _store(credential, cleaned)
         if changed:

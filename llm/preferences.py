@@ -207,8 +207,8 @@ def _inline_key_kind(data: dict[str, Any], model_id: str, m: Any) -> str:
     return OPENROUTER
 
 
-def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences | None, data: dict[str, Any]
-              ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences | None, data: dict[str, Any],
+              new_origin: str = "refuse") -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """Return (values, inline byok key to store, custom endpoint to store) or raise ValidationError."""
     errors: dict[str, Any] = {}
     unknown = set(data) - {"mode", "model", "api_key", "api_key_provider", "provider", "custom_endpoint",
@@ -305,7 +305,8 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
                     fields = {k: v for k, v in endpoint_data.items() if k != "kind"}
                     try:
                         endpoint = {"kind": kind, "existing": same,
-                                    "cleaned": credentials.clean_endpoint(kind, fields, existing=same),
+                                    "cleaned": credentials.clean_endpoint(kind, fields, existing=same,
+                                                                           new_origin=new_origin),
                                     "data": fields}
                     except ValidationError as exc:
                         errors["custom_endpoint"] = _detail(exc)
@@ -322,8 +323,11 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
 
 # --- saving ------------------------------------------------------------------------------------------
 
-def preferences_save(*, tenant: Tenant, agent: Agent | None, actor: Actor, data: dict[str, Any]) -> Preferences:
-    """Validate and save (fields left out keep their current value); raise ValidationError with field errors."""
+def preferences_save(*, tenant: Tenant, agent: Agent | None, actor: Actor, data: dict[str, Any],
+                     new_origin: str = "refuse") -> Preferences:
+    """Validate and save (fields left out keep their current value); raise ValidationError with field errors.
+
+    A custom endpoint moved to another origin needs its secrets again (`credentials.clean_endpoint`)."""
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["Send a JSON object."]})
     existing = preferences_get(tenant=tenant, agent=agent)
@@ -333,7 +337,8 @@ def preferences_save(*, tenant: Tenant, agent: Agent | None, actor: Actor, data:
         "mode": base.mode, "model": base.model, "temperature": float(base.temperature),
         "max_tokens": base.max_tokens, "eu_only": base.eu_only, "fallbacks": list(base.fallbacks or []),
     }
-    values, inline_key, endpoint = _validate(tenant=tenant, current=current, existing=existing or base, data=data)
+    values, inline_key, endpoint = _validate(tenant=tenant, current=current, existing=existing or base, data=data,
+                                             new_origin=new_origin)
     with transaction.atomic():
         prefs = existing or Preferences(tenant=tenant, agent=agent)
         before = {k: getattr(prefs, k) for k in ("mode", "model", "temperature", "max_tokens", "eu_only",
@@ -349,7 +354,7 @@ def preferences_save(*, tenant: Tenant, agent: Agent | None, actor: Actor, data:
         if endpoint is not None:
             if endpoint["existing"] is not None:
                 prefs.custom_endpoint = credentials.credential_update(
-                    credential=endpoint["existing"], actor=actor, data=endpoint["data"])
+                    credential=endpoint["existing"], actor=actor, data=endpoint["data"], new_origin=new_origin)
             else:
                 prefs.custom_endpoint = credentials.credential_create(
                     tenant=tenant, actor=actor, kind=endpoint["kind"],
