@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from .audit import SYSTEM, Actor, audit_record
 from .models import Agent, ApiKey, Invitation, Membership, Tenant, User, slug_validator
-from .roles import Role, invite_refusal, removal_refusal, role_change_refusal
+from .roles import Perm, Role, invite_refusal, removal_refusal, role_change_refusal, role_has
 
 INVITE_SALT = "tenants.invitation"
 
@@ -210,11 +210,45 @@ def invitation_token(invitation: Invitation) -> str:
     return signing.dumps({"i": invitation.id, "t": invitation.tenant_id}, salt=INVITE_SALT)
 
 
+def access_invitation(*, tenant: Tenant, invitation_id: str | int) -> Invitation:
+    try:
+        return Invitation.objects.unscoped().select_related("invited_by").get(tenant=tenant, id=int(invitation_id))
+    except (Invitation.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such invitation.") from None
+
+
+def invitations_pending(*, tenant: Tenant):
+    """Invitations not yet accepted or revoked, newest first (an expired link can still be resent)."""
+    return Invitation.objects.unscoped().select_related("invited_by").filter(
+        tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
+
+
+def _invitation_link(invitation: Invitation) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("invite_accept", args=[invitation_token(invitation)])
+
+
+def _invitation_mail(invitation: Invitation, actor: Actor) -> str:
+    """E-mail a fresh link (valid INVITE_MAX_AGE_DAYS from now) after commit; return the link."""
+    link = _invitation_link(invitation)
+    tenant = invitation.tenant
+    inviter = actor.user.email if actor.user else "An administrator"
+    transaction.on_commit(lambda: send_mail(
+        f"You are invited to {tenant.name} on BYOK Platform",
+        f"{inviter} invited you to join {tenant.name} as {invitation.role}.\n\n"
+        f"Accept within {settings.INVITE_MAX_AGE_DAYS} days: {link}\n",
+        None,
+        [invitation.email],
+    ))
+    return link
+
+
 def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) -> tuple[Invitation, str]:
     email = (email or "").strip().lower()
     errors: dict[str, list[str]] = {}
     if not email or "@" not in email:
         errors["email"] = ["Enter a valid e-mail address."]
+    elif len(email) > Invitation._meta.get_field("email").max_length:  # type: ignore[operator]
+        errors["email"] = ["This e-mail address is too long."]
     if role not in Role.values:
         errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
     if "role" not in errors and (refusal := invite_refusal(actor_role=actor_role(tenant=tenant, actor=actor),
@@ -230,17 +264,45 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) ->
         )
         audit_record(tenant=tenant, actor=actor, action="member.invite", obj=invitation,
                      object_repr=email, changes={"email": email, "role": role})
-    token = invitation_token(invitation)
-    link = settings.SITE_URL.rstrip("/") + reverse("invite_accept", args=[token])
-    inviter = actor.user.email if actor.user else "An administrator"
-    transaction.on_commit(lambda: send_mail(
-        f"You are invited to {tenant.name} on BYOK Platform",
-        f"{inviter} invited you to join {tenant.name} as {role}.\n\n"
-        f"Accept within {settings.INVITE_MAX_AGE_DAYS} days: {link}\n",
-        None,
-        [email],
-    ))
+        link = _invitation_mail(invitation, actor)
     return invitation, link
+
+
+def _pending_locked(invitation: Invitation) -> Invitation:
+    locked = Invitation.objects.unscoped().select_for_update().get(id=invitation.id)
+    if locked.accepted_at:
+        raise ValidationError({"invitation": ["This invitation has already been accepted."]})
+    if locked.revoked_at:
+        raise ValidationError({"invitation": ["This invitation was revoked."]})
+    return locked
+
+
+def invitation_resend(*, invitation: Invitation, actor: Actor) -> tuple[Invitation, str]:
+    """Send a pending invitation again with a fresh link; only someone who may invite to its role can."""
+    tenant = invitation.tenant
+    if refusal := invite_refusal(actor_role=actor_role(tenant=tenant, actor=actor), role=invitation.role):
+        raise PermissionDenied(refusal)
+    with transaction.atomic():
+        locked = _pending_locked(invitation)
+        audit_record(tenant=tenant, actor=actor, action="member.invite.resend", obj=locked,
+                     object_repr=locked.email, changes={"email": locked.email, "role": locked.role})
+        link = _invitation_mail(locked, actor)
+    return locked, link
+
+
+def invitation_revoke(*, invitation: Invitation, actor: Actor) -> Invitation:
+    """Revoke a pending invitation: its links stop working at once. Owners and admins may revoke any,
+    whoever sent it (revoking grants nothing)."""
+    tenant = invitation.tenant
+    if not role_has(actor_role(tenant=tenant, actor=actor), Perm.MANAGE_MEMBERS):
+        raise PermissionDenied("Only owners and admins manage invitations.")
+    with transaction.atomic():
+        locked = _pending_locked(invitation)
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        audit_record(tenant=tenant, actor=actor, action="member.invite.revoke", obj=locked,
+                     object_repr=locked.email, changes={"email": locked.email, "role": locked.role})
+    return locked
 
 
 def invitation_from_token(token: str) -> Invitation:
@@ -266,6 +328,11 @@ def invitation_accept(*, token: str, user: User) -> Membership:
     if user.email.lower() != invitation.email.lower():
         raise ValidationError(f"This invitation is for {invitation.email}; log in with that address.")
     with transaction.atomic():
+        # Checked again under the row lock: a revoke that commits first wins over this accept.
+        try:
+            invitation = _pending_locked(invitation)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["invitation"]) from None
         membership, _ = Membership.objects.unscoped().get_or_create(
             tenant=invitation.tenant, user=user, defaults={"role": invitation.role}
         )

@@ -32,8 +32,8 @@ from .forms import (
     apply_errors,
 )
 from .middleware import SESSION_KEY
-from .models import Agent, ApiKey, AuditEvent, Invitation, Membership, User
-from .roles import Perm, Role, removal_refusal, role_change_refusal, role_has
+from .models import Agent, ApiKey, AuditEvent, Membership, User
+from .roles import Perm, Role, invite_refusal, removal_refusal, role_change_refusal, role_has
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -132,7 +132,8 @@ def members(request: HttpRequest) -> HttpResponse:
                      "can_remove": removal_refusal(actor_role=request.role, target=m.role) is None})
     context = {
         "rows": rows,
-        "invitations": Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True),
+        "invitations": [{"i": i, "can_resend": invite_refusal(actor_role=request.role, role=i.role) is None}
+                        for i in services.invitations_pending(tenant=request.tenant)],
         "form": form, "can_manage": can_manage, "invite_link": invite_link,
     }
     return render(request, "tenants/members.html", context, status=400 if form.errors else 200)
@@ -168,6 +169,34 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     try:
         services.membership_remove(membership=membership, actor=Actor.from_request(request))
         messages.success(request, f"{membership.user.email} was removed.")
+    except PermissionDenied as exc:
+        return _refused(request, exc)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("members")
+
+
+@require_POST
+@tenant_required(Perm.MANAGE_MEMBERS)
+def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = services.access_invitation(tenant=request.tenant, invitation_id=invitation_id)
+    try:
+        services.invitation_resend(invitation=invitation, actor=Actor.from_request(request))
+        messages.success(request, f"Invitation sent again to {invitation.email}.")
+    except PermissionDenied as exc:
+        return _refused(request, exc)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("members")
+
+
+@require_POST
+@tenant_required(Perm.MANAGE_MEMBERS)
+def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = services.access_invitation(tenant=request.tenant, invitation_id=invitation_id)
+    try:
+        services.invitation_revoke(invitation=invitation, actor=Actor.from_request(request))
+        messages.success(request, f"Invitation for {invitation.email} revoked; its link no longer works.")
     except PermissionDenied as exc:
         return _refused(request, exc)
     except ValidationError as exc:
