@@ -8,11 +8,11 @@ import logging
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from tenants.audit import Actor
+from tenants.audit import Actor, audit_record
 from tenants.models import Tenant
 
 from .models import Job, JobItem
@@ -22,9 +22,23 @@ MAX_ITEMS = 1000
 MAX_CONCURRENCY = 16
 
 
-def access_job(*, tenant: Tenant, job_id: int | str) -> Job:
+def jobs_visible(*, tenant: Tenant, actor: Actor, see_all: bool) -> QuerySet[Job]:
+    """The jobs an actor may see and cancel: all of the tenant's with `see_all` (owners, admins, `manage`
+    keys), else only the ones they started (a member's own; a key's own). Results go with the job."""
+    jobs = Job.objects.unscoped().filter(tenant=tenant)
+    if see_all:
+        return jobs
+    if actor.user is not None:
+        return jobs.filter(user=actor.user)
+    if actor.api_key is not None:
+        return jobs.filter(api_key=actor.api_key)
+    return jobs.none()
+
+
+def access_job(*, tenant: Tenant, job_id: int | str, actor: Actor, see_all: bool) -> Job:
+    """A job this actor may see, or 404 (the same for another tenant's and another member's job)."""
     try:
-        return Job.objects.unscoped().get(tenant=tenant, id=int(job_id))
+        return jobs_visible(tenant=tenant, actor=actor, see_all=see_all).get(id=int(job_id))
     except (Job.DoesNotExist, ValueError, TypeError):
         raise Http404("No such job.") from None
 
@@ -70,9 +84,11 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
     return job
 
 
-def job_cancel(*, job: Job) -> Job:
+def job_cancel(*, job: Job, actor: Actor) -> Job:
     if job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
         Job.objects.unscoped().filter(id=job.id).update(cancel_requested=True)
+        audit_record(tenant=job.tenant, actor=actor, action="job.cancel", obj=job,
+                     changes={"status": job.status})
         if job.status == Job.Status.QUEUED:
             Job.objects.unscoped().filter(id=job.id, status=Job.Status.QUEUED).update(
                 status=Job.Status.CANCELLED, finished_at=timezone.now())

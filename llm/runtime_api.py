@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tenants.api import TenantAPIView
+from tenants.permissions import request_has
 from tenants.roles import Perm
 
 from . import assistant, jobs
@@ -104,14 +105,21 @@ class JobCreateSerializer(serializers.Serializer):
     concurrency = serializers.IntegerField(default=4)
 
 
-class JobListView(TenantAPIView):
-    required_perms = {"GET": Perm.VIEW_USAGE, "POST": Perm.USE_ASSISTANT}
+class _JobView(TenantAPIView):
+    def visible(self):
+        return jobs.jobs_visible(tenant=self.tenant, actor=self.actor, see_all=request_has(self.request, Perm.ALL_JOBS))
+
+    def job(self, job_id: int):
+        return jobs.access_job(tenant=self.tenant, job_id=job_id, actor=self.actor,
+                               see_all=request_has(self.request, Perm.ALL_JOBS))
+
+
+class JobListView(_JobView):
+    required_perms = {"GET": Perm.RUN_JOBS, "POST": Perm.RUN_JOBS}
 
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="llm_jobs_list")
     def get(self, request: Request) -> Response:
-        from .models import Job
-
-        return Response([jobs.job_read(j, with_results=False) for j in Job.objects.all()[:100]])
+        return Response([jobs.job_read(j, with_results=False) for j in self.visible()[:100]])
 
     @extend_schema(request=JobCreateSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
@@ -122,23 +130,23 @@ class JobListView(TenantAPIView):
         return Response(jobs.job_read(job, with_results=False), status=status.HTTP_202_ACCEPTED)
 
 
-class JobDetailView(TenantAPIView):
-    required_perms = {"GET": Perm.VIEW_USAGE, "POST": Perm.USE_ASSISTANT, "DELETE": Perm.USE_ASSISTANT}
+class JobDetailView(_JobView):
+    required_perms = {"GET": Perm.RUN_JOBS, "DELETE": Perm.RUN_JOBS}
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(jobs.job_read(jobs.access_job(tenant=self.tenant, job_id=job_id)))
+        return Response(jobs.job_read(self.job(job_id)))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def delete(self, request: Request, job_id: int) -> Response:
-        job = jobs.job_cancel(job=jobs.access_job(tenant=self.tenant, job_id=job_id))
+        job = jobs.job_cancel(job=self.job(job_id), actor=self.actor)
         return Response(jobs.job_read(job, with_results=False))
 
 
-class JobCancelView(TenantAPIView):
-    required_perms = {"POST": Perm.USE_ASSISTANT}
+class JobCancelView(_JobView):
+    required_perms = {"POST": Perm.RUN_JOBS}
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, job_id: int) -> Response:
-        job = jobs.job_cancel(job=jobs.access_job(tenant=self.tenant, job_id=job_id))
+        job = jobs.job_cancel(job=self.job(job_id), actor=self.actor)
         return Response(jobs.job_read(job, with_results=False))

@@ -21,6 +21,8 @@ class Perm:
     VIEW_USAGE = "view_usage"
     VIEW_CONFIG = "view_config"
     USE_ASSISTANT = "use_assistant"
+    RUN_JOBS = "run_jobs"
+    ALL_JOBS = "all_jobs"
 
 
 _ALL: set[str] = {Role.OWNER, Role.ADMIN, Role.MEMBER, Role.BILLING}
@@ -34,13 +36,18 @@ PERMISSIONS: dict[str, set[str]] = {
     Perm.VIEW_AUDIT: {Role.OWNER, Role.ADMIN},
     Perm.VIEW_USAGE: _ALL,
     Perm.VIEW_CONFIG: _ALL,
+    # Assistant threads are personal: every role that may chat sees only its own threads.
     Perm.USE_ASSISTANT: {Role.OWNER, Role.ADMIN, Role.MEMBER},
+    # Batch jobs: members start, see (with results) and cancel their own; owners and admins everyone's.
+    # Billing sees none: what jobs cost is in usage and billing, their prompts and outputs are not its business.
+    Perm.RUN_JOBS: {Role.OWNER, Role.ADMIN, Role.MEMBER},
+    Perm.ALL_JOBS: {Role.OWNER, Role.ADMIN},
 }
 
 # A tenant API key with the `manage` scope acts with these rights (never members or billing).
 MANAGE_KEY_PERMS = {
     Perm.MANAGE_LLM, Perm.MANAGE_KEYS, Perm.MANAGE_AGENTS, Perm.MANAGE_CAPS,
-    Perm.VIEW_AUDIT, Perm.VIEW_USAGE, Perm.VIEW_CONFIG, Perm.USE_ASSISTANT,
+    Perm.VIEW_AUDIT, Perm.VIEW_USAGE, Perm.VIEW_CONFIG, Perm.USE_ASSISTANT, Perm.RUN_JOBS, Perm.ALL_JOBS,
 }
 
 
