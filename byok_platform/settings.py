@@ -1,5 +1,6 @@
 """Django settings: every value comes from the environment (django-environ) with a safe embedded default."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "django_celery_beat",
+    "axes",
     "tenants",
     "llm",
     "billing",
@@ -45,6 +47,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tenants.middleware.CurrentTenantMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 'try again in N minutes' page
 ]
 
 ROOT_URLCONF = "byok_platform.urls"
@@ -109,6 +112,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 INVITE_MAX_AGE_DAYS = env.int("INVITE_MAX_AGE_DAYS", default=7)
+# Throttling (django-axes): log-in failures per account and per client address; sign-up, password reset and
+# invitation acceptance count their attempts too (tenants/throttle.py). The address is REMOTE_ADDR: behind a
+# proxy, let uvicorn set it from X-Forwarded-For (--forwarded-allow-ips).
+AUTHENTICATION_BACKENDS = ["tenants.throttle.ThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = "tenants.throttle.lockout_parameters"
+AXES_USERNAME_CALLABLE = "tenants.throttle.throttle_username"
+AXES_USERNAME_FORM_FIELD = "username"  # the log-in form's e-mail field
+AXES_LOCKOUT_CALLABLE = "tenants.throttle.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # a log-in to one account must not wipe the address's count of failures on others
+AXES_DISABLE_ACCESS_LOG = True  # successful log-ins are in the audit trail already; keep only failures
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -4,13 +4,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
+from .throttle import throttled
 
 urlpatterns = [
     path("", views.landing, name="landing"),
-    path("signup/", views.signup, name="signup"),
+    path("signup/", throttled("signup", field="email")(views.signup), name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/", throttled("reset", field="email")(auth_views.PasswordResetView.as_view()),
+         name="password_reset"),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path("password-reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
          name="password_reset_confirm"),
@@ -22,7 +24,7 @@ urlpatterns = [
     path("members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
     path("members/invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"),
     path("members/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
-    path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
+    path("invite/<str:token>/", throttled("invite")(views.invite_accept), name="invite_accept"),
     path("agents/", views.agents, name="agents"),
     path("agents/<slug:slug>/", views.agent_detail, name="agent_detail"),
     path("keys/", views.keys, name="keys"),
