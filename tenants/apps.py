@@ -8,4 +8,4 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from . import checks, schema  # noqa: F401  (register the deploy checks and the OpenAPI auth extensions)
