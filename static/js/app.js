@@ -16,6 +16,9 @@
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     }
   });
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+  });
   document.addEventListener("submit", function (event) {
     const message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
