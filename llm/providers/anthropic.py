@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .base import ProviderError, Target, json_of, send, sse_events, usage_block
+from .base import ProviderError, Target, json_of, send, sse_events, upstream_error, usage_block
 
 VERSION = "2023-06-01"
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -175,9 +175,8 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             break
         elif kind == "error":
             err = payload.get("error", {})
-            raise ProviderError("rate_limit" if err.get("type") == "rate_limit_error" else "unavailable",
-                                f"{target.provider} stream error: {str(err.get('message', ''))[:300]}",
-                                provider=target.provider)
+            raise upstream_error(target, "rate_limit" if err.get("type") == "rate_limit_error" else "unavailable",
+                                 "stream error", err.get("message", ""))
     if not done:
         raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
                             provider=target.provider)

@@ -10,6 +10,7 @@ import ssl
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
 
 import httpcore
 import httpx
@@ -180,20 +181,54 @@ def timeout_of(target: Target) -> httpx.Timeout:
 _NOT_FOUND_HINTS = ("model_not_found", "does not exist", "not found", "unknown model", "no such model")
 
 
+REDACTED = "[REDACTED]"
+_MESSAGE_CHARS = 300
+_KEY_SHAPED = re.compile(r"\b(sk|pk|rk)[-_][A-Za-z0-9_\-]{6,}")
+
+
+def target_secrets(target: Target) -> list[str]:
+    """Every secret of the credential in use: its API key or bearer token (Azure's key too), the AWS access key id,
+    secret key and session token, and the values of its extra headers."""
+    options = target.options or {}
+    values = [target.api_key, *(str(options.get(k) or "") for k in ("api_key", "access_key_id", "secret_access_key",
+                                                                     "session_token"))]
+    values += [str(v) for v in (options.get("headers") or {}).values()]
+    return [v for v in values if v]
+
+
 def scrub(text: str, *secrets: str) -> str:
-    """Remove every secret (and anything key-shaped) from an upstream message; shorten it."""
+    """Remove every secret (as sent, JSON-escaped or URL-encoded, in any letter case) and anything key-shaped from an
+    upstream message; shorten it. The message is shortened only after scrubbing, so no secret is cut in half."""
+    text = str(text)[:100_000]
+    forms: set[str] = set()
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "[REDACTED]")
-    text = re.sub(r"\b(sk|pk|rk)[-_][A-Za-z0-9_\-]{6,}", "[REDACTED]", text)
-    return text[:300]
+            forms.update({secret, orjson.dumps(secret).decode()[1:-1], quote(secret, safe=""), quote_plus(secret)})
+    if forms:
+        pattern = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
+    text = _KEY_SHAPED.sub(REDACTED, text)
+    return text[:_MESSAGE_CHARS]
+
+
+def scrub_for(target: Target, text: str) -> str:
+    """An upstream message with every secret of `target` removed (see `scrub`)."""
+    return scrub(text, *target_secrets(target))
+
+
+def upstream_error(target: Target, kind: str, what: str, text: Any, **kwargs: Any) -> ProviderError:
+    """A ProviderError quoting the upstream ("<provider> <what>: <text>"): the way every adapter turns an upstream's
+    own words into an error, scrubbed of the target's secrets, so what reaches a response, a log, an audit entry or
+    an assistant message never holds a secret of the credential in use."""
+    return ProviderError(kind, f"{target.provider} {what}: {scrub_for(target, str(text))}", provider=target.provider,
+                         **kwargs)
 
 
 def _message_from_body(raw: bytes) -> str:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace").strip()[:300]
+        return raw[:100_000].decode("utf-8", "replace").strip()
     if isinstance(data, list) and data:
         data = data[0]
     if isinstance(data, dict):
@@ -218,7 +253,7 @@ def _retry_after(headers: Any) -> float | None:
 
 def error_from_response(target: Target, status: int, raw: bytes, headers: Any) -> ProviderError:
     """Map an upstream HTTP error to a ProviderError; the message names the provider, never a secret."""
-    detail = scrub(_message_from_body(raw), target.api_key, *_option_secrets(target))
+    detail = _message_from_body(raw)
     lowered = detail.lower()
     if status in (401, 403):
         kind = "auth"
@@ -230,12 +265,8 @@ def error_from_response(target: Target, status: int, raw: bytes, headers: Any) -
         kind = "bad_request"
     else:
         kind = "unavailable"
-    return ProviderError(kind, f"{target.provider} answered {status}: {detail}", provider=target.provider,
-                         status=status, retry_after=_retry_after(headers))
-
-
-def _option_secrets(target: Target) -> list[str]:
-    return [str(target.options.get(k) or "") for k in ("secret_access_key", "session_token", "api_key")]
+    return upstream_error(target, kind, f"answered {status}", detail, status=status,
+                          retry_after=_retry_after(headers))
 
 
 def error_from_exception(target: Target, exc: BaseException) -> ProviderError:

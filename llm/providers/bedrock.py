@@ -31,6 +31,7 @@ from .base import (
     error_from_response,
     http_client,
     timeout_of,
+    upstream_error,
     usage_block,
 )
 
@@ -180,8 +181,7 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
                 payload = orjson.loads(message.payload) if message.payload else {}
                 if headers.get(":message-type") == "exception":
                     kind = _EXCEPTION_KINDS.get(headers.get(":exception-type", ""), "unavailable")
-                    raise ProviderError(kind, f"{target.provider} stream error: {str(payload.get('message'))[:300]}",
-                                        provider=target.provider)
+                    raise upstream_error(target, kind, "stream error", payload.get("message"))
                 event = headers.get(":event-type")
                 if event == "messageStart":
                     yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},

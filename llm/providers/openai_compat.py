@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .base import ProviderError, Target, Timeouts, json_of, send, sse_events, usage_block
+from .base import ProviderError, Target, Timeouts, json_of, send, sse_events, upstream_error, usage_block
 
 _DROP = ("model",)
 
@@ -65,8 +65,7 @@ async def stream_at(target: Target, url: str, headers: dict, body: dict) -> Asyn
             continue
         if "error" in chunk and not chunk.get("choices"):
             err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            raise ProviderError("unavailable", f"{target.provider} stream error: {err.get('message', '')[:300]}",
-                                provider=target.provider)
+            raise upstream_error(target, "unavailable", "stream error", err.get("message", ""))
         usage = chunk.get("usage")
         if usage:
             chunk["usage"] = usage_block(int(usage.get("prompt_tokens") or 0),

@@ -3,6 +3,7 @@ API clients for a tenant admin (browser session) and a `manage` key."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from rest_framework.test import APIClient
 
@@ -62,3 +63,92 @@ def api(request) -> APIClient:
 def production_ssrf(settings):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
     return settings
+
+
+class EchoUpstream:
+    """A provider that answers every request with an error quoting every header it received (what a careless
+    upstream or proxy does). `mode`: "json" (400 with an OpenAI-style error body), "text" (400, plain text, padded
+    so that the x-org-token value straddles the 300th character), "stream" (200, an SSE stream whose first event is an error)."""
+
+    def __init__(self) -> None:
+        self.mode = "json"
+        self.port = 0
+        self.seen: list[dict[str, str]] = []
+        self._loop = None
+        self._runner = None
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.seen.append(headers)
+        echoed = "; ".join(f"{k}: {v}" for k, v in headers.items())
+        if self.mode == "text":
+            return web.Response(
+                status=400, text="x" * 283 + " token " + headers.get("x-org-token", "") + " " + echoed
+            )
+        if self.mode == "stream":
+            body = orjson.dumps({"error": {"message": f"stream refused, you sent {echoed}"}})
+            return web.Response(status=200, body=b"data: " + body + b"\n\n", content_type="text/event-stream")
+        return web.json_response(
+            {
+                "error": {"message": f"bad request, you sent {echoed}", "type": "invalid_request"},
+                "message": f"bad request, you sent {echoed}",
+            },
+            status=400,
+        )
+
+    def start(self) -> EchoUpstream:
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the echo upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def _echo_server():
+    server = EchoUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def echo(_echo_server) -> EchoUpstream:
+    _echo_server.mode = "json"
+    _echo_server.seen.clear()
+    return _echo_server
