@@ -164,7 +164,9 @@ def routes(request: HttpRequest) -> HttpResponse:
     can_manage = role_has(request.role, Perm.MANAGE_LLM)
     errors: dict = {}
     form = {"name": "", "description": "", "targets": "", "cache_ttl_seconds": "", "id": ""}
-    if request.method == "POST" and can_manage:
+    if request.method == "POST" and not can_manage:
+        return render(request, "403.html", {"needed": Perm.MANAGE_LLM, "role": request.role}, status=403)
+    if request.method == "POST":
         action = request.POST.get("action")
         actor = Actor.from_request(request)
         try:

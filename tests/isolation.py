@@ -151,3 +151,15 @@ register(Endpoint("llm-routes-export", "/api/llm/routes/export", _make_route_exp
 register(Endpoint("llm-preferences", "/api/llm/preferences", _make_preferences, update_body=None, can_delete=False))
 register(Endpoint("llm-agent-preferences", None, _make_agent_preferences, update_body={"model": "hijacked"},
                   update_method="post"))
+
+
+# --- batch jobs ----------------------------------------------------------------------------------
+
+def _make_job(tenant: Tenant) -> tuple[str, str]:
+    from llm.models import Job
+
+    job = Job.objects.unscoped().create(tenant=tenant, model="job-marker-of-a", total=0, status="queued")
+    return f"/api/llm/jobs/{job.id}", "job-marker-of-a"
+
+
+register(Endpoint("llm-jobs", "/api/llm/jobs", _make_job, update_body=None))
