@@ -233,6 +233,9 @@ def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, An
     from .plans import ensure_subscription
 
     url = (url or "").strip()
+    max_length = Subscription._meta.get_field("alert_webhook_url").max_length or 500
+    if len(url) > max_length:
+        raise ValidationError({"url": [f"Use a URL of at most {max_length} characters."]})
     if url:
         _check_public(url)
     with transaction.atomic():

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import stripe
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -43,15 +43,34 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     except (stripe.SignatureVerificationError, ValueError, UnicodeDecodeError):
         log.warning("Stripe webhook with a bad signature or body refused")
         return JsonResponse({"error": "Invalid signature."}, status=400)
-    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
+    if not _well_formed(event):
+        log.warning("Stripe webhook with a malformed event refused")
         return JsonResponse({"error": "Not a Stripe event."}, status=400)
     try:
         result = event_process(event)
+    except MALFORMED as exc:
+        # Signed, but not the shape Stripe documents: nothing was stored (one transaction); retrying cannot help.
+        log.warning("Stripe event %s (%s) is malformed: %s", event["id"], event["type"], type(exc).__name__)
+        return JsonResponse({"error": "Malformed Stripe event."}, status=400)
     except Exception:
         # Nothing was stored (one transaction): Stripe retries the delivery later.
         log.exception("Stripe event %s (%s) failed", event.get("id"), event.get("type"))
         return JsonResponse({"error": "Processing failed; retry later."}, status=500)
     return JsonResponse({"received": True, "result": result})
+
+
+# What reading a signed event of the wrong shape raises (a missing key, a list where an object belongs, a text
+# where a number belongs); anything else (the database) is a 500 that Stripe retries.
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, DataError)
+
+
+def _well_formed(event: Any) -> bool:
+    """The envelope every Stripe event has: string id and type, and `data.object` an object."""
+    if not isinstance(event, dict):
+        return False
+    event_id, type_, data = event.get("id"), event.get("type"), event.get("data")
+    return (isinstance(event_id, str) and 0 < len(event_id) <= 100 and isinstance(type_, str)
+            and 0 < len(type_) <= 100 and isinstance(data, dict) and isinstance(data.get("object"), dict))
 
 
 def event_process(event: dict[str, Any]) -> str:

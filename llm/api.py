@@ -31,7 +31,7 @@ class PlainTextParser(BaseParser):
     media_type = "*/*"
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        return stream.read().decode("utf-8", "replace")
+        return stream.read()  # bytes: the view decodes them (a field error when they are not UTF-8)
 
 
 class ModelListView(TenantAPIView):
@@ -219,16 +219,18 @@ class RouteImportView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         data = request.data
-        if isinstance(data, str):
-            text = data
-        elif hasattr(data, "get") and "file" in getattr(request, "FILES", {}):
-            text = request.FILES["file"].read().decode("utf-8", "replace")
-        elif hasattr(data, "get"):
-            text = data.get("yaml") or ""
-        else:
-            text = ""
         replace = request.query_params.get("replace", "").lower() in ("1", "true", "yes")
         try:
+            if isinstance(data, bytes):
+                text = routes.routes_text(data)
+            elif isinstance(data, str):
+                text = data
+            elif hasattr(data, "get") and "file" in getattr(request, "FILES", {}):
+                text = routes.routes_text(request.FILES["file"].read())
+            elif hasattr(data, "get"):
+                text = data.get("yaml") or ""
+            else:
+                text = ""
             result = routes.routes_import(tenant=self.tenant, actor=self.actor, text=text, replace=replace)
         except ValidationError as exc:
             return _invalid(exc)

@@ -176,7 +176,7 @@ def routes(request: HttpRequest) -> HttpResponse:
                 return response
             if action == "import":
                 upload = request.FILES.get("file")
-                text = upload.read().decode() if upload else request.POST.get("yaml", "")
+                text = service.routes_text(upload.read()) if upload else request.POST.get("yaml", "")
                 result = service.routes_import(tenant=request.tenant, actor=actor, text=text,
                                                replace=bool(request.POST.get("replace")))
                 flash.success(request, f"Imported routes: {result}")

@@ -238,6 +238,14 @@ def routes_export(*, tenant: Tenant) -> str:
     return yaml.safe_dump({"version": EXPORT_VERSION, "routes": routes}, sort_keys=False, allow_unicode=True)
 
 
+def routes_text(raw: bytes) -> str:
+    """An uploaded route file as text: UTF-8 (with or without a byte-order mark), else a field error."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError({"yaml": ["The file is not UTF-8 text; save it as UTF-8 and import it again."]}) from None
+
+
 def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = False) -> dict[str, Any]:
     """Create or update routes from YAML (by name); with `replace`, delete the ones not in it. All or nothing."""
     try:

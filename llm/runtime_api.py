@@ -73,7 +73,7 @@ class ThreadDetailView(_UserThreadView):
 
 class MessagePostSerializer(serializers.Serializer):
     content = serializers.CharField(allow_blank=True)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
 class MessageListView(_UserThreadView):
@@ -100,7 +100,7 @@ class MessageDetailView(_UserThreadView):
 
 
 class JobCreateSerializer(serializers.Serializer):
-    model = serializers.CharField(default="default")
+    model = serializers.CharField(default="default", max_length=200)
     requests = serializers.ListField(child=serializers.DictField(), allow_empty=True)
     concurrency = serializers.IntegerField(default=4)
 

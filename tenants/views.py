@@ -92,8 +92,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def switch_tenant(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("login")
-    membership = Membership.objects.unscoped().filter(user=request.user, tenant_id=request.POST.get("tenant"),
-                                                       tenant__is_active=True).select_related("tenant").first()
+    tenant_id = request.POST.get("tenant", "")
+    membership = None
+    if tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) <= 18:  # anything else names no workspace
+        membership = Membership.objects.unscoped().filter(user=request.user, tenant_id=int(tenant_id),
+                                                           tenant__is_active=True).select_related("tenant").first()
     if membership is None:
         messages.error(request, "You are not a member of that workspace.")
         return redirect("dashboard")
