@@ -48,11 +48,20 @@ class _StateCollector:
             yield pending
 
 
+# A request that came through a proxy carries one of these; its REMOTE_ADDR is then the proxy's (often loopback,
+# which the allow-list admits), not the client's: such a request must show the token.
+_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
 def _allowed(request: HttpRequest) -> bool:
+    """The per-tenant figures (slugs and spend) are for the operator: a bearer METRICS_TOKEN, or a direct connection
+    from an address in METRICS_ALLOWED_IPS."""
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:], token):
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode()):
         return True
+    if any(name in request.headers for name in _PROXY_HEADERS):
+        return False
     return request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_IPS
 
 
