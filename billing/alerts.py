@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
-import socket
 import time
 from functools import partial
 from typing import Any
@@ -20,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 
+from llm import ssrf
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
 from tenants.roles import Role
@@ -164,23 +163,15 @@ def backoff_seconds(retries: int) -> int:
     return base + secrets.randbelow(max(1, base // 4))
 
 
-def _check_public(url: str) -> None:
-    """Refuse private, loopback and link-local targets unless ALLOW_PRIVATE_ENDPOINTS (SSRF guard)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-        raise ValidationError({"url": ["Enter an http(s) URL."]})
-    if settings.ALLOW_PRIVATE_ENDPOINTS:
-        return
-    if parsed.scheme != "https":
+def _webhook_url_check(url: str) -> None:
+    """The SSRF guard of llm/ssrf.py on a webhook URL (http(s), and only public addresses unless
+    ALLOW_PRIVATE_ENDPOINTS); https only in production. Raises ValidationError({"url": [...]})."""
+    if not settings.ALLOW_PRIVATE_ENDPOINTS and urlparse(url).scheme == "http":
         raise ValidationError({"url": ["Use an https URL."]})
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
-    except OSError:
-        raise ValidationError({"url": ["The host name does not resolve."]}) from None
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if not ip.is_global:
-            raise ValidationError({"url": ["This address is not reachable from the platform (private network)."]})
+        ssrf.check_url(url, use_cache=False)
+    except ssrf.BlockedAddress as exc:
+        raise ValidationError({"url": [str(exc)]}) from None
 
 
 def alert_webhook_payload(alert: AlertSent) -> bytes:
@@ -208,10 +199,15 @@ def alert_webhook_deliver(alert_id: int) -> None:
                SIGNATURE_HEADER: sign(sub.alert_webhook_secret, body), "X-BYOK-Event-Id": f"alert_{alert.pk}"}
     AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_attempts=alert.webhook_attempts + 1)
     try:
-        _check_public(sub.alert_webhook_url)
-        response = httpx.post(sub.alert_webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT,
-                              follow_redirects=False)
-    except (httpx.HTTPError, ValidationError) as exc:
+        _webhook_url_check(sub.alert_webhook_url)
+        # The guarded client checks the addresses it dials, too (a name may answer differently by then).
+        with ssrf.guarded_client(timeout=WEBHOOK_TIMEOUT) as client:
+            response = client.post(sub.alert_webhook_url, content=body, headers=headers)
+    except (ValidationError, ssrf.BlockedAddress) as exc:
+        reason = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+        _failed(alert_id, f"refused: {reason}")
+        raise WebhookDeliveryError(reason) from exc
+    except httpx.HTTPError as exc:
         _failed(alert_id, f"{type(exc).__name__}")
         raise WebhookDeliveryError(str(exc)) from exc
     if not 200 <= response.status_code < 300:
@@ -237,7 +233,7 @@ def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, An
     if len(url) > max_length:
         raise ValidationError({"url": [f"Use a URL of at most {max_length} characters."]})
     if url:
-        _check_public(url)
+        _webhook_url_check(url)
     with transaction.atomic():
         sub = ensure_subscription(tenant, lock=True)
         secret = ""

@@ -1,11 +1,13 @@
-"""SSRF guard for tenant-supplied endpoints: http(s) only, and no private, loopback, link-local or metadata
-addresses unless `ALLOW_PRIVATE_ENDPOINTS` is on (the embedded dev default; off in production).
+"""SSRF guard for tenant-supplied endpoints and alert webhooks: http(s) only, and no private, loopback, link-local,
+multicast or metadata addresses (nor 6to4, IPv4-compatible, or NAT64 of a non-public IPv4 address, which reach IPv4
+hosts through a translator) unless `ALLOW_PRIVATE_ENDPOINTS` is on (the embedded dev default; off in production).
 
 Checked when an endpoint is saved, again before it is called (DNS answers can change), and once more on the
 addresses the connection actually dials (`connect_refusal`, called by the upstream transports' resolvers), so a
 name that answers a public address to the check and a private one to the connection (DNS rebinding) is refused
 too. Outbound calls never follow redirects (the provider client's default), so a public URL cannot bounce into
-the network.
+the network. Synchronous calls to tenant URLs (alert webhooks) use `guarded_client()`, whose connections get the
+same check on the addresses they dial.
 """
 
 from __future__ import annotations
@@ -13,17 +15,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
+import httpcore
+import httpx
 from django.conf import settings
 
 _DNS_TTL = 10.0
 _dns_lock = threading.Lock()
 _dns_cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_6TO4 = ipaddress.ip_network("2002::/16")
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 
 
@@ -58,6 +67,10 @@ def blocked_reason(address: str) -> str | None:
     """Why an IP address is not public (None when it is)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _6TO4:  # tunnels to the embedded IPv4 address through whatever relay the network has
+            return "a 6to4 address (2002::/16)"
+        if ip in _V4_COMPATIBLE and int(ip) > 1:  # ::a.b.c.d, deprecated; some stacks still route it as IPv4
+            return "an IPv4-compatible address (::a.b.c.d)"
         if ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         elif ip in _NAT64:
@@ -148,3 +161,39 @@ def address_refusal(host: str, addresses: Iterable[str]) -> str | None:
             return (f"{host} resolved to {address}, {reason}, when connecting; only public endpoints are allowed "
                     "(ALLOW_PRIVATE_ENDPOINTS is off)")
     return None
+
+
+# --- the guarded transport for synchronous outbound HTTP to tenant-supplied URLs (alert webhooks) ---------------
+
+class _GuardedSyncBackend(httpcore.SyncBackend):
+    """httpcore's blocking backend that resolves the host itself, refuses the connection unless every address is
+    public, and dials the address it checked (so a DNS answer that changes between the check and the connect, DNS
+    rebinding, cannot reach the network). TLS still verifies the URL's name and sends it as SNI. Unlike the LLM
+    transport, the operator's own upstream hosts get no exception here: nothing tenant-supplied is trusted."""
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> Any:
+        if not settings.ALLOW_PRIVATE_ENDPOINTS:
+            name = host.rstrip(".").lower()
+            try:
+                addresses = [str(ipaddress.ip_address(name))]
+            except ValueError:
+                try:
+                    addresses = _resolve(name, port)
+                except (OSError, UnicodeError):
+                    raise BlockedAddress(f"The host {name} does not resolve (check the spelling).") from None
+            reason = address_refusal(name, addresses) if addresses else f"{name} does not resolve"
+            if reason:
+                raise BlockedAddress(reason)
+            host = addresses[0]
+        return super().connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                   socket_options=socket_options)
+
+
+def guarded_client(*, timeout: float) -> httpx.Client:
+    """An httpx client for calls to tenant-supplied URLs: every connection goes through the SSRF guard (raising
+    BlockedAddress), no redirects are followed, no proxy or netrc from the environment is used."""
+    transport = httpx.HTTPTransport(trust_env=False)
+    transport._pool = httpcore.ConnectionPool(ssl_context=ssl.create_default_context(cafile=certifi.where()),
+                                              network_backend=_GuardedSyncBackend())
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
