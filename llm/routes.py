@@ -26,6 +26,8 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_TARGETS = 10
 MAX_CACHE_TTL = 7 * 24 * 3600
 EXPORT_VERSION = 1
+MAX_IMPORT_BYTES = 256 * 1024
+MAX_IMPORT_DEPTH = 20
 
 
 def access_route(*, tenant: Tenant, route_id: Any) -> Route:
@@ -52,7 +54,7 @@ def route_clean(*, tenant: Tenant, data: dict[str, Any], instance: Route | None 
         raise ValidationError({"non_field_errors": ["Send a JSON object."]})
     errors: dict[str, Any] = {}
     unknown = set(data) - {"name", "description", "targets", "cache_ttl_seconds", "eu_only", "id"}
-    for key in sorted(unknown):
+    for key in _field_names(unknown):
         errors[key] = ["Unknown field."]
     out: dict[str, Any] = {}
     name = data.get("name", instance.name if instance else None)
@@ -109,15 +111,19 @@ def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict
             continue
         extra = set(spec) - {"model", "credential", "weight", "params"}
         if extra:
-            messages.append(f"Target {i}: unknown field(s) {', '.join(sorted(extra))}.")
+            messages.append(f"Target {i}: unknown field(s) {', '.join(_field_names(extra))}.")
         credential = None
         ref = spec.get("credential")
         if ref not in (None, ""):
-            credential = creds.get(ref) if isinstance(ref, int) and not isinstance(ref, bool) else by_name.get(str(ref))
+            if isinstance(ref, bool) or not isinstance(ref, int | str):
+                messages.append(f"Target {i}: credential: give the credential's id or name.")
+                ref = None
+            credential = creds.get(ref) if isinstance(ref, int) else by_name.get(ref) if ref else None
             if credential is None and isinstance(ref, str) and ref.isdigit():
                 credential = creds.get(int(ref))
-            if credential is None:
-                messages.append(f"Target {i}: no credential “{ref}” (give its id or name).")
+            if credential is None and ref is not None:
+                shown = f" “{ref}”" if len(str(ref)) <= 100 else ""
+                messages.append(f"Target {i}: no credential{shown} (give its id or name).")
         target_mode = mode
         if credential is not None:
             target_mode = "custom" if credential.kind in credentials.ENDPOINT_KINDS else "byok"
@@ -246,24 +252,78 @@ def routes_text(raw: bytes) -> str:
         raise ValidationError({"yaml": ["The file is not UTF-8 text; save it as UTF-8 and import it again."]}) from None
 
 
-def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = False) -> dict[str, Any]:
-    """Create or update routes from YAML (by name); with `replace`, delete the ones not in it. All or nothing."""
+def _field_names(keys: Any) -> list[str]:
+    """Unknown keys as short names for an error message (a key can be anything a document holds)."""
+    names = sorted(str(k)[:40] for k in keys if isinstance(k, str | int) and not isinstance(k, bool))
+    return names[:10] + (["…"] if len(names) > 10 else [])
+
+
+class _ImportRefused(Exception):
+    def __init__(self, message: str, mark: Any = None):
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        super().__init__(line + message)
+
+
+class _ImportLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases (one alias can stand for a tree of any size: the
+    “billion laughs”) and with a bounded nesting depth."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _ImportRefused("anchors and aliases (& and *) are not supported; write each value out.",
+                                 event.start_mark)
+        self._depth += 1
+        if self._depth > MAX_IMPORT_DEPTH:
+            raise _ImportRefused(f"nested more than {MAX_IMPORT_DEPTH} levels deep.", event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _load_import(text: str) -> Any:
+    if len(text) > MAX_IMPORT_BYTES or len(text.encode("utf-8", "replace")) > MAX_IMPORT_BYTES:
+        raise ValidationError({"yaml": [f"The file is larger than {MAX_IMPORT_BYTES // 1024} KB; import the routes "
+                                        "in several files."]})
+    loader = _ImportLoader(text)
     try:
-        doc = yaml.safe_load(text) if text else None
-    except yaml.YAMLError as exc:
-        raise ValidationError({"yaml": [f"Not valid YAML: {str(exc).splitlines()[0]}"]}) from None
+        return loader.get_single_data()
+    except _ImportRefused as exc:
+        raise ValidationError({"yaml": [f"Not accepted: {exc}"]}) from None
+    except yaml.MarkedYAMLError as exc:
+        where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
+        raise ValidationError({"yaml": [f"Not valid YAML{where}: {exc.problem or exc.context or 'syntax error'}"]
+                               }) from None
+    except yaml.YAMLError:
+        raise ValidationError({"yaml": ["Not valid YAML."]}) from None
+    except (ValueError, TypeError, OverflowError):  # e.g. an integer of more than 4300 digits
+        raise ValidationError({"yaml": ["Not valid YAML: a value cannot be read (a number too long?)."]}) from None
+    finally:
+        loader.dispose()
+
+
+def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = False) -> dict[str, Any]:
+    """Create or update routes from YAML (by name); with `replace`, delete the ones not in it. All or nothing.
+
+    Bounded: at most MAX_IMPORT_BYTES, no anchors or aliases, MAX_IMPORT_DEPTH levels; errors name the route and
+    field, never quote a value of any size."""
+    doc = _load_import(text) if text else None
     if isinstance(doc, list):
         doc = {"routes": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("routes"), list):
         raise ValidationError({"yaml": ["Expected a document with a “routes:” list."]})
     if doc.get("version", EXPORT_VERSION) != EXPORT_VERSION:
-        raise ValidationError({"yaml": [f"Unsupported version {doc.get('version')}; this server reads version 1."]})
+        raise ValidationError({"yaml": ["Unsupported version; this server reads version 1."]})
     existing = {r.name: r for r in Route.objects.unscoped().filter(tenant=tenant)}
     errors: dict[str, Any] = {}
     plan: list[tuple[Route | None, dict[str, Any]]] = []
     seen: set[str] = set()
     for i, entry in enumerate(doc["routes"]):
-        label = str(entry["name"]) if isinstance(entry, dict) and isinstance(entry.get("name"), str) else f"#{i + 1}"
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = name if isinstance(name, str) and NAME.match(name) else f"#{i + 1}"
         if label in seen:
             errors[label] = {"name": ["Listed twice."]}
             continue
