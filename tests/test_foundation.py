@@ -113,6 +113,7 @@ def test_check_deploy_is_clean_with_production_settings():
         "ALLOWED_HOSTS": "byok.example.com",
         "DATABASE_URL": "sqlite:////tmp/byok-deploy-check.sqlite3",
         "DJANGO_SETTINGS_MODULE": "byok_platform.settings",
+        "EMAIL_URL": "smtp+tls://mailer:mail-password@smtp.example.com:587",  # production mail must deliver
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
