@@ -88,6 +88,7 @@ def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
 
 async def _ping(target: ResolvedTarget) -> dict[str, Any]:
     from .providers import ProviderError, Target, Timeouts, get_adapter
+    from .providers.base import scrub_for
 
     adapter = get_adapter(target.protocol)
     provider_target = Target(provider=target.provider, protocol=target.protocol, base_url=target.base_url,
@@ -108,7 +109,8 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
                 except ProviderError:
                     offered = None
             if offered:
-                shown = sorted(str(m) for m in offered)[:MAX_LISTED_MODELS]
+                # the upstream's own words too: scrubbed like its error messages (and kept short)
+                shown = sorted(scrub_for(provider_target, str(m))[:100] for m in offered)[:MAX_LISTED_MODELS]
                 error["models"] = shown
                 error["hint"] += " It offers: " + ", ".join(shown) + ("…" if len(offered) > len(shown) else "") + "."
         return {"ok": False, "latency_ms": latency, "error": error, "usage": None}

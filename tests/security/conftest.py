@@ -68,7 +68,8 @@ def production_ssrf(settings):
 class EchoUpstream:
     """A provider that answers every request with an error quoting every header it received (what a careless
     upstream or proxy does). `mode`: "json" (400 with an OpenAI-style error body), "text" (400, plain text, padded
-    so that the x-org-token value straddles the 300th character), "stream" (200, an SSE stream whose first event is an error)."""
+    so that the x-org-token value straddles the 300th character), "stream" (200, an SSE stream whose first event is an error), "models" (404 for a call, and
+    a model list made of the header values)."""
 
     def __init__(self) -> None:
         self.mode = "json"
@@ -89,6 +90,12 @@ class EchoUpstream:
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.seen.append(headers)
         echoed = "; ".join(f"{k}: {v}" for k, v in headers.items())
+        if self.mode == "models":  # no such model; the list of models is every header value it got
+            if request.method == "GET":
+                return web.json_response({"object": "list", "data": [{"id": v} for v in headers.values()]})
+            return web.json_response(
+                {"error": {"message": "model not found", "code": "model_not_found"}}, status=404
+            )
         if self.mode == "text":
             return web.Response(
                 status=400, text="x" * 283 + " token " + headers.get("x-org-token", "") + " " + echoed

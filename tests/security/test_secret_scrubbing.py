@@ -134,3 +134,24 @@ def test_connection_test_error_holds_no_secret(echo, manage_client, caplog, endp
     assert body.json()["ok"] is False and "[REDACTED]" in body.json()["error"]["message"], body.json()
     assert _leaks(body.content.decode()) == []
     assert _leaks(caplog.text) == []
+
+
+@pytest.mark.django_db
+def test_models_offered_by_an_endpoint_are_scrubbed_too(echo, manage_client):
+    echo.mode = "models"
+    body = manage_client.post(
+        "/api/llm/test-connection",
+        {
+            "mode": "custom",
+            "model": "echo-model",
+            "custom_endpoint": {
+                "kind": "openai_compatible",
+                "base_url": echo.url + "/v1",
+                "api_key": KEY,
+                "headers": {"x-org-token": TOKEN},
+            },
+        },
+        format="json",
+    ).json()
+    assert body["error"]["kind"] == "not_found" and "[REDACTED]" in body["error"]["models"], body
+    assert _leaks(str(body)) == []
