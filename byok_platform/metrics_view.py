@@ -30,22 +30,29 @@ class _StateCollector:
                     ratio.add_metric([slug, "hard"], tcu / hard)
         yield used
         yield ratio
-        if settings.REDIS_URL:
-            import redis
+        from llm import budget, metering
 
-            from llm import budget
-
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
+        try:
+            client = budget.backend().sync_client()  # Redis, or the embedded default's in-process one
             open_circuits = sum(1 for _ in client.scan_iter(f"{budget.NS}:cb:open:*", count=500))
-            g = GaugeMetricFamily("byok_circuits_open", "Upstream targets whose circuit breaker is open")
-            g.add_metric([], open_circuits)
-            yield g
-            q = GaugeMetricFamily("byok_celery_queue_depth", "Tasks waiting in the Celery queue", labels=["queue"])
-            q.add_metric(["celery"], client.llen("celery"))
-            yield q
-            pending = GaugeMetricFamily("byok_usage_events_pending", "Usage events queued for PostgreSQL")
-            pending.add_metric([], client.llen(budget.EVENTS_KEY))
-            yield pending
+            pending_events = metering.pending_count()
+            dead_events = metering.dead_letter_count()
+            celery_depth = client.llen("celery") if settings.REDIS_URL else 0
+        except Exception:  # a scrape while Redis is down still answers, with what it knows
+            return
+        g = GaugeMetricFamily("byok_circuits_open", "Upstream targets whose circuit breaker is open")
+        g.add_metric([], open_circuits)
+        yield g
+        q = GaugeMetricFamily("byok_celery_queue_depth", "Tasks waiting in the Celery queue", labels=["queue"])
+        q.add_metric(["celery"], celery_depth)
+        yield q
+        pending = GaugeMetricFamily("byok_usage_events_pending", "Usage events queued for PostgreSQL")
+        pending.add_metric([], pending_events)
+        yield pending
+        dead = GaugeMetricFamily("byok_usage_events_dead_lettered",
+                                 "Usage events the database refused, kept aside with the reason (see admin)")
+        dead.add_metric([], dead_events)
+        yield dead
 
 
 # A request that came through a proxy carries one of these; its REMOTE_ADDR is then the proxy's (often loopback,

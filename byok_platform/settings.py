@@ -190,6 +190,15 @@ UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=1000)  # 
 CIRCUIT_BREAKER_FAILURES = env.int("CIRCUIT_BREAKER_FAILURES", default=5)
 CIRCUIT_BREAKER_COOLDOWN = env.int("CIRCUIT_BREAKER_COOLDOWN", default=30)
 USAGE_DRAIN_INTERVAL = env.float("USAGE_DRAIN_INTERVAL", default=0.5)
+# Trust core: what one tenant can send or one provider can answer is bounded (see README, operating notes).
+GATEWAY_SYNC_THREADS = env.int("GATEWAY_SYNC_THREADS", default=16)  # the gateway's own pool for cold-path work
+GATEWAY_MAX_N = env.int("GATEWAY_MAX_N", default=16)  # the most completions one request may ask for
+UPSTREAM_MAX_BODY_BYTES = env.int("UPSTREAM_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+UPSTREAM_MAX_SSE_LINE_BYTES = env.int("UPSTREAM_MAX_SSE_LINE_BYTES", default=4 * 1024 * 1024)
+DEFAULT_MAX_OUTPUT_TOKENS = env.int("DEFAULT_MAX_OUTPUT_TOKENS", default=16_384)  # reserved when nothing says
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=1.0)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
+USAGE_CLAIM_IDLE_MS = env.int("USAGE_CLAIM_IDLE_MS", default=30_000)  # a drainer's batch older than this is taken over
 
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")

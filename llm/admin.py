@@ -144,3 +144,43 @@ class RouteAdmin(TenantConfigAdmin):
     list_display = ["name", "tenant", "cache_ttl_seconds", "eu_only", "updated_at"]
     search_fields = ["name", "tenant__slug"]
     raw_id_fields = ["tenant"]
+
+
+# --- usage dead letters: events the database refused, kept in Redis with the reason -----------------------
+
+def usage_dead_letters_view(request: HttpRequest) -> Any:
+    """List dead-lettered usage events; requeue them once the cause is fixed, or discard them."""
+    from django.shortcuts import redirect
+    from django.template.response import TemplateResponse
+
+    from . import metering
+
+    if not request.user.is_superuser:
+        from django.core.exceptions import PermissionDenied
+
+        raise PermissionDenied
+    if request.method == "POST":
+        ids = request.POST.getlist("ids")
+        if request.POST.get("action") == "requeue":
+            count = metering.requeue_dead_letters(ids or None)
+            messages.success(request, f"{count} event(s) put back on the usage queue.")
+        elif request.POST.get("action") == "discard" and ids:
+            count = metering.discard_dead_letters(ids)
+            messages.warning(request, f"{count} event(s) discarded.")
+        return redirect("admin:llm_usage_dead_letters")
+    context = {**admin.site.each_context(request), "title": "Usage dead letters",
+               "letters": metering.dead_letters(), "total": metering.dead_letter_count()}
+    return TemplateResponse(request, "admin/llm/usage_dead_letters.html", context)
+
+
+def _with_dead_letters(get_urls: Any) -> Any:
+    def urls() -> list:
+        from django.urls import path
+
+        return [path("llm/usage-dead-letters/", admin.site.admin_view(usage_dead_letters_view),
+                     name="llm_usage_dead_letters"), *get_urls()]
+
+    return urls
+
+
+admin.site.get_urls = _with_dead_letters(admin.site.get_urls)  # type: ignore[method-assign]

@@ -1,13 +1,17 @@
 """Atomic budget reservation, rate limits and concurrency in Redis: one round trip to admit a call, one to settle.
 
 PostgreSQL stays the source of truth: a missing TCU counter is rebuilt from UsageEvent sums. Admission refuses
-a call once `used + reserved >= cap`, so concurrent calls overshoot a cap by at most one call's cost. Settling
-moves the reservation to `used` and pushes the UsageEvent onto a Redis list in the same script, so an event
-is durable before the response completes; `llm.metering.drain` moves the list into PostgreSQL.
+a call once `used + reserved >= cap`, so concurrent calls overshoot a cap by at most one call's worst case.
+Settling moves the reservation to `used` and appends the UsageEvent to a Redis stream in the same script, so an
+event is durable before the response completes; `llm.metering.drain` moves the stream into PostgreSQL.
+
+One implementation for every mode: with `REDIS_URL` the scripts run on Redis; without it (the embedded default)
+the very same scripts run on an in-process Redis (fakeredis with its Lua engine), never a second backend.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,9 +22,18 @@ from django.conf import settings
 
 # Namespaced by the cache prefix so that test runs (and several deployments on one Redis) never mix.
 NS = settings.CACHES["default"].get("KEY_PREFIX", "byok")
-EVENTS_KEY = f"{NS}:usage:events"
+EVENTS_KEY = f"{NS}:usage:stream"  # the durable usage queue (a stream read by the drainers' consumer group)
+LEGACY_EVENTS_KEY = f"{NS}:usage:events"  # the list earlier versions queued to; moved into the stream on drain
+DEAD_KEY = f"{NS}:usage:dead"  # events the database refused, with the reason (never block the others)
 COUNTER_TTL = 40 * 24 * 3600
 RESERVED_TTL = 600  # a crashed process's reservations fade after this
+CONCURRENCY_TTL = 600
+MAX_AMOUNT = 2**53 - 1  # Lua numbers are doubles: every amount stays exactly representable, INCRBY never overflows
+_CB_WINDOW = 60
+
+
+class BackendUnavailable(Exception):
+    """Redis did not answer: the call is refused (503) rather than run unmetered."""
 
 
 def period_of(dt: datetime | None = None) -> str:
@@ -33,6 +46,15 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end
+
+
+def clamp(value: Any) -> int:
+    """An amount as a non-negative integer that Redis and Lua hold exactly."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), MAX_AMOUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +77,12 @@ class RateLimit:
     name: str  # "tenant" | "key" | "monthly"
     id: int
     limit: int
-    window: int  # seconds; 60 for per-minute, a month for the monthly request cap
+    window: int  # seconds; 60 for per-minute
+    bucket: str = ""  # a fixed bucket name (the calendar month of the monthly cap); else the window's number
+    ttl: int = 0  # seconds the bucket lives when named; else the window
 
     def key(self, now: float) -> str:
-        return f"{NS}:rl:{self.name}:{self.id}:{int(now // self.window)}"
+        return f"{NS}:rl:{self.name}:{self.id}:{self.bucket or int(now // self.window)}"
 
 
 @dataclass(slots=True)
@@ -122,7 +146,7 @@ for j = 1, m do
   if redis.call('INCR', KEYS[base + j]) == 1 then redis.call('EXPIRE', KEYS[base + j], ttl) end
 end
 if has_cc == 1 then
-  redis.call('INCR', KEYS[ccidx]); redis.call('EXPIRE', KEYS[ccidx], 600)
+  redis.call('INCR', KEYS[ccidx]); redis.call('EXPIRE', KEYS[ccidx], CONCURRENCY_TTL)
 end
 for i = 1, n do
   redis.call('INCRBY', KEYS[2*i], amount); redis.call('EXPIRE', KEYS[2*i], RESERVED_TTL)
@@ -133,7 +157,7 @@ for c = 1, k do
   if redis.call('EXISTS', KEYS[cbstart + c]) == 1 then table.insert(open, c) end
 end
 return {0, 0, 0, open}
-""".replace("RESERVED_TTL", str(RESERVED_TTL))
+""".replace("RESERVED_TTL", str(RESERVED_TTL)).replace("CONCURRENCY_TTL", str(CONCURRENCY_TTL))
 
 # KEYS: [used_1, resv_1, ..., cc?, events]; ARGV: n, has_cc, reserved, actual, event_json ('' = none)
 _SETTLE = """
@@ -147,90 +171,135 @@ end
 if has_cc == 1 then
   local c = redis.call('DECR', KEYS[2*n+1]); if c < 0 then redis.call('SET', KEYS[2*n+1], 0) end
 end
-if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[#KEYS], ARGV[5]) end
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[5]) end
 return 1
+"""
+
+# Count a failover-worthy failure; enough within the window open the target's breaker.
+# KEYS: [fail, open]; ARGV: window, threshold, cooldown
+_FAIL = """
+local c = redis.call('INCR', KEYS[1])
+if c == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if c >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], 1, 'EX', ARGV[3]); redis.call('DEL', KEYS[1]); return 1
+end
+return 0
 """
 
 
 def _rebuild_used(scope: Scope, period: str) -> int:
-    """The period's settled TCU for a scope, from PostgreSQL (plus events still queued in Redis)."""
+    """The period's settled TCU for a scope, from PostgreSQL."""
     from django.db.models import Sum
 
     from .models import UsageEvent
 
     start, end = period_bounds(period)
-    qs = UsageEvent.objects.unscoped().filter(created_at__gte=start, created_at__lt=end)
-    qs = qs.filter(**{"tenant_id" if scope.kind == "tenant" else f"{'api_key' if scope.kind == 'key' else 'agent'}_id": scope.id})
-    return int(qs.aggregate(total=Sum("tcu"))["total"] or 0)
+    column = {"tenant": "tenant_id", "key": "api_key_id", "agent": "agent_id"}[scope.kind]
+    qs = UsageEvent.objects.unscoped().filter(created_at__gte=start, created_at__lt=end, **{column: scope.id})
+    return clamp(qs.aggregate(total=Sum("tcu"))["total"] or 0)
 
 
-class _Backend:
-    def admit(self, *, scopes, rates, concurrency, amount, circuits, now) -> Admission:  # pragma: no cover
-        raise NotImplementedError
-
-    def settle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:  # pragma: no cover
-        raise NotImplementedError
+_embedded_server: Any = None
+_embedded_lock = threading.Lock()
 
 
-class RedisBackend(_Backend):
-    """The production backend; the async variants are what the gateway awaits."""
+def _embedded() -> Any:
+    """The in-process Redis of the embedded default, shared by every client of the process."""
+    global _embedded_server
+    with _embedded_lock:
+        if _embedded_server is None:
+            import fakeredis
 
-    def __init__(self, url: str):
+            _embedded_server = fakeredis.FakeServer()
+    return _embedded_server
+
+
+class RedisBackend:
+    """Admission, settlement, the circuit breaker, the response cache and the usage queue on one Redis.
+
+    `url=None` is the embedded default: the same scripts on an in-process Redis. The async variants are what the
+    gateway awaits; the sync ones serve Celery tasks, commands and the drainer.
+    """
+
+    def __init__(self, url: str | None):
         self.url = url
-        self._sync = None
+        self.embedded = not url
+        self._sync: Any = None
+        self._sync_scripts: tuple[Any, ...] = ()
         self._async: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     # --- clients -------------------------------------------------------------------------------
-    def sync_client(self):
-        if self._sync is None:
-            import redis
+    def _new_sync(self) -> Any:
+        if self.embedded:
+            import fakeredis
 
-            self._sync = redis.Redis.from_url(self.url)
-            self._sync_scripts = (self._sync.register_script(_ADMIT), self._sync.register_script(_SETTLE))
-        return self._sync
+            return fakeredis.FakeRedis(server=_embedded())
+        import redis
 
-    def async_client(self):
-        import asyncio
+        return redis.Redis.from_url(self.url or "", socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30)
 
+    def _new_async(self) -> Any:
+        if self.embedded:
+            import fakeredis
+
+            return fakeredis.FakeAsyncRedis(server=_embedded())
         import redis.asyncio as aredis
 
+        return aredis.Redis.from_url(self.url or "", max_connections=256,
+                                     socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                                     socket_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30)
+
+    def sync_client(self) -> Any:
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    client = self._new_sync()
+                    self._sync_scripts = (client.register_script(_ADMIT), client.register_script(_SETTLE),
+                                          client.register_script(_FAIL))
+                    self._sync = client
+        return self._sync
+
+    def _async_entry(self) -> tuple[Any, ...]:
         loop = asyncio.get_running_loop()
         entry = self._async.get(loop)
         if entry is None:
-            client = aredis.Redis.from_url(self.url, max_connections=256)
+            client = self._new_async()
             # EVALSHA with the script's digest; redis-py loads the script once when Redis does not know it.
-            entry = (client, client.register_script(_ADMIT), client.register_script(_SETTLE))
+            entry = (client, client.register_script(_ADMIT), client.register_script(_SETTLE),
+                     client.register_script(_FAIL))
             self._async = {lp: e for lp, e in self._async.items() if not lp.is_closed()}
             self._async[loop] = entry
-        return entry[0]
+        return entry
 
-    def _async_scripts(self):
-        import asyncio
-
-        self.async_client()
-        return self._async[asyncio.get_running_loop()][1:]
+    def async_client(self) -> Any:
+        return self._async_entry()[0]
 
     # --- argument building ------------------------------------------------------------------------
     @staticmethod
-    def _admit_args(period, scopes, rates, concurrency, amount, circuits, now):
+    def _admit_args(period: str, scopes: list[Scope], rates: list[RateLimit],
+                    concurrency: tuple[str, int | None] | None, amount: int, circuits: list[str],
+                    now: float) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         for s in scopes:
             keys += [s.used_key(period), s.reserved_key(period)]
         keys += [r.key(now) for r in rates]
         has_cc = concurrency is not None
-        if has_cc:
+        if concurrency is not None:
             keys.append(concurrency[0])
         keys += [f"{NS}:cb:open:{c}" for c in circuits]
-        args: list[Any] = [now, len(scopes), len(rates), int(has_cc), len(circuits), amount]
-        args += [s.cap if s.cap is not None else -1 for s in scopes]
+        args: list[Any] = [now, len(scopes), len(rates), int(has_cc), len(circuits), clamp(amount)]
+        args += [clamp(s.cap) if s.cap is not None else -1 for s in scopes]
         for r in rates:
-            args += [r.limit, r.window]
-        args.append(concurrency[1] if has_cc and concurrency[1] is not None else -1)
+            args += [r.limit, r.ttl or r.window]
+        args.append(concurrency[1] if concurrency is not None and concurrency[1] is not None else -1)
         return keys, args
 
     @staticmethod
-    def _interpret(result, period, scopes, rates, concurrency, amount, circuits) -> Admission | int:
+    def _interpret(result: Any, period: str, scopes: list[Scope], rates: list[RateLimit],
+                   concurrency: tuple[str, int | None] | None, amount: int,
+                   circuits: list[str]) -> Admission | int:
         code = int(result[0])
         if code == -1:
             return int(result[1]) - 1
@@ -242,45 +311,49 @@ class RedisBackend(_Backend):
             return Admission(refusal=Refusal("rate", retry_after=max(1, int(result[2])), limit=r.limit,
                                              scope=Scope(r.name, r.id, r.limit)))
         if code == 3:
-            return Admission(refusal=Refusal("concurrency", retry_after=1, limit=concurrency[1]))
+            return Admission(refusal=Refusal("concurrency", retry_after=1,
+                                             limit=concurrency[1] or 0 if concurrency else 0))
         open_idx = result[3] if len(result) > 3 else []
         return Admission(
-            reservation=Reservation(period, tuple(scopes), amount, concurrency[0] if concurrency else None),
+            reservation=Reservation(period, tuple(scopes), clamp(amount), concurrency[0] if concurrency else None),
             open_circuits={circuits[int(i) - 1] for i in open_idx},
         )
 
     def _seed(self, scope: Scope, period: str) -> None:
         self.sync_client().set(scope.used_key(period), _rebuild_used(scope, period), nx=True, ex=COUNTER_TTL)
 
-    def admit(self, *, scopes, rates, concurrency, amount, circuits, now) -> Admission:
+    def admit(self, *, scopes: list[Scope], rates: list[RateLimit], concurrency: tuple[str, int | None] | None,
+              amount: int, circuits: list[str], now: float) -> Admission:
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
         self.sync_client()
         admit_script = self._sync_scripts[0]
         for _ in range(len(scopes) + 1):
-            outcome = self._interpret(admit_script(keys=keys, args=args),
+            outcome = self._interpret(_guard(admit_script, keys=keys, args=args),
                                       period, scopes, rates, concurrency, amount, circuits)
             if isinstance(outcome, Admission):
                 return outcome
             self._seed(scopes[outcome], period)
         raise RuntimeError("TCU counters could not be seeded")
 
-    async def aadmit(self, *, scopes, rates, concurrency, amount, circuits, now) -> Admission:
-        from asgiref.sync import sync_to_async
+    async def aadmit(self, *, scopes: list[Scope], rates: list[RateLimit],
+                     concurrency: tuple[str, int | None] | None, amount: int, circuits: list[str],
+                     now: float) -> Admission:
+        from .sync import run_sync
 
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
-        admit_script = self._async_scripts()[0]
+        admit_script = self._async_entry()[1]
         for _ in range(len(scopes) + 1):
-            outcome = self._interpret(await admit_script(keys=keys, args=args),
+            outcome = self._interpret(await _aguard(admit_script, keys=keys, args=args),
                                       period, scopes, rates, concurrency, amount, circuits)
             if isinstance(outcome, Admission):
                 return outcome
-            await sync_to_async(self._seed)(scopes[outcome], period)
+            await run_sync(self._seed, scopes[outcome], period)
         raise RuntimeError("TCU counters could not be seeded")
 
     @staticmethod
-    def _settle_args(reservation: Reservation, actual: int, event: bytes | None):
+    def _settle_args(reservation: Reservation, actual: int, event: bytes | None) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         for s in reservation.scopes:
             keys += [s.used_key(reservation.period), s.reserved_key(reservation.period)]
@@ -288,23 +361,24 @@ class RedisBackend(_Backend):
         if reservation.concurrency_key is not None:
             keys.append(reservation.concurrency_key)
         keys.append(EVENTS_KEY)
-        args = [len(reservation.scopes), int(has_cc), reservation.amount, actual, event or b""]
+        args = [len(reservation.scopes), int(has_cc), clamp(reservation.amount), clamp(actual), event or b""]
         return keys, args
 
     def settle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
+        """Settle once; a reservation whose settle failed (Redis gone) may be settled again by the caller."""
         if reservation.settled:
             return
-        reservation.settled = True
         keys, args = self._settle_args(reservation, actual, event)
         self.sync_client()
-        self._sync_scripts[1](keys=keys, args=args)
+        _guard(self._sync_scripts[1], keys=keys, args=args)
+        reservation.settled = True
 
     async def asettle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
         if reservation.settled:
             return
-        reservation.settled = True
         keys, args = self._settle_args(reservation, actual, event)
-        await self._async_scripts()[1](keys=keys, args=args)
+        await _aguard(self._async_entry()[2], keys=keys, args=args)
+        reservation.settled = True
 
     def used(self, scope: Scope, period: str) -> int:
         client = self.sync_client()
@@ -317,100 +391,62 @@ class RedisBackend(_Backend):
     def reset_scope(self, scope: Scope, period: str) -> None:
         self.sync_client().delete(scope.used_key(period), scope.reserved_key(period))
 
+    # --- circuit breaker and response cache ---------------------------------------------------
+    async def arecord_failure(self, circuit: str) -> bool:
+        """Count a failure of a target; True when this one opened its breaker."""
+        opened = await _aguard(self._async_entry()[3],
+                               keys=[f"{NS}:cb:fail:{circuit}", f"{NS}:cb:open:{circuit}"],
+                               args=[_CB_WINDOW, settings.CIRCUIT_BREAKER_FAILURES,
+                                     settings.CIRCUIT_BREAKER_COOLDOWN])
+        return bool(opened)
 
-class MemoryBackend(_Backend):
-    """Single-process stand-in for the embedded default (no Redis); same semantics, a lock instead of Lua."""
+    async def aget(self, key: str) -> bytes | None:
+        try:
+            return await self.async_client().get(key)
+        except Exception:  # a cache miss is the safe answer when Redis hiccups
+            return None
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.values: dict[str, int] = {}
-        self.expiry: dict[str, float] = {}
-        self.events: list[bytes] = []
-
-    def _get(self, key: str, now: float) -> int | None:
-        if key in self.expiry and self.expiry[key] <= now:
-            self.values.pop(key, None)
-            self.expiry.pop(key, None)
-        return self.values.get(key)
-
-    def admit(self, *, scopes, rates, concurrency, amount, circuits, now) -> Admission:
-        period = period_of(datetime.fromtimestamp(now, UTC))
-        for s in scopes:
-            if self._get(s.used_key(period), now) is None:
-                used = _rebuild_used(s, period)
-                with self.lock:
-                    self.values.setdefault(s.used_key(period), used)
-        with self.lock:
-            for s in scopes:
-                total = self.values[s.used_key(period)] + (self._get(s.reserved_key(period), now) or 0)
-                if s.cap is not None and total >= s.cap:
-                    return Admission(refusal=Refusal("cap", scope=s, used=total, limit=s.cap))
-            for r in rates:
-                if (self._get(r.key(now), now) or 0) >= r.limit:
-                    retry = int(r.window - now % r.window) + 1
-                    return Admission(refusal=Refusal("rate", retry_after=retry, limit=r.limit,
-                                                     scope=Scope(r.name, r.id, r.limit)))
-            if concurrency is not None and concurrency[1] is not None \
-                    and (self._get(concurrency[0], now) or 0) >= concurrency[1]:
-                return Admission(refusal=Refusal("concurrency", retry_after=1, limit=concurrency[1]))
-            for r in rates:
-                k = r.key(now)
-                self.values[k] = (self._get(k, now) or 0) + 1
-                self.expiry.setdefault(k, now + r.window)
-            if concurrency is not None:
-                self.values[concurrency[0]] = (self._get(concurrency[0], now) or 0) + 1
-            for s in scopes:
-                k = s.reserved_key(period)
-                self.values[k] = (self._get(k, now) or 0) + amount
-            open_c = {c for c in circuits if (self._get(f"{NS}:cb:open:{c}", now) or 0) > 0}
-        return Admission(reservation=Reservation(period, tuple(scopes), amount,
-                                                 concurrency[0] if concurrency else None), open_circuits=open_c)
-
-    async def aadmit(self, **kwargs) -> Admission:
-        return self.admit(**kwargs)
-
-    def settle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
-        if reservation.settled:
+    async def aput(self, key: str, value: bytes, ttl: int) -> None:
+        try:
+            await self.async_client().set(key, value, ex=max(1, ttl))
+        except Exception:  # the answer is already on its way; caching it is optional
             return
-        reservation.settled = True
-        with self.lock:
-            for s in reservation.scopes:
-                rk = s.reserved_key(reservation.period)
-                self.values[rk] = max(0, self.values.get(rk, 0) - reservation.amount)
-                uk = s.used_key(reservation.period)
-                if uk in self.values:
-                    self.values[uk] += actual
-            if reservation.concurrency_key:
-                ck = reservation.concurrency_key
-                self.values[ck] = max(0, self.values.get(ck, 0) - 1)
-            if event:
-                self.events.append(event)
-
-    async def asettle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
-        self.settle(reservation, actual, event)
-
-    def used(self, scope: Scope, period: str) -> int:
-        key = scope.used_key(period)
-        if key not in self.values:
-            self.values[key] = _rebuild_used(scope, period)
-        return self.values[key]
-
-    def reset_scope(self, scope: Scope, period: str) -> None:
-        with self.lock:
-            self.values.pop(scope.used_key(period), None)
-            self.values.pop(scope.reserved_key(period), None)
 
 
-_backend: _Backend | None = None
+def _is_connection_error(exc: BaseException) -> bool:
+    import redis
+
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError | OSError)
+
+
+def _guard(script: Any, **kwargs: Any) -> Any:
+    try:
+        return script(**kwargs)
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise BackendUnavailable(exc.__class__.__name__) from None
+        raise
+
+
+async def _aguard(script: Any, **kwargs: Any) -> Any:
+    try:
+        return await script(**kwargs)
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise BackendUnavailable(exc.__class__.__name__) from None
+        raise
+
+
+_backend: RedisBackend | None = None
 _backend_lock = threading.Lock()
 
 
-def backend() -> Any:
+def backend() -> RedisBackend:
     global _backend
     if _backend is None:
         with _backend_lock:
             if _backend is None:
-                _backend = RedisBackend(settings.REDIS_URL) if settings.REDIS_URL else MemoryBackend()
+                _backend = RedisBackend(settings.REDIS_URL or None)
     return _backend
 
 

@@ -8,30 +8,43 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from .request_checks import check_chat
 from .router import Call, CallContext, GatewayError, resolve
 
 
 async def chat_once(ctx: CallContext, body: dict) -> dict:
-    route = await resolve(ctx, body.get("model") or "default")
+    body = {**body, "model": body.get("model") or "default"}
+    check_chat(body)  # the same checks as /v1: a job item is a request like any other
+    route = await resolve(ctx, body["model"])
     call = Call(ctx, route, body)
     await call.start()
-    return await call.complete()
+    try:
+        return await call.complete()
+    finally:
+        await call.abort()  # settles only a call nothing else settled (an unexpected exception)
 
 
 async def chat_streamed(ctx: CallContext, body: dict, on_text: Callable[[str], Awaitable[None] | None]) -> dict:
     """Stream a reply, calling on_text with the text so far; returns {"content", "usage", "model"}."""
-    route = await resolve(ctx, body.get("model") or "default")
+    body = {**body, "model": body.get("model") or "default"}
+    check_chat(body)
+    route = await resolve(ctx, body["model"])
     call = Call(ctx, route, body)
     await call.start()
     parts: list[str] = []
-    async for chunk in call.stream():
-        for choice in chunk.get("choices") or ():
-            piece = (choice.get("delta") or {}).get("content")
-            if piece:
-                parts.append(piece)
-                result = on_text("".join(parts))
-                if asyncio.iscoroutine(result):
-                    await result
+    stream = call.stream()
+    try:
+        async for chunk in stream:
+            for choice in chunk.get("choices") or ():
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    parts.append(piece)
+                    result = on_text("".join(parts))
+                    if asyncio.iscoroutine(result):
+                        await result
+    finally:
+        await stream.aclose()  # a consumer that failed mid-way closes the upstream and meters what was sent
+        await call.abort()
     usage = call.usage
     return {"content": "".join(parts), "usage": usage, "model": usage.model if usage else ""}
 

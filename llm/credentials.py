@@ -185,7 +185,7 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
     if headers is None:
         headers = {}
     if not isinstance(headers, dict) or len(headers) > 20 or not all(
-            isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and len(v) < 4000 and "\n" not in v
+            isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and len(v) < 4000 and v.isprintable()
             for k, v in headers.items()):
         errors["headers"] = ["Give extra headers as an object of up to 20 header names to text values."]
         headers = {}

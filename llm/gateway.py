@@ -12,10 +12,11 @@ import time
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 
 from . import gateway_cache
-from .router import Call, CallContext, GatewayError
+from .request_checks import check_chat, check_embeddings
+from .router import Call, CallContext, GatewayError, _cached
+from .sync import pool, run_sync
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,16 @@ async def _read_body(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
+def dumps(value: Any) -> bytes:
+    """orjson, or the standard library for what orjson refuses (integers beyond 64 bits a provider sent)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        import json
+
+        return json.dumps(value, default=str).encode()
+
+
 async def _respond(send: Any, status: int, body: bytes, request_id: str, extra: list | None = None) -> None:
     headers = [_JSON, (b"x-request-id", request_id.encode()), (b"content-length", str(len(body)).encode())]
     if extra:
@@ -58,28 +69,44 @@ async def _error(send: Any, exc: GatewayError, request_id: str) -> None:
     await _respond(send, exc.status, exc.body(), request_id, extra)
 
 
-def _bearer(scope: dict) -> str:
+def presented_key(scope: dict) -> str:
+    """The API key as the major SDKs send it: `Authorization: Bearer` (OpenAI), `x-api-key` (Anthropic, Claude
+    Code) or `api-key` (Azure-style clients); all go through the same checks."""
+    found = ""
     for name, value in scope["headers"]:
         if name == b"authorization":
             text = value.decode("latin-1")
-            if text[:7].lower() == "bearer ":
-                return text[7:].strip()
-            return ""
-    return ""
+            return text[7:].strip() if text[:7].lower() == "bearer " else ""
+        if name in (b"x-api-key", b"api-key") and not found:
+            found = value.decode("latin-1").strip()
+    return found
+
+
+class _Unknown:
+    """Remembered for a key that does not exist, so repeating it costs no query."""
+
+    def is_valid(self) -> bool:
+        return False
+
+
+_UNKNOWN = _Unknown()
 
 
 async def authenticate(scope: dict) -> Any:
-    from tenants.keys import key_info
+    from tenants.keys import KEY_PREFIX, hash_key
 
-    raw = _bearer(scope)
+    raw = presented_key(scope)
     if not raw:
         raise GatewayError(401, "Missing API key: send `Authorization: Bearer byok-…`.",
                            type="invalid_request_error", code="invalid_api_key")
-    info = gateway_cache.keys.get(raw)
-    if info is None:
-        info = await sync_to_async(key_info)(raw)
-        if info is not None:
-            gateway_cache.keys.set(raw, info)
+    info: Any = None
+    if raw.startswith(KEY_PREFIX) and len(raw) <= 200:
+        key_hash = hash_key(raw)
+        info = gateway_cache.keys.get(key_hash)
+        if info is None:
+            info = await _cached(gateway_cache.keys, key_hash, _lookup_key, key_hash)
+            if info is _UNKNOWN:
+                gateway_cache.keys.set(key_hash, _UNKNOWN, gateway_cache.UNKNOWN_KEY_TTL)
     if info is None or not info.is_valid():
         raise GatewayError(401, "Invalid, revoked or expired API key.", type="invalid_request_error",
                            code="invalid_api_key")
@@ -88,6 +115,12 @@ async def authenticate(scope: dict) -> Any:
                            type="invalid_request_error", code="invalid_api_key")
     _touch(info.id)
     return info
+
+
+def _lookup_key(key_hash: str) -> Any:
+    from tenants.keys import key_info_by_hash
+
+    return key_info_by_hash(key_hash) or _UNKNOWN
 
 
 _last_touch: dict[int, float] = {}
@@ -99,7 +132,7 @@ def _touch(key_id: int) -> None:
     if now - _last_touch.get(key_id, 0) < 60:
         return
     _last_touch[key_id] = now
-    task = asyncio.get_running_loop().run_in_executor(None, _touch_in_thread, key_id)
+    task = asyncio.get_running_loop().run_in_executor(pool(), _touch_in_thread, key_id)
     task.add_done_callback(_log_failure)
 
 
@@ -111,7 +144,7 @@ def _touch_in_thread(key_id: int) -> None:
     try:
         touch_last_used(key_id)
     finally:
-        connections.close_all()  # a pool thread must not keep a connection of its own
+        connections.close_all()
 
 
 def _log_failure(future: Any) -> None:
@@ -137,47 +170,36 @@ def _parse_json(raw: bytes) -> dict:
     return body
 
 
-def validate_chat(body: dict) -> None:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise GatewayError(400, "`model` is required (e.g. `default`, `anthropic:claude-sonnet-4.5`, `route:chat`).",
-                           param="model", code="missing_model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise GatewayError(400, "`messages` must be a non-empty list.", param="messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user", "assistant", "tool"):
-            raise GatewayError(400, f"messages[{i}] needs a `role` of system, user, assistant or tool.",
-                               param=f"messages[{i}].role")
-    temperature = body.get("temperature")
-    if temperature is not None and (not isinstance(temperature, int | float) or not 0 <= temperature <= 2):
-        raise GatewayError(400, "`temperature` must be a number from 0 to 2.", param="temperature")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise GatewayError(400, f"`{name}` must be a positive integer.", param=name)
-
-
 def _stream_wants_usage(body: dict) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-async def chat_completions(scope: dict, receive: Any, send: Any, ctx_holder: list) -> None:
+class Exchange:
+    """One `/v1` request as the entry point sees it: its context and call, so that whatever ends the request,
+    an admitted call is settled exactly once (see `app`)."""
+
+    __slots__ = ("call", "ctx")
+
+    def __init__(self) -> None:
+        self.ctx: CallContext | None = None
+        self.call: Call | None = None
+
+
+async def chat_completions(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
-    ctx = _context(info, "chat")
-    ctx_holder.append(ctx)
-    validate_chat(body)
+    ctx = ex.ctx = _context(info, "chat")
+    check_chat(body)
     from .router import resolve
 
     route = await resolve(ctx, body["model"])
-    call = Call(ctx, route, body)
+    call = ex.call = Call(ctx, route, body)
     await call.start()
     if not body.get("stream"):
         result = await _unless_hung_up(receive, call, call.complete())
         extra = [(b"x-byok-cache", b"hit" if call.cache_hit else b"miss")] if route.cache_ttl else None
-        await _respond(send, 200, orjson.dumps(result), ctx.request_id, extra)
+        await _respond(send, 200, dumps(result), ctx.request_id, extra)
         return
     await _stream(send, receive, call, ctx, _stream_wants_usage(body))
 
@@ -233,7 +255,7 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
                 await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
                 started = True
             try:
-                await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n",
                             "more_body": True})
             except Exception:
                 raise ClientGone from None
@@ -253,19 +275,35 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
         return
     except Exception as exc:
         from .providers import ProviderError
-
-        await gen.aclose()
-        if not isinstance(exc, ProviderError) or not started:
-            raise
         from .router import error_for
 
-        await _sse_error(send, error_for(exc))
+        await _aclose(gen)
+        if not started:
+            raise
+        if isinstance(exc, ProviderError):
+            await _sse_error(send, error_for(exc))
+        else:  # after the first byte the status is sent: the failure travels as the stream's last event
+            log.exception("gateway stream error")
+            await call.abort(exc)
+            await _sse_error(send, _internal())
         return
     finally:
         watcher.cancel()
     if not started:
         await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+async def _aclose(gen: Any) -> None:
+    try:
+        await gen.aclose()
+    except Exception:
+        log.debug("stream did not close cleanly", exc_info=True)
+
+
+def _internal() -> GatewayError:
+    return GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
+                        type="api_error", code="internal_error")
 
 
 async def _sse_error(send: Any, exc: GatewayError) -> None:
@@ -276,37 +314,27 @@ async def _sse_error(send: Any, exc: GatewayError) -> None:
         log.debug("client gone before the stream error could be sent")
 
 
-async def embeddings(scope: dict, receive: Any, send: Any, ctx_holder: list) -> None:
+async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
-    ctx = _context(info, "embedding")
-    ctx_holder.append(ctx)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise GatewayError(400, "`model` is required.", param="model", code="missing_model")
-    inp = body.get("input")
-    if not (isinstance(inp, str) and inp) and not (isinstance(inp, list) and inp):
-        raise GatewayError(400, "`input` must be a string or a non-empty list.", param="input")
+    ctx = ex.ctx = _context(info, "embedding")
+    check_embeddings(body)
     from .router import resolve
 
-    route = await resolve(ctx, model, embeddings=True)
-    call = Call(ctx, route, body, embeddings=True)
+    route = await resolve(ctx, body["model"], embeddings=True)
+    call = ex.call = Call(ctx, route, body, embeddings=True)
     await call.start()
     result = await _unless_hung_up(receive, call, call.complete("embeddings"))
-    await _respond(send, 200, orjson.dumps(result), ctx.request_id)
+    await _respond(send, 200, dumps(result), ctx.request_id)
 
 
-async def list_models(scope: dict, receive: Any, send: Any, ctx_holder: list) -> None:
+async def list_models(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
     info = await authenticate(scope)
-    ctx = _context(info, "chat")
-    ctx_holder.append(ctx)
-    key = ("models", info.tenant_id, info.agent_id)
-    data = gateway_cache.routes.get(key)
-    if data is None:
-        from .gateway_models import models_for_gateway
+    ctx = ex.ctx = _context(info, "chat")
+    from .gateway_models import models_for_gateway
 
-        data = await sync_to_async(models_for_gateway)(tenant_id=info.tenant_id, agent_id=info.agent_id)
-        gateway_cache.routes.set(key, data)
+    data = await _cached(gateway_cache.routes, ("models", info.tenant_id, info.agent_id), models_for_gateway,
+                         tenant_id=info.tenant_id, agent_id=info.agent_id)
     body = orjson.dumps({"object": "list", "data": [
         {"id": m, "object": "model", "created": 0, "owned_by": m.split(":", 1)[0]} for m in data]})
     await _respond(send, 200, body, ctx.request_id)
@@ -324,7 +352,7 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     import uuid
 
     handler = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
-    ctx_holder: list[CallContext] = []
+    ex = Exchange()
     fallback_id = "req_" + uuid.uuid4().hex
     try:
         if handler is None:
@@ -333,19 +361,34 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
                 raise GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}.")
             raise GatewayError(404, f"Unknown endpoint {scope['path']}; this gateway serves /v1/chat/completions, "
                                "/v1/embeddings and /v1/models.", code="unknown_url")
-        await handler(scope, receive, send, ctx_holder)
+        await handler(scope, receive, send, ex)
     except GatewayError as exc:
-        await _error(send, exc, ctx_holder[0].request_id if ctx_holder else fallback_id)
+        await _settle(ex, exc)
+        await _error(send, exc, ex.ctx.request_id if ex.ctx else fallback_id)
     except ClientGone:
-        return
-    except Exception:
+        await _settle(ex, None)
+    except asyncio.CancelledError:
+        await _settle(ex, None)
+        raise
+    except Exception as exc:
         log.exception("gateway error")
-        internal = GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
-                                type="api_error", code="internal_error")
+        await _settle(ex, exc)
         try:
-            await _error(send, internal, ctx_holder[0].request_id if ctx_holder else fallback_id)
+            await _error(send, _internal(), ex.ctx.request_id if ex.ctx else fallback_id)
         except Exception:
             log.debug("could not send the error response")
+
+
+async def _settle(ex: Exchange, exc: BaseException | None) -> None:
+    """The last guard of 'every admitted call settles exactly once': a call the handler left unsettled (an
+    exception in our code, a hang-up before the call got going) is settled here."""
+    call = ex.call
+    if call is None or call.finished or call.reservation is None:
+        return
+    try:
+        await call.abort(exc)
+    except Exception:
+        log.exception("settling an aborted call failed; its reservation fades after %s s", 600)
 
 
 def _drain_in_thread() -> None:
@@ -359,30 +402,38 @@ def _drain_in_thread() -> None:
         connections.close_all()
 
 
+def _background_in_thread() -> None:
+    from .router import retry_unsettled
+
+    retry_unsettled()
+    _drain_in_thread()
+
+
 async def _drain_loop(interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sync_to_async(_drain_in_thread, thread_sensitive=False)()
+            await run_sync(_background_in_thread)
         except Exception:
             log.exception("usage drain failed; events stay queued")
 
 
 async def lifespan(scope: dict, receive: Any, send: Any) -> None:
-    """Start the usage drainer with the server; stop it (after a last drain) on shutdown."""
+    """Start the usage drainer and the cache listener with the server; stop them (after a last drain) on shutdown."""
     from django.conf import settings
 
-    task = None
+    tasks: list[asyncio.Task] = []
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            task = asyncio.create_task(_drain_loop(settings.USAGE_DRAIN_INTERVAL))
+            tasks = [asyncio.create_task(_drain_loop(settings.USAGE_DRAIN_INTERVAL)),
+                     asyncio.create_task(gateway_cache.listen())]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if task is not None:
+            for task in tasks:
                 task.cancel()
             try:
-                await sync_to_async(_drain_in_thread, thread_sensitive=False)()
+                await run_sync(_background_in_thread)
             except Exception:
                 log.exception("final usage drain failed; events stay queued")
             from django.db import connections
@@ -390,6 +441,6 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
             from .providers import aclose_clients
 
             await aclose_clients()  # close the pooled upstream connections cleanly
-            await sync_to_async(connections.close_all)()
+            await run_sync(connections.close_all)
             await send({"type": "lifespan.shutdown.complete"})
             return

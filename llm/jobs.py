@@ -44,7 +44,7 @@ def access_job(*, tenant: Tenant, job_id: int | str, actor: Actor, see_all: bool
 
 
 def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, concurrency: int = 4) -> Job:
-    from .gateway import validate_chat
+    from .request_checks import check_chat
     from .router import GatewayError
 
     errors: dict[str, list[str]] = {}
@@ -60,7 +60,7 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
                 errors["requests"] = [f"requests[{i}] must be an object with `messages`."]
                 break
             try:
-                validate_chat({**item, "model": item.get("model") or model})
+                check_chat({**item, "model": item.get("model") or model})
             except GatewayError as exc:
                 errors["requests"] = [f"requests[{i}]: {exc.message}"]
                 break
@@ -128,12 +128,22 @@ def job_run(job_id: int) -> None:
     Job.objects.unscoped().filter(id=job.id).update(status=final, finished_at=timezone.now())
 
 
+def _key_spend_limit(api_key_id: int | None) -> int | None:
+    """The monthly limit of the key a job was created with: its items spend under it, as on /v1."""
+    from tenants.models import ApiKey
+
+    if api_key_id is None:
+        return None
+    return ApiKey.objects.unscoped().filter(id=api_key_id).values_list("spend_limit_tcu", flat=True).first()
+
+
 async def _run_items(job: Job, items: list[JobItem]) -> None:
     from .calls import chat_once
     from .router import CallContext, GatewayError
 
     semaphore = asyncio.Semaphore(job.concurrency)
     cancelled = asyncio.Event()
+    key_limit = await sync_to_async(_key_spend_limit)(job.api_key_id)
 
     def is_cancelled() -> bool:
         return Job.objects.unscoped().filter(id=job.id, cancel_requested=True).exists()
@@ -144,7 +154,7 @@ async def _run_items(job: Job, items: list[JobItem]) -> None:
                 cancelled.set()
                 return
             ctx = CallContext(tenant_id=job.tenant_id, request_type="job", api_key_id=job.api_key_id,
-                              agent_id=job.agent_id, user_id=job.user_id)
+                              key_spend_limit=key_limit, agent_id=job.agent_id, user_id=job.user_id)
             body = {**item.request, "model": item.request.get("model") or job.model}
             try:
                 response = await chat_once(ctx, body)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -12,7 +14,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, Sum
 
 from . import budget
@@ -20,13 +22,9 @@ from .models import UsageEvent
 
 log = logging.getLogger(__name__)
 _MTOK = Decimal(1_000_000)
-_DRAIN_LOCK = f"{budget.NS}:usage:drain-lock"
-_DRAIN_LEASE_S = 15  # renewed per batch; a drainer killed mid-way blocks others for at most this long
+_GROUP = "drainers"
 _DRAIN_BATCH = 500
-# Release or renew only the lease we hold: a drainer that outlived its lease must not free another's.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
-
+_DEAD_MAX = 100_000  # the dead-letter stream keeps at most this many (oldest dropped, each one logged)
 
 def tcu_of(cost_usd: Decimal) -> int:
     tcu_usd = Decimal(str(settings.TCU_USD))
@@ -39,22 +37,29 @@ def estimate_tokens(text_len: int) -> int:
 
 
 def prompt_chars(body: dict) -> int:
+    """Characters a request sends (messages, embeddings' input), counting anything odd generously."""
     total = 0
-    for message in body.get("messages") or ():
-        content = message.get("content")
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
             total += len(content)
         elif isinstance(content, list):
             for part in content:
-                if isinstance(part, dict) and part.get("type") == "text":
-                    total += len(part.get("text") or "")
+                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    total += len(part["text"])
                 else:
                     total += 1000  # an image or other part: count it generously
+        if isinstance(message, dict) and message.get("tool_calls"):
+            total += len(orjson.dumps(message["tool_calls"]))
+    if body.get("tools"):
+        total += len(orjson.dumps(body["tools"]))
     inp = body.get("input")
     if isinstance(inp, str):
         total += len(inp)
     elif isinstance(inp, list):
-        total += sum(len(x) if isinstance(x, str) else 4 * len(x) for x in inp)
+        for item in inp:
+            total += len(item) if isinstance(item, str) else 4 * len(item) if isinstance(item, list) else 4
     return total
 
 
@@ -112,20 +117,81 @@ class Usage:
             self.billed_usd = str((cost * (1 + (markup or 0))).quantize(Decimal("0.00000001")))
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        """The event as queued: every field checked and bounded, so the database never refuses it."""
+        return orjson.dumps(clean_event(asdict(self)))
 
 
-def _event_from(data: dict[str, Any]) -> UsageEvent:
-    data = dict(data)
-    data["created_at"] = datetime.fromisoformat(data["created_at"])
-    for name in ("cost_input_usd", "cost_output_usd", "cost_usd", "billed_usd"):
-        data[name] = Decimal(data[name])
-    return UsageEvent(**data)
+# Bounds of the UsageEvent columns: strings are cut, numbers clamped, unknown fields dropped.
+_STR_FIELDS = {"request_id": 64, "request_type": 16, "mode": 16, "provider": 64, "model": 200, "tier": 16,
+               "route": 100, "variant": 200, "status": 16, "error_kind": 32}
+_INT_FIELDS = {"input_tokens": 2**31 - 1, "output_tokens": 2**31 - 1, "cached_tokens": 2**31 - 1,
+               "tcu": 2**63 - 1, "latency_ms": 2**31 - 1, "ttft_ms": 2**31 - 1, "fallback_depth": 2**15 - 1,
+               "http_status": 999}
+_REF_FIELDS = ("tenant_id", "api_key_id", "agent_id", "user_id")
+_MONEY_FIELDS = ("cost_input_usd", "cost_output_usd", "cost_usd", "billed_usd")
+_MONEY_MAX = Decimal("99999999.99999999")  # DecimalField(max_digits=16, decimal_places=8)
+_BOOL_FIELDS = ("tokens_estimated", "cached")
+
+
+def _bounded_int(value: Any, top: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), top)
+
+
+def _bounded_money(value: Any) -> str:
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return "0"
+    if not amount.is_finite() or amount < 0:
+        return "0"
+    return str(min(amount, _MONEY_MAX).quantize(Decimal("0.00000001")))
+
+
+def clean_event(data: dict[str, Any]) -> dict[str, Any]:
+    """One event's fields made safe for the database: nothing a tenant sends or a provider answers can make
+    the insert fail (and hold the queue back)."""
+    out: dict[str, Any] = {}
+    for name, size in _STR_FIELDS.items():
+        value = data.get(name)
+        out[name] = (value if isinstance(value, str) else "" if value is None else str(value))[:size]
+    for name, top in _INT_FIELDS.items():
+        if name == "ttft_ms" and data.get(name) is None:
+            out[name] = None
+        else:
+            out[name] = _bounded_int(data.get(name), top)
+    for name in _REF_FIELDS:
+        value = data.get(name)
+        out[name] = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else None
+    for name in _MONEY_FIELDS:
+        out[name] = _bounded_money(data.get(name, "0"))
+    for name in _BOOL_FIELDS:
+        out[name] = bool(data.get(name))
+    created = data.get("created_at")
+    out["created_at"] = created if isinstance(created, str) and len(created) <= 40 else datetime.now(UTC).isoformat()
+    return out
+
+
+def event_from(data: Any) -> UsageEvent:
+    """A queued event as a row; ValueError when it cannot be one (it is then dead-lettered)."""
+    if not isinstance(data, dict) or not isinstance(data.get("tenant_id"), int) or not data.get("request_id"):
+        raise ValueError("not a usage event (tenant_id and request_id are required)")
+    fields = clean_event(data)
+    created = datetime.fromisoformat(fields["created_at"])
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    fields["created_at"] = created
+    for name in _MONEY_FIELDS:
+        fields[name] = Decimal(fields[name])
+    return UsageEvent(**fields)
 
 
 def record_now(usage: Usage) -> UsageEvent:
     """Write one event synchronously (Celery tasks, test connections, the embedded default)."""
-    event = _event_from(asdict(usage))
+    event = event_from(orjson.loads(usage.to_json()))
     with transaction.atomic():
         UsageEvent.objects.unscoped().bulk_create([event], ignore_conflicts=True)
     _after_insert([event])
@@ -177,60 +243,204 @@ def _with_live_refs(events: list[UsageEvent]) -> list[UsageEvent]:
     return kept
 
 
-def drain(max_batches: int = 1000) -> int:
-    """Move queued events from Redis into PostgreSQL; idempotent (unique request_id), one drainer at a time."""
-    b = budget.backend()
-    moved = 0
-    if isinstance(b, budget.MemoryBackend):
-        with b.lock:
-            pending, b.events = b.events, []
-        if pending:
-            events = _with_live_refs([_event_from(orjson.loads(raw)) for raw in pending])
+def _ensure_group(client: Any) -> None:
+    try:
+        client.xgroup_create(budget.EVENTS_KEY, _GROUP, id="0", mkstream=True)
+    except Exception as exc:  # BUSYGROUP: it exists already (redis and fakeredis word it alike)
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+# Older versions queued to a list; move what is left there into the stream, atomically, a batch at a time.
+_MOVE_LEGACY = """
+local moved = 0
+for i = 1, tonumber(ARGV[1]) do
+  local raw = redis.call('LPOP', KEYS[1])
+  if not raw then break end
+  redis.call('XADD', KEYS[2], '*', 'e', raw); moved = moved + 1
+end
+return moved
+"""
+
+
+def _consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _next_batch(client: Any, consumer: str) -> list[tuple[bytes, bytes]]:
+    try:
+        return _read_batch(client, consumer)
+    except Exception as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        _ensure_group(client)  # Redis lost the stream (a restart without persistence): start it again
+        return _read_batch(client, consumer)
+
+
+def _read_batch(client: Any, consumer: str) -> list[tuple[bytes, bytes]]:
+    """Entries to insert: first what a stalled or dead drainer left unacknowledged for too long (taken over),
+    then our own unacknowledged ones (a batch that failed), then new ones."""
+    _, claimed, *_ = client.xautoclaim(budget.EVENTS_KEY, _GROUP, consumer,
+                                       min_idle_time=settings.USAGE_CLAIM_IDLE_MS, start_id="0-0",
+                                       count=_DRAIN_BATCH)
+    entries = [(eid, fields.get(b"e", b"")) for eid, fields in claimed if fields]
+    if entries:
+        return entries
+    for start in ("0", ">"):
+        reply = client.xreadgroup(_GROUP, consumer, {budget.EVENTS_KEY: start}, count=_DRAIN_BATCH)
+        entries = [(eid, (fields or {}).get(b"e", b"")) for _, items in reply or () for eid, fields in items]
+        if entries:
+            return entries
+    return []
+
+
+_TRANSIENT = (OperationalError, InterfaceError)
+
+
+def _insert(rows: list[tuple[bytes, UsageEvent]]) -> tuple[list[UsageEvent], list[tuple[bytes, str]]]:
+    """Insert a batch; when the database refuses it, insert one by one and return the refused with a reason.
+    A database that is down (OperationalError) is not the events' fault: it propagates and they stay queued."""
+    events = _with_live_refs([e for _, e in rows])
+    try:
+        with transaction.atomic():
             UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
-            _after_insert(events)
-        return len(pending)
-    client = b.sync_client()
-    token = uuid.uuid4().hex
-    if not client.set(_DRAIN_LOCK, token, nx=True, ex=_DRAIN_LEASE_S):
-        return 0
+        return events, []
+    except _TRANSIENT:
+        raise
+    except DatabaseError:
+        pass
+    inserted: list[UsageEvent] = []
+    refused: list[tuple[bytes, str]] = []
+    for eid, event in rows:
+        kept = _with_live_refs([event])
+        try:
+            with transaction.atomic():
+                UsageEvent.objects.unscoped().bulk_create(kept, ignore_conflicts=True)
+        except _TRANSIENT:
+            raise
+        except DatabaseError as exc:
+            refused.append((eid, f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"))
+        else:
+            inserted += kept
+    return inserted, refused
+
+
+def drain(max_batches: int = 1000) -> int:
+    """Move queued events from the stream into PostgreSQL; returns how many entries were settled.
+
+    Several drainers may run at once (each web process, Celery): each reads its own entries through the consumer
+    group and acknowledges only what it handled; entries of a drainer that stalled or died are taken over after
+    USAGE_CLAIM_IDLE_MS. An entry is acknowledged only after its row committed (or it was dead-lettered), and rows
+    are unique by request_id, so a takeover can insert twice without doubling anything, and nothing is lost.
+    """
+    client = budget.backend().sync_client()
+    _ensure_group(client)
+    if client.exists(budget.LEGACY_EVENTS_KEY):
+        client.eval(_MOVE_LEGACY, 2, budget.LEGACY_EVENTS_KEY, budget.EVENTS_KEY, 10_000)
+    consumer = _consumer()
+    moved = 0
     try:
         for _ in range(max_batches):
-            if not client.eval(_RENEW, 1, _DRAIN_LOCK, token, _DRAIN_LEASE_S):
-                log.warning("usage drain lease lost; leaving the rest to the next drainer")
+            entries = _next_batch(client, consumer)
+            if not entries:
                 break
-            raws = client.lrange(budget.EVENTS_KEY, 0, _DRAIN_BATCH - 1)
-            if not raws:
-                break
-            events = _with_live_refs([_event_from(orjson.loads(raw)) for raw in raws])
-            try:
-                with transaction.atomic():
-                    UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
-            except IntegrityError:  # a row referred to was deleted between the check and the insert
-                events = _with_live_refs(events)
-                with transaction.atomic():
-                    UsageEvent.objects.unscoped().bulk_create(events, ignore_conflicts=True)
-            # Only trimmed after the insert committed: a crash in between re-inserts, and conflicts are ignored.
-            client.ltrim(budget.EVENTS_KEY, len(raws), -1)
-            moved += len(raws)
-            _after_insert(events)
-            if len(raws) < _DRAIN_BATCH:
+            rows: list[tuple[bytes, UsageEvent]] = []
+            refused: list[tuple[bytes, str]] = []
+            raws = dict(entries)
+            for eid, raw in entries:
+                try:
+                    rows.append((eid, event_from(orjson.loads(raw))))
+                except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+                    refused.append((eid, f"undecodable event: {str(exc)[:200]}"))
+            inserted, refused_db = _insert(rows) if rows else ([], [])
+            refused += refused_db
+            _dead_letter(client, [(raws[eid], reason) for eid, reason in refused])
+            ids = [eid for eid, _ in entries]
+            pipe = client.pipeline(transaction=True)
+            pipe.xack(budget.EVENTS_KEY, _GROUP, *ids)
+            pipe.xdel(budget.EVENTS_KEY, *ids)
+            pipe.execute()
+            moved += len(entries)
+            _after_insert(inserted)
+            if len(entries) < _DRAIN_BATCH:
                 break
     finally:
-        client.eval(_RELEASE, 1, _DRAIN_LOCK, token)
+        _forget_idle_consumers(client)
     return moved
 
 
+_housekeeping = {"next": 0.0}
+
+
+def _forget_idle_consumers(client: Any) -> None:
+    """Drop consumers of processes long gone that hold nothing (each process drains under its own name)."""
+    now = time.monotonic()
+    if now < _housekeeping["next"]:
+        return
+    _housekeeping["next"] = now + 600
+    try:
+        for info in client.xinfo_consumers(budget.EVENTS_KEY, _GROUP):
+            if int(info.get("pending", 0)) == 0 and int(info.get("idle", 0)) > 3_600_000:
+                client.xgroup_delconsumer(budget.EVENTS_KEY, _GROUP, info["name"])
+    except Exception:  # housekeeping only
+        log.debug("drain consumer housekeeping skipped")
+
+
+def _dead_letter(client: Any, items: list[tuple[bytes, str]]) -> None:
+    """Keep refused events aside with the reason (visible in admin and /metrics), out of everyone's way."""
+    if not items:
+        return
+    pipe = client.pipeline(transaction=True)
+    for raw, reason in items:
+        log.error("usage event dead-lettered", extra={"reason": reason})
+        pipe.xadd(budget.DEAD_KEY, {"e": raw, "reason": reason, "at": datetime.now(UTC).isoformat()},
+                  maxlen=_DEAD_MAX, approximate=False)
+    pipe.execute()
+
+
+def dead_letters(limit: int = 200) -> list[dict[str, str]]:
+    """The newest dead-lettered events, for the admin."""
+    client = budget.backend().sync_client()
+    out = []
+    for eid, fields in client.xrevrange(budget.DEAD_KEY, count=limit):
+        out.append({"id": eid.decode(), "reason": fields.get(b"reason", b"").decode("utf-8", "replace"),
+                    "at": fields.get(b"at", b"").decode(), "event": fields.get(b"e", b"").decode("utf-8", "replace")})
+    return out
+
+
+def dead_letter_count() -> int:
+    return int(budget.backend().sync_client().xlen(budget.DEAD_KEY))
+
+
+def requeue_dead_letters(ids: list[str] | None = None) -> int:
+    """Put dead-lettered events back on the queue (after the cause was fixed); returns how many."""
+    client = budget.backend().sync_client()
+    entries = client.xrange(budget.DEAD_KEY) if ids is None else [
+        e for i in ids for e in client.xrange(budget.DEAD_KEY, min=i, max=i)]
+    for eid, fields in entries:
+        pipe = client.pipeline(transaction=True)
+        pipe.xadd(budget.EVENTS_KEY, {"e": fields.get(b"e", b"")})
+        pipe.xdel(budget.DEAD_KEY, eid)
+        pipe.execute()
+    return len(entries)
+
+
+def discard_dead_letters(ids: list[str]) -> int:
+    client = budget.backend().sync_client()
+    return int(client.xdel(budget.DEAD_KEY, *ids)) if ids else 0
+
+
 def pending_count() -> int:
-    b = budget.backend()
-    if isinstance(b, budget.MemoryBackend):
-        return len(b.events)
-    return int(b.sync_client().llen(budget.EVENTS_KEY))
+    """Events queued and not yet in PostgreSQL (new and unacknowledged alike)."""
+    client = budget.backend().sync_client()
+    return int(client.xlen(budget.EVENTS_KEY)) + int(client.llen(budget.LEGACY_EVENTS_KEY))
 
 
-def flush() -> int:
-    """Drain everything now, waiting briefly for another drainer to finish (reads want fresh usage)."""
+def flush(timeout: float = 20.0) -> int:
+    """Drain everything now, waiting for events another drainer holds (commands and tasks want fresh usage).
+    Entries a stalled drainer holds are taken over once they are USAGE_CLAIM_IDLE_MS old."""
     moved = drain()
-    deadline = time.monotonic() + _DRAIN_LEASE_S + 2  # outlasts the lease of a drainer that died holding it
+    deadline = time.monotonic() + timeout
     while pending_count() and time.monotonic() < deadline:
         time.sleep(0.05)
         moved += drain()

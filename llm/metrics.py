@@ -33,16 +33,33 @@ def tenant_label(tenant_id: int) -> str:
 
 
 def remember_tenant(tenant_id: int, slug: str) -> None:
-    _tenant_slugs[tenant_id] = slug
+    """Only tenants that exist get a series (called once a key of theirs authenticated)."""
+    if _tenant_slugs.get(tenant_id) != slug:
+        _tenant_slugs[tenant_id] = slug
+
+
+_MODES = {"platform", "byok", "custom"}
+_STATUSES = {"ok", "error", "client_closed"}
+
+
+def model_label(usage: Any) -> tuple[str, str]:
+    """(provider, model) as labels: catalog models by name; anything a tenant names (custom endpoints, Ollama
+    models it pulled) under one `custom` value, so label sets stay bounded whatever tenants send."""
+    if usage.mode not in ("platform", "byok") or usage.provider in ("custom", "ollama", "") \
+            or len(usage.model) > 120:
+        return ("custom" if usage.mode == "custom" or usage.provider in ("custom", "ollama") else "none"), "custom"
+    return usage.provider[:40], usage.model
 
 
 def observe(usage: Any) -> None:
     tenant = tenant_label(usage.tenant_id)
-    mode = usage.mode or "none"
-    REQUESTS.labels(tenant, mode, usage.provider or "none", usage.model or "none", usage.status).inc()
-    LATENCY.labels(mode, usage.provider, usage.model).observe(usage.latency_ms / 1000)
+    mode = usage.mode if usage.mode in _MODES else "none"
+    provider, model = model_label(usage)
+    status = usage.status if usage.status in _STATUSES else "error"
+    REQUESTS.labels(tenant, mode, provider, model, status).inc()
+    LATENCY.labels(mode, provider, model).observe(usage.latency_ms / 1000)
     if usage.ttft_ms is not None:
-        TTFT.labels(mode, usage.provider, usage.model).observe(usage.ttft_ms / 1000)
+        TTFT.labels(mode, provider, model).observe(usage.ttft_ms / 1000)
     if usage.input_tokens:
         TOKENS.labels(tenant, mode, "input").inc(usage.input_tokens)
     if usage.output_tokens:
@@ -56,4 +73,4 @@ def observe(usage: Any) -> None:
     if usage.cached:
         CACHE_HITS.labels(tenant).inc()
     if usage.fallback_depth:
-        FALLBACKS.labels(usage.provider, usage.model).inc()
+        FALLBACKS.labels(provider, model).inc()

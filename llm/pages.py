@@ -12,7 +12,6 @@ from tenants.decorators import tenant_required
 from tenants.roles import Perm
 from tenants.services import access_agent
 
-from . import metering
 from .usage import RANGES, usage_summary
 
 
@@ -23,7 +22,6 @@ def _summary(request: HttpRequest):
     agent = None
     if request.GET.get("agent"):
         agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
-    metering.drain()
     return usage_summary(tenant=request.tenant, range_name=range_name, agent=agent), agent
 
 

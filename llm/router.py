@@ -15,16 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from . import budget, gateway_cache
 from .metering import Usage, estimate_tokens, prompt_chars, tcu_of
+from .sync import run_sync
 
 log = logging.getLogger(__name__)
 
 FAILOVER_KINDS = {"rate_limit", "timeout", "unavailable"}
-_CB_WINDOW = 60
 
 
 class GatewayError(Exception):
@@ -110,39 +110,50 @@ class CallContext:
     started: float = field(default_factory=time.perf_counter)
 
 
+async def _cached(cache: gateway_cache.TTLCache, key: Any, load: Any, *args: Any, **kwargs: Any) -> Any:
+    """A cold-path lookup in the gateway's own pool; while the database is unreachable the last known answer
+    keeps a warm tenant served (stale-if-error), and only a tenant never seen fails."""
+    value = cache.get(key)
+    if value is not None:
+        return value
+    try:
+        value = await run_sync(load, *args, **kwargs)
+    except DatabaseError:
+        stale = cache.get_stale(key)
+        if stale is None:
+            raise GatewayError(503, "The gateway cannot reach its database right now; retry shortly.",
+                               type="api_error", code="service_unavailable", retry_after=2) from None
+        log.warning("database unreachable; serving a warm tenant from its last known settings")
+        return stale
+    cache.set(key, value)
+    return value
+
+
 async def limits_for(tenant_id: int) -> Any:
-    cached = gateway_cache.limits.get(tenant_id)
-    if cached is None:
-        cached = await sync_to_async(_load_limits)(tenant_id)
-        gateway_cache.limits.set(tenant_id, cached)
-    return cached
+    return await _cached(gateway_cache.limits, tenant_id, _load_limits, tenant_id)
+
+
+def _agent_budget_boxed(tenant_id: int, agent_id: int) -> tuple[int | None]:
+    return (_load_agent_budget(tenant_id, agent_id),)
 
 
 async def agent_budget(tenant_id: int, agent_id: int | None) -> int | None:
     if agent_id is None:
         return None
-    key = ("agent-budget", tenant_id, agent_id)
-    cached = gateway_cache.limits.get(key)
-    if cached is None:
-        cached = (await sync_to_async(_load_agent_budget)(tenant_id, agent_id),)
-        gateway_cache.limits.set(key, cached)
-    return cached[0]
+    boxed = await _cached(gateway_cache.limits, ("agent-budget", tenant_id, agent_id), _agent_budget_boxed,
+                          tenant_id, agent_id)
+    return boxed[0]
 
 
 async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> Any:
     from .resolution import RouteError, resolve_route
 
-    key = (ctx.tenant_id, ctx.agent_id, model, embeddings)
-    route = gateway_cache.routes.get(key)
-    if route is None:
-        try:
-            route = await sync_to_async(resolve_route)(tenant_id=ctx.tenant_id, agent_id=ctx.agent_id,
-                                                        model=model, embeddings=embeddings)
-        except RouteError as exc:
-            raise GatewayError(400, str(exc), code=getattr(exc, "code", "model_not_found"),
-                               param=getattr(exc, "param", "model")) from None
-        gateway_cache.routes.set(key, route)
-    return route
+    try:
+        return await _cached(gateway_cache.routes, (ctx.tenant_id, ctx.agent_id, model, embeddings), resolve_route,
+                             tenant_id=ctx.tenant_id, agent_id=ctx.agent_id, model=model, embeddings=embeddings)
+    except RouteError as exc:
+        raise GatewayError(400, str(exc), code=getattr(exc, "code", "model_not_found"),
+                           param=getattr(exc, "param", "model")) from None
 
 
 def circuit_id(target: Any) -> str:
@@ -160,16 +171,24 @@ def order_targets(route: Any) -> tuple[list[Any], str]:
     return [pick] + [t for t in targets if t is not pick], pick.model_id
 
 
-def _worst_case_tcu(body: dict, target: Any) -> int:
+def _worst_case_tcu(body: dict, target: Any, *, embeddings: bool = False) -> int:
+    """The most this request can cost as sent: its prompt, and every completion (`n`) at its output limit (the
+    model's maximum when the request names none), so one request can overshoot a cap by at most itself."""
     prompt = estimate_tokens(prompt_chars(body))
-    max_out = body.get("max_completion_tokens") or body.get("max_tokens") or target.params.get("max_tokens") \
-        or target.max_output_tokens or 4096
     in_p = target.input_usd_per_mtok or Decimal(0)
     out_p = target.output_usd_per_mtok or Decimal(0)
-    return tcu_of((Decimal(prompt) * in_p + Decimal(int(max_out)) * out_p) / Decimal(1_000_000))
+    if embeddings:
+        return budget.clamp(tcu_of(Decimal(prompt) * in_p / Decimal(1_000_000)))
+    max_out = body.get("max_completion_tokens") or body.get("max_tokens") or (target.params or {}).get("max_tokens") \
+        or target.max_output_tokens or settings.DEFAULT_MAX_OUTPUT_TOKENS
+    n = body.get("n")
+    copies = n if isinstance(n, int) and n > 0 else 1
+    outputs = Decimal(int(max_out)) * Decimal(copies)
+    return budget.clamp(tcu_of((Decimal(prompt) * in_p + outputs * out_p) / Decimal(1_000_000)))
 
 
-async def admit(ctx: CallContext, body: dict, targets: list[Any]) -> tuple[budget.Reservation, set[str]]:
+async def admit(ctx: CallContext, body: dict, targets: list[Any], *, embeddings: bool = False
+                ) -> tuple[budget.Reservation, set[str]]:
     """Check plan, caps, rate limits and concurrency in one Redis round trip; reserve the worst case."""
     limits = await limits_for(ctx.tenant_id)
     primary = targets[0]
@@ -189,12 +208,21 @@ async def admit(ctx: CallContext, body: dict, targets: list[Any]) -> tuple[budge
     if limits.rpm_key and ctx.api_key_id is not None:
         rates.append(budget.RateLimit("key", ctx.api_key_id, limits.rpm_key, 60))
     if limits.monthly_request_cap:
-        rates.append(budget.RateLimit("monthly", ctx.tenant_id, limits.monthly_request_cap, 31 * 24 * 3600))
+        period = budget.period_of()
+        _, period_end = budget.period_bounds(period)
+        rates.append(budget.RateLimit("monthly", ctx.tenant_id, limits.monthly_request_cap, 31 * 24 * 3600,
+                                      bucket=period, ttl=int(period_end.timestamp() - time.time()) + 3600))
     concurrency = (f"{budget.NS}:cc:{ctx.tenant_id}", limits.max_concurrency) if limits.max_concurrency else None
     circuits = [circuit_id(t) for t in targets]
-    b = budget.backend()
-    admission = await b.aadmit(scopes=scopes, rates=rates, concurrency=concurrency,
-                               amount=_worst_case_tcu(body, primary), circuits=circuits, now=time.time())
+    try:
+        admission = await budget.backend().aadmit(
+            scopes=scopes, rates=rates, concurrency=concurrency, amount=_worst_case_tcu(body, primary,
+                                                                                         embeddings=embeddings),
+            circuits=circuits, now=time.time())
+    except budget.BackendUnavailable:
+        raise GatewayError(503, "The gateway's metering store is unreachable, so calls are refused rather than run "
+                           "unmetered; retry shortly.", type="api_error", code="service_unavailable",
+                           retry_after=2) from None
     refusal = admission.refusal
     if refusal is not None:
         if refusal.kind == "cap":
@@ -216,27 +244,11 @@ async def admit(ctx: CallContext, body: dict, targets: list[Any]) -> tuple[budge
 
 async def record_failure(target: Any) -> None:
     """Count a failover-worthy failure; enough of them within a minute open the target's breaker."""
-    cid = circuit_id(target)
-    b = budget.backend()
-    if isinstance(b, budget.MemoryBackend):
-        now = time.time()
-        with b.lock:
-            key = f"{budget.NS}:cb:fail:{cid}"
-            b.values[key] = (b._get(key, now) or 0) + 1
-            b.expiry.setdefault(key, now + _CB_WINDOW)
-            if b.values[key] >= settings.CIRCUIT_BREAKER_FAILURES:
-                b.values[f"{budget.NS}:cb:open:{cid}"] = 1
-                b.expiry[f"{budget.NS}:cb:open:{cid}"] = now + settings.CIRCUIT_BREAKER_COOLDOWN
-        return
-    client = b.async_client()
-    pipe = client.pipeline(transaction=False)
-    pipe.incr(f"{budget.NS}:cb:fail:{cid}")
-    pipe.expire(f"{budget.NS}:cb:fail:{cid}", _CB_WINDOW, nx=True)
-    count, _ = await pipe.execute()
-    if count >= settings.CIRCUIT_BREAKER_FAILURES:
-        await client.set(f"{budget.NS}:cb:open:{cid}", 1, ex=settings.CIRCUIT_BREAKER_COOLDOWN)
-        await client.delete(f"{budget.NS}:cb:fail:{cid}")
-        log.warning("circuit opened for %s %s", target.provider, target.upstream_model)
+    try:
+        if await budget.backend().arecord_failure(circuit_id(target)):
+            log.warning("circuit opened for %s %s", target.provider, target.upstream_model)
+    except budget.BackendUnavailable:
+        log.warning("circuit breaker not updated: the metering store is unreachable")
 
 
 def provider_target(target: Any) -> Any:
@@ -289,20 +301,38 @@ def new_usage(ctx: CallContext, route: Any, target: Any, variant: str) -> Usage:
                  route=route.name[:100], variant=variant)
 
 
-def usage_from(usage: Usage, upstream_usage: dict | None) -> None:
-    if not upstream_usage:
+_MAX_TOKENS_PER_CALL = 2**31 - 1
+
+
+def _count(value: Any) -> int:
+    """A token count as the provider reported it, made a sane integer (odd answers never break metering)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0
+    return min(max(int(value), 0), _MAX_TOKENS_PER_CALL)
+
+
+def usage_from(usage: Usage, upstream_usage: Any) -> None:
+    """Take the provider's usage block, bounded; the block is rewritten in place so the client is shown exactly
+    what was metered."""
+    if not isinstance(upstream_usage, dict) or not upstream_usage:
         return
-    usage.input_tokens = int(upstream_usage.get("prompt_tokens") or 0)
-    usage.output_tokens = int(upstream_usage.get("completion_tokens") or 0)
-    details = upstream_usage.get("prompt_tokens_details") or {}
-    usage.cached_tokens = int(details.get("cached_tokens") or 0)
+    usage.input_tokens = _count(upstream_usage.get("prompt_tokens"))
+    usage.output_tokens = _count(upstream_usage.get("completion_tokens"))
+    details = upstream_usage.get("prompt_tokens_details")
+    usage.cached_tokens = min(_count(details.get("cached_tokens")), usage.input_tokens) \
+        if isinstance(details, dict) else 0
+    upstream_usage["prompt_tokens"] = usage.input_tokens
+    upstream_usage["completion_tokens"] = usage.output_tokens
+    upstream_usage["total_tokens"] = usage.input_tokens + usage.output_tokens
+    if isinstance(details, dict) and "cached_tokens" in details:
+        details["cached_tokens"] = usage.cached_tokens
 
 
 def is_deterministic(body: dict, target: Any) -> bool:
     """Only a request that must give the same answer twice may be answered from the cache."""
     temperature = body.get("temperature", (target.params or {}).get("temperature"))
-    return not body.get("stream") and temperature is not None and float(temperature) == 0 \
-        and int(body.get("n") or 1) == 1
+    return not body.get("stream") and isinstance(temperature, int | float) and float(temperature) == 0 \
+        and body.get("n") in (None, 1)
 
 
 def cache_key(ctx: CallContext, route: Any, body: dict) -> str:
@@ -312,24 +342,32 @@ def cache_key(ctx: CallContext, route: Any, body: dict) -> str:
 
 
 async def cache_get(key: str) -> dict | None:
-    b = budget.backend()
-    if isinstance(b, budget.MemoryBackend):
-        with b.lock:
-            raw: Any = b.values.get(key) if b.expiry.get(key, 0) > time.time() else None
-    else:
-        raw = await b.async_client().get(key)
-    return orjson.loads(raw) if raw else None
+    raw = await budget.backend().aget(key)
+    if not raw:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 async def cache_put(key: str, result: dict, ttl: int) -> None:
-    b = budget.backend()
-    raw = orjson.dumps(result)
-    if isinstance(b, budget.MemoryBackend):
-        with b.lock:
-            b.values[key] = raw  # type: ignore[assignment]
-            b.expiry[key] = time.time() + ttl
-    else:
-        await b.async_client().set(key, raw, ex=ttl)
+    try:
+        raw = orjson.dumps(result)
+    except TypeError:  # what orjson cannot write is not worth caching
+        return
+    await budget.backend().aput(key, raw, ttl)
+
+
+def _unexpected(target: Any, exc: BaseException) -> Any:
+    """An adapter failed in a way it did not map (odd upstream JSON, a bug): a ProviderError like any other, so
+    the call fails over or ends cleanly, and is settled."""
+    from .providers import ProviderError
+
+    log.error("unexpected failure calling %s: %s", target.provider, exc.__class__.__name__, exc_info=exc)
+    return ProviderError("unavailable", f"{target.provider} sent an answer the gateway could not read",
+                         provider=target.provider)
 
 
 class Call:
@@ -349,6 +387,8 @@ class Call:
         # True only while the call waits for the provider (see _upstream): the one place where the gateway may
         # cancel it when its client hangs up (never during settling, so the usage event is always written).
         self.awaiting_upstream = False
+        # The usage of an answer already received: if anything fails after it, abort() still meters it.
+        self.answered: tuple[Usage, Any] | None = None
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
@@ -359,7 +399,8 @@ class Call:
 
     async def start(self) -> None:
         self._check_prices()
-        self.reservation, self.open_circuits = await admit(self.ctx, self.body, self.targets)
+        self.reservation, self.open_circuits = await admit(self.ctx, self.body, self.targets,
+                                                           embeddings=self.embeddings)
 
     def _candidates(self) -> list[tuple[int, Any]]:
         indexed = list(enumerate(self.targets))
@@ -379,10 +420,26 @@ class Call:
         from . import metrics
 
         metrics.observe(usage)
-        if self.reservation is not None:
+        if self.reservation is None:
+            await run_sync(_record_unadmitted, usage)
+            return
+        try:
             await budget.backend().asettle(self.reservation, usage.tcu, usage.to_json())
-        else:
-            await sync_to_async(_record_unadmitted)(usage)
+        except budget.BackendUnavailable:
+            await _settle_later(self.reservation, usage)
+
+    async def abort(self, exc: BaseException | None = None) -> None:
+        """Settle a call that ended in a way nothing else handled (an exception in our code or an adapter, a
+        cancellation): exactly once, with what the provider already answered if it did."""
+        if self.finished:
+            return
+        if self.answered is not None:
+            usage, target = self.answered
+            usage.status, usage.error_kind, usage.http_status = "error", "internal", 500
+            await self.finish(usage, target)
+            return
+        await self.fail(GatewayError(500, "internal error", type="api_error", code="internal_error",
+                                     error_kind="internal"), None)
 
     async def fail(self, error: GatewayError, target: Any | None, depth: int = 0) -> None:
         t = target or (self.targets[0] if self.targets else None)
@@ -419,6 +476,8 @@ class Call:
             send = adapter.embeddings if call_kind == "embeddings" else adapter.chat
             try:
                 result = await self._upstream(send(provider_target(target), body))
+                if not isinstance(result, dict):
+                    raise TypeError(f"adapter answered {type(result).__name__}")
             except asyncio.CancelledError:  # the client hung up while the provider was working
                 await self._hung_up(target, depth)
                 raise
@@ -428,8 +487,13 @@ class Call:
                     await record_failure(target)
                     continue
                 break
+            except Exception as exc:
+                last_exc, last_target = _unexpected(target, exc), target
+                await record_failure(target)
+                continue
             usage = new_usage(self.ctx, self.route, target, self.variant)
             usage.fallback_depth = depth
+            self.answered = (usage, target)
             usage_from(usage, result.get("usage"))
             await self.finish(usage, target)
             if rkey is not None:
@@ -464,8 +528,14 @@ class Call:
                     await record_failure(target)
                     continue
                 break
+            except Exception as exc:
+                last_exc, last_target = _unexpected(target, exc), target
+                await _aclose_quietly(gen)
+                await record_failure(target)
+                continue
             usage = new_usage(self.ctx, self.route, target, self.variant)
             usage.fallback_depth = depth
+            self.answered = (usage, target)
             usage.ttft_ms = int((time.perf_counter() - self.ctx.started) * 1000)
             relay = self._relay(gen, first, usage, target)
             try:
@@ -503,13 +573,16 @@ class Call:
         try:
             chunk = first
             while chunk is not None:
+                if not isinstance(chunk, dict):
+                    raise TypeError(f"adapter yielded {type(chunk).__name__}")
                 if chunk.get("usage"):
                     usage_from(usage, chunk["usage"])
                     got_usage = True
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content")
-                    if content:
+                choices = chunk.get("choices")
+                for choice in choices if isinstance(choices, list) else ():
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    content = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(content, str):
                         delivered_chars += len(content)
                 yield chunk
                 try:
@@ -522,9 +595,16 @@ class Call:
             usage.error_kind = exc.kind
             usage.http_status = 502
             raise
+        except (GeneratorExit, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # an adapter choking mid-stream: metered, then told to the client as an error
+            usage.status, usage.http_status = "error", 502
+            failure = _unexpected(target, exc)
+            usage.error_kind = failure.kind
+            raise failure from None
         finally:
             if not completed:
-                await gen.aclose()
+                await _aclose_quietly(gen)
                 if usage.status == "ok":
                     usage.status = "client_closed"
                     usage.http_status = 499
@@ -535,8 +615,47 @@ class Call:
             await self.finish(usage, target)
 
 
+async def _aclose_quietly(gen: Any) -> None:
+    try:
+        await gen.aclose()
+    except Exception:
+        log.debug("upstream stream did not close cleanly", exc_info=True)
+
+
 def _record_unadmitted(usage: Usage) -> None:
     from .metering import record_now
 
     record_now(usage)
+
+
+# Settlements that could not reach Redis: the event went straight to PostgreSQL, the counters are released when
+# Redis answers again (the drain loop retries). A reservation left there would otherwise hold budget for 10 min.
+_unsettled: list[tuple[budget.Reservation, int, float]] = []
+
+
+async def _settle_later(reservation: budget.Reservation, usage: Usage) -> None:
+    try:
+        await run_sync(_record_unadmitted, usage)
+    except DatabaseError:
+        log.error("usage event could not be stored (metering store and database unreachable): %s",
+                  usage.to_json().decode())
+        raise GatewayError(503, "The gateway could not record this call's usage, so it is not delivered; "
+                           "retry shortly.", type="api_error", code="service_unavailable", retry_after=2) from None
+    _unsettled.append((reservation, usage.tcu, time.monotonic()))
+
+
+def retry_unsettled() -> int:
+    """Release the counters of calls settled while Redis was unreachable (events are stored already)."""
+    done = 0
+    cutoff = time.monotonic() - budget.RESERVED_TTL
+    while _unsettled:
+        reservation, actual, at = _unsettled[0]
+        if at >= cutoff:
+            try:
+                budget.backend().settle(reservation, actual, None)
+            except budget.BackendUnavailable:
+                return done
+        _unsettled.pop(0)
+        done += 1
+    return done
 

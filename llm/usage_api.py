@@ -11,7 +11,6 @@ from tenants.api import TenantAPIView
 from tenants.roles import Perm
 from tenants.services import access_agent
 
-from . import metering
 from .usage import RANGES, usage_summary
 
 _totals = inline_serializer("UsageTotals", {
@@ -43,5 +42,4 @@ class UsageView(TenantAPIView):
         agent = None
         if slug := request.query_params.get("agent"):
             agent = access_agent(tenant=self.tenant, slug_or_id=slug)
-        metering.drain()  # fold in events still queued, so a read right after a call sees it
         return Response(usage_summary(tenant=self.tenant, range_name=range_name, agent=agent))

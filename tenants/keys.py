@@ -10,6 +10,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from .audit import Actor, audit_record
@@ -20,6 +21,10 @@ KEY_PREFIX = "byok-"
 _CACHE_TTL = 60
 _LAST_USED_EVERY = 60
 VALID_SCOPES = {s.value for s in ApiKeyScope}
+
+# Sent with `key_hash` when a key is revoked or changed; the gateway (llm) forgets its cached copy in every
+# process at once. A signal, because tenants is below llm and never imports it.
+key_changed = Signal()
 
 
 def hash_key(raw: str) -> str:
@@ -110,20 +115,25 @@ def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
             key.save(update_fields=["revoked_at"])
             audit_record(tenant=key.tenant, actor=actor, action="apikey.revoke", obj=key)
         # Now, and again after commit: a reader between the two could re-cache the old state.
-        cache.delete(_cache_key(key.key_hash))
-        transaction.on_commit(lambda: cache.delete(_cache_key(key.key_hash)))
+        invalidate_key_cache(key)
+        transaction.on_commit(lambda: invalidate_key_cache(key))
     return key
 
 
 def invalidate_key_cache(key: ApiKey) -> None:
     cache.delete(_cache_key(key.key_hash))
+    key_changed.send(sender=ApiKey, key_hash=key.key_hash)
 
 
 def key_info(raw: str) -> KeyInfo | None:
     """Look a presented key up by hash, from the cache when possible. None when unknown."""
     if not raw.startswith(KEY_PREFIX) or len(raw) > 200:
         return None
-    key_hash = hash_key(raw)
+    return key_info_by_hash(hash_key(raw))
+
+
+def key_info_by_hash(key_hash: str) -> KeyInfo | None:
+    """The key with this hash, from the cache when possible. None when unknown."""
     ck = _cache_key(key_hash)
     info = cache.get(ck)
     if info is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from urllib.parse import urlparse
 
@@ -14,8 +13,6 @@ from tenants.audit import SYSTEM
 from tenants.keys import apikey_create
 from tenants.models import Tenant, User
 from tenants.services import agent_create, tenant_create
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def _service_up(url: str, default_port: int) -> bool:
@@ -64,11 +61,27 @@ def _reseed_after_flush(request):
         seed_reference_data()
 
 
+def clear_redis_namespace() -> None:
+    """Forget this run's cache and Redis keys (all under its own prefix). Not `cache.clear()`: on Redis that is
+    FLUSHDB, which would wipe the counters and queues of every other run sharing the server."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        cache.clear()
+        return
+    from llm import budget
+
+    client = budget.backend().sync_client()
+    keys = list(client.scan_iter(f"{budget.NS}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start:start + 500])
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    cache.clear()
+    clear_redis_namespace()
     yield
-    cache.clear()
+    clear_redis_namespace()
 
 
 @pytest.fixture

@@ -303,9 +303,15 @@ async def send(target: Target, method: str, url: str, *, headers: dict, json_bod
     client = http_client()
     content = orjson.dumps(json_body) if json_body is not None else None
     all_headers = {"content-type": "application/json", **headers, **(target.options.get("headers") or {})}
-    request = client.build_request(method, url, content=content, headers=all_headers, timeout=timeout_of(target))
     try:
+        request = client.build_request(method, url, content=content, headers=all_headers,
+                                       timeout=timeout_of(target))
         response = await client.send(request, stream=True)
+    except (ValueError, TypeError, httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        # a header or URL no HTTP client will send (a stored value with a line break, say)
+        raise ProviderError("bad_request", f"{target.provider}: the endpoint's settings hold a header or URL that "
+                            f"cannot be sent ({exc.__class__.__name__}); correct them in the LLM settings",
+                            provider=target.provider) from None
     except (TimeoutError, httpx.HTTPError, OSError) as exc:
         raise error_from_exception(target, exc) from None
     if response.status_code >= 400:
@@ -317,13 +323,47 @@ async def send(target: Target, method: str, url: str, *, headers: dict, json_bod
             await response.aclose()
         raise error_from_response(target, response.status_code, raw, response.headers)
     if not stream:
-        try:
-            await asyncio.wait_for(response.aread(), target.timeouts.first_byte)
-        except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            raise error_from_exception(target, exc) from None
-        finally:
-            await response.aclose()
+        await read_bounded(target, response)
     return response
+
+
+def _max_body() -> int:
+    from django.conf import settings
+
+    return settings.UPSTREAM_MAX_BODY_BYTES
+
+
+async def read_bounded(target: Target, response: httpx.Response) -> bytes:
+    """Read a whole answer, refusing one larger than UPSTREAM_MAX_BODY_BYTES (what a provider sends never grows
+    the gateway's memory without bound); closes the response."""
+    limit = _max_body()
+    try:
+        declared = int(response.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        if declared > limit:
+            raise ProviderError("unavailable", f"{target.provider} sent an answer larger than {limit:,} bytes",
+                                provider=target.provider)
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise ProviderError("unavailable", f"{target.provider} sent an answer larger than {limit:,} bytes",
+                                    provider=target.provider)
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), target.timeouts.first_byte)
+    except (TimeoutError, httpx.HTTPError, OSError) as exc:
+        raise error_from_exception(target, exc) from None
+    finally:
+        await response.aclose()
+    response._content = b"".join(chunks)  # what response.content returns from now on
+    return response._content
 
 
 def json_of(target: Target, response: httpx.Response) -> Any:
@@ -334,9 +374,31 @@ def json_of(target: Target, response: httpx.Response) -> Any:
                             provider=target.provider, status=response.status_code) from None
 
 
+async def _bounded_lines(target: Target, response: httpx.Response) -> Any:
+    """The stream's lines, refusing one longer than UPSTREAM_MAX_SSE_LINE_BYTES (httpx's own line reader keeps
+    any length in memory)."""
+    from django.conf import settings
+
+    limit = settings.UPSTREAM_MAX_SSE_LINE_BYTES
+    buffer = b""
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        while True:
+            cut = buffer.find(b"\n")
+            if cut < 0:
+                break
+            line, buffer = buffer[:cut], buffer[cut + 1:]
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(buffer) > limit:
+            raise ProviderError("unavailable", f"{target.provider} sent a stream line longer than {limit:,} bytes",
+                                provider=target.provider)
+    if buffer:
+        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+
+
 async def sse_events(target: Target, response: httpx.Response):
     """Yield (event, data) pairs of a server-sent-event stream; a gap over timeouts.idle is a timeout."""
-    lines = response.aiter_lines()
+    lines = _bounded_lines(target, response)
     event = ""
     data: list[str] = []
     try:

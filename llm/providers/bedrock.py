@@ -30,6 +30,7 @@ from .base import (
     error_from_exception,
     error_from_response,
     http_client,
+    read_bounded,
     timeout_of,
     upstream_error,
     usage_block,
@@ -128,12 +129,7 @@ async def _post(target: Target, path: str, body: dict, *, stream: bool) -> httpx
         await response.aclose()
         raise _error(target, response.status_code, raw, response.headers)
     if not stream:
-        try:
-            await response.aread()
-        except (httpx.HTTPError, OSError) as exc:
-            raise error_from_exception(target, exc) from None
-        finally:
-            await response.aclose()
+        await read_bounded(target, response)
     return response
 
 

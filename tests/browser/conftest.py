@@ -16,6 +16,19 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _async_unsafe_for_playwright():
+    """Playwright's sync API runs an event loop in the test's thread, so Django sees the test's own ORM calls as
+    made from async code. Allowed here only, for the browser tests' duration; the rest of the suite runs without."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Module-scoped: Playwright's sync API runs an event loop in this thread, which must be gone before other

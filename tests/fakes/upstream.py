@@ -160,6 +160,46 @@ class FakeUpstream:
             return self._openai_error(404, "The model `missing-model` does not exist", "model_not_found")
         return None
 
+    async def _odd_case(self, request: web.Request, model: str, body: dict) -> web.StreamResponse | None:
+        """Answers a provider should never give, for the trust-core tests: `odd-usage` (token counts beyond 64 bits
+        and negative), `not-an-object` (a JSON list), `huge-body` (3 MB), `long-line` (one 3 MB SSE line),
+        `odd-chunk` (a stream chunk that is a list)."""
+        base = {"id": "chatcmpl-odd", "object": "chat.completion", "created": int(time.time()), "model": model}
+        if model == "odd-usage":
+            usage = {"prompt_tokens": 2**70, "completion_tokens": -3, "total_tokens": "many",
+                     "prompt_tokens_details": {"cached_tokens": -1}}
+            if body.get("stream"):
+                response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+                await response.prepare(request)
+                chunk = {**base, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": {"content": "odd"}, "finish_reason": "stop"}]}
+                await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                import json  # orjson refuses integers beyond 64 bits, which is the point here
+
+                await response.write(b"data: " + json.dumps({**chunk, "choices": [], "usage": usage}).encode()
+                                     + b"\n\n")
+                await response.write(b"data: [DONE]\n\n")
+                await response.write_eof()
+                return response
+            return web.json_response({**base, "usage": usage, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "odd"}, "finish_reason": "stop"}]})
+        if model == "not-an-object":
+            return web.json_response([1, 2])
+        if model == "huge-body":
+            return web.json_response({**base, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "x" * 3_000_000}, "finish_reason": "stop"}]})
+        if model in ("long-line", "odd-chunk"):
+            response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await response.prepare(request)
+            if model == "long-line":
+                await response.write(b"data: " + b"x" * 3_000_000 + b"\n\n")
+            else:
+                await response.write(b"data: [1]\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+        return None
+
     # --- OpenAI -------------------------------------------------------------------------------------
     async def openai_chat(self, request: web.Request, protocol: str = "openai_compat", auth_header: str = "authorization"):
         body = await self._record(request)
@@ -170,6 +210,9 @@ class FakeUpstream:
         failure = self._openai_case(model)
         if failure is not None:
             return failure
+        odd = await self._odd_case(request, model, body)
+        if odd is not None:
+            return odd
         if model == "slow":
             await asyncio.sleep(3)
         text = TEXT.format(protocol=protocol)
@@ -284,6 +327,10 @@ class FakeUpstream:
             return self._anthropic_error(404, "not_found_error", f"model: {model}")
         if model == "fail-400" or not body.get("max_tokens"):
             return self._anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
+        if model == "odd-json":  # content blocks that are not objects: an adapter must not choke on them
+            return web.json_response({"id": "msg_odd", "type": "message", "role": "assistant", "model": model,
+                                      "content": [1], "stop_reason": "end_turn",
+                                      "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}})
         if model == "slow":
             await asyncio.sleep(3)
         text = TEXT.format(protocol="anthropic")

@@ -113,48 +113,38 @@ def test_concurrency_limit_counts_calls_in_flight(make_tenant):
     budget.settle(second.reservation, actual=0)
 
 
+def _queued(client) -> list[bytes]:
+    return [fields[b"e"] for _, fields in client.xrange(budget.EVENTS_KEY)]
+
+
 def test_settle_queues_the_event_in_the_same_step(make_tenant, fresh_backend):
     tenant = _tenant(make_tenant)
     adm = budget.reserve(scopes=[budget.Scope("tenant", tenant.id, None)], amount=10)
     budget.settle(adm.reservation, actual=7, event=b'{"x": 1}')
     budget.settle(adm.reservation, actual=7, event=b'{"x": 1}')  # settling twice is a no-op
     client = fresh_backend.sync_client()
-    assert client.lrange(budget.EVENTS_KEY, 0, -1) == [b'{"x": 1}']
+    assert _queued(client) == [b'{"x": 1}']
     assert budget.used_tcu(tenant_id=tenant.id) == 7
 
 
-def _queue_usage(client, tenant, request_id: str) -> None:
+def _usage(tenant, request_id: str, **fields):
     from llm.metering import Usage
 
-    usage = Usage(request_id=request_id, tenant_id=tenant.id, user_id=None, request_type="chat",
-                  provider="openai", model="openai:gpt-5-mini", mode="platform", latency_ms=5,
-                  input_tokens=3, output_tokens=4, status="ok", http_status=200)
-    client.rpush(budget.EVENTS_KEY, usage.to_json())
+    return Usage(request_id=request_id, tenant_id=tenant.id, user_id=None, request_type="chat",
+                 provider="openai", model="openai:gpt-5-mini", mode="platform", latency_ms=5,
+                 input_tokens=3, output_tokens=4, status="ok", http_status=200, **fields)
 
 
-def test_a_drainer_that_died_holding_the_lease_delays_the_next_but_loses_nothing(
-        make_tenant, fresh_backend, monkeypatch):
-    from llm import metering
-
-    tenant = _tenant(make_tenant)
-    client = fresh_backend.sync_client()
-    _queue_usage(client, tenant, "req-after-crash")
-    monkeypatch.setattr(metering, "_DRAIN_LEASE_S", 1)
-    client.set(metering._DRAIN_LOCK, "a-killed-drainer", ex=1)  # what a SIGKILLed drainer leaves behind
-    assert metering.drain() == 0, "the lease is honoured while it lasts"
-    assert metering.flush() == 1, "flush waits the lease out, then drains"
-    assert list(UsageEvent.objects.unscoped().values_list("request_id", flat=True)) == ["req-after-crash"]
+def _queue_raw(client, raw: bytes) -> None:
+    client.xadd(budget.EVENTS_KEY, {"e": raw})
 
 
-def test_a_drainer_releases_only_its_own_lease(make_tenant, fresh_backend):
-    from llm import metering
+def _queue_usage(client, tenant, request_id: str) -> None:
+    _queue_raw(client, _usage(tenant, request_id).to_json())
 
-    client = fresh_backend.sync_client()
-    client.set(metering._DRAIN_LOCK, "someone-else", ex=30)
-    assert client.eval(metering._RELEASE, 1, metering._DRAIN_LOCK, "mine") == 0
-    assert client.get(metering._DRAIN_LOCK) == b"someone-else"
-    assert metering.drain() == 0
-    assert client.get(metering._DRAIN_LOCK) == b"someone-else", "a refused drainer leaves the holder's lease alone"
+
+def _rows() -> list[str]:
+    return sorted(UsageEvent.objects.unscoped().values_list("request_id", flat=True))
 
 
 def test_an_event_of_a_deleted_agent_or_tenant_does_not_hold_the_queue_back(make_tenant, fresh_backend):
@@ -166,9 +156,8 @@ def test_an_event_of_a_deleted_agent_or_tenant_does_not_hold_the_queue_back(make
     client = fresh_backend.sync_client()
     _queue_usage(client, gone, "req-of-a-deleted-tenant")
     _queue_usage(client, tenant, "req-before")
-    raw = orjson.loads(client.lrange(budget.EVENTS_KEY, -1, -1)[0])
-    client.rpush(budget.EVENTS_KEY, orjson.dumps({**raw, "request_id": "req-of-a-deleted-agent",
-                                                  "agent_id": agent.id}))
+    raw = orjson.loads(_queued(client)[-1])
+    _queue_raw(client, orjson.dumps({**raw, "request_id": "req-of-a-deleted-agent", "agent_id": agent.id}))
     agent.delete()
     gone.delete()
 
@@ -176,3 +165,169 @@ def test_an_event_of_a_deleted_agent_or_tenant_does_not_hold_the_queue_back(make
     rows = dict(UsageEvent.objects.unscoped().values_list("request_id", "agent_id"))
     assert rows == {"req-before": None, "req-of-a-deleted-agent": None}
     assert metering.pending_count() == 0
+
+
+def test_a_poisoned_event_is_dead_lettered_and_every_good_one_lands(make_tenant, fresh_backend):
+    """Events the database refuses (built by hand here, as an older version or a bug could queue them) go aside
+    with their reason; the ones around them land, and the queue is empty afterwards."""
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    client = fresh_backend.sync_client()
+    good = orjson.loads(_usage(tenant, "req-good-1").to_json())
+    _queue_usage(client, tenant, "req-good-0")
+    _queue_raw(client, b"{not json")
+    _queue_raw(client, orjson.dumps({**good, "request_id": "req-dup-model", "model": "m" * 300}))  # cut, lands
+    _queue_raw(client, orjson.dumps({"request_id": "req-no-tenant"}))
+    _queue_raw(client, orjson.dumps({**good, "request_id": "req-bad-date", "created_at": "yesterday"}))
+    _queue_usage(client, tenant, "req-good-1")
+
+    assert metering.drain() == 6
+    assert _rows() == ["req-dup-model", "req-good-0", "req-good-1"]
+    assert metering.pending_count() == 0
+    dead = metering.dead_letters()
+    assert len(dead) == 3 and metering.dead_letter_count() == 3
+    assert all(d["reason"] for d in dead)
+    assert metering.drain() == 0, "nothing is retried forever"
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_not_retried(make_tenant, fresh_backend, monkeypatch):
+    """The database itself refuses one row of the batch (a constraint we did not foresee): that row goes aside,
+    the batch's other rows land."""
+    from django.db import connection
+
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    client = fresh_backend.sync_client()
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE llm_usageevent ADD CONSTRAINT no_teapots CHECK (http_status <> 418)")
+    try:
+        _queue_usage(client, tenant, "req-a")
+        _queue_raw(client, orjson.dumps({**orjson.loads(_usage(tenant, "req-teapot").to_json()), "http_status": 418}))
+        _queue_usage(client, tenant, "req-b")
+        assert metering.drain() == 3
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE llm_usageevent DROP CONSTRAINT no_teapots")
+    assert _rows() == ["req-a", "req-b"]
+    (dead,) = metering.dead_letters()
+    assert "no_teapots" in dead["reason"]
+    assert metering.requeue_dead_letters() == 1
+    assert metering.drain() == 1
+    assert _rows() == ["req-a", "req-b", "req-teapot"]
+
+
+def test_out_of_range_fields_are_bounded_before_they_are_queued(make_tenant, fresh_backend):
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    usage = _usage(tenant, "req-wild", cached_tokens=-1)
+    usage.model = "custom:" + "x" * 400
+    usage.input_tokens = 2**80
+    usage.latency_ms = -5
+    usage.cost_usd = "1e30"
+    budget.settle(budget.reserve(scopes=[], amount=0).reservation, actual=0, event=usage.to_json())
+    assert metering.drain() == 1
+    row = UsageEvent.objects.unscoped().get()
+    assert len(row.model) == 200 and row.input_tokens == 2**31 - 1 and row.cached_tokens == 0
+    assert row.latency_ms == 0 and row.cost_usd < 10**8
+    assert metering.dead_letter_count() == 0
+
+
+def test_two_drainers_with_a_lease_shorter_than_a_batch_lose_and_double_nothing(
+        make_tenant, fresh_backend, settings, monkeypatch):
+    """Drainer A reads a batch and stalls past the claim time; B takes the batch over and inserts it; A then
+    finishes. Every event lands exactly once, including those queued meanwhile."""
+    import threading
+
+    from llm import metering
+
+    settings.USAGE_CLAIM_IDLE_MS = 50
+    tenant = _tenant(make_tenant)
+    client = fresh_backend.sync_client()
+    for i in range(40):
+        _queue_usage(client, tenant, f"req-{i:03d}")
+    monkeypatch.setattr(metering, "_DRAIN_BATCH", 10)
+    a_read, b_done = threading.Event(), threading.Event()
+    real_insert = metering._insert
+
+    def slow_insert(rows):
+        if threading.current_thread().name == "drainer-a" and not a_read.is_set():
+            a_read.set()
+            assert b_done.wait(20), "drainer B never finished"
+        return real_insert(rows)
+
+    monkeypatch.setattr(metering, "_insert", slow_insert)
+    monkeypatch.setattr(metering, "_consumer", lambda: threading.current_thread().name)
+
+    def run_a():
+        from django.db import connection
+
+        try:
+            metering.drain()
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=run_a, name="drainer-a")
+    a.start()
+    assert a_read.wait(20)
+    for i in range(40, 45):
+        _queue_usage(client, tenant, f"req-{i:03d}")
+    import time
+
+    time.sleep(0.1)  # A's batch is now older than the claim time
+    threading.current_thread().name, old_name = "drainer-b", threading.current_thread().name
+    try:
+        metering.drain()
+    finally:
+        threading.current_thread().name = old_name
+    b_done.set()
+    a.join(20)
+    assert not a.is_alive()
+    metering.drain()
+    assert _rows() == [f"req-{i:03d}" for i in range(45)]
+    assert metering.pending_count() == 0
+
+
+def test_events_queued_by_an_earlier_version_are_moved_and_drained(make_tenant, fresh_backend):
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    client = fresh_backend.sync_client()
+    client.rpush(budget.LEGACY_EVENTS_KEY, _usage(tenant, "req-old-list").to_json())
+    assert metering.pending_count() == 1
+    assert metering.drain() == 1
+    assert _rows() == ["req-old-list"]
+    assert metering.pending_count() == 0
+
+
+def test_dead_letters_are_listed_in_admin_and_can_be_requeued(make_tenant, fresh_backend, admin_client,
+                                                              client):
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    fresh_backend_client = fresh_backend.sync_client()
+    _queue_raw(fresh_backend_client, orjson.dumps({**orjson.loads(_usage(tenant, "req-late").to_json()),
+                                                   "created_at": "not a date"}))
+    metering.drain()
+    page = admin_client.get("/admin/llm/usage-dead-letters/")
+    assert page.status_code == 200 and b"undecodable event" in page.content
+    assert client.get("/admin/llm/usage-dead-letters/").status_code == 302, "admins only"
+    (letter,) = metering.dead_letters()
+    assert admin_client.post("/admin/llm/usage-dead-letters/", {"action": "discard", "ids": [letter["id"]]}
+                             ).status_code == 302
+    assert metering.dead_letter_count() == 0
+
+
+def test_metrics_count_queued_and_dead_lettered_events(make_tenant, fresh_backend, client):
+    from llm import metering
+
+    tenant = _tenant(make_tenant)
+    _queue_raw(fresh_backend.sync_client(), b"{broken")
+    _queue_usage(fresh_backend.sync_client(), tenant, "req-waiting")
+    body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "byok_usage_events_pending 2.0" in body
+    metering.drain()
+    body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "byok_usage_events_dead_lettered 1.0" in body and "byok_usage_events_pending 0.0" in body
