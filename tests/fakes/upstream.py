@@ -85,6 +85,7 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self.openai_embeddings)
         app.router.add_get("/v1/models", self.openai_models)
         app.router.add_get("/api/tags", self.ollama_tags)
+        app.router.add_get("/slow/api/tags", self.slow_ollama_tags)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self.azure_embeddings)
         app.router.add_post("/v1/messages", self.anthropic_messages)
@@ -290,6 +291,11 @@ class FakeUpstream:
             return denied
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in ("gpt-fake", "llama3:8b")]})
+
+    async def slow_ollama_tags(self, request: web.Request):
+        """An Ollama server that takes 3 s to list its models (`/slow` as its base URL)."""
+        await asyncio.sleep(3)
+        return await self.ollama_tags(request)
 
     async def ollama_tags(self, request: web.Request):
         await self._record(request)

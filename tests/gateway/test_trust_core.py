@@ -246,3 +246,33 @@ def test_an_announced_revocation_reaches_a_process_that_cached_the_key(custom):
     while gateway_cache.keys.get(key_hash) is not None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert gateway_cache.keys.get(key_hash) is None, "the listener did not apply the announcement"
+
+
+def test_a_slow_ollama_server_does_not_hold_back_another_tenants_calls(custom, fake, other_tenant, make_key,
+                                                                        other_client):
+    """Tenant B's /v1/models waits on its slow Ollama server (3 s) in the gateway's own pool; meanwhile tenant A's
+    calls are answered — they finish while B's listing is still pending (ordering, not a time bound)."""
+    saved = other_client.post("/api/llm/preferences", {
+        "mode": "custom", "model": "ollama:llama3:8b",
+        "custom_endpoint": {"kind": "ollama", "base_url": fake.url + "/slow"}}, format="json")
+    assert saved.status_code in (200, 201), saved.content
+    reconfigured()
+    b_key = make_key(other_tenant, scopes=["gateway"])
+    listing_done = threading.Event()
+
+    def list_b():
+        response = httpx.get(custom["url"] + "/v1/models", headers={"Authorization": f"Bearer {b_key}"}, timeout=30)
+        assert response.status_code == 200
+        listing_done.set()
+
+    body = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]}
+    assert _post(custom, body).status_code == 200  # A is warm
+    b = threading.Thread(target=list_b)
+    b.start()
+    try:
+        for _ in range(3):
+            assert _post(custom, body).status_code == 200
+        assert not listing_done.is_set(), "A's calls were answered only after B's slow listing"
+    finally:
+        b.join(30)
+    assert listing_done.is_set()
