@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync
-
 from .request_checks import check_chat
 from .router import Call, CallContext, GatewayError, resolve
 
@@ -58,12 +56,13 @@ def error_text(exc: Exception) -> str:
 def run(coro: Any) -> Any:
     """Run a coroutine from synchronous code (a Celery task or a management command).
 
-    Through async_to_sync rather than asyncio.run: the router's thread-sensitive database calls then run in the
-    calling thread, on its connection, which Celery and Django close after the task or request; with asyncio.run
-    they would go to asgiref's process-wide executor thread, whose connection nobody closes.
+    Through async_to_sync rather than asyncio.run, with the router's sync work on the calling thread
+    (`sync.from_sync`): its database work then uses the caller's connection, which Celery and Django close after
+    the task or request, and sees the caller's transaction.
     """
+    from .sync import from_sync
 
     async def main() -> Any:
         return await coro
 
-    return async_to_sync(main)()
+    return from_sync(main)

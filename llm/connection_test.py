@@ -118,6 +118,31 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
     return {"ok": True, "latency_ms": latency, "error": None, "usage": result.get("usage") or {}}
 
 
+async def _metered_ping(target: ResolvedTarget, ctx: Any) -> dict[str, Any]:
+    """A test of the platform's own keys is a call like any other: admitted against the tenant's caps, rate
+    limits and the key's and agent's budgets, priced, and metered once (as request type `test`)."""
+    from .resolution import ResolvedRoute
+    from .router import Call, GatewayError
+
+    route = ResolvedRoute(name="test-connection", targets=(target,), weighted=False, cache_ttl=None, eu_only=False)
+    call = Call(ctx, route, {"model": target.model_id, "messages": [{"role": "user", "content": "ping"}],
+                             "max_tokens": 5})
+    started = time.perf_counter()
+    try:
+        await call.start()
+        result = await call.complete()
+    except GatewayError as exc:
+        kind = {"tcu_hard_cap_reached": "cap", "rate_limit_exceeded": "rate_limit"}.get(exc.code or "", "")
+        kind = kind or exc.error_kind or "unavailable"
+        latency = int((time.perf_counter() - started) * 1000) if call.reservation is not None else None
+        return {"ok": False, "latency_ms": latency, "usage": None,
+                "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, target)}}
+    finally:
+        await call.abort()
+    return {"ok": True, "latency_ms": int((time.perf_counter() - started) * 1000), "error": None,
+            "usage": result.get("usage") or {}}
+
+
 def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
     """The target's origin as text when no saved credential of the tenant is bound to it (None otherwise, and
     for the platform's own keys)."""
@@ -167,8 +192,18 @@ def test_connection(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]
                      action="llm.connection_test.new_origin", object_type="connection_test",
                      object_repr=f"Connection test to {origin}",
                      changes={"origin": origin, "mode": target.mode, "model": target.model_id})
-    outcome = async_to_sync(_ping)(target)
-    _record(tenant, user, target, outcome)
+    if target.mode == "platform":
+        from .router import CallContext
+
+        ctx = CallContext(tenant_id=tenant.id, request_type="test", agent_id=agent.pk if agent else None,
+                          user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
+                          key_spend_limit=api_key.spend_limit_tcu if api_key else None)
+        from .sync import from_sync
+
+        outcome = from_sync(_metered_ping, target, ctx)
+    else:
+        outcome = async_to_sync(_ping)(target)
+        _record(tenant, user, target, outcome)
     if outcome["ok"] and target.credential_id and not data:
         from .credentials import credential_mark_verified
         from .models import Credential

@@ -436,11 +436,11 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
                 await run_sync(_background_in_thread)
             except Exception:
                 log.exception("final usage drain failed; events stay queued")
-            from django.db import connections
-
             from .providers import aclose_clients
 
             await aclose_clients()  # close the pooled upstream connections cleanly
-            await run_sync(connections.close_all)
+            from . import sync
+
+            await asyncio.get_running_loop().run_in_executor(None, sync.shutdown)
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -7,14 +7,16 @@ keeps at most one database connection, re-checked before and after each job as D
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 T = TypeVar("T")
 
@@ -40,14 +42,46 @@ def _job(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
         close_old_connections()
 
 
+# Set by `from_sync()`: the coroutine was started by synchronous code (a Celery task, a view, a command) that
+# waits for it, so its sync work belongs on that thread and its database connection (and transaction).
+_from_sync: ContextVar[bool] = ContextVar("llm_sync_from_sync", default=False)
+
+
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run fn in the gateway's pool (with the caller's context variables) and await its result."""
+    """Run fn in the gateway's pool (with the caller's context variables) and await its result; for a coroutine
+    driven by synchronous code, on that code's own thread instead."""
+    if _from_sync.get():
+        return await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
     return await sync_to_async(_job, thread_sensitive=False, executor=pool())(fn, args, kwargs)
 
 
+def from_sync(coro_fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run an async function from synchronous code and return its result (see `_from_sync`)."""
+    from asgiref.sync import async_to_sync
+
+    async def main() -> Any:
+        _from_sync.set(True)
+        return await coro_fn(*args, **kwargs)
+
+    return async_to_sync(main)()
+
+
 def shutdown() -> None:
+    """Close every pool thread's database connection, then the pool (server shutdown, tests)."""
     global _pool
     with _lock:
-        if _pool is not None:
-            _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = None
+        current, _pool = _pool, None
+    if current is None:
+        return
+    threads = len(getattr(current, "_threads", ()))
+    barrier = threading.Barrier(threads) if threads else None
+
+    def close() -> None:
+        connections.close_all()
+        if barrier is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)  # each thread takes exactly one of these jobs
+
+    for _ in range(threads):
+        current.submit(close)
+    current.shutdown(wait=True)

@@ -63,6 +63,7 @@ def test_sigkill_under_load_loses_no_answered_call(fake, tenant, make_key):
             time.sleep(0.1)
 
         received: list[str] = []
+        refused: Counter = Counter()
         lock = threading.Lock()
         stop = threading.Event()
 
@@ -77,14 +78,18 @@ def test_sigkill_under_load_loses_no_answered_call(fake, tenant, make_key):
                                               "messages": [{"role": "user", "content": "hi"}]})
                     except httpx.HTTPError:
                         return  # the server was killed under us
-                    if r.status_code == 200:
-                        with lock:
+                    with lock:
+                        if r.status_code == 200:
                             received.append(r.headers["x-request-id"])
+                        else:
+                            refused[r.status_code] += 1
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(worker) for _ in range(8)]
-            while len(received) < 60:
+            deadline = time.monotonic() + 60
+            while len(received) < 60 and time.monotonic() < deadline and not all(f.done() for f in futures):
                 time.sleep(0.01)
+            assert len(received) >= 60, f"only {len(received)} answered calls (refused: {dict(refused)})"
             proc.send_signal(signal.SIGKILL)
             stop.set()
             for f in futures:
