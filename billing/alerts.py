@@ -104,12 +104,9 @@ def _after_commit(alert_id: int, title: str, body: str) -> None:
         except Exception:  # one bad address must not stop the others
             log.exception("alert e-mail to a recipient of %s failed", alert.tenant.slug)
     AlertSent.objects.unscoped().filter(pk=alert_id).update(emails_sent=sent)
-    try:
-        from llm.metrics import ALERTS
+    from llm.metrics import ALERTS
 
-        ALERTS.labels(alert.threshold).inc()
-    except ImportError:
-        pass
+    ALERTS.labels(alert.threshold).inc()
     log.info("alert %s sent for %s %s (%s e-mails)", alert.threshold, alert.tenant.slug, alert.period, sent)
     if alert.webhook_status == "pending":
         from .tasks import deliver_alert_webhook

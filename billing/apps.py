@@ -8,6 +8,11 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from llm import policy as llm_policy
+
         from . import signals
+        from .policy import BillingPolicy, on_usage_recorded
 
         signals.connect()
+        llm_policy.register(BillingPolicy())
+        llm_policy.usage_recorded.connect(on_usage_recorded, dispatch_uid="billing.on_usage_recorded")

@@ -144,10 +144,8 @@ def invalidate(tenant_id: int) -> None:
     """Forget a tenant's cached limits here and in the gateway (its per-process copy)."""
     generation = _generation()
     cache.delete(_limits_key(tenant_id, generation))
-    try:
-        from llm.budget import invalidate_limits
-    except ImportError:  # the gateway is optional in this module's world
-        return
+    from llm.budget import invalidate_limits
+
     invalidate_limits(tenant_id)
 
 
@@ -159,10 +157,8 @@ def invalidate_all(tenant_ids: list[int] | None = None) -> None:
         cache.set(_GENERATION_KEY, 2, timeout=None)
     if tenant_ids is None:
         tenant_ids = list(Subscription.objects.unscoped().values_list("tenant_id", flat=True))
-    try:
-        from llm.budget import invalidate_limits
-    except ImportError:
-        return
+    from llm.budget import invalidate_limits
+
     for tenant_id in tenant_ids:
         invalidate_limits(tenant_id)
 
@@ -314,10 +310,7 @@ def agent_budget_set(*, tenant: Tenant, actor: Actor, agent: Agent, monthly_tcu:
         audit_record(tenant=tenant, actor=actor, action="billing.agent_budget.update", obj=agent,
                      changes={"monthly_tcu": value})
     cache.delete(_agent_budget_key(tenant.id, agent.id, _generation()))
-    try:
-        from llm import gateway_cache
+    from llm import gateway_cache
 
-        gateway_cache.limits.pop(("agent-budget", tenant.id, agent.id))
-    except ImportError:
-        pass
+    gateway_cache.limits.pop(("agent-budget", tenant.id, agent.id))
     return agent_budget_read(tenant=tenant, agent=agent)

@@ -47,18 +47,14 @@ def periods_due() -> list[str]:
 
 
 def _drain() -> int:
-    try:
-        from llm.metering import flush
-    except ImportError:
-        return 0
+    from llm.metering import flush
+
     return int(flush() or 0)
 
 
 def _rollups() -> int:
-    try:
-        from llm.usage import rollup_pending
-    except ImportError:
-        return 0
+    from llm.usage import rollup_pending
+
     return int(rollup_pending() or 0)
 
 

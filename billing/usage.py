@@ -43,12 +43,10 @@ def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
     """TCU of the period: the gateway's live counter when available, else the PostgreSQL sums."""
     period = period or period_of()
     if period == period_of():
-        try:
-            from llm.budget import used_tcu
+        from llm.budget import used_tcu
 
+        try:
             return int(used_tcu(tenant_id=tenant_id, period=period))
-        except ImportError:
-            pass
         except Exception:  # Redis down: the database still knows
             log.warning("TCU counter unavailable for tenant %s; summing events", tenant_id, exc_info=True)
     return int(_events(tenant_id, period).aggregate(t=Sum("tcu"))["t"] or 0)

@@ -17,17 +17,14 @@ class _StateCollector:
     def collect(self):
         used = GaugeMetricFamily("byok_tcu_used", "TCU used this period", labels=["tenant"])
         ratio = GaugeMetricFamily("byok_tcu_cap_ratio", "TCU used / cap", labels=["tenant", "level"])
-        try:
-            from billing.metrics import collect_tenant_gauges
-        except ImportError:
-            collect_tenant_gauges = None
-        if collect_tenant_gauges is not None:
-            for slug, tcu, warn, hard in collect_tenant_gauges():
-                used.add_metric([slug], tcu)
-                if warn:
-                    ratio.add_metric([slug, "warn"], tcu / warn)
-                if hard:
-                    ratio.add_metric([slug, "hard"], tcu / hard)
+        from billing.metrics import collect_tenant_gauges
+
+        for slug, tcu, warn, hard in collect_tenant_gauges():
+            used.add_metric([slug], tcu)
+            if warn:
+                ratio.add_metric([slug, "warn"], tcu / warn)
+            if hard:
+                ratio.add_metric([slug, "hard"], tcu / hard)
         yield used
         yield ratio
         from llm import budget, metering

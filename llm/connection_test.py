@@ -162,10 +162,8 @@ def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
 
 
 def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: dict[str, Any]) -> None:
-    try:
-        from .metering import record_test_call
-    except ImportError:
-        return
+    from .metering import record_test_call
+
     usage = outcome.get("usage") or {}
     try:
         record_test_call(tenant_id=tenant.id, user_id=user.pk if user else None, provider=target.provider,

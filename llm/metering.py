@@ -448,11 +448,8 @@ def flush(timeout: float = 20.0) -> int:
 
 
 def _after_insert(events: list[UsageEvent]) -> None:
-    """Tell billing about threshold crossings, per tenant of the batch (pure arithmetic on its side)."""
-    try:
-        from billing.caps import after_usage
-    except ImportError:
-        return
+    """Announce the stored usage, per tenant of the batch, with its period totals (billing sends cap alerts)."""
+    from .policy import usage_recorded
     by_tenant: dict[int, tuple[int, int]] = {}
     for e in events:
         tcu, tokens = by_tenant.get(e.tenant_id, (0, 0))
@@ -467,8 +464,9 @@ def _after_insert(events: list[UsageEvent]) -> None:
                     , out=Sum("output_tokens", filter=Q(mode="platform")))
         tcu_after = int(totals["tcu"] or 0)
         tokens_after = int(totals["tokens"] or 0) + int(totals["out"] or 0)
-        try:
-            after_usage(tenant_id=tenant_id, tcu_before=tcu_after - batch_tcu, tcu_after=tcu_after,
-                        tokens_before=tokens_after - batch_tokens, tokens_after=tokens_after)
-        except Exception:
-            log.exception("billing.after_usage failed for tenant %s", tenant_id)
+        for receiver, result in usage_recorded.send_robust(
+                sender=UsageEvent, tenant_id=tenant_id, tcu_before=tcu_after - batch_tcu, tcu_after=tcu_after,
+                tokens_before=tokens_after - batch_tokens, tokens_after=tokens_after):
+            if isinstance(result, Exception):  # the events are stored; an alert can be sent by the next batch
+                log.error("usage_recorded receiver %s failed for tenant %s", getattr(receiver, "__name__", receiver),
+                          tenant_id, exc_info=result)

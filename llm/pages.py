@@ -28,17 +28,10 @@ def _summary(request: HttpRequest):
 @tenant_required(Perm.VIEW_USAGE)
 def usage(request: HttpRequest) -> HttpResponse:
     summary, agent = _summary(request)
-    caps = banner = None
-    try:
-        from billing.summary import billing_summary
+    from .policy import policy
 
-        billing = billing_summary(tenant=request.tenant, with_invoices=False)
-        caps = {"used": billing["tcu_used"], "warn": billing["warn_tcu"], "hard": billing["hard_tcu"]}
-        caps["pct"] = min(100, round(100 * caps["used"] / caps["hard"])) if caps["hard"] else 0
-        caps["warn_pct"] = min(100, round(100 * caps["warn"] / caps["hard"])) if caps["hard"] else 0
-        banner = billing["banner"]
-    except ImportError:
-        pass
+    extra = policy().usage_page_context(request.tenant)
+    caps, banner = extra.get("caps"), extra.get("banner")
     byok_only = bool(summary["by_model"]) and summary["totals"]["billed_usd"] == 0
     chart = {"labels": [d["day"] for d in summary["by_day"]], "requests": [d["requests"] for d in summary["by_day"]],
              "cost": [d["cost_usd"] for d in summary["by_day"]]}

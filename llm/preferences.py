@@ -6,11 +6,9 @@ the API and the pages both call it and show its field errors.
 
 from __future__ import annotations
 
-import importlib
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -35,15 +33,11 @@ def platform_mode_allowed(tenant: Tenant) -> tuple[bool, str]:
     """Whether the tenant may use the platform's keys: the installation allows it and so does its plan."""
     if not settings.PLATFORM_MANAGED_LLM_ENABLED:
         return False, "Platform-managed models are turned off on this installation; use your own key (BYOK)."
-    if apps.is_installed("billing"):
-        try:
-            plans = importlib.import_module("billing.plans")
-            allows = plans.plan_allows_platform
-        except (ImportError, AttributeError):
-            return True, ""
-        if not allows(tenant):
-            return False, ("Your plan does not include platform-managed models; upgrade the plan or use your own "
-                           "key (BYOK).")
+    from .policy import policy
+
+    if not policy().platform_allowed(tenant):
+        return False, ("Your plan does not include platform-managed models; upgrade the plan or use your own "
+                       "key (BYOK).")
     return True, ""
 
 

@@ -82,10 +82,8 @@ def bump_config_version(tenant_id: int | None = None) -> None:
         from . import catalog
 
         catalog.forget_memo()
-    try:
-        from . import gateway_cache
-    except ImportError:  # pragma: no cover - the gateway is optional for configuration
-        return
+    from . import gateway_cache
+
     if tenant_id is None:
         gateway_cache.routes.clear()
     else:

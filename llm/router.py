@@ -20,6 +20,7 @@ from django.db import DatabaseError
 
 from . import budget, gateway_cache
 from .metering import Usage, estimate_tokens, prompt_chars, tcu_of
+from .policy import policy
 from .sync import run_sync
 
 log = logging.getLogger(__name__)
@@ -47,51 +48,20 @@ class GatewayError(Exception):
                                        "code": self.code}})
 
 
-@dataclass(frozen=True, slots=True)
-class DefaultLimits:
-    """Limits when billing is not installed: the environment's caps, no rate limits."""
-
-    plan: str = "free"
-    tier: str = ""
-    warn_tcu: int = 0
-    hard_tcu: int = 0
-    rpm_tenant: int | None = None
-    rpm_key: int | None = None
-    max_concurrency: int | None = None
-    monthly_request_cap: int | None = None
-    markup: Decimal = Decimal(0)
-    platform_allowed: bool = True
-    platform_block_reason: str = ""
-    included_tokens: int = 0
-
-
 def _load_limits(tenant_id: int) -> Any:
-    try:
-        from billing.caps import limits_for
-    except ImportError:
-        return DefaultLimits(warn_tcu=settings.SPEND_ALERT_TCU_WARN, hard_tcu=settings.SPEND_ALERT_TCU_HARD)
-    return limits_for(tenant_id)
+    return policy().limits_for(tenant_id)
 
 
 def _load_agent_budget(tenant_id: int, agent_id: int) -> int | None:
-    try:
-        from billing.caps import agent_budget_tcu
-    except ImportError:
-        return None
-    return agent_budget_tcu(tenant_id, agent_id)
+    return policy().agent_budget_tcu(tenant_id, agent_id)
 
 
 def hard_cap_message(used: int, cap: int, scope: str = "tenant") -> str:
     _, end = budget.period_bounds(budget.period_of())
     if scope == "tenant":
-        try:
-            from billing.caps import hard_cap_message as billing_message
-        except ImportError:
-            pass
-        else:
-            return billing_message(used, cap, end)
-    what = {"tenant": "Monthly TCU hard cap", "key": "This API key's monthly TCU limit",
-            "agent": "This agent's monthly TCU budget"}.get(scope, "Monthly TCU limit")
+        return policy().hard_cap_message(used, cap, end)
+    what = {"key": "This API key's monthly TCU limit", "agent": "This agent's monthly TCU budget"}.get(
+        scope, "Monthly TCU limit")
     return (f"{what} reached: {used:,} of {cap:,} TCU used. New calls are refused until the period resets on "
             f"{end:%Y-%m-%d %H:%M} UTC or the limit is raised.")
 

@@ -4,7 +4,6 @@ import getpass
 import secrets
 import sys
 
-from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -14,12 +13,8 @@ from tenants.services import tenant_create
 
 
 def _plan_assigner():
-    if not apps.is_installed("billing"):
-        return None
-    try:
-        from billing.plans import assign_plan
-    except ImportError:
-        return None
+    from billing.plans import assign_plan
+
     return assign_plan
 
 
