@@ -235,8 +235,9 @@ def private_redis(tmp_path) -> Iterator[PrivateRedis]:
 
 
 class TcpProxy:
-    """A TCP proxy (asyncio, in a thread) that can be cut: while cut it refuses new connections (nothing listens)
-    and has dropped every open one; restored, it listens on the same port again."""
+    """A TCP proxy (asyncio, in a thread) that can be cut. Cut, it drops every open connection and then either
+    refuses new ones (`refuse`: nothing listens, as when the database host is down) or accepts them and never
+    answers (`blackhole`: as behind a network partition). Restored, it forwards on the same port again."""
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
@@ -244,6 +245,7 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._blackhole = False
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="pg-proxy")
         self._thread.start()
         self.restore()
@@ -262,6 +264,17 @@ class TcpProxy:
             writer.close()
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._blackhole:
+            self._writers.add(client_writer)
+            try:
+                while await client_reader.read(65536):
+                    pass  # swallowed: no answer ever comes
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                self._writers.discard(client_writer)
+                client_writer.close()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -276,24 +289,35 @@ class TcpProxy:
             self._writers -= {client_writer, upstream_writer}
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self._drop_all()  # connections held by a black hole end (reset) when the path is back
+        self._blackhole = False
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, reuse_address=True
+            )
 
-    async def _cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+    def _drop_all(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()  # a reset, as when the database host goes away
         self._writers.clear()
 
+    async def _cut(self, mode: str) -> None:
+        if mode == "blackhole":
+            self._blackhole = True
+        elif self._server is not None:
+            self._server.close()
+            self._server = None
+        self._drop_all()
+
     def restore(self) -> None:
         self._run(self._listen())
 
-    def cut(self) -> None:
-        self._run(self._cut())
+    def cut(self, mode: str = "refuse") -> None:
+        assert mode in ("refuse", "blackhole")
+        self._run(self._cut(mode))
 
     def close(self) -> None:
-        self.cut()
+        self.cut("refuse")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
