@@ -229,6 +229,8 @@ class RouteImportView(TenantAPIView):
                 text = routes.routes_text(request.FILES["file"].read())
             elif hasattr(data, "get"):
                 text = data.get("yaml") or ""
+                if not isinstance(text, str):
+                    return Response({"yaml": ["Send the routes as YAML text."]}, status=status.HTTP_400_BAD_REQUEST)
             else:
                 text = ""
             result = routes.routes_import(tenant=self.tenant, actor=self.actor, text=text, replace=replace)

@@ -96,9 +96,9 @@ def access_credential(*, tenant: Tenant, credential_id: Any) -> Credential:
 def find_credential(*, tenant: Tenant, ref: Any) -> Credential | None:
     """A credential of the tenant by id or name (None when it has none by that reference)."""
     qs = Credential.objects.unscoped().filter(tenant=tenant)
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
         return qs.filter(pk=int(ref)).first()
-    if isinstance(ref, str) and ref:
+    if isinstance(ref, str) and ref and "\x00" not in ref:  # no name holds one; PostgreSQL refuses it in a query
         return qs.filter(name=ref).first()
     return None
 

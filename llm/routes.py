@@ -33,10 +33,13 @@ MAX_IMPORT_DEPTH = 20
 def access_route(*, tenant: Tenant, route_id: Any) -> Route:
     """The tenant's route by id (or name), or 404 — the same for another tenant's and a missing one."""
     qs = Route.objects.unscoped().filter(tenant=tenant)
+    text = str(route_id)
+    if "\x00" in text:  # names no route, and PostgreSQL refuses it in a query
+        raise Http404("No such route.")
     try:
-        if isinstance(route_id, int) or str(route_id).isdigit():
+        if isinstance(route_id, int) or (text.isascii() and text.isdigit() and len(text) <= 18):  # an id, not "²"
             return qs.get(pk=int(route_id))
-        return qs.get(name=str(route_id))
+        return qs.get(name=text)
     except Route.DoesNotExist:
         raise Http404("No such route.") from None
 
@@ -119,7 +122,7 @@ def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict
                 messages.append(f"Target {i}: credential: give the credential's id or name.")
                 ref = None
             credential = creds.get(ref) if isinstance(ref, int) else by_name.get(ref) if ref else None
-            if credential is None and isinstance(ref, str) and ref.isdigit():
+            if credential is None and isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18:
                 credential = creds.get(int(ref))
             if credential is None and ref is not None:
                 shown = f" “{ref}”" if len(str(ref)) <= 100 else ""
@@ -288,7 +291,11 @@ def _load_import(text: str) -> Any:
     if len(text) > MAX_IMPORT_BYTES or len(text.encode("utf-8", "replace")) > MAX_IMPORT_BYTES:
         raise ValidationError({"yaml": [f"The file is larger than {MAX_IMPORT_BYTES // 1024} KB; import the routes "
                                         "in several files."]})
-    loader = _ImportLoader(text)
+    try:
+        loader = _ImportLoader(text)  # the reader refuses control characters and lone surrogates here already
+    except yaml.YAMLError:
+        raise ValidationError({"yaml": ["Not valid YAML: it holds characters YAML does not allow (control "
+                                        "characters?)."]}) from None
     try:
         return loader.get_single_data()
     except _ImportRefused as exc:

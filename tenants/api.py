@@ -179,6 +179,8 @@ class AuditListView(TenantAPIView):
     def get(self, request: Request) -> Response:
         events = AuditEvent.objects.select_related("actor_user", "actor_key")
         if action := request.query_params.get("action"):
+            if "\x00" in action:
+                return Response({"action": ["Null characters are not allowed."]}, status=status.HTTP_400_BAD_REQUEST)
             events = events.filter(action__startswith=action)
         try:
             limit = max(1, min(int(request.query_params.get("limit", 100)), 500))

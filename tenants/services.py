@@ -27,8 +27,10 @@ INVITE_SALT = "tenants.invitation"
 def access_agent(*, tenant: Tenant, slug_or_id: str | int) -> Agent:
     qs = Agent.objects.unscoped().filter(tenant=tenant)
     value = str(slug_or_id)
+    if "\x00" in value:  # no slug holds one, and PostgreSQL refuses it in a query
+        raise Http404("No such agent.")
     agent = qs.filter(slug=value).first()
-    if agent is None and value.isdigit():
+    if agent is None and value.isascii() and value.isdigit() and len(value) <= 18:  # an id (not "²", nor 5,000 digits)
         agent = qs.filter(id=int(value)).first()
     if agent is None:
         raise Http404("No such agent.")
