@@ -39,8 +39,10 @@ def _call(client: httpx.Client, key: str, *, stream: bool = False) -> httpx.Resp
 # never answered), which needs a connect timeout on the database connection to fail rather than hang.
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
 def test_database_unreachable_warm_tenants_served_events_land_later(
-    fake, tenant, other_tenant, make_key, pg_proxy, gateway_process, mode
+    fake, tenant, other_tenant, make_key, gateway_process, pg_proxy, mode
 ):
+    # (gateway_process before pg_proxy: on teardown the proxy closes first, refusing, so that a gateway process
+    # left behind a black hole by a failure still shuts down at once.)
     key = configure_custom_tenant(tenant, make_key, fake.url)
     cold_key = configure_custom_tenant(other_tenant, make_key, fake.url)  # never called before the outage
     gateway = gateway_process(DATABASE_URL=database_url(port=pg_proxy.port), CONN_MAX_AGE="0")

@@ -12,6 +12,9 @@ from tests.faults.conftest import Load, configure_custom_tenant, events_by_reque
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
+SLOW = {"messages": [{"role": "user", "content": "hi"}]}
+
+
 def _is_clean_503(result: dict) -> bool:
     if result["status"] != 503 or not result.get("rid"):
         return False
@@ -23,10 +26,17 @@ def test_redis_restarted_under_load(fake, tenant, make_key, private_redis, gatew
     key = configure_custom_tenant(tenant, make_key, fake.url)
     gateway = gateway_process(REDIS_URL=private_redis.url)
     load = Load(gateway.url, key, workers=4)
+    slow = None
     try:
         load.phase = "up"
         wait_for(lambda: load.count("up", 200) >= 20, "20 answered calls before the fault")
 
+        # Two calls the provider takes 3 s to answer, admitted before the kill and finishing while Redis is gone.
+        slow = Load(gateway.url, key, workers=2, max_calls=2, body={**SLOW, "model": "slow"})
+        wait_for(
+            lambda: sum(1 for r in fake.requests if (r[2] or {}).get("model") == "slow") >= 2,
+            "the slow calls to reach the provider",
+        )
         private_redis.kill()  # SIGKILL, with calls in flight
         load.phase = "down"
         wait_for(
@@ -34,6 +44,7 @@ def test_redis_restarted_under_load(fake, tenant, make_key, private_redis, gatew
             "20 calls refused while Redis is gone",
             detail=lambda: load.summary() + "\n" + gateway.log_tail(),
         )
+        wait_for(lambda: len(slow.results) >= 2, "the slow calls to end", detail=slow.summary)
 
         private_redis.start()  # same port, same data directory (AOF)
         load.phase = "back"
@@ -42,6 +53,7 @@ def test_redis_restarted_under_load(fake, tenant, make_key, private_redis, gatew
         )
     finally:
         results = load.stop()
+        results += slow.stop() if slow is not None else []
 
     failures = [r for r in results if r["status"] != 200 and not _is_clean_503(r)]
     assert not failures, (
