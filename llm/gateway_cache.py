@@ -51,6 +51,11 @@ class TTLCache:
                 self.data.clear()
         self.data[key] = (time.monotonic() + (self.ttl if ttl is None else ttl), value)
 
+    def expire_all(self) -> None:
+        """Make every entry stale (refetched on next use) but keep it for get_stale()."""
+        now = time.monotonic()
+        self.data = {k: (min(exp, now), v) for k, (exp, v) in self.data.items()}
+
     def pop(self, key: Any) -> None:
         self.data.pop(key, None)
 
@@ -93,6 +98,14 @@ def clear() -> None:
     routes.clear()
 
 
+def expire_all() -> None:
+    """Announcements may have been missed: refetch everything on next use, keeping the old values as the
+    fallback for a database that is unreachable meanwhile."""
+    keys.expire_all()
+    limits.expire_all()
+    routes.expire_all()
+
+
 # --- announcements between processes ---------------------------------------------------------------
 
 def _channel() -> str:
@@ -124,10 +137,16 @@ async def listen() -> None:
     """Apply announcements as they come (a gateway process runs this for its lifetime); reconnects on its own."""
     from .budget import backend
 
+    connected_before = False
+    lost = False
     while True:
         try:
             pubsub = backend().async_client().pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(_channel())
+            if lost:
+                expire_all()  # once per outage, when listening again: what was announced meanwhile is unknown
+                lost = False
+            connected_before = True
             try:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
@@ -139,6 +158,7 @@ async def listen() -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("gateway cache listener lost Redis; retrying", exc_info=True)
-            clear()  # announcements may have been missed meanwhile
+            if not lost:
+                log.warning("gateway cache listener lost Redis; retrying", exc_info=True)
+            lost = lost or connected_before
             await asyncio.sleep(1.0)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import redis
 from django.conf import settings
 from django.db import DatabaseError
 
@@ -80,21 +81,36 @@ class CallContext:
     started: float = field(default_factory=time.perf_counter)
 
 
+# After a failed lookup the database is taken as down for a few seconds: warm tenants are served from what the
+# process knows without each call waiting for a connect to time out first.
+_DATABASE_RETRY_S = 5.0
+_database_down_until = [0.0]
+
+
 async def _cached(cache: gateway_cache.TTLCache, key: Any, load: Any, *args: Any, **kwargs: Any) -> Any:
     """A cold-path lookup in the gateway's own pool; while the database is unreachable the last known answer
     keeps a warm tenant served (stale-if-error), and only a tenant never seen fails."""
     value = cache.get(key)
     if value is not None:
         return value
+    if time.monotonic() < _database_down_until[0]:  # known down: serve what we know without dialling again
+        stale = cache.get_stale(key)
+        if stale is not None:
+            return stale
     try:
         value = await run_sync(load, *args, **kwargs)
     except DatabaseError:
+        _database_down_until[0] = time.monotonic() + _DATABASE_RETRY_S
         stale = cache.get_stale(key)
         if stale is None:
             raise GatewayError(503, "The gateway cannot reach its database right now; retry shortly.",
                                type="api_error", code="service_unavailable", retry_after=2) from None
         log.warning("database unreachable; serving a warm tenant from its last known settings")
         return stale
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise GatewayError(503, "The gateway's metering store is unreachable, so calls are refused rather than run "
+                           "unmetered; retry shortly.", type="api_error", code="service_unavailable",
+                           retry_after=2) from None
     cache.set(key, value)
     return value
 
@@ -359,6 +375,7 @@ class Call:
         self.awaiting_upstream = False
         # The usage of an answer already received: if anything fails after it, abort() still meters it.
         self.answered: tuple[Usage, Any] | None = None
+        self.markup: Any = None
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
@@ -371,6 +388,9 @@ class Call:
         self._check_prices()
         self.reservation, self.open_circuits = await admit(self.ctx, self.body, self.targets,
                                                            embeddings=self.embeddings)
+        # What settling needs from the limits (the markup) is taken now: finish() must never look anything up,
+        # or a store that went away during the call would leave it unsettled.
+        self.markup = (await limits_for(self.ctx.tenant_id)).markup
 
     def _candidates(self) -> list[tuple[int, Any]]:
         indexed = list(enumerate(self.targets))
@@ -382,9 +402,8 @@ class Call:
         if self.finished:
             return
         self.finished = True
-        limits = await limits_for(self.ctx.tenant_id)
         if target is not None:
-            usage.price(target.input_usd_per_mtok, target.output_usd_per_mtok, limits.markup)
+            usage.price(target.input_usd_per_mtok, target.output_usd_per_mtok, self.markup)
         usage.latency_ms = int((time.perf_counter() - self.ctx.started) * 1000)
         self.usage = usage
         from . import metrics
