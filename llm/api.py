@@ -199,7 +199,8 @@ class RouteDetailView(TenantAPIView):
 class RouteExportView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_CONFIG}
 
-    @extend_schema(operation_id="llm_routes_export", responses={(200, "application/yaml"): str})
+    @extend_schema(operation_id="llm_routes_export", responses={(200, "application/yaml"): {
+        "type": "object", "properties": {"version": {"type": "integer"}, "routes": {"type": "array"}}}})
     def get(self, request: Request) -> HttpResponse:
         response = HttpResponse(routes.routes_export(tenant=self.tenant), content_type="application/yaml")
         response["Content-Disposition"] = f'attachment; filename="routes-{self.tenant.slug}.yaml"'

@@ -117,7 +117,7 @@ class _JobView(TenantAPIView):
 class JobListView(_JobView):
     required_perms = {"GET": Perm.RUN_JOBS, "POST": Perm.RUN_JOBS}
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="llm_jobs_list")
+    @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}}, operation_id="llm_jobs_list")
     def get(self, request: Request) -> Response:
         return Response([jobs.job_read(j, with_results=False) for j in self.visible()[:100]])
 

@@ -88,7 +88,7 @@ class AgentDetailView(TenantAPIView):
 # --- API keys ----------------------------------------------------------------------------------
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     masked = serializers.CharField(read_only=True)
     is_active = serializers.BooleanField(read_only=True)
 
