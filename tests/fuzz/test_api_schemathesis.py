@@ -1,7 +1,7 @@
 """Schema-driven fuzz of the tenant REST API: schemathesis reads `/api/schema/?format=json` (drf-spectacular) from
 the Django app and sends every operation bodies, queries and path parameters made from it, valid and invalid,
 through WSGI (no network) with a `manage` key. Whatever it sends, the API never answers with a 5xx, and what it
-answers matches the schema it publishes.
+answers matches the schema it publishes, and the tenant's counters are at rest after each call.
 
 Outbound connections the API makes for a tenant (connection tests, Ollama discovery, assistant calls, webhooks)
 are held to loopback, so generated URLs never leave the machine.
@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from tests.fuzz.conftest import counters_at_rest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,6 +90,9 @@ def test_no_api_operation_answers_with_a_server_error_or_off_its_schema(tenant, 
         def check(case: Any) -> None:
             response = case.call(headers=key.header())
             case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+            counters_at_rest(
+                tenant.id
+            )  # connection tests, jobs and assistant calls are admitted and settled too
 
         # Every operation is tried; their failures are reported together.
         try:
