@@ -161,14 +161,16 @@ class AgentBudgetView(TenantAPIView):
     required_perms = {"GET": Perm.MANAGE_CAPS, "PUT": Perm.MANAGE_CAPS}
 
     @extend_schema(responses=inline_serializer("AgentBudget", {"agent": serializers.CharField(),
-                                                               "monthly_tcu": serializers.IntegerField()}))
+                                                               "monthly_tcu": serializers.IntegerField(
+                                                                   allow_null=True)}))
     def get(self, request: Request, slug: str) -> Response:
         agent = access_agent(tenant=self.tenant, slug_or_id=slug)
         return Response(caps.agent_budget_read(tenant=self.tenant, agent=agent))
 
     @extend_schema(request=inline_serializer("AgentBudgetUpdate", {"monthly_tcu": serializers.IntegerField(
         allow_null=True)}), responses=inline_serializer("AgentBudgetRead", {"agent": serializers.CharField(),
-                                                                            "monthly_tcu": serializers.IntegerField()}))
+                                                                            "monthly_tcu": serializers.IntegerField(
+                                                                                allow_null=True)}))
     def put(self, request: Request, slug: str) -> Response:
         agent = access_agent(tenant=self.tenant, slug_or_id=slug)
         if not isinstance(request.data, dict) or "monthly_tcu" not in request.data:

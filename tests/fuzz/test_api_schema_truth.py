@@ -40,3 +40,9 @@ def test_the_route_export_is_described_as_the_yaml_document_it_is(schema, manage
         "version",
         "routes",
     }
+
+
+def test_an_agent_without_a_budget_is_described_as_having_none(schema, manage_client, agent):
+    assert manage_client.get(f"/api/billing/agents/{agent.slug}/budget").json()["monthly_tcu"] is None
+    for name in ("AgentBudget", "AgentBudgetRead"):
+        assert schema["components"]["schemas"][name]["properties"]["monthly_tcu"]["nullable"] is True

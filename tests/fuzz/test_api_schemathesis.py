@@ -64,17 +64,44 @@ class ManageKey:
 
 
 @pytest.mark.slow
-def test_no_api_operation_answers_with_a_server_error_or_off_its_schema(tenant, make_key, loopback_only):
+def test_no_api_operation_answers_with_a_server_error_or_off_its_schema(
+    tenant, make_key, fake, loopback_only
+):
     from django.core.wsgi import get_wsgi_application
+    from rest_framework.test import APIClient
 
-    app = get_wsgi_application()
     key = ManageKey(tenant, make_key)
+
+    def configure() -> None:
+        """Custom mode on the fake upstream, so a connection test or a job that keeps the saved settings really
+        calls (admitted, settled, metered); set again before each operation, as the fuzzer changes settings."""
+        saved = APIClient(headers=key.header()).post(
+            "/api/llm/preferences",
+            {
+                "mode": "custom",
+                "model": "gpt-fake",
+                "custom_endpoint": {
+                    "kind": "openai_compatible",
+                    "base_url": fake.url + "/v1",
+                    "input_usd_per_mtok": 1,
+                    "output_usd_per_mtok": 2,
+                },
+            },
+            format="json",
+        )
+        assert saved.status_code in (200, 201), saved.content
+
+    configure()
+    tested = APIClient(headers=key.header()).post("/api/llm/test-connection", {}, format="json")
+    assert tested.json()["ok"] is True, tested.content
+    app = get_wsgi_application()
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", app, headers=key.header())
     failures: list[str] = []
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
+        configure()
         cases = st.one_of(
             operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
             operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
@@ -90,9 +117,8 @@ def test_no_api_operation_answers_with_a_server_error_or_off_its_schema(tenant, 
         def check(case: Any) -> None:
             response = case.call(headers=key.header())
             case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
-            counters_at_rest(
-                tenant.id
-            )  # connection tests, jobs and assistant calls are admitted and settled too
+            # connection tests, jobs and assistant calls are admitted and settled too
+            counters_at_rest(tenant.id)
 
         # Every operation is tried; their failures are reported together.
         try:
