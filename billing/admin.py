@@ -7,10 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from tenants.admin_base import TenantOwnedAdmin
-
-from . import caps
-from .models import (
+from billing import caps
+from billing.models import (
     AgentBudget,
     AlertSent,
     LedgerEntry,
@@ -21,6 +19,7 @@ from .models import (
     StripeEvent,
     Subscription,
 )
+from tenants.admin_base import TenantOwnedAdmin
 
 
 @admin.register(Plan)

@@ -18,15 +18,14 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 
-from llm import ssrf
+from billing import caps
+from billing.models import AlertSent, Notification, Subscription
+from billing.notifications import notification_create
+from billing.usage import period_bounds, platform_tokens, tcu_used
+from llm.config import ssrf
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
 from tenants.roles import Role
-
-from . import caps
-from .models import AlertSent, Notification, Subscription
-from .notifications import notification_create
-from .usage import period_bounds, platform_tokens, tcu_used
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +103,12 @@ def _after_commit(alert_id: int, title: str, body: str) -> None:
         except Exception:  # one bad address must not stop the others
             log.exception("alert e-mail to a recipient of %s failed", alert.tenant.slug)
     AlertSent.objects.unscoped().filter(pk=alert_id).update(emails_sent=sent)
-    from llm.metrics import ALERTS
+    from llm.metering.metrics import ALERTS
 
     ALERTS.labels(alert.threshold).inc()
     log.info("alert %s sent for %s %s (%s e-mails)", alert.threshold, alert.tenant.slug, alert.period, sent)
     if alert.webhook_status == "pending":
-        from .tasks import deliver_alert_webhook
+        from billing.tasks import deliver_alert_webhook
 
         try:
             deliver_alert_webhook.delay(alert_id)
@@ -223,7 +222,7 @@ def alert_webhook_give_up(alert_id: int) -> None:
 
 def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, Any]:
     """Set (or clear with "") the alert webhook URL; a new signing secret is returned once when set."""
-    from .plans import ensure_subscription
+    from billing.plans import ensure_subscription
 
     url = (url or "").strip()
     max_length = Subscription._meta.get_field("alert_webhook_url").max_length or 500

@@ -8,15 +8,15 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from billing import alerts, caps, notifications, plans
+from billing.models import Notification, Plan
+from billing.stripe import sync as stripe_sync
+from billing.stripe.client import BillingError
+from billing.summary import billing_summary
 from tenants.api import TenantAPIView
 from tenants.models import User
 from tenants.roles import Perm
 from tenants.services import access_agent
-
-from . import alerts, caps, notifications, plans, stripe_sync
-from .models import Notification, Plan
-from .stripe_client import BillingError
-from .summary import billing_summary
 
 
 def _field_errors(exc: ValidationError) -> Response:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from billing import api
 
 urlpatterns = [
     path("billing/caps", api.CapsView.as_view(), name="api-billing-caps"),

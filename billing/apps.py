@@ -8,10 +8,9 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from billing import signals
+        from billing.policy import BillingPolicy, on_usage_recorded
         from llm import policy as llm_policy
-
-        from . import signals
-        from .policy import BillingPolicy, on_usage_recorded
 
         signals.connect()
         llm_policy.register(BillingPolicy())

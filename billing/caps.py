@@ -14,11 +14,10 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from billing.models import AgentBudget, Plan, Subscription
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
 from tenants.validators import parse_tcu
-
-from .models import AgentBudget, Plan, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +143,9 @@ def invalidate(tenant_id: int) -> None:
     """Forget a tenant's cached limits here and in the gateway (its per-process copy)."""
     generation = _generation()
     cache.delete(_limits_key(tenant_id, generation))
-    from llm.budget import invalidate_limits
+    from llm.calls.hot_cache import forget_limits
 
-    invalidate_limits(tenant_id)
+    forget_limits(tenant_id)
 
 
 def invalidate_all(tenant_ids: list[int] | None = None) -> None:
@@ -157,10 +156,10 @@ def invalidate_all(tenant_ids: list[int] | None = None) -> None:
         cache.set(_GENERATION_KEY, 2, timeout=None)
     if tenant_ids is None:
         tenant_ids = list(Subscription.objects.unscoped().values_list("tenant_id", flat=True))
-    from llm.budget import invalidate_limits
+    from llm.calls.hot_cache import forget_limits
 
     for tenant_id in tenant_ids:
-        invalidate_limits(tenant_id)
+        forget_limits(tenant_id)
 
 
 # --- thresholds -----------------------------------------------------------------------------------
@@ -200,8 +199,8 @@ def after_usage(*, tenant_id: int, tcu_before: int, tcu_after: int, tokens_befor
                    tokens_before=tokens_before, tokens_after=tokens_after)
     if not hits:
         return
-    from .tasks import send_threshold_alert
-    from .usage import period_of
+    from billing.tasks import send_threshold_alert
+    from billing.usage import period_of
 
     period = period_of()
     for threshold, value in hits:
@@ -255,7 +254,7 @@ def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -
 
     Lowering is always allowed; on plans with platform-managed spend the hard cap cannot be raised past the plan's
     ceiling (its default hard cap), unless a platform admin already set it higher."""
-    from .plans import ensure_subscription
+    from billing.plans import ensure_subscription
 
     errors: dict[str, list[str]] = {}
     warn = _validate_tcu("warn_tcu", warn_tcu, errors)
@@ -310,7 +309,7 @@ def agent_budget_set(*, tenant: Tenant, actor: Actor, agent: Agent, monthly_tcu:
         audit_record(tenant=tenant, actor=actor, action="billing.agent_budget.update", obj=agent,
                      changes={"monthly_tcu": value})
     cache.delete(_agent_budget_key(tenant.id, agent.id, _generation()))
-    from llm import gateway_cache
+    from llm.calls import hot_cache
 
-    gateway_cache.limits.pop(("agent-budget", tenant.id, agent.id))
+    hot_cache.limits.pop(("agent-budget", tenant.id, agent.id))
     return agent_budget_read(tenant=tenant, agent=agent)

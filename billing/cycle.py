@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billing.alerts import alerts_check
+from billing.stripe.client import stripe_configured
+from billing.stripe.ledger import overage_push, tenants_to_push
+from billing.stripe.reconciliation import previous_period, reconcile
+from billing.usage import period_bounds, period_of
 from tenants.models import Tenant
-
-from .alerts import alerts_check
-from .ledger import overage_push, tenants_to_push
-from .reconciliation import previous_period, reconcile
-from .stripe_client import stripe_configured
-from .usage import period_bounds, period_of
 
 log = logging.getLogger(__name__)
 CLOSING_DAYS = 3  # the previous period is pushed again during the first days of a month (late events)
@@ -47,13 +46,13 @@ def periods_due() -> list[str]:
 
 
 def _drain() -> int:
-    from llm.metering import flush
+    from llm.metering.queue import flush
 
     return int(flush() or 0)
 
 
 def _rollups() -> int:
-    from llm.usage import rollup_pending
+    from llm.usage.rollups import rollup_pending
 
     return int(rollup_pending() or 0)
 

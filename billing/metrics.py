@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from billing.caps import limits_for
+from billing.usage import period_of, tcu_used
 from tenants.models import Tenant
-
-from .caps import limits_for
-from .usage import period_of, tcu_used
 
 
 def collect_tenant_gauges() -> list[tuple[str, int, int, int]]:

@@ -6,9 +6,8 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from billing.models import Notification
 from tenants.models import Tenant, User
-
-from .models import Notification
 
 __all__ = ["Notification", "notification_create", "notification_mark_read", "notifications_for", "unread_count"]
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import pages
+from billing import pages
 
 urlpatterns = [
     path("billing/", pages.billing, name="billing"),

@@ -10,16 +10,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from billing.caps import caps_read, caps_update
+from billing.models import Plan
+from billing.stripe.client import BillingError
+from billing.summary import billing_summary
 from tenants.audit import Actor
 from tenants.decorators import tenant_required
 from tenants.forms import apply_errors
 from tenants.roles import Perm, role_has
 from tenants.validators import MAX_TCU
-
-from .caps import caps_read, caps_update
-from .models import Plan
-from .stripe_client import BillingError
-from .summary import billing_summary
 
 
 class CapsForm(forms.Form):
@@ -33,7 +32,7 @@ class CapsForm(forms.Form):
 def billing(request: HttpRequest) -> HttpResponse:
     if not (role_has(request.role, Perm.MANAGE_BILLING) or role_has(request.role, Perm.MANAGE_CAPS)):
         return render(request, "403.html", status=403)
-    from .alerts import alert_webhook_read, alert_webhook_set, recent_alerts
+    from billing.alerts import alert_webhook_read, alert_webhook_set, recent_alerts
 
     caps = caps_read(tenant=request.tenant)
     is_webhook = request.POST.get("action") == "webhook"
@@ -74,9 +73,8 @@ def billing(request: HttpRequest) -> HttpResponse:
 
 @tenant_required()
 def notifications(request: HttpRequest) -> HttpResponse:
+    from billing.notifications import notification_mark_read, notifications_for
     from tenants.models import User
-
-    from .notifications import notification_mark_read, notifications_for
 
     user = request.user if isinstance(request.user, User) else None
     if request.method == "POST":
@@ -88,7 +86,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Perm.MANAGE_BILLING)
 def change_plan(request: HttpRequest) -> HttpResponse:
-    from .plans import plan_change
+    from billing.plans import plan_change
 
     try:
         result = plan_change(tenant=request.tenant, actor=Actor.from_request(request),
@@ -105,7 +103,7 @@ def change_plan(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Perm.MANAGE_BILLING)
 def payment_portal(request: HttpRequest) -> HttpResponse:
-    from .stripe_sync import portal_url
+    from billing.stripe.sync import portal_url
 
     try:
         return redirect(portal_url(request.tenant))

@@ -9,11 +9,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from billing import caps
+from billing.models import Plan, Subscription
 from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, Tenant
-
-from . import caps
-from .models import Plan, Subscription
 
 FREE = "free"
 
@@ -93,10 +92,10 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
     plan updates the subscription, creates it when a card is on file, or returns a Stripe Checkout URL to collect
     one. A paid plan applies only once Stripe confirms it (an active subscription on that plan, or the webhook).
 
-    Raises `billing.stripe_client.BillingError` with a user-facing message when Stripe refuses or fails.
+    Raises `billing.stripe.client.BillingError` with a user-facing message when Stripe refuses or fails.
     """
-    from . import stripe_sync
-    from .stripe_client import BillingError, as_dict
+    from billing.stripe import sync as stripe_sync
+    from billing.stripe.client import BillingError, as_dict
 
     plan = get_plan(plan_slug, public_only=True)
     sub = ensure_subscription(tenant)
@@ -104,8 +103,8 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
         return PlanChange(subscription=sub)
     if not plan.is_paid:
         if sub.stripe_subscription_id:
-            from .ledger import overage_push
-            from .usage import period_of
+            from billing.stripe.ledger import overage_push
+            from billing.usage import period_of
 
             pushed = overage_push(tenant=tenant, period=period_of())  # onto the final invoice
             if pushed.action == "failed":
@@ -136,7 +135,7 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
 
 def _confirms(stripe_sub: dict[str, Any], plan: Plan) -> bool:
     """Stripe holds the subscription live (paid or trialing) on this plan's Stripe plan."""
-    from .stripe_sync import stripe_plan_id
+    from billing.stripe.sync import stripe_plan_id
 
     if stripe_sub.get("status") not in {"active", "trialing"}:
         return False

@@ -8,15 +8,14 @@ from functools import partial
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from billing.models import Subscription
 from tenants.models import Agent
-
-from .models import Subscription
 
 log = logging.getLogger(__name__)
 
 
 def _sync(tenant_id: int) -> None:
-    from .tasks import sync_subscription_quantity
+    from billing.tasks import sync_subscription_quantity
 
     try:
         sync_subscription_quantity.delay(tenant_id)

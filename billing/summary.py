@@ -9,13 +9,12 @@ from typing import Any
 
 from django.conf import settings
 
+from billing import caps
+from billing.models import Plan, Subscription
+from billing.plans import billable_agents
+from billing.stripe.client import BillingError, stripe_configured
+from billing.usage import overage_of, period_bounds, period_of, tcu_used
 from tenants.models import Tenant
-
-from . import caps
-from .models import Plan, Subscription
-from .plans import billable_agents
-from .stripe_client import BillingError, stripe_configured
-from .usage import overage_of, period_bounds, period_of, tcu_used
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def billing_summary(*, tenant: Tenant, period: str | None = None, with_invoices:
     invoices: list[dict[str, Any]] = []
     invoices_error = ""
     if with_invoices and sub is not None and sub.stripe_customer_id and stripe_configured():
-        from .stripe_sync import list_invoices
+        from billing.stripe.sync import list_invoices
 
         try:
             invoices = list_invoices(tenant)

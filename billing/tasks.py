@@ -6,7 +6,7 @@ from celery import shared_task
 @shared_task(name="billing.send_threshold_alert", acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
              max_retries=5)
 def send_threshold_alert(tenant_id: int, period: str, threshold: str, value: int, limit: int) -> bool:
-    from .alerts import alert_send
+    from billing.alerts import alert_send
 
     return alert_send(tenant_id=tenant_id, period=period, threshold=threshold, value=value, limit=limit)
 
@@ -14,7 +14,12 @@ def send_threshold_alert(tenant_id: int, period: str, threshold: str, value: int
 @shared_task(bind=True, name="billing.deliver_alert_webhook", acks_late=True, max_retries=8)
 def deliver_alert_webhook(self, alert_id: int) -> bool:
     """POST a signed alert to the tenant's URL; retried with exponential backoff, then given up (recorded)."""
-    from .alerts import WebhookDeliveryError, alert_webhook_deliver, alert_webhook_give_up, backoff_seconds
+    from billing.alerts import (
+        WebhookDeliveryError,
+        alert_webhook_deliver,
+        alert_webhook_give_up,
+        backoff_seconds,
+    )
 
     try:
         alert_webhook_deliver(alert_id)
@@ -30,7 +35,7 @@ def deliver_alert_webhook(self, alert_id: int) -> bool:
              max_retries=3)
 def run_billing_cycle(period: str | None = None) -> list[dict]:
     """Beat, hourly: the current period (and the previous one while it closes); idempotent."""
-    from .cycle import billing_cycle_run, periods_due
+    from billing.cycle import billing_cycle_run, periods_due
 
     periods = [period] if period else periods_due()
     return [billing_cycle_run(period=p, reconciliation=False) for p in periods]
@@ -39,8 +44,8 @@ def run_billing_cycle(period: str | None = None) -> list[dict]:
 @shared_task(name="billing.reconcile", acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
 def reconcile(period: str | None = None) -> dict:
     """Beat, nightly: reconcile the current period (and the previous one while it closes)."""
-    from .cycle import periods_due
-    from .reconciliation import reconcile as run
+    from billing.cycle import periods_due
+    from billing.stripe.reconciliation import reconcile as run
 
     periods = [period] if period else periods_due()
     return {p: run(period=p).issues_found for p in periods}
@@ -49,9 +54,8 @@ def reconcile(period: str | None = None) -> dict:
 @shared_task(name="billing.sync_subscription_quantity", acks_late=True, autoretry_for=(Exception,),
              retry_backoff=True, max_retries=5)
 def sync_subscription_quantity(tenant_id: int) -> bool:
+    from billing.stripe.sync import subscription_sync_quantity
     from tenants.models import Tenant
-
-    from .stripe_sync import subscription_sync_quantity
 
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     return bool(tenant and subscription_sync_quantity(tenant=tenant))

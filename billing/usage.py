@@ -9,9 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Q, Sum
 
+from billing.models import Plan
 from llm.models import UsageEvent
-
-from .models import Plan
 
 log = logging.getLogger(__name__)
 _MTOK = Decimal(1_000_000)
@@ -43,7 +42,7 @@ def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
     """TCU of the period: the gateway's live counter when available, else the PostgreSQL sums."""
     period = period or period_of()
     if period == period_of():
-        from llm.budget import used_tcu
+        from llm.limits.budget import used_tcu
 
         try:
             return int(used_tcu(tenant_id=tenant_id, period=period))
@@ -58,7 +57,7 @@ def platform_tokens(*, tenant_id: int, period: str, fast: bool = False) -> int:
     `fast` (pages) reads the current period from the usage rollups plus the live hour; pushes to Stripe and
     reconciliation sum the events themselves."""
     if fast and period == period_of():
-        from llm.usage import platform_tokens_since
+        from llm.usage.selectors import platform_tokens_since
 
         return platform_tokens_since(tenant_id=tenant_id, since=period_bounds(period)[0])
     agg = _events(tenant_id, period).aggregate(

@@ -7,7 +7,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "byok_platform.settings")
 django_application = get_asgi_application()
 
-from llm import gateway  # noqa: E402  (needs Django set up first)
+from llm.gateway import app as gateway  # noqa: E402  (needs Django set up first)
 
 
 async def application(scope, receive, send):

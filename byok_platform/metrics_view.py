@@ -27,7 +27,8 @@ class _StateCollector:
                 ratio.add_metric([slug, "hard"], tcu / hard)
         yield used
         yield ratio
-        from llm import budget, metering
+        from llm.limits import budget
+        from llm.metering import queue as metering
 
         try:
             client = budget.backend().sync_client()  # Redis, or the embedded default's in-process one
@@ -73,7 +74,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
         return HttpResponse("Forbidden: send the metrics token or scrape from an allowed address.\n",
                             status=403, content_type="text/plain")
-    from llm import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
+    from llm.metering import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
 
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -11,7 +11,7 @@ _SWAGGER_CDN = "https://cdn.jsdelivr.net"
 
 api_patterns: list = [
     path("", include("tenants.api_urls")),
-    path("", include("llm.runtime_urls")),
+    path("", include("llm.runtime.urls")),
     path("", include("llm.api_urls")),
     path("", include("billing.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -15,10 +15,9 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from llm.config.versions import bump_config_version
+from llm.models import CatalogModel, Credential, Preferences, Provider, Route
 from tenants.admin_base import TenantOwnedAdmin
-
-from .models import CatalogModel, Credential, Preferences, Provider, Route
-from .resolution import bump_config_version
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ def usage_dead_letters_view(request: HttpRequest) -> Any:
     from django.shortcuts import redirect
     from django.template.response import TemplateResponse
 
-    from . import metering
+    from llm.metering import queue as metering
 
     if not request.user.is_superuser:
         from django.core.exceptions import PermissionDenied

@@ -15,14 +15,14 @@ from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPart
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from llm import serializers as s
+from llm.calls import connection_test
+from llm.config import catalog, credentials, preferences, routes
+from llm.models import Credential
 from tenants.api import TenantAPIView
 from tenants.models import Agent
 from tenants.roles import Perm
 from tenants.services import access_agent
-
-from . import catalog, connection_test, credentials, preferences, routes
-from . import serializers as s
-from .models import Credential
 
 
 class PlainTextParser(BaseParser):

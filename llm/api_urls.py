@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from llm import api
 
 urlpatterns = [
     path("llm/models", api.ModelListView.as_view(), name="llm-models"),

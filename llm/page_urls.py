@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import pages
+from llm import pages
 
 urlpatterns = [
     path("usage/", pages.usage, name="usage"),

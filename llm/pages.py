@@ -8,11 +8,10 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from llm.usage.selectors import RANGES, usage_summary
 from tenants.decorators import tenant_required
 from tenants.roles import Perm
 from tenants.services import access_agent
-
-from .usage import RANGES, usage_summary
 
 
 def _summary(request: HttpRequest):
@@ -28,7 +27,7 @@ def _summary(request: HttpRequest):
 @tenant_required(Perm.VIEW_USAGE)
 def usage(request: HttpRequest) -> HttpResponse:
     summary, agent = _summary(request)
-    from .policy import policy
+    from llm.policy import policy
 
     extra = policy().usage_page_context(request.tenant)
     caps, banner = extra.get("caps"), extra.get("banner")
@@ -58,9 +57,8 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
 
 def llm_config_context(request: HttpRequest, agent: Any = None) -> dict[str, Any]:
     """What a page showing the LLM settings and their modal needs (the settings page and the dashboard)."""
+    from llm.config.preferences import preferences_read
     from tenants.roles import role_has
-
-    from .preferences import preferences_read
 
     prefs = preferences_read(tenant=request.tenant, agent=agent)
     endpoint = prefs.get("custom_endpoint") or {}
@@ -87,12 +85,11 @@ def assistant(request: HttpRequest, thread_id: int | None = None) -> HttpRespons
     from django.core.exceptions import ValidationError
     from django.shortcuts import redirect
 
+    from llm.calls.listing import models_for_gateway
+    from llm.models import Thread
+    from llm.runtime import assistant as service
     from tenants.audit import Actor
     from tenants.models import User
-
-    from . import assistant as service
-    from .gateway_models import models_for_gateway
-    from .models import Thread
 
     user = request.user
     assert isinstance(user, User)  # tenant_required: a logged-in person
@@ -147,10 +144,9 @@ def routes(request: HttpRequest) -> HttpResponse:
     from django.core.exceptions import ValidationError
     from django.shortcuts import redirect
 
+    from llm.config import routes as service
     from tenants.audit import Actor
     from tenants.roles import role_has
-
-    from . import routes as service
 
     can_manage = role_has(request.role, Perm.MANAGE_LLM)
     errors: dict = {}

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from . import metering, usage
+from llm.metering import queue as metering
+from llm.usage import rollups as usage
 
 
 @shared_task(name="llm.drain_usage_events", acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
@@ -19,13 +20,13 @@ def rollup_usage() -> int:
 
 @shared_task(name="llm.assistant_reply", acks_late=True)
 def assistant_reply(message_id: int) -> None:
-    from .assistant import reply_run
+    from llm.runtime.assistant import reply_run
 
     reply_run(message_id)
 
 
 @shared_task(name="llm.run_job", acks_late=True)
 def run_job(job_id: int) -> None:
-    from .jobs import job_run
+    from llm.runtime.jobs import job_run
 
     job_run(job_id)

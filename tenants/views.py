@@ -77,7 +77,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "members": Membership.objects.count(),
     }
     try:
-        from llm.usage import usage_summary
+        from llm.usage.selectors import usage_summary
 
         context["usage"] = usage_summary(tenant=tenant, range_name="30d")["totals"]
     except Exception:  # usage is an extra on this page; never break the dashboard for it
@@ -284,7 +284,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect("agent_detail", slug=agent.slug)
     usage = None
     try:
-        from llm.usage import usage_summary
+        from llm.usage.selectors import usage_summary
 
         usage = usage_summary(tenant=request.tenant, range_name="30d", agent=agent)["totals"]
     except Exception:  # usage is an extra here

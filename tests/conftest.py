@@ -46,7 +46,7 @@ def seed_reference_data() -> None:
 
     from django.apps import apps
 
-    from llm.catalog import seed_catalog
+    from llm.config.catalog import seed_catalog
 
     importlib.import_module("billing.migrations.0002_seed_plans").seed(apps, None)
     seed_catalog()
@@ -69,7 +69,7 @@ def clear_redis_namespace() -> None:
     if not settings.REDIS_URL:
         cache.clear()
         return
-    from llm import budget
+    from llm.limits import budget
 
     client = budget.backend().sync_client()
     keys = list(client.scan_iter(f"{budget.NS}:*", count=1000))

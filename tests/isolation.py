@@ -99,7 +99,7 @@ register(Endpoint("billing-caps", "/api/billing/caps", _make_caps, update_body=N
 # --- llm configuration ---------------------------------------------------------------------------
 
 def _make_credential(tenant: Tenant) -> tuple[str, str]:
-    from llm.credentials import credential_create
+    from llm.config.credentials import credential_create
     from tenants.audit import SYSTEM
 
     cred = credential_create(tenant=tenant, actor=SYSTEM, kind="openai",
@@ -108,7 +108,7 @@ def _make_credential(tenant: Tenant) -> tuple[str, str]:
 
 
 def _make_route(tenant: Tenant) -> tuple[str, str]:
-    from llm.routes import route_create
+    from llm.config.routes import route_create
     from tenants.audit import SYSTEM
 
     route = route_create(tenant=tenant, actor=SYSTEM, data={"name": "route_marker_of_a",
@@ -122,7 +122,7 @@ def _make_route_export(tenant: Tenant) -> tuple[str, str]:
 
 
 def _save_custom_preferences(tenant: Tenant, agent=None, model: str = "prefs-marker-of-a") -> None:
-    from llm.preferences import preferences_save
+    from llm.config.preferences import preferences_save
     from tenants.audit import SYSTEM
 
     preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data={

@@ -54,9 +54,9 @@ class World:
     def __init__(self, tenant: Tenant, make_user: Callable[..., User], fake_url: str):
         from billing.caps import agent_budget_set
         from billing.notifications import notification_create
-        from llm.credentials import credential_create
+        from llm.config.credentials import credential_create
+        from llm.config.routes import route_create
         from llm.models import Job, Thread
-        from llm.routes import route_create
         from tenants.models import Invitation
         from tenants.services import agent_create
 

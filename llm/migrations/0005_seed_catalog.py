@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 def seed(apps, schema_editor):
-    from llm.catalog import seed_catalog
+    from llm.config.catalog import seed_catalog
 
     seed_catalog(provider_model=apps.get_model("llm", "Provider"),
                  catalog_model=apps.get_model("llm", "CatalogModel"))

@@ -1,5 +1,5 @@
 """LLM models, one module per concern: catalog and tenant configuration, usage, assistant threads."""
 
-from .assistant import *  # noqa: F403
-from .config import *  # noqa: F403
-from .usage import *  # noqa: F403
+from llm.models.assistant import *  # noqa: F403
+from llm.models.config import *  # noqa: F403
+from llm.models.usage import *  # noqa: F403

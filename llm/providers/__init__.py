@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .base import ProviderError, Target, Timeouts, aclose_clients, http_client
+from llm.providers.base import ProviderError, Target, Timeouts, aclose_clients, http_client
 
 PROTOCOLS = ("openai_compat", "anthropic", "gemini", "azure_openai", "bedrock", "cohere")
 _loaded: dict[str, ModuleType] = {}

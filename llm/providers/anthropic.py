@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .base import ProviderError, Target, json_of, send, sse_events, upstream_error, usage_block
+from llm.providers.base import ProviderError, Target, json_of, send, sse_events, upstream_error, usage_block
 
 VERSION = "2023-06-01"
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",

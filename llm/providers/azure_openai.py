@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from . import openai_compat
-from .base import Target
+from llm.providers import openai_compat
+from llm.providers.base import Target
 
 DEFAULT_API_VERSION = "2024-10-21"
 

@@ -115,7 +115,7 @@ class _GuardedResolver(AbstractResolver):
         self._inner = ThreadedResolver()
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
-        from .. import ssrf
+        from llm.config import ssrf
 
         results = await self._inner.resolve(host, port, family)
         reason = ssrf.connect_refusal(host, [r["host"] for r in results])
@@ -133,7 +133,7 @@ class _GuardedBackend(httpcore.AnyIOBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Any = None) -> Any:
-        from .. import ssrf
+        from llm.config import ssrf
 
         if not _is_ip(host) and ssrf.guarded(host):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer
 
-from .base import (
+from llm.providers.base import (
     ProviderError,
     Target,
     error_from_exception,

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .base import ProviderError, Target, json_of, send, sse_events, usage_block
+from llm.providers.base import ProviderError, Target, json_of, send, sse_events, usage_block
 
 _FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .base import Target, json_of, send, sse_events, usage_block
+from llm.providers.base import Target, json_of, send, sse_events, usage_block
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
 
@@ -143,7 +143,7 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             if candidate.get("finishReason") and finish != "tool_calls":
                 finish = _FINISH.get(candidate["finishReason"], "stop")
     if finish is None:
-        from .base import ProviderError
+        from llm.providers.base import ProviderError
 
         raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
                             provider=target.provider)

@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .base import ProviderError, Target, Timeouts, json_of, send, sse_events, upstream_error, usage_block
+from llm.providers.base import (
+    ProviderError,
+    Target,
+    Timeouts,
+    json_of,
+    send,
+    sse_events,
+    upstream_error,
+    usage_block,
+)
 
 _DROP = ("model",)
 

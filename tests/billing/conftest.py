@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from billing.stripe_client import reset_clients, stripe_client
+from billing.stripe.client import reset_clients, stripe_client
 from llm.models import UsageEvent
 
 # localstripe pickles its state to a fixed /tmp path; this launcher redirects it to a private file so that
@@ -90,7 +90,7 @@ def stripe(stripe_settings):
 
 def attach_card(tenant, number: str = "4242424242424242") -> str:
     """Test-only: give the tenant's Stripe customer a default card (the app itself never sees card numbers)."""
-    from billing.stripe_sync import ensure_customer
+    from billing.stripe.sync import ensure_customer
 
     client = stripe_client()
     customer_id = ensure_customer(tenant)

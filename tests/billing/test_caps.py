@@ -48,11 +48,11 @@ def test_limits_are_cached_and_a_caps_change_invalidates_them(tenant, django_ass
 
 
 def test_caps_change_reaches_the_gateway_process_cache_at_once(tenant):
-    from llm import gateway_cache
+    from llm.calls import hot_cache
 
-    gateway_cache.limits.set(tenant.id, "stale")
+    hot_cache.limits.set(tenant.id, "stale")
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=1, hard_tcu=2)
-    assert gateway_cache.limits.get(tenant.id) is None
+    assert hot_cache.limits.get(tenant.id) is None
 
 
 def test_a_plan_edit_reaches_every_tenant_on_it(tenant, admin_client):

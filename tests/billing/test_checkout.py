@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from billing.models import Subscription
 from billing.plans import plan_change
-from billing.stripe_client import reset_clients
+from billing.stripe.client import reset_clients
 from tenants.audit import SYSTEM
 from tenants.models import Membership
 

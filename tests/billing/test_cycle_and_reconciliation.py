@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from billing.ledger import overage_push
 from billing.models import LedgerEntry, ReconciliationIssue, Subscription
-from billing.reconciliation import reconcile
+from billing.stripe.ledger import overage_push
+from billing.stripe.reconciliation import reconcile
 from billing.usage import period_of
 from llm.models import UsageDaily
 from tenants.audit import SYSTEM

@@ -11,7 +11,7 @@ from tenants.audit import SYSTEM
 
 from .conftest import make_usage
 
-router = pytest.importorskip("llm.router")
+router = pytest.importorskip("llm.calls.call")
 # The router loads limits and seeds counters in worker threads (their own connections): commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,7 +36,7 @@ def _run(coro):
 
 
 def _admit(tenant, target=TARGET):
-    from llm import budget
+    from llm.limits import budget
 
     reservation, _ = _run(router.admit(router.CallContext(tenant_id=tenant.id), BODY, [target]))
     budget.settle(reservation, actual=0)

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 import stripe as stripe_sdk
 
-from billing import ledger
-from billing.ledger import overage_push
 from billing.models import LedgerEntry
+from billing.stripe import ledger
+from billing.stripe.ledger import overage_push
 from billing.usage import period_of
 
 from .conftest import make_usage
@@ -77,7 +77,7 @@ def test_a_timeout_after_stripe_created_the_item_does_not_charge_twice(paid_tena
 def test_a_stripe_error_leaves_the_ledger_consistent(paid_tenant, stripe, settings):
     make_usage(paid_tenant, tokens=7_000_000)
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"
-    from billing.stripe_client import reset_clients
+    from billing.stripe.client import reset_clients
 
     reset_clients()
     assert overage_push(tenant=paid_tenant, period=period_of()).action == "failed"

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from billing.caps import limits_for
 from billing.models import Subscription
 from billing.plans import assign_plan, ensure_subscription
-from billing.stripe_client import reset_clients
+from billing.stripe.client import reset_clients
 from tenants.models import AuditEvent, Membership, Tenant
 from tenants.roles import Role
 

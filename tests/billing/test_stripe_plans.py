@@ -6,8 +6,8 @@ import stripe as stripe_sdk
 from billing.caps import limits_for
 from billing.models import Subscription
 from billing.plans import plan_change
-from billing.stripe_client import BillingError, stripe_errors
-from billing.stripe_sync import ensure_customer, subscription_sync_quantity
+from billing.stripe.client import BillingError, stripe_errors
+from billing.stripe.sync import ensure_customer, subscription_sync_quantity
 from tenants.audit import SYSTEM
 from tenants.services import agent_create
 
@@ -84,7 +84,7 @@ def test_a_failing_first_payment_leaves_the_plan_unchanged(tenant, stripe):
 
 def test_stripe_unreachable_is_a_retryable_message(tenant, stripe_settings, settings):
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens
-    from billing.stripe_client import reset_clients
+    from billing.stripe.client import reset_clients
 
     reset_clients()
     with pytest.raises(BillingError) as info:

@@ -14,13 +14,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def provider_env(monkeypatch, fake):
-    from llm import gateway_cache
-    from llm.resolution import forget_env
+    from llm.calls import hot_cache
+    from llm.calls.resolution import forget_env
 
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
     forget_env()
-    gateway_cache.clear()
+    hot_cache.clear()
     yield fake
     forget_env()
 
@@ -160,7 +160,7 @@ def test_dashboard_shows_the_totals_of_real_calls_and_draws_the_chart(page, prov
     import openai
 
     from billing.plans import assign_plan
-    from llm import metering
+    from llm.metering import queue as metering
     from tenants.models import Tenant
 
     signup(page)

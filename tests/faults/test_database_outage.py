@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from llm import budget, gateway_cache
+from llm.calls import hot_cache
+from llm.limits import budget
 from tests.faults.conftest import configure_custom_tenant, database_url, events_by_request_id, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -64,7 +65,7 @@ def test_database_unreachable_warm_tenants_served_events_land_later(
         # prefix of Redis) holds for minutes are gone, so the process has to fall back on what it last knew.
         forget_shared_cache(stream)
         # Keep calling past every cache lifetime, so the last calls are served from stale-if-error entries.
-        outlast = max(gateway_cache.KEY_TTL, gateway_cache.LIMITS_TTL, gateway_cache.ROUTE_TTL) + 1
+        outlast = max(hot_cache.KEY_TTL, hot_cache.LIMITS_TTL, hot_cache.ROUTE_TTL) + 1
         during: list[str] = []
         i = 0
         while time.monotonic() < cut_at + outlast or i < 6:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from llm import budget
+from llm.limits import budget
 from tests.faults.conftest import Load, configure_custom_tenant, events_by_request_id, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -16,7 +16,8 @@ import orjson
 import pytest
 from django.db.models import Sum
 
-from llm import budget, metering
+from llm.limits import budget
+from llm.metering import queue as metering
 from tests.faults.conftest import (
     ROOT,
     Load,
@@ -135,7 +136,7 @@ _DRAINER = """
 import os, sys, time
 import django
 django.setup()
-from llm import metering
+from llm.metering import queue as metering
 
 real_insert = metering._insert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm import budget
+from llm.limits import budget
 from tests.gateway.conftest import gateway_url, reconfigured
 
 __all__ = ["gateway_url"]  # the real gateway under uvicorn, shared with tests/gateway

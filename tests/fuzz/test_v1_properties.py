@@ -326,7 +326,7 @@ def _exchange(
 
 def _metered_exactly_once(answered: dict[str, Any]) -> None:
     """Every call answered 200 left one usage event; nothing waits in the queue or was dead-lettered."""
-    from llm import metering
+    from llm.metering import queue as metering
     from llm.models import UsageEvent
 
     metering.flush()

@@ -11,7 +11,8 @@ import httpx
 import pytest
 import uvicorn
 
-from llm import budget, gateway_cache
+from llm.calls import hot_cache
+from llm.limits import budget
 
 
 def _free_port() -> int:
@@ -29,11 +30,11 @@ class _Server(uvicorn.Server):
 def gateway_url(transactional_db, settings):
     """Serve byok_platform.asgi:application with uvicorn in a thread; yields its base URL."""
     from byok_platform.asgi import application
-    from llm.resolution import forget_env
+    from llm.calls.resolution import forget_env
 
     settings.USAGE_DRAIN_INTERVAL = 3600  # tests drain explicitly
     budget.reset_backend()
-    gateway_cache.clear()
+    hot_cache.clear()
     forget_env()
     port = _free_port()
     config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
@@ -50,7 +51,7 @@ def gateway_url(transactional_db, settings):
     server.should_exit = True
     thread.join(timeout=10)
     budget.reset_backend()
-    gateway_cache.clear()
+    hot_cache.clear()
     forget_env()
 
 
@@ -62,7 +63,7 @@ def gw(gateway_url):
 
 
 def drain_events():
-    from llm import metering
+    from llm.metering import queue as metering
 
     metering.flush()
     from llm.models import UsageEvent
@@ -72,7 +73,7 @@ def drain_events():
 
 def reconfigured() -> None:
     """Forget every cached key, limit, route and platform key after a test changed configuration."""
-    from llm.resolution import forget_env
+    from llm.calls.resolution import forget_env
 
-    gateway_cache.clear()
+    hot_cache.clear()
     forget_env()

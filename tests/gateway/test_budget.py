@@ -7,7 +7,7 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from llm import budget
+from llm.limits import budget
 from llm.models import UsageEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,7 +128,7 @@ def test_settle_queues_the_event_in_the_same_step(make_tenant, fresh_backend):
 
 
 def _usage(tenant, request_id: str, **fields):
-    from llm.metering import Usage
+    from llm.metering.pricing import Usage
 
     return Usage(request_id=request_id, tenant_id=tenant.id, user_id=None, request_type="chat",
                  provider="openai", model="openai:gpt-5-mini", mode="platform", latency_ms=5,
@@ -148,7 +148,7 @@ def _rows() -> list[str]:
 
 
 def test_an_event_of_a_deleted_agent_or_tenant_does_not_hold_the_queue_back(make_tenant, fresh_backend):
-    from llm import metering
+    from llm.metering import queue as metering
     from tenants.models import Agent
 
     tenant, gone = _tenant(make_tenant), _tenant(make_tenant, slug="deleted-later")
@@ -170,7 +170,7 @@ def test_an_event_of_a_deleted_agent_or_tenant_does_not_hold_the_queue_back(make
 def test_a_poisoned_event_is_dead_lettered_and_every_good_one_lands(make_tenant, fresh_backend):
     """Events the database refuses (built by hand here, as an older version or a bug could queue them) go aside
     with their reason; the ones around them land, and the queue is empty afterwards."""
-    from llm import metering
+    from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     client = fresh_backend.sync_client()
@@ -196,7 +196,7 @@ def test_a_row_the_database_refuses_is_dead_lettered_not_retried(make_tenant, fr
     the batch's other rows land."""
     from django.db import connection
 
-    from llm import metering
+    from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     client = fresh_backend.sync_client()
@@ -219,7 +219,7 @@ def test_a_row_the_database_refuses_is_dead_lettered_not_retried(make_tenant, fr
 
 
 def test_out_of_range_fields_are_bounded_before_they_are_queued(make_tenant, fresh_backend):
-    from llm import metering
+    from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     usage = _usage(tenant, "req-wild", cached_tokens=-1)
@@ -241,7 +241,7 @@ def test_two_drainers_with_a_lease_shorter_than_a_batch_lose_and_double_nothing(
     finishes. Every event lands exactly once, including those queued meanwhile."""
     import threading
 
-    from llm import metering
+    from llm.metering import queue as metering
 
     settings.USAGE_CLAIM_IDLE_MS = 50
     tenant = _tenant(make_tenant)
@@ -291,7 +291,7 @@ def test_two_drainers_with_a_lease_shorter_than_a_batch_lose_and_double_nothing(
 
 
 def test_events_queued_by_an_earlier_version_are_moved_and_drained(make_tenant, fresh_backend):
-    from llm import metering
+    from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     client = fresh_backend.sync_client()
@@ -304,7 +304,7 @@ def test_events_queued_by_an_earlier_version_are_moved_and_drained(make_tenant, 
 
 def test_dead_letters_are_listed_in_admin_and_can_be_requeued(make_tenant, fresh_backend, admin_client,
                                                               client):
-    from llm import metering
+    from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     fresh_backend_client = fresh_backend.sync_client()
@@ -321,7 +321,7 @@ def test_dead_letters_are_listed_in_admin_and_can_be_requeued(make_tenant, fresh
 
 
 def test_metrics_count_queued_and_dead_lettered_events(make_tenant, fresh_backend, client):
-    from llm import metering
+    from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     _queue_raw(fresh_backend.sync_client(), b"{broken")

@@ -119,9 +119,9 @@ def test_revoked_key_stops_working(gateway_url, pro_tenant, platform_env):
     client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=raw, max_retries=0)
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
     apikey_revoke(key=key, actor=SYSTEM)
-    from llm import gateway_cache
+    from llm.calls import hot_cache
 
-    gateway_cache.keys.clear()  # other workers forget within gateway_cache.KEY_TTL seconds
+    hot_cache.keys.clear()  # other workers forget within hot_cache.KEY_TTL seconds
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
 
@@ -170,8 +170,8 @@ def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk,
     """The fake's `drip` model streams 50 chunks 50 ms apart; the client hangs up after a few."""
     import time
 
+    from llm.config.versions import bump_config_version
     from llm.models import CatalogModel
-    from llm.resolution import bump_config_version
 
     CatalogModel.objects.create(id="openai:drip", provider_id="openai", name="Drip", native_model_id="drip",
                                 input_usd_per_mtok=1, output_usd_per_mtok=1)
@@ -207,8 +207,8 @@ def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, 
     the provider to speak again before it closes the upstream request and meters the call."""
     import time
 
+    from llm.config.versions import bump_config_version
     from llm.models import CatalogModel
-    from llm.resolution import bump_config_version
 
     CatalogModel.objects.create(id=f"openai:{case}", provider_id="openai", name=case, native_model_id=case,
                                 input_usd_per_mtok=1, output_usd_per_mtok=1)
@@ -241,8 +241,8 @@ def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, 
 
 
 def _route(tenant, name, targets, **kw):
+    from llm.config.versions import bump_config_version
     from llm.models import Route
-    from llm.resolution import bump_config_version
 
     route = Route.objects.unscoped().create(tenant=tenant, name=name, targets=targets, **kw)
     bump_config_version(tenant.id)
@@ -326,7 +326,7 @@ def test_response_cache_serves_a_hit_without_an_upstream_call(gw, sdk, pro_tenan
 def test_eu_only_tenant_never_reaches_a_non_eu_model(sdk, pro_tenant):
     pro_tenant.eu_only = True
     pro_tenant.save(update_fields=["eu_only"])
-    from llm.resolution import bump_config_version
+    from llm.config.versions import bump_config_version
 
     bump_config_version(pro_tenant.id)
     with pytest.raises(openai.BadRequestError):

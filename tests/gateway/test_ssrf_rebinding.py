@@ -21,7 +21,7 @@ PUBLIC = "93.184.216.34"
 def rebinding_dns(monkeypatch):
     """The SSRF check's lookup of REBIND answers PUBLIC; every later lookup (the connection's) answers 127.0.0.1,
     where the fake provider listens."""
-    from llm import ssrf
+    from llm.config import ssrf
 
     real_getaddrinfo, real_resolve = socket.getaddrinfo, ssrf._resolve
 

@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 
-from llm import budget, gateway_cache
+from llm.calls import hot_cache
+from llm.limits import budget
 from tests.gateway.conftest import drain_events, reconfigured
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,20 +126,20 @@ def test_absurd_token_counts_from_the_provider_are_bounded_not_fatal(custom, str
     assert event.status == "ok" and event.output_tokens == 0 and event.cached_tokens == 0
     assert 0 < event.input_tokens <= 2**31 - 1
     counters_at_rest(custom["tenant"].id)
-    from llm import metering
+    from llm.metering import queue as metering
 
     assert metering.pending_count() == 0 and metering.dead_letter_count() == 0
 
 
 def test_a_stored_header_with_a_line_break_is_a_clean_error_not_a_leak(custom, fake):
-    from llm import crypto
+    from llm.config import encryption
     from llm.models import Credential
 
     credential = Credential.objects.unscoped().get(tenant=custom["tenant"])
     secrets = {"headers": {"x-org": "a\r\nInjected: yes"}}
     import orjson
 
-    credential.secrets_ciphertext = crypto.encrypt(credential.data_key, orjson.dumps(secrets).decode())
+    credential.secrets_ciphertext = encryption.encrypt(credential.data_key, orjson.dumps(secrets).decode())
     credential.save(update_fields=["secrets_ciphertext"])
     reconfigured()
     response = _post(custom, {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]})
@@ -183,8 +184,8 @@ def test_every_completion_asked_for_is_reserved(custom, fake):
 
 
 def test_a_request_without_max_tokens_reserves_the_models_maximum_output(custom, settings):
+    from llm.calls.admission import _worst_case_tcu
     from llm.models import UsageEvent  # noqa: F401  (the tenant's events stay empty: nothing is spent here)
-    from llm.router import _worst_case_tcu
 
     class Target:
         input_usd_per_mtok = 1
@@ -240,12 +241,12 @@ def test_an_announced_revocation_reaches_a_process_that_cached_the_key(custom):
     body = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]}
     assert _post(custom, body).status_code == 200
     key_hash = hash_key(custom["key"])
-    assert gateway_cache.keys.get(key_hash) is not None
-    budget.backend().sync_client().publish(gateway_cache._channel(), f"key:{key_hash}")
+    assert hot_cache.keys.get(key_hash) is not None
+    budget.backend().sync_client().publish(hot_cache._channel(), f"key:{key_hash}")
     deadline = time.monotonic() + 10
-    while gateway_cache.keys.get(key_hash) is not None and time.monotonic() < deadline:
+    while hot_cache.keys.get(key_hash) is not None and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert gateway_cache.keys.get(key_hash) is None, "the listener did not apply the announcement"
+    assert hot_cache.keys.get(key_hash) is None, "the listener did not apply the announcement"
 
 
 def test_a_slow_ollama_server_does_not_hold_back_another_tenants_calls(custom, fake, other_tenant, make_key,

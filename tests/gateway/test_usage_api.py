@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from llm.models import UsageDaily, UsageEvent, UsageHourly
-from llm.usage import rollup_pending
+from llm.usage.rollups import rollup_pending
 
 pytestmark = pytest.mark.django_db
 

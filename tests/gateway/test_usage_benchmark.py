@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from llm.usage import usage_summary
+from llm.usage.selectors import usage_summary
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

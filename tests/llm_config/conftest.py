@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from llm import catalog, crypto, resolution, ssrf
+from llm.calls import resolution
+from llm.config import catalog, encryption, ssrf
 
 SECRET = "sk-test-PLAINTEXT-never-shown-9f8e7d6c5b4a3456"
 
 
 def _forget_everything() -> None:
     # The database rolls back after each test but in-process memos would not: drop them too.
-    crypto._data_keys.clear()
-    crypto._masters.clear()
+    encryption._data_keys.clear()
+    encryption._masters.clear()
     ssrf.clear_dns_cache()
     catalog.forget_memo()
     resolution.clear_route_cache()

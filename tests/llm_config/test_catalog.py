@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from llm.catalog import get_catalog
+from llm.config.catalog import get_catalog
 from llm.models import CatalogModel
 
 pytestmark = pytest.mark.django_db
@@ -97,8 +97,8 @@ def test_disabled_models_are_not_listed(manage_client):
 def test_listing_is_served_from_cache_one_query_when_cold(manage_client):
     from django.core.cache import cache
 
-    from llm.catalog import forget_memo
-    from llm.resolution import global_version
+    from llm.config.catalog import forget_memo
+    from llm.config.versions import global_version
 
     manage_client.get("/api/llm/models")  # warm the version lookup
     forget_memo()

@@ -39,7 +39,7 @@ def test_good_key_is_ok(manage_client, fake):
 
 def test_byok_key_through_the_fake_provider(manage_client, fake, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
-    from llm import resolution
+    from llm.calls import resolution
 
     resolution.forget_env()
     body = manage_client.post(URL, {"mode": "byok", "model": "anthropic:claude-haiku-4.5",

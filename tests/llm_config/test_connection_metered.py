@@ -27,7 +27,7 @@ def paying(tenant, fake, monkeypatch):
 def test_a_platform_connection_test_is_priced_and_metered_once(paying, manage_client):
     body = manage_client.post(URL, PLATFORM, format="json").json()
     assert body["ok"] is True, body
-    from llm import metering
+    from llm.metering import queue as metering
 
     metering.flush()
     (event,) = UsageEvent.objects.unscoped().filter(tenant=paying)
@@ -37,7 +37,7 @@ def test_a_platform_connection_test_is_priced_and_metered_once(paying, manage_cl
 def test_a_platform_connection_test_is_refused_past_the_hard_cap(paying, manage_client):
     assert manage_client.put("/api/billing/caps", {"warn_tcu": 1, "hard_tcu": 1}, format="json").status_code == 200
     assert manage_client.post(URL, PLATFORM, format="json").json()["ok"] is True  # spends past the cap of 1
-    from llm import metering
+    from llm.metering import queue as metering
 
     metering.flush()
     refused = manage_client.post(URL, PLATFORM, format="json").json()
@@ -51,7 +51,7 @@ def test_a_platform_connection_test_respects_the_keys_spend_limit(paying, make_k
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(paying, spend_limit_tcu=1)}")
     assert client.post(URL, PLATFORM, format="json").json()["ok"] is True
-    from llm import metering
+    from llm.metering import queue as metering
 
     metering.flush()
     refused = client.post(URL, PLATFORM, format="json").json()
@@ -62,7 +62,7 @@ def test_a_batch_job_spends_under_its_keys_monthly_limit(paying, make_key, djang
     """A key refused on /v1 past its spend limit is refused the same way in a batch job (Celery runs eagerly here)."""
     from rest_framework.test import APIClient
 
-    from llm import metering
+    from llm.metering import queue as metering
     from llm.models import Job
 
     client = APIClient()

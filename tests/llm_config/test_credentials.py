@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.db import connection
 
-from llm.credentials import mask, secrets_of
+from llm.config.credentials import mask, secrets_of
 from llm.models import Credential
 from tests.llm_config.conftest import SECRET
 

@@ -113,7 +113,7 @@ def test_custom_endpoint_change_keeps_the_stored_key(manage_client):
 
 def _disable_gpt5():
     CatalogModel.objects.filter(pk="openai:gpt-5").update(enabled=False)
-    from llm.resolution import bump_config_version
+    from llm.config.versions import bump_config_version
 
     bump_config_version()
 

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from llm import resolution
-from llm.credentials import credential_create
-from llm.preferences import preferences_save
-from llm.resolution import RouteError, resolve_route
-from llm.routes import route_create
+from llm.calls import resolution
+from llm.calls.resolution import RouteError, resolve_route
+from llm.config.credentials import credential_create
+from llm.config.preferences import preferences_save
+from llm.config.routes import route_create
 from tenants.audit import SYSTEM
 
 pytestmark = pytest.mark.django_db
@@ -269,7 +269,7 @@ def test_call_time_ssrf_check_when_dns_changes(tenant, keys, dns, settings):
                                                              "base_url": "https://llm.example.com/v1"})
     assert resolve(tenant, "default").targets[0].base_url == "https://llm.example.com/v1"
     dns["llm.example.com"] = ["10.0.0.7"]
-    from llm import ssrf
+    from llm.config import ssrf
 
     ssrf.clear_dns_cache()
     resolution.bump_config_version(tenant.id)

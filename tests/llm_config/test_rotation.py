@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from llm import crypto
-from llm.credentials import credential_create, secrets_of
+from llm.config import encryption
+from llm.config.credentials import credential_create, secrets_of
 from llm.models import Credential, TenantDataKey
 from tenants.audit import SYSTEM
 
@@ -16,8 +16,8 @@ OLD, NEW, NEWER = "old-master-key-aaaaaaaaaaaaaaaa", "new-master-key-bbbbbbbbbbb
 
 
 def _forget():
-    crypto._data_keys.clear()
-    crypto._masters.clear()
+    encryption._data_keys.clear()
+    encryption._masters.clear()
 
 
 def _secret(pk: int) -> str:
@@ -57,14 +57,14 @@ def test_rotation_reencrypts_under_the_newest_key_with_a_count(settings, stored,
 
 def test_without_rotation_removing_the_old_key_fails_loudly(settings, stored):
     settings.CRYPTOGRAPHY_KEYS = [NEW]
-    with pytest.raises(crypto.DecryptionError) as exc:
+    with pytest.raises(encryption.DecryptionError) as exc:
         _secret(stored[0].pk)
     assert "sk-tenant" not in str(exc.value)
 
 
 def test_interrupted_rotation_resumes(settings, stored, monkeypatch, capsys):
     settings.CRYPTOGRAPHY_KEYS = [NEW, OLD]
-    real = crypto.rewrap
+    real = encryption.rewrap
     calls = {"n": 0}
 
     def flaky(wrapped: str) -> str:
@@ -73,10 +73,10 @@ def test_interrupted_rotation_resumes(settings, stored, monkeypatch, capsys):
             raise RuntimeError("killed")
         return real(wrapped)
 
-    monkeypatch.setattr(crypto, "rewrap", flaky)
+    monkeypatch.setattr(encryption, "rewrap", flaky)
     with pytest.raises(RuntimeError):
         call_command("rotate_encryption_key")
-    monkeypatch.setattr(crypto, "rewrap", real)
+    monkeypatch.setattr(encryption, "rewrap", real)
     call_command("rotate_encryption_key")
     assert "1 data keys re-wrapped" in capsys.readouterr().out
     settings.CRYPTOGRAPHY_KEYS = [NEW]
@@ -117,6 +117,6 @@ def test_other_apps_encrypted_fields_move_to_the_newest_key(settings, tenant, ca
         cursor.execute("SELECT alert_webhook_secret FROM billing_subscription WHERE id = %s", [sub.pk])
         raw = bytes(cursor.fetchone()[0])
     assert b"whsec" not in raw
-    assert pickle.loads(crypto._field_fernet(NEW).decrypt(raw)) == "whsec-tenant-a-0000"
+    assert pickle.loads(encryption._field_fernet(NEW).decrypt(raw)) == "whsec-tenant-a-0000"
     call_command("rotate_encryption_key")
     assert "0 other encrypted values re-encrypted" in capsys.readouterr().out

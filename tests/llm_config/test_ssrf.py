@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm import ssrf
+from llm.config import ssrf
 
 pytestmark = pytest.mark.django_db
 

@@ -7,13 +7,14 @@ import orjson
 import pytest
 from rest_framework.test import APIClient
 
-from llm import catalog, crypto, resolution, ssrf
+from llm.calls import resolution
+from llm.config import catalog, encryption, ssrf
 from tenants.models import Membership
 
 
 def _forget_everything() -> None:
-    crypto._data_keys.clear()
-    crypto._masters.clear()
+    encryption._data_keys.clear()
+    encryption._masters.clear()
     ssrf.clear_dns_cache()
     catalog.forget_memo()
     resolution.clear_route_cache()

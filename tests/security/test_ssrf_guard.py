@@ -9,7 +9,7 @@ import pytest
 from billing import tasks
 from billing.caps import after_usage, caps_update
 from billing.models import AlertSent, Subscription
-from llm import ssrf
+from llm.config import ssrf
 from tenants.audit import SYSTEM
 
 pytestmark = pytest.mark.django_db

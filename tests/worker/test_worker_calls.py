@@ -2,7 +2,7 @@
 
 import pytest
 
-from llm import metering
+from llm.metering import queue as metering
 from llm.models import Job, Message, UsageEvent
 from tests.worker.conftest import wait_for
 
@@ -18,7 +18,7 @@ def pro_tenant(tenant):
 
 
 def test_assistant_reply_is_produced_by_the_worker(celery_worker_process, pro_tenant):
-    from llm.assistant import message_post, thread_create
+    from llm.runtime.assistant import message_post, thread_create
     from tenants.models import Membership
 
     owner = Membership.objects.unscoped().get(tenant=pro_tenant, role="owner").user

@@ -5,7 +5,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from llm.usage import rollup_pending, usage_summary, vacuum_analyze
+from llm.usage.rollups import rollup_pending, vacuum_analyze
+from llm.usage.selectors import usage_summary
 from tenants.audit import SYSTEM
 from tenants.models import Agent, Tenant
 from tenants.services import agent_create

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from llm import crypto
+from llm.config import encryption
 
 
 class Command(BaseCommand):
@@ -20,14 +20,14 @@ class Command(BaseCommand):
     def handle(self, *args, data_keys: bool = False, batch_size: int = 100, **options) -> None:
         verbosity = options.get("verbosity", 1)
 
-        def progress(result: crypto.RotationResult) -> None:
+        def progress(result: encryption.RotationResult) -> None:
             if verbosity > 1:
                 self.stdout.write(f"  … {result.data_keys_rewrapped} re-wrapped, "
                                   f"{result.credentials_reencrypted} credentials re-encrypted")
 
-        result = crypto.rotate(data_keys=data_keys, batch_size=batch_size, progress=progress)
+        result = encryption.rotate(data_keys=data_keys, batch_size=batch_size, progress=progress)
         self.stdout.write(
-            f"Re-encrypted under key {crypto.current_master_id()}: {result.data_keys_rewrapped} data keys re-wrapped, "
+            f"Re-encrypted under key {encryption.current_master_id()}: {result.data_keys_rewrapped} data keys re-wrapped, "
             f"{result.data_keys_created} new data keys, {result.credentials_reencrypted} credentials re-encrypted, "
             f"{result.field_values_reencrypted} other encrypted values re-encrypted."
         )

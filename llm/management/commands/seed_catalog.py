@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from llm.catalog import seed_catalog
-from llm.resolution import bump_config_version
+from llm.config.catalog import seed_catalog
+from llm.config.versions import bump_config_version
 
 
 class Command(BaseCommand):

@@ -1,0 +1,256 @@
+"""Admission of a call: the cached lookups it needs (limits, budgets, the route) and one Redis round trip that
+checks caps, rate limits and concurrency and reserves the worst case."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError
+
+from llm.calls import hot_cache
+from llm.calls.circuit import circuit_id
+from llm.calls.errors import GatewayError
+from llm.limits import budget
+from llm.metering.pricing import estimate_tokens, prompt_chars, tcu_of
+from llm.policy import policy
+from llm.sync import run_sync
+
+log = logging.getLogger(__name__)
+
+
+def _load_limits(tenant_id: int) -> Any:
+    return policy().limits_for(tenant_id)
+
+
+def _load_agent_budget(tenant_id: int, agent_id: int) -> int | None:
+    return policy().agent_budget_tcu(tenant_id, agent_id)
+
+
+def hard_cap_message(used: int, cap: int, scope: str = "tenant") -> str:
+    _, end = budget.period_bounds(budget.period_of())
+    if scope == "tenant":
+        return policy().hard_cap_message(used, cap, end)
+    what = {"key": "This API key's monthly TCU limit", "agent": "This agent's monthly TCU budget"}.get(
+        scope, "Monthly TCU limit"
+    )
+    return (
+        f"{what} reached: {used:,} of {cap:,} TCU used. New calls are refused until the period resets on "
+        f"{end:%Y-%m-%d %H:%M} UTC or the limit is raised."
+    )
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Everything known about one call before it goes upstream."""
+
+    tenant_id: int
+    request_type: str = "chat"
+    api_key_id: int | None = None
+    key_spend_limit: int | None = None
+    agent_id: int | None = None
+    user_id: int | None = None
+    request_id: str = field(default_factory=lambda: "req_" + uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+
+
+# After a failed lookup the database is taken as down for a few seconds: warm tenants are served from what the
+# process knows without each call waiting for a connect to time out first.
+_DATABASE_RETRY_S = 5.0
+_database_down_until = [0.0]
+
+
+async def _cached(cache: hot_cache.TTLCache, key: Any, load: Any, *args: Any, **kwargs: Any) -> Any:
+    """A cold-path lookup in the gateway's own pool; while the database is unreachable the last known answer
+    keeps a warm tenant served (stale-if-error), and only a tenant never seen fails."""
+    value = cache.get(key)
+    if value is not None:
+        return value
+    if time.monotonic() < _database_down_until[0]:  # known down: serve what we know without dialling again
+        stale = cache.get_stale(key)
+        if stale is not None:
+            return stale
+    try:
+        value = await run_sync(load, *args, **kwargs)
+    except DatabaseError:
+        _database_down_until[0] = time.monotonic() + _DATABASE_RETRY_S
+        stale = cache.get_stale(key)
+        if stale is None:
+            raise GatewayError(
+                503,
+                "The gateway cannot reach its database right now; retry shortly.",
+                type="api_error",
+                code="service_unavailable",
+                retry_after=2,
+            ) from None
+        log.warning("database unreachable; serving a warm tenant from its last known settings")
+        return stale
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise GatewayError(
+            503,
+            "The gateway's metering store is unreachable, so calls are refused rather than run "
+            "unmetered; retry shortly.",
+            type="api_error",
+            code="service_unavailable",
+            retry_after=2,
+        ) from None
+    cache.set(key, value)
+    return value
+
+
+async def limits_for(tenant_id: int) -> Any:
+    return await _cached(hot_cache.limits, tenant_id, _load_limits, tenant_id)
+
+
+def _agent_budget_boxed(tenant_id: int, agent_id: int) -> tuple[int | None]:
+    return (_load_agent_budget(tenant_id, agent_id),)
+
+
+async def agent_budget(tenant_id: int, agent_id: int | None) -> int | None:
+    if agent_id is None:
+        return None
+    boxed = await _cached(
+        hot_cache.limits, ("agent-budget", tenant_id, agent_id), _agent_budget_boxed, tenant_id, agent_id
+    )
+    return boxed[0]
+
+
+async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> Any:
+    from llm.calls.resolution import RouteError, resolve_route
+
+    try:
+        return await _cached(
+            hot_cache.routes,
+            (ctx.tenant_id, ctx.agent_id, model, embeddings),
+            resolve_route,
+            tenant_id=ctx.tenant_id,
+            agent_id=ctx.agent_id,
+            model=model,
+            embeddings=embeddings,
+        )
+    except RouteError as exc:
+        raise GatewayError(
+            400, str(exc), code=getattr(exc, "code", "model_not_found"), param=getattr(exc, "param", "model")
+        ) from None
+
+
+def _worst_case_tcu(body: dict, target: Any, *, embeddings: bool = False) -> int:
+    """The most this request can cost as sent: its prompt, and every completion (`n`) at its output limit (the
+    model's maximum when the request names none), so one request can overshoot a cap by at most itself."""
+    prompt = estimate_tokens(prompt_chars(body))
+    in_p = target.input_usd_per_mtok or Decimal(0)
+    out_p = target.output_usd_per_mtok or Decimal(0)
+    if embeddings:
+        return budget.clamp(tcu_of(Decimal(prompt) * in_p / Decimal(1_000_000)))
+    max_out = (
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or (target.params or {}).get("max_tokens")
+        or target.max_output_tokens
+        or settings.DEFAULT_MAX_OUTPUT_TOKENS
+    )
+    n = body.get("n")
+    copies = n if isinstance(n, int) and n > 0 else 1
+    outputs = Decimal(int(max_out)) * Decimal(copies)
+    return budget.clamp(tcu_of((Decimal(prompt) * in_p + outputs * out_p) / Decimal(1_000_000)))
+
+
+async def admit(
+    ctx: CallContext, body: dict, targets: list[Any], *, embeddings: bool = False
+) -> tuple[budget.Reservation, set[str]]:
+    """Check plan, caps, rate limits and concurrency in one Redis round trip; reserve the worst case."""
+    limits = await limits_for(ctx.tenant_id)
+    primary = targets[0]
+    if primary.mode == "platform" and not limits.platform_allowed:
+        raise GatewayError(
+            403,
+            limits.platform_block_reason
+            or "Your plan does not include platform-managed models; use your own key (BYOK).",
+            type="permission_error",
+            code="platform_mode_not_allowed",
+        )
+    scopes = [budget.Scope("tenant", ctx.tenant_id, limits.hard_tcu)]  # 0 blocks every call
+    if ctx.api_key_id is not None and ctx.key_spend_limit is not None:
+        scopes.append(budget.Scope("key", ctx.api_key_id, ctx.key_spend_limit))
+    agent_cap = await agent_budget(ctx.tenant_id, ctx.agent_id)
+    if agent_cap is not None and ctx.agent_id is not None:
+        scopes.append(budget.Scope("agent", ctx.agent_id, agent_cap))
+    rates = []
+    if limits.rpm_tenant:
+        rates.append(budget.RateLimit("tenant", ctx.tenant_id, limits.rpm_tenant, 60))
+    if limits.rpm_key and ctx.api_key_id is not None:
+        rates.append(budget.RateLimit("key", ctx.api_key_id, limits.rpm_key, 60))
+    if limits.monthly_request_cap:
+        period = budget.period_of()
+        _, period_end = budget.period_bounds(period)
+        rates.append(
+            budget.RateLimit(
+                "monthly",
+                ctx.tenant_id,
+                limits.monthly_request_cap,
+                31 * 24 * 3600,
+                bucket=period,
+                ttl=int(period_end.timestamp() - time.time()) + 3600,
+            )
+        )
+    concurrency = (
+        (f"{budget.NS}:cc:{ctx.tenant_id}", limits.max_concurrency) if limits.max_concurrency else None
+    )
+    circuits = [circuit_id(t) for t in targets]
+    try:
+        admission = await budget.backend().aadmit(
+            scopes=scopes,
+            rates=rates,
+            concurrency=concurrency,
+            amount=_worst_case_tcu(body, primary, embeddings=embeddings),
+            circuits=circuits,
+            now=time.time(),
+        )
+    except budget.BackendUnavailable:
+        raise GatewayError(
+            503,
+            "The gateway's metering store is unreachable, so calls are refused rather than run "
+            "unmetered; retry shortly.",
+            type="api_error",
+            code="service_unavailable",
+            retry_after=2,
+        ) from None
+    refusal = admission.refusal
+    if refusal is not None:
+        if refusal.kind == "cap":
+            scope = refusal.scope.kind if refusal.scope else "tenant"
+            raise GatewayError(
+                402,
+                hard_cap_message(refusal.used, refusal.limit, scope),
+                type="insufficient_quota",
+                code="tcu_hard_cap_reached" if scope == "tenant" else f"{scope}_budget_reached",
+            )
+        if refusal.kind == "rate":
+            name = refusal.scope.kind if refusal.scope else "tenant"
+            what = {
+                "tenant": "requests per minute for this workspace",
+                "key": "requests per minute for this key",
+                "monthly": "requests this month",
+            }.get(name, "requests")
+            raise GatewayError(
+                429,
+                f"Rate limit reached: {refusal.limit} {what}. Retry after {refusal.retry_after} s.",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                retry_after=refusal.retry_after,
+            )
+        raise GatewayError(
+            429,
+            f"Too many concurrent calls: at most {refusal.limit} at once on your plan.",
+            type="rate_limit_error",
+            code="rate_limit_exceeded",
+            retry_after=1,
+        )
+    assert admission.reservation is not None
+    return admission.reservation, admission.open_circuits

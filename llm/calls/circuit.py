@@ -1,0 +1,25 @@
+"""The circuit breaker shared by every worker through Redis: failing targets are skipped for a while."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from llm.limits import budget
+
+log = logging.getLogger(__name__)
+
+
+def circuit_id(target: Any) -> str:
+    raw = f"{target.provider}|{target.base_url}|{target.upstream_model}|{target.credential_id}"
+    return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+async def record_failure(target: Any) -> None:
+    """Count a failover-worthy failure; enough of them within a minute open the target's breaker."""
+    try:
+        if await budget.backend().arecord_failure(circuit_id(target)):
+            log.warning("circuit opened for %s %s", target.provider, target.upstream_model)
+    except budget.BackendUnavailable:
+        log.warning("circuit breaker not updated: the metering store is unreachable")

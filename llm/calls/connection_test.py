@@ -1,0 +1,232 @@
+"""Connection tests: one tiny real chat call ("ping") with saved or unsaved settings, and Ollama discovery.
+
+The result says in plain words what to fix: a refused key, no credit, an unknown model (with the models the
+endpoint does offer), a server that is not running, DNS, TLS or a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from llm.calls.resolution import ResolvedTarget, RouteError, _resolve_cold
+from llm.config import ssrf
+from tenants.audit import SYSTEM, Actor, audit_record
+from tenants.models import Agent, ApiKey, Tenant, User
+
+log = logging.getLogger(__name__)
+PING_TIMEOUT = 20.0
+MAX_LISTED_MODELS = 20
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _target_for(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]) -> ResolvedTarget:
+    """The primary target of the given (unsaved) preferences, or of the saved ones when `data` is empty.
+
+    Unsaved settings are saved inside a transaction that is always rolled back, so the very code that
+    resolves real calls builds the target and nothing is stored. A saved endpoint moved to another origin keeps
+    none of its saved secrets there: the test sends only those given in `data`.
+    """
+    if not data:
+        return _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
+    from llm.config.preferences import preferences_save
+
+    holder: dict[str, ResolvedTarget] = {}
+    try:
+        with transaction.atomic():
+            preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data, new_origin="drop")
+            holder["target"] = _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
+            raise _Rollback
+    except _Rollback:
+        pass
+    finally:
+        from llm.config.versions import bump_config_version
+
+        bump_config_version(tenant.id)  # the rolled-back save must not leave a stale route behind
+    return holder["target"]
+
+
+def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
+    where = target.base_url if target else "the endpoint"
+    lowered = message.lower()
+    if kind == "auth":
+        return ("The key was refused (401/403). Check that it was copied completely, is still active and belongs "
+                "to this provider or endpoint.")
+    if kind == "rate_limit":
+        return ("The provider answered 429: the account has no credit left or is rate-limited. Check the billing "
+                "page of the provider, or try again in a minute.")
+    if kind == "not_found":
+        return f"The endpoint does not know the model “{target.upstream_model if target else '?'}”. Pick one it offers."
+    if kind == "bad_request":
+        return "The provider rejected the test request; check the model name and the endpoint's settings."
+    if kind == "timeout":
+        return (f"No answer from {where} within {PING_TIMEOUT:g} s: the server may be overloaded, or the URL may not "
+                "point to an LLM API.")
+    if kind == "blocked":
+        return "Only public http(s) endpoints may be called here; use the endpoint's public address."
+    if kind == "config":
+        return "Fix the LLM settings (mode, model, key or endpoint) and test again."
+    if "refused" in lowered:
+        return (f"Nothing is listening at {where}. Is the server (e.g. Ollama: `ollama serve`) running, and are the "
+                "host and port in the URL right?")
+    if "dns" in lowered:
+        return f"The host name in {where} does not resolve: check the spelling of the URL."
+    if "tls" in lowered or "certificate" in lowered:
+        return ("The TLS handshake failed: the certificate is not trusted or the server does not speak https on "
+                "that port (try http:// for a local server).")
+    return f"Could not reach {where}: check the URL and that the server is up."
+
+
+async def _ping(target: ResolvedTarget) -> dict[str, Any]:
+    from llm.providers import ProviderError, Target, Timeouts, get_adapter
+    from llm.providers.base import scrub_for
+
+    adapter = get_adapter(target.protocol)
+    provider_target = Target(provider=target.provider, protocol=target.protocol, base_url=target.base_url,
+                             api_key=target.api_key, model=target.upstream_model, options=target.options,
+                             timeouts=Timeouts(connect=5.0, first_byte=PING_TIMEOUT, idle=PING_TIMEOUT))
+    body = {"model": target.upstream_model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 5}
+    started = time.perf_counter()
+    try:
+        result = await adapter.chat(provider_target, body)
+    except ProviderError as exc:
+        latency = int((time.perf_counter() - started) * 1000)
+        error: dict[str, Any] = {"kind": exc.kind, "message": exc.message, "hint": _hint(exc.kind, exc.message, target)}
+        if exc.kind == "not_found":
+            offered = exc.models
+            if not offered:
+                try:
+                    offered = await adapter.list_models(provider_target)
+                except ProviderError:
+                    offered = None
+            if offered:
+                # the upstream's own words too: scrubbed like its error messages (and kept short)
+                shown = sorted(scrub_for(provider_target, str(m))[:100] for m in offered)[:MAX_LISTED_MODELS]
+                error["models"] = shown
+                error["hint"] += " It offers: " + ", ".join(shown) + ("…" if len(offered) > len(shown) else "") + "."
+        return {"ok": False, "latency_ms": latency, "error": error, "usage": None}
+    latency = int((time.perf_counter() - started) * 1000)
+    return {"ok": True, "latency_ms": latency, "error": None, "usage": result.get("usage") or {}}
+
+
+async def _metered_ping(target: ResolvedTarget, ctx: Any) -> dict[str, Any]:
+    """A test of the platform's own keys is a call like any other: admitted against the tenant's caps, rate
+    limits and the key's and agent's budgets, priced, and metered once (as request type `test`)."""
+    from llm.calls.call import Call
+    from llm.calls.errors import GatewayError
+    from llm.calls.resolution import ResolvedRoute
+
+    route = ResolvedRoute(name="test-connection", targets=(target,), weighted=False, cache_ttl=None, eu_only=False)
+    call = Call(ctx, route, {"model": target.model_id, "messages": [{"role": "user", "content": "ping"}],
+                             "max_tokens": 5})
+    started = time.perf_counter()
+    try:
+        await call.start()
+        result = await call.complete()
+    except GatewayError as exc:
+        kind = {"tcu_hard_cap_reached": "cap", "rate_limit_exceeded": "rate_limit"}.get(exc.code or "", "")
+        kind = kind or exc.error_kind or "unavailable"
+        latency = int((time.perf_counter() - started) * 1000) if call.reservation is not None else None
+        return {"ok": False, "latency_ms": latency, "usage": None,
+                "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, target)}}
+    finally:
+        await call.abort()
+    return {"ok": True, "latency_ms": int((time.perf_counter() - started) * 1000), "error": None,
+            "usage": result.get("usage") or {}}
+
+
+def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
+    """The target's origin as text when no saved credential of the tenant is bound to it (None otherwise, and
+    for the platform's own keys)."""
+    from llm.config.credentials import origin_of
+    from llm.models import Credential
+
+    if target.credential_id is None:
+        return None
+    origin = origin_of(target.base_url)
+    saved = list(Credential.objects.unscoped().filter(tenant=tenant).values_list("pk", "base_url"))
+    if any(pk == target.credential_id and not url for pk, url in saved):
+        return None  # a saved provider key at the provider's own address
+    if any(url and origin_of(url) == origin for _, url in saved):
+        return None
+    scheme, host, port = origin
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: dict[str, Any]) -> None:
+    from llm.metering.queue import record_test_call
+
+    usage = outcome.get("usage") or {}
+    try:
+        record_test_call(tenant_id=tenant.id, user_id=user.pk if user else None, provider=target.provider,
+                         model=target.model_id, mode=target.mode, latency_ms=outcome["latency_ms"] or 0,
+                         ok=outcome["ok"], error_kind=(outcome["error"] or {}).get("kind", ""),
+                         input_tokens=int(usage.get("prompt_tokens") or 0),
+                         output_tokens=int(usage.get("completion_tokens") or 0))
+    except Exception:  # metering must never break the answer to the user
+        log.exception("could not record the test call")
+
+
+def test_connection(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any], user: User | None = None,
+                    api_key: ApiKey | None = None, actor: Actor | None = None) -> dict[str, Any]:
+    """Send "ping" with the given settings (unsaved) or the saved ones; raise ValidationError for bad settings."""
+    try:
+        target = _target_for(tenant=tenant, agent=agent, data=data)
+    except RouteError as exc:
+        kind = "blocked" if exc.code == "endpoint_blocked" else "config"
+        return {"ok": False, "latency_ms": None, "model": None,
+                "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, None)}}
+    origin = _new_origin(tenant, target) if data else None
+    if origin is not None:
+        audit_record(tenant=tenant, actor=actor or Actor(user=user, api_key=api_key),
+                     action="llm.connection_test.new_origin", object_type="connection_test",
+                     object_repr=f"Connection test to {origin}",
+                     changes={"origin": origin, "mode": target.mode, "model": target.model_id})
+    if target.mode == "platform":
+        from llm.calls.admission import CallContext
+
+        ctx = CallContext(tenant_id=tenant.id, request_type="test", agent_id=agent.pk if agent else None,
+                          user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
+                          key_spend_limit=api_key.spend_limit_tcu if api_key else None)
+        from llm.sync import from_sync
+
+        outcome = from_sync(_metered_ping, target, ctx)
+    else:
+        outcome = async_to_sync(_ping)(target)
+        _record(tenant, user, target, outcome)
+    if outcome["ok"] and target.credential_id and not data:
+        from llm.config.credentials import credential_mark_verified
+        from llm.models import Credential
+
+        credential_mark_verified(Credential(pk=target.credential_id))
+    return {"ok": outcome["ok"], "latency_ms": outcome["latency_ms"], "model": target.model_id,
+            "error": outcome["error"]}
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
+
+
+def ollama_models(*, base_url: str, api_key: str = "") -> dict[str, Any]:
+    """The models an Ollama server has pulled, as `ollama:name:size` ids (the URL is SSRF-checked)."""
+    from llm.providers import ProviderError
+    from llm.providers.openai_compat import ollama_tags
+
+    base_url = (base_url or "").strip() or "http://127.0.0.1:11434"
+    try:
+        ssrf.check_url(base_url)
+    except ssrf.BlockedAddress as exc:
+        raise ValidationError({"base_url": [str(exc)]}) from None
+    try:
+        names = async_to_sync(ollama_tags)(base_url, api_key)
+    except ProviderError as exc:
+        raise ValidationError({"base_url": [f"{exc.message}. {_hint(exc.kind, exc.message, None)}"]}) from None
+    models = sorted({f"ollama:{n}" if ":" in n else f"ollama:{n}:latest" for n in names if n})
+    return {"base_url": base_url, "models": models}

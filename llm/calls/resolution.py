@@ -1,0 +1,501 @@
+"""Route resolution for the router: a requested model name → the ordered targets (endpoint, key, price) to try.
+
+Reads the catalog, the tenant's preferences, routes and credentials once, then serves warm calls from an
+in-process cache keyed by the tenant's config version, so a warm call runs no query at all.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from llm.config.catalog_data import OPENROUTER
+from llm.config.versions import config_version, forget_version_memo
+
+_lock = threading.Lock()
+_routes: OrderedDict[tuple, Any] = OrderedDict()
+
+
+# --- the router's view of a route -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTarget:
+    model_id: str
+    provider: str
+    protocol: str
+    base_url: str
+    api_key: str = field(repr=False)
+    upstream_model: str
+    options: dict = field(repr=False)
+    mode: str
+    credential_id: int | None
+    input_usd_per_mtok: Decimal | None
+    output_usd_per_mtok: Decimal | None
+    eu_hosted: bool
+    tier: str
+    max_output_tokens: int | None
+    capabilities: tuple[str, ...]
+    weight: int = 0
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRoute:
+    name: str
+    targets: tuple[ResolvedTarget, ...]
+    weighted: bool
+    cache_ttl: int | None
+    eu_only: bool
+
+
+class RouteError(Exception):
+    """The requested model cannot be resolved; the gateway answers 400 invalid_request_error."""
+
+    def __init__(self, message: str, code: str = "model_not_found", param: str = "model"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+# --- platform keys from the environment ----------------------------------------------------------------
+
+_ENV_TTL = 5.0
+_env_memo: dict[str, tuple[float, str]] = {}
+
+
+def env(name: str) -> str:
+    """An environment variable, re-read every few seconds (platform keys can change without a restart)."""
+    now = time.monotonic()
+    memo = _env_memo.get(name)
+    if memo and memo[0] > now:
+        return memo[1]
+    value = os.environ.get(name, "").strip()
+    _env_memo[name] = (now + _ENV_TTL, value)
+    return value
+
+
+def forget_env() -> None:
+    _env_memo.clear()
+
+
+def _env_prefix(provider: str) -> str:
+    return provider.upper().replace("-", "_")
+
+
+def _provider_defaults(provider: str) -> tuple[str, str]:
+    """(protocol, default base URL) of a provider, whether or not the catalog has a model of it."""
+    from llm.config import catalog, catalog_data
+
+    info = catalog.get_catalog().providers.get(provider)
+    if info is not None:
+        return info.protocol, info.default_base_url
+    for p in catalog_data.PROVIDERS:
+        if p["id"] == provider:
+            return p["protocol"], p["default_base_url"]
+    return "openai_compat", ""
+
+
+def _base_url(provider: str, override: str = "") -> str:
+    return override or env(f"{_env_prefix(provider)}_BASE_URL") or _provider_defaults(provider)[1]
+
+
+def _catalog_target(m: Any, *, mode: str, provider: str, protocol: str, base_url: str, api_key: str,
+                    upstream: str, credential_id: int | None, options: dict | None = None,
+                    eu_hosted: bool | None = None) -> ResolvedTarget:
+    return ResolvedTarget(
+        model_id=m.id, provider=provider, protocol=protocol, base_url=base_url, api_key=api_key,
+        upstream_model=upstream, options=options or {}, mode=mode, credential_id=credential_id,
+        input_usd_per_mtok=m.input_usd_per_mtok, output_usd_per_mtok=m.output_usd_per_mtok,
+        eu_hosted=m.eu_hosted if eu_hosted is None else eu_hosted, tier=m.tier,
+        max_output_tokens=m.max_output_tokens, capabilities=tuple(m.capabilities))
+
+
+def platform_target_for(model: Any) -> ResolvedTarget | None:
+    """The platform's own way to reach a catalog model (its provider's key, else OpenRouter's), or None."""
+    from llm.config import catalog
+
+    snapshot = catalog.get_catalog()
+    if isinstance(model, str):
+        m = snapshot.model(model)
+    elif isinstance(model, catalog.ModelInfo):
+        m = model
+    else:  # a CatalogModel row
+        m = snapshot.model(model.pk)
+    if m is None:
+        return None
+    key = env(f"{_env_prefix(m.provider)}_API_KEY")
+    if key and m.native_model_id:
+        protocol, _ = _provider_defaults(m.provider)
+        return _catalog_target(m, mode="platform", provider=m.provider, protocol=protocol,
+                               base_url=_base_url(m.provider), api_key=key, upstream=m.native_model_id,
+                               credential_id=None)
+    key = env("OPENROUTER_API_KEY")
+    if key and m.openrouter_model_id:
+        return _catalog_target(m, mode="platform", provider=OPENROUTER, protocol="openai_compat",
+                               base_url=_base_url(OPENROUTER), api_key=key, upstream=m.openrouter_model_id,
+                               credential_id=None, eu_hosted=False)
+    return None
+
+
+# --- cold resolution --------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Context:
+    """Everything a cold resolution reads, loaded once."""
+
+    tenant: Any
+    prefs: Any  # the effective Preferences row (agent's, else tenant's) or None
+    credentials: list[Any]
+    eu_only: bool
+
+    @property
+    def mode(self) -> str:
+        return self.prefs.mode if self.prefs is not None else "platform"
+
+    def credential(self, kind: str) -> Any:
+        found = [c for c in self.credentials if c.kind == kind]
+        if self.prefs is not None and self.prefs.credential_id:
+            chosen = [c for c in found if c.pk == self.prefs.credential_id]
+            if chosen:
+                return chosen[0]
+        found.sort(key=lambda c: (c.rotated_at or c.created_at, c.created_at, c.pk), reverse=True)
+        return found[0] if found else None
+
+    def credential_by_id(self, pk: int | None) -> Any:
+        return next((c for c in self.credentials if c.pk == pk), None)
+
+    @property
+    def custom_endpoint(self) -> Any:
+        return self.credential_by_id(self.prefs.custom_endpoint_id) if self.prefs is not None else None
+
+
+def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
+    from llm.models import Credential, Preferences
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        raise RouteError("Unknown workspace.", code="tenant_not_found")
+    rows = list(Preferences.objects.unscoped().filter(tenant_id=tenant_id)
+                .filter(models_q_agent(agent_id)))
+    prefs = next((p for p in rows if agent_id is not None and p.agent_id == agent_id), None) \
+        or next((p for p in rows if p.agent_id is None), None)
+    credentials = list(Credential.objects.unscoped().select_related("data_key").filter(tenant_id=tenant_id))
+    eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
+    return _Context(tenant=tenant, prefs=prefs, credentials=credentials, eu_only=eu_only)
+
+
+def models_q_agent(agent_id: int | None) -> Any:
+    from django.db.models import Q
+
+    return Q(agent__isnull=True) | Q(agent_id=agent_id) if agent_id is not None else Q(agent__isnull=True)
+
+
+def _secrets(credential: Any) -> dict:
+    from llm.config.credentials import secrets_of
+
+    return secrets_of(credential)
+
+
+def _check_endpoint(url: str) -> None:
+    from llm.config import ssrf
+
+    try:
+        ssrf.check_url(url)
+    except ssrf.BlockedAddress as exc:
+        raise RouteError(f"The endpoint cannot be called: {exc}", code="endpoint_blocked") from None
+
+
+def _endpoint_target(credential: Any, *, model_id: str, upstream: str, catalog_model: Any = None) -> ResolvedTarget:
+    """A target on a tenant's own endpoint (custom mode, Ollama)."""
+    from llm.config.credentials import protocol_for_kind
+
+    secrets = _secrets(credential)
+    config = credential.config or {}
+    _check_endpoint(credential.base_url)
+    options: dict[str, Any] = {}
+    if credential.kind == "azure_openai":
+        options = {"deployment": config.get("deployment", ""), "api_version": config.get("api_version", "")}
+    elif credential.kind == "bedrock":
+        options = {"region": config.get("region", ""), "access_key_id": config.get("access_key_id", ""),
+                   "secret_access_key": secrets.get("secret_access_key", "")}
+    if secrets.get("headers"):
+        options["headers"] = dict(secrets["headers"])
+    return ResolvedTarget(
+        model_id=model_id, provider=credential.kind, protocol=protocol_for_kind(credential.kind),
+        base_url=credential.base_url, api_key=secrets.get("api_key", ""), upstream_model=upstream,
+        options=options, mode="custom", credential_id=credential.pk,
+        input_usd_per_mtok=credential.input_usd_per_mtok, output_usd_per_mtok=credential.output_usd_per_mtok,
+        eu_hosted=bool(config.get("eu_hosted")), tier=catalog_model.tier if catalog_model else "",
+        max_output_tokens=catalog_model.max_output_tokens if catalog_model else None,
+        capabilities=tuple(catalog_model.capabilities) if catalog_model else ())
+
+
+def _provider_credential_target(m: Any, credential: Any, *, via_openrouter: bool) -> ResolvedTarget:
+    secrets = _secrets(credential)
+    options = {"headers": dict(secrets["headers"])} if secrets.get("headers") else {}
+    if credential.base_url:
+        _check_endpoint(credential.base_url)
+    if via_openrouter:
+        return _catalog_target(m, mode="byok", provider=OPENROUTER, protocol="openai_compat",
+                               base_url=_base_url(OPENROUTER, credential.base_url), api_key=secrets.get("api_key", ""),
+                               upstream=m.openrouter_model_id, credential_id=credential.pk, options=options,
+                               eu_hosted=False)
+    protocol, _ = _provider_defaults(m.provider)
+    return _catalog_target(m, mode="byok", provider=m.provider, protocol=protocol,
+                           base_url=_base_url(m.provider, credential.base_url), api_key=secrets.get("api_key", ""),
+                           upstream=m.native_model_id, credential_id=credential.pk, options=options)
+
+
+def _target_for_catalog(ctx: _Context, m: Any, *, credential: Any = None) -> ResolvedTarget:
+    from llm.config.credentials import ENDPOINT_KINDS
+
+    if not m.enabled:
+        raise RouteError(f"The model {m.id} is disabled in the catalog; pick another one.")
+    if credential is not None:  # a route target naming its credential
+        if credential.kind in ENDPOINT_KINDS:
+            return _endpoint_target(credential, model_id=m.id, upstream=m.native_model_id or m.id.split(":", 1)[1],
+                                    catalog_model=m)
+        if credential.kind == OPENROUTER and m.openrouter_model_id:
+            return _provider_credential_target(m, credential, via_openrouter=True)
+        if credential.kind == m.provider and m.native_model_id:
+            return _provider_credential_target(m, credential, via_openrouter=False)
+        raise RouteError(f"The credential “{credential.name}” cannot reach {m.id}.", code="credential_mismatch")
+    mode = ctx.mode
+    if mode == "custom":
+        endpoint = ctx.custom_endpoint
+        if endpoint is None:
+            raise RouteError("Custom mode is selected but no custom endpoint is saved.", code="credential_missing")
+        return _endpoint_target(endpoint, model_id=m.id, upstream=m.native_model_id or m.id.split(":", 1)[1],
+                                catalog_model=m)
+    if mode == "byok":
+        own = ctx.credential(m.provider)
+        if own is not None and m.native_model_id:
+            return _provider_credential_target(m, own, via_openrouter=False)
+        router = ctx.credential(OPENROUTER)
+        if router is not None and m.openrouter_model_id:
+            return _provider_credential_target(m, router, via_openrouter=True)
+        raise RouteError(f"No API key for {m.provider} (or OpenRouter) is saved, so {m.id} cannot be called; "
+                         "add one in the LLM settings.", code="credential_missing")
+    _platform_enabled()
+    target = platform_target_for(m)
+    if target is None:
+        raise RouteError(f"{m.id} is not available on this platform: no {_env_prefix(m.provider)}_API_KEY or "
+                         "OPENROUTER_API_KEY is configured.", code="model_unavailable")
+    return target
+
+
+def _platform_enabled() -> None:
+    from django.conf import settings
+
+    if not settings.PLATFORM_MANAGED_LLM_ENABLED:
+        raise RouteError("Platform-managed models are turned off on this installation; use your own key (BYOK) "
+                         "or a custom endpoint.", code="platform_mode_disabled")
+
+
+def _openrouter_target(ctx: _Context, name: str, *, credential: Any = None) -> ResolvedTarget:
+    from llm.config import catalog
+
+    slug = name.split(":", 1)[1]
+    if not slug or "/" not in slug:
+        raise RouteError("Write OpenRouter models as openrouter:vendor/model.")
+    known = catalog.get_catalog().by_openrouter_id(slug)
+    if credential is None and ctx.mode == "platform":
+        _platform_enabled()
+        key, credential_id, mode = env("OPENROUTER_API_KEY"), None, "platform"
+        if not key:
+            raise RouteError("OpenRouter models are not available on this platform (no OPENROUTER_API_KEY).",
+                             code="model_unavailable")
+        secrets: dict = {}
+        base = _base_url(OPENROUTER)
+    else:
+        credential = credential or ctx.credential(OPENROUTER)
+        if credential is None or credential.kind != OPENROUTER:
+            raise RouteError("No OpenRouter key is saved; add one in the LLM settings.", code="credential_missing")
+        secrets = _secrets(credential)
+        key, credential_id, mode = secrets.get("api_key", ""), credential.pk, "byok"
+        if credential.base_url:
+            _check_endpoint(credential.base_url)
+        base = _base_url(OPENROUTER, credential.base_url)
+    return ResolvedTarget(
+        model_id=name, provider=OPENROUTER, protocol="openai_compat", base_url=base, api_key=key,
+        upstream_model=slug, options={"headers": dict(secrets["headers"])} if secrets.get("headers") else {},
+        mode=mode, credential_id=credential_id,
+        input_usd_per_mtok=known.input_usd_per_mtok if known else None,
+        output_usd_per_mtok=known.output_usd_per_mtok if known else None, eu_hosted=False,
+        tier=known.tier if known else "", max_output_tokens=known.max_output_tokens if known else None,
+        capabilities=tuple(known.capabilities) if known else ())
+
+
+def _ollama_target(ctx: _Context, name: str, *, credential: Any = None) -> ResolvedTarget:
+    upstream = name.split(":", 1)[1]
+    if not upstream:
+        raise RouteError("Write local models as ollama:name:size, e.g. ollama:llama3:8b.")
+    endpoint = credential or ctx.credential("ollama")
+    if endpoint is None and ctx.custom_endpoint is not None and ctx.custom_endpoint.kind in (
+            "ollama", "openai_compatible"):
+        endpoint = ctx.custom_endpoint
+    if endpoint is not None:
+        return _endpoint_target(endpoint, model_id=name, upstream=upstream)
+    base = env("OLLAMA_BASE_URL")
+    if not base:
+        raise RouteError("No Ollama server is configured; add an Ollama endpoint in the LLM settings.",
+                         code="credential_missing")
+    _check_endpoint(base)
+    return ResolvedTarget(
+        model_id=name, provider="ollama", protocol="openai_compat", base_url=base, api_key=env("OLLAMA_API_KEY"),
+        upstream_model=upstream, options={}, mode="custom", credential_id=None, input_usd_per_mtok=Decimal(0),
+        output_usd_per_mtok=Decimal(0), eu_hosted=False, tier="", max_output_tokens=None, capabilities=())
+
+
+def _target_for_name(ctx: _Context, name: str, *, credential: Any = None, embeddings: bool = False
+                     ) -> ResolvedTarget:
+    """One model name (not `default` or `route:`) → its target under the tenant's mode."""
+    from llm.config import catalog
+    from llm.config.credentials import ENDPOINT_KINDS
+
+    name = (name or "").strip()
+    if not name:
+        raise RouteError("Name a model.")
+    if name.startswith("openrouter:"):
+        return _openrouter_target(ctx, name, credential=credential)
+    if name.startswith("ollama:"):
+        return _ollama_target(ctx, name, credential=credential)
+    m = catalog.get_catalog().model(name)
+    if m is not None:
+        if embeddings and "embeddings" not in m.capabilities:
+            raise RouteError(f"{name} is not an embedding model.", code="model_not_embedding")
+        if not embeddings and m.capabilities == ("embeddings",):
+            raise RouteError(f"{name} is an embedding model; call /v1/embeddings with it.", code="model_not_chat")
+        return _target_for_catalog(ctx, m, credential=credential)
+    endpoint = credential if credential is not None and credential.kind in ENDPOINT_KINDS else None
+    if endpoint is None and ctx.mode == "custom":
+        endpoint = ctx.custom_endpoint
+    if endpoint is not None:
+        upstream = name.split(":", 1)[1] if name.startswith("custom:") else name
+        return _endpoint_target(endpoint, model_id=f"custom:{upstream}", upstream=upstream)
+    raise RouteError(f"Unknown model “{name}”. Use a catalog id such as {_default_model()}, openrouter:vendor/model, "
+                     "ollama:name:size, route:NAME or default.")
+
+
+def _default_model() -> str:
+    from llm.config.catalog_data import PLATFORM_DEFAULT_MODEL
+
+    return PLATFORM_DEFAULT_MODEL
+
+
+def _default_embedding_model(primary: str) -> str:
+    from llm.config import catalog
+
+    snapshot = catalog.get_catalog()
+    provider = primary.split(":", 1)[0]
+    for m in snapshot.models.values():
+        if m.provider == provider and "embeddings" in m.capabilities and m.enabled:
+            return m.id
+    return "openai:text-embedding-3-small"
+
+
+def _params(source: Any) -> dict:
+    if source is None:
+        return {"temperature": 0.7, "max_tokens": 4096}
+    return {"temperature": float(source.temperature), "max_tokens": int(source.max_tokens)}
+
+
+def _with(target: ResolvedTarget, **changes: Any) -> ResolvedTarget:
+    from dataclasses import replace
+
+    return replace(target, **changes)
+
+
+def _eu_filter(targets: list[ResolvedTarget], *, what: str) -> list[ResolvedTarget]:
+    """Keep EU-hosted targets; the primary (or, on A/B routes, every target) not being one is an error."""
+    kept = [t for t in targets if t.eu_hosted]
+    if not targets or (not targets[0].eu_hosted and not any(t.weight for t in targets)):
+        raise RouteError(f"This workspace requires EU data residency and {what} is not EU-hosted; pick an "
+                         "EU-hosted model (GET /api/llm/models?filter=eu).", code="model_not_eu")
+    if not kept:
+        raise RouteError(f"This workspace requires EU data residency and no target of {what} is EU-hosted.",
+                         code="model_not_eu")
+    return kept
+
+
+def _resolve_cold(tenant_id: int, agent_id: int | None, model: str, embeddings: bool) -> ResolvedRoute:
+    ctx = _load_context(tenant_id, agent_id)
+    model = (model or "").strip()
+    cache_ttl = None
+    eu_only = ctx.eu_only
+    weighted = False
+    if model == "default":
+        primary = ctx.prefs.model if ctx.prefs is not None else _default_model()
+        names = [primary, *(ctx.prefs.fallbacks if ctx.prefs is not None else [])]
+        if embeddings:
+            names = [_default_embedding_model(primary)] if ctx.mode != "custom" else [primary]
+        targets = []
+        for i, name in enumerate(names):
+            try:
+                targets.append(_with(_target_for_name(ctx, name, embeddings=embeddings), params=_params(ctx.prefs)))
+            except RouteError:
+                if i == 0:
+                    raise
+                # A fallback that cannot be reached any more (key deleted, model disabled) is skipped.
+        route_name = "default"
+    elif model.startswith("route:"):
+        from llm.models import Route
+
+        route = Route.objects.unscoped().filter(tenant_id=tenant_id, name=model[6:]).first()
+        if route is None:
+            raise RouteError(f"No route named “{model[6:]}”. Create it under /api/llm/routes.")
+        eu_only = eu_only or route.eu_only
+        cache_ttl = route.cache_ttl_seconds or None
+        targets = []
+        for i, spec in enumerate(route.targets):
+            credential = ctx.credential_by_id(spec.get("credential")) if spec.get("credential") else None
+            try:
+                target = _target_for_name(ctx, spec["model"], credential=credential, embeddings=embeddings)
+            except RouteError:
+                if i == 0 and not any(s.get("weight") for s in route.targets):
+                    raise
+                continue
+            params = {**_params(ctx.prefs), **(spec.get("params") or {})}
+            targets.append(_with(target, weight=int(spec.get("weight") or 0), params=params))
+        if not targets:
+            raise RouteError(f"No target of route:{route.name} can be reached.", code="model_unavailable")
+        weighted = sum(1 for t in targets if t.weight > 0) >= 2
+        route_name = model
+    else:
+        targets = [_with(_target_for_name(ctx, model, embeddings=embeddings), params=_params(ctx.prefs))]
+        route_name = model
+    if eu_only:
+        targets = _eu_filter(targets, what=route_name if route_name != "default" else targets[0].model_id)
+        weighted = sum(1 for t in targets if t.weight > 0) >= 2
+    return ResolvedRoute(name=route_name, targets=tuple(targets), weighted=weighted, cache_ttl=cache_ttl,
+                         eu_only=eu_only)
+
+
+_ROUTE_CACHE_SIZE = 5_000
+
+
+def resolve_route(*, tenant_id: int, agent_id: int | None, model: str, embeddings: bool = False) -> ResolvedRoute:
+    """The targets for a requested model; warm calls read only the config version (memoised ~1 s)."""
+    key = (tenant_id, agent_id, model, embeddings, config_version(tenant_id))
+    route = _routes.get(key)
+    if route is not None:
+        return route
+    route = _resolve_cold(tenant_id, agent_id, model, embeddings)
+    with _lock:
+        _routes[key] = route
+        while len(_routes) > _ROUTE_CACHE_SIZE:
+            _routes.popitem(last=False)
+    return route
+
+
+def clear_route_cache() -> None:
+    with _lock:
+        _routes.clear()
+    forget_version_memo()

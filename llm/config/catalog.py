@@ -1,0 +1,241 @@
+"""The model catalog: seeding the approved list, a cached snapshot for the router, and the listing API's read."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+
+from llm.config import catalog_data
+
+TIERS = ("flagship", "balanced", "fast", "budget")
+FILTERS = ("eu", "recommended", "provider:NAME")
+_CACHE_TTL = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    id: str
+    name: str
+    protocol: str
+    default_base_url: str
+    docs_url: str
+    eu_region_available: bool
+    sort_order: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    provider: str
+    name: str
+    native_model_id: str
+    openrouter_model_id: str
+    input_usd_per_mtok: Decimal | None
+    output_usd_per_mtok: Decimal | None
+    context_length: int | None
+    max_output_tokens: int | None
+    capabilities: tuple[str, ...]
+    eu_hosted: bool
+    recommended: bool
+    tier: str
+    enabled: bool
+    sort_order: int
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    providers: dict[str, ProviderInfo]
+    models: dict[str, ModelInfo]  # every model, disabled ones too (the router names them in errors)
+
+    def model(self, model_id: str) -> ModelInfo | None:
+        return self.models.get(model_id)
+
+    def by_openrouter_id(self, openrouter_id: str) -> ModelInfo | None:
+        for m in self.models.values():
+            if m.openrouter_model_id == openrouter_id:
+                return m
+        return None
+
+
+# --- seeding -------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class SeedResult:
+    created: int = 0
+    updated: int = 0
+    kept_edits: int = 0  # fields an admin changed that the seed left alone
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        try:
+            return a is not None and b is not None and Decimal(str(a)) == Decimal(str(b))
+        except ArithmeticError:
+            return False
+    return a == b
+
+
+def _seed_rows(model_cls: Any, rows: list[dict[str, Any]], *, force: bool, result: SeedResult) -> None:
+    existing = {obj.pk: obj for obj in model_cls.objects.filter(pk__in=[r["id"] for r in rows])}
+    for row in rows:
+        data = {k: v for k, v in row.items() if k != "id"}
+        obj = existing.get(row["id"])
+        if obj is None:
+            model_cls.objects.create(id=row["id"], seeded_values={k: _jsonable(v) for k, v in data.items()}, **data)
+            result.created += 1
+            continue
+        seeded = obj.seeded_values or {}
+        changed = []
+        for name, value in data.items():
+            current = getattr(obj, name)
+            if _same(current, value):
+                continue
+            # A value that differs from what the seed last wrote was edited by an admin: keep it.
+            if not force and name in seeded and not _same(current, seeded[name]):
+                result.kept_edits += 1
+                continue
+            setattr(obj, name, value)
+            changed.append(name)
+        new_seeded = {k: _jsonable(v) for k, v in data.items()}
+        if changed or new_seeded != seeded:
+            obj.seeded_values = new_seeded
+            obj.save()
+            if changed:
+                result.updated += 1
+
+
+def seed_catalog(*, force: bool = False, provider_model: Any = None, catalog_model: Any = None) -> SeedResult:
+    """Load or update the approved catalog; never overwrites an admin's edit unless `force`.
+
+    The data migration passes its historical model classes; everything else uses the real ones.
+    """
+    if provider_model is None or catalog_model is None:
+        from llm.models import CatalogModel, Provider
+
+        provider_model, catalog_model = Provider, CatalogModel
+    result = SeedResult()
+    _seed_rows(provider_model, catalog_data.PROVIDERS, force=force, result=result)
+    _seed_rows(catalog_model, catalog_data.MODELS, force=force, result=result)
+    return result
+
+
+# --- the cached snapshot -------------------------------------------------------------------------
+
+_memo_lock = threading.Lock()
+_memo: dict[str, Catalog] = {}
+
+
+def _load() -> Catalog:
+    from llm.models import CatalogModel
+
+    models: dict[str, ModelInfo] = {}
+    providers: dict[str, ProviderInfo] = {}
+    for m in CatalogModel.objects.select_related("provider"):  # the one query of a cold cache
+        p = m.provider
+        providers.setdefault(p.id, ProviderInfo(
+            id=p.id, name=p.name, protocol=p.protocol, default_base_url=p.default_base_url, docs_url=p.docs_url,
+            eu_region_available=p.eu_region_available, sort_order=p.sort_order))
+        models[m.id] = ModelInfo(
+            id=m.id, provider=p.id, name=m.name, native_model_id=m.native_model_id,
+            openrouter_model_id=m.openrouter_model_id, input_usd_per_mtok=m.input_usd_per_mtok,
+            output_usd_per_mtok=m.output_usd_per_mtok, context_length=m.context_length,
+            max_output_tokens=m.max_output_tokens, capabilities=tuple(m.capabilities), eu_hosted=m.eu_hosted,
+            recommended=m.recommended, tier=m.tier, enabled=m.enabled, sort_order=m.sort_order)
+    if not models:
+        # An empty catalog is never intended (a flushed test database, a skipped migration): load the list.
+        seed_catalog()
+        return _load()
+    return Catalog(providers=providers, models=models)
+
+
+def get_catalog() -> Catalog:
+    """The whole catalog, from this process's memo or the shared cache; one query when both are cold."""
+    from llm.config.versions import global_version
+
+    version = global_version()
+    cached = _memo.get(version)
+    if cached is not None:
+        return cached
+    key = f"llm:catalog:{version}"
+    snapshot = cache.get(key)
+    if snapshot is None:
+        snapshot = _load()
+        cache.set(key, snapshot, _CACHE_TTL)
+    with _memo_lock:
+        _memo.clear()
+        _memo[version] = snapshot
+    return snapshot
+
+
+def forget_memo() -> None:
+    with _memo_lock:
+        _memo.clear()
+
+
+# --- the listing API -------------------------------------------------------------------------------
+
+def _model_json(m: ModelInfo) -> dict[str, Any]:
+    return {
+        "id": m.id, "name": m.name,
+        "input_usd_per_mtok": float(m.input_usd_per_mtok) if m.input_usd_per_mtok is not None else None,
+        "output_usd_per_mtok": float(m.output_usd_per_mtok) if m.output_usd_per_mtok is not None else None,
+        "context_length": m.context_length, "max_output_tokens": m.max_output_tokens,
+        "capabilities": list(m.capabilities), "eu_hosted": m.eu_hosted, "recommended": m.recommended,
+        "tier": m.tier,
+    }
+
+
+def model_json(model_id: str) -> dict[str, Any] | None:
+    m = get_catalog().model(model_id)
+    return _model_json(m) if m else None
+
+
+def models_listing(*, filter: str | None = None, tier: str | None = None) -> dict[str, Any]:
+    """Enabled catalog models grouped by provider; `filter` is eu | recommended | provider:NAME."""
+    snapshot = get_catalog()
+    errors: dict[str, list[str]] = {}
+    predicate: Callable[[ModelInfo], bool] | None = None
+    if filter:
+        if filter == "eu":
+            def predicate(m: ModelInfo) -> bool:
+                return m.eu_hosted
+        elif filter == "recommended":
+            def predicate(m: ModelInfo) -> bool:
+                return m.recommended
+        elif filter.startswith("provider:") and filter[9:]:
+            name = filter[9:].lower()
+            if name not in snapshot.providers:
+                known = ", ".join(sorted(snapshot.providers))
+                errors["filter"] = [f"Unknown provider “{name}”. Known providers: {known}."]
+
+            def predicate(m: ModelInfo) -> bool:
+                return m.provider == name
+        else:
+            errors["filter"] = [f"Unknown filter “{filter}”. Allowed values: {', '.join(FILTERS)}."]
+    if tier and tier not in TIERS:
+        errors["tier"] = [f"Unknown tier “{tier}”. Allowed values: {', '.join(TIERS)}."]
+    if errors:
+        raise ValidationError(errors)
+    groups: dict[str, list[ModelInfo]] = {}
+    for m in snapshot.models.values():
+        if not m.enabled or (predicate is not None and not predicate(m)) or (tier and m.tier != tier):
+            continue
+        groups.setdefault(m.provider, []).append(m)
+    providers = []
+    count = 0
+    for pid in sorted(groups, key=lambda p: (snapshot.providers[p].sort_order, p)):
+        models = sorted(groups[pid], key=lambda m: (m.sort_order, m.id))
+        count += len(models)
+        providers.append({"id": pid, "name": snapshot.providers[pid].name,
+                          "models": [_model_json(m) for m in models]})
+    return {"count": count, "providers": providers}

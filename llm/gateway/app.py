@@ -1,0 +1,448 @@
+"""The OpenAI-compatible gateway (`/v1/*`) as a lean ASGI app, routed in asgi.py ahead of Django's handler.
+
+It uses Django's settings, ORM and cache, but not its request cycle: auth, limits and routes come from
+short-lived in-process caches, admission is one Redis round trip, and the only write is the usage event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from llm.calls import hot_cache
+from llm.calls.admission import CallContext, _cached
+from llm.calls.call import Call
+from llm.calls.checks import check_chat, check_embeddings
+from llm.calls.errors import GatewayError
+from llm.sync import pool, run_sync
+
+log = logging.getLogger(__name__)
+
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]
+_MAX_BODY = 20 * 1024 * 1024
+
+
+class ClientGone(Exception):
+    """The client closed the connection."""
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise GatewayError(413, "Request body too large (limit 20 MB).")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def dumps(value: Any) -> bytes:
+    """orjson, or the standard library for what orjson refuses (integers beyond 64 bits a provider sent)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        import json
+
+        return json.dumps(value, default=str).encode()
+
+
+async def _respond(send: Any, status: int, body: bytes, request_id: str, extra: list | None = None) -> None:
+    headers = [_JSON, (b"x-request-id", request_id.encode()), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(send: Any, exc: GatewayError, request_id: str) -> None:
+    extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else None
+    await _respond(send, exc.status, exc.body(), request_id, extra)
+
+
+def presented_key(scope: dict) -> str:
+    """The API key as the major SDKs send it: `Authorization: Bearer` (OpenAI), `x-api-key` (Anthropic, Claude
+    Code) or `api-key` (Azure-style clients); all go through the same checks."""
+    found = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            return text[7:].strip() if text[:7].lower() == "bearer " else ""
+        if name in (b"x-api-key", b"api-key") and not found:
+            found = value.decode("latin-1").strip()
+    return found
+
+
+class _Unknown:
+    """Remembered for a key that does not exist, so repeating it costs no query."""
+
+    def is_valid(self) -> bool:
+        return False
+
+
+_UNKNOWN = _Unknown()
+
+
+async def authenticate(scope: dict) -> Any:
+    from tenants.keys import KEY_PREFIX, hash_key
+
+    raw = presented_key(scope)
+    if not raw:
+        raise GatewayError(401, "Missing API key: send `Authorization: Bearer byok-…`.",
+                           type="invalid_request_error", code="invalid_api_key")
+    info: Any = None
+    if raw.startswith(KEY_PREFIX) and len(raw) <= 200:
+        key_hash = hash_key(raw)
+        info = hot_cache.keys.get(key_hash)
+        if info is None:
+            info = await _cached(hot_cache.keys, key_hash, _lookup_key, key_hash)
+            if info is _UNKNOWN:
+                hot_cache.keys.set(key_hash, _UNKNOWN, hot_cache.UNKNOWN_KEY_TTL)
+    if info is None or not info.is_valid():
+        raise GatewayError(401, "Invalid, revoked or expired API key.", type="invalid_request_error",
+                           code="invalid_api_key")
+    if "gateway" not in info.scopes:
+        raise GatewayError(401, "This API key lacks the `gateway` scope needed for /v1.",
+                           type="invalid_request_error", code="invalid_api_key")
+    _touch(info.id)
+    return info
+
+
+def _lookup_key(key_hash: str) -> Any:
+    from tenants.keys import key_info_by_hash
+
+    return key_info_by_hash(key_hash) or _UNKNOWN
+
+
+_last_touch: dict[int, float] = {}
+
+
+def _touch(key_id: int) -> None:
+    """Mark the key used at most once a minute per process, off the request path."""
+    now = time.monotonic()
+    if now - _last_touch.get(key_id, 0) < 60:
+        return
+    _last_touch[key_id] = now
+    task = asyncio.get_running_loop().run_in_executor(pool(), _touch_in_thread, key_id)
+    task.add_done_callback(_log_failure)
+
+
+def _touch_in_thread(key_id: int) -> None:
+    from django.db import connections
+
+    from tenants.keys import touch_last_used
+
+    try:
+        touch_last_used(key_id)
+    finally:
+        connections.close_all()
+
+
+def _log_failure(future: Any) -> None:
+    if future.exception() is not None:
+        log.warning("last_used update failed: %s", future.exception().__class__.__name__)
+
+
+def _context(info: Any, request_type: str) -> CallContext:
+    from llm.metering import metrics
+
+    metrics.remember_tenant(info.tenant_id, info.tenant_slug)
+    return CallContext(tenant_id=info.tenant_id, request_type=request_type, api_key_id=info.id,
+                       key_spend_limit=info.spend_limit_tcu, agent_id=info.agent_id)
+
+
+def _parse_json(raw: bytes) -> dict:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.")
+    return body
+
+
+def _stream_wants_usage(body: dict) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+class Exchange:
+    """One `/v1` request as the entry point sees it: its context and call, so that whatever ends the request,
+    an admitted call is settled exactly once (see `app`)."""
+
+    __slots__ = ("call", "ctx")
+
+    def __init__(self) -> None:
+        self.ctx: CallContext | None = None
+        self.call: Call | None = None
+
+
+async def chat_completions(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
+    info = await authenticate(scope)
+    body = _parse_json(await _read_body(receive))
+    ctx = ex.ctx = _context(info, "chat")
+    check_chat(body)
+    from llm.calls.admission import resolve
+
+    route = await resolve(ctx, body["model"])
+    call = ex.call = Call(ctx, route, body)
+    await call.start()
+    if not body.get("stream"):
+        result = await _unless_hung_up(receive, call, call.complete())
+        extra = [(b"x-byok-cache", b"hit" if call.cache_hit else b"miss")] if route.cache_ttl else None
+        await _respond(send, 200, dumps(result), ctx.request_id, extra)
+        return
+    await _stream(send, receive, call, ctx, _stream_wants_usage(body))
+
+
+async def _unless_hung_up(receive: Any, call: Call, work: Any) -> Any:
+    """Await a non-streamed call; a client that hangs up meanwhile cancels it (metered) and ends the request."""
+    gone = asyncio.Event()
+    this = asyncio.current_task()
+    assert this is not None
+    watcher = asyncio.create_task(_watch_disconnect(receive, gone, call, this))
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        this.uncancel()
+        raise ClientGone from None
+    finally:
+        watcher.cancel()
+
+
+async def _watch_disconnect(receive: Any, gone: asyncio.Event, call: Call, task: asyncio.Task) -> None:
+    """The body is read already, so the next message can only be the client hanging up. Then a call waiting for
+    the provider is cancelled at once (the upstream request is closed and what was sent is metered), rather than
+    when the provider answers or sends its next chunk, which can take long with a slow first token."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            if call.awaiting_upstream:
+                task.cancel()
+            return
+
+
+async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_usage: bool) -> None:
+    rid = (b"x-request-id", ctx.request_id.encode())
+    gen = call.stream()
+    started = False
+    gone = asyncio.Event()
+    this = asyncio.current_task()
+    assert this is not None
+    watcher = asyncio.create_task(_watch_disconnect(receive, gone, call, this))
+    try:
+        async for chunk in gen:
+            if gone.is_set():
+                raise ClientGone
+            if chunk.get("usage") and not chunk.get("choices"):
+                if not wants_usage:
+                    continue
+            elif "usage" in chunk and not wants_usage:
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+            if not started:
+                await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
+                started = True
+            try:
+                await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n",
+                            "more_body": True})
+            except Exception:
+                raise ClientGone from None
+    except GatewayError as exc:
+        if not started:
+            raise
+        await _sse_error(send, exc)
+        return
+    except ClientGone:
+        await gen.aclose()
+        return
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        this.uncancel()  # our own cancel, for the hang-up: the call is metered, the request ends here
+        await gen.aclose()
+        return
+    except Exception as exc:
+        from llm.calls.errors import error_for
+        from llm.providers import ProviderError
+
+        await _aclose(gen)
+        if not started:
+            raise
+        if isinstance(exc, ProviderError):
+            await _sse_error(send, error_for(exc))
+        else:  # after the first byte the status is sent: the failure travels as the stream's last event
+            log.exception("gateway stream error")
+            await call.abort(exc)
+            await _sse_error(send, _internal())
+        return
+    finally:
+        watcher.cancel()
+    if not started:
+        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+async def _aclose(gen: Any) -> None:
+    try:
+        await gen.aclose()
+    except Exception:
+        log.debug("stream did not close cleanly", exc_info=True)
+
+
+def _internal() -> GatewayError:
+    return GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
+                        type="api_error", code="internal_error")
+
+
+async def _sse_error(send: Any, exc: GatewayError) -> None:
+    """After the first byte the status is sent; an error travels as a final SSE event, as OpenAI does."""
+    try:
+        await send({"type": "http.response.body", "body": b"data: " + exc.body() + b"\n\n", "more_body": False})
+    except Exception:
+        log.debug("client gone before the stream error could be sent")
+
+
+async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
+    info = await authenticate(scope)
+    body = _parse_json(await _read_body(receive))
+    ctx = ex.ctx = _context(info, "embedding")
+    check_embeddings(body)
+    from llm.calls.admission import resolve
+
+    route = await resolve(ctx, body["model"], embeddings=True)
+    call = ex.call = Call(ctx, route, body, embeddings=True)
+    await call.start()
+    result = await _unless_hung_up(receive, call, call.complete("embeddings"))
+    await _respond(send, 200, dumps(result), ctx.request_id)
+
+
+async def list_models(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
+    info = await authenticate(scope)
+    ctx = ex.ctx = _context(info, "chat")
+    from llm.calls.listing import models_for_gateway
+
+    data = await _cached(hot_cache.routes, ("models", info.tenant_id, info.agent_id), models_for_gateway,
+                         tenant_id=info.tenant_id, agent_id=info.agent_id)
+    body = orjson.dumps({"object": "list", "data": [
+        {"id": m, "object": "model", "created": 0, "owned_by": m.split(":", 1)[0]} for m in data]})
+    await _respond(send, 200, body, ctx.request_id)
+
+
+ROUTES = {
+    ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/embeddings"): embeddings,
+    ("GET", "/v1/models"): list_models,
+}
+
+
+async def app(scope: dict, receive: Any, send: Any) -> None:
+    """ASGI entry for `/v1/*`."""
+    import uuid
+
+    handler = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
+    ex = Exchange()
+    fallback_id = "req_" + uuid.uuid4().hex
+    try:
+        if handler is None:
+            known = {p for _, p in ROUTES}
+            if scope["path"].rstrip("/") in known:
+                raise GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}.")
+            raise GatewayError(404, f"Unknown endpoint {scope['path']}; this gateway serves /v1/chat/completions, "
+                               "/v1/embeddings and /v1/models.", code="unknown_url")
+        await handler(scope, receive, send, ex)
+    except GatewayError as exc:
+        await _settle(ex, exc)
+        await _error(send, exc, ex.ctx.request_id if ex.ctx else fallback_id)
+    except ClientGone:
+        await _settle(ex, None)
+    except asyncio.CancelledError:
+        await _settle(ex, None)
+        raise
+    except Exception as exc:
+        log.exception("gateway error")
+        await _settle(ex, exc)
+        try:
+            await _error(send, _internal(), ex.ctx.request_id if ex.ctx else fallback_id)
+        except Exception:
+            log.debug("could not send the error response")
+
+
+async def _settle(ex: Exchange, exc: BaseException | None) -> None:
+    """The last guard of 'every admitted call settles exactly once': a call the handler left unsettled (an
+    exception in our code, a hang-up before the call got going) is settled here."""
+    call = ex.call
+    if call is None or call.finished or call.reservation is None:
+        return
+    try:
+        await call.abort(exc)
+    except Exception:
+        log.exception("settling an aborted call failed; its reservation fades after %s s", 600)
+
+
+def _drain_in_thread() -> None:
+    from django.db import connections
+
+    from llm.metering.queue import drain
+
+    try:
+        drain()
+    finally:
+        connections.close_all()
+
+
+def _background_in_thread() -> None:
+    from llm.calls.call import retry_unsettled
+
+    retry_unsettled()
+    _drain_in_thread()
+
+
+async def _drain_loop(interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_sync(_background_in_thread)
+        except Exception:
+            log.exception("usage drain failed; events stay queued")
+
+
+async def lifespan(scope: dict, receive: Any, send: Any) -> None:
+    """Start the usage drainer and the cache listener with the server; stop them (after a last drain) on shutdown."""
+    from django.conf import settings
+
+    tasks: list[asyncio.Task] = []
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            tasks = [asyncio.create_task(_drain_loop(settings.USAGE_DRAIN_INTERVAL)),
+                     asyncio.create_task(hot_cache.listen())]
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            for task in tasks:
+                task.cancel()
+            try:
+                await run_sync(_background_in_thread)
+            except Exception:
+                log.exception("final usage drain failed; events stay queued")
+            from llm.providers import aclose_clients
+
+            await aclose_clients()  # close the pooled upstream connections cleanly
+            from llm import sync
+
+            await asyncio.get_running_loop().run_in_executor(None, sync.shutdown)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,174 @@
+"""Pricing of one call: tokens to list cost, TCU and billed amount, and the Usage record (bounded, so the
+database never refuses it)."""
+
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+_MTOK = Decimal(1_000_000)
+
+
+def tcu_of(cost_usd: Decimal) -> int:
+    tcu_usd = Decimal(str(settings.TCU_USD))
+    return int((cost_usd / tcu_usd).to_integral_value(rounding="ROUND_CEILING")) if cost_usd > 0 else 0
+
+
+def estimate_tokens(text_len: int) -> int:
+    """Rough token count from characters (≈4 characters a token), for reservations and cut streams."""
+    return max(1, (text_len + 3) // 4)
+
+
+def prompt_chars(body: dict) -> int:
+    """Characters a request sends (messages, embeddings' input), counting anything odd generously."""
+    total = 0
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    total += len(part["text"])
+                else:
+                    total += 1000  # an image or other part: count it generously
+        if isinstance(message, dict) and message.get("tool_calls"):
+            total += len(orjson.dumps(message["tool_calls"]))
+    if body.get("tools"):
+        total += len(orjson.dumps(body["tools"]))
+    inp = body.get("input")
+    if isinstance(inp, str):
+        total += len(inp)
+    elif isinstance(inp, list):
+        for item in inp:
+            total += len(item) if isinstance(item, str) else 4 * len(item) if isinstance(item, list) else 4
+    return total
+
+
+def cost_of(input_tokens: int, output_tokens: int, in_price: Decimal | None, out_price: Decimal | None
+            ) -> tuple[Decimal, Decimal]:
+    return (
+        (Decimal(input_tokens) * (in_price or 0) / _MTOK).quantize(Decimal("0.00000001")),
+        (Decimal(output_tokens) * (out_price or 0) / _MTOK).quantize(Decimal("0.00000001")),
+    )
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one call used and how it went; serialised onto the durable queue as JSON."""
+
+    request_id: str
+    tenant_id: int
+    request_type: str = "chat"
+    api_key_id: int | None = None
+    agent_id: int | None = None
+    user_id: int | None = None
+    mode: str = ""
+    provider: str = ""
+    model: str = ""
+    tier: str = ""
+    route: str = ""
+    variant: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    tokens_estimated: bool = False
+    cost_input_usd: str = "0"
+    cost_output_usd: str = "0"
+    cost_usd: str = "0"
+    billed_usd: str = "0"
+    tcu: int = 0
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    fallback_depth: int = 0
+    cached: bool = False
+    status: str = "ok"
+    error_kind: str = ""
+    http_status: int = 200
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def price(self, in_price: Decimal | None, out_price: Decimal | None, markup: Decimal | None) -> None:
+        """Fill cost, TCU and billed amount from the catalog prices (zero for cached answers)."""
+        if self.cached:
+            return
+        ci, co = cost_of(self.input_tokens, self.output_tokens, in_price, out_price)
+        cost = ci + co
+        self.cost_input_usd, self.cost_output_usd, self.cost_usd = str(ci), str(co), str(cost)
+        self.tcu = tcu_of(cost)
+        if self.mode == "platform":
+            self.billed_usd = str((cost * (1 + (markup or 0))).quantize(Decimal("0.00000001")))
+
+    def to_json(self) -> bytes:
+        """The event as queued: every field checked and bounded, so the database never refuses it."""
+        return orjson.dumps(clean_event(asdict(self)))
+
+
+# Bounds of the UsageEvent columns: strings are cut, numbers clamped, unknown fields dropped.
+_STR_FIELDS = {"request_id": 64, "request_type": 16, "mode": 16, "provider": 64, "model": 200, "tier": 16,
+               "route": 100, "variant": 200, "status": 16, "error_kind": 32}
+
+
+_INT_FIELDS = {"input_tokens": 2**31 - 1, "output_tokens": 2**31 - 1, "cached_tokens": 2**31 - 1,
+               "tcu": 2**63 - 1, "latency_ms": 2**31 - 1, "ttft_ms": 2**31 - 1, "fallback_depth": 2**15 - 1,
+               "http_status": 999}
+
+
+_REF_FIELDS = ("tenant_id", "api_key_id", "agent_id", "user_id")
+
+
+_MONEY_FIELDS = ("cost_input_usd", "cost_output_usd", "cost_usd", "billed_usd")
+
+
+_MONEY_MAX = Decimal("99999999.99999999")  # DecimalField(max_digits=16, decimal_places=8)
+
+
+_BOOL_FIELDS = ("tokens_estimated", "cached")
+
+
+def _bounded_int(value: Any, top: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), top)
+
+
+def _bounded_money(value: Any) -> str:
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return "0"
+    if not amount.is_finite() or amount < 0:
+        return "0"
+    return str(min(amount, _MONEY_MAX).quantize(Decimal("0.00000001")))
+
+
+def clean_event(data: dict[str, Any]) -> dict[str, Any]:
+    """One event's fields made safe for the database: nothing a tenant sends or a provider answers can make
+    the insert fail (and hold the queue back)."""
+    out: dict[str, Any] = {}
+    for name, size in _STR_FIELDS.items():
+        value = data.get(name)
+        out[name] = (value if isinstance(value, str) else "" if value is None else str(value))[:size]
+    for name, top in _INT_FIELDS.items():
+        if name == "ttft_ms" and data.get(name) is None:
+            out[name] = None
+        else:
+            out[name] = _bounded_int(data.get(name), top)
+    for name in _REF_FIELDS:
+        value = data.get(name)
+        out[name] = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else None
+    for name in _MONEY_FIELDS:
+        out[name] = _bounded_money(data.get(name, "0"))
+    for name in _BOOL_FIELDS:
+        out[name] = bool(data.get(name))
+    created = data.get("created_at")
+    out["created_at"] = created if isinstance(created, str) and len(created) <= 40 else datetime.now(UTC).isoformat()
+    return out
