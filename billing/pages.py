@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -17,6 +17,7 @@ from billing.summary import billing_summary
 from tenants.audit import Actor
 from tenants.decorators import tenant_required
 from tenants.forms import apply_errors
+from tenants.http import TenantRequest
 from tenants.roles import Perm, role_has
 from tenants.validators import MAX_TCU
 
@@ -29,7 +30,7 @@ class CapsForm(forms.Form):
 
 
 @tenant_required()
-def billing(request: HttpRequest) -> HttpResponse:
+def billing(request: TenantRequest) -> HttpResponse:
     if not (role_has(request.role, Perm.MANAGE_BILLING) or role_has(request.role, Perm.MANAGE_CAPS)):
         return render(request, "403.html", status=403)
     from billing.alerts import alert_webhook_read, alert_webhook_set, recent_alerts
@@ -72,7 +73,7 @@ def billing(request: HttpRequest) -> HttpResponse:
 
 
 @tenant_required()
-def notifications(request: HttpRequest) -> HttpResponse:
+def notifications(request: TenantRequest) -> HttpResponse:
     from billing.notifications import notification_mark_read, notifications_for
     from tenants.models import User
 
@@ -85,7 +86,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @tenant_required(Perm.MANAGE_BILLING)
-def change_plan(request: HttpRequest) -> HttpResponse:
+def change_plan(request: TenantRequest) -> HttpResponse:
     from billing.plans import plan_change
 
     try:
@@ -102,7 +103,7 @@ def change_plan(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @tenant_required(Perm.MANAGE_BILLING)
-def payment_portal(request: HttpRequest) -> HttpResponse:
+def payment_portal(request: TenantRequest) -> HttpResponse:
     from billing.stripe.sync import portal_url
 
     try:

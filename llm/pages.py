@@ -5,16 +5,17 @@ from __future__ import annotations
 import csv
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
 from llm.usage.selectors import RANGES, usage_summary
 from tenants.decorators import tenant_required
+from tenants.http import TenantRequest
 from tenants.roles import Perm
 from tenants.services import access_agent
 
 
-def _summary(request: HttpRequest):
+def _summary(request: TenantRequest):
     range_name = request.GET.get("range", "30d")
     if range_name not in RANGES:
         range_name = "30d"
@@ -25,7 +26,7 @@ def _summary(request: HttpRequest):
 
 
 @tenant_required(Perm.VIEW_USAGE)
-def usage(request: HttpRequest) -> HttpResponse:
+def usage(request: TenantRequest) -> HttpResponse:
     summary, agent = _summary(request)
     from llm.policy import policy
 
@@ -40,7 +41,7 @@ def usage(request: HttpRequest) -> HttpResponse:
 
 
 @tenant_required(Perm.VIEW_USAGE)
-def usage_csv(request: HttpRequest) -> HttpResponse:
+def usage_csv(request: TenantRequest) -> HttpResponse:
     summary, _ = _summary(request)
     view = request.GET.get("view", "by_day")
     if view not in ("by_day", "by_model", "by_agent"):
@@ -55,7 +56,7 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def llm_config_context(request: HttpRequest, agent: Any = None) -> dict[str, Any]:
+def llm_config_context(request: TenantRequest, agent: Any = None) -> dict[str, Any]:
     """What a page showing the LLM settings and their modal needs (the settings page and the dashboard)."""
     from llm.config.preferences import preferences_read
     from tenants.roles import role_has
@@ -70,7 +71,7 @@ def llm_config_context(request: HttpRequest, agent: Any = None) -> dict[str, Any
 
 
 @tenant_required(Perm.VIEW_CONFIG)
-def llm_settings(request: HttpRequest) -> HttpResponse:
+def llm_settings(request: TenantRequest) -> HttpResponse:
     """The LLM configuration page; its modal talks to `/api/llm/*` so the validation is the API's own."""
     agent = None
     if request.GET.get("agent"):
@@ -79,7 +80,7 @@ def llm_settings(request: HttpRequest) -> HttpResponse:
 
 
 @tenant_required(Perm.USE_ASSISTANT)
-def assistant(request: HttpRequest, thread_id: int | None = None) -> HttpResponse:
+def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpResponse:
     """The in-app assistant: threads on the left, the conversation, a composer; replies stream in by polling."""
     from django.contrib import messages as flash
     from django.core.exceptions import ValidationError
@@ -138,7 +139,7 @@ def _targets_to_text(targets: list[dict]) -> str:
 
 
 @tenant_required(Perm.VIEW_CONFIG)
-def routes(request: HttpRequest) -> HttpResponse:
+def routes(request: TenantRequest) -> HttpResponse:
     """Named routes: list, create, edit targets and weights, delete, YAML export and import."""
     from django.contrib import messages as flash
     from django.core.exceptions import ValidationError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -9,10 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tenants.http import TenantRequest
+
 from . import keys as key_service
 from . import services
 from .audit import Actor
-from .models import Agent, ApiKey, AuditEvent
+from .models import Agent, ApiKey, AuditEvent, Tenant
 from .roles import Perm
 from .validators import MAX_TCU
 
@@ -23,8 +27,8 @@ class TenantAPIView(APIView):
     required_perms: dict[str, str] = {}
 
     @property
-    def tenant(self):
-        return self.request._request.tenant
+    def tenant(self) -> Tenant:
+        return cast(TenantRequest, self.request._request).tenant
 
     @property
     def actor(self) -> Actor:

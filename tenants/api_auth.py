@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+
+from tenants.http import TenantRequest
 
 from .keys import key_info, touch_last_used
 from .models import ApiKey, Tenant
@@ -46,7 +50,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = ApiKey.objects.unscoped().select_related("tenant", "agent").get(id=info.id)
         tenant: Tenant = api_key.tenant
         touch_last_used(info.id)
-        django_request = request._request
+        django_request = cast(TenantRequest, request._request)
         django_request.tenant = tenant
         django_request.role = None
         django_request.api_key = api_key
@@ -64,5 +68,5 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
     def authenticate(self, request: Request):
         result = super().authenticate(request)
         if result is not None:
-            request._request.api_key = None
+            cast(TenantRequest, request._request).api_key = None
         return result

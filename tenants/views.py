@@ -15,6 +15,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from tenants.http import TenantRequest
+
 from . import keys as key_service
 from . import services
 from .audit import Actor
@@ -69,7 +71,7 @@ class LoginView(auth_views.LoginView):
 
 
 @tenant_required()
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: TenantRequest) -> HttpResponse:
     tenant = request.tenant
     context: dict[str, object] = {
         "agents": Agent.objects.count(),
@@ -108,7 +110,7 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
 # --- members and invitations ------------------------------------------------------------------------
 
 @tenant_required()
-def members(request: HttpRequest) -> HttpResponse:
+def members(request: TenantRequest) -> HttpResponse:
     can_manage = role_has(request.role, Perm.MANAGE_MEMBERS)
     form = InviteForm(request.POST or None, inviter_role=request.role)
     invite_link = None
@@ -142,13 +144,13 @@ def members(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/members.html", context, status=400 if form.errors else 200)
 
 
-def _refused(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+def _refused(request: TenantRequest, exc: PermissionDenied) -> HttpResponse:
     return render(request, "403.html", {"reason": str(exc), "role": request.role}, status=403)
 
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
-def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_role(request: TenantRequest, membership_id: int) -> HttpResponse:
     membership = services.access_membership(tenant=request.tenant, membership_id=membership_id)
     form = RoleForm(request.POST)
     if form.is_valid():
@@ -167,7 +169,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
-def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_remove(request: TenantRequest, membership_id: int) -> HttpResponse:
     membership = services.access_membership(tenant=request.tenant, membership_id=membership_id)
     try:
         services.membership_remove(membership=membership, actor=Actor.from_request(request))
@@ -181,7 +183,7 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
-def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_resend(request: TenantRequest, invitation_id: int) -> HttpResponse:
     invitation = services.access_invitation(tenant=request.tenant, invitation_id=invitation_id)
     try:
         services.invitation_resend(invitation=invitation, actor=Actor.from_request(request))
@@ -195,7 +197,7 @@ def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
-def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_revoke(request: TenantRequest, invitation_id: int) -> HttpResponse:
     invitation = services.access_invitation(tenant=request.tenant, invitation_id=invitation_id)
     try:
         services.invitation_revoke(invitation=invitation, actor=Actor.from_request(request))
@@ -242,7 +244,7 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
 # --- agents -------------------------------------------------------------------------------------------
 
 @tenant_required()
-def agents(request: HttpRequest) -> HttpResponse:
+def agents(request: TenantRequest) -> HttpResponse:
     can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
     form = AgentForm(request.POST or None)
     if request.method == "POST":
@@ -262,7 +264,7 @@ def agents(request: HttpRequest) -> HttpResponse:
 
 
 @tenant_required()
-def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
     agent = services.access_agent(tenant=request.tenant, slug_or_id=slug)
     can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
     form = AgentEditForm(request.POST or None, initial={"name": agent.name, "description": agent.description,
@@ -297,7 +299,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
 # --- API keys -----------------------------------------------------------------------------------------
 
 @tenant_required(Perm.MANAGE_KEYS)
-def keys(request: HttpRequest) -> HttpResponse:
+def keys(request: TenantRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST or None, tenant=request.tenant)
     created = None
     if request.method == "POST" and form.is_valid():
@@ -323,7 +325,7 @@ def keys(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @tenant_required(Perm.MANAGE_KEYS)
-def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_revoke(request: TenantRequest, key_id: int) -> HttpResponse:
     key = services.access_apikey(tenant=request.tenant, key_id=key_id)
     key_service.apikey_revoke(key=key, actor=Actor.from_request(request))
     messages.success(request, f"Key “{key.name}” revoked; it stops working within seconds.")
@@ -333,7 +335,7 @@ def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
 # --- audit log ------------------------------------------------------------------------------------------
 
 @tenant_required(Perm.VIEW_AUDIT)
-def audit(request: HttpRequest) -> HttpResponse:
+def audit(request: TenantRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     events = AuditEvent.objects.select_related("actor_user", "actor_key")
     if form.is_valid():

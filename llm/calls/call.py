@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
 from django.conf import settings
@@ -242,7 +242,7 @@ class Call:
         await self.fail(error, last_target, depth)
         raise error
 
-    async def stream(self) -> AsyncIterator[dict]:
+    async def stream(self) -> AsyncGenerator[dict, None]:
         """Streamed chat: failover only before the first chunk; yields OpenAI chunks ending with usage."""
         from llm.providers import ProviderError, get_adapter
 
@@ -303,7 +303,7 @@ class Call:
         finally:
             self.awaiting_upstream = False
 
-    async def _relay(self, gen: Any, first: dict | None, usage: Usage, target: Any) -> AsyncIterator[dict]:
+    async def _relay(self, gen: Any, first: dict | None, usage: Usage, target: Any) -> AsyncGenerator[dict, None]:
         from llm.providers import ProviderError
 
         delivered_chars = 0

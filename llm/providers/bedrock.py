@@ -15,6 +15,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -60,7 +61,8 @@ def _signed_headers(target: Target, url: str, body: bytes) -> dict:
 
 
 def to_native(body: dict) -> dict:
-    system, messages = [], []
+    system: list[dict] = []
+    messages: list[dict[str, Any]] = []
     for m in body.get("messages", []):
         role, content = m.get("role"), m.get("content")
         parts: list[dict] = [{"text": content}] if isinstance(content, str) and content else [

@@ -8,6 +8,7 @@ import pytest
 
 from llm.calls import resolution
 from llm.calls.resolution import RouteError, resolve_route
+from llm.config import versions
 from llm.config.credentials import credential_create
 from llm.config.preferences import preferences_save
 from llm.config.routes import route_create
@@ -217,7 +218,7 @@ def test_eu_only_tenant_never_gets_a_non_eu_target(tenant, keys):
     save(tenant, mode="platform", model="mistral:mistral-large", fallbacks=["mistral:mistral-medium-3.1"])
     tenant.eu_only = True
     tenant.save()
-    resolution.bump_config_version(tenant.id)
+    versions.bump_config_version(tenant.id)
     route = resolve(tenant, "default")
     assert route.eu_only and all(t.eu_hosted for t in route.targets)
     for model in ("openai:gpt-5", "openrouter:mistralai/mistral-large"):
@@ -233,7 +234,7 @@ def test_eu_only_drops_non_eu_fallbacks_and_refuses_openrouter_detours(tenant, k
         "mistral:mistral-large", "openai:gpt-5"]})
     tenant.eu_only = True
     tenant.save()
-    resolution.bump_config_version(tenant.id)
+    versions.bump_config_version(tenant.id)
     with pytest.raises(RouteError) as exc:
         resolve(tenant, "route:chat")
     assert exc.value.code == "model_not_eu"
@@ -243,7 +244,7 @@ def test_eu_only_drops_non_eu_fallbacks_and_refuses_openrouter_detours(tenant, k
     os.environ["MISTRAL_API_KEY"] = "sk-platform-mistral"
     try:
         resolution.forget_env()
-        resolution.bump_config_version(tenant.id)
+        versions.bump_config_version(tenant.id)
         route = resolve(tenant, "route:chat")
         assert [t.model_id for t in route.targets] == ["mistral:mistral-large"]
     finally:
@@ -257,9 +258,9 @@ def test_warm_resolution_runs_no_query(tenant, keys, django_assert_num_queries):
         assert resolve(tenant, "default") is first
     save(tenant, mode="platform", model="openai:gpt-5")  # bumps the config version
     assert resolve(tenant, "default").targets[0].model_id == "openai:gpt-5"
-    version = resolution.config_version(tenant.id)
-    resolution.bump_config_version()  # a catalog change makes every tenant's version change
-    assert resolution.config_version(tenant.id) != version
+    version = versions.config_version(tenant.id)
+    versions.bump_config_version()  # a catalog change makes every tenant's version change
+    assert versions.config_version(tenant.id) != version
 
 
 def test_call_time_ssrf_check_when_dns_changes(tenant, keys, dns, settings):
@@ -272,7 +273,7 @@ def test_call_time_ssrf_check_when_dns_changes(tenant, keys, dns, settings):
     from llm.config import ssrf
 
     ssrf.clear_dns_cache()
-    resolution.bump_config_version(tenant.id)
+    versions.bump_config_version(tenant.id)
     with pytest.raises(RouteError) as exc:
         resolve(tenant, "default")
     assert exc.value.code == "endpoint_blocked" and "private" in exc.value.message
