@@ -1,7 +1,7 @@
 """Liveness and readiness probes."""
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
 
@@ -15,7 +15,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"
-    except Exception as exc:
+    except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     if settings.REDIS_URL:
         try:
@@ -23,7 +23,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
             redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
             checks["redis"] = "ok"
-        except Exception as exc:
+        except (redis.RedisError, OSError) as exc:
             checks["redis"] = f"error: {exc.__class__.__name__}"
     failing = [name for name, state in checks.items() if state != "ok"]
     body: dict[str, object] = {"status": "ok" if not failing else "unavailable", "checks": checks}

@@ -35,7 +35,7 @@ class RedactSecretsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a malformed format string must not kill logging
+        except (TypeError, ValueError):  # a malformed format string must not kill logging
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 
+import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -36,7 +37,7 @@ class _StateCollector:
             pending_events = metering.pending_count()
             dead_events = metering.dead_letter_count()
             celery_depth = client.llen("celery") if settings.REDIS_URL else 0
-        except Exception:  # a scrape while Redis is down still answers, with what it knows
+        except (redis.RedisError, OSError):  # a scrape while Redis is down still answers, with what it knows
             return
         g = GaugeMetricFamily("byok_circuits_open", "Upstream targets whose circuit breaker is open")
         g.add_metric([], open_circuits)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,8 +226,9 @@ def main() -> int:
     failed = ""
     try:
         smoke(tmp, env, procs)
-    except (AssertionError, SystemExit, Exception) as exc:  # report, stop everything, exit non-zero
+    except (AssertionError, SystemExit, Exception) as exc:  # noqa: BLE001 - top level: report, stop all, exit 1
         failed = f"{exc.__class__.__name__}: {exc}"
+        traceback.print_exc()
     finally:
         for proc, group in reversed(procs):
             stop(proc, group)

@@ -10,6 +10,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -82,7 +83,7 @@ def dashboard(request: TenantRequest) -> HttpResponse:
         from llm.usage.selectors import usage_summary
 
         context["usage"] = usage_summary(tenant=tenant, range_name="30d")["totals"]
-    except Exception:  # usage is an extra on this page; never break the dashboard for it
+    except DatabaseError:  # usage is an extra on this page; never break the dashboard for it
         context["usage"] = None
     from llm.pages import llm_config_context
 
@@ -289,7 +290,7 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
         from llm.usage.selectors import usage_summary
 
         usage = usage_summary(tenant=request.tenant, range_name="30d", agent=agent)["totals"]
-    except Exception:  # usage is an extra here
+    except DatabaseError:  # usage is an extra here
         usage = None
     return render(request, "tenants/agent_detail.html", {"agent": agent, "form": form, "can_manage": can_manage,
                                                          "usage": usage, "keys": agent.api_keys.all()},

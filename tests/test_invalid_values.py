@@ -41,36 +41,42 @@ def test_switching_to_a_workspace_that_is_not_an_id(tenant, owner_client, value)
 def test_an_alert_webhook_url_over_500_characters(tenant, manage_client):
     url = "https://hooks.example.com/" + "a" * 500
     response = manage_client.put("/api/billing/alert-webhook", {"url": url}, format="json")
-    assert response.status_code == 400 and "500 characters" in response.json()["url"][0]
+    assert response.status_code == 400
+    assert "500 characters" in response.json()["url"][0]
     assert ensure_subscription(tenant).alert_webhook_url == ""
 
 
 def test_an_alert_webhook_url_over_500_characters_on_the_billing_page(tenant, owner_client):
     response = owner_client.post("/billing/", {"action": "webhook", "url": "https://x.example/" + "a" * 600})
-    assert response.status_code == 400 and "500 characters" in response.content.decode()
+    assert response.status_code == 400
+    assert "500 characters" in response.content.decode()
     assert ensure_subscription(tenant).alert_webhook_url == ""
 
 
 def test_a_job_model_over_200_characters(tenant, manage_client):
     body = {"model": "m" * 201, "requests": [{"messages": [{"role": "user", "content": "hi"}]}]}
     response = manage_client.post("/api/llm/jobs", body, format="json")
-    assert response.status_code == 400 and "model" in response.json()
+    assert response.status_code == 400
+    assert "model" in response.json()
     assert not Job.objects.unscoped().filter(tenant=tenant).exists()
 
 
 def test_a_route_file_that_is_not_utf8_through_the_api(tenant, manage_client):
     upload = SimpleUploadedFile("routes.yaml", NOT_UTF8, content_type="application/yaml")
     response = manage_client.post("/api/llm/routes/import", {"file": upload}, format="multipart")
-    assert response.status_code == 400 and "UTF-8" in response.json()["yaml"][0]
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["yaml"][0]
     raw = manage_client.generic("POST", "/api/llm/routes/import", NOT_UTF8, content_type="application/yaml")
-    assert raw.status_code == 400 and "UTF-8" in raw.json()["yaml"][0]
+    assert raw.status_code == 400
+    assert "UTF-8" in raw.json()["yaml"][0]
     assert not Route.objects.unscoped().filter(tenant=tenant).exists()
 
 
 def test_a_route_file_that_is_not_utf8_on_the_routes_page(tenant, owner_client):
     upload = SimpleUploadedFile("routes.yaml", NOT_UTF8, content_type="application/yaml")
     response = owner_client.post("/routes/", {"action": "import", "file": upload}, follow=True)
-    assert response.status_code in (200, 400) and "UTF-8" in response.content.decode()
+    assert response.status_code in (200, 400)
+    assert "UTF-8" in response.content.decode()
     assert not Route.objects.unscoped().filter(tenant=tenant).exists()
 
 

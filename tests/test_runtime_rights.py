@@ -62,7 +62,8 @@ def test_member_cannot_see_or_cancel_someone_elses_job(tenant, people):
     job = _job(tenant, people["colleague"])
     member = _client(people["member"])
     read = member.get(f"/api/llm/jobs/{job.id}")
-    assert read.status_code == 404 and OUTPUT not in read.content.decode()
+    assert read.status_code == 404
+    assert OUTPUT not in read.content.decode()
     assert member.post(f"/api/llm/jobs/{job.id}/cancel").status_code == 404
     assert member.delete(f"/api/llm/jobs/{job.id}").status_code == 404
     assert member.get("/api/llm/jobs").json() == []
@@ -74,7 +75,8 @@ def test_member_sees_and_cancels_its_own_job(tenant, people):
     member = _client(people["member"])
     assert [j["id"] for j in member.get("/api/llm/jobs").json()] == [job.id]
     read = member.get(f"/api/llm/jobs/{job.id}")
-    assert read.status_code == 200 and OUTPUT in read.content.decode()
+    assert read.status_code == 200
+    assert OUTPUT in read.content.decode()
     assert member.post(f"/api/llm/jobs/{job.id}/cancel").json()["status"] == "cancelled"
 
 

@@ -74,12 +74,14 @@ def test_created_key_is_shown_once_and_only_hashed(manage_client, tenant, agent)
                                   format="json")
     assert response.status_code == 201
     raw = response.json()["key"]
-    assert raw.startswith("byok-") and len(raw) >= 5 + 43
+    assert raw.startswith("byok-")
+    assert len(raw) >= 5 + 43
     assert response.json()["agent"] == agent.slug
     stored = ApiKey.objects.unscoped().get(id=response.json()["id"])
     assert raw not in {stored.key_hash, stored.prefix, stored.name}
     listing = manage_client.get("/api/keys").content.decode()
-    assert raw not in listing and stored.last4 in listing
+    assert raw not in listing
+    assert stored.last4 in listing
     detail = manage_client.get(f"/api/keys/{stored.id}").json()
     assert "key" not in detail
 
@@ -164,9 +166,11 @@ def test_createtenant_refuses_a_duplicate_slug(tenant):
 def test_createapikey_prints_the_key_alone_on_the_last_line(tenant, agent, capsys):
     call_command("createapikey", tenant.slug, "--name", "ci", "--scopes", "gateway,manage", "--agent", agent.slug)
     raw = capsys.readouterr().out.strip().splitlines()[-1]
-    assert raw.startswith("byok-") and " " not in raw
+    assert raw.startswith("byok-")
+    assert " " not in raw
     info = key_info(raw)
-    assert info.agent_id == agent.id and set(info.scopes) == {"gateway", "manage"}
+    assert info.agent_id == agent.id
+    assert set(info.scopes) == {"gateway", "manage"}
 
 
 def test_createapikey_with_another_tenants_agent_fails(tenant, other_tenant):

@@ -101,7 +101,6 @@ def _unexpected(target: Any, exc: BaseException) -> Any:
     the call fails over or ends cleanly, and is settled."""
     from llm.providers import ProviderError
 
-    log.error("unexpected failure calling %s: %s", target.provider, exc.__class__.__name__, exc_info=exc)
     return ProviderError("unavailable", f"{target.provider} sent an answer the gateway could not read",
                          provider=target.provider)
 
@@ -227,6 +226,7 @@ class Call:
                     continue
                 break
             except Exception as exc:
+                log.error("unexpected failure calling %s", target.provider, exc_info=True)
                 last_exc, last_target = _unexpected(target, exc), target
                 await record_failure(target)
                 continue
@@ -268,6 +268,7 @@ class Call:
                     continue
                 break
             except Exception as exc:
+                log.error("unexpected failure calling %s", target.provider, exc_info=True)
                 last_exc, last_target = _unexpected(target, exc), target
                 await _aclose_quietly(gen)
                 await record_failure(target)
@@ -337,6 +338,7 @@ class Call:
         except (GeneratorExit, asyncio.CancelledError):
             raise
         except Exception as exc:  # an adapter choking mid-stream: metered, then told to the client as an error
+            log.error("unexpected failure in a stream from %s", target.provider, exc_info=True)
             usage.status, usage.http_status = "error", 502
             failure = _unexpected(target, exc)
             usage.error_kind = failure.kind

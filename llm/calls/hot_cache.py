@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+import redis
+
 log = logging.getLogger(__name__)
 
 KEY_TTL = 5.0
@@ -119,7 +121,7 @@ def _announce(message: str) -> None:
         from llm.limits.budget import backend
 
         backend().sync_client().publish(_channel(), message)
-    except Exception:
+    except (redis.RedisError, OSError):
         log.warning("gateway cache announcement not sent (%s); other processes forget within seconds", message)
 
 

@@ -64,7 +64,7 @@ def _pulled(endpoint: Credential) -> list[str]:
         try:
             ssrf.check_url(endpoint.base_url)
             names = async_to_sync(ollama_tags)(endpoint.base_url, secrets_of(endpoint).get("api_key", ""),
-                                               timeout=3.0)
+                                               read_timeout=3.0)
             cache.set(key, names, OLLAMA_TAGS_TTL)
         except (ProviderError, ssrf.BlockedAddress) as exc:
             log.info("ollama discovery skipped", extra={"credential_id": endpoint.pk, "reason": str(exc)})

@@ -256,7 +256,7 @@ def rotate_field_values(*, batch_size: int = 200) -> int:
                 for index, cipher in enumerate(ciphers):
                     try:
                         plain = cipher.decrypt(token)
-                    except Exception:  # noqa: S112 - wrong key: try the next one
+                    except InvalidToken:  # wrong key: try the next one
                         continue
                     if index > 0:
                         pickle.loads(plain)  # noqa: S301 - our own ciphertext, authenticated above

@@ -259,7 +259,8 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
             try:
                 await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n",
                             "more_body": True})
-            except Exception:
+            except Exception:  # the server's way of saying the client left varies (OSError, RuntimeError…)
+                log.debug("stream send failed: the client is gone", exc_info=True)
                 raise ClientGone from None
     except GatewayError as exc:
         if not started:
@@ -313,7 +314,7 @@ async def _sse_error(send: Any, exc: GatewayError) -> None:
     try:
         await send({"type": "http.response.body", "body": b"data: " + exc.body() + b"\n\n", "more_body": False})
     except Exception:
-        log.debug("client gone before the stream error could be sent")
+        log.debug("client gone before the stream error could be sent", exc_info=True)
 
 
 async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
@@ -378,7 +379,7 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         try:
             await _error(send, _internal(), ex.ctx.request_id if ex.ctx else fallback_id)
         except Exception:
-            log.debug("could not send the error response")
+            log.debug("could not send the error response", exc_info=True)
 
 
 async def _settle(ex: Exchange, exc: BaseException | None) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 
 # Namespaced by the cache prefix so that test runs (and several deployments on one Redis) never mix.
@@ -403,13 +404,13 @@ class RedisBackend:
     async def aget(self, key: str) -> bytes | None:
         try:
             return await self.async_client().get(key)
-        except Exception:  # a cache miss is the safe answer when Redis hiccups
+        except (redis.RedisError, OSError):  # a cache miss is the safe answer when Redis hiccups
             return None
 
     async def aput(self, key: str, value: bytes, ttl: int) -> None:
         try:
             await self.async_client().set(key, value, ex=max(1, ttl))
-        except Exception:  # the answer is already on its way; caching it is optional
+        except (redis.RedisError, OSError):  # the answer is already on its way; caching it is optional
             return
 
 

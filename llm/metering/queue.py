@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import redis
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, Sum
@@ -240,7 +241,7 @@ def _forget_idle_consumers(client: Any) -> None:
         for info in client.xinfo_consumers(budget.EVENTS_KEY, _GROUP):
             if int(info.get("pending", 0)) == 0 and int(info.get("idle", 0)) > 3_600_000:
                 client.xgroup_delconsumer(budget.EVENTS_KEY, _GROUP, info["name"])
-    except Exception:  # housekeeping only
+    except (redis.RedisError, OSError, ValueError, KeyError):  # housekeeping only
         log.debug("drain consumer housekeeping skipped")
 
 

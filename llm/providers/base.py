@@ -131,7 +131,8 @@ class _GuardedBackend(httpcore.AnyIOBackend):
     """httpcore's asyncio backend that, for a guarded name, resolves it, checks the answers against the SSRF guard
     and dials the checked address (TLS still verifies the name and sends it as SNI)."""
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+                          local_address: str | None = None,
                           socket_options: Any = None) -> Any:
         from llm.config import ssrf
 

@@ -117,13 +117,13 @@ async def list_models(target: Target) -> list[str]:
     return [str(m["id"]) for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
 
 
-async def ollama_tags(base_url: str, api_key: str = "", *, timeout: float = 10.0) -> list[str]:
+async def ollama_tags(base_url: str, api_key: str = "", *, read_timeout: float = 10.0) -> list[str]:
     """The models an Ollama server has pulled (`GET /api/tags` at the server root), as `name:tag`."""
     root = base_url.rstrip("/")
     if root.endswith("/v1"):
         root = root[:-3]
     target = Target(provider="ollama", protocol="openai_compat", base_url=root, api_key=api_key,
-                    timeouts=Timeouts(connect=min(5.0, timeout), first_byte=timeout, idle=timeout))
+                    timeouts=Timeouts(connect=min(5.0, read_timeout), first_byte=read_timeout, idle=read_timeout))
     response = await send(target, "GET", root + "/api/tags", headers=_headers(target))
     data = json_of(target, response)
     return [str(m.get("name") or m.get("model")) for m in data.get("models", []) if isinstance(m, dict)]

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
+from llm.calls.errors import GatewayError
 from llm.models import Message, Thread
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant, User
@@ -116,7 +117,8 @@ def reply_run(message_id: int) -> None:
     try:
         result = run(chat_streamed(ctx, {"model": thread.model, "messages": messages, "stream": True}, publish))
     except Exception as exc:
-        log.info("assistant reply %s failed: %s", reply.id, exc.__class__.__name__)
+        log.info("assistant reply %s failed: %s", reply.id, exc.__class__.__name__,
+                 exc_info=not isinstance(exc, GatewayError))
         Message.objects.unscoped().filter(id=reply.id).update(status=Message.Status.ERROR, error=error_text(exc))
         cache.delete(_progress_key(reply.id))
         return

@@ -109,7 +109,8 @@ def paid_tenant(tenant, stripe_settings):
 
     attach_card(tenant)
     result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
-    assert result.checkout_url is None and result.subscription.stripe_subscription_id
+    assert result.checkout_url is None
+    assert result.subscription.stripe_subscription_id
     return tenant
 
 

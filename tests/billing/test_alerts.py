@@ -111,9 +111,11 @@ def test_crossing_warn_sends_email_to_owners_and_billing_and_an_in_app_notificat
     alert = AlertSent.objects.unscoped().get(tenant=tenant)
     assert (alert.threshold, alert.period, alert.value, alert.limit) == ("tcu_warn", period_of(), 1100, 1000)
     assert sorted(m.to[0] for m in mail.outbox) == ["owner@acme.example.com", "pay@acme.example.com"]
-    assert "1,100" in mail.outbox[0].body and "1,000" in mail.outbox[0].body
+    assert "1,100" in mail.outbox[0].body
+    assert "1,000" in mail.outbox[0].body
     note = Notification.objects.unscoped().get(tenant=tenant)
-    assert note.level == "warning" and "warn" in note.title
+    assert note.level == "warning"
+    assert "warn" in note.title
 
 
 @pytest.mark.django_db
@@ -121,7 +123,8 @@ def test_usage_below_or_already_past_a_threshold_sends_nothing(tenant):
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=1000, hard_tcu=5000)
     after_usage(tenant_id=tenant.id, tcu_before=100, tcu_after=999, tokens_before=0, tokens_after=0)
     after_usage(tenant_id=tenant.id, tcu_before=1001, tcu_after=1200, tokens_before=0, tokens_after=0)
-    assert not AlertSent.objects.unscoped().exists() and not mail.outbox
+    assert not AlertSent.objects.unscoped().exists()
+    assert not mail.outbox
 
 
 @pytest.mark.django_db
@@ -165,8 +168,9 @@ def test_concurrent_workers_send_one_alert_per_threshold(make_tenant, make_user)
         try:
             barrier.wait()
             after_usage(tenant_id=tenant.id, tcu_before=500, tcu_after=2500, tokens_before=0, tokens_after=0)
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # surfaced below, in the test's thread
             errors.append(exc)
+            raise
         finally:
             connection.close()
 
@@ -193,7 +197,9 @@ def test_alert_webhook_is_signed_with_the_tenants_secret(tenant, receiver_factor
     assert alerts.verify(secret, body, headers[alerts.SIGNATURE_HEADER])
     assert not alerts.verify("whsec_wrong", body, headers[alerts.SIGNATURE_HEADER])
     payload = json.loads(body)
-    assert payload["threshold"] == "tcu_warn" and payload["value"] == 50 and payload["tenant"] == "acme"
+    assert payload["threshold"] == "tcu_warn"
+    assert payload["value"] == 50
+    assert payload["tenant"] == "acme"
     assert AlertSent.objects.unscoped().get(tenant=tenant).webhook_status == "delivered"
 
 
@@ -208,9 +214,11 @@ def test_alert_webhook_is_retried_with_backoff_after_errors(tenant, receiver_fac
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=10, hard_tcu=10_000)
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=50, tokens_before=0, tokens_after=0)
     assert len(receiver.requests) == 3
-    assert len(countdowns) == 2 and countdowns[0] < countdowns[1]  # exponential
+    assert len(countdowns) == 2
+    assert countdowns[0] < countdowns[1]
     alert = AlertSent.objects.unscoped().get(tenant=tenant)
-    assert alert.webhook_status == "delivered" and alert.webhook_attempts == 3
+    assert alert.webhook_status == "delivered"
+    assert alert.webhook_attempts == 3
     # the same event id each time, so the receiver can de-duplicate
     assert len({h["X-BYOK-Event-Id"] for h, _ in receiver.requests}) == 1
 
@@ -227,7 +235,8 @@ def test_alert_webhook_gives_up_after_max_retries_without_breaking_the_alert(ten
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=10, hard_tcu=10_000)
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=50, tokens_before=0, tokens_after=0)
     alert = AlertSent.objects.unscoped().get(tenant=tenant)
-    assert alert.webhook_status == "failed" and len(receiver.requests) == 3
+    assert alert.webhook_status == "failed"
+    assert len(receiver.requests) == 3
     assert len(mail.outbox) == 1
 
 
@@ -245,5 +254,6 @@ def test_a_missed_alert_is_sent_by_the_billing_cycle_check(tenant):
 def test_alert_webhook_url_must_be_public_in_production(tenant, manage_client, settings):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
     response = manage_client.put("/api/billing/alert-webhook", {"url": "https://127.0.0.1/x"}, format="json")
-    assert response.status_code == 400 and "url" in response.json()
+    assert response.status_code == 400
+    assert "url" in response.json()
     assert not Subscription.objects.unscoped().filter(tenant=tenant).exclude(alert_webhook_url="").exists()

@@ -33,19 +33,24 @@ def test_raising_the_hard_cap_past_the_plan_ceiling_is_refused_naming_it(pro, ma
 
 def test_lowering_then_raising_back_up_to_the_ceiling_is_allowed(pro, manage_client):
     low = manage_client.put("/api/billing/caps", {"warn_tcu": 500, "hard_tcu": 1000}, format="json")
-    assert low.status_code == 200 and limits_for(pro.id).hard_tcu == 1000
+    assert low.status_code == 200
+    assert limits_for(pro.id).hard_tcu == 1000
     back = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 300_000}, format="json")
-    assert back.status_code == 200 and limits_for(pro.id).hard_tcu == 300_000
+    assert back.status_code == 200
+    assert limits_for(pro.id).hard_tcu == 300_000
     above = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 300_001}, format="json")
-    assert above.status_code == 400 and limits_for(pro.id).hard_tcu == 300_000
+    assert above.status_code == 400
+    assert limits_for(pro.id).hard_tcu == 300_000
 
 
 def test_a_cap_a_platform_admin_raised_can_still_be_lowered(pro, manage_client):
     Subscription.objects.unscoped().filter(tenant=pro).update(hard_tcu_override=5_000_000)
     lower = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 4_000_000}, format="json")
-    assert lower.status_code == 200 and limits_for(pro.id).hard_tcu == 4_000_000
+    assert lower.status_code == 200
+    assert limits_for(pro.id).hard_tcu == 4_000_000
     higher = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 4_500_000}, format="json")
-    assert higher.status_code == 400 and limits_for(pro.id).hard_tcu == 4_000_000
+    assert higher.status_code == 400
+    assert limits_for(pro.id).hard_tcu == 4_000_000
 
 
 def test_the_billing_page_refuses_a_cap_past_the_ceiling_next_to_the_field(pro):
@@ -60,7 +65,8 @@ def test_the_billing_page_refuses_a_cap_past_the_ceiling_next_to_the_field(pro):
 @pytest.mark.parametrize("value", OUT_OF_RANGE)
 def test_caps_api_range_checks(tenant, manage_client, value):
     response = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": value}, format="json")
-    assert response.status_code == 400 and "hard_tcu" in response.json()
+    assert response.status_code == 400
+    assert "hard_tcu" in response.json()
     assert manage_client.get("/api/billing/caps").json()["hard_overridden"] is False
 
 
@@ -68,7 +74,8 @@ def test_the_largest_allowed_amount_is_accepted_without_platform_spend(tenant, m
     response = manage_client.put(
         "/api/billing/caps", {"warn_tcu": None, "hard_tcu": 2**53 - 1}, format="json"
     )
-    assert response.status_code == 200 and response.json()["hard_tcu"] == 2**53 - 1
+    assert response.status_code == 200
+    assert response.json()["hard_tcu"] == 2**53 - 1
 
 
 @pytest.mark.parametrize("value", [2**63, 2**53, -1])
@@ -85,7 +92,8 @@ def test_agent_budget_range_checks(tenant, agent, manage_client, value):
     response = manage_client.put(
         f"/api/billing/agents/{agent.slug}/budget", {"monthly_tcu": value}, format="json"
     )
-    assert response.status_code == 400 and "monthly_tcu" in response.json()
+    assert response.status_code == 400
+    assert "monthly_tcu" in response.json()
     assert not AgentBudget.objects.unscoped().filter(agent=agent).exists()
 
 
@@ -93,5 +101,6 @@ def test_agent_budget_range_checks(tenant, agent, manage_client, value):
 def test_api_key_spend_limit_range_checks(tenant, manage_client, value):
     before = ApiKey.objects.unscoped().filter(tenant=tenant).count()
     response = manage_client.post("/api/keys", {"name": "big", "spend_limit_tcu": value}, format="json")
-    assert response.status_code == 400 and "spend_limit_tcu" in response.json()
+    assert response.status_code == 400
+    assert "spend_limit_tcu" in response.json()
     assert ApiKey.objects.unscoped().filter(tenant=tenant).count() == before

@@ -20,7 +20,9 @@ def test_limits_come_from_the_environment_when_plan_and_tenant_are_silent(tenant
     assign_plan(tenant=tenant, plan_slug="free")
     limits = limits_for(tenant.id)
     assert (limits.warn_tcu, limits.hard_tcu) == (1234, 5678)
-    assert limits.plan == "free" and limits.rpm_tenant == 60 and limits.max_concurrency == 20
+    assert limits.plan == "free"
+    assert limits.rpm_tenant == 60
+    assert limits.max_concurrency == 20
 
 
 def test_plan_caps_override_the_environment(tenant):
@@ -83,20 +85,22 @@ def test_hard_cap_message_states_usage_cap_unit_and_reset():
 def test_caps_api_reads_the_effective_caps(manage_client, tenant, settings):
     settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200_000, 300_000
     body = manage_client.get("/api/billing/caps").json()
-    assert body["warn_tcu"] == 200_000 and body["hard_tcu"] == 300_000
+    assert body["warn_tcu"] == 200_000
+    assert body["hard_tcu"] == 300_000
     assert body["warn_overridden"] is False
 
 
 def test_caps_api_update_is_effective_and_audited(manage_client, tenant):
     response = manage_client.put("/api/billing/caps", {"warn_tcu": 1000, "hard_tcu": 2000}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json()["hard_tcu"] == 2000 and response.json()["hard_overridden"] is True
+    assert response.json()["hard_tcu"] == 2000
+    assert response.json()["hard_overridden"] is True
     assert limits_for(tenant.id).hard_tcu == 2000
     event = AuditEvent.objects.unscoped().get(tenant=tenant, action="billing.caps.update")
     assert event.changes["after"] == {"warn_tcu": 1000, "hard_tcu": 2000}
 
 
-@pytest.mark.parametrize("body, field", [
+@pytest.mark.parametrize(("body", "field"), [
     ({"warn_tcu": -1, "hard_tcu": 10}, "warn_tcu"),
     ({"warn_tcu": 1, "hard_tcu": "lots"}, "hard_tcu"),
     ({"warn_tcu": 500, "hard_tcu": 100}, "warn_tcu"),
@@ -111,7 +115,7 @@ def test_caps_api_rejects_bad_values_with_field_errors_and_changes_nothing(manag
     assert not AuditEvent.objects.unscoped().filter(tenant=tenant, action="billing.caps.update").exists()
 
 
-@pytest.mark.parametrize("role, allowed", [(Role.OWNER, True), (Role.ADMIN, True), (Role.BILLING, True),
+@pytest.mark.parametrize(("role", "allowed"), [(Role.OWNER, True), (Role.ADMIN, True), (Role.BILLING, True),
                                            (Role.MEMBER, False)])
 def test_caps_api_is_for_owner_admin_and_billing(tenant, make_user, role, allowed):
     user = make_user()

@@ -87,7 +87,8 @@ def test_choosing_a_paid_plan_without_a_card_returns_the_checkout_url(tenant, fa
     assert sub.plan.slug == "free"  # applied when Stripe confirms (webhook)
     assert sub.stripe_customer_id == "cus_Fake"
     _, _, form = next(c for c in fake_stripe.calls if c[1] == "/v1/checkout/sessions")
-    assert form["mode"] == ["subscription"] and form["customer"] == ["cus_Fake"]
+    assert form["mode"] == ["subscription"]
+    assert form["customer"] == ["cus_Fake"]
     assert form["line_items[0][price]"] == ["byok-pro-agent-1000-usd-month"]
     assert form["subscription_data[metadata][plan]"] == ["pro"]
     assert not any("card" in key for _, _, f in fake_stripe.calls for key in f)  # never a card number
@@ -97,9 +98,11 @@ def test_api_plan_change_and_portal_return_stripe_hosted_urls(tenant, fake_strip
     client = APIClient()
     client.force_login(Membership.objects.unscoped().get(tenant=tenant).user)
     body = client.post("/api/billing/plan", {"plan": "ultra"}, format="json").json()
-    assert body["checkout_url"] == CHECKOUT_URL and body["plan"] == "free"
+    assert body["checkout_url"] == CHECKOUT_URL
+    assert body["plan"] == "free"
     portal = client.post("/api/billing/portal")
-    assert portal.status_code == 200 and portal.json() == {"url": PORTAL_URL}
+    assert portal.status_code == 200
+    assert portal.json() == {"url": PORTAL_URL}
 
 
 def test_member_cannot_change_the_plan(tenant, fake_stripe, make_user):

@@ -47,8 +47,10 @@ def test_hard_cap_refuses_with_402_and_raising_it_works_at_once(tenant):
     make_usage(tenant, tcu=1000, mode="byok")
     with pytest.raises(router.GatewayError) as info:
         _admit(tenant)
-    assert info.value.status == 402 and info.value.code == "tcu_hard_cap_reached"
-    assert "1,000 of 1,000 TCU used" in info.value.message and "UTC" in info.value.message
+    assert info.value.status == 402
+    assert info.value.code == "tcu_hard_cap_reached"
+    assert "1,000 of 1,000 TCU used" in info.value.message
+    assert "UTC" in info.value.message
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=500, hard_tcu=5000)
     _admit(tenant)  # admitted
 
@@ -58,4 +60,5 @@ def test_free_plan_refuses_platform_mode_but_admits_byok(tenant):
     _admit(tenant)
     with pytest.raises(router.GatewayError) as info:
         _admit(tenant, SimpleNamespace(**{**vars(TARGET), "mode": "platform"}))
-    assert info.value.status == 403 and "BYOK" in info.value.message
+    assert info.value.status == 403
+    assert "BYOK" in info.value.message

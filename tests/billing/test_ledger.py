@@ -37,7 +37,9 @@ def test_overage_is_pushed_once_with_the_right_amount(paid_tenant, stripe):
     second = overage_push(tenant=paid_tenant, period=period_of())
     assert (first.action, second.action) == ("created", "unchanged")
     items = _items(stripe, paid_tenant)
-    assert len(items) == 1 and items[0]["amount"] == 600 and items[0]["currency"] == "usd"
+    assert len(items) == 1
+    assert items[0]["amount"] == 600
+    assert items[0]["currency"] == "usd"
     entry = LedgerEntry.objects.unscoped().get(tenant=paid_tenant)
     assert (entry.state, entry.amount_cents, entry.stripe_invoice_item_id) == ("pushed", 600, items[0]["id"])
     assert items[0]["metadata"]["ledger_key"] == entry.ledger_key
@@ -49,7 +51,8 @@ def test_growing_usage_updates_the_one_item(paid_tenant, stripe):
     make_usage(paid_tenant, tokens=1_500_000)  # now 3.5M over → $10.50
     assert overage_push(tenant=paid_tenant, period=period_of()).action == "updated"
     items = _items(stripe, paid_tenant)
-    assert len(items) == 1 and int(items[0]["amount"]) == 1050
+    assert len(items) == 1
+    assert int(items[0]["amount"]) == 1050
 
 
 def test_a_timeout_after_stripe_created_the_item_does_not_charge_twice(paid_tenant, stripe, monkeypatch):
@@ -63,14 +66,17 @@ def test_a_timeout_after_stripe_created_the_item_does_not_charge_twice(paid_tena
     monkeypatch.setattr(type(stripe.v1.invoice_items), "create",
                         lambda self, *a, **k: create_then_time_out(*a, **k))
     failed = overage_push(tenant=paid_tenant, period=period_of())
-    assert failed.action == "failed" and "could not be reached" in failed.message
+    assert failed.action == "failed"
+    assert "could not be reached" in failed.message
     entry = LedgerEntry.objects.unscoped().get(tenant=paid_tenant)
-    assert entry.state == "failed" and entry.stripe_invoice_item_id == ""
+    assert entry.state == "failed"
+    assert entry.stripe_invoice_item_id == ""
     monkeypatch.undo()
     retry = overage_push(tenant=paid_tenant, period=period_of())
     assert retry.action == "adopted"
     items = _items(stripe, paid_tenant)
-    assert len(items) == 1 and items[0]["amount"] == 600
+    assert len(items) == 1
+    assert items[0]["amount"] == 600
     assert LedgerEntry.objects.unscoped().get(tenant=paid_tenant).stripe_invoice_item_id == items[0]["id"]
 
 
@@ -82,7 +88,9 @@ def test_a_stripe_error_leaves_the_ledger_consistent(paid_tenant, stripe, settin
     reset_clients()
     assert overage_push(tenant=paid_tenant, period=period_of()).action == "failed"
     entry = LedgerEntry.objects.unscoped().get(tenant=paid_tenant)
-    assert entry.state == "failed" and entry.pushed_amount_cents == 0 and entry.last_error
+    assert entry.state == "failed"
+    assert entry.pushed_amount_cents == 0
+    assert entry.last_error
 
 
 def test_usage_after_the_item_was_invoiced_goes_on_a_new_item(paid_tenant, stripe):
@@ -96,7 +104,8 @@ def test_usage_after_the_item_was_invoiced_goes_on_a_new_item(paid_tenant, strip
     make_usage(paid_tenant, tokens=1_000_000)  # +$3.00
     assert overage_push(tenant=paid_tenant, period=period_of()).action == "created"
     items = _items(stripe, paid_tenant)
-    assert len(items) == 1 and items[0]["amount"] == 300
+    assert len(items) == 1
+    assert items[0]["amount"] == 300
     entry = LedgerEntry.objects.unscoped().get(tenant=paid_tenant)
     assert (entry.amount_cents, entry.invoiced_cents, entry.pushed_amount_cents) == (900, 600, 300)
 

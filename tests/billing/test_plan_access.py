@@ -47,7 +47,8 @@ def test_a_tenant_cannot_choose_a_private_plan_through_the_api(tenant, make_user
     assert set(private.json()) == set(unknown.json()) == {"plan"}
     assert "enterprise" not in private.json()["plan"][0].split("Choose one of:")[1]  # not offered
     sub = _sub(tenant)
-    assert sub.plan.slug == "free" and not limits_for(tenant.id).platform_allowed
+    assert sub.plan.slug == "free"
+    assert not limits_for(tenant.id).platform_allowed
     assert not AuditEvent.objects.unscoped().filter(tenant=tenant, action__startswith="billing.plan").exists()
 
 
@@ -64,10 +65,12 @@ def test_a_paying_tenant_cannot_drop_its_subscription_by_choosing_a_private_plan
     client = APIClient()
     client.force_login(Membership.objects.unscoped().get(tenant=paid_tenant).user)
     response = client.post("/api/billing/plan", {"plan": "enterprise"}, format="json")
-    assert response.status_code == 400 and "plan" in response.json()
+    assert response.status_code == 400
+    assert "plan" in response.json()
     assert stripe.v1.subscriptions.retrieve(sub_id).status == "active"
     sub = _sub(paid_tenant)
-    assert sub.plan.slug == "pro" and sub.stripe_subscription_id == sub_id
+    assert sub.plan.slug == "pro"
+    assert sub.stripe_subscription_id == sub_id
 
 
 def test_moving_from_a_paid_plan_to_free_cancels_in_stripe(paid_tenant, stripe):
@@ -75,7 +78,8 @@ def test_moving_from_a_paid_plan_to_free_cancels_in_stripe(paid_tenant, stripe):
     client = APIClient()
     client.force_login(Membership.objects.unscoped().get(tenant=paid_tenant).user)
     response = client.post("/api/billing/plan", {"plan": "free"}, format="json")
-    assert response.status_code == 200 and response.json()["plan"] == "free"
+    assert response.status_code == 200
+    assert response.json()["plan"] == "free"
     assert stripe.v1.subscriptions.retrieve(sub_id).status == "canceled"
     assert _sub(paid_tenant).stripe_subscription_id == ""
 
@@ -156,7 +160,8 @@ def test_an_upgrade_stripe_does_not_confirm_leaves_the_plan_unchanged(tenant, se
         client.force_login(Membership.objects.unscoped().get(tenant=tenant).user)
         response = client.post("/api/billing/plan", {"plan": "ultra"}, format="json")
         assert "/v1/subscriptions/sub_Fake" in fake.posts  # Stripe was asked
-        assert response.status_code == 402 and response.json()["code"] == "payment_failed"
+        assert response.status_code == 402
+        assert response.json()["code"] == "payment_failed"
         assert _sub(tenant).plan.slug == "pro"
     finally:
         fake.server.shutdown()

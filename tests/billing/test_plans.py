@@ -31,7 +31,9 @@ def test_plans_are_seeded_with_the_managed_tiers():
 def test_free_is_byok_only_with_at_least_60_rpm_and_20_concurrent():
     free = Plan.objects.get(slug="free")
     assert not free.platform_allowed
-    assert free.rpm_tenant >= 60 and free.rpm_key >= 60 and free.max_concurrency >= 20
+    assert free.rpm_tenant >= 60
+    assert free.rpm_key >= 60
+    assert free.max_concurrency >= 20
 
 
 def test_enterprise_has_no_request_limits():

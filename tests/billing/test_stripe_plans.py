@@ -33,9 +33,11 @@ def test_plan_change_with_a_card_on_file_starts_the_subscription(tenant, stripe)
     agent_create(tenant=tenant, actor=SYSTEM, slug="bot-b", name="B")
     attach_card(tenant)
     result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
-    assert result.checkout_url is None and result.changed
+    assert result.checkout_url is None
+    assert result.changed
     sub = _sub(tenant)
-    assert sub.plan.slug == "pro" and sub.status == "active"
+    assert sub.plan.slug == "pro"
+    assert sub.status == "active"
     remote = stripe.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     assert remote["items"]["data"][0]["quantity"] == 2  # one per agent
     assert remote["items"]["data"][0]["plan"]["amount"] == 1000
@@ -51,7 +53,8 @@ def test_plan_change_updates_then_cancels_the_subscription(paid_tenant, stripe):
     plan_change(tenant=paid_tenant, actor=SYSTEM, plan_slug="free")
     assert stripe.v1.subscriptions.retrieve(sub_id).status == "canceled"
     sub = _sub(paid_tenant)
-    assert sub.plan.slug == "free" and sub.stripe_subscription_id == ""
+    assert sub.plan.slug == "free"
+    assert sub.stripe_subscription_id == ""
     assert not limits_for(paid_tenant.id).platform_allowed
 
 
@@ -66,7 +69,8 @@ def test_adding_an_agent_updates_the_subscription_quantity(paid_tenant, stripe):
 def test_a_declined_card_is_a_clear_message_and_changes_nothing(tenant, stripe):
     with pytest.raises(BillingError) as info, stripe_errors("test attach"):
         attach_card(tenant, number="4000000000000002")
-    assert info.value.message == "Your card was declined." and info.value.code == "card_declined"
+    assert info.value.message == "Your card was declined."
+    assert info.value.code == "card_declined"
     with pytest.raises(BillingError):
         plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")  # no card → checkout, which localstripe lacks
     assert _sub(tenant).plan.slug == "free"
@@ -79,7 +83,8 @@ def test_a_failing_first_payment_leaves_the_plan_unchanged(tenant, stripe):
     # real Stripe answers a card error (error_if_incomplete); localstripe an incomplete subscription
     assert info.value.code in {"card_declined", "payment_failed"}
     assert not stripe.v1.subscriptions.list(params={"status": "active"}).data
-    assert _sub(tenant).plan.slug == "free" and not limits_for(tenant.id).platform_allowed
+    assert _sub(tenant).plan.slug == "free"
+    assert not limits_for(tenant.id).platform_allowed
 
 
 def test_stripe_unreachable_is_a_retryable_message(tenant, stripe_settings, settings):
@@ -89,7 +94,8 @@ def test_stripe_unreachable_is_a_retryable_message(tenant, stripe_settings, sett
     reset_clients()
     with pytest.raises(BillingError) as info:
         plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
-    assert info.value.retryable and "could not be reached" in info.value.message
+    assert info.value.retryable
+    assert "could not be reached" in info.value.message
     assert _sub(tenant).stripe_customer_id == ""
 
 
@@ -102,7 +108,8 @@ def test_api_plan_change_answers_with_the_error_message(tenant, stripe, make_use
     client = APIClient()
     client.force_login(owner)
     response = client.post("/api/billing/plan", {"plan": "gold"}, format="json")
-    assert response.status_code == 400 and "plan" in response.json()
+    assert response.status_code == 400
+    assert "plan" in response.json()
     attach_card(tenant)
     response = client.post("/api/billing/plan", {"plan": "starter"}, format="json")
     assert response.status_code == 200, response.content

@@ -22,7 +22,9 @@ FIELDS = {"period", "plan", "tcu_used", "warn_tcu", "hard_tcu", "included_tokens
 def test_summary_has_the_documented_fields(manage_client, tenant):
     body = manage_client.get("/api/billing/summary").json()
     assert set(body) >= FIELDS
-    assert body["period"] == period_of() and body["plan"] == "free" and body["invoices"] == []
+    assert body["period"] == period_of()
+    assert body["plan"] == "free"
+    assert body["invoices"] == []
     assert body["amount_due_usd"] == "0.00"
 
 
@@ -35,7 +37,8 @@ def test_summary_counts_platform_tokens_overage_and_amount_due(manage_client, te
     body = manage_client.get("/api/billing/summary").json()
     assert (body["plan"], body["included_tokens"], body["used_tokens"], body["overage_tokens"]) == (
         "starter", 2_000_000, 2_500_000, 500_000)
-    assert body["tcu_used"] == 800 and (body["warn_tcu"], body["hard_tcu"]) == (1000, 5000)
+    assert body["tcu_used"] == 800
+    assert (body["warn_tcu"], body["hard_tcu"]) == (1000, 5000)
     assert body["overage_amount_usd"] == "1.00"
     assert body["amount_due_usd"] == "6.00"  # one agent x $5 + $1 overage
 
@@ -52,13 +55,15 @@ def test_summary_lists_stripe_invoices(paid_tenant, stripe):
     body = client.get("/api/billing/summary").json()
     assert len(body["invoices"]) >= 1  # the subscription's first invoice
     invoice = body["invoices"][0]
-    assert invoice["id"].startswith("in_") and invoice["amount_due_usd"] == "10.00"
+    assert invoice["id"].startswith("in_")
+    assert invoice["amount_due_usd"] == "10.00"
     assert sub.stripe_customer_id
 
 
 def test_summary_rejects_a_bad_period(manage_client, tenant):
     response = manage_client.get("/api/billing/summary?period=2026-13")
-    assert response.status_code == 400 and "period" in response.json()
+    assert response.status_code == 400
+    assert "period" in response.json()
 
 
 def test_banner_warns_near_the_cap_and_errors_at_the_hard_cap(tenant):
@@ -66,4 +71,5 @@ def test_banner_warns_near_the_cap_and_errors_at_the_hard_cap(tenant):
     assert billing_banner(tenant, used_tcu=50) is None
     assert billing_banner(tenant, used_tcu=150)["code"] == "near_cap"
     hard = billing_banner(tenant, used_tcu=250)
-    assert hard["code"] == "hard_cap" and "250 of 200 TCU" in hard["message"]
+    assert hard["code"] == "hard_cap"
+    assert "250 of 200 TCU" in hard["message"]

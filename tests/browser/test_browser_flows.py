@@ -45,7 +45,8 @@ def test_signup_then_agent_then_key_shown_once_and_revoked(page):
     assert "will not be shown again" in page.inner_text("#new-key")
     shot(page, "keys-created")
     page.goto("/keys/")
-    assert key not in page.content() and key[-4:] in page.content()
+    assert key not in page.content()
+    assert key[-4:] in page.content()
     page.once("dialog", lambda d: d.accept())
     page.click("button:has-text('Revoke')")
     page.wait_for_selector("text=revoked")
@@ -69,7 +70,8 @@ def test_byok_configuration_with_test_connection_and_masked_key(page, provider_e
     page.click("#test-connection")
     page.wait_for_selector(".test-result.fail")
     failure = page.inner_text("#test-result")
-    assert "auth" in failure and "sk-wrong-key-1234" not in failure
+    assert "auth" in failure
+    assert "sk-wrong-key-1234" not in failure
     page.fill("#api_key", "sk-test-byok-5678")
     page.click("#test-connection")
     page.wait_for_selector(".test-result.ok")
@@ -94,7 +96,8 @@ def test_the_dashboard_opens_the_same_configuration_modal(page):
     page.wait_for_selector("#llm-summary >> text=sk-…4321")
     assert page.url.endswith("/dashboard/")
     summary = page.inner_text("#llm-summary")
-    assert "Bring your own key" in summary and "anthropic:claude-haiku-4.5" in summary
+    assert "Bring your own key" in summary
+    assert "anthropic:claude-haiku-4.5" in summary
     assert Preferences.objects.unscoped().get(agent=None).model == "anthropic:claude-haiku-4.5"
 
 
@@ -113,9 +116,11 @@ def test_an_agent_gets_its_own_settings_through_the_same_modal(page):
     page.fill("#api_key", "sk-mistral-agent-9876")
     page.click("#save")
     page.wait_for_selector("text=This agent has its own settings")
-    assert "configure" not in page.url and not page.is_visible("#llm-modal")
+    assert "configure" not in page.url
+    assert not page.is_visible("#llm-modal")
     own = Preferences.objects.unscoped().get(agent__slug="support-bot")
-    assert own.mode == "byok" and own.model == "mistral:mistral-medium-3.1"
+    assert own.mode == "byok"
+    assert own.model == "mistral:mistral-medium-3.1"
     assert not Preferences.objects.unscoped().filter(agent=None).exists(), "the workspace's settings are untouched"
 
 
@@ -124,22 +129,28 @@ def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
     page.goto("/settings/llm/")
     page.click("#open-llm-config")
     page.check("input[name=mode][value=byok]")
-    assert page.is_visible("#api_key") and not page.is_visible("#ce_kind"), "BYOK shows only its own fields"
+    assert page.is_visible("#api_key"), "BYOK shows only its own fields"
+    assert not page.is_visible("#ce_kind"), "BYOK shows only its own fields"
     page.wait_for_function("document.querySelectorAll('#model option').length > 5")
     all_models = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
     page.check("#eu_only")
     eu_models = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
-    assert eu_models and len(eu_models) < len(all_models)
+    assert eu_models
+    assert len(eu_models) < len(all_models)
     assert all(m.startswith(("mistral:", "cohere:")) for m in eu_models)
     page.check("input[name=mode][value=custom]")
     page.select_option("#ce_kind", "azure_openai")
-    assert page.is_visible("#ce_deployment") and page.is_visible("#ce_base_url")
+    assert page.is_visible("#ce_deployment")
+    assert page.is_visible("#ce_base_url")
     page.select_option("#ce_kind", "bedrock")
-    assert page.is_visible("#ce_region") and not page.is_visible("#ce_base_url")
+    assert page.is_visible("#ce_region")
+    assert not page.is_visible("#ce_base_url")
     assert not page.is_visible("#discover")
     page.select_option("#ce_kind", "openai_compatible")
-    assert page.is_visible("#discover") and not page.is_visible("#ce_region")
-    assert not page.is_visible("#api_key") and not page.is_visible("#model")
+    assert page.is_visible("#discover")
+    assert not page.is_visible("#ce_region")
+    assert not page.is_visible("#api_key")
+    assert not page.is_visible("#model")
 
 
 def test_invalid_temperature_shows_the_error_and_saves_nothing(page):
@@ -175,7 +186,8 @@ def test_dashboard_shows_the_totals_of_real_calls_and_draws_the_chart(page, prov
     for _ in range(3):
         reply = sdk.chat.completions.create(model="openai:gpt-5-mini",
                                             messages=[{"role": "user", "content": "hi"}])
-        assert reply.usage.prompt_tokens == 12 and reply.usage.completion_tokens == 5
+        assert reply.usage.prompt_tokens == 12
+        assert reply.usage.completion_tokens == 5
     assert metering.pending_count() == 3, "the gateway queued one event per call"
     metering.flush()  # what the gateway's drain loop does every USAGE_DRAIN_INTERVAL (pages never drain)
 
@@ -205,7 +217,8 @@ def test_tenant_b_never_sees_tenant_a(browser, live_server):
     for url in ("/dashboard/", "/agents/", "/keys/", "/members/", "/audit/", "/usage/", "/settings/llm/", "/billing/"):
         beta.goto(url)
         body = beta.content()
-        assert "alpha-secret" not in body and "a@alpha.example.com" not in body, url
+        assert "alpha-secret" not in body, url
+        assert "a@alpha.example.com" not in body, url
     response = beta.goto("/agents/alpha-secret-agent/")
     assert response.status == 404
     for p in pages:
@@ -229,7 +242,8 @@ def test_assistant_answers_from_the_fake_provider_and_explains_the_hard_cap(page
     page.click("#send")
     page.wait_for_selector(".msg.assistant[data-status=done]")
     reply = page.inner_text(".msg.assistant")
-    assert "Hello from fake" in reply and "12 in / 5 out · $0.000013" in reply
+    assert "Hello from fake" in reply
+    assert "12 in / 5 out · $0.000013" in reply
     shot(page, "assistant")
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=0, hard_tcu=0)
     page.fill("#content", "Again?")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,15 +202,13 @@ class PrivateRedis:
         wait_for(self.ping, f"the private Redis on port {self.port}", timeout=30)
 
     def client(self):
-        import redis
-
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
 
     def ping(self) -> bool:
         try:
             with contextlib.closing(self.client()) as client:
                 return bool(client.ping())
-        except Exception:
+        except (redis.RedisError, OSError):
             return False
 
     def kill(self) -> None:

@@ -84,7 +84,8 @@ def test_database_unreachable_warm_tenants_served_events_land_later(
         refused = _call(client, cold_key)
         assert refused.status_code == 503, refused.text
         error = orjson.loads(refused.content)["error"]
-        assert error["code"] == "service_unavailable" and error["type"] == "api_error"
+        assert error["code"] == "service_unavailable"
+        assert error["type"] == "api_error"
         assert refused.headers["x-request-id"]
 
         # The events wait in Redis (the gateway's drain loop keeps trying and fails) and none reached PostgreSQL.

@@ -174,7 +174,8 @@ def test_drainer_sigkilled_mid_drain(fake, tenant, make_key, gateway_process, se
         line = wait_for_line(drainer, "HOLDING")
         assert line.split() == ["HOLDING", "20"]
         pending = client.xpending(budget.EVENTS_KEY, "drainers")
-        assert pending["pending"] == 20 and [c["name"] for c in pending["consumers"]] != []
+        assert pending["pending"] == 20
+        assert [c["name"] for c in pending["consumers"]] != []
         inserted_before = len(set(events_by_request_id()) & answered)
         assert inserted_before == (20 if hold == "after-insert" else 0)
     finally:
@@ -184,8 +185,10 @@ def test_drainer_sigkilled_mid_drain(fake, tenant, make_key, gateway_process, se
     settings.USAGE_CLAIM_IDLE_MS = 300
     metering.flush()  # another drainer: takes the dead one's batch over once it is 300 ms idle
     counts = events_by_request_id()
-    assert set(counts) == answered and all(n == 1 for n in counts.values())
-    assert client.xlen(budget.EVENTS_KEY) == 0 and client.xlen(budget.DEAD_KEY) == 0
+    assert set(counts) == answered
+    assert all(n == 1 for n in counts.values())
+    assert client.xlen(budget.EVENTS_KEY) == 0
+    assert client.xlen(budget.DEAD_KEY) == 0
     assert client.xpending(budget.EVENTS_KEY, "drainers")["pending"] == 0
     assert Counter(counts.values()) == Counter({1: 20})
 

@@ -282,8 +282,10 @@ def _encode(body: Any) -> bytes:
 def _check_error(response: httpx.Response, body: Any) -> None:
     error = response.json().get("error")
     assert isinstance(error, dict), (response.status_code, response.text, body)
-    assert isinstance(error.get("message"), str) and error["message"], (response.text, body)
-    assert isinstance(error.get("type"), str) and {"param", "code"} <= set(error), (response.text, body)
+    assert isinstance(error.get("message"), str), (response.text, body)
+    assert error["message"], (response.text, body)
+    assert isinstance(error.get("type"), str), (response.text, body)
+    assert {"param", "code"} <= set(error), (response.text, body)
 
 
 def _check_stream(response: httpx.Response, body: Any) -> None:
@@ -291,7 +293,8 @@ def _check_stream(response: httpx.Response, body: Any) -> None:
     model name the strategies send, so an error after the first byte would be the gateway's own failure."""
     assert response.headers["content-type"].startswith("text/event-stream"), (response.headers, body)
     events = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
-    assert events and events[-1] == "[DONE]", (response.text[-500:], body)
+    assert events, (response.text[-500:], body)
+    assert events[-1] == "[DONE]", (response.text[-500:], body)
     for event in events[:-1]:
         chunk = json.loads(event)
         assert "error" not in chunk, (chunk, body)
@@ -363,7 +366,8 @@ def test_no_chat_body_gets_a_5xx_or_leaves_a_counter_behind(fuzz_tenant):
 
         check()
     _metered_exactly_once(answered)
-    assert statuses[200] >= 10 and statuses[400] >= 10, f"the strategies lost their mix of calls: {statuses}"
+    assert statuses[200] >= 10, f"the strategies lost their mix of calls: {statuses}"
+    assert statuses[400] >= 10, f"the strategies lost their mix of calls: {statuses}"
 
 
 @pytest.mark.slow
@@ -381,7 +385,8 @@ def test_no_embedding_body_gets_a_5xx_or_leaves_a_counter_behind(fuzz_tenant):
 
         check()
     _metered_exactly_once(answered)
-    assert statuses[200] >= 10 and statuses[400] >= 10, f"the strategies lost their mix of calls: {statuses}"
+    assert statuses[200] >= 10, f"the strategies lost their mix of calls: {statuses}"
+    assert statuses[400] >= 10, f"the strategies lost their mix of calls: {statuses}"
 
 
 @pytest.mark.slow

@@ -68,7 +68,9 @@ def test_refusal_names_the_cap_and_usage(make_tenant):
     budget.settle(adm.reservation, actual=150)
     refused = budget.reserve(scopes=[scope], amount=1)
     assert refused.reservation is None
-    assert refused.refusal.kind == "cap" and refused.refusal.used == 150 and refused.refusal.limit == 100
+    assert refused.refusal.kind == "cap"
+    assert refused.refusal.used == 150
+    assert refused.refusal.limit == 100
 
 
 def test_raising_the_cap_admits_again_at_once(make_tenant):
@@ -87,7 +89,8 @@ def test_missing_counter_is_rebuilt_from_postgresql(make_tenant, fresh_backend):
                                          created_at=timezone.now().replace(year=2020))
     assert budget.used_tcu(tenant_id=tenant.id) == 1000
     refused = budget.reserve(scopes=[budget.Scope("tenant", tenant.id, 1000)], amount=1)
-    assert refused.refusal is not None and refused.refusal.used == 1000
+    assert refused.refusal is not None
+    assert refused.refusal.used == 1000
 
 
 def test_rate_limit_refuses_with_retry_after(make_tenant):
@@ -186,7 +189,8 @@ def test_a_poisoned_event_is_dead_lettered_and_every_good_one_lands(make_tenant,
     assert _rows() == ["req-dup-model", "req-good-0", "req-good-1"]
     assert metering.pending_count() == 0
     dead = metering.dead_letters()
-    assert len(dead) == 3 and metering.dead_letter_count() == 3
+    assert len(dead) == 3
+    assert metering.dead_letter_count() == 3
     assert all(d["reason"] for d in dead)
     assert metering.drain() == 0, "nothing is retried forever"
 
@@ -230,8 +234,11 @@ def test_out_of_range_fields_are_bounded_before_they_are_queued(make_tenant, fre
     budget.settle(budget.reserve(scopes=[], amount=0).reservation, actual=0, event=usage.to_json())
     assert metering.drain() == 1
     row = UsageEvent.objects.unscoped().get()
-    assert len(row.model) == 200 and row.input_tokens == 2**31 - 1 and row.cached_tokens == 0
-    assert row.latency_ms == 0 and row.cost_usd < 10**8
+    assert len(row.model) == 200
+    assert row.input_tokens == 2**31 - 1
+    assert row.cached_tokens == 0
+    assert row.latency_ms == 0
+    assert row.cost_usd < 10**8
     assert metering.dead_letter_count() == 0
 
 
@@ -312,7 +319,8 @@ def test_dead_letters_are_listed_in_admin_and_can_be_requeued(make_tenant, fresh
                                                    "created_at": "not a date"}))
     metering.drain()
     page = admin_client.get("/admin/llm/usage-dead-letters/")
-    assert page.status_code == 200 and b"undecodable event" in page.content
+    assert page.status_code == 200
+    assert b"undecodable event" in page.content
     assert client.get("/admin/llm/usage-dead-letters/").status_code == 302, "admins only"
     (letter,) = metering.dead_letters()
     assert admin_client.post("/admin/llm/usage-dead-letters/", {"action": "discard", "ids": [letter["id"]]}
@@ -330,4 +338,5 @@ def test_metrics_count_queued_and_dead_lettered_events(make_tenant, fresh_backen
     assert "byok_usage_events_pending 2.0" in body
     metering.drain()
     body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
-    assert "byok_usage_events_dead_lettered 1.0" in body and "byok_usage_events_pending 0.0" in body
+    assert "byok_usage_events_dead_lettered 1.0" in body
+    assert "byok_usage_events_pending 0.0" in body

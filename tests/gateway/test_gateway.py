@@ -44,12 +44,14 @@ def test_chat_completion_through_the_sdk_is_metered_once(sdk, fake, pro_tenant):
         model=MODEL, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
     completion = raw.parse()
     assert completion.choices[0].message.content.startswith("Hello from fake")
-    assert completion.usage.prompt_tokens == 12 and completion.usage.completion_tokens == 5
+    assert completion.usage.prompt_tokens == 12
+    assert completion.usage.completion_tokens == 5
     request_id = raw.headers["x-request-id"]
     events = drain_events()
     assert len(events) == 1
     event = events[0]
-    assert event.request_id == request_id and event.tenant_id == pro_tenant.id
+    assert event.request_id == request_id
+    assert event.tenant_id == pro_tenant.id
     assert (event.mode, event.provider, event.model, event.status) == ("platform", "openai", MODEL, "ok")
     assert (event.input_tokens, event.output_tokens) == (12, 5)
     assert event.cost_usd == Decimal("0.00001300")  # 12 × 0.25/1M + 5 × 2/1M
@@ -66,9 +68,12 @@ def test_stream_with_usage_reassembles_and_meters(sdk):
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Hello from fake")
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
     events = drain_events()
-    assert len(events) == 1 and events[0].output_tokens == 5 and not events[0].tokens_estimated
+    assert len(events) == 1
+    assert events[0].output_tokens == 5
+    assert not events[0].tokens_estimated
     assert events[0].ttft_ms is not None
 
 
@@ -81,14 +86,17 @@ def test_stream_without_include_usage_has_no_usage_chunk(sdk):
 
 def test_embeddings(sdk):
     result = sdk.embeddings.create(model="openai:text-embedding-3-small", input=["a", "b"])
-    assert len(result.data) == 2 and len(result.data[0].embedding) == 8
+    assert len(result.data) == 2
+    assert len(result.data[0].embedding) == 8
     events = drain_events()
-    assert events[-1].request_type == "embedding" and events[-1].input_tokens == 6
+    assert events[-1].request_type == "embedding"
+    assert events[-1].input_tokens == 6
 
 
 def test_models_lists_what_the_key_may_call(sdk):
     ids = {m.id for m in sdk.models.list()}
-    assert "default" in ids and MODEL in ids
+    assert "default" in ids
+    assert MODEL in ids
 
 
 def test_models_lists_only_eu_hosted_models_once_the_tenant_asks_for_eu_residency(sdk, manage_client):
@@ -97,7 +105,8 @@ def test_models_lists_only_eu_hosted_models_once_the_tenant_asks_for_eu_residenc
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     ids = {m.id for m in sdk.models.list()} - {"default"}
-    assert "mistral:mistral-large" in ids and MODEL not in ids
+    assert "mistral:mistral-large" in ids
+    assert MODEL not in ids
     assert all(i.startswith(("mistral:", "cohere:")) for i in ids), ids
 
 
@@ -126,7 +135,7 @@ def test_revoked_key_stops_working(gateway_url, pro_tenant, platform_env):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
 
 
-@pytest.mark.parametrize("body,param", [
+@pytest.mark.parametrize(("body", "param"), [
     ({"messages": [{"role": "user", "content": "x"}]}, "model"),
     ({"model": MODEL, "messages": []}, "messages"),
     ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
@@ -137,7 +146,8 @@ def test_bad_bodies_are_400_in_openai_format(gw, sdk, body, param):
     response = gw.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {sdk.api_key}"})
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
     assert drain_events() == []  # refused before anything was called
 
 
@@ -163,7 +173,9 @@ def test_upstream_rejecting_the_platform_key_is_502_upstream_auth(sdk, monkeypat
     assert info.value.body["code"] == "upstream_auth"
     assert "sk-bad" not in str(info.value.body)
     events = drain_events()
-    assert len(events) == 1 and events[0].status == "error" and events[0].error_kind == "auth"
+    assert len(events) == 1
+    assert events[0].status == "error"
+    assert events[0].error_kind == "auth"
 
 
 def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk, fake):
@@ -194,13 +206,15 @@ def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk,
         time.sleep(0.1)
     assert len(events) == 1
     event = events[0]
-    assert event.status == "client_closed" and event.tokens_estimated
-    assert event.input_tokens > 0 and 0 < event.output_tokens < 50
+    assert event.status == "client_closed"
+    assert event.tokens_estimated
+    assert event.input_tokens > 0
+    assert 0 < event.output_tokens < 50
     time.sleep(0.3)
     assert len(drain_events()) == 1
 
 
-@pytest.mark.parametrize("case,stream", [("slow", True), ("stall", True), ("slow", False)],
+@pytest.mark.parametrize(("case", "stream"), [("slow", True), ("stall", True), ("slow", False)],
                          ids=["stream-first-byte", "stream-pause", "no-stream"])
 def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, sdk, fake, case, stream):
     """`slow` waits 3 s before its first byte, `stall` pauses 3 s after two pieces: the gateway does not wait for
@@ -231,7 +245,9 @@ def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, 
     assert events, "metered"
     assert time.monotonic() - hung_up < 1.5, "not after the provider spoke again (3 s)"
     event = events[0]
-    assert event.status == "client_closed" and event.tokens_estimated and event.input_tokens > 0
+    assert event.status == "client_closed"
+    assert event.tokens_estimated
+    assert event.input_tokens > 0
     assert (event.output_tokens > 0) == (case == "stall")
     time.sleep(3)  # the provider's late chunks change nothing
     assert len(drain_events()) == 1
@@ -261,7 +277,9 @@ def test_fallback_answers_from_the_next_target(sdk, pro_tenant, failing_anthropi
     completion = sdk.chat.completions.create(model="route:chat", messages=[{"role": "user", "content": "Hi"}])
     assert completion.choices[0].message.content.startswith("Hello from fake")
     event = drain_events()[-1]
-    assert event.fallback_depth == 1 and event.model == MODEL and event.route == "route:chat"
+    assert event.fallback_depth == 1
+    assert event.model == MODEL
+    assert event.route == "route:chat"
 
 
 def test_no_failover_on_bad_request(sdk, pro_tenant, monkeypatch, fake):
@@ -278,7 +296,8 @@ def test_every_target_failing_is_502_naming_the_provider(sdk, pro_tenant, failin
     with pytest.raises(openai.APIStatusError) as info:
         sdk.chat.completions.create(model="route:doomed", messages=[{"role": "user", "content": "Hi"}])
     assert info.value.status_code == 502
-    assert info.value.body["code"] == "upstream_unavailable" and "openai" in info.value.body["message"]
+    assert info.value.body["code"] == "upstream_unavailable"
+    assert "openai" in info.value.body["message"]
     assert len(drain_events()) == 1
 
 
@@ -287,7 +306,8 @@ def test_upstream_rate_limit_after_fallbacks_is_429_with_retry_after(gw, sdk, pr
     response = gw.post("/v1/chat/completions", headers={"Authorization": f"Bearer {sdk.api_key}"},
                        json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]})
     assert response.status_code == 429
-    assert response.json()["error"]["code"] == "rate_limit_exceeded" and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert response.headers["retry-after"] == "1"
 
 
 def test_circuit_breaker_skips_a_failing_target(sdk, pro_tenant, failing_anthropic, settings):
@@ -318,7 +338,9 @@ def test_response_cache_serves_a_hit_without_an_upstream_call(gw, sdk, pro_tenan
     assert second.json()["choices"] == first.json()["choices"]
     assert len([r for r in fake.requests if r[0] == "/v1/chat/completions"]) == 1
     hit = drain_events()[-1]
-    assert hit.cached and hit.cost_usd == 0 and hit.tcu == 0
+    assert hit.cached
+    assert hit.cost_usd == 0
+    assert hit.tcu == 0
     warm = gw.post("/v1/chat/completions", json={**body, "temperature": 0.7}, headers=headers)
     assert warm.headers["x-byok-cache"] == "miss"  # not deterministic: never from the cache
 
@@ -349,8 +371,10 @@ def test_hard_cap_refuses_with_402_until_raised(sdk, pro_tenant, manage_client):
     with pytest.raises(openai.APIStatusError) as info:
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
     assert info.value.status_code == 402
-    assert info.value.body["type"] == "insufficient_quota" and info.value.body["code"] == "tcu_hard_cap_reached"
-    assert "2 of 1 TCU" in info.value.body["message"] and "UTC" in info.value.body["message"]
+    assert info.value.body["type"] == "insufficient_quota"
+    assert info.value.body["code"] == "tcu_hard_cap_reached"
+    assert "2 of 1 TCU" in info.value.body["message"]
+    assert "UTC" in info.value.body["message"]
     raised = manage_client.put("/api/billing/caps", {"warn_tcu": 100, "hard_tcu": 1000}, format="json")
     assert raised.status_code == 200
     sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])

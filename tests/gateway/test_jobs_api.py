@@ -7,7 +7,7 @@ from llm.models import Job
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("body,field", [
+@pytest.mark.parametrize(("body", "field"), [
     ({"requests": []}, "requests"),
     ({"requests": [{"messages": []}]}, "requests"),
     ({"requests": [{"messages": [{"role": "user", "content": "x"}], "stream": True}]}, "requests"),

@@ -32,7 +32,7 @@ def _client(gateway_url, key):
     return openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
 
 
-@pytest.mark.parametrize("model,prefix,suffix,embedding", PLATFORM, ids=[p[1].lower() for p in PLATFORM])
+@pytest.mark.parametrize(("model", "prefix", "suffix", "embedding"), PLATFORM, ids=[p[1].lower() for p in PLATFORM])
 def test_platform_provider(gateway_url, fake, enterprise, make_key, monkeypatch, model, prefix, suffix, embedding):
     monkeypatch.setenv(f"{prefix}_API_KEY", "sk-test-platform")
     monkeypatch.setenv(f"{prefix}_BASE_URL", fake.url + suffix)
@@ -52,7 +52,7 @@ def test_platform_provider(gateway_url, fake, enterprise, make_key, monkeypatch,
     assert all(e.status == "ok" and e.cost_usd > 0 and e.mode == "platform" for e in events)
 
 
-@pytest.mark.parametrize("endpoint,model", [
+@pytest.mark.parametrize(("endpoint", "model"), [
     ({"kind": "azure_openai", "base_url": "{fake}", "api_key": "sk-test-azure", "deployment": "gpt-fake",
       "api_version": "2024-10-21"}, "gpt-fake"),
     ({"kind": "openai_compatible", "base_url": "{fake}/v1"}, "llama3:8b"),
@@ -72,7 +72,8 @@ def test_custom_endpoint(gateway_url, fake, tenant, make_key, manage_client, end
                                                  stream=True, stream_options={"include_usage": True}))
     assert chunks[-1].usage.prompt_tokens == 12
     events = drain_events()
-    assert len(events) == 2 and all(e.mode == "custom" for e in events)
+    assert len(events) == 2
+    assert all(e.mode == "custom" for e in events)
     assert float(events[0].cost_usd) == pytest.approx(0.000022)  # 12 × $1/1M + 5 × $2/1M: custom prices count to caps
 
 
@@ -103,4 +104,6 @@ def test_models_still_answers_when_the_ollama_server_is_down(gateway_url, tenant
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     ids = [m.id for m in _client(gateway_url, make_key(tenant, scopes=["gateway"])).models.list()]
-    assert "default" in ids and "ollama:llama3:8b" in ids and "ollama:qwen2.5:7b" not in ids, ids[-3:]
+    assert "default" in ids, ids[-3:]
+    assert "ollama:llama3:8b" in ids, ids[-3:]
+    assert "ollama:qwen2.5:7b" not in ids, ids[-3:]

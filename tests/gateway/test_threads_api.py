@@ -32,7 +32,8 @@ def test_empty_message_is_a_field_error_and_stores_nothing(tenant):
     client = _owner_client(tenant)
     tid = client.post("/api/llm/threads", {}, content_type="application/json").json()["id"]
     response = client.post(f"/api/llm/threads/{tid}/messages", {"content": "  "}, content_type="application/json")
-    assert response.status_code == 400 and "content" in response.json()
+    assert response.status_code == 400
+    assert "content" in response.json()
     assert Message.objects.unscoped().filter(thread_id=tid).count() == 0
 
 

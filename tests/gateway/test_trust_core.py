@@ -56,25 +56,27 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("body,param", HOSTILE, ids=[p for _, p in HOSTILE])
+@pytest.mark.parametrize(("body", "param"), HOSTILE, ids=[p for _, p in HOSTILE])
 def test_hostile_bodies_are_400_naming_the_field_and_admit_nothing(custom, fake, body, param):
     response = _post(custom, {"model": "gpt-fake", **body})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
     assert response.headers["x-request-id"]
     assert not [r for r in fake.requests if r[0] == "/v1/chat/completions"], "nothing reached the provider"
     assert drain_events() == []
     counters_at_rest(custom["tenant"].id)
 
 
-@pytest.mark.parametrize("body,param", [
+@pytest.mark.parametrize(("body", "param"), [
     ({"input": [[1, -2]]}, "input"), ({"input": [1, "a"]}, "input"), ({"input": []}, "input"),
     ({"input": "x", "dimensions": 10**9}, "dimensions"), ({"input": {"a": 1}}, "input"),
 ])
 def test_hostile_embedding_bodies_are_400(custom, body, param):
     response = _post(custom, {"model": "gpt-fake", **body}, "/v1/embeddings")
-    assert response.status_code == 400 and response.json()["error"]["param"] == param
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
     counters_at_rest(custom["tenant"].id)
 
 
@@ -85,7 +87,7 @@ def test_token_arrays_are_accepted_as_embedding_input(custom):
     counters_at_rest(custom["tenant"].id)
 
 
-@pytest.mark.parametrize("model,stream,status,code", [
+@pytest.mark.parametrize(("model", "stream", "status", "code"), [
     ("not-an-object", False, 502, "upstream_unavailable"),
     ("huge-body", False, 502, "upstream_unavailable"),
 ])
@@ -95,7 +97,8 @@ def test_odd_upstream_answers_end_cleanly_settled_and_metered_once(custom, setti
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     (event,) = drain_events()
-    assert event.status == "error" and event.request_id == response.headers["x-request-id"]
+    assert event.status == "error"
+    assert event.request_id == response.headers["x-request-id"]
     counters_at_rest(custom["tenant"].id)
 
 
@@ -108,7 +111,8 @@ def test_odd_streams_end_with_an_error_event_settled_and_metered_once(custom, se
                       ) as response:
         text = response.read().decode()
     assert response.status_code in (200, 502), text
-    assert "upstream_unavailable" in text and "Traceback" not in text
+    assert "upstream_unavailable" in text
+    assert "Traceback" not in text
     (event,) = drain_events()
     assert event.status == "error"
     counters_at_rest(custom["tenant"].id)
@@ -123,12 +127,15 @@ def test_absurd_token_counts_from_the_provider_are_bounded_not_fatal(custom, str
     else:
         client.chat.completions.create(model="odd-usage", messages=[{"role": "user", "content": "Hi"}])
     (event,) = drain_events()
-    assert event.status == "ok" and event.output_tokens == 0 and event.cached_tokens == 0
+    assert event.status == "ok"
+    assert event.output_tokens == 0
+    assert event.cached_tokens == 0
     assert 0 < event.input_tokens <= 2**31 - 1
     counters_at_rest(custom["tenant"].id)
     from llm.metering import queue as metering
 
-    assert metering.pending_count() == 0 and metering.dead_letter_count() == 0
+    assert metering.pending_count() == 0
+    assert metering.dead_letter_count() == 0
 
 
 def test_a_stored_header_with_a_line_break_is_a_clean_error_not_a_leak(custom, fake):
@@ -154,7 +161,8 @@ def test_a_header_with_a_line_break_is_refused_when_saved(custom, manage_client,
         "mode": "custom", "model": "gpt-fake",
         "custom_endpoint": {"kind": "openai_compatible", "base_url": fake.url + "/v1",
                             "headers": {"x-org": "a\rb"}}}, format="json")
-    assert saved.status_code == 400 and "headers" in str(saved.json())
+    assert saved.status_code == 400
+    assert "headers" in str(saved.json())
 
 
 def test_every_completion_asked_for_is_reserved(custom, fake):
@@ -209,7 +217,8 @@ def test_unknown_keys_are_remembered_so_a_flood_costs_one_lookup(custom, monkeyp
     for _ in range(20):
         response = httpx.post(custom["url"] + "/v1/chat/completions", json={},
                               headers={"Authorization": "Bearer byok-not-a-key-at-all"})
-        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
     assert len(calls) == 1
 
 

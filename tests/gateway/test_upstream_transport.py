@@ -102,8 +102,7 @@ def tls_provider(tmp_path):
 
     async def main() -> None:
         async def stopped() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(stop.wait)
 
         await serve(app, config, shutdown_trigger=stopped)  # type: ignore[arg-type]
 
@@ -139,7 +138,8 @@ def platform_openai(tenant, tls_provider, monkeypatch):
 def _chat_and_stream(gateway_url: str, key: str) -> None:
     client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
     reply = client.chat.completions.create(model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}])
-    assert reply.choices[0].message.content == "Hello over TLS" and reply.usage.completion_tokens == 5
+    assert reply.choices[0].message.content == "Hello over TLS"
+    assert reply.usage.completion_tokens == 5
     chunks = list(client.chat.completions.create(model="openai:gpt-5-mini", stream=True,
                                                  messages=[{"role": "user", "content": "Hi"}],
                                                  stream_options={"include_usage": True}))
@@ -147,7 +147,7 @@ def _chat_and_stream(gateway_url: str, key: str) -> None:
     assert chunks[-1].usage.prompt_tokens == 12
 
 
-@pytest.mark.parametrize("http2,version", [(True, "2"), (False, "1.1")], ids=["http2", "default-http1.1"])
+@pytest.mark.parametrize(("http2", "version"), [(True, "2"), (False, "1.1")], ids=["http2", "default-http1.1"])
 def test_calls_go_over_the_negotiated_protocol_and_trust_the_extra_ca(
         settings, tls_provider, platform_openai, gateway_url, make_key, http2, version):
     app, _, ca = tls_provider
@@ -169,7 +169,8 @@ def test_a_certificate_no_trusted_ca_signed_is_refused(settings, tls_provider, p
                            max_retries=0, timeout=20)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}])
-    assert caught.value.status_code in (502, 503) and "TLS handshake with 127.0.0.1 failed" in caught.value.message
+    assert caught.value.status_code in (502, 503)
+    assert "TLS handshake with 127.0.0.1 failed" in caught.value.message
     assert app.versions == [], "no request reached the provider"
     assert "sk-platform-over-tls" not in str(caught.value.body)
     assert [e.status for e in drain_events()] == ["error"]

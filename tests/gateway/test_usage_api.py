@@ -41,7 +41,8 @@ def test_totals_by_model_day_and_agent(manage_client, history, agent):
     assert totals["requests"] == 5 * 3 + 1  # the 60-day-old events are outside the range
     assert totals["errors"] == 5
     assert totals["error_rate"] == round(5 / 16, 4)
-    assert totals["input_tokens"] == 1600 and totals["output_tokens"] == 800
+    assert totals["input_tokens"] == 1600
+    assert totals["output_tokens"] == 800
     assert totals["tcu"] == 16 * 105
     assert totals["p95_latency_ms"] == 5000  # 1 of 16 calls (> 5 %) took 3 s: its bucket bound
     models = {m["model"]: m["requests"] for m in body["by_model"]}

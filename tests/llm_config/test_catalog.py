@@ -55,7 +55,8 @@ def test_list_models_grouped_by_provider(manage_client):
 
 def test_filter_eu_lists_only_eu_hosted_models(manage_client):
     ids = _ids(manage_client.get("/api/llm/models?filter=eu").json())
-    assert "mistral:mistral-large" in ids and "cohere:command-a" in ids
+    assert "mistral:mistral-large" in ids
+    assert "cohere:command-a" in ids
     assert all(CatalogModel.objects.get(pk=i).eu_hosted for i in ids)
 
 
@@ -76,10 +77,11 @@ def test_filter_tier_combines_with_filter(manage_client):
     assert _ids(body) == ["google:gemini-2.5-flash-lite"]
     for tier in ("flagship", "balanced", "fast", "budget"):
         ids = _ids(manage_client.get(f"/api/llm/models?tier={tier}").json())
-        assert ids and all(CatalogModel.objects.get(pk=i).tier == tier for i in ids)
+        assert ids
+        assert all(CatalogModel.objects.get(pk=i).tier == tier for i in ids)
 
 
-@pytest.mark.parametrize("query, field", [("filter=cheap", "filter"), ("filter=provider:nope", "filter"),
+@pytest.mark.parametrize(("query", "field"), [("filter=cheap", "filter"), ("filter=provider:nope", "filter"),
                                            ("tier=huge", "tier")])
 def test_unknown_filter_is_400_naming_the_allowed_values(manage_client, query, field):
     response = manage_client.get(f"/api/llm/models?{query}")
@@ -117,11 +119,13 @@ def test_seed_is_idempotent_and_keeps_admin_edits_unless_forced(capsys):
     call_command("seed_catalog")
     call_command("seed_catalog")
     gpt5 = CatalogModel.objects.get(pk="openai:gpt-5")
-    assert gpt5.input_usd_per_mtok == Decimal("9.99") and gpt5.recommended is False
+    assert gpt5.input_usd_per_mtok == Decimal("9.99")
+    assert gpt5.recommended is False
     assert "0 created" in capsys.readouterr().out
     call_command("seed_catalog", "--force")
     gpt5.refresh_from_db()
-    assert gpt5.input_usd_per_mtok == Decimal("1.25") and gpt5.recommended is True
+    assert gpt5.input_usd_per_mtok == Decimal("1.25")
+    assert gpt5.recommended is True
 
 
 def test_seed_restores_a_deleted_model():
@@ -134,13 +138,15 @@ def test_admin_lists_filters_searches_and_bulk_disables_at_once(admin_client, ma
     from django.contrib.admin.models import LogEntry
 
     page = admin_client.get("/admin/llm/catalogmodel/?tier__exact=flagship&q=gpt")
-    assert page.status_code == 200 and "openai:gpt-5" in page.content.decode()
+    assert page.status_code == 200
+    assert "openai:gpt-5" in page.content.decode()
     assert "openai:gpt-5" in _ids(manage_client.get("/api/llm/models").json())  # the catalog is cached now
     response = admin_client.post("/admin/llm/catalogmodel/", {
         "action": "disable_models", "_selected_action": ["openai:gpt-5", "openai:gpt-5-codex"]})
     assert response.status_code == 302
     ids = _ids(manage_client.get("/api/llm/models").json())
-    assert "openai:gpt-5" not in ids and "openai:gpt-5-codex" not in ids
+    assert "openai:gpt-5" not in ids
+    assert "openai:gpt-5-codex" not in ids
     assert LogEntry.objects.filter(object_id="openai:gpt-5", change_message__contains="Disabled").exists()
 
 

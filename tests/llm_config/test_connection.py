@@ -27,10 +27,13 @@ def _free_port() -> int:
 
 def test_good_key_is_ok(manage_client, fake):
     body = manage_client.post(URL, _custom(fake.url), format="json").json()
-    assert body["ok"] is True and body["error"] is None and body["model"] == "custom:llama3:8b"
+    assert body["ok"] is True
+    assert body["error"] is None
+    assert body["model"] == "custom:llama3:8b"
     assert body["latency_ms"] >= 0
     chat = [r for r in fake.requests if r[0].endswith("/chat/completions")][-1]
-    assert chat[2]["messages"][0]["content"] == "ping" and chat[2]["max_tokens"] <= 5
+    assert chat[2]["messages"][0]["content"] == "ping"
+    assert chat[2]["max_tokens"] <= 5
     assert not Preferences.objects.unscoped().exists()  # the settings were tested, not saved
     from llm.models import UsageEvent
 
@@ -47,31 +50,38 @@ def test_byok_key_through_the_fake_provider(manage_client, fake, monkeypatch):
     assert body["ok"] is True, body
     bad = manage_client.post(URL, {"mode": "byok", "model": "anthropic:claude-haiku-4.5",
                                    "api_key": "sk-wrong-anthropic-abcdef"}, format="json").json()
-    assert bad["ok"] is False and bad["error"]["kind"] == "auth"
+    assert bad["ok"] is False
+    assert bad["error"]["kind"] == "auth"
     assert "sk-wrong" not in str(bad)
 
 
 def test_bad_key_gets_the_auth_hint(manage_client, fake):
     body = manage_client.post(URL, _custom(fake.url, api_key="sk-bad-key-0000000000"), format="json").json()
-    assert body["ok"] is False and body["error"]["kind"] == "auth"
-    assert "refused" in body["error"]["hint"] and "copied" in body["error"]["hint"]
+    assert body["ok"] is False
+    assert body["error"]["kind"] == "auth"
+    assert "refused" in body["error"]["hint"]
+    assert "copied" in body["error"]["hint"]
 
 
 def test_rate_limited_gets_the_credit_hint(manage_client, fake):
     body = manage_client.post(URL, _custom(fake.url, model="fail-429"), format="json").json()
-    assert body["error"]["kind"] == "rate_limit" and "credit" in body["error"]["hint"]
+    assert body["error"]["kind"] == "rate_limit"
+    assert "credit" in body["error"]["hint"]
 
 
 def test_wrong_port_gets_the_connection_refused_hint(manage_client):
     base = f"http://127.0.0.1:{_free_port()}/v1"
     body = manage_client.post(URL, _custom("", base=base), format="json").json()
-    assert body["ok"] is False and body["error"]["kind"] == "unavailable"
-    assert "running" in body["error"]["hint"] and "Ollama" in body["error"]["hint"]
+    assert body["ok"] is False
+    assert body["error"]["kind"] == "unavailable"
+    assert "running" in body["error"]["hint"]
+    assert "Ollama" in body["error"]["hint"]
 
 
 def test_missing_model_lists_what_the_endpoint_offers(manage_client, fake):
     body = manage_client.post(URL, _custom(fake.url, model="missing-model"), format="json").json()
-    assert body["ok"] is False and body["error"]["kind"] == "not_found"
+    assert body["ok"] is False
+    assert body["error"]["kind"] == "not_found"
     assert body["error"]["models"] == ["gpt-fake", "llama3:8b"]
     assert "gpt-fake" in body["error"]["hint"]
 
@@ -79,19 +89,22 @@ def test_missing_model_lists_what_the_endpoint_offers(manage_client, fake):
 def test_saved_settings_are_tested_when_the_body_is_empty(manage_client, fake):
     manage_client.post("/api/llm/preferences", _custom(fake.url), format="json")
     body = manage_client.post(URL, {}, format="json").json()
-    assert body["ok"] is True and body["model"] == "custom:llama3:8b"
+    assert body["ok"] is True
+    assert body["model"] == "custom:llama3:8b"
     assert manage_client.get("/api/llm/credentials").json()[0]["last_verified_at"] is not None
 
 
 def test_invalid_settings_are_field_errors(manage_client):
     response = manage_client.post(URL, {"mode": "custom", "model": "m"}, format="json")
-    assert response.status_code == 400 and "custom_endpoint" in response.json()
+    assert response.status_code == 400
+    assert "custom_endpoint" in response.json()
 
 
 def test_private_endpoint_is_refused_in_production(manage_client, settings):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
     response = manage_client.post(URL, _custom("", base="http://169.254.169.254/v1"), format="json")
-    assert response.status_code == 400 and "base_url" in response.json()["custom_endpoint"]
+    assert response.status_code == 400
+    assert "base_url" in response.json()["custom_endpoint"]
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -127,7 +140,8 @@ def test_redirects_are_not_followed(manage_client):
         body = manage_client.post(URL, _custom("", base=f"http://127.0.0.1:{redirector.server_port}/v1"),
                                   format="json").json()
         assert body["ok"] is False
-        assert Redirector.hits and not Target.hits
+        assert Redirector.hits
+        assert not Target.hits
     finally:
         target.shutdown()
         redirector.shutdown()
@@ -137,10 +151,12 @@ def test_ollama_discovery(manage_client, fake):
     body = manage_client.get(f"/api/llm/ollama/models?base_url={fake.url}").json()
     assert body["models"] == ["ollama:llama3:8b", "ollama:qwen2.5:7b"]
     down = manage_client.get(f"/api/llm/ollama/models?base_url=http://127.0.0.1:{_free_port()}")
-    assert down.status_code == 400 and "running" in down.json()["base_url"][0]
+    assert down.status_code == 400
+    assert "running" in down.json()["base_url"][0]
 
 
 def test_ollama_discovery_is_ssrf_checked(manage_client, settings):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
     response = manage_client.post("/api/llm/ollama/models", {"base_url": "http://10.0.0.5:11434"}, format="json")
-    assert response.status_code == 400 and "private" in response.json()["base_url"][0]
+    assert response.status_code == 400
+    assert "private" in response.json()["base_url"][0]

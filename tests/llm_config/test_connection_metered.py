@@ -31,7 +31,10 @@ def test_a_platform_connection_test_is_priced_and_metered_once(paying, manage_cl
 
     metering.flush()
     (event,) = UsageEvent.objects.unscoped().filter(tenant=paying)
-    assert event.request_type == "test" and event.mode == "platform" and event.cost_usd > 0 and event.tcu > 0
+    assert event.request_type == "test"
+    assert event.mode == "platform"
+    assert event.cost_usd > 0
+    assert event.tcu > 0
 
 
 def test_a_platform_connection_test_is_refused_past_the_hard_cap(paying, manage_client):
@@ -41,7 +44,8 @@ def test_a_platform_connection_test_is_refused_past_the_hard_cap(paying, manage_
 
     metering.flush()
     refused = manage_client.post(URL, PLATFORM, format="json").json()
-    assert refused["ok"] is False and refused["error"]["kind"] == "cap", refused
+    assert refused["ok"] is False, refused
+    assert refused["error"]["kind"] == "cap", refused
     assert "hard cap" in refused["error"]["message"].lower()
 
 
@@ -55,7 +59,8 @@ def test_a_platform_connection_test_respects_the_keys_spend_limit(paying, make_k
 
     metering.flush()
     refused = client.post(URL, PLATFORM, format="json").json()
-    assert refused["ok"] is False and "key" in refused["error"]["message"].lower(), refused
+    assert refused["ok"] is False, refused
+    assert "key" in refused["error"]["message"].lower(), refused
 
 
 def test_a_batch_job_spends_under_its_keys_monthly_limit(paying, make_key, django_capture_on_commit_callbacks):
@@ -74,6 +79,8 @@ def test_a_batch_job_spends_under_its_keys_monthly_limit(paying, make_key, djang
     assert created.status_code in (200, 201, 202), created.content
     job = Job.objects.unscoped().get(pk=created.json()["id"])
     metering.flush()
-    assert job.done_count < 10 and job.failed_count > 0, (job.done_count, job.failed_count)
+    assert job.done_count < 10, (job.done_count, job.failed_count)
+    assert job.failed_count > 0, (job.done_count, job.failed_count)
     failed = job.items.filter(status="failed").first()
-    assert failed.error["status"] == 402 and failed.error["code"] == "key_budget_reached"
+    assert failed.error["status"] == 402
+    assert failed.error["code"] == "key_budget_reached"

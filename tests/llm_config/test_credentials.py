@@ -62,7 +62,8 @@ def test_database_column_holds_ciphertext_only(manage_client):
         row = cursor.fetchone()[0]
         cursor.execute("SELECT string_agg(row_to_json(k)::text, '') FROM llm_tenantdatakey k")
         keys = cursor.fetchone()[0]
-    assert SECRET not in row and SECRET[8:20] not in row
+    assert SECRET not in row
+    assert SECRET[8:20] not in row
     assert '"secrets_ciphertext": "gAAAAA' in row.replace('":"', '": "')  # a Fernet token
     assert SECRET not in keys
     assert secrets_of(Credential.objects.unscoped().get(pk=cid))["api_key"] == SECRET
@@ -73,16 +74,19 @@ def test_patching_the_key_rotates_it_and_keeps_other_secrets(manage_client):
         "kind": "bedrock", "name": "aws", "region": "eu-central-1", "access_key_id": "AKIAEXAMPLE",
         "secret_access_key": "aws-secret-value-0000-1111"}, format="json").json()["id"]
     body = manage_client.patch(f"/api/llm/credentials/{cid}", {"region": "eu-west-1"}, format="json").json()
-    assert body["region"] == "eu-west-1" and body["rotated_at"] is None and body["eu_hosted"] is True
+    assert body["region"] == "eu-west-1"
+    assert body["rotated_at"] is None
+    assert body["eu_hosted"] is True
     assert "secret_access_key" not in body
     cred = Credential.objects.unscoped().get(pk=cid)
     assert secrets_of(cred)["secret_access_key"] == "aws-secret-value-0000-1111"
     body = manage_client.patch(f"/api/llm/credentials/{cid}", {"secret_access_key": "aws-new-secret-2222-3333"},
                                format="json").json()
-    assert body["rotated_at"] is not None and body["api_key_masked"] == "aws…3333"
+    assert body["rotated_at"] is not None
+    assert body["api_key_masked"] == "aws…3333"
 
 
-@pytest.mark.parametrize("body, field", [
+@pytest.mark.parametrize(("body", "field"), [
     ({"kind": "nope"}, "kind"),
     ({"kind": "openai", "api_key": ""}, "api_key"),
     ({"kind": "openai_compatible", "base_url": ""}, "base_url"),
@@ -108,7 +112,8 @@ def test_invalid_credentials_get_field_errors_and_change_nothing(manage_client, 
 def test_duplicate_name_is_a_field_error(manage_client):
     _create(manage_client)
     response = _create(manage_client)
-    assert response.status_code == 400 and "name" in response.json()
+    assert response.status_code == 400
+    assert "name" in response.json()
 
 
 def test_delete(manage_client):

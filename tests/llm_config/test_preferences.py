@@ -35,14 +35,18 @@ def test_defaults_when_nothing_is_saved(manage_client, plan_allows):
     body = manage_client.get(URL).json()
     assert (body["mode"], body["model"], body["temperature"], body["max_tokens"]) == (
         "platform", "anthropic:claude-sonnet-4.5", 0.7, 4096)
-    assert body["saved"] is False and body["fallbacks"] == [] and body["eu_only"] is False
-    assert body["model_info"]["input_usd_per_mtok"] == 3.0 and body["model_info"]["max_output_tokens"] == 64000
+    assert body["saved"] is False
+    assert body["fallbacks"] == []
+    assert body["eu_only"] is False
+    assert body["model_info"]["input_usd_per_mtok"] == 3.0
+    assert body["model_info"]["max_output_tokens"] == 64000
     assert body["platform_mode_available"] is True
 
 
 def test_free_plan_shows_platform_mode_unavailable(manage_client):
     body = manage_client.get(URL).json()
-    assert body["platform_mode_available"] is False and "plan" in body["platform_mode_reason"]
+    assert body["platform_mode_available"] is False
+    assert "plan" in body["platform_mode_reason"]
 
 
 def test_save_platform_mode(manage_client, plan_allows):
@@ -60,9 +64,11 @@ def test_save_byok_with_an_inline_key(manage_client):
     response = _post(manage_client, {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": SECRET})
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["mode"] == "byok" and body["api_key_masked"] == "sk-…3456"
+    assert body["mode"] == "byok"
+    assert body["api_key_masked"] == "sk-…3456"
     assert body["credential"]["kind"] == "anthropic"
-    assert SECRET not in response.content.decode() and SECRET not in manage_client.get(URL).content.decode()
+    assert SECRET not in response.content.decode()
+    assert SECRET not in manage_client.get(URL).content.decode()
     # A second save without api_key keeps using the stored key.
     assert _post(manage_client, {"temperature": 1.5}).status_code == 200
 
@@ -91,8 +97,11 @@ def test_save_custom_mode(manage_client, endpoint):
     assert response.status_code == 200, response.json()
     body = manage_client.get(URL).json()
     ce = body["custom_endpoint"]
-    assert body["mode"] == "custom" and body["model"] == model and ce["kind"] == endpoint["kind"]
-    assert "api_key" not in ce and "secret_access_key" not in ce
+    assert body["mode"] == "custom"
+    assert body["model"] == model
+    assert ce["kind"] == endpoint["kind"]
+    assert "api_key" not in ce
+    assert "secret_access_key" not in ce
     assert ce["input_usd_per_mtok"] == 0.5
     for secret in (endpoint.get("api_key"), endpoint.get("secret_access_key")):
         if secret:
@@ -153,7 +162,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("label, body, field, setup", INVALID, ids=[i[0] for i in INVALID])
+@pytest.mark.parametrize(("label", "body", "field", "setup"), INVALID, ids=[i[0] for i in INVALID])
 def test_invalid_input_is_a_field_error_and_changes_nothing(manage_client, plan_allows, label, body, field, setup):
     assert _post(manage_client, {"mode": "platform", "model": "anthropic:claude-sonnet-4.5"}).status_code == 200
     if setup:
@@ -166,7 +175,7 @@ def test_invalid_input_is_a_field_error_and_changes_nothing(manage_client, plan_
     assert _snapshot() == before
 
 
-@pytest.mark.parametrize("endpoint, field", [
+@pytest.mark.parametrize(("endpoint", "field"), [
     ({"kind": "openai_compatible"}, "base_url"),
     ({"kind": "openai_compatible", "base_url": "file:///etc/passwd"}, "base_url"),
     ({"kind": "azure_openai", "base_url": "https://a.openai.azure.com", "api_key": "k" * 20,
@@ -187,21 +196,24 @@ def test_incomplete_custom_endpoint_names_the_nested_field(manage_client, endpoi
 def test_platform_mode_refused_when_disabled_on_the_installation(manage_client, plan_allows, settings):
     settings.PLATFORM_MANAGED_LLM_ENABLED = False
     response = _post(manage_client, {"mode": "platform", "model": "openai:gpt-5"})
-    assert response.status_code == 400 and "turned off" in response.json()["mode"][0]
+    assert response.status_code == 400
+    assert "turned off" in response.json()["mode"][0]
     assert not Preferences.objects.unscoped().exists()
 
 
 def test_platform_mode_refused_when_the_plan_does_not_allow_it(manage_client, plan_allows):
     plan_allows["ok"] = False
     response = _post(manage_client, {"mode": "platform", "model": "openai:gpt-5"})
-    assert response.status_code == 400 and "plan" in response.json()["mode"][0]
+    assert response.status_code == 400
+    assert "plan" in response.json()["mode"][0]
 
 
 def test_tenant_eu_residency_applies_even_when_the_request_says_otherwise(manage_client, plan_allows, tenant):
     tenant.eu_only = True
     tenant.save()
     response = _post(manage_client, {"model": "openai:gpt-5", "eu_only": False})
-    assert response.status_code == 400 and "EU" in response.json()["model"][0]
+    assert response.status_code == 400
+    assert "EU" in response.json()["model"][0]
     assert _post(manage_client, {"model": "mistral:mistral-large"}).status_code == 200
     assert manage_client.get(URL).json()["eu_only"] is True
 
@@ -210,7 +222,8 @@ def test_custom_endpoint_must_be_marked_eu_hosted_when_eu_is_required(manage_cli
     body = {"mode": "custom", "model": "m", "eu_only": True, "custom_endpoint": {
         "kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"}}
     response = _post(manage_client, body)
-    assert response.status_code == 400 and "eu_hosted" in response.json()["custom_endpoint"]
+    assert response.status_code == 400
+    assert "eu_hosted" in response.json()["custom_endpoint"]
     body["custom_endpoint"]["eu_hosted"] = True
     assert _post(manage_client, body).status_code == 200
 
@@ -218,9 +231,11 @@ def test_custom_endpoint_must_be_marked_eu_hosted_when_eu_is_required(manage_cli
 def test_agent_preferences_inherit_then_override(manage_client, plan_allows, agent):
     _post(manage_client, {"mode": "platform", "model": "openai:gpt-5"})
     inherited = manage_client.get(URL + "?agent=support-bot").json()
-    assert inherited["inherited"] is True and inherited["model"] == "openai:gpt-5"
+    assert inherited["inherited"] is True
+    assert inherited["model"] == "openai:gpt-5"
     response = _post(manage_client, {"model": "anthropic:claude-haiku-4.5", "temperature": 0.1}, agent="support-bot")
-    assert response.status_code == 200 and response.json()["agent"] == "support-bot"
+    assert response.status_code == 200
+    assert response.json()["agent"] == "support-bot"
     assert manage_client.get(URL + "?agent=support-bot").json()["model"] == "anthropic:claude-haiku-4.5"
     assert manage_client.get(URL).json()["model"] == "openai:gpt-5"
     assert manage_client.delete(URL + "?agent=support-bot").status_code == 204

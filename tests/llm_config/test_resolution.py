@@ -58,7 +58,8 @@ def test_default_is_the_platform_default_model(tenant, keys):
     assert (t.base_url, t.upstream_model, t.api_key) == ("https://api.anthropic.com", "claude-sonnet-4-5",
                                                           "sk-platform-anthropic-0000")
     assert (t.input_usd_per_mtok, t.output_usd_per_mtok) == (Decimal(3), Decimal(15))
-    assert t.params == {"temperature": 0.7, "max_tokens": 4096} and t.max_output_tokens == 64000
+    assert t.params == {"temperature": 0.7, "max_tokens": 4096}
+    assert t.max_output_tokens == 64000
     assert "sk-platform" not in repr(route)
 
 
@@ -147,7 +148,8 @@ def test_custom_mode(tenant, keys):
         "custom:llama-3.3-70b", "openai_compatible", "openai_compat", "llama-3.3-70b", "custom")
     assert (t.api_key, t.input_usd_per_mtok, t.output_usd_per_mtok) == ("vllm-token-123456", Decimal("0.4"),
                                                                          Decimal(0))
-    assert t.options == {"headers": {"X-Team": "ml"}} and "X-Team" not in repr(t)
+    assert t.options == {"headers": {"X-Team": "ml"}}
+    assert "X-Team" not in repr(t)
     assert resolve(tenant, "qwen2.5:7b").targets[0].upstream_model == "qwen2.5:7b"
     assert resolve(tenant, "openai:gpt-5").targets[0].upstream_model == "gpt-5"
 
@@ -161,7 +163,8 @@ def test_custom_azure_and_bedrock_options(tenant, keys):
     save(tenant, custom_endpoint={"kind": "bedrock", "region": "eu-central-1", "access_key_id": "AKIA0000",
                                   "secret_access_key": "bedrock-secret-000000"}, model="anthropic.claude-v2")
     t = resolve(tenant, "default").targets[0]
-    assert t.protocol == "bedrock" and t.eu_hosted is True
+    assert t.protocol == "bedrock"
+    assert t.eu_hosted is True
     assert t.options == {"region": "eu-central-1", "access_key_id": "AKIA0000",
                          "secret_access_key": "bedrock-secret-000000"}
     assert t.base_url == "https://bedrock-runtime.eu-central-1.amazonaws.com"
@@ -180,7 +183,9 @@ def test_named_route_with_weights_and_cache(tenant, keys):
         {"model": "openai:gpt-5-mini", "weight": 70, "params": {"temperature": 0}},
         {"model": "google:gemini-2.5-flash", "weight": 30}, {"model": "anthropic:claude-haiku-4.5"}]})
     route = resolve(tenant, "route:summaries")
-    assert route.name == "route:summaries" and route.weighted and route.cache_ttl == 120
+    assert route.name == "route:summaries"
+    assert route.weighted
+    assert route.cache_ttl == 120
     assert [t.weight for t in route.targets] == [70, 30, 0]
     assert route.targets[0].params["temperature"] == 0
     with pytest.raises(RouteError, match="No route named"):
@@ -190,7 +195,8 @@ def test_named_route_with_weights_and_cache(tenant, keys):
 def test_unknown_model_is_a_route_error(tenant, keys):
     with pytest.raises(RouteError) as exc:
         resolve(tenant, "gpt-4-turbo-preview")
-    assert exc.value.code == "model_not_found" and exc.value.param == "model"
+    assert exc.value.code == "model_not_found"
+    assert exc.value.param == "model"
 
 
 def test_embeddings(tenant, keys):
@@ -220,7 +226,8 @@ def test_eu_only_tenant_never_gets_a_non_eu_target(tenant, keys):
     tenant.save()
     versions.bump_config_version(tenant.id)
     route = resolve(tenant, "default")
-    assert route.eu_only and all(t.eu_hosted for t in route.targets)
+    assert route.eu_only
+    assert all(t.eu_hosted for t in route.targets)
     for model in ("openai:gpt-5", "openrouter:mistralai/mistral-large"):
         with pytest.raises(RouteError) as exc:
             resolve(tenant, model)
@@ -276,4 +283,5 @@ def test_call_time_ssrf_check_when_dns_changes(tenant, keys, dns, settings):
     versions.bump_config_version(tenant.id)
     with pytest.raises(RouteError) as exc:
         resolve(tenant, "default")
-    assert exc.value.code == "endpoint_blocked" and "private" in exc.value.message
+    assert exc.value.code == "endpoint_blocked"
+    assert "private" in exc.value.message

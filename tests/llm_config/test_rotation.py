@@ -80,7 +80,8 @@ def test_interrupted_rotation_resumes(settings, stored, monkeypatch, capsys):
     call_command("rotate_encryption_key")
     assert "1 data keys re-wrapped" in capsys.readouterr().out
     settings.CRYPTOGRAPHY_KEYS = [NEW]
-    assert _secret(stored[0].pk) == "sk-tenant-a-secret-1" and _secret(stored[1].pk) == "sk-tenant-b-secret-2"
+    assert _secret(stored[0].pk) == "sk-tenant-a-secret-1"
+    assert _secret(stored[1].pk) == "sk-tenant-b-secret-2"
 
 
 def test_data_key_rotation_reencrypts_every_credential(settings, stored, capsys):

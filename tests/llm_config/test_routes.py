@@ -21,14 +21,19 @@ def test_create_list_get_update_delete(manage_client):
     created = manage_client.post(URL, _chat_route(description="The chat bot"), format="json")
     assert created.status_code == 201, created.json()
     route = created.json()
-    assert route["model"] == "route:chat" and route["weighted"] is False and route["cache_ttl_seconds"] is None
+    assert route["model"] == "route:chat"
+    assert route["weighted"] is False
+    assert route["cache_ttl_seconds"] is None
     assert [t["model"] for t in route["targets"]] == ["anthropic:claude-sonnet-4.5", "openai:gpt-5-mini"]
     assert [r["name"] for r in manage_client.get(URL).json()] == ["chat"]
     assert manage_client.get(f"{URL}/{route['id']}").json()["description"] == "The chat bot"
     patched = manage_client.patch(f"{URL}/{route['id']}", {"cache_ttl_seconds": 300}, format="json").json()
-    assert patched["cache_ttl_seconds"] == 300 and patched["description"] == "The chat bot"
+    assert patched["cache_ttl_seconds"] == 300
+    assert patched["description"] == "The chat bot"
     put = manage_client.put(f"{URL}/{route['id']}", {"name": "chat", "targets": ["openai:gpt-5"]}, format="json")
-    assert put.status_code == 200 and put.json()["description"] == "" and put.json()["cache_ttl_seconds"] is None
+    assert put.status_code == 200
+    assert put.json()["description"] == ""
+    assert put.json()["cache_ttl_seconds"] is None
     assert manage_client.delete(f"{URL}/{route['id']}").status_code == 204
     assert manage_client.get(f"{URL}/{route['id']}").status_code == 404
 
@@ -50,7 +55,7 @@ def test_targets_may_name_a_credential(manage_client):
     assert response.json()["targets"][0]["credential_name"] == "vllm"
 
 
-@pytest.mark.parametrize("body, field", [
+@pytest.mark.parametrize(("body", "field"), [
     ({"name": "Bad Name", "targets": ["openai:gpt-5"]}, "name"),
     ({"name": "chat", "targets": []}, "targets"),
     ({"name": "chat", "targets": ["nope:nope"]}, "targets"),
@@ -65,14 +70,16 @@ def test_targets_may_name_a_credential(manage_client):
 ])
 def test_invalid_routes_are_field_errors_and_change_nothing(manage_client, body, field):
     response = manage_client.post(URL, body, format="json")
-    assert response.status_code == 400 and field in response.json(), response.json()
+    assert response.status_code == 400, response.json()
+    assert field in response.json(), response.json()
     assert not Route.objects.unscoped().exists()
 
 
 def test_duplicate_name_is_a_field_error(manage_client):
     manage_client.post(URL, _chat_route(), format="json")
     response = manage_client.post(URL, _chat_route(), format="json")
-    assert response.status_code == 400 and "name" in response.json()
+    assert response.status_code == 400
+    assert "name" in response.json()
 
 
 def test_another_tenants_credential_cannot_be_named(manage_client, other_client):
@@ -80,7 +87,8 @@ def test_another_tenants_credential_cannot_be_named(manage_client, other_client)
                                format="json").json()
     response = manage_client.post(URL, {"name": "chat", "targets": [
         {"model": "openai:gpt-5", "credential": theirs["id"]}]}, format="json")
-    assert response.status_code == 400 and "no credential" in response.json()["targets"][0]
+    assert response.status_code == 400
+    assert "no credential" in response.json()["targets"][0]
 
 
 def test_yaml_export_import_round_trip(manage_client, other_client):
@@ -93,7 +101,8 @@ def test_yaml_export_import_round_trip(manage_client, other_client):
         {"model": "openai:gpt-5-mini", "credential": "team-openai", "weight": 80},
         {"model": "google:gemini-2.5-flash", "weight": 20}]}, format="json")
     export = manage_client.get(f"{URL}/export")
-    assert export.status_code == 200 and export["Content-Type"].startswith("application/yaml")
+    assert export.status_code == 200
+    assert export["Content-Type"].startswith("application/yaml")
     text = export.content.decode()
     doc = yaml.safe_load(text)
     assert [r["name"] for r in doc["routes"]] == ["chat", "summaries"]
@@ -113,7 +122,8 @@ def test_import_is_all_or_nothing(manage_client):
     text = yaml.safe_dump({"version": 1, "routes": [
         {"name": "chat", "targets": ["openai:gpt-5"]}, {"name": "broken", "targets": ["nope:nope"]}]})
     response = manage_client.post(f"{URL}/import", text, content_type="application/yaml")
-    assert response.status_code == 400 and "broken" in response.json()["routes"][0]
+    assert response.status_code == 400
+    assert "broken" in response.json()["routes"][0]
     assert manage_client.get(URL).json()[0]["targets"][0]["model"] == "anthropic:claude-sonnet-4.5"
     assert manage_client.post(f"{URL}/import", "routes: [unclosed", content_type="application/yaml"
                               ).status_code == 400

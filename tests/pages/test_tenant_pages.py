@@ -27,19 +27,21 @@ def _owner(tenant) -> Client:
 
 def test_landing_offers_sign_up_and_log_in(client):
     body = client.get("/").content.decode()
-    assert 'href="/signup/"' in body and 'href="/login/"' in body
+    assert 'href="/signup/"' in body
+    assert 'href="/login/"' in body
 
 
 def test_signup_creates_user_tenant_owner_and_logs_in(client):
     response = _signup(client)
-    assert response.status_code == 302 and response.url == "/dashboard/"
+    assert response.status_code == 302
+    assert response.url == "/dashboard/"
     tenant = Tenant.objects.get(slug="acme-ai")
     user = User.objects.get(email="ada@example.com")
     assert Membership.objects.unscoped().get(tenant=tenant, user=user).role == "owner"
     assert "Acme AI" in client.get("/dashboard/").content.decode()
 
 
-@pytest.mark.parametrize("overrides,field_text", [
+@pytest.mark.parametrize(("overrides", "field_text"), [
     ({"password": "password"}, "too common"),
     ({"password": "short"}, "too short"),
     ({"tenant_slug": "Not A Slug"}, "lowercase"),
@@ -54,17 +56,20 @@ def test_signup_errors_are_shown_and_nothing_is_created(client, overrides, field
 
 def test_duplicate_slug_and_email_are_refused(client, tenant):
     response = _signup(client, tenant_slug=tenant.slug)
-    assert response.status_code == 400 and "already exists" in response.content.decode()
+    assert response.status_code == 400
+    assert "already exists" in response.content.decode()
     _signup(Client())
     again = _signup(Client(), tenant_slug="other-slug")
-    assert again.status_code == 400 and "already exists" in again.content.decode()
+    assert again.status_code == 400
+    assert "already exists" in again.content.decode()
     assert Tenant.objects.filter(slug="other-slug").count() == 0
 
 
 def test_login_and_logout(client, tenant):
     User.objects.create_user(email="bob@example.com", password=PASSWORD)
     bad = client.post("/login/", {"username": "bob@example.com", "password": "wrong"})
-    assert bad.status_code == 200 and "correct" in bad.content.decode()
+    assert bad.status_code == 200
+    assert "correct" in bad.content.decode()
     ok = client.post("/login/", {"username": "bob@example.com", "password": PASSWORD})
     assert ok.status_code == 302
     assert client.post("/logout/").status_code == 302
@@ -95,12 +100,14 @@ def test_invite_a_new_user_who_signs_up_from_the_link(tenant, django_capture_on_
     link = re.search(r"(/invite/[^/\s]+/)", mail.outbox[-1].body).group(1)
     guest = Client()
     weak = guest.post(link, {"name": "Dave", "password": "123"})
-    assert weak.status_code == 400 and not User.objects.filter(email="dave@example.com").exists()
+    assert weak.status_code == 400
+    assert not User.objects.filter(email="dave@example.com").exists()
     joined = guest.post(link, {"name": "Dave", "password": PASSWORD})
     assert joined.status_code == 302
     assert Membership.objects.unscoped().get(tenant=tenant, user__email="dave@example.com").role == "admin"
     used = Client().get(link)
-    assert used.status_code == 410 and "already been used" in used.content.decode()
+    assert used.status_code == 410
+    assert "already been used" in used.content.decode()
 
 
 def test_existing_user_accepts_after_logging_in(tenant, django_capture_on_commit_callbacks):
@@ -120,7 +127,8 @@ def test_expired_invitation_changes_nothing(tenant, monkeypatch, django_capture_
     real_time = time.time
     monkeypatch.setattr(signing.time, "time", lambda: real_time() + 8 * 86400)
     response = Client().post(link, {"password": PASSWORD})
-    assert response.status_code == 410 and "expired" in response.content.decode()
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
     assert not User.objects.filter(email="late@example.com").exists()
 
 
@@ -169,10 +177,12 @@ def test_agents_create_duplicate_edit_delete(tenant):
     client = _owner(tenant)
     assert client.post("/agents/", {"slug": "helper", "name": "Helper"}).status_code == 302
     dup = client.post("/agents/", {"slug": "helper"})
-    assert dup.status_code == 400 and "already exists" in dup.content.decode()
+    assert dup.status_code == 400
+    assert "already exists" in dup.content.decode()
     client.post("/agents/helper/", {"action": "save", "name": "Helpful", "description": "d", "is_active": ""})
     agent = Agent.objects.unscoped().get(tenant=tenant, slug="helper")
-    assert agent.name == "Helpful" and not agent.is_active
+    assert agent.name == "Helpful"
+    assert not agent.is_active
     client.post("/agents/helper/", {"action": "delete"})
     assert not Agent.objects.unscoped().filter(tenant=tenant, slug="helper").exists()
 
@@ -184,7 +194,8 @@ def test_key_is_shown_once_then_only_masked_and_revocable(tenant):
     assert 'data-copy="new-key-value"' in page.content.decode()
     assert page["Cache-Control"] == "no-store"
     listing = client.get("/keys/").content.decode()
-    assert raw not in listing and raw[-4:] in listing
+    assert raw not in listing
+    assert raw[-4:] in listing
     key = ApiKey.objects.unscoped().get(tenant=tenant, name="prod")
     client.post(f"/keys/{key.id}/revoke/")
     key.refresh_from_db()
@@ -202,9 +213,11 @@ def test_audit_page_lists_and_filters_changes(tenant):
     client.post("/agents/", {"slug": "audited"})
     client.post("/keys/", {"name": "audited-key", "scopes": ["gateway"]})
     page = client.get("/audit/").content.decode()
-    assert "agent.create" in page and "apikey.create" in page
+    assert "agent.create" in page
+    assert "apikey.create" in page
     filtered = client.get("/audit/?action=apikey").content.decode()
-    assert "apikey.create" in filtered and "agent.create" not in filtered
+    assert "apikey.create" in filtered
+    assert "agent.create" not in filtered
 
 
 def test_other_tenant_sees_nothing_of_ours(tenant, other_tenant):
@@ -214,7 +227,8 @@ def test_other_tenant_sees_nothing_of_ours(tenant, other_tenant):
     theirs = _owner(other_tenant)
     for url in ("/agents/", "/keys/", "/members/", "/audit/", "/dashboard/", "/usage/"):
         body = theirs.get(url).content.decode()
-        assert "private-agent" not in body and "private-key" not in body, url
+        assert "private-agent" not in body, url
+        assert "private-key" not in body, url
         assert "owner@acme.example.com" not in body, url
     assert theirs.get("/agents/private-agent/").status_code == 404
     key = ApiKey.objects.unscoped().get(tenant=tenant, name="private-key")
@@ -229,7 +243,8 @@ def test_usage_and_billing_pages_render(tenant):
     assert client.get("/usage/?range=7d").status_code == 200
     assert client.get("/usage.csv?range=7d").status_code == 200
     page = client.get("/billing/")
-    assert page.status_code == 200 and "Spend caps" in page.content.decode()
+    assert page.status_code == 200
+    assert "Spend caps" in page.content.decode()
     saved = client.post("/billing/", {"warn_tcu": "5000", "hard_tcu": "1000"})
     assert saved.status_code == 400  # warn above hard is refused, nothing saved
 
@@ -237,7 +252,8 @@ def test_usage_and_billing_pages_render(tenant):
 def test_llm_settings_page_renders_the_modal_with_current_preferences(tenant, agent):
     client = _owner(tenant)
     page = client.get("/settings/llm/").content.decode()
-    assert 'id="llm-modal"' in page and "anthropic:claude-sonnet-4.5" in page
+    assert 'id="llm-modal"' in page
+    assert "anthropic:claude-sonnet-4.5" in page
     agent_page = client.get(f"/settings/llm/?agent={agent.slug}").content.decode()
     assert "inherits the workspace" in agent_page
 
@@ -247,7 +263,8 @@ def test_routes_page_create_edit_export_import_and_errors(tenant):
 
     client = _owner(tenant)
     bad = client.post("/routes/", {"action": "save", "name": "Bad Name", "targets": ""})
-    assert bad.status_code == 400 and Route.objects.unscoped().filter(tenant=tenant).count() == 0
+    assert bad.status_code == 400
+    assert Route.objects.unscoped().filter(tenant=tenant).count() == 0
     ok = client.post("/routes/", {"action": "save", "name": "chat",
                                   "targets": "openai:gpt-5-mini 70\nanthropic:claude-haiku-4.5 30"})
     assert ok.status_code == 302
@@ -256,12 +273,14 @@ def test_routes_page_create_edit_export_import_and_errors(tenant):
     page = client.get(f"/routes/?edit={route.id}").content.decode()
     assert "openai:gpt-5-mini 70" in page
     exported = client.post("/routes/", {"action": "export"})
-    assert exported["Content-Type"] == "application/yaml" and b"chat" in exported.content
+    assert exported["Content-Type"] == "application/yaml"
+    assert b"chat" in exported.content
     route.delete()
     client.post("/routes/", {"action": "import", "yaml": exported.content.decode()})
     assert Route.objects.unscoped().filter(tenant=tenant, name="chat").exists()
     broken = client.post("/routes/", {"action": "import", "yaml": "routes: [unclosed"})
-    assert broken.status_code == 400 and "YAML" in broken.content.decode()
+    assert broken.status_code == 400
+    assert "YAML" in broken.content.decode()
 
 
 def test_alert_webhook_setting_and_notifications_page(tenant):
@@ -271,9 +290,11 @@ def test_alert_webhook_setting_and_notifications_page(tenant):
     saved = client.post("/billing/", {"action": "webhook", "url": "https://hooks.example.com/byok"})
     secret = re.search(r"whsec_[A-Za-z0-9_\-]+", saved.content.decode()).group(0)
     later = client.get("/billing/").content.decode()
-    assert secret not in later and secret[-4:] in later  # shown once, then only masked
+    assert secret not in later
+    assert secret[-4:] in later
     refused = client.post("/billing/", {"action": "webhook", "url": "ftp://nope"})
     assert refused.status_code == 400
     notification_create(tenant=tenant, title="Warn cap crossed", body="You used 200,000 TCU.", level="warning")
     page = client.get("/notifications/").content.decode()
-    assert "Warn cap crossed" in page and "Mark read" in page
+    assert "Warn cap crossed" in page
+    assert "Mark read" in page

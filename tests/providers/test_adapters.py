@@ -46,7 +46,8 @@ def test_chat(fake, protocol):
     result = run(get_adapter(protocol).chat(_target(fake, protocol), {"messages": MESSAGES, "temperature": 0.2}))
     assert result["choices"][0]["message"]["content"].startswith("Hello from fake")
     assert result["choices"][0]["finish_reason"] == "stop"
-    assert result["usage"]["prompt_tokens"] == 12 and result["usage"]["completion_tokens"] == 5
+    assert result["usage"]["prompt_tokens"] == 12
+    assert result["usage"]["completion_tokens"] == 5
     assert result["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
 
 
@@ -55,7 +56,8 @@ def test_stream_reassembles_and_ends_with_usage(fake, protocol):
     chunks = run(_collect(get_adapter(protocol).stream_chat(_target(fake, protocol), {"messages": MESSAGES})))
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
     assert text.startswith("Hello from fake")
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 5
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
 
 
 def test_anthropic_request_is_converted_to_the_native_shape(fake):
@@ -67,8 +69,12 @@ def test_anthropic_request_is_converted_to_the_native_shape(fake):
             "tools": TOOLS, "stop": "END", "max_tokens": 50}
     run(get_adapter("anthropic").chat(_target(fake, "anthropic"), body))
     path, headers, native = fake.requests[-1]
-    assert path == "/v1/messages" and headers["x-api-key"] == GOOD and headers["anthropic-version"]
-    assert native["system"] == "Be brief." and native["max_tokens"] == 50 and native["stop_sequences"] == ["END"]
+    assert path == "/v1/messages"
+    assert headers["x-api-key"] == GOOD
+    assert headers["anthropic-version"]
+    assert native["system"] == "Be brief."
+    assert native["max_tokens"] == 50
+    assert native["stop_sequences"] == ["END"]
     assert native["tools"][0]["input_schema"]["properties"]["city"]["type"] == "string"
     assert native["messages"][1]["content"][0] == {"type": "tool_use", "id": "call_1", "name": "get_weather",
                                                    "input": {"city": "Oslo"}}
@@ -81,7 +87,8 @@ def test_tool_calls_come_back_in_openai_shape(fake, protocol):
     result = run(get_adapter(protocol).chat(_target(fake, protocol, model="tool"),
                                             {"messages": MESSAGES, "tools": TOOLS}))
     call = result["choices"][0]["message"]["tool_calls"][0]
-    assert call["function"]["name"] == "get_weather" and '"Paris"' in call["function"]["arguments"]
+    assert call["function"]["name"] == "get_weather"
+    assert '"Paris"' in call["function"]["arguments"]
     assert result["choices"][0]["finish_reason"] == "tool_calls"
     chunks = run(_collect(get_adapter(protocol).stream_chat(_target(fake, protocol, model="tool"),
                                                             {"messages": MESSAGES, "tools": TOOLS})))
@@ -92,7 +99,7 @@ def test_tool_calls_come_back_in_openai_shape(fake, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("model,kind", [("fail-429", "rate_limit"), ("fail-503", "unavailable"),
+@pytest.mark.parametrize(("model", "kind"), [("fail-429", "rate_limit"), ("fail-503", "unavailable"),
                                         ("fail-400", "bad_request"), ("missing-model", "not_found")])
 def test_error_kinds(fake, protocol, model, kind):
     with pytest.raises(ProviderError) as info:
@@ -108,7 +115,8 @@ def test_bad_key_is_auth_and_never_echoed(fake, protocol):
     with pytest.raises(ProviderError) as info:
         run(get_adapter(protocol).chat(_target(fake, protocol, key=secret), {"messages": MESSAGES}))
     assert info.value.kind == "auth"
-    assert secret not in info.value.message and secret not in str(info.value)
+    assert secret not in info.value.message
+    assert secret not in str(info.value)
     assert protocol in info.value.message
 
 
@@ -134,7 +142,8 @@ def test_connection_refused_says_so():
     target = Target(provider="ollama", protocol="openai_compat", base_url=f"http://127.0.0.1:{port}/v1", model="x")
     with pytest.raises(ProviderError) as info:
         run(get_adapter("openai_compat").chat(target, {"messages": MESSAGES}))
-    assert info.value.kind == "unavailable" and "refused" in info.value.message
+    assert info.value.kind == "unavailable"
+    assert "refused" in info.value.message
 
 
 @pytest.mark.parametrize("host", ["no-such-host.invalid", "tls-gateway.invalid"])  # the name alone says nothing
@@ -142,13 +151,15 @@ def test_dns_failure_says_so(host):
     target = Target(provider="custom", protocol="openai_compat", base_url=f"http://{host}/v1", model="x")
     with pytest.raises(ProviderError) as info:
         run(get_adapter("openai_compat").chat(target, {"messages": MESSAGES}))
-    assert info.value.kind == "unavailable" and "DNS" in info.value.message
+    assert info.value.kind == "unavailable"
+    assert "DNS" in info.value.message
 
 
 @pytest.mark.parametrize("protocol", ["openai_compat", "azure_openai", "gemini", "cohere"])
 def test_embeddings(fake, protocol):
     result = run(get_adapter(protocol).embeddings(_target(fake, protocol), {"input": ["a", "b"]}))
-    assert len(result["data"]) == 2 and len(result["data"][0]["embedding"]) == 8
+    assert len(result["data"]) == 2
+    assert len(result["data"][0]["embedding"]) == 8
     assert result["usage"]["prompt_tokens"] > 0
 
 
@@ -158,8 +169,10 @@ def test_bedrock_requests_are_sigv4_signed(fake):
     path, headers, native = fake.requests[-1]
     assert path == "/model/anthropic.claude-haiku-4-5/converse"
     assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={TEST_ACCESS_KEY}/")
-    assert "/eu-central-1/bedrock/aws4_request" in headers["authorization"] and "x-amz-date" in headers
-    assert native["system"] == [{"text": "Be brief."}] and native["inferenceConfig"] == {"maxTokens": 30}
+    assert "/eu-central-1/bedrock/aws4_request" in headers["authorization"]
+    assert "x-amz-date" in headers
+    assert native["system"] == [{"text": "Be brief."}]
+    assert native["inferenceConfig"] == {"maxTokens": 30}
 
 
 def test_anthropic_has_no_embeddings(fake):
@@ -172,7 +185,8 @@ def test_gemini_request_is_converted_to_the_native_shape(fake):
     run(get_adapter("gemini").chat(_target(fake, "gemini", model="gemini-2.5-flash"),
                                    {"messages": MESSAGES, "max_tokens": 20, "temperature": 0.1, "tools": TOOLS}))
     path, headers, native = fake.requests[-1]
-    assert path == "/v1beta/models/gemini-2.5-flash:generateContent" and headers["x-goog-api-key"] == GOOD
+    assert path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert headers["x-goog-api-key"] == GOOD
     assert native["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
     assert native["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
     assert native["generationConfig"] == {"temperature": 0.1, "maxOutputTokens": 20}

@@ -46,7 +46,8 @@ def test_billion_laughs_gets_a_small_clean_400(manage_client):
 def test_an_alias_alone_is_refused_as_well(manage_client):
     text = "defaults: &d {model: openai:gpt-5}\nroutes:\n  - name: chat\n    targets: [*d]\n"
     response = _post(manage_client, text)
-    assert response.status_code == 400 and "anchors and aliases" in response.json()["yaml"][0]
+    assert response.status_code == 400
+    assert "anchors and aliases" in response.json()["yaml"][0]
 
 
 def test_a_file_over_256_kb_is_refused(manage_client):
@@ -54,13 +55,15 @@ def test_a_file_over_256_kb_is_refused(manage_client):
         {"routes": [{"name": "chat", "description": "x" * 300_000, "targets": ["openai:gpt-5"]}]}
     )
     response = _post(manage_client, text)
-    assert response.status_code == 400 and "larger than 256 KB" in response.json()["yaml"][0]
+    assert response.status_code == 400
+    assert "larger than 256 KB" in response.json()["yaml"][0]
     assert len(response.content) < 500
 
 
 def test_deep_nesting_is_a_field_error(manage_client):
     response = _post(manage_client, "routes: " + "[" * 5000 + "]" * 5000)
-    assert response.status_code == 400 and "nested more than 20 levels" in response.json()["yaml"][0]
+    assert response.status_code == 400
+    assert "nested more than 20 levels" in response.json()["yaml"][0]
 
 
 def test_errors_name_the_field_and_never_quote_a_large_value(manage_client):
@@ -98,4 +101,5 @@ def test_an_unsupported_version_is_not_quoted(manage_client):
 
 def test_a_number_too_long_to_read_is_a_field_error(manage_client):
     response = _post(manage_client, "version: " + "9" * 10_000 + "\nroutes: []\n")
-    assert response.status_code == 400 and response.json()["yaml"][0].startswith("Not valid YAML")
+    assert response.status_code == 400
+    assert response.json()["yaml"][0].startswith("Not valid YAML")

@@ -53,7 +53,7 @@ def _audit_text(tenant) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("mode,stream", [("json", False), ("json", True), ("text", False), ("stream", True)])
+@pytest.mark.parametrize(("mode", "stream"), [("json", False), ("json", True), ("text", False), ("stream", True)])
 def test_v1_error_logs_and_audit_hold_no_secret(
     gateway_url, echo, tenant, make_key, manage_client, caplog, mode, stream
 ):
@@ -68,7 +68,8 @@ def test_v1_error_logs_and_audit_hold_no_secret(
         json={"model": "default", "messages": [{"role": "user", "content": "hi"}], "stream": stream},
         timeout=30,
     )
-    assert echo.seen and echo.seen[-1]["x-org-token"] == TOKEN  # the upstream did get (and echo) the secrets
+    assert echo.seen
+    assert echo.seen[-1]["x-org-token"] == TOKEN
     # its message reached the client, scrubbed (a plain-text one only up to the cut, before the secrets)
     assert ("xxxxxxxx" if mode == "text" else "[REDACTED]") in response.text, response.text
     assert _leaks(response.text) == []
@@ -88,16 +89,19 @@ def test_assistant_reply_holds_no_secret(echo, tenant, manage_client, make_user,
     )  # the reply task runs eagerly once this commits
     assert posted.status_code in (200, 201, 202), posted.content
     reply = Message.objects.unscoped().get(thread_id=thread["id"], role="assistant")
-    assert echo.seen and echo.seen[-1]["x-org-token"] == TOKEN, reply.error
-    assert reply.status == Message.Status.ERROR and "[REDACTED]" in reply.error, reply.error
+    assert echo.seen, reply.error
+    assert echo.seen[-1]["x-org-token"] == TOKEN, reply.error
+    assert reply.status == Message.Status.ERROR, reply.error
+    assert "[REDACTED]" in reply.error, reply.error
     assert _leaks(reply.error) == []
     shown = client.get(f"/api/llm/threads/{thread['id']}/messages/{reply.id}")
-    assert shown.status_code == 200 and _leaks(shown.content.decode()) == []
+    assert shown.status_code == 200
+    assert _leaks(shown.content.decode()) == []
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "endpoint,header",
+    ("endpoint", "header"),
     [
         (
             {
@@ -131,7 +135,8 @@ def test_connection_test_error_holds_no_secret(echo, manage_client, caplog, endp
     assert body.status_code == 200, body.content
     sent = echo.seen[-1][header]
     assert AZURE_KEY in sent or AWS_ID in sent  # the upstream got the secret it then echoes
-    assert body.json()["ok"] is False and "[REDACTED]" in body.json()["error"]["message"], body.json()
+    assert body.json()["ok"] is False, body.json()
+    assert "[REDACTED]" in body.json()["error"]["message"], body.json()
     assert _leaks(body.content.decode()) == []
     assert _leaks(caplog.text) == []
 
@@ -153,5 +158,6 @@ def test_models_offered_by_an_endpoint_are_scrubbed_too(echo, manage_client):
         },
         format="json",
     ).json()
-    assert body["error"]["kind"] == "not_found" and "[REDACTED]" in body["error"]["models"], body
+    assert body["error"]["kind"] == "not_found", body
+    assert "[REDACTED]" in body["error"]["models"], body
     assert _leaks(str(body)) == []

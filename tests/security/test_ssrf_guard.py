@@ -82,7 +82,8 @@ def test_saving_a_webhook_whose_name_resolves_to_a_non_public_address_is_refused
 ):
     dns["hooks.example.com"] = [[PUBLIC, address]]
     response = manage_client.put(URL, {"url": "https://hooks.example.com/hook"}, format="json")
-    assert response.status_code == 400 and address in response.json()["url"][0], response.content
+    assert response.status_code == 400, response.content
+    assert address in response.json()["url"][0], response.content
     assert _saved_url(tenant) == ""
 
 
@@ -94,7 +95,8 @@ def test_sending_to_a_name_that_now_resolves_to_a_non_public_address_is_refused(
     assert manage_client.put(URL, {"url": "https://hooks.example.com/hook"}, format="json").status_code == 200
     alert = deliver_once(tenant)
     assert alert.webhook_status == "failed"
-    assert alert.webhook_last_error.startswith("refused:") and address in alert.webhook_last_error
+    assert alert.webhook_last_error.startswith("refused:")
+    assert address in alert.webhook_last_error
 
 
 @pytest.mark.parametrize("address", REFUSED)
@@ -106,14 +108,16 @@ def test_dns_rebinding_between_the_check_and_the_connection_is_refused(
     assert manage_client.put(URL, {"url": "https://hooks.example.com/hook"}, format="json").status_code == 200
     alert = deliver_once(tenant)
     assert alert.webhook_status == "failed"
-    assert alert.webhook_last_error.startswith("refused:") and address in alert.webhook_last_error
+    assert alert.webhook_last_error.startswith("refused:")
+    assert address in alert.webhook_last_error
     assert "when connecting" in alert.webhook_last_error
 
 
 def test_plain_http_is_refused_in_production(manage_client, tenant, dns):
     dns["hooks.example.com"] = [[PUBLIC]]
     response = manage_client.put(URL, {"url": "http://hooks.example.com/hook"}, format="json")
-    assert response.status_code == 400 and response.json() == {"url": ["Use an https URL."]}
+    assert response.status_code == 400
+    assert response.json() == {"url": ["Use an https URL."]}
 
 
 @pytest.mark.parametrize("address", REFUSED)
@@ -122,4 +126,5 @@ def test_llm_endpoints_at_the_same_addresses_are_refused(manage_client, producti
     response = manage_client.post(
         "/api/llm/credentials", {"kind": "openai_compatible", "base_url": f"https://{host}/v1"}, format="json"
     )
-    assert response.status_code == 400 and "only public endpoints" in response.json()["base_url"][0]
+    assert response.status_code == 400
+    assert "only public endpoints" in response.json()["base_url"][0]

@@ -30,7 +30,8 @@ def test_assistant_reply_is_produced_by_the_worker(celery_worker_process, pro_te
     assert (done.input_tokens, done.output_tokens) == (12, 5)
     metering.flush()
     event = UsageEvent.objects.unscoped().get(request_id=done.request_id)
-    assert event.request_type == "assistant" and event.user_id == owner.id
+    assert event.request_type == "assistant"
+    assert event.user_id == owner.id
 
 
 def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, manage_client):
@@ -41,7 +42,9 @@ def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, ma
     job_id = created.json()["id"]
     wait_for(lambda: Job.objects.unscoped().filter(id=job_id, status="done").exists())
     result = manage_client.get(f"/api/llm/jobs/{job_id}").json()
-    assert result["done"] == 6 and result["failed"] == 0 and result["progress"] == 1
+    assert result["done"] == 6
+    assert result["failed"] == 0
+    assert result["progress"] == 1
     assert [r["index"] for r in result["results"]] == list(range(6))
     assert all(r["response"]["choices"][0]["message"]["content"] for r in result["results"])
     metering.flush()
