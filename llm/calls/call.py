@@ -151,20 +151,30 @@ class Call:
         if self.finished:
             return
         self.finished = True
-        if target is not None:
-            usage.price(target.input_usd_per_mtok, target.output_usd_per_mtok, self.markup)
         usage.latency_ms = int((time.perf_counter() - self.ctx.started) * 1000)
         self.usage = usage
-        from llm.metering import metrics
+        failed = False
+        try:
+            if target is not None:
+                usage.price(target.input_usd_per_mtok, target.output_usd_per_mtok, self.markup)
+            from llm.metering import metrics
 
-        metrics.observe(usage)
+            metrics.observe(usage)
+        except Exception:  # a bug of ours must not cost the settlement: settle, then answer internal_error
+            log.exception("pricing or metrics failed for %s; settling the call as an internal error",
+                          self.ctx.request_id)
+            usage.status, usage.error_kind, usage.http_status = "error", "internal", 500
+            failed = True
         if self.reservation is None:
             await run_sync(_record_unadmitted, usage)
-            return
-        try:
-            await budget.backend().asettle(self.reservation, usage.tcu, usage.to_json())
-        except budget.BackendUnavailable:
-            await _settle_later(self.reservation, usage)
+        else:
+            try:
+                await budget.backend().asettle(self.reservation, usage.tcu, usage.to_json())
+            except budget.BackendUnavailable:
+                await _settle_later(self.reservation, usage)
+        if failed:
+            raise GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
+                               type="api_error", code="internal_error", error_kind="internal")
 
     async def abort(self, exc: BaseException | None = None) -> None:
         """Settle a call that ended in a way nothing else handled (an exception in our code or an adapter, a

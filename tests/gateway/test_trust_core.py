@@ -286,3 +286,45 @@ def test_a_slow_ollama_server_does_not_hold_back_another_tenants_calls(custom, f
     finally:
         b.join(30)
     assert listing_done.is_set()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_exception_in_our_own_code_after_the_answer_is_settled_and_metered(custom, monkeypatch, stream):
+    """A bug of ours after the provider answered (here: pricing raises) is answered as one clean error with the
+    request id; the call is still metered once and leaves no slot or reservation behind."""
+    from llm.metering.pricing import Usage
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("a bug in pricing")
+
+    monkeypatch.setattr(Usage, "price", broken)
+    body = {"model": "gpt-fake", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]}
+    with httpx.stream("POST", custom["url"] + "/v1/chat/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {custom['key']}"}) as response:
+        text = response.read().decode()
+    assert "internal_error" in text
+    assert "ZeroDivisionError" not in text
+    assert response.headers["x-request-id"]
+    monkeypatch.undo()
+    (event,) = drain_events()
+    assert event.status == "error"
+    assert event.request_id == response.headers["x-request-id"]
+    counters_at_rest(custom["tenant"].id)
+
+
+def test_metric_labels_stay_bounded_whatever_model_names_tenants_send(custom):
+    """Model names a tenant chooses (custom endpoints) all count under one `custom` label: 40 random names add
+    no series."""
+    from prometheus_client import REGISTRY
+
+    def series() -> set:
+        return {tuple(sorted(s.labels.items())) for m in REGISTRY.collect() if m.name == "byok_requests"
+                for s in m.samples}
+
+    _post(custom, {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]})
+    before = series()
+    for i in range(40):
+        _post(custom, {"model": f"random-name-{i}-{'x' * i}", "messages": [{"role": "user", "content": "Hi"}]})
+    after = series()
+    assert after == before, after - before
+    assert all(dict(s).get("model") in ("custom", None) for s in after if dict(s).get("mode") == "custom")
