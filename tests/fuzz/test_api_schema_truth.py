@@ -36,7 +36,8 @@ def test_the_route_export_is_described_as_the_yaml_document_it_is(schema, manage
     described = schema["paths"]["/api/llm/routes/export"]["get"]["responses"]["200"]["content"][
         "application/yaml"
     ]
-    assert described["schema"]["type"] == "object" and set(described["schema"]["properties"]) == {
+    assert described["schema"]["type"] == "object"
+    assert set(described["schema"]["properties"]) == {
         "version",
         "routes",
     }
