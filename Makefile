@@ -22,6 +22,7 @@ run: $(VENV)
 
 test: $(VENV)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/pytest

@@ -24,17 +24,49 @@ from tenants.admin_base import TenantOwnedAdmin
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "tier", "price_per_agent_usd", "price_flat_usd", "platform_allowed",
-                    "included_tokens", "overage_usd_per_mtok", "rpm_tenant", "is_public", "is_active"]
+    list_display = [
+        "slug",
+        "name",
+        "tier",
+        "price_per_agent_usd",
+        "price_flat_usd",
+        "platform_allowed",
+        "included_tokens",
+        "overage_usd_per_mtok",
+        "rpm_tenant",
+        "is_public",
+        "is_active",
+    ]
     list_editable = ["is_public", "is_active"]
     readonly_fields = ["stripe_plan_id"]
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "is_public", "is_active", "sort_order"]}),
         ("Price", {"fields": ["price_per_agent_usd", "price_flat_usd", "markup", "stripe_plan_id"]}),
-        ("Managed tier", {"fields": ["platform_allowed", "tier", "tier_models", "included_tokens",
-                                     "overage_usd_per_mtok"]}),
-        ("Limits", {"fields": ["rpm_tenant", "rpm_key", "max_concurrency", "monthly_request_cap",
-                               "warn_tcu", "hard_tcu"]}),
+        (
+            "Managed tier",
+            {
+                "fields": [
+                    "platform_allowed",
+                    "tier",
+                    "tier_models",
+                    "included_tokens",
+                    "overage_usd_per_mtok",
+                ]
+            },
+        ),
+        (
+            "Limits",
+            {
+                "fields": [
+                    "rpm_tenant",
+                    "rpm_key",
+                    "max_concurrency",
+                    "monthly_request_cap",
+                    "warn_tcu",
+                    "hard_tcu",
+                ]
+            },
+        ),
     ]
 
     def save_model(self, request, obj, form, change):
@@ -44,8 +76,17 @@ class PlanAdmin(admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(TenantOwnedAdmin):
-    list_display = ["tenant", "plan", "status", "past_due_since", "quantity", "stripe_customer_id",
-                    "stripe_subscription_id", "warn_tcu_override", "hard_tcu_override"]
+    list_display = [
+        "tenant",
+        "plan",
+        "status",
+        "past_due_since",
+        "quantity",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "warn_tcu_override",
+        "hard_tcu_override",
+    ]
     list_filter = ["plan", "status"]
     search_fields = ["tenant__slug", "stripe_customer_id", "stripe_subscription_id"]
     exclude = ["alert_webhook_secret"]
@@ -64,8 +105,17 @@ class AgentBudgetAdmin(TenantOwnedAdmin):
 
 @admin.register(AlertSent)
 class AlertSentAdmin(TenantOwnedAdmin):
-    list_display = ["tenant", "period", "threshold", "value", "limit", "emails_sent", "webhook_status",
-                    "webhook_attempts", "created_at"]
+    list_display = [
+        "tenant",
+        "period",
+        "threshold",
+        "value",
+        "limit",
+        "emails_sent",
+        "webhook_status",
+        "webhook_attempts",
+        "created_at",
+    ]
     list_filter = ["threshold", "period", "webhook_status"]
     search_fields = ["tenant__slug"]
 
@@ -83,8 +133,20 @@ class NotificationAdmin(TenantOwnedAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(TenantOwnedAdmin):
-    list_display = ["tenant", "period", "kind", "state", "tokens", "amount_cents", "pushed_amount_cents",
-                    "invoiced_cents", "stripe_invoice_item_id", "attempts", "last_error", "pushed_at"]
+    list_display = [
+        "tenant",
+        "period",
+        "kind",
+        "state",
+        "tokens",
+        "amount_cents",
+        "pushed_amount_cents",
+        "invoiced_cents",
+        "stripe_invoice_item_id",
+        "attempts",
+        "last_error",
+        "pushed_at",
+    ]
     list_filter = ["state", "kind", "period"]
     search_fields = ["tenant__slug", "stripe_invoice_item_id"]
 
@@ -119,7 +181,14 @@ class IssueInline(admin.TabularInline):
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(admin.ModelAdmin):
-    list_display = ["started_at", "period", "tenants_checked", "issues_found", "issues_repaired", "finished_at"]
+    list_display = [
+        "started_at",
+        "period",
+        "tenants_checked",
+        "issues_found",
+        "issues_repaired",
+        "finished_at",
+    ]
     inlines = [IssueInline]
 
     def get_readonly_fields(self, request, obj=None):

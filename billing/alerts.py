@@ -40,34 +40,52 @@ class WebhookDeliveryError(Exception):
 
 # --- texts ----------------------------------------------------------------------------------------
 
+
 def _describe(threshold: str, value: int, limit: int, tenant: Tenant, period: str) -> tuple[str, str, str]:
     """(level, title, body) of an alert."""
     _, end = period_bounds(period)
     resets = f"{end:%Y-%m-%d} 00:00 UTC"
     if threshold == "tcu_warn":
-        return (Notification.Level.WARNING, f"{tenant.name}: TCU warn level reached",
-                f"{value:,} of the {limit:,} TCU warn level used in {period}. The period resets on {resets}. "
-                "Review usage or raise the caps under Billing → Caps.")
+        return (
+            Notification.Level.WARNING,
+            f"{tenant.name}: TCU warn level reached",
+            f"{value:,} of the {limit:,} TCU warn level used in {period}. The period resets on {resets}. "
+            "Review usage or raise the caps under Billing → Caps.",
+        )
     if threshold == "tcu_hard":
-        return (Notification.Level.ERROR, f"{tenant.name}: TCU hard cap reached",
-                f"{value:,} TCU used of the {limit:,} TCU hard cap in {period}. New calls are refused until "
-                f"the period resets on {resets} or the cap is raised under Billing → Caps.")
+        return (
+            Notification.Level.ERROR,
+            f"{tenant.name}: TCU hard cap reached",
+            f"{value:,} TCU used of the {limit:,} TCU hard cap in {period}. New calls are refused until "
+            f"the period resets on {resets} or the cap is raised under Billing → Caps.",
+        )
     pct = threshold.removeprefix("tokens_")
-    return (Notification.Level.ERROR if pct == "100" else Notification.Level.WARNING,
-            f"{tenant.name}: {pct} % of included tokens used",
-            f"{value:,} platform tokens used in {period}, past {pct} % of the tokens your plan includes "
-            f"({limit:,}). " + ("Further tokens are billed as overage at your plan's price per 1M tokens."
-               if pct == "100" else "Beyond the included amount, tokens are billed as overage."))
+    return (
+        Notification.Level.ERROR if pct == "100" else Notification.Level.WARNING,
+        f"{tenant.name}: {pct} % of included tokens used",
+        f"{value:,} platform tokens used in {period}, past {pct} % of the tokens your plan includes "
+        f"({limit:,}). "
+        + (
+            "Further tokens are billed as overage at your plan's price per 1M tokens."
+            if pct == "100"
+            else "Beyond the included amount, tokens are billed as overage."
+        ),
+    )
 
 
 def recipients(tenant: Tenant) -> list[str]:
     """Owners and billing members of the tenant (active users)."""
-    return sorted(set(
-        Membership.objects.unscoped().filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING],
-                                             user__is_active=True).values_list("user__email", flat=True)))
+    return sorted(
+        set(
+            Membership.objects.unscoped()
+            .filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING], user__is_active=True)
+            .values_list("user__email", flat=True)
+        )
+    )
 
 
 # --- sending --------------------------------------------------------------------------------------
+
 
 def alert_send(*, tenant_id: int, period: str, threshold: str, value: int, limit: int) -> bool:
     """Send the alert unless it was already sent for this tenant, period and threshold; True when sent now.
@@ -81,7 +99,8 @@ def alert_send(*, tenant_id: int, period: str, threshold: str, value: int, limit
     level, title, body = _describe(threshold, value, limit, tenant, period)
     with transaction.atomic():
         alert, created = AlertSent.objects.unscoped().get_or_create(
-            tenant=tenant, period=period, threshold=threshold, defaults={"value": value, "limit": limit})
+            tenant=tenant, period=period, threshold=threshold, defaults={"value": value, "limit": limit}
+        )
         if not created:
             return False
         notification_create(tenant=tenant, title=title, body=body, level=level)
@@ -98,8 +117,13 @@ def _after_commit(alert_id: int, title: str, body: str) -> None:
     sent = 0
     for email in recipients(alert.tenant):
         try:
-            sent += send_mail(f"[BYOK] {title}", f"{body}\n\n{settings.SITE_URL.rstrip('/')}/billing/",
-                              None, [email], fail_silently=False)
+            sent += send_mail(
+                f"[BYOK] {title}",
+                f"{body}\n\n{settings.SITE_URL.rstrip('/')}/billing/",
+                None,
+                [email],
+                fail_silently=False,
+            )
         except Exception:  # one bad address must not stop the others
             log.exception("alert e-mail to a recipient of %s failed", alert.tenant.slug)
     AlertSent.objects.unscoped().filter(pk=alert_id).update(emails_sent=sent)
@@ -113,8 +137,11 @@ def _after_commit(alert_id: int, title: str, body: str) -> None:
         try:
             deliver_alert_webhook.delay(alert_id)
         except Exception:  # eager mode (no worker) surfaces the retry here; the alert itself is done
-            log.warning("alert webhook for %s not delivered now; see the alert's webhook status", alert_id,
-                        exc_info=True)
+            log.warning(
+                "alert webhook for %s not delivered now; see the alert's webhook status",
+                alert_id,
+                exc_info=True,
+            )
 
 
 def alerts_check(*, tenant: Tenant, period: str) -> list[str]:
@@ -125,13 +152,15 @@ def alerts_check(*, tenant: Tenant, period: str) -> list[str]:
     sent = []
     for t in caps.thresholds(limits):
         value = tcu if t.metric == "tcu" else tokens
-        if value >= t.level and alert_send(tenant_id=tenant.id, period=period, threshold=t.name, value=value,
-                                           limit=t.level):
+        if value >= t.level and alert_send(
+            tenant_id=tenant.id, period=period, threshold=t.name, value=value, limit=t.level
+        ):
             sent.append(t.name)
     return sent
 
 
 # --- the tenant's webhook ----------------------------------------------------------------------------
+
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     """`t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, the header value tenants verify."""
@@ -155,7 +184,7 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: int = 300) -> bo
 
 def backoff_seconds(retries: int) -> int:
     """Exponential backoff with jitter: ~10 s, 20 s, 40 s … capped at one hour."""
-    base = min(3600, 10 * 2 ** retries)
+    base = min(3600, 10 * 2**retries)
     return base + secrets.randbelow(max(1, base // 4))
 
 
@@ -171,17 +200,19 @@ def _webhook_url_check(url: str) -> None:
 
 
 def alert_webhook_payload(alert: AlertSent) -> bytes:
-    return orjson.dumps({
-        "id": f"alert_{alert.pk}",
-        "type": "billing.alert",
-        "tenant": alert.tenant.slug,
-        "period": alert.period,
-        "threshold": alert.threshold,
-        "unit": "TCU" if alert.threshold.startswith("tcu_") else "tokens",
-        "value": alert.value,
-        "limit": alert.limit,
-        "created": alert.created_at.isoformat(),
-    })
+    return orjson.dumps(
+        {
+            "id": f"alert_{alert.pk}",
+            "type": "billing.alert",
+            "tenant": alert.tenant.slug,
+            "period": alert.period,
+            "threshold": alert.threshold,
+            "unit": "TCU" if alert.threshold.startswith("tcu_") else "tokens",
+            "value": alert.value,
+            "limit": alert.limit,
+            "created": alert.created_at.isoformat(),
+        }
+    )
 
 
 def alert_webhook_deliver(alert_id: int) -> None:
@@ -191,8 +222,12 @@ def alert_webhook_deliver(alert_id: int) -> None:
     if sub is None or not sub.alert_webhook_url or alert.webhook_status == "delivered":
         return
     body = alert_webhook_payload(alert)
-    headers = {"Content-Type": "application/json", "User-Agent": "byok-platform-alerts/1",
-               SIGNATURE_HEADER: sign(sub.alert_webhook_secret, body), "X-BYOK-Event-Id": f"alert_{alert.pk}"}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "byok-platform-alerts/1",
+        SIGNATURE_HEADER: sign(sub.alert_webhook_secret, body),
+        "X-BYOK-Event-Id": f"alert_{alert.pk}",
+    }
     AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_attempts=alert.webhook_attempts + 1)
     try:
         _webhook_url_check(sub.alert_webhook_url)
@@ -237,8 +272,14 @@ def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, An
             secret = "whsec_" + secrets.token_urlsafe(24)
         sub.alert_webhook_url, sub.alert_webhook_secret = url, secret
         sub.save(update_fields=["alert_webhook_url", "alert_webhook_secret", "updated_at"])
-        audit_record(tenant=tenant, actor=actor, action="billing.alert_webhook.update", obj=sub,
-                     object_repr=f"alert webhook of {tenant.slug}", changes={"url": url, "secret": bool(secret)})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="billing.alert_webhook.update",
+            obj=sub,
+            object_repr=f"alert webhook of {tenant.slug}",
+            changes={"url": url, "secret": bool(secret)},
+        )
     return {"url": url, "secret": secret}
 
 
@@ -251,4 +292,3 @@ def alert_webhook_read(*, tenant: Tenant) -> dict[str, Any]:
 
 def recent_alerts(*, tenant: Tenant, limit: int = 20) -> list[AlertSent]:
     return list(AlertSent.objects.unscoped().filter(tenant=tenant).order_by("-created_at")[:limit])
-

@@ -63,13 +63,17 @@ class CapsView(TenantAPIView):
             return Response({name: ["Unknown field."] for name in sorted(unknown)}, status=400)
         missing = {"warn_tcu", "hard_tcu"} - set(data) if request.method == "PUT" else set()
         if missing:
-            return Response({name: ["This field is required (null = the plan's default)."] for name in missing},
-                            status=400)
+            return Response(
+                {name: ["This field is required (null = the plan's default)."] for name in missing},
+                status=400,
+            )
         current = caps.caps_read(tenant=self.tenant)
         warn = data.get("warn_tcu", current["warn_tcu"] if current["warn_overridden"] else None)
         hard = data.get("hard_tcu", current["hard_tcu"] if current["hard_overridden"] else None)
         try:
-            return Response(caps.caps_update(tenant=self.tenant, actor=self.actor, warn_tcu=warn, hard_tcu=hard))
+            return Response(
+                caps.caps_update(tenant=self.tenant, actor=self.actor, warn_tcu=warn, hard_tcu=hard)
+            )
         except ValidationError as exc:
             return _field_errors(exc)
 
@@ -81,13 +85,24 @@ class SummaryView(TenantAPIView):
 
     required_perms = {"GET": Perm.VIEW_USAGE}
 
-    @extend_schema(responses=inline_serializer("BillingSummary", {
-        "period": serializers.CharField(), "plan": serializers.CharField(), "tcu_used": serializers.IntegerField(),
-        "warn_tcu": serializers.IntegerField(), "hard_tcu": serializers.IntegerField(),
-        "included_tokens": serializers.IntegerField(), "used_tokens": serializers.IntegerField(),
-        "overage_tokens": serializers.IntegerField(), "overage_amount_usd": serializers.CharField(),
-        "amount_due_usd": serializers.CharField(), "invoices": serializers.ListField(child=serializers.DictField()),
-    }))
+    @extend_schema(
+        responses=inline_serializer(
+            "BillingSummary",
+            {
+                "period": serializers.CharField(),
+                "plan": serializers.CharField(),
+                "tcu_used": serializers.IntegerField(),
+                "warn_tcu": serializers.IntegerField(),
+                "hard_tcu": serializers.IntegerField(),
+                "included_tokens": serializers.IntegerField(),
+                "used_tokens": serializers.IntegerField(),
+                "overage_tokens": serializers.IntegerField(),
+                "overage_amount_usd": serializers.CharField(),
+                "amount_due_usd": serializers.CharField(),
+                "invoices": serializers.ListField(child=serializers.DictField()),
+            },
+        )
+    )
     def get(self, request: Request) -> Response:
         period = request.query_params.get("period")
         try:
@@ -99,9 +114,21 @@ class SummaryView(TenantAPIView):
 class PlanSerializer(serializers.ModelSerializer):
     class Meta:
         model = Plan
-        fields = ["slug", "name", "description", "tier", "price_flat_usd", "price_per_agent_usd", "platform_allowed",
-                  "included_tokens", "overage_usd_per_mtok", "rpm_tenant", "rpm_key", "max_concurrency",
-                  "monthly_request_cap"]
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "tier",
+            "price_flat_usd",
+            "price_per_agent_usd",
+            "platform_allowed",
+            "included_tokens",
+            "overage_usd_per_mtok",
+            "rpm_tenant",
+            "rpm_key",
+            "max_concurrency",
+            "monthly_request_cap",
+        ]
         read_only_fields = fields
 
 
@@ -118,16 +145,26 @@ class PlanChangeView(TenantAPIView):
 
     required_perms = {"GET": Perm.VIEW_USAGE, "POST": Perm.MANAGE_BILLING}
 
-    @extend_schema(responses=inline_serializer("CurrentPlan", {"plan": serializers.CharField(),
-                                                               "status": serializers.CharField()}))
+    @extend_schema(
+        responses=inline_serializer(
+            "CurrentPlan", {"plan": serializers.CharField(), "status": serializers.CharField()}
+        )
+    )
     def get(self, request: Request) -> Response:
         sub = plans.ensure_subscription(self.tenant)
         return Response({"plan": sub.plan.slug, "status": sub.status})
 
-    @extend_schema(request=inline_serializer("PlanChange", {"plan": serializers.CharField()}),
-                   responses=inline_serializer("PlanChanged", {"plan": serializers.CharField(),
-                                                               "status": serializers.CharField(),
-                                                               "checkout_url": serializers.URLField(allow_null=True)}))
+    @extend_schema(
+        request=inline_serializer("PlanChange", {"plan": serializers.CharField()}),
+        responses=inline_serializer(
+            "PlanChanged",
+            {
+                "plan": serializers.CharField(),
+                "status": serializers.CharField(),
+                "checkout_url": serializers.URLField(allow_null=True),
+            },
+        ),
+    )
     def post(self, request: Request) -> Response:
         slug = request.data.get("plan") if isinstance(request.data, dict) else None
         if not slug or not isinstance(slug, str):
@@ -138,8 +175,13 @@ class PlanChangeView(TenantAPIView):
             return _field_errors(exc)
         except BillingError as exc:
             return _billing_error(exc)
-        return Response({"plan": result.subscription.plan.slug, "status": result.subscription.status,
-                         "checkout_url": result.checkout_url})
+        return Response(
+            {
+                "plan": result.subscription.plan.slug,
+                "status": result.subscription.status,
+                "checkout_url": result.checkout_url,
+            }
+        )
 
 
 class PortalView(TenantAPIView):
@@ -160,24 +202,35 @@ class AgentBudgetView(TenantAPIView):
 
     required_perms = {"GET": Perm.MANAGE_CAPS, "PUT": Perm.MANAGE_CAPS}
 
-    @extend_schema(responses=inline_serializer("AgentBudget", {"agent": serializers.CharField(),
-                                                               "monthly_tcu": serializers.IntegerField(
-                                                                   allow_null=True)}))
+    @extend_schema(
+        responses=inline_serializer(
+            "AgentBudget",
+            {"agent": serializers.CharField(), "monthly_tcu": serializers.IntegerField(allow_null=True)},
+        )
+    )
     def get(self, request: Request, slug: str) -> Response:
         agent = access_agent(tenant=self.tenant, slug_or_id=slug)
         return Response(caps.agent_budget_read(tenant=self.tenant, agent=agent))
 
-    @extend_schema(request=inline_serializer("AgentBudgetUpdate", {"monthly_tcu": serializers.IntegerField(
-        allow_null=True)}), responses=inline_serializer("AgentBudgetRead", {"agent": serializers.CharField(),
-                                                                            "monthly_tcu": serializers.IntegerField(
-                                                                                allow_null=True)}))
+    @extend_schema(
+        request=inline_serializer(
+            "AgentBudgetUpdate", {"monthly_tcu": serializers.IntegerField(allow_null=True)}
+        ),
+        responses=inline_serializer(
+            "AgentBudgetRead",
+            {"agent": serializers.CharField(), "monthly_tcu": serializers.IntegerField(allow_null=True)},
+        ),
+    )
     def put(self, request: Request, slug: str) -> Response:
         agent = access_agent(tenant=self.tenant, slug_or_id=slug)
         if not isinstance(request.data, dict) or "monthly_tcu" not in request.data:
             return Response({"monthly_tcu": ["This field is required (null = no budget)."]}, status=400)
         try:
-            return Response(caps.agent_budget_set(tenant=self.tenant, actor=self.actor, agent=agent,
-                                                  monthly_tcu=request.data["monthly_tcu"]))
+            return Response(
+                caps.agent_budget_set(
+                    tenant=self.tenant, actor=self.actor, agent=agent, monthly_tcu=request.data["monthly_tcu"]
+                )
+            )
         except ValidationError as exc:
             return _field_errors(exc)
 
@@ -187,14 +240,20 @@ class AlertWebhookView(TenantAPIView):
 
     required_perms = {"GET": Perm.MANAGE_CAPS, "PUT": Perm.MANAGE_CAPS}
 
-    @extend_schema(responses=inline_serializer("AlertWebhook", {"url": serializers.CharField(),
-                                                                "secret_masked": serializers.CharField()}))
+    @extend_schema(
+        responses=inline_serializer(
+            "AlertWebhook", {"url": serializers.CharField(), "secret_masked": serializers.CharField()}
+        )
+    )
     def get(self, request: Request) -> Response:
         return Response(alerts.alert_webhook_read(tenant=self.tenant))
 
-    @extend_schema(request=inline_serializer("AlertWebhookUpdate", {"url": serializers.CharField(allow_blank=True)}),
-                   responses=inline_serializer("AlertWebhookSet", {"url": serializers.CharField(),
-                                                                   "secret": serializers.CharField()}))
+    @extend_schema(
+        request=inline_serializer("AlertWebhookUpdate", {"url": serializers.CharField(allow_blank=True)}),
+        responses=inline_serializer(
+            "AlertWebhookSet", {"url": serializers.CharField(), "secret": serializers.CharField()}
+        ),
+    )
     def put(self, request: Request) -> Response:
         url = request.data.get("url", "") if isinstance(request.data, dict) else ""
         if not isinstance(url, str):
@@ -223,8 +282,9 @@ class NotificationListView(TenantAPIView):
 
     @extend_schema(responses=NotificationSerializer(many=True))
     def get(self, request: Request) -> Response:
-        items = notifications.notifications_for(_user(request), self.tenant, unread_only=request.query_params.get("unread")
-                                                in {"1", "true"})
+        items = notifications.notifications_for(
+            _user(request), self.tenant, unread_only=request.query_params.get("unread") in {"1", "true"}
+        )
         return Response(NotificationSerializer(items, many=True).data)
 
 
@@ -242,6 +302,7 @@ class NotificationDetailView(TenantAPIView):
     @extend_schema(request=None, responses=NotificationSerializer)
     def post(self, request: Request, notification_id: int) -> Response:
         """Mark the notification read."""
-        item = notifications.notification_mark_read(tenant=self.tenant, user=_user(request),
-                                                    notification_id=notification_id)
+        item = notifications.notification_mark_read(
+            tenant=self.tenant, user=_user(request), notification_id=notification_id
+        )
         return Response(NotificationSerializer(item).data)

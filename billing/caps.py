@@ -45,6 +45,7 @@ class Limits:
 
 # --- the cached limits ------------------------------------------------------------------------
 
+
 def _generation() -> int:
     """A global generation in the key: bumping it drops every tenant's cached limits (a plan was edited)."""
     gen = cache.get(_GENERATION_KEY)
@@ -77,7 +78,9 @@ def _load(tenant_id: int) -> dict[str, Any]:
         warn = sub.warn_tcu_override
     if sub is not None and sub.hard_tcu_override is not None:
         hard = sub.hard_tcu_override
-    past_due_since = sub.past_due_since if sub is not None and sub.status == Subscription.Status.PAST_DUE else None
+    past_due_since = (
+        sub.past_due_since if sub is not None and sub.status == Subscription.Status.PAST_DUE else None
+    )
     return {
         "plan": plan.slug if plan else "free",
         "plan_name": plan.name if plan else "Free",
@@ -98,22 +101,34 @@ def _load(tenant_id: int) -> dict[str, Any]:
 def _build(data: dict[str, Any], now: datetime | None = None) -> Limits:
     allowed, reason = bool(data["plan_platform"]), ""
     if not allowed:
-        reason = (f"Your plan ({data['plan_name']}) does not include platform-managed models. Use your own "
-                  "provider key (BYOK) or a custom endpoint, or choose Economy, Standard or Premium under "
-                  "Billing → Plan.")
+        reason = (
+            f"Your plan ({data['plan_name']}) does not include platform-managed models. Use your own "
+            "provider key (BYOK) or a custom endpoint, or choose Economy, Standard or Premium under "
+            "Billing → Plan."
+        )
     elif data["past_due_since"] is not None:
         since = datetime.fromtimestamp(data["past_due_since"], UTC)
         grace_end = since.timestamp() + settings.BILLING_GRACE_DAYS * 86400
         if (now or datetime.now(UTC)).timestamp() >= grace_end:
             allowed = False
-            reason = (f"Platform-managed models are paused: a payment has been overdue since {since:%Y-%m-%d}. "
-                      "Your own keys (BYOK) and custom endpoints keep working. Update the payment method under "
-                      "Billing → Payment to resume.")
+            reason = (
+                f"Platform-managed models are paused: a payment has been overdue since {since:%Y-%m-%d}. "
+                "Your own keys (BYOK) and custom endpoints keep working. Update the payment method under "
+                "Billing → Payment to resume."
+            )
     return Limits(
-        plan=data["plan"], tier=data["tier"], warn_tcu=data["warn_tcu"], hard_tcu=data["hard_tcu"],
-        rpm_tenant=data["rpm_tenant"], rpm_key=data["rpm_key"], max_concurrency=data["max_concurrency"],
-        monthly_request_cap=data["monthly_request_cap"], markup=Decimal(data["markup"]),
-        platform_allowed=allowed, platform_block_reason=reason, included_tokens=data["included_tokens"],
+        plan=data["plan"],
+        tier=data["tier"],
+        warn_tcu=data["warn_tcu"],
+        hard_tcu=data["hard_tcu"],
+        rpm_tenant=data["rpm_tenant"],
+        rpm_key=data["rpm_key"],
+        max_concurrency=data["max_concurrency"],
+        monthly_request_cap=data["monthly_request_cap"],
+        markup=Decimal(data["markup"]),
+        platform_allowed=allowed,
+        platform_block_reason=reason,
+        included_tokens=data["included_tokens"],
     )
 
 
@@ -132,8 +147,12 @@ def agent_budget_tcu(tenant_id: int, agent_id: int) -> int | None:
     key = _agent_budget_key(tenant_id, agent_id, _generation())
     cached = cache.get(key)
     if cached is None:
-        value = (AgentBudget.objects.unscoped().filter(tenant_id=tenant_id, agent_id=agent_id)
-                 .values_list("monthly_tcu", flat=True).first())
+        value = (
+            AgentBudget.objects.unscoped()
+            .filter(tenant_id=tenant_id, agent_id=agent_id)
+            .values_list("monthly_tcu", flat=True)
+            .first()
+        )
         cached = -1 if value is None else int(value)
         cache.set(key, cached, LIMITS_TTL)
     return None if cached < 0 else int(cached)
@@ -164,6 +183,7 @@ def invalidate_all(tenant_ids: list[int] | None = None) -> None:
 
 # --- thresholds -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Threshold:
     name: str  # tcu_warn | tcu_hard | tokens_50 | tokens_80 | tokens_100
@@ -183,8 +203,9 @@ def thresholds(limits: Limits) -> list[Threshold]:
     return out
 
 
-def crossed(limits: Limits, *, tcu_before: int, tcu_after: int, tokens_before: int,
-            tokens_after: int) -> list[tuple[Threshold, int]]:
+def crossed(
+    limits: Limits, *, tcu_before: int, tcu_after: int, tokens_before: int, tokens_after: int
+) -> list[tuple[Threshold, int]]:
     result = []
     for t in thresholds(limits):
         before, after = (tcu_before, tcu_after) if t.metric == "tcu" else (tokens_before, tokens_after)
@@ -193,10 +214,17 @@ def crossed(limits: Limits, *, tcu_before: int, tcu_after: int, tokens_before: i
     return result
 
 
-def after_usage(*, tenant_id: int, tcu_before: int, tcu_after: int, tokens_before: int, tokens_after: int) -> None:
+def after_usage(
+    *, tenant_id: int, tcu_before: int, tcu_after: int, tokens_before: int, tokens_after: int
+) -> None:
     """Called by metering after recorded events: enqueue an alert for each threshold crossed (once each)."""
-    hits = crossed(limits_for(tenant_id), tcu_before=tcu_before, tcu_after=tcu_after,
-                   tokens_before=tokens_before, tokens_after=tokens_after)
+    hits = crossed(
+        limits_for(tenant_id),
+        tcu_before=tcu_before,
+        tcu_after=tcu_after,
+        tokens_before=tokens_before,
+        tokens_after=tokens_after,
+    )
     if not hits:
         return
     from billing.tasks import send_threshold_alert
@@ -204,18 +232,22 @@ def after_usage(*, tenant_id: int, tcu_before: int, tcu_after: int, tokens_befor
 
     period = period_of()
     for threshold, value in hits:
-        transaction.on_commit(partial(send_threshold_alert.delay, tenant_id, period, threshold.name, value,
-                                      threshold.level))
+        transaction.on_commit(
+            partial(send_threshold_alert.delay, tenant_id, period, threshold.name, value, threshold.level)
+        )
 
 
 def hard_cap_message(used: int, cap: int, resets_at: datetime) -> str:
     """The 402 text: usage and cap as numbers with the unit, and when the period resets."""
     resets = resets_at.astimezone(UTC) if resets_at.tzinfo else resets_at.replace(tzinfo=UTC)
-    return (f"Monthly TCU hard cap reached: {used:,} of {cap:,} TCU used. New calls are refused until the period "
-            f"resets on {resets:%Y-%m-%d %H:%M} UTC or the cap is raised (Billing → Caps).")
+    return (
+        f"Monthly TCU hard cap reached: {used:,} of {cap:,} TCU used. New calls are refused until the period "
+        f"resets on {resets:%Y-%m-%d %H:%M} UTC or the cap is raised (Billing → Caps)."
+    )
 
 
 # --- caps services (API, pages) ---------------------------------------------------------------------
+
 
 def _plan_defaults(plan: Plan | None) -> tuple[int, int]:
     warn = settings.SPEND_ALERT_TCU_WARN if plan is None or plan.warn_tcu is None else plan.warn_tcu
@@ -270,18 +302,30 @@ def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -
         if sub.plan.platform_allowed and eff_hard > max(plan_hard, current_hard):
             # The cap also guards what the platform pays for: lowering is free, raising stops at the plan's
             # ceiling (a platform admin sets more in Django admin).
-            raise ValidationError({"hard_tcu": [f"Your plan ({sub.plan.name}) allows a hard cap of at most "
-                                                f"{plan_hard:,} TCU; choose {plan_hard:,} or less, or ask us "
-                                                "for a higher limit."]})
+            raise ValidationError(
+                {
+                    "hard_tcu": [
+                        f"Your plan ({sub.plan.name}) allows a hard cap of at most "
+                        f"{plan_hard:,} TCU; choose {plan_hard:,} or less, or ask us "
+                        "for a higher limit."
+                    ]
+                }
+            )
         if eff_warn > eff_hard:
-            raise ValidationError({"warn_tcu": [f"The warn level ({eff_warn:,}) cannot be above the hard cap "
-                                                f"({eff_hard:,})."]})
+            raise ValidationError(
+                {"warn_tcu": [f"The warn level ({eff_warn:,}) cannot be above the hard cap ({eff_hard:,})."]}
+            )
         before = {"warn_tcu": sub.warn_tcu_override, "hard_tcu": sub.hard_tcu_override}
         sub.warn_tcu_override, sub.hard_tcu_override = warn, hard
         sub.save(update_fields=["warn_tcu_override", "hard_tcu_override", "updated_at"])
-        audit_record(tenant=tenant, actor=actor, action="billing.caps.update", obj=sub,
-                     object_repr=f"caps of {tenant.slug}",
-                     changes={"before": before, "after": {"warn_tcu": warn, "hard_tcu": hard}})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="billing.caps.update",
+            obj=sub,
+            object_repr=f"caps of {tenant.slug}",
+            changes={"before": before, "after": {"warn_tcu": warn, "hard_tcu": hard}},
+        )
         transaction.on_commit(partial(invalidate, tenant.id))
     invalidate(tenant.id)
     return caps_read(tenant=tenant)
@@ -304,10 +348,16 @@ def agent_budget_set(*, tenant: Tenant, actor: Actor, agent: Agent, monthly_tcu:
         if value is None:
             AgentBudget.objects.unscoped().filter(tenant=tenant, agent=agent).delete()
         else:
-            AgentBudget.objects.unscoped().update_or_create(tenant=tenant, agent=agent,
-                                                            defaults={"monthly_tcu": value})
-        audit_record(tenant=tenant, actor=actor, action="billing.agent_budget.update", obj=agent,
-                     changes={"monthly_tcu": value})
+            AgentBudget.objects.unscoped().update_or_create(
+                tenant=tenant, agent=agent, defaults={"monthly_tcu": value}
+            )
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="billing.agent_budget.update",
+            obj=agent,
+            changes={"monthly_tcu": value},
+        )
     cache.delete(_agent_budget_key(tenant.id, agent.id, _generation()))
     from llm.calls import hot_cache
 

@@ -25,7 +25,11 @@ def billing_cycle_run(*, period: str | None = None, reconciliation: bool = True)
     report["drained"] = _drain() if period == current else 0
     report["rolled_up"] = _rollups()
     report["alerts"] = _alerts(period) if period == current else {}
-    pushes = [overage_push(tenant=t, period=period) for t in tenants_to_push(period)] if stripe_configured() else []
+    pushes = (
+        [overage_push(tenant=t, period=period) for t in tenants_to_push(period)]
+        if stripe_configured()
+        else []
+    )
     report["pushes"] = {r.action: sum(1 for x in pushes if x.action == r.action) for r in pushes}
     report["push_failures"] = [f"{r.tenant_id}: {r.message}" for r in pushes if r.action == "failed"]
     if reconciliation:

@@ -29,35 +29,53 @@ class Plan(models.Model):
     description = models.TextField(blank=True)
     is_public = models.BooleanField(default=True, help_text="Offered on the plan page.")
     sort_order = models.PositiveSmallIntegerField(default=0)
-    price_flat_usd = models.DecimalField("flat monthly price (USD)", max_digits=10, decimal_places=2,
-                                         default=Decimal(0))
-    price_per_agent_usd = models.DecimalField("monthly price per Agent (USD)", max_digits=10, decimal_places=2,
-                                              default=Decimal(0))
+    price_flat_usd = models.DecimalField(
+        "flat monthly price (USD)", max_digits=10, decimal_places=2, default=Decimal(0)
+    )
+    price_per_agent_usd = models.DecimalField(
+        "monthly price per Agent (USD)", max_digits=10, decimal_places=2, default=Decimal(0)
+    )
     platform_allowed = models.BooleanField(
-        "platform-managed keys allowed", default=False,
+        "platform-managed keys allowed",
+        default=False,
         help_text="BYOK and custom endpoints are allowed on every plan; this adds the platform's own keys.",
     )
     tier = models.CharField("managed tier", max_length=16, choices=Tier.choices, blank=True)
     tier_models = models.JSONField(
-        "backend models of the tier", default=list, blank=True,
+        "backend models of the tier",
+        default=list,
+        blank=True,
         help_text='Catalog ids in order of preference, e.g. ["anthropic:claude-haiku-4.5", "openai:gpt-5-mini"].',
     )
     included_tokens = models.BigIntegerField("included tokens per month", default=0)
-    overage_usd_per_mtok = models.DecimalField("overage price per 1M tokens (USD)", max_digits=10,
-                                               decimal_places=4, default=Decimal(0))
-    markup = models.DecimalField("markup on list cost", max_digits=6, decimal_places=4, default=Decimal(0),
-                                 help_text="0.2 = billed price is list cost + 20 %.")
-    rpm_tenant = models.PositiveIntegerField("requests per minute per tenant", null=True, blank=True,
-                                             help_text="Empty = no limit.")
+    overage_usd_per_mtok = models.DecimalField(
+        "overage price per 1M tokens (USD)", max_digits=10, decimal_places=4, default=Decimal(0)
+    )
+    markup = models.DecimalField(
+        "markup on list cost",
+        max_digits=6,
+        decimal_places=4,
+        default=Decimal(0),
+        help_text="0.2 = billed price is list cost + 20 %.",
+    )
+    rpm_tenant = models.PositiveIntegerField(
+        "requests per minute per tenant", null=True, blank=True, help_text="Empty = no limit."
+    )
     rpm_key = models.PositiveIntegerField("requests per minute per API key", null=True, blank=True)
     max_concurrency = models.PositiveIntegerField("concurrent calls per tenant", null=True, blank=True)
     monthly_request_cap = models.PositiveIntegerField("requests per month", null=True, blank=True)
-    warn_tcu = models.BigIntegerField("default warn cap (TCU)", null=True, blank=True,
-                                      help_text="Empty = SPEND_ALERT_TCU_WARN.")
-    hard_tcu = models.BigIntegerField("default hard cap (TCU)", null=True, blank=True,
-                                      help_text="Empty = SPEND_ALERT_TCU_HARD.")
-    stripe_plan_id = models.CharField(max_length=100, blank=True, editable=False,
-                                      help_text="Stripe Plan this plan's price was last synced to.")
+    warn_tcu = models.BigIntegerField(
+        "default warn cap (TCU)", null=True, blank=True, help_text="Empty = SPEND_ALERT_TCU_WARN."
+    )
+    hard_tcu = models.BigIntegerField(
+        "default hard cap (TCU)", null=True, blank=True, help_text="Empty = SPEND_ALERT_TCU_HARD."
+    )
+    stripe_plan_id = models.CharField(
+        max_length=100,
+        blank=True,
+        editable=False,
+        help_text="Stripe Plan this plan's price was last synced to.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -107,8 +125,9 @@ class Subscription(TenantOwned):
     current_period_end = models.DateTimeField(null=True, blank=True)
     warn_tcu_override = models.BigIntegerField("warn cap override (TCU)", null=True, blank=True)
     hard_tcu_override = models.BigIntegerField("hard cap override (TCU)", null=True, blank=True)
-    alert_webhook_url = models.URLField(max_length=500, blank=True,
-                                        help_text="Optional: cap alerts are POSTed here, signed.")
+    alert_webhook_url = models.URLField(
+        max_length=500, blank=True, help_text="Optional: cap alerts are POSTed here, signed."
+    )
     alert_webhook_secret = encrypt(models.CharField(max_length=100, blank=True))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -137,18 +156,23 @@ class AlertSent(TenantOwned):
     """One row per tenant, period and threshold: the unique constraint is what makes an alert go out once."""
 
     period = models.CharField(max_length=7)
-    threshold = models.CharField(max_length=32, help_text="tcu_warn, tcu_hard, tokens_50, tokens_80, tokens_100")
+    threshold = models.CharField(
+        max_length=32, help_text="tcu_warn, tcu_hard, tokens_50, tokens_80, tokens_100"
+    )
     value = models.BigIntegerField(default=0, help_text="Usage when the alert was sent.")
     limit = models.BigIntegerField(default=0)
     emails_sent = models.PositiveIntegerField(default=0)
-    webhook_status = models.CharField(max_length=16, blank=True,
-                                      help_text="'' = no webhook, pending, delivered, failed")
+    webhook_status = models.CharField(
+        max_length=16, blank=True, help_text="'' = no webhook, pending, delivered, failed"
+    )
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
     webhook_last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "period", "threshold"], name="uniq_alert_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "period", "threshold"], name="uniq_alert_once")
+        ]
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -163,7 +187,9 @@ class Notification(TenantOwned):
         WARNING = "warning"
         ERROR = "error"
 
-    user = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        "tenants.User", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     level = models.CharField(max_length=16, choices=Level.choices, default=Level.INFO)
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
@@ -198,9 +224,12 @@ class LedgerEntry(TenantOwned):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     tokens = models.BigIntegerField(default=0, help_text="Billable tokens (beyond the included amount).")
     amount_cents = models.BigIntegerField(default=0, help_text="What Stripe should hold (cents).")
-    pushed_amount_cents = models.BigIntegerField(default=0, help_text="The pending Stripe item's amount (cents).")
+    pushed_amount_cents = models.BigIntegerField(
+        default=0, help_text="The pending Stripe item's amount (cents)."
+    )
     invoiced_cents = models.BigIntegerField(
-        default=0, help_text="Already on a Stripe invoice (cents); later growth goes on a new pending item.")
+        default=0, help_text="Already on a Stripe invoice (cents); later growth goes on a new pending item."
+    )
     currency = models.CharField(max_length=3, default="usd")
     stripe_customer_id = models.CharField(max_length=64, blank=True)
     stripe_invoice_item_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -230,7 +259,9 @@ class StripeEvent(models.Model):
     event_id = models.CharField(max_length=100, unique=True)
     type = models.CharField(max_length=100)
     payload = models.JSONField(default=dict)
-    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
     result = models.CharField(max_length=200, blank=True)
@@ -272,7 +303,9 @@ class ReconciliationIssue(models.Model):
         STRIPE_ERROR = "stripe_error", "Stripe could not be read"
 
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="issues")
-    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     period = models.CharField(max_length=7)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     detail = models.TextField()

@@ -9,17 +9,31 @@ from django.utils import timezone
 from billing.models import Notification
 from tenants.models import Tenant, User
 
-__all__ = ["Notification", "notification_create", "notification_mark_read", "notifications_for", "unread_count"]
+__all__ = [
+    "Notification",
+    "notification_create",
+    "notification_mark_read",
+    "notifications_for",
+    "unread_count",
+]
 
 
-def notification_create(*, tenant: Tenant, title: str, body: str = "", level: str = Notification.Level.INFO,
-                        user: User | None = None) -> Notification:
-    return Notification.objects.unscoped().create(tenant=tenant, user=user, level=level, title=title[:200],
-                                                  body=body)
+def notification_create(
+    *,
+    tenant: Tenant,
+    title: str,
+    body: str = "",
+    level: str = Notification.Level.INFO,
+    user: User | None = None,
+) -> Notification:
+    return Notification.objects.unscoped().create(
+        tenant=tenant, user=user, level=level, title=title[:200], body=body
+    )
 
 
-def notifications_for(user: User | None, tenant: Tenant, *, unread_only: bool = False, limit: int = 50
-                      ) -> QuerySet[Notification]:
+def notifications_for(
+    user: User | None, tenant: Tenant, *, unread_only: bool = False, limit: int = 50
+) -> QuerySet[Notification]:
     """The tenant-wide notifications plus the user's own, newest first."""
     qs = Notification.objects.unscoped().filter(tenant=tenant).filter(Q(user__isnull=True) | Q(user=user))
     if unread_only:
@@ -28,8 +42,12 @@ def notifications_for(user: User | None, tenant: Tenant, *, unread_only: bool = 
 
 
 def unread_count(user: User | None, tenant: Tenant) -> int:
-    return (Notification.objects.unscoped().filter(tenant=tenant, read_at__isnull=True)
-            .filter(Q(user__isnull=True) | Q(user=user)).count())
+    return (
+        Notification.objects.unscoped()
+        .filter(tenant=tenant, read_at__isnull=True)
+        .filter(Q(user__isnull=True) | Q(user=user))
+        .count()
+    )
 
 
 def notification_mark_read(*, tenant: Tenant, user: User | None, notification_id: int | str) -> Notification:

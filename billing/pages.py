@@ -23,10 +23,20 @@ from tenants.validators import MAX_TCU
 
 
 class CapsForm(forms.Form):
-    warn_tcu = forms.IntegerField(label="Warn at (TCU)", min_value=0, max_value=MAX_TCU, required=False,
-                                  help_text="One alert per month when crossed. Empty = the plan's default.")
-    hard_tcu = forms.IntegerField(label="Hard cap (TCU)", min_value=0, max_value=MAX_TCU, required=False,
-                                  help_text="New calls are refused (402) once reached. 100,000 TCU = $1 of list cost.")
+    warn_tcu = forms.IntegerField(
+        label="Warn at (TCU)",
+        min_value=0,
+        max_value=MAX_TCU,
+        required=False,
+        help_text="One alert per month when crossed. Empty = the plan's default.",
+    )
+    hard_tcu = forms.IntegerField(
+        label="Hard cap (TCU)",
+        min_value=0,
+        max_value=MAX_TCU,
+        required=False,
+        help_text="New calls are refused (402) once reached. 100,000 TCU = $1 of list cost.",
+    )
 
 
 @tenant_required()
@@ -37,15 +47,18 @@ def billing(request: TenantRequest) -> HttpResponse:
 
     caps = caps_read(tenant=request.tenant)
     is_webhook = request.POST.get("action") == "webhook"
-    form = CapsForm(request.POST if request.method == "POST" and not is_webhook else None,
-                    initial={"warn_tcu": caps["warn_tcu"], "hard_tcu": caps["hard_tcu"]})
+    form = CapsForm(
+        request.POST if request.method == "POST" and not is_webhook else None,
+        initial={"warn_tcu": caps["warn_tcu"], "hard_tcu": caps["hard_tcu"]},
+    )
     webhook_error = new_secret = ""
     if request.method == "POST" and is_webhook:
         if not role_has(request.role, Perm.MANAGE_CAPS):
             return render(request, "403.html", status=403)
         try:
-            result = alert_webhook_set(tenant=request.tenant, actor=Actor.from_request(request),
-                                       url=request.POST.get("url", ""))
+            result = alert_webhook_set(
+                tenant=request.tenant, actor=Actor.from_request(request), url=request.POST.get("url", "")
+            )
         except ValidationError as exc:
             webhook_error = " ".join(exc.messages)
         else:
@@ -56,8 +69,12 @@ def billing(request: TenantRequest) -> HttpResponse:
             return render(request, "403.html", status=403)
         if form.is_valid():
             try:
-                caps_update(tenant=request.tenant, actor=Actor.from_request(request),
-                            warn_tcu=form.cleaned_data["warn_tcu"], hard_tcu=form.cleaned_data["hard_tcu"])
+                caps_update(
+                    tenant=request.tenant,
+                    actor=Actor.from_request(request),
+                    warn_tcu=form.cleaned_data["warn_tcu"],
+                    hard_tcu=form.cleaned_data["hard_tcu"],
+                )
             except ValidationError as exc:
                 apply_errors(form, exc)
             else:
@@ -65,11 +82,21 @@ def billing(request: TenantRequest) -> HttpResponse:
                 return redirect("billing")
     summary = billing_summary(tenant=request.tenant)
     plans = Plan.objects.filter(is_public=True, is_active=True).order_by("sort_order")
-    return render(request, "billing/billing.html", {
-        "s": summary, "form": form, "plans": plans, "can_billing": role_has(request.role, Perm.MANAGE_BILLING),
-        "webhook": alert_webhook_read(tenant=request.tenant), "webhook_error": webhook_error,
-        "new_secret": new_secret, "alerts": recent_alerts(tenant=request.tenant, limit=10),
-    }, status=400 if form.errors or webhook_error else 200)
+    return render(
+        request,
+        "billing/billing.html",
+        {
+            "s": summary,
+            "form": form,
+            "plans": plans,
+            "can_billing": role_has(request.role, Perm.MANAGE_BILLING),
+            "webhook": alert_webhook_read(tenant=request.tenant),
+            "webhook_error": webhook_error,
+            "new_secret": new_secret,
+            "alerts": recent_alerts(tenant=request.tenant, limit=10),
+        },
+        status=400 if form.errors or webhook_error else 200,
+    )
 
 
 @tenant_required()
@@ -81,7 +108,9 @@ def notifications(request: TenantRequest) -> HttpResponse:
     if request.method == "POST":
         notification_mark_read(tenant=request.tenant, user=user, notification_id=request.POST.get("id", ""))
         return redirect("notifications")
-    return render(request, "billing/notifications.html", {"items": notifications_for(user, request.tenant, limit=100)})
+    return render(
+        request, "billing/notifications.html", {"items": notifications_for(user, request.tenant, limit=100)}
+    )
 
 
 @require_POST
@@ -90,10 +119,13 @@ def change_plan(request: TenantRequest) -> HttpResponse:
     from billing.plans import plan_change
 
     try:
-        result = plan_change(tenant=request.tenant, actor=Actor.from_request(request),
-                             plan_slug=request.POST.get("plan", ""))
+        result = plan_change(
+            tenant=request.tenant, actor=Actor.from_request(request), plan_slug=request.POST.get("plan", "")
+        )
     except (BillingError, ValidationError, ValueError) as exc:
-        messages.error(request, getattr(exc, "message", None) or " ".join(getattr(exc, "messages", [str(exc)])))
+        messages.error(
+            request, getattr(exc, "message", None) or " ".join(getattr(exc, "messages", [str(exc)]))
+        )
         return redirect("billing")
     if result.checkout_url:
         return redirect(result.checkout_url)  # Stripe collects the card; the plan applies when it confirms

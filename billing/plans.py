@@ -68,8 +68,14 @@ def assign_plan(*, tenant: Tenant, plan_slug: str | None, actor: Actor = SYSTEM)
         sub.plan = plan
         sub.quantity = billable_agents(tenant) if plan.per_agent else 1
         sub.save(update_fields=["plan", "quantity", "updated_at"])
-        audit_record(tenant=tenant, actor=actor, action="billing.plan.assign", obj=sub,
-                     object_repr=f"plan of {tenant.slug}", changes={"plan": [before, plan.slug]})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="billing.plan.assign",
+            obj=sub,
+            object_repr=f"plan of {tenant.slug}",
+            changes={"plan": [before, plan.slug]},
+        )
         transaction.on_commit(partial(caps.invalidate, tenant.id))
     caps.invalidate(tenant.id)
     return sub
@@ -110,26 +116,46 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
             if pushed.action == "failed":
                 raise BillingError(pushed.message, code="overage_push_failed", retryable=True)
             stripe_sync.subscription_cancel(sub)
-        return PlanChange(subscription=_apply_plan(tenant, actor, plan, stripe_subscription_id=""), changed=True)
+        return PlanChange(
+            subscription=_apply_plan(tenant, actor, plan, stripe_subscription_id=""), changed=True
+        )
     customer_id = stripe_sync.ensure_customer(tenant)
     if sub.stripe_subscription_id:
         updated = as_dict(stripe_sync.subscription_change_plan(sub, plan))
         if not _confirms(updated, plan):
-            raise BillingError("Stripe did not confirm the new plan, so your plan was not changed. Check your "
-                               "payment method (Billing → Payment) and try again.", code="payment_failed")
-        return PlanChange(subscription=_apply_plan(tenant, actor, plan, status=updated["status"]), changed=True)
+            raise BillingError(
+                "Stripe did not confirm the new plan, so your plan was not changed. Check your "
+                "payment method (Billing → Payment) and try again.",
+                code="payment_failed",
+            )
+        return PlanChange(
+            subscription=_apply_plan(tenant, actor, plan, status=updated["status"]), changed=True
+        )
     if stripe_sync.customer_has_payment_method(customer_id):
         stripe_sub = stripe_sync.subscription_start(tenant, plan)
         if not _confirms(stripe_sub, plan):
             sub.stripe_subscription_id = stripe_sub["id"]
             stripe_sync.subscription_cancel(sub)
-            raise BillingError("The first payment failed, so your plan was not changed. Update your card "
-                               "(Billing → Payment) and try again.", code="payment_failed")
-        return PlanChange(subscription=_apply_plan(tenant, actor, plan, stripe_subscription_id=stripe_sub["id"],
-                                                   status=stripe_sub["status"]), changed=True)
+            raise BillingError(
+                "The first payment failed, so your plan was not changed. Update your card "
+                "(Billing → Payment) and try again.",
+                code="payment_failed",
+            )
+        return PlanChange(
+            subscription=_apply_plan(
+                tenant, actor, plan, stripe_subscription_id=stripe_sub["id"], status=stripe_sub["status"]
+            ),
+            changed=True,
+        )
     url = stripe_sync.checkout_url(tenant, plan)
-    audit_record(tenant=tenant, actor=actor, action="billing.plan.checkout", obj=sub,
-                 object_repr=f"plan of {tenant.slug}", changes={"plan": plan.slug})
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="billing.plan.checkout",
+        obj=sub,
+        object_repr=f"plan of {tenant.slug}",
+        changes={"plan": plan.slug},
+    )
     return PlanChange(subscription=sub, checkout_url=url)
 
 
@@ -140,13 +166,20 @@ def _confirms(stripe_sub: dict[str, Any], plan: Plan) -> bool:
     if stripe_sub.get("status") not in {"active", "trialing"}:
         return False
     items = (stripe_sub.get("items") or {}).get("data") or []
-    stripe_plan = ((items[0].get("plan") or {}).get("id") if items else None) or \
-        (stripe_sub.get("plan") or {}).get("id")
+    stripe_plan = ((items[0].get("plan") or {}).get("id") if items else None) or (
+        stripe_sub.get("plan") or {}
+    ).get("id")
     return stripe_plan == stripe_plan_id(plan)
 
 
-def _apply_plan(tenant: Tenant, actor: Actor, plan: Plan, *, stripe_subscription_id: str | None = None,
-                status: str | None = None) -> Subscription:
+def _apply_plan(
+    tenant: Tenant,
+    actor: Actor,
+    plan: Plan,
+    *,
+    stripe_subscription_id: str | None = None,
+    status: str | None = None,
+) -> Subscription:
     with transaction.atomic():
         sub = ensure_subscription(tenant, lock=True)
         before = sub.plan.slug
@@ -159,8 +192,14 @@ def _apply_plan(tenant: Tenant, actor: Actor, plan: Plan, *, stripe_subscription
         elif not plan.is_paid:
             sub.status, sub.past_due_since = Subscription.Status.ACTIVE, None
         sub.save()
-        audit_record(tenant=tenant, actor=actor, action="billing.plan.change", obj=sub,
-                     object_repr=f"plan of {tenant.slug}", changes={"plan": [before, plan.slug]})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="billing.plan.change",
+            obj=sub,
+            object_repr=f"plan of {tenant.slug}",
+            changes={"plan": [before, plan.slug]},
+        )
         transaction.on_commit(partial(caps.invalidate, tenant.id))
     caps.invalidate(tenant.id)
     return sub

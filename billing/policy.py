@@ -37,10 +37,23 @@ class BillingPolicy:
         return {"caps": caps, "banner": billing["banner"]}
 
 
-def on_usage_recorded(sender: object, *, tenant_id: int, tcu_before: int, tcu_after: int, tokens_before: int,
-                      tokens_after: int, **kwargs: object) -> None:
+def on_usage_recorded(
+    sender: object,
+    *,
+    tenant_id: int,
+    tcu_before: int,
+    tcu_after: int,
+    tokens_before: int,
+    tokens_after: int,
+    **kwargs: object,
+) -> None:
     """Cap and allowance alerts for the usage just stored (pure arithmetic; alerts go out as tasks)."""
     from billing.caps import after_usage
 
-    after_usage(tenant_id=tenant_id, tcu_before=tcu_before, tcu_after=tcu_after, tokens_before=tokens_before,
-                tokens_after=tokens_after)
+    after_usage(
+        tenant_id=tenant_id,
+        tcu_before=tcu_before,
+        tcu_after=tcu_after,
+        tokens_before=tokens_before,
+        tokens_after=tokens_after,
+    )

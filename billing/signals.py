@@ -19,13 +19,19 @@ def _sync(tenant_id: int) -> None:
 
     try:
         sync_subscription_quantity.delay(tenant_id)
-    except Exception:  # eager mode surfaces Stripe trouble here; reconciliation repairs quantity drift nightly
+    except (
+        Exception
+    ):  # eager mode surfaces Stripe trouble here; reconciliation repairs quantity drift nightly
         log.warning("subscription quantity sync for tenant %s failed", tenant_id, exc_info=True)
 
 
 def agent_changed(sender, instance: Agent, **kwargs) -> None:
-    if Subscription.objects.unscoped().filter(tenant_id=instance.tenant_id, plan__price_per_agent_usd__gt=0) \
-            .exclude(stripe_subscription_id="").exists():
+    if (
+        Subscription.objects.unscoped()
+        .filter(tenant_id=instance.tenant_id, plan__price_per_agent_usd__gt=0)
+        .exclude(stripe_subscription_id="")
+        .exists()
+    ):
         transaction.on_commit(partial(_sync, instance.tenant_id))
 
 

@@ -36,7 +36,9 @@ def base_price(plan: Plan | None, tenant: Tenant) -> Decimal:
     return plan.price_flat_usd
 
 
-def billing_summary(*, tenant: Tenant, period: str | None = None, with_invoices: bool = True) -> dict[str, Any]:
+def billing_summary(
+    *, tenant: Tenant, period: str | None = None, with_invoices: bool = True
+) -> dict[str, Any]:
     """What `GET /api/billing/summary` returns (pages render the same dict)."""
     period = period or period_of()
     _, resets_at = period_bounds(period)  # validates the period
@@ -91,22 +93,37 @@ def billing_banner(tenant: Tenant, *, used_tcu: int | None = None) -> dict[str, 
     if sub is not None and sub.status == Subscription.Status.PAST_DUE:
         grace_end = sub.grace_ends_at(settings.BILLING_GRACE_DAYS)
         if not limits.platform_allowed:
-            return {"level": "error", "code": "past_due_blocked", "message": limits.platform_block_reason,
-                    "action": "portal"}
+            return {
+                "level": "error",
+                "code": "past_due_blocked",
+                "message": limits.platform_block_reason,
+                "action": "portal",
+            }
         when = f"{grace_end:%Y-%m-%d}" if grace_end else "soon"
-        return {"level": "warning", "code": "past_due", "action": "portal",
-                "message": f"Your last payment failed. Update your payment method by {when}; after that, "
-                           "platform-managed models pause (your own keys and custom endpoints keep working)."}
+        return {
+            "level": "warning",
+            "code": "past_due",
+            "action": "portal",
+            "message": f"Your last payment failed. Update your payment method by {when}; after that, "
+            "platform-managed models pause (your own keys and custom endpoints keep working).",
+        }
     if used_tcu is None:
         used_tcu = tcu_used(tenant_id=tenant.id)
     _, resets_at = period_bounds(period_of())
     if limits.hard_tcu and used_tcu >= limits.hard_tcu:
-        return {"level": "error", "code": "hard_cap", "action": "caps",
-                "message": caps.hard_cap_message(used_tcu, limits.hard_tcu, resets_at)}
+        return {
+            "level": "error",
+            "code": "hard_cap",
+            "action": "caps",
+            "message": caps.hard_cap_message(used_tcu, limits.hard_tcu, resets_at),
+        }
     if limits.warn_tcu and used_tcu >= limits.warn_tcu:
-        return {"level": "warning", "code": "near_cap", "action": "caps",
-                "message": f"{used_tcu:,} TCU used this month: past the warn level of {limits.warn_tcu:,}; calls "
-                           f"stop at the hard cap of {limits.hard_tcu:,} TCU until "
-                           f"{resets_at.astimezone(UTC):%Y-%m-%d} or the cap is raised."}
+        return {
+            "level": "warning",
+            "code": "near_cap",
+            "action": "caps",
+            "message": f"{used_tcu:,} TCU used this month: past the warn level of {limits.warn_tcu:,}; calls "
+            f"stop at the hard cap of {limits.hard_tcu:,} TCU until "
+            f"{resets_at.astimezone(UTC):%Y-%m-%d} or the cap is raised.",
+        }
     return None
-

@@ -3,8 +3,13 @@
 from celery import shared_task
 
 
-@shared_task(name="billing.send_threshold_alert", acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
-             max_retries=5)
+@shared_task(
+    name="billing.send_threshold_alert",
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def send_threshold_alert(tenant_id: int, period: str, threshold: str, value: int, limit: int) -> bool:
     from billing.alerts import alert_send
 
@@ -31,8 +36,13 @@ def deliver_alert_webhook(self, alert_id: int) -> bool:
     return True
 
 
-@shared_task(name="billing.run_billing_cycle", acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
-             max_retries=3)
+@shared_task(
+    name="billing.run_billing_cycle",
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=3,
+)
 def run_billing_cycle(period: str | None = None) -> list[dict]:
     """Beat, hourly: the current period (and the previous one while it closes); idempotent."""
     from billing.cycle import billing_cycle_run, periods_due
@@ -41,7 +51,9 @@ def run_billing_cycle(period: str | None = None) -> list[dict]:
     return [billing_cycle_run(period=p, reconciliation=False) for p in periods]
 
 
-@shared_task(name="billing.reconcile", acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+@shared_task(
+    name="billing.reconcile", acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3
+)
 def reconcile(period: str | None = None) -> dict:
     """Beat, nightly: reconcile the current period (and the previous one while it closes)."""
     from billing.cycle import periods_due
@@ -51,8 +63,13 @@ def reconcile(period: str | None = None) -> dict:
     return {p: run(period=p).issues_found for p in periods}
 
 
-@shared_task(name="billing.sync_subscription_quantity", acks_late=True, autoretry_for=(Exception,),
-             retry_backoff=True, max_retries=5)
+@shared_task(
+    name="billing.sync_subscription_quantity",
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def sync_subscription_quantity(tenant_id: int) -> bool:
     from billing.stripe.sync import subscription_sync_quantity
     from tenants.models import Tenant

@@ -35,7 +35,9 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
 
 def _events(tenant_id: int, period: str):
     start, end = period_bounds(period)
-    return UsageEvent.objects.unscoped().filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
+    return UsageEvent.objects.unscoped().filter(
+        tenant_id=tenant_id, created_at__gte=start, created_at__lt=end
+    )
 
 
 def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
@@ -61,7 +63,8 @@ def platform_tokens(*, tenant_id: int, period: str, fast: bool = False) -> int:
 
         return platform_tokens_since(tenant_id=tenant_id, since=period_bounds(period)[0])
     agg = _events(tenant_id, period).aggregate(
-        i=Sum("input_tokens", filter=Q(mode="platform")), o=Sum("output_tokens", filter=Q(mode="platform")))
+        i=Sum("input_tokens", filter=Q(mode="platform")), o=Sum("output_tokens", filter=Q(mode="platform"))
+    )
     return int(agg["i"] or 0) + int(agg["o"] or 0)
 
 
@@ -83,5 +86,11 @@ def overage_of(*, tenant_id: int, plan: Plan, period: str, fast: bool = False) -
     used = platform_tokens(tenant_id=tenant_id, period=period, fast=fast)
     over = max(0, used - plan.included_tokens) if plan.overage_usd_per_mtok > 0 else 0
     amount = (Decimal(over) * plan.overage_usd_per_mtok / _MTOK).quantize(_CENT, rounding=ROUND_HALF_UP)
-    return Overage(period=period, used_tokens=used, included_tokens=plan.included_tokens, overage_tokens=over,
-                   usd_per_mtok=plan.overage_usd_per_mtok, amount_usd=amount)
+    return Overage(
+        period=period,
+        used_tokens=used,
+        included_tokens=plan.included_tokens,
+        overage_tokens=over,
+        usd_per_mtok=plan.overage_usd_per_mtok,
+        amount_usd=amount,
+    )

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 # Provider keys (OpenAI/Anthropic/OpenRouter `sk-…`, Google `AIza…`, AWS `AKIA…`), gateway keys,
 # Stripe keys and webhook secrets, and any Authorization / api-key header value.
 _SECRET_PATTERNS = [
-    re.compile(r"(?i)(authorization|x-api-key|api-key|x-goog-api-key)(['\"]?\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+"),
+    re.compile(
+        r"(?i)(authorization|x-api-key|api-key|x-goog-api-key)(['\"]?\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+"
+    ),
     re.compile(r"byok-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"\b(sk|pk|rk)_(live|test)_[A-Za-z0-9]{6,}"),
     re.compile(r"\bwhsec_[A-Za-z0-9]{6,}"),

@@ -42,14 +42,18 @@ class _StateCollector:
         g = GaugeMetricFamily("byok_circuits_open", "Upstream targets whose circuit breaker is open")
         g.add_metric([], open_circuits)
         yield g
-        q = GaugeMetricFamily("byok_celery_queue_depth", "Tasks waiting in the Celery queue", labels=["queue"])
+        q = GaugeMetricFamily(
+            "byok_celery_queue_depth", "Tasks waiting in the Celery queue", labels=["queue"]
+        )
         q.add_metric(["celery"], celery_depth)
         yield q
         pending = GaugeMetricFamily("byok_usage_events_pending", "Usage events queued for PostgreSQL")
         pending.add_metric([], pending_events)
         yield pending
-        dead = GaugeMetricFamily("byok_usage_events_dead_lettered",
-                                 "Usage events the database refused, kept aside with the reason (see admin)")
+        dead = GaugeMetricFamily(
+            "byok_usage_events_dead_lettered",
+            "Usage events the database refused, kept aside with the reason (see admin)",
+        )
         dead.add_metric([], dead_events)
         yield dead
 
@@ -73,8 +77,11 @@ def _allowed(request: HttpRequest) -> bool:
 
 def metrics(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
-        return HttpResponse("Forbidden: send the metrics token or scrape from an allowed address.\n",
-                            status=403, content_type="text/plain")
+        return HttpResponse(
+            "Forbidden: send the metrics token or scrape from an allowed address.\n",
+            status=403,
+            content_type="text/plain",
+        )
     from llm.metering import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
 
     registry = CollectorRegistry()

@@ -80,7 +80,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if "postgresql" in DATABASES["default"]["ENGINE"]:  # a partitioned database fails a connect, never hangs it
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -129,7 +131,9 @@ AXES_LOCKOUT_PARAMETERS = "tenants.throttle.lockout_parameters"
 AXES_USERNAME_CALLABLE = "tenants.throttle.throttle_username"
 AXES_USERNAME_FORM_FIELD = "username"  # the log-in form's e-mail field
 AXES_LOCKOUT_CALLABLE = "tenants.throttle.lockout_response"
-AXES_RESET_ON_SUCCESS = False  # a log-in to one account must not wipe the address's count of failures on others
+AXES_RESET_ON_SUCCESS = (
+    False  # a log-in to one account must not wipe the address's count of failures on others
+)
 AXES_DISABLE_ACCESS_LOG = True  # successful log-ins are in the audit trail already; keep only failures
 AXES_VERBOSE = False
 
@@ -157,7 +161,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantMember"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "EXCEPTION_HANDLER": "tenants.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -187,20 +194,26 @@ LLM_IDLE_TIMEOUT = env.float("LLM_IDLE_TIMEOUT", default=30.0)
 # Upstream transport: aiohttp (HTTP/1.1, the least CPU per call) or, with UPSTREAM_HTTP2, httpx's own with HTTP/2
 # negotiated by ALPN (many concurrent streams to one provider share one TLS connection).
 UPSTREAM_HTTP2 = env.bool("UPSTREAM_HTTP2", default=False)
-UPSTREAM_CA_BUNDLE = env.str("UPSTREAM_CA_BUNDLE", default="")  # PEM of extra CAs (a company proxy, an internal CA)
+UPSTREAM_CA_BUNDLE = env.str(
+    "UPSTREAM_CA_BUNDLE", default=""
+)  # PEM of extra CAs (a company proxy, an internal CA)
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=1000)  # per worker process
 CIRCUIT_BREAKER_FAILURES = env.int("CIRCUIT_BREAKER_FAILURES", default=5)
 CIRCUIT_BREAKER_COOLDOWN = env.int("CIRCUIT_BREAKER_COOLDOWN", default=30)
 USAGE_DRAIN_INTERVAL = env.float("USAGE_DRAIN_INTERVAL", default=0.5)
 # Trust core: what one tenant can send or one provider can answer is bounded (see README, operating notes).
-GATEWAY_SYNC_THREADS = env.int("GATEWAY_SYNC_THREADS", default=16)  # the gateway's own pool for cold-path work
+GATEWAY_SYNC_THREADS = env.int(
+    "GATEWAY_SYNC_THREADS", default=16
+)  # the gateway's own pool for cold-path work
 GATEWAY_MAX_N = env.int("GATEWAY_MAX_N", default=16)  # the most completions one request may ask for
 UPSTREAM_MAX_BODY_BYTES = env.int("UPSTREAM_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 UPSTREAM_MAX_SSE_LINE_BYTES = env.int("UPSTREAM_MAX_SSE_LINE_BYTES", default=4 * 1024 * 1024)
 DEFAULT_MAX_OUTPUT_TOKENS = env.int("DEFAULT_MAX_OUTPUT_TOKENS", default=16_384)  # reserved when nothing says
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=1.0)
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
-USAGE_CLAIM_IDLE_MS = env.int("USAGE_CLAIM_IDLE_MS", default=30_000)  # a drainer's batch older than this is taken over
+USAGE_CLAIM_IDLE_MS = env.int(
+    "USAGE_CLAIM_IDLE_MS", default=30_000
+)  # a drainer's batch older than this is taken over
 
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")

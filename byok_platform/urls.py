@@ -16,9 +16,17 @@ api_patterns: list = [
     path("", include("billing.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI comes from its CDN and brings one small <style>; its start-up script is served from this URL.
-    path("docs/", csp_update({"script-src": [_SWAGGER_CDN], "style-src": [_SWAGGER_CDN, "'unsafe-inline'"],
-                              "img-src": [_SWAGGER_CDN]})(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
-         name="api-docs"),
+    path(
+        "docs/",
+        csp_update(
+            {
+                "script-src": [_SWAGGER_CDN],
+                "style-src": [_SWAGGER_CDN, "'unsafe-inline'"],
+                "img-src": [_SWAGGER_CDN],
+            }
+        )(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
 ]
 
 urlpatterns = [

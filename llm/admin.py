@@ -32,8 +32,13 @@ class CatalogAdminMixin:
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)  # type: ignore[misc]
-        log.info("catalog %s %s by %s: %s", "changed" if change else "added", obj.pk, request.user,
-                 list(form.changed_data))
+        log.info(
+            "catalog %s %s by %s: %s",
+            "changed" if change else "added",
+            obj.pk,
+            request.user,
+            list(form.changed_data),
+        )
         bump_config_version()
 
     def delete_model(self, request, obj):
@@ -52,7 +57,9 @@ class ProviderAdmin(CatalogAdminMixin, admin.ModelAdmin):
     search_fields = ["id", "name"]
 
 
-def _set_enabled(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
+def _set_enabled(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, enabled: bool
+) -> None:
     objects = list(queryset)
     queryset.update(enabled=enabled)
     word = "Enabled" if enabled else "Disabled"
@@ -74,10 +81,29 @@ def disable_models(modeladmin, request, queryset):
 
 @admin.register(CatalogModel)
 class CatalogModelAdmin(CatalogAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "name", "provider", "input_usd_per_mtok", "output_usd_per_mtok", "eu_hosted", "tier",
-                    "recommended", "enabled"]
-    list_filter = ["provider", "tier", "eu_hosted", "recommended", "enabled", "reasoning", "vision", "tools",
-                   "coding", "embeddings"]
+    list_display = [
+        "id",
+        "name",
+        "provider",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "eu_hosted",
+        "tier",
+        "recommended",
+        "enabled",
+    ]
+    list_filter = [
+        "provider",
+        "tier",
+        "eu_hosted",
+        "recommended",
+        "enabled",
+        "reasoning",
+        "vision",
+        "tools",
+        "coding",
+        "embeddings",
+    ]
     list_editable = ["enabled"]
     search_fields = ["id", "name", "native_model_id", "openrouter_model_id"]
     list_select_related = ["provider"]
@@ -86,8 +112,21 @@ class CatalogModelAdmin(CatalogAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["id", "provider", "name", "tier", "enabled", "recommended", "sort_order"]}),
         ("Upstream ids", {"fields": ["native_model_id", "openrouter_model_id"]}),
         ("Prices (USD per 1M tokens)", {"fields": ["input_usd_per_mtok", "output_usd_per_mtok"]}),
-        ("Limits and capabilities", {"fields": ["context_length", "max_output_tokens", "reasoning", "vision",
-                                                "tools", "coding", "embeddings", "eu_hosted"]}),
+        (
+            "Limits and capabilities",
+            {
+                "fields": [
+                    "context_length",
+                    "max_output_tokens",
+                    "reasoning",
+                    "vision",
+                    "tools",
+                    "coding",
+                    "embeddings",
+                    "eu_hosted",
+                ]
+            },
+        ),
         (None, {"fields": ["notes"]}),
     ]
 
@@ -115,16 +154,42 @@ class TenantConfigAdmin(TenantOwnedAdmin):
 
 @admin.register(Credential)
 class CredentialAdmin(TenantConfigAdmin):
-    list_display = ["name", "tenant", "kind", "api_key_masked", "base_url", "created_at", "rotated_at",
-                    "last_verified_at"]
+    list_display = [
+        "name",
+        "tenant",
+        "kind",
+        "api_key_masked",
+        "base_url",
+        "created_at",
+        "rotated_at",
+        "last_verified_at",
+    ]
     list_filter = ["kind"]
     search_fields = ["name", "tenant__slug", "base_url"]
     # Secrets are changed by the tenant (API or pages); admins see the masks only. The base URL is read-only
     # too: the secrets are bound to its origin, and only the tenant can re-enter them (credentials.clean_endpoint).
-    fields = ["tenant", "kind", "name", "api_key_masked", "base_url", "config", "input_usd_per_mtok",
-              "output_usd_per_mtok", "created_at", "rotated_at", "last_verified_at"]
-    readonly_fields = ["tenant", "kind", "api_key_masked", "base_url", "created_at", "rotated_at",
-                       "last_verified_at"]
+    fields = [
+        "tenant",
+        "kind",
+        "name",
+        "api_key_masked",
+        "base_url",
+        "config",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "created_at",
+        "rotated_at",
+        "last_verified_at",
+    ]
+    readonly_fields = [
+        "tenant",
+        "kind",
+        "api_key_masked",
+        "base_url",
+        "created_at",
+        "rotated_at",
+        "last_verified_at",
+    ]
 
     def has_add_permission(self, request):
         return False
@@ -147,6 +212,7 @@ class RouteAdmin(TenantConfigAdmin):
 
 # --- usage dead letters: events the database refused, kept in Redis with the reason -----------------------
 
+
 def usage_dead_letters_view(request: HttpRequest) -> Any:
     """List dead-lettered usage events; requeue them once the cause is fixed, or discard them."""
     from django.shortcuts import redirect
@@ -167,8 +233,12 @@ def usage_dead_letters_view(request: HttpRequest) -> Any:
             count = metering.discard_dead_letters(ids)
             messages.warning(request, f"{count} event(s) discarded.")
         return redirect("admin:llm_usage_dead_letters")
-    context = {**admin.site.each_context(request), "title": "Usage dead letters",
-               "letters": metering.dead_letters(), "total": metering.dead_letter_count()}
+    context = {
+        **admin.site.each_context(request),
+        "title": "Usage dead letters",
+        "letters": metering.dead_letters(),
+        "total": metering.dead_letter_count(),
+    }
     return TemplateResponse(request, "admin/llm/usage_dead_letters.html", context)
 
 
@@ -176,8 +246,14 @@ def _with_dead_letters(get_urls: Any) -> Any:
     def urls() -> list:
         from django.urls import path
 
-        return [path("llm/usage-dead-letters/", admin.site.admin_view(usage_dead_letters_view),
-                     name="llm_usage_dead_letters"), *get_urls()]
+        return [
+            path(
+                "llm/usage-dead-letters/",
+                admin.site.admin_view(usage_dead_letters_view),
+                name="llm_usage_dead_letters",
+            ),
+            *get_urls(),
+        ]
 
     return urls
 

@@ -46,8 +46,12 @@ class ModelListView(TenantAPIView):
         responses=s.ModelListSerializer,
     )
     def get(self, request: Request) -> Response:
-        return Response(catalog.models_listing(filter=request.query_params.get("filter") or None,
-                                               tier=request.query_params.get("tier") or None))
+        return Response(
+            catalog.models_listing(
+                filter=request.query_params.get("filter") or None,
+                tier=request.query_params.get("tier") or None,
+            )
+        )
 
 
 def _body(request: Request) -> dict:
@@ -65,35 +69,54 @@ class CredentialListView(TenantAPIView):
         items = Credential.objects.unscoped().filter(tenant=self.tenant)
         return Response([credentials.credential_json(c) for c in items])
 
-    @extend_schema(operation_id="llm_credentials_create", request=s.CredentialWriteSerializer,
-                   responses={201: s.CredentialSerializer})
+    @extend_schema(
+        operation_id="llm_credentials_create",
+        request=s.CredentialWriteSerializer,
+        responses={201: s.CredentialSerializer},
+    )
     def post(self, request: Request) -> Response:
         data = _body(request)
         kind = data.pop("kind", None)
         if not kind:
-            return Response({"kind": ["Choose the provider or endpoint kind."]}, status=status.HTTP_400_BAD_REQUEST)
-        credential = credentials.credential_create(tenant=self.tenant, actor=self.actor, kind=str(kind), data=data)
+            return Response(
+                {"kind": ["Choose the provider or endpoint kind."]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        credential = credentials.credential_create(
+            tenant=self.tenant, actor=self.actor, kind=str(kind), data=data
+        )
         return Response(credentials.credential_json(credential), status=status.HTTP_201_CREATED)
 
 
 class CredentialDetailView(TenantAPIView):
-    required_perms = {"GET": Perm.VIEW_CONFIG, "PATCH": Perm.MANAGE_LLM, "PUT": Perm.MANAGE_LLM,
-                      "DELETE": Perm.MANAGE_LLM}
+    required_perms = {
+        "GET": Perm.VIEW_CONFIG,
+        "PATCH": Perm.MANAGE_LLM,
+        "PUT": Perm.MANAGE_LLM,
+        "DELETE": Perm.MANAGE_LLM,
+    }
 
     @extend_schema(operation_id="llm_credentials_retrieve", responses=s.CredentialSerializer)
     def get(self, request: Request, credential_id: int) -> Response:
         credential = credentials.access_credential(tenant=self.tenant, credential_id=credential_id)
         return Response(credentials.credential_json(credential))
 
-    @extend_schema(operation_id="llm_credentials_update", request=s.CredentialWriteSerializer,
-                   responses=s.CredentialSerializer)
+    @extend_schema(
+        operation_id="llm_credentials_update",
+        request=s.CredentialWriteSerializer,
+        responses=s.CredentialSerializer,
+    )
     def patch(self, request: Request, credential_id: int) -> Response:
         credential = credentials.access_credential(tenant=self.tenant, credential_id=credential_id)
-        credential = credentials.credential_update(credential=credential, actor=self.actor, data=_body(request))
+        credential = credentials.credential_update(
+            credential=credential, actor=self.actor, data=_body(request)
+        )
         return Response(credentials.credential_json(credential))
 
-    @extend_schema(operation_id="llm_credentials_replace", request=s.CredentialWriteSerializer,
-                   responses=s.CredentialSerializer)
+    @extend_schema(
+        operation_id="llm_credentials_replace",
+        request=s.CredentialWriteSerializer,
+        responses=s.CredentialSerializer,
+    )
     def put(self, request: Request, credential_id: int) -> Response:
         return self.patch(request, credential_id)
 
@@ -112,8 +135,11 @@ def _agent(request: Request, tenant) -> Agent | None:
 
 
 def _invalid(exc: ValidationError) -> Response:
-    detail = exc.detail if isinstance(exc, credentials.ConfigValidationError) else (
-        exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    detail = (
+        exc.detail
+        if isinstance(exc, credentials.ConfigValidationError)
+        else (exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    )
     return Response(detail, status=status.HTTP_400_BAD_REQUEST)
 
 
@@ -123,29 +149,41 @@ _AGENT_PARAM = OpenApiParameter("agent", str, description="Agent slug: that agen
 class PreferencesView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM, "DELETE": Perm.MANAGE_LLM}
 
-    @extend_schema(operation_id="llm_preferences_retrieve", parameters=[_AGENT_PARAM],
-                   responses=s.PreferencesSerializer)
+    @extend_schema(
+        operation_id="llm_preferences_retrieve", parameters=[_AGENT_PARAM], responses=s.PreferencesSerializer
+    )
     def get(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
         return Response(preferences.preferences_read(tenant=self.tenant, agent=agent))
 
-    @extend_schema(operation_id="llm_preferences_save", parameters=[_AGENT_PARAM],
-                   request=s.PreferencesWriteSerializer, responses=s.PreferencesSerializer)
+    @extend_schema(
+        operation_id="llm_preferences_save",
+        parameters=[_AGENT_PARAM],
+        request=s.PreferencesWriteSerializer,
+        responses=s.PreferencesSerializer,
+    )
     def post(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
         try:
-            preferences.preferences_save(tenant=self.tenant, agent=agent, actor=self.actor, data=_body(request))
+            preferences.preferences_save(
+                tenant=self.tenant, agent=agent, actor=self.actor, data=_body(request)
+            )
         except ValidationError as exc:
             return _invalid(exc)
         return Response(preferences.preferences_read(tenant=self.tenant, agent=agent))
 
-    @extend_schema(operation_id="llm_preferences_reset", parameters=[_AGENT_PARAM], responses={204: None},
-                   description="An agent's own preferences are dropped; it follows the workspace's again.")
+    @extend_schema(
+        operation_id="llm_preferences_reset",
+        parameters=[_AGENT_PARAM],
+        responses={204: None},
+        description="An agent's own preferences are dropped; it follows the workspace's again.",
+    )
     def delete(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
         if agent is None:
-            return Response({"agent": ["Name the agent whose preferences to drop."]},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"agent": ["Name the agent whose preferences to drop."]}, status=status.HTTP_400_BAD_REQUEST
+            )
         preferences.preferences_delete(tenant=self.tenant, agent=agent, actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -157,7 +195,9 @@ class RouteListView(TenantAPIView):
     def get(self, request: Request) -> Response:
         return Response(routes.routes_list(tenant=self.tenant))
 
-    @extend_schema(operation_id="llm_routes_create", request=s.RouteSerializer, responses={201: s.RouteSerializer})
+    @extend_schema(
+        operation_id="llm_routes_create", request=s.RouteSerializer, responses={201: s.RouteSerializer}
+    )
     def post(self, request: Request) -> Response:
         try:
             route = routes.route_create(tenant=self.tenant, actor=self.actor, data=_body(request))
@@ -167,8 +207,12 @@ class RouteListView(TenantAPIView):
 
 
 class RouteDetailView(TenantAPIView):
-    required_perms = {"GET": Perm.VIEW_CONFIG, "PATCH": Perm.MANAGE_LLM, "PUT": Perm.MANAGE_LLM,
-                      "DELETE": Perm.MANAGE_LLM}
+    required_perms = {
+        "GET": Perm.VIEW_CONFIG,
+        "PATCH": Perm.MANAGE_LLM,
+        "PUT": Perm.MANAGE_LLM,
+        "DELETE": Perm.MANAGE_LLM,
+    }
 
     @extend_schema(operation_id="llm_routes_retrieve", responses=s.RouteSerializer)
     def get(self, request: Request, route_id: int) -> Response:
@@ -192,15 +236,24 @@ class RouteDetailView(TenantAPIView):
 
     @extend_schema(operation_id="llm_routes_destroy", responses={204: None})
     def delete(self, request: Request, route_id: int) -> Response:
-        routes.route_delete(route=routes.access_route(tenant=self.tenant, route_id=route_id), actor=self.actor)
+        routes.route_delete(
+            route=routes.access_route(tenant=self.tenant, route_id=route_id), actor=self.actor
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RouteExportView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_CONFIG}
 
-    @extend_schema(operation_id="llm_routes_export", responses={(200, "application/yaml"): {
-        "type": "object", "properties": {"version": {"type": "integer"}, "routes": {"type": "array"}}}})
+    @extend_schema(
+        operation_id="llm_routes_export",
+        responses={
+            (200, "application/yaml"): {
+                "type": "object",
+                "properties": {"version": {"type": "integer"}, "routes": {"type": "array"}},
+            }
+        },
+    )
     def get(self, request: Request) -> HttpResponse:
         response = HttpResponse(routes.routes_export(tenant=self.tenant), content_type="application/yaml")
         response["Content-Disposition"] = f'attachment; filename="routes-{self.tenant.slug}.yaml"'
@@ -214,8 +267,10 @@ class RouteImportView(TenantAPIView):
     @extend_schema(
         operation_id="llm_routes_import",
         parameters=[OpenApiParameter("replace", bool, description="Delete routes that are not in the YAML")],
-        request={"application/yaml": str, "application/json": {"type": "object", "properties": {
-            "yaml": {"type": "string"}}}},
+        request={
+            "application/yaml": str,
+            "application/json": {"type": "object", "properties": {"yaml": {"type": "string"}}},
+        },
         responses=s.RouteImportResultSerializer,
     )
     def post(self, request: Request) -> Response:
@@ -231,7 +286,9 @@ class RouteImportView(TenantAPIView):
             elif hasattr(data, "get"):
                 text = data.get("yaml") or ""
                 if not isinstance(text, str):
-                    return Response({"yaml": ["Send the routes as YAML text."]}, status=status.HTTP_400_BAD_REQUEST)
+                    return Response(
+                        {"yaml": ["Send the routes as YAML text."]}, status=status.HTTP_400_BAD_REQUEST
+                    )
             else:
                 text = ""
             result = routes.routes_import(tenant=self.tenant, actor=self.actor, text=text, replace=replace)
@@ -243,15 +300,23 @@ class RouteImportView(TenantAPIView):
 class ConnectionTestView(TenantAPIView):
     required_perms = {"POST": Perm.MANAGE_LLM}
 
-    @extend_schema(operation_id="llm_test_connection", parameters=[_AGENT_PARAM],
-                   request=s.PreferencesWriteSerializer, responses=s.ConnectionTestSerializer)
+    @extend_schema(
+        operation_id="llm_test_connection",
+        parameters=[_AGENT_PARAM],
+        request=s.PreferencesWriteSerializer,
+        responses=s.ConnectionTestSerializer,
+    )
     def post(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
         try:
-            result = connection_test.test_connection(tenant=self.tenant, agent=agent, data=_body(request),
-                                                     user=getattr(self.actor, "user", None),
-                                                     api_key=getattr(self.actor, "api_key", None),
-                                                     actor=self.actor)
+            result = connection_test.test_connection(
+                tenant=self.tenant,
+                agent=agent,
+                data=_body(request),
+                user=getattr(self.actor, "user", None),
+                api_key=getattr(self.actor, "api_key", None),
+                actor=self.actor,
+            )
         except ValidationError as exc:
             return _invalid(exc)
         return Response(result)
@@ -260,15 +325,23 @@ class ConnectionTestView(TenantAPIView):
 class OllamaModelsView(TenantAPIView):
     required_perms = {"GET": Perm.MANAGE_LLM, "POST": Perm.MANAGE_LLM}
 
-    @extend_schema(operation_id="llm_ollama_models",
-                   parameters=[OpenApiParameter("base_url", str, description="The Ollama server, e.g. "
-                                                "http://127.0.0.1:11434")],
-                   responses=s.OllamaModelsSerializer)
+    @extend_schema(
+        operation_id="llm_ollama_models",
+        parameters=[
+            OpenApiParameter("base_url", str, description="The Ollama server, e.g. http://127.0.0.1:11434")
+        ],
+        responses=s.OllamaModelsSerializer,
+    )
     def get(self, request: Request) -> Response:
-        return self._discover(request.query_params.get("base_url") or "", request.query_params.get("api_key") or "")
+        return self._discover(
+            request.query_params.get("base_url") or "", request.query_params.get("api_key") or ""
+        )
 
-    @extend_schema(operation_id="llm_ollama_models_post", request=s.OllamaModelsSerializer,
-                   responses=s.OllamaModelsSerializer)
+    @extend_schema(
+        operation_id="llm_ollama_models_post",
+        request=s.OllamaModelsSerializer,
+        responses=s.OllamaModelsSerializer,
+    )
     def post(self, request: Request) -> Response:
         data = _body(request)
         return self._discover(str(data.get("base_url") or ""), str(data.get("api_key") or ""))

@@ -33,11 +33,25 @@ def usage(request: TenantRequest) -> HttpResponse:
     extra = policy().usage_page_context(request.tenant)
     caps, banner = extra.get("caps"), extra.get("banner")
     byok_only = bool(summary["by_model"]) and summary["totals"]["billed_usd"] == 0
-    chart = {"labels": [d["day"] for d in summary["by_day"]], "requests": [d["requests"] for d in summary["by_day"]],
-             "cost": [d["cost_usd"] for d in summary["by_day"]]}
-    return render(request, "llm/usage.html", {"summary": summary, "t": summary["totals"], "agent": agent,
-                                              "ranges": list(RANGES), "caps": caps, "banner": banner,
-                                              "byok_only": byok_only, "chart": chart})
+    chart = {
+        "labels": [d["day"] for d in summary["by_day"]],
+        "requests": [d["requests"] for d in summary["by_day"]],
+        "cost": [d["cost_usd"] for d in summary["by_day"]],
+    }
+    return render(
+        request,
+        "llm/usage.html",
+        {
+            "summary": summary,
+            "t": summary["totals"],
+            "agent": agent,
+            "ranges": list(RANGES),
+            "caps": caps,
+            "banner": banner,
+            "byok_only": byok_only,
+            "chart": chart,
+        },
+    )
 
 
 @tenant_required(Perm.VIEW_USAGE)
@@ -65,7 +79,9 @@ def llm_config_context(request: TenantRequest, agent: Any = None) -> dict[str, A
     endpoint = prefs.get("custom_endpoint") or {}
     return {
         "key_display": prefs.get("api_key_masked") or endpoint.get("api_key_masked") or "—",
-        "prefs": prefs, "agent": agent, "can_manage": role_has(request.role, Perm.MANAGE_LLM),
+        "prefs": prefs,
+        "agent": agent,
+        "can_manage": role_has(request.role, Perm.MANAGE_LLM),
         "config": {"agent": agent.slug if agent else None, "prefs": prefs},
     }
 
@@ -94,13 +110,17 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
 
     user = request.user
     assert isinstance(user, User)  # tenant_required: a logged-in person
-    thread = service.access_thread(tenant=request.tenant, user=user, thread_id=thread_id) \
-        if thread_id is not None else None
+    thread = (
+        service.access_thread(tenant=request.tenant, user=user, thread_id=thread_id)
+        if thread_id is not None
+        else None
+    )
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "new":
-            thread = service.thread_create(tenant=request.tenant, user=user,
-                                           model=request.POST.get("model") or "default")
+            thread = service.thread_create(
+                tenant=request.tenant, user=user, model=request.POST.get("model") or "default"
+            )
             return redirect("assistant_thread", thread_id=thread.id)
         if thread is not None and action == "rename":
             try:
@@ -113,10 +133,15 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
             flash.success(request, "Thread deleted.")
             return redirect("assistant")
     threads = Thread.objects.filter(user=user)[:100]
-    models = [m for m in models_for_gateway(tenant_id=request.tenant.id, agent_id=None)
-              if "embedding" not in m]
-    context = {"threads": threads, "thread": thread, "models": models,
-               "history": [service.message_progress(m) for m in thread.messages.all()] if thread else []}
+    models = [
+        m for m in models_for_gateway(tenant_id=request.tenant.id, agent_id=None) if "embedding" not in m
+    ]
+    context = {
+        "threads": threads,
+        "thread": thread,
+        "models": models,
+        "history": [service.message_progress(m) for m in thread.messages.all()] if thread else [],
+    }
     return render(request, "llm/assistant.html", context)
 
 
@@ -159,29 +184,41 @@ def routes(request: TenantRequest) -> HttpResponse:
         actor = Actor.from_request(request)
         try:
             if action == "export":
-                response = HttpResponse(service.routes_export(tenant=request.tenant), content_type="application/yaml")
+                response = HttpResponse(
+                    service.routes_export(tenant=request.tenant), content_type="application/yaml"
+                )
                 response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
                 return response
             if action == "import":
                 upload = request.FILES.get("file")
                 text = service.routes_text(upload.read()) if upload else request.POST.get("yaml", "")
-                result = service.routes_import(tenant=request.tenant, actor=actor, text=text,
-                                               replace=bool(request.POST.get("replace")))
+                result = service.routes_import(
+                    tenant=request.tenant, actor=actor, text=text, replace=bool(request.POST.get("replace"))
+                )
                 flash.success(request, f"Imported routes: {result}")
                 return redirect("routes")
             if action == "delete":
-                service.route_delete(route=service.access_route(tenant=request.tenant,
-                                                                route_id=request.POST.get("id")), actor=actor)
+                service.route_delete(
+                    route=service.access_route(tenant=request.tenant, route_id=request.POST.get("id")),
+                    actor=actor,
+                )
                 flash.success(request, "Route deleted.")
                 return redirect("routes")
             form = {k: request.POST.get(k, "") for k in form}
-            data = {"name": form["name"].strip(), "description": form["description"],
-                    "targets": _targets_from_text(form["targets"]),
-                    "cache_ttl_seconds": int(form["cache_ttl_seconds"]) if form["cache_ttl_seconds"].strip().isdigit()
-                    else (form["cache_ttl_seconds"].strip() or None)}
+            data = {
+                "name": form["name"].strip(),
+                "description": form["description"],
+                "targets": _targets_from_text(form["targets"]),
+                "cache_ttl_seconds": int(form["cache_ttl_seconds"])
+                if form["cache_ttl_seconds"].strip().isdigit()
+                else (form["cache_ttl_seconds"].strip() or None),
+            }
             if form["id"]:
-                service.route_update(route=service.access_route(tenant=request.tenant, route_id=form["id"]),
-                                     actor=actor, data=data)
+                service.route_update(
+                    route=service.access_route(tenant=request.tenant, route_id=form["id"]),
+                    actor=actor,
+                    data=data,
+                )
             else:
                 service.route_create(tenant=request.tenant, actor=actor, data=data)
             flash.success(request, f"Route “{data['name']}” saved; call it as model route:{data['name']}.")
@@ -190,8 +227,21 @@ def routes(request: TenantRequest) -> HttpResponse:
             errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
     elif request.method == "GET" and request.GET.get("edit"):
         route = service.route_json(service.access_route(tenant=request.tenant, route_id=request.GET["edit"]))
-        form = {"name": route["name"], "description": route["description"], "targets": _targets_to_text(route["targets"]),
-                "cache_ttl_seconds": route["cache_ttl_seconds"] or "", "id": route["id"]}
-    return render(request, "llm/routes.html", {"routes": service.routes_list(tenant=request.tenant), "form": form,
-                                               "errors": errors, "can_manage": can_manage},
-                  status=400 if errors else 200)
+        form = {
+            "name": route["name"],
+            "description": route["description"],
+            "targets": _targets_to_text(route["targets"]),
+            "cache_ttl_seconds": route["cache_ttl_seconds"] or "",
+            "id": route["id"],
+        }
+    return render(
+        request,
+        "llm/routes.html",
+        {
+            "routes": service.routes_list(tenant=request.tenant),
+            "form": form,
+            "errors": errors,
+            "can_manage": can_manage,
+        },
+        status=400 if errors else 200,
+    )

@@ -43,6 +43,8 @@ def register(policy: Policy) -> None:
 
 def policy() -> Policy:
     if _policy is None:
-        raise ImproperlyConfigured("No limits policy is registered: the billing app must be installed (it "
-                                   "registers one in BillingConfig.ready).")
+        raise ImproperlyConfigured(
+            "No limits policy is registered: the billing app must be installed (it "
+            "registers one in BillingConfig.ready)."
+        )
     return _policy

@@ -102,9 +102,14 @@ class PreferencesWriteSerializer(serializers.Serializer):
 
     mode = serializers.ChoiceField(choices=["platform", "byok", "custom"], required=False)
     model = serializers.CharField(required=False)
-    api_key = serializers.CharField(required=False, write_only=True,
-                                    help_text="BYOK: the provider's (or OpenRouter's) key; stored encrypted.")
-    api_key_provider = serializers.CharField(required=False, help_text="Whose key api_key is (default: inferred).")
+    api_key = serializers.CharField(
+        required=False,
+        write_only=True,
+        help_text="BYOK: the provider's (or OpenRouter's) key; stored encrypted.",
+    )
+    api_key_provider = serializers.CharField(
+        required=False, help_text="Whose key api_key is (default: inferred)."
+    )
     custom_endpoint = CustomEndpointSerializer(required=False)
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
     max_tokens = serializers.IntegerField(required=False, min_value=100, max_value=128000)
@@ -141,7 +146,9 @@ class PreferencesSerializer(serializers.Serializer):
 
 class RouteTargetSerializer(serializers.Serializer):
     model = serializers.CharField()
-    credential = serializers.IntegerField(required=False, allow_null=True, help_text="Credential id (or name)")
+    credential = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Credential id (or name)"
+    )
     credential_name = serializers.CharField(read_only=True, allow_null=True)
     weight = serializers.IntegerField(required=False, min_value=0, max_value=1000)
     params = serializers.DictField(required=False, help_text="temperature, max_tokens")

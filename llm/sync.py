@@ -29,8 +29,9 @@ def pool() -> ThreadPoolExecutor:
     if _pool is None:
         with _lock:
             if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=settings.GATEWAY_SYNC_THREADS,
-                                           thread_name_prefix="gateway-sync")
+                _pool = ThreadPoolExecutor(
+                    max_workers=settings.GATEWAY_SYNC_THREADS, thread_name_prefix="gateway-sync"
+                )
     return _pool
 
 

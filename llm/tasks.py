@@ -6,13 +6,20 @@ from llm.metering import queue as metering
 from llm.usage import rollups as usage
 
 
-@shared_task(name="llm.drain_usage_events", acks_late=True, autoretry_for=(Exception,), retry_backoff=True,
-             max_retries=5)
+@shared_task(
+    name="llm.drain_usage_events",
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def drain_usage_events() -> int:
     return metering.drain()
 
 
-@shared_task(name="llm.rollup_usage", acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+@shared_task(
+    name="llm.rollup_usage", acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5
+)
 def rollup_usage() -> int:
     metering.drain()
     return usage.rollup_pending()

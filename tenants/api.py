@@ -37,6 +37,7 @@ class TenantAPIView(APIView):
 
 # --- agents ----------------------------------------------------------------------------------
 
+
 class AgentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Agent
@@ -58,15 +59,22 @@ class AgentListView(TenantAPIView):
         ser = AgentSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         agent = services.agent_create(
-            tenant=self.tenant, actor=self.actor, slug=ser.validated_data["slug"],
-            name=ser.validated_data.get("name", ""), description=ser.validated_data.get("description", ""),
+            tenant=self.tenant,
+            actor=self.actor,
+            slug=ser.validated_data["slug"],
+            name=ser.validated_data.get("name", ""),
+            description=ser.validated_data.get("description", ""),
         )
         return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
 
 class AgentDetailView(TenantAPIView):
-    required_perms = {"GET": Perm.VIEW_CONFIG, "PATCH": Perm.MANAGE_AGENTS, "PUT": Perm.MANAGE_AGENTS,
-                      "DELETE": Perm.MANAGE_AGENTS}
+    required_perms = {
+        "GET": Perm.VIEW_CONFIG,
+        "PATCH": Perm.MANAGE_AGENTS,
+        "PUT": Perm.MANAGE_AGENTS,
+        "DELETE": Perm.MANAGE_AGENTS,
+    }
 
     @extend_schema(responses=AgentSerializer)
     def get(self, request: Request, slug: str) -> Response:
@@ -85,11 +93,14 @@ class AgentDetailView(TenantAPIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str) -> Response:
-        services.agent_delete(agent=services.access_agent(tenant=self.tenant, slug_or_id=slug), actor=self.actor)
+        services.agent_delete(
+            agent=services.access_agent(tenant=self.tenant, slug_or_id=slug), actor=self.actor
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- API keys ----------------------------------------------------------------------------------
+
 
 class ApiKeySerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
@@ -98,8 +109,21 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "last4", "masked", "scopes", "agent", "expires_at", "revoked_at",
-                  "last_used_at", "spend_limit_tcu", "is_active", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "last4",
+            "masked",
+            "scopes",
+            "agent",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "spend_limit_tcu",
+            "is_active",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -108,7 +132,9 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField(), required=False)
     agent = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    spend_limit_tcu = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_TCU)
+    spend_limit_tcu = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TCU
+    )
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
@@ -139,8 +165,13 @@ class ApiKeyListView(TenantAPIView):
             except Http404:
                 return Response({"agent": ["No such agent."]}, status=status.HTTP_400_BAD_REQUEST)
         key, raw = key_service.apikey_create(
-            tenant=self.tenant, actor=self.actor, name=data["name"], scopes=data.get("scopes") or ["gateway"],
-            agent=agent, expires_at=data.get("expires_at"), spend_limit_tcu=data.get("spend_limit_tcu"),
+            tenant=self.tenant,
+            actor=self.actor,
+            name=data["name"],
+            scopes=data.get("scopes") or ["gateway"],
+            agent=agent,
+            expires_at=data.get("expires_at"),
+            spend_limit_tcu=data.get("spend_limit_tcu"),
         )
         body = ApiKeySerializer(key).data
         body["key"] = raw
@@ -156,19 +187,31 @@ class ApiKeyDetailView(TenantAPIView):
 
     @extend_schema(responses=ApiKeySerializer)
     def delete(self, request: Request, key_id: int) -> Response:
-        key = key_service.apikey_revoke(key=services.access_apikey(tenant=self.tenant, key_id=key_id),
-                                        actor=self.actor)
+        key = key_service.apikey_revoke(
+            key=services.access_apikey(tenant=self.tenant, key_id=key_id), actor=self.actor
+        )
         return Response(ApiKeySerializer(key).data)
 
 
 # --- audit log ----------------------------------------------------------------------------------
+
 
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_display", read_only=True)
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "created_at", "actor", "action", "object_type", "object_id", "object_repr", "changes", "ip"]
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "changes",
+            "ip",
+        ]
         read_only_fields = fields
 
 
@@ -176,15 +219,19 @@ class AuditListView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_AUDIT}
 
     @extend_schema(
-        parameters=[OpenApiParameter("action", str, description="Action prefix, e.g. `apikey` or `agent.create`"),
-                    OpenApiParameter("limit", int, description="At most 500; default 100")],
+        parameters=[
+            OpenApiParameter("action", str, description="Action prefix, e.g. `apikey` or `agent.create`"),
+            OpenApiParameter("limit", int, description="At most 500; default 100"),
+        ],
         responses=AuditEventSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         events = AuditEvent.objects.select_related("actor_user", "actor_key")
         if action := request.query_params.get("action"):
             if "\x00" in action:
-                return Response({"action": ["Null characters are not allowed."]}, status=status.HTTP_400_BAD_REQUEST)
+                return Response(
+                    {"action": ["Null characters are not allowed."]}, status=status.HTTP_400_BAD_REQUEST
+                )
             events = events.filter(action__startswith=action)
         try:
             limit = max(1, min(int(request.query_params.get("limit", 100)), 500))

@@ -41,7 +41,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header.startswith(self.keyword + " "):
             return None
-        raw = header[len(self.keyword) + 1:].strip()
+        raw = header[len(self.keyword) + 1 :].strip()
         info = key_info(raw)
         if info is None or not info.is_valid():
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")

@@ -11,7 +11,12 @@ urlpatterns = [
     path("keys/<int:key_id>", api.ApiKeyDetailView.as_view(), name="api-key"),
     path("audit", api.AuditListView.as_view(), name="api-audit"),
     path("invitations", members_api.InvitationListView.as_view(), name="api-invitations"),
-    path("invitations/<int:invitation_id>", members_api.InvitationDetailView.as_view(), name="api-invitation"),
-    path("invitations/<int:invitation_id>/resend", members_api.InvitationResendView.as_view(),
-         name="api-invitation-resend"),
+    path(
+        "invitations/<int:invitation_id>", members_api.InvitationDetailView.as_view(), name="api-invitation"
+    ),
+    path(
+        "invitations/<int:invitation_id>/resend",
+        members_api.InvitationResendView.as_view(),
+        name="api-invitation-resend",
+    ),
 ]

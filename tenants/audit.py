@@ -38,7 +38,9 @@ def client_ip(request: Any) -> str | None:
 
 
 def _safe_value(name: str, value: Any) -> Any:
-    if any(marker in name.lower() for marker in SECRET_FIELD_MARKERS) and not name.endswith(("_masked", "_id")):
+    if any(marker in name.lower() for marker in SECRET_FIELD_MARKERS) and not name.endswith(
+        ("_masked", "_id")
+    ):
         return "[changed]" if value else value
     if isinstance(value, models.Model):
         return str(value)

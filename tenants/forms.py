@@ -26,16 +26,23 @@ def apply_errors(form: forms.Form, exc: ValidationError, rename: dict[str, str] 
 class SignupForm(forms.Form):
     name = forms.CharField(label="Your name", max_length=150, required=False)
     email = forms.EmailField(label="Work e-mail")
-    password = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-                               help_text="At least 10 characters; not a common password.")
+    password = forms.CharField(
+        label="Password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 10 characters; not a common password.",
+    )
     tenant_name = forms.CharField(label="Workspace name", max_length=150)
-    tenant_slug = forms.CharField(label="Workspace id", max_length=50,
-                                  help_text="Lowercase letters, digits and hyphens; used in URLs and the CLI.")
+    tenant_slug = forms.CharField(
+        label="Workspace id",
+        max_length=50,
+        help_text="Lowercase letters, digits and hyphens; used in URLs and the CLI.",
+    )
 
 
 class LoginForm(AuthenticationForm):
-    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
-                                                                                "autocomplete": "email"}))
+    username = forms.EmailField(
+        label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
 
 
 class InviteForm(forms.Form):
@@ -45,7 +52,9 @@ class InviteForm(forms.Form):
     def __init__(self, *args, inviter_role: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         # Offer only the roles this inviter may grant; the service refuses the others with the same rule.
-        offered = [(v, label) for v, label in Role.choices if invite_refusal(actor_role=inviter_role, role=v) is None]
+        offered = [
+            (v, label) for v, label in Role.choices if invite_refusal(actor_role=inviter_role, role=v) is None
+        ]
         self.fields["role"].widget.choices = offered or Role.choices  # type: ignore[attr-defined]
 
 
@@ -55,11 +64,15 @@ class RoleForm(forms.Form):
 
 class AcceptSignupForm(forms.Form):
     name = forms.CharField(label="Your name", max_length=150, required=False)
-    password = forms.CharField(label="Choose a password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password = forms.CharField(
+        label="Choose a password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
 
 
 class AgentForm(forms.Form):
-    slug = forms.CharField(label="Id", max_length=50, help_text="Lowercase letters, digits and hyphens, e.g. support-bot.")
+    slug = forms.CharField(
+        label="Id", max_length=50, help_text="Lowercase letters, digits and hyphens, e.g. support-bot."
+    )
     name = forms.CharField(max_length=150, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
@@ -73,12 +86,25 @@ class AgentEditForm(forms.Form):
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100)
     scopes = forms.MultipleChoiceField(
-        choices=[("gateway", "Gateway — call /v1 models"), ("manage", "Manage — use the /api configuration API")],
-        widget=forms.CheckboxSelectMultiple, initial=["gateway"])
-    agent = forms.ModelChoiceField(queryset=Agent.objects.unscoped().none(), required=False, empty_label="No agent",
-                                   help_text="Usage of this key is attributed to the agent, with its settings.")
-    expires_at = forms.DateField(label="Expires on", required=False, widget=forms.DateInput(attrs={"type": "date"}),
-                                 help_text="Optional; the key stops working at the start of that day (UTC).")
+        choices=[
+            ("gateway", "Gateway — call /v1 models"),
+            ("manage", "Manage — use the /api configuration API"),
+        ],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["gateway"],
+    )
+    agent = forms.ModelChoiceField(
+        queryset=Agent.objects.unscoped().none(),
+        required=False,
+        empty_label="No agent",
+        help_text="Usage of this key is attributed to the agent, with its settings.",
+    )
+    expires_at = forms.DateField(
+        label="Expires on",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional; the key stops working at the start of that day (UTC).",
+    )
 
     def __init__(self, *args, tenant=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -101,9 +101,16 @@ def apikey_create(
             created_by=actor.user,
         )
         audit_record(
-            tenant=tenant, actor=actor, action="apikey.create", obj=key,
-            changes={"name": name, "scopes": scopes, "agent": agent.slug if agent else None,
-                     "expires_at": expires_at.isoformat() if expires_at else None},
+            tenant=tenant,
+            actor=actor,
+            action="apikey.create",
+            obj=key,
+            changes={
+                "name": name,
+                "scopes": scopes,
+                "agent": agent.slug if agent else None,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
         )
     return key, raw
 
@@ -137,12 +144,7 @@ def key_info_by_hash(key_hash: str) -> KeyInfo | None:
     ck = _cache_key(key_hash)
     info = cache.get(ck)
     if info is None:
-        key = (
-            ApiKey.objects.unscoped()
-            .select_related("tenant", "agent")
-            .filter(key_hash=key_hash)
-            .first()
-        )
+        key = ApiKey.objects.unscoped().select_related("tenant", "agent").filter(key_hash=key_hash).first()
         if key is None:
             return None
         info = KeyInfo(

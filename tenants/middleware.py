@@ -16,7 +16,9 @@ def resolve_membership(request: HttpRequest) -> Membership | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    memberships = Membership.objects.unscoped().select_related("tenant").filter(user=user, tenant__is_active=True)
+    memberships = (
+        Membership.objects.unscoped().select_related("tenant").filter(user=user, tenant__is_active=True)
+    )
     wanted = request.session.get(SESSION_KEY)
     membership = None
     if wanted is not None:

@@ -127,11 +127,15 @@ class ApiKey(TenantOwned):
     last4 = models.CharField(max_length=4)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     scopes = models.JSONField(default=list)
-    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys")
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    spend_limit_tcu = models.BigIntegerField(null=True, blank=True, help_text="Monthly TCU budget of this key.")
+    spend_limit_tcu = models.BigIntegerField(
+        null=True, blank=True, help_text="Monthly TCU budget of this key."
+    )
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -46,8 +46,16 @@ PERMISSIONS: dict[str, set[str]] = {
 
 # A tenant API key with the `manage` scope acts with these rights (never members or billing).
 MANAGE_KEY_PERMS = {
-    Perm.MANAGE_LLM, Perm.MANAGE_KEYS, Perm.MANAGE_AGENTS, Perm.MANAGE_CAPS,
-    Perm.VIEW_AUDIT, Perm.VIEW_USAGE, Perm.VIEW_CONFIG, Perm.USE_ASSISTANT, Perm.RUN_JOBS, Perm.ALL_JOBS,
+    Perm.MANAGE_LLM,
+    Perm.MANAGE_KEYS,
+    Perm.MANAGE_AGENTS,
+    Perm.MANAGE_CAPS,
+    Perm.VIEW_AUDIT,
+    Perm.VIEW_USAGE,
+    Perm.VIEW_CONFIG,
+    Perm.USE_ASSISTANT,
+    Perm.RUN_JOBS,
+    Perm.ALL_JOBS,
 }
 
 

@@ -24,13 +24,16 @@ INVITE_SALT = "tenants.invitation"
 
 # --- access: the same 404 for missing and for another tenant's ---------------------------
 
+
 def access_agent(*, tenant: Tenant, slug_or_id: str | int) -> Agent:
     qs = Agent.objects.unscoped().filter(tenant=tenant)
     value = str(slug_or_id)
     if "\x00" in value:  # no slug holds one, and PostgreSQL refuses it in a query
         raise Http404("No such agent.")
     agent = qs.filter(slug=value).first()
-    if agent is None and value.isascii() and value.isdigit() and len(value) <= 18:  # an id (not "²", nor 5,000 digits)
+    if (
+        agent is None and value.isascii() and value.isdigit() and len(value) <= 18
+    ):  # an id (not "²", nor 5,000 digits)
         agent = qs.filter(id=int(value)).first()
     if agent is None:
         raise Http404("No such agent.")
@@ -46,6 +49,7 @@ def access_apikey(*, tenant: Tenant, key_id: str | int) -> ApiKey:
 
 # --- tenants and users ------------------------------------------------------------------
 
+
 def tenant_create(
     *, slug: str, name: str, owner: User, actor: Actor = SYSTEM, eu_only: bool = False
 ) -> Tenant:
@@ -56,8 +60,13 @@ def tenant_create(
         with transaction.atomic():
             tenant = Tenant.objects.create(slug=slug, name=(name or slug).strip()[:150], eu_only=eu_only)
             Membership.objects.unscoped().create(tenant=tenant, user=owner, role=Role.OWNER)
-            audit_record(tenant=tenant, actor=actor, action="tenant.create", obj=tenant,
-                         changes={"slug": slug, "owner": owner.email})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action="tenant.create",
+                obj=tenant,
+                changes={"slug": slug, "owner": owner.email},
+            )
     except IntegrityError:
         raise ValidationError({"slug": [f"The workspace “{slug}” already exists; choose another."]}) from None
     return tenant
@@ -94,7 +103,9 @@ def user_create(*, email: str, password: str, name: str = "") -> User:
     return User.objects.create_user(email=email, password=password, name=name)
 
 
-def signup(*, email: str, password: str, name: str, tenant_name: str, tenant_slug: str) -> tuple[User, Tenant]:
+def signup(
+    *, email: str, password: str, name: str, tenant_name: str, tenant_slug: str
+) -> tuple[User, Tenant]:
     """Create the user, the tenant and the owner membership, all or nothing."""
     email = (email or "").strip().lower()
     slug = (tenant_slug or "").strip().lower()
@@ -113,9 +124,11 @@ def signup(*, email: str, password: str, name: str, tenant_name: str, tenant_slu
 
 
 def user_tenants(user: User) -> list[Tenant]:
-    return list(Tenant.objects.filter(
-        id__in=Membership.objects.unscoped().filter(user=user).values("tenant_id"), is_active=True
-    ))
+    return list(
+        Tenant.objects.filter(
+            id__in=Membership.objects.unscoped().filter(user=user).values("tenant_id"), is_active=True
+        )
+    )
 
 
 def membership_for(*, user: User, tenant: Tenant) -> Membership | None:
@@ -123,6 +136,7 @@ def membership_for(*, user: User, tenant: Tenant) -> Membership | None:
 
 
 # --- members ------------------------------------------------------------------------------
+
 
 def access_membership(*, tenant: Tenant, membership_id: str | int) -> Membership:
     try:
@@ -157,8 +171,12 @@ def _lock_members(tenant: Tenant, actor: Actor, *membership_ids: int) -> tuple[l
 def actor_role(*, tenant: Tenant, actor: Actor) -> str | None:
     """The actor's role in the tenant as stored now (the system acts as an owner; API keys have none)."""
     if actor.user is not None:
-        return Membership.objects.unscoped().filter(tenant=tenant, user=actor.user).values_list(
-            "role", flat=True).first()
+        return (
+            Membership.objects.unscoped()
+            .filter(tenant=tenant, user=actor.user)
+            .values_list("role", flat=True)
+            .first()
+        )
     return None if actor.api_key is not None else Role.OWNER
 
 
@@ -178,16 +196,26 @@ def membership_change_role(*, membership: Membership, role: str, actor: Actor) -
         owners, actor_role = _lock_members(tenant, actor, membership.id)
         locked = _locked(tenant, membership.id)
         is_self = actor.user is not None and locked.user_id == actor.user.pk
-        if refusal := role_change_refusal(actor_role=actor_role, is_self=is_self, current=locked.role, new=role):
+        if refusal := role_change_refusal(
+            actor_role=actor_role, is_self=is_self, current=locked.role, new=role
+        ):
             raise PermissionDenied(refusal)
         if locked.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
-            raise ValidationError({"role": ["A workspace needs at least one owner; make someone else owner first."]})
+            raise ValidationError(
+                {"role": ["A workspace needs at least one owner; make someone else owner first."]}
+            )
         old = locked.role
         if old != role:
             locked.role = role
             locked.save(update_fields=["role"])
-            audit_record(tenant=tenant, actor=actor, action="member.role", obj=locked,
-                         object_repr=locked.user.email, changes={"role": [old, role]})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action="member.role",
+                obj=locked,
+                object_repr=locked.user.email,
+                changes={"role": [old, role]},
+            )
     return locked
 
 
@@ -201,12 +229,19 @@ def membership_remove(*, membership: Membership, actor: Actor) -> None:
             raise PermissionDenied(refusal)
         if locked.role == Role.OWNER and len(owners) <= 1:
             raise ValidationError({"role": ["The last owner cannot be removed."]})
-        audit_record(tenant=tenant, actor=actor, action="member.remove", obj=locked,
-                     object_repr=locked.user.email, changes={"email": locked.user.email})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="member.remove",
+            obj=locked,
+            object_repr=locked.user.email,
+            changes={"email": locked.user.email},
+        )
         locked.delete()
 
 
 # --- invitations -----------------------------------------------------------------------------
+
 
 def invitation_token(invitation: Invitation) -> str:
     return signing.dumps({"i": invitation.id, "t": invitation.tenant_id}, salt=INVITE_SALT)
@@ -214,15 +249,22 @@ def invitation_token(invitation: Invitation) -> str:
 
 def access_invitation(*, tenant: Tenant, invitation_id: str | int) -> Invitation:
     try:
-        return Invitation.objects.unscoped().select_related("invited_by").get(tenant=tenant, id=int(invitation_id))
+        return (
+            Invitation.objects.unscoped()
+            .select_related("invited_by")
+            .get(tenant=tenant, id=int(invitation_id))
+        )
     except (Invitation.DoesNotExist, ValueError, TypeError):
         raise Http404("No such invitation.") from None
 
 
 def invitations_pending(*, tenant: Tenant):
     """Invitations not yet accepted or revoked, newest first (an expired link can still be resent)."""
-    return Invitation.objects.unscoped().select_related("invited_by").filter(
-        tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
+    return (
+        Invitation.objects.unscoped()
+        .select_related("invited_by")
+        .filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
+    )
 
 
 def _invitation_link(invitation: Invitation) -> str:
@@ -234,13 +276,15 @@ def _invitation_mail(invitation: Invitation, actor: Actor) -> str:
     link = _invitation_link(invitation)
     tenant = invitation.tenant
     inviter = actor.user.email if actor.user else "An administrator"
-    transaction.on_commit(lambda: send_mail(
-        f"You are invited to {tenant.name} on BYOK Platform",
-        f"{inviter} invited you to join {tenant.name} as {invitation.role}.\n\n"
-        f"Accept within {settings.INVITE_MAX_AGE_DAYS} days: {link}\n",
-        None,
-        [invitation.email],
-    ))
+    transaction.on_commit(
+        lambda: send_mail(
+            f"You are invited to {tenant.name} on BYOK Platform",
+            f"{inviter} invited you to join {tenant.name} as {invitation.role}.\n\n"
+            f"Accept within {settings.INVITE_MAX_AGE_DAYS} days: {link}\n",
+            None,
+            [invitation.email],
+        )
+    )
     return link
 
 
@@ -253,8 +297,9 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) ->
         errors["email"] = ["This e-mail address is too long."]
     if role not in Role.values:
         errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
-    if "role" not in errors and (refusal := invite_refusal(actor_role=actor_role(tenant=tenant, actor=actor),
-                                                           role=role)):
+    if "role" not in errors and (
+        refusal := invite_refusal(actor_role=actor_role(tenant=tenant, actor=actor), role=role)
+    ):
         errors["role"] = [refusal]
     if not errors and Membership.objects.unscoped().filter(tenant=tenant, user__email=email).exists():
         errors["email"] = ["This person is already a member."]
@@ -264,8 +309,14 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) ->
         invitation = Invitation.objects.unscoped().create(
             tenant=tenant, email=email, role=role, invited_by=actor.user
         )
-        audit_record(tenant=tenant, actor=actor, action="member.invite", obj=invitation,
-                     object_repr=email, changes={"email": email, "role": role})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="member.invite",
+            obj=invitation,
+            object_repr=email,
+            changes={"email": email, "role": role},
+        )
         link = _invitation_mail(invitation, actor)
     return invitation, link
 
@@ -286,8 +337,14 @@ def invitation_resend(*, invitation: Invitation, actor: Actor) -> tuple[Invitati
         raise PermissionDenied(refusal)
     with transaction.atomic():
         locked = _pending_locked(invitation)
-        audit_record(tenant=tenant, actor=actor, action="member.invite.resend", obj=locked,
-                     object_repr=locked.email, changes={"email": locked.email, "role": locked.role})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="member.invite.resend",
+            obj=locked,
+            object_repr=locked.email,
+            changes={"email": locked.email, "role": locked.role},
+        )
         link = _invitation_mail(locked, actor)
     return locked, link
 
@@ -302,8 +359,14 @@ def invitation_revoke(*, invitation: Invitation, actor: Actor) -> Invitation:
         locked = _pending_locked(invitation)
         locked.revoked_at = timezone.now()
         locked.save(update_fields=["revoked_at"])
-        audit_record(tenant=tenant, actor=actor, action="member.invite.revoke", obj=locked,
-                     object_repr=locked.email, changes={"email": locked.email, "role": locked.role})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="member.invite.revoke",
+            obj=locked,
+            object_repr=locked.email,
+            changes={"email": locked.email, "role": locked.role},
+        )
     return locked
 
 
@@ -315,9 +378,12 @@ def invitation_from_token(token: str) -> Invitation:
         raise ValidationError("This invitation has expired; ask for a new one.") from None
     except signing.BadSignature:
         raise ValidationError("This invitation link is not valid.") from None
-    invitation = Invitation.objects.unscoped().select_related("tenant").filter(
-        id=data.get("i"), tenant_id=data.get("t")
-    ).first()
+    invitation = (
+        Invitation.objects.unscoped()
+        .select_related("tenant")
+        .filter(id=data.get("i"), tenant_id=data.get("t"))
+        .first()
+    )
     if invitation is None or invitation.revoked_at:
         raise ValidationError("This invitation is no longer valid.")
     if invitation.accepted_at:
@@ -340,12 +406,19 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         )
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])
-        audit_record(tenant=invitation.tenant, actor=Actor(user=user), action="member.join",
-                     obj=membership, object_repr=user.email, changes={"role": membership.role})
+        audit_record(
+            tenant=invitation.tenant,
+            actor=Actor(user=user),
+            action="member.join",
+            obj=membership,
+            object_repr=user.email,
+            changes={"role": membership.role},
+        )
     return membership
 
 
 # --- agents ------------------------------------------------------------------------------------
+
 
 def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", description: str = "") -> Agent:
     slug = (slug or "").strip().lower()
@@ -363,8 +436,13 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
             agent = Agent.objects.unscoped().create(
                 tenant=tenant, slug=slug, name=(name or slug).strip()[:150], description=description or ""
             )
-            audit_record(tenant=tenant, actor=actor, action="agent.create", obj=agent,
-                         changes={"slug": slug, "name": agent.name})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action="agent.create",
+                obj=agent,
+                changes={"slug": slug, "name": agent.name},
+            )
     except IntegrityError:
         raise ValidationError({"slug": [f"An agent “{slug}” already exists in this workspace."]}) from None
     return agent

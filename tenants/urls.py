@@ -11,19 +11,31 @@ urlpatterns = [
     path("signup/", throttled("signup", field="email")(views.signup), name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password-reset/", throttled("reset", field="email")(auth_views.PasswordResetView.as_view()),
-         name="password_reset"),
+    path(
+        "password-reset/",
+        throttled("reset", field="email")(auth_views.PasswordResetView.as_view()),
+        name="password_reset",
+    ),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
-    path("password-reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
-         name="password_reset_confirm"),
-    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"
+    ),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("workspace/switch/", views.switch_tenant, name="switch_tenant"),
     path("members/", views.members, name="members"),
     path("members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path("members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
-    path("members/invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"),
-    path("members/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
+    path(
+        "members/invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"
+    ),
+    path(
+        "members/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"
+    ),
     path("invite/<str:token>/", throttled("invite")(views.invite_accept), name="invite_accept"),
     path("agents/", views.agents, name="agents"),
     path("agents/<slug:slug>/", views.agent_detail, name="agent_detail"),

@@ -52,8 +52,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user, tenant = services.signup(
-                email=form.cleaned_data["email"], password=form.cleaned_data["password"],
-                name=form.cleaned_data["name"], tenant_name=form.cleaned_data["tenant_name"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                name=form.cleaned_data["name"],
+                tenant_name=form.cleaned_data["tenant_name"],
                 tenant_slug=form.cleaned_data["tenant_slug"],
             )
         except ValidationError as exc:
@@ -97,9 +99,15 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
         return redirect("login")
     tenant_id = request.POST.get("tenant", "")
     membership = None
-    if tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) <= 18:  # anything else names no workspace
-        membership = Membership.objects.unscoped().filter(user=request.user, tenant_id=int(tenant_id),
-                                                           tenant__is_active=True).select_related("tenant").first()
+    if (
+        tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) <= 18
+    ):  # anything else names no workspace
+        membership = (
+            Membership.objects.unscoped()
+            .filter(user=request.user, tenant_id=int(tenant_id), tenant__is_active=True)
+            .select_related("tenant")
+            .first()
+        )
     if membership is None:
         messages.error(request, "You are not a member of that workspace.")
         return redirect("dashboard")
@@ -109,6 +117,7 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
 
 
 # --- members and invitations ------------------------------------------------------------------------
+
 
 @tenant_required()
 def members(request: TenantRequest) -> HttpResponse:
@@ -121,8 +130,11 @@ def members(request: TenantRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 _, invite_link = services.invitation_create(
-                    tenant=request.tenant, email=form.cleaned_data["email"], role=form.cleaned_data["role"],
-                    actor=Actor.from_request(request))
+                    tenant=request.tenant,
+                    email=form.cleaned_data["email"],
+                    role=form.cleaned_data["role"],
+                    actor=Actor.from_request(request),
+                )
             except ValidationError as exc:
                 apply_errors(form, exc)
             else:
@@ -131,16 +143,29 @@ def members(request: TenantRequest) -> HttpResponse:
     rows = []
     for m in Membership.objects.select_related("user").order_by("created_at"):
         is_self = m.user_id == request.user.pk
-        choices = [(value, label) for value, label in Role.choices
-                   if value == m.role or role_change_refusal(actor_role=request.role, is_self=is_self,
-                                                             current=m.role, new=value) is None]
-        rows.append({"m": m, "choices": choices if len(choices) > 1 else [],
-                     "can_remove": removal_refusal(actor_role=request.role, target=m.role) is None})
+        choices = [
+            (value, label)
+            for value, label in Role.choices
+            if value == m.role
+            or role_change_refusal(actor_role=request.role, is_self=is_self, current=m.role, new=value)
+            is None
+        ]
+        rows.append(
+            {
+                "m": m,
+                "choices": choices if len(choices) > 1 else [],
+                "can_remove": removal_refusal(actor_role=request.role, target=m.role) is None,
+            }
+        )
     context = {
         "rows": rows,
-        "invitations": [{"i": i, "can_resend": invite_refusal(actor_role=request.role, role=i.role) is None}
-                        for i in services.invitations_pending(tenant=request.tenant)],
-        "form": form, "can_manage": can_manage, "invite_link": invite_link,
+        "invitations": [
+            {"i": i, "can_resend": invite_refusal(actor_role=request.role, role=i.role) is None}
+            for i in services.invitations_pending(tenant=request.tenant)
+        ],
+        "form": form,
+        "can_manage": can_manage,
+        "invite_link": invite_link,
     }
     return render(request, "tenants/members.html", context, status=400 if form.errors else 200)
 
@@ -156,8 +181,9 @@ def member_role(request: TenantRequest, membership_id: int) -> HttpResponse:
     form = RoleForm(request.POST)
     if form.is_valid():
         try:
-            services.membership_change_role(membership=membership, role=form.cleaned_data["role"],
-                                            actor=Actor.from_request(request))
+            services.membership_change_role(
+                membership=membership, role=form.cleaned_data["role"], actor=Actor.from_request(request)
+            )
             messages.success(request, f"{membership.user.email} is now {form.cleaned_data['role']}.")
         except PermissionDenied as exc:
             return _refused(request, exc)
@@ -216,14 +242,21 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     except ValidationError as exc:
         return render(request, "tenants/invite_invalid.html", {"error": " ".join(exc.messages)}, status=410)
     existing = User.objects.filter(email=invitation.email).first()
-    form = AcceptSignupForm(request.POST or None) if existing is None and not request.user.is_authenticated else None
+    form = (
+        AcceptSignupForm(request.POST or None)
+        if existing is None and not request.user.is_authenticated
+        else None
+    )
     error = None
     if request.method == "POST":
         user = request.user if request.user.is_authenticated else None
         if user is None and form is not None and form.is_valid():
             try:
-                user = services.user_create(email=invitation.email, password=form.cleaned_data["password"],
-                                            name=form.cleaned_data["name"])
+                user = services.user_create(
+                    email=invitation.email,
+                    password=form.cleaned_data["password"],
+                    name=form.cleaned_data["name"],
+                )
             except ValidationError as exc:
                 apply_errors(form, exc)
                 user = None
@@ -239,10 +272,13 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
                 messages.success(request, f"You joined {invitation.tenant.name} as {membership.role}.")
                 return redirect("dashboard")
     context = {"invitation": invitation, "form": form, "existing": existing, "error": error}
-    return render(request, "tenants/invite_accept.html", context, status=400 if error or (form and form.errors) else 200)
+    return render(
+        request, "tenants/invite_accept.html", context, status=400 if error or (form and form.errors) else 200
+    )
 
 
 # --- agents -------------------------------------------------------------------------------------------
+
 
 @tenant_required()
 def agents(request: TenantRequest) -> HttpResponse:
@@ -253,23 +289,30 @@ def agents(request: TenantRequest) -> HttpResponse:
             return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
         if form.is_valid():
             try:
-                agent = services.agent_create(tenant=request.tenant, actor=Actor.from_request(request),
-                                              **form.cleaned_data)
+                agent = services.agent_create(
+                    tenant=request.tenant, actor=Actor.from_request(request), **form.cleaned_data
+                )
             except ValidationError as exc:
                 apply_errors(form, exc)
             else:
                 messages.success(request, f"Agent “{agent.slug}” created.")
                 return redirect("agent_detail", slug=agent.slug)
-    return render(request, "tenants/agents.html", {"agents": Agent.objects.all(), "form": form,
-                                                   "can_manage": can_manage}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "tenants/agents.html",
+        {"agents": Agent.objects.all(), "form": form, "can_manage": can_manage},
+        status=400 if form.errors else 200,
+    )
 
 
 @tenant_required()
 def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
     agent = services.access_agent(tenant=request.tenant, slug_or_id=slug)
     can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
-    form = AgentEditForm(request.POST or None, initial={"name": agent.name, "description": agent.description,
-                                                        "is_active": agent.is_active})
+    form = AgentEditForm(
+        request.POST or None,
+        initial={"name": agent.name, "description": agent.description, "is_active": agent.is_active},
+    )
     if request.method == "POST":
         if not can_manage:
             return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
@@ -292,12 +335,22 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
         usage = usage_summary(tenant=request.tenant, range_name="30d", agent=agent)["totals"]
     except DatabaseError:  # usage is an extra here
         usage = None
-    return render(request, "tenants/agent_detail.html", {"agent": agent, "form": form, "can_manage": can_manage,
-                                                         "usage": usage, "keys": agent.api_keys.all()},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "tenants/agent_detail.html",
+        {
+            "agent": agent,
+            "form": form,
+            "can_manage": can_manage,
+            "usage": usage,
+            "keys": agent.api_keys.all(),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 # --- API keys -----------------------------------------------------------------------------------------
+
 
 @tenant_required(Perm.MANAGE_KEYS)
 def keys(request: TenantRequest) -> HttpResponse:
@@ -307,9 +360,14 @@ def keys(request: TenantRequest) -> HttpResponse:
         expires = form.cleaned_data.get("expires_at")
         try:
             key, raw = key_service.apikey_create(
-                tenant=request.tenant, actor=Actor.from_request(request), name=form.cleaned_data["name"],
-                scopes=form.cleaned_data["scopes"], agent=form.cleaned_data.get("agent"),
-                expires_at=datetime.combine(expires, time.min, tzinfo=timezone.get_fixed_timezone(0)) if expires else None,
+                tenant=request.tenant,
+                actor=Actor.from_request(request),
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                agent=form.cleaned_data.get("agent"),
+                expires_at=datetime.combine(expires, time.min, tzinfo=timezone.get_fixed_timezone(0))
+                if expires
+                else None,
             )
         except ValidationError as exc:
             apply_errors(form, exc)
@@ -317,9 +375,12 @@ def keys(request: TenantRequest) -> HttpResponse:
             # Rendered straight from this response and never stored: the only time the key is shown.
             created = {"key": key, "raw": raw}
             form = ApiKeyForm(tenant=request.tenant)
-    response = render(request, "tenants/keys.html", {
-        "form": form, "created": created, "keys": ApiKey.objects.select_related("agent")},
-        status=400 if form.errors else 200)
+    response = render(
+        request,
+        "tenants/keys.html",
+        {"form": form, "created": created, "keys": ApiKey.objects.select_related("agent")},
+        status=400 if form.errors else 200,
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -334,6 +395,7 @@ def key_revoke(request: TenantRequest, key_id: int) -> HttpResponse:
 
 
 # --- audit log ------------------------------------------------------------------------------------------
+
 
 @tenant_required(Perm.VIEW_AUDIT)
 def audit(request: TenantRequest) -> HttpResponse:

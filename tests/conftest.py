@@ -18,7 +18,9 @@ from tenants.services import agent_create, tenant_create
 def _service_up(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2
+        ):
             return True
     except OSError:
         return False
@@ -29,13 +31,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     missing = []
     db = settings.DATABASES["default"]
-    if "postgresql" in db["ENGINE"] and not _service_up(f"//{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}", 5432):
+    if "postgresql" in db["ENGINE"] and not _service_up(
+        f"//{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}", 5432
+    ):
         missing.append(f"PostgreSQL at {db.get('HOST')}:{db.get('PORT') or 5432} (DATABASE_URL)")
     if settings.REDIS_URL and not _service_up(settings.REDIS_URL, 6379):
         missing.append(f"Redis at {settings.REDIS_URL} (REDIS_URL)")
     if missing:
         raise pytest.UsageError(
-            "Tests need these services and they do not answer: " + "; ".join(missing)
+            "Tests need these services and they do not answer: "
+            + "; ".join(missing)
             + ". Start them (see README) or point DATABASE_URL / REDIS_URL elsewhere."
         )
 
@@ -74,7 +79,7 @@ def clear_redis_namespace() -> None:
     client = budget.backend().sync_client()
     keys = list(client.scan_iter(f"{budget.NS}:*", count=1000))
     for start in range(0, len(keys), 500):
-        client.delete(*keys[start:start + 500])
+        client.delete(*keys[start : start + 500])
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +122,9 @@ def other_tenant(make_tenant) -> Tenant:
 @pytest.fixture
 def make_key(db):
     def make(tenant: Tenant, scopes=("gateway", "manage"), agent=None, **kwargs) -> str:
-        _, raw = apikey_create(tenant=tenant, actor=SYSTEM, name="test", scopes=list(scopes), agent=agent, **kwargs)
+        _, raw = apikey_create(
+            tenant=tenant, actor=SYSTEM, name="test", scopes=list(scopes), agent=agent, **kwargs
+        )
         return raw
 
     return make

@@ -34,6 +34,7 @@ def register(endpoint: Endpoint) -> Endpoint:
 
 # --- tenants app ---------------------------------------------------------------------------------
 
+
 def _make_agent(tenant: Tenant) -> tuple[str, str]:
     from tenants.audit import SYSTEM
     from tenants.services import agent_create
@@ -64,6 +65,7 @@ register(Endpoint("audit", "/api/audit", _make_audit, update_body=None, can_dele
 
 # --- billing app ---------------------------------------------------------------------------------
 
+
 def _make_notification(tenant: Tenant) -> tuple[str, str]:
     from billing.notifications import notification_create
 
@@ -89,21 +91,41 @@ def _make_caps(tenant: Tenant) -> tuple[str, str]:
     return "", "171717"
 
 
-register(Endpoint("billing-notifications", "/api/billing/notifications", _make_notification, update_body=None,
-                  can_delete=False))
-register(Endpoint("billing-agent-budget", None, _make_agent_budget, update_body={"monthly_tcu": 1},
-                  update_method="put", can_delete=False))
+register(
+    Endpoint(
+        "billing-notifications",
+        "/api/billing/notifications",
+        _make_notification,
+        update_body=None,
+        can_delete=False,
+    )
+)
+register(
+    Endpoint(
+        "billing-agent-budget",
+        None,
+        _make_agent_budget,
+        update_body={"monthly_tcu": 1},
+        update_method="put",
+        can_delete=False,
+    )
+)
 register(Endpoint("billing-caps", "/api/billing/caps", _make_caps, update_body=None, can_delete=False))
 
 
 # --- llm configuration ---------------------------------------------------------------------------
 
+
 def _make_credential(tenant: Tenant) -> tuple[str, str]:
     from llm.config.credentials import credential_create
     from tenants.audit import SYSTEM
 
-    cred = credential_create(tenant=tenant, actor=SYSTEM, kind="openai",
-                             data={"name": "cred-marker-of-a", "api_key": "sk-isolation-a-0000000"})
+    cred = credential_create(
+        tenant=tenant,
+        actor=SYSTEM,
+        kind="openai",
+        data={"name": "cred-marker-of-a", "api_key": "sk-isolation-a-0000000"},
+    )
     return f"/api/llm/credentials/{cred.pk}", "cred-marker-of-a"
 
 
@@ -111,8 +133,9 @@ def _make_route(tenant: Tenant) -> tuple[str, str]:
     from llm.config.routes import route_create
     from tenants.audit import SYSTEM
 
-    route = route_create(tenant=tenant, actor=SYSTEM, data={"name": "route_marker_of_a",
-                                                           "targets": ["openai:gpt-5-mini"]})
+    route = route_create(
+        tenant=tenant, actor=SYSTEM, data={"name": "route_marker_of_a", "targets": ["openai:gpt-5-mini"]}
+    )
     return f"/api/llm/routes/{route.pk}", "route_marker_of_a"
 
 
@@ -125,9 +148,16 @@ def _save_custom_preferences(tenant: Tenant, agent=None, model: str = "prefs-mar
     from llm.config.preferences import preferences_save
     from tenants.audit import SYSTEM
 
-    preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data={
-        "mode": "custom", "model": model,
-        "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"}})
+    preferences_save(
+        tenant=tenant,
+        agent=agent,
+        actor=SYSTEM,
+        data={
+            "mode": "custom",
+            "model": model,
+            "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"},
+        },
+    )
 
 
 def _make_preferences(tenant: Tenant) -> tuple[str, str]:
@@ -144,16 +174,31 @@ def _make_agent_preferences(tenant: Tenant) -> tuple[str, str]:
     return "/api/llm/preferences?agent=prefs-agent", "agent-prefs-marker-of-a"
 
 
-register(Endpoint("llm-credentials", "/api/llm/credentials", _make_credential, update_body={"name": "hijacked"}))
+register(
+    Endpoint("llm-credentials", "/api/llm/credentials", _make_credential, update_body={"name": "hijacked"})
+)
 register(Endpoint("llm-routes", "/api/llm/routes", _make_route, update_body={"description": "hijacked"}))
-register(Endpoint("llm-routes-export", "/api/llm/routes/export", _make_route_export, update_body=None,
-                  can_delete=False))
-register(Endpoint("llm-preferences", "/api/llm/preferences", _make_preferences, update_body=None, can_delete=False))
-register(Endpoint("llm-agent-preferences", None, _make_agent_preferences, update_body={"model": "hijacked"},
-                  update_method="post"))
+register(
+    Endpoint(
+        "llm-routes-export", "/api/llm/routes/export", _make_route_export, update_body=None, can_delete=False
+    )
+)
+register(
+    Endpoint("llm-preferences", "/api/llm/preferences", _make_preferences, update_body=None, can_delete=False)
+)
+register(
+    Endpoint(
+        "llm-agent-preferences",
+        None,
+        _make_agent_preferences,
+        update_body={"model": "hijacked"},
+        update_method="post",
+    )
+)
 
 
 # --- batch jobs ----------------------------------------------------------------------------------
+
 
 def _make_job(tenant: Tenant) -> tuple[str, str]:
     from llm.models import Job

@@ -91,7 +91,9 @@ SECRETS = [
 ]
 
 
-@pytest.mark.parametrize("formatter", [JsonFormatter(), logging.Formatter("%(message)s")], ids=["json", "text"])
+@pytest.mark.parametrize(
+    "formatter", [JsonFormatter(), logging.Formatter("%(message)s")], ids=["json", "text"]
+)
 def test_logs_never_contain_secrets(formatter):
     output = _log_through_filter(
         formatter,
@@ -107,7 +109,11 @@ def test_logs_never_contain_secrets(formatter):
 
 def test_check_deploy_is_clean_with_production_settings():
     env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "DATABASE_URL"}},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "DATABASE_URL"}
+        },
         "DEBUG": "false",
         "SECRET_KEY": "a-very-long-and-random-production-secret-key-0123456789abcdefXYZ",
         "ALLOWED_HOSTS": "byok.example.com",
@@ -117,7 +123,11 @@ def test_check_deploy_is_clean_with_production_settings():
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -130,9 +140,14 @@ def test_compose_describes_the_full_stack():
     for name in ("postgres", "redis", "web", "worker"):
         assert "healthcheck" in services[name], name
     assert "uvicorn" in (ROOT / "Dockerfile").read_text()
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
         (ROOT / ".env").exists() or (ROOT / ".env").write_text("")
-        result = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run(
+            ["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
 
 

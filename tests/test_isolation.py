@@ -25,7 +25,9 @@ def test_other_tenant_cannot_see_or_touch(endpoint, tenant, manage_client, other
         assert read.status_code == 404
         assert marker not in read.content.decode()
         if endpoint.update_body is not None:
-            changed = getattr(other_client, endpoint.update_method)(detail_url, endpoint.update_body, format="json")
+            changed = getattr(other_client, endpoint.update_method)(
+                detail_url, endpoint.update_body, format="json"
+            )
             assert changed.status_code == 404
         if endpoint.can_delete:
             assert other_client.delete(detail_url).status_code == 404

@@ -38,8 +38,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_llm_never_imports_billing():
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "llm").rglob("*.py")
-                 if "migrations" not in p.parts and any(n.split(".")[0] == "billing" for n in _imports(p))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "llm").rglob("*.py")
+        if "migrations" not in p.parts and any(n.split(".")[0] == "billing" for n in _imports(p))
+    ]
     assert not offenders, offenders
 
 
@@ -50,7 +53,10 @@ def test_no_import_error_fallbacks_for_apps_that_are_always_installed():
             if "migrations" in p.parts:
                 continue
             for node in ast.walk(ast.parse(p.read_text())):
-                if isinstance(node, ast.ExceptHandler) and isinstance(node.type, ast.Name) \
-                        and node.type.id in ("ImportError", "ModuleNotFoundError"):
+                if (
+                    isinstance(node, ast.ExceptHandler)
+                    and isinstance(node.type, ast.Name)
+                    and node.type.id in ("ImportError", "ModuleNotFoundError")
+                ):
                     offenders.append(f"{p.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders

@@ -61,8 +61,13 @@ def test_revoked_key_is_refused_at_once(manage_client, tenant, make_key):
 
 
 def test_expired_key_is_refused(tenant):
-    key, raw = apikey_create(tenant=tenant, actor=SYSTEM, name="soon", scopes=["manage"],
-                             expires_at=timezone.now() + timedelta(seconds=60))
+    key, raw = apikey_create(
+        tenant=tenant,
+        actor=SYSTEM,
+        name="soon",
+        scopes=["manage"],
+        expires_at=timezone.now() + timedelta(seconds=60),
+    )
     ApiKey.objects.unscoped().filter(id=key.id).update(expires_at=timezone.now() - timedelta(seconds=1))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -70,8 +75,9 @@ def test_expired_key_is_refused(tenant):
 
 
 def test_created_key_is_shown_once_and_only_hashed(manage_client, tenant, agent):
-    response = manage_client.post("/api/keys", {"name": "ci", "scopes": ["gateway"], "agent": agent.slug},
-                                  format="json")
+    response = manage_client.post(
+        "/api/keys", {"name": "ci", "scopes": ["gateway"], "agent": agent.slug}, format="json"
+    )
     assert response.status_code == 201
     raw = response.json()["key"]
     assert raw.startswith("byok-")
@@ -150,7 +156,9 @@ def test_schema_and_docs_are_served(manage_client):
 
 
 def test_createtenant_creates_tenant_and_owner_and_prints_slug(capsys):
-    call_command("createtenant", "initech", "--owner", "boss@initech.example.com", "--password", "pw-long-enough-1")
+    call_command(
+        "createtenant", "initech", "--owner", "boss@initech.example.com", "--password", "pw-long-enough-1"
+    )
     assert capsys.readouterr().out.strip().splitlines()[-1] == "initech"
     tenant = Tenant.objects.get(slug="initech")
     owner = User.objects.get(email="boss@initech.example.com")
@@ -160,11 +168,15 @@ def test_createtenant_creates_tenant_and_owner_and_prints_slug(capsys):
 
 def test_createtenant_refuses_a_duplicate_slug(tenant):
     with pytest.raises(CommandError, match="already exists"):
-        call_command("createtenant", tenant.slug, "--owner", "x@example.com", "--password", "pw-long-enough-1")
+        call_command(
+            "createtenant", tenant.slug, "--owner", "x@example.com", "--password", "pw-long-enough-1"
+        )
 
 
 def test_createapikey_prints_the_key_alone_on_the_last_line(tenant, agent, capsys):
-    call_command("createapikey", tenant.slug, "--name", "ci", "--scopes", "gateway,manage", "--agent", agent.slug)
+    call_command(
+        "createapikey", tenant.slug, "--name", "ci", "--scopes", "gateway,manage", "--agent", agent.slug
+    )
     raw = capsys.readouterr().out.strip().splitlines()[-1]
     assert raw.startswith("byok-")
     assert " " not in raw

@@ -9,191 +9,520 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=32, unique=True)),
-                ('name', models.CharField(help_text='Shown to users, e.g. “Standard”.', max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('is_public', models.BooleanField(default=True, help_text='Offered on the plan page.')),
-                ('sort_order', models.PositiveSmallIntegerField(default=0)),
-                ('price_flat_usd', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=10, verbose_name='flat monthly price (USD)')),
-                ('price_per_agent_usd', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=10, verbose_name='monthly price per Agent (USD)')),
-                ('platform_allowed', models.BooleanField(default=False, help_text="BYOK and custom endpoints are allowed on every plan; this adds the platform's own keys.", verbose_name='platform-managed keys allowed')),
-                ('tier', models.CharField(blank=True, choices=[('', 'None (BYOK / custom only)'), ('starter', 'Economy'), ('pro', 'Standard'), ('ultra', 'Premium'), ('enterprise', 'Enterprise')], max_length=16, verbose_name='managed tier')),
-                ('tier_models', models.JSONField(blank=True, default=list, help_text='Catalog ids in order of preference, e.g. ["anthropic:claude-haiku-4.5", "openai:gpt-5-mini"].', verbose_name='backend models of the tier')),
-                ('included_tokens', models.BigIntegerField(default=0, verbose_name='included tokens per month')),
-                ('overage_usd_per_mtok', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10, verbose_name='overage price per 1M tokens (USD)')),
-                ('markup', models.DecimalField(decimal_places=4, default=Decimal('0'), help_text='0.2 = billed price is list cost + 20 %.', max_digits=6, verbose_name='markup on list cost')),
-                ('rpm_tenant', models.PositiveIntegerField(blank=True, help_text='Empty = no limit.', null=True, verbose_name='requests per minute per tenant')),
-                ('rpm_key', models.PositiveIntegerField(blank=True, null=True, verbose_name='requests per minute per API key')),
-                ('max_concurrency', models.PositiveIntegerField(blank=True, null=True, verbose_name='concurrent calls per tenant')),
-                ('monthly_request_cap', models.PositiveIntegerField(blank=True, null=True, verbose_name='requests per month')),
-                ('warn_tcu', models.BigIntegerField(blank=True, help_text='Empty = SPEND_ALERT_TCU_WARN.', null=True, verbose_name='default warn cap (TCU)')),
-                ('hard_tcu', models.BigIntegerField(blank=True, help_text='Empty = SPEND_ALERT_TCU_HARD.', null=True, verbose_name='default hard cap (TCU)')),
-                ('stripe_plan_id', models.CharField(blank=True, editable=False, help_text="Stripe Plan this plan's price was last synced to.", max_length=100)),
-                ('is_active', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=32, unique=True)),
+                ("name", models.CharField(help_text="Shown to users, e.g. “Standard”.", max_length=100)),
+                ("description", models.TextField(blank=True)),
+                ("is_public", models.BooleanField(default=True, help_text="Offered on the plan page.")),
+                ("sort_order", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "price_flat_usd",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        verbose_name="flat monthly price (USD)",
+                    ),
+                ),
+                (
+                    "price_per_agent_usd",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        verbose_name="monthly price per Agent (USD)",
+                    ),
+                ),
+                (
+                    "platform_allowed",
+                    models.BooleanField(
+                        default=False,
+                        help_text="BYOK and custom endpoints are allowed on every plan; this adds the platform's own keys.",
+                        verbose_name="platform-managed keys allowed",
+                    ),
+                ),
+                (
+                    "tier",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "None (BYOK / custom only)"),
+                            ("starter", "Economy"),
+                            ("pro", "Standard"),
+                            ("ultra", "Premium"),
+                            ("enterprise", "Enterprise"),
+                        ],
+                        max_length=16,
+                        verbose_name="managed tier",
+                    ),
+                ),
+                (
+                    "tier_models",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Catalog ids in order of preference, e.g. ["anthropic:claude-haiku-4.5", "openai:gpt-5-mini"].',
+                        verbose_name="backend models of the tier",
+                    ),
+                ),
+                (
+                    "included_tokens",
+                    models.BigIntegerField(default=0, verbose_name="included tokens per month"),
+                ),
+                (
+                    "overage_usd_per_mtok",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        verbose_name="overage price per 1M tokens (USD)",
+                    ),
+                ),
+                (
+                    "markup",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        help_text="0.2 = billed price is list cost + 20 %.",
+                        max_digits=6,
+                        verbose_name="markup on list cost",
+                    ),
+                ),
+                (
+                    "rpm_tenant",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Empty = no limit.",
+                        null=True,
+                        verbose_name="requests per minute per tenant",
+                    ),
+                ),
+                (
+                    "rpm_key",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="requests per minute per API key"
+                    ),
+                ),
+                (
+                    "max_concurrency",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="concurrent calls per tenant"
+                    ),
+                ),
+                (
+                    "monthly_request_cap",
+                    models.PositiveIntegerField(blank=True, null=True, verbose_name="requests per month"),
+                ),
+                (
+                    "warn_tcu",
+                    models.BigIntegerField(
+                        blank=True,
+                        help_text="Empty = SPEND_ALERT_TCU_WARN.",
+                        null=True,
+                        verbose_name="default warn cap (TCU)",
+                    ),
+                ),
+                (
+                    "hard_tcu",
+                    models.BigIntegerField(
+                        blank=True,
+                        help_text="Empty = SPEND_ALERT_TCU_HARD.",
+                        null=True,
+                        verbose_name="default hard cap (TCU)",
+                    ),
+                ),
+                (
+                    "stripe_plan_id",
+                    models.CharField(
+                        blank=True,
+                        editable=False,
+                        help_text="Stripe Plan this plan's price was last synced to.",
+                        max_length=100,
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['sort_order', 'slug'],
+                "ordering": ["sort_order", "slug"],
             },
         ),
         migrations.CreateModel(
-            name='ReconciliationRun',
+            name="ReconciliationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('period', models.CharField(max_length=7)),
-                ('tenants_checked', models.PositiveIntegerField(default=0)),
-                ('issues_found', models.PositiveIntegerField(default=0)),
-                ('issues_repaired', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("period", models.CharField(max_length=7)),
+                ("tenants_checked", models.PositiveIntegerField(default=0)),
+                ("issues_found", models.PositiveIntegerField(default=0)),
+                ("issues_repaired", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-started_at'],
+                "ordering": ["-started_at"],
             },
         ),
         migrations.CreateModel(
-            name='AgentBudget',
+            name="AgentBudget",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('monthly_tcu', models.BigIntegerField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('agent', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='budget', to='tenants.agent')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("monthly_tcu", models.BigIntegerField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "agent",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="budget", to="tenants.agent"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('level', models.CharField(choices=[('info', 'Info'), ('warning', 'Warning'), ('error', 'Error')], default='info', max_length=16)),
-                ('title', models.CharField(max_length=200)),
-                ('body', models.TextField(blank=True)),
-                ('read_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "level",
+                    models.CharField(
+                        choices=[("info", "Info"), ("warning", "Warning"), ("error", "Error")],
+                        default="info",
+                        max_length=16,
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("body", models.TextField(blank=True)),
+                ("read_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ReconciliationIssue',
+            name="ReconciliationIssue",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period', models.CharField(max_length=7)),
-                ('kind', models.CharField(choices=[('rollup_drift', 'Usage rollup differs from events'), ('missing_push', 'Overage not pushed to Stripe'), ('amount_drift', 'Stripe item amount differs from the ledger'), ('duplicate_item', 'Duplicate invoice item in Stripe'), ('orphan_item', 'Stripe item without a ledger entry'), ('quantity_drift', 'Subscription quantity differs from Agents'), ('status_drift', 'Subscription status differs from Stripe'), ('subscription_missing', 'Paid plan without a Stripe subscription'), ('stripe_error', 'Stripe could not be read')], max_length=32)),
-                ('detail', models.TextField()),
-                ('repaired', models.BooleanField(default=False)),
-                ('resolved_at', models.DateTimeField(blank=True, help_text='Set by an admin once handled.', null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='issues', to='billing.reconciliationrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("period", models.CharField(max_length=7)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("rollup_drift", "Usage rollup differs from events"),
+                            ("missing_push", "Overage not pushed to Stripe"),
+                            ("amount_drift", "Stripe item amount differs from the ledger"),
+                            ("duplicate_item", "Duplicate invoice item in Stripe"),
+                            ("orphan_item", "Stripe item without a ledger entry"),
+                            ("quantity_drift", "Subscription quantity differs from Agents"),
+                            ("status_drift", "Subscription status differs from Stripe"),
+                            ("subscription_missing", "Paid plan without a Stripe subscription"),
+                            ("stripe_error", "Stripe could not be read"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("detail", models.TextField()),
+                ("repaired", models.BooleanField(default=False)),
+                (
+                    "resolved_at",
+                    models.DateTimeField(blank=True, help_text="Set by an admin once handled.", null=True),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="issues",
+                        to="billing.reconciliationrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='StripeEvent',
+            name="StripeEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=100, unique=True)),
-                ('type', models.CharField(max_length=100)),
-                ('payload', models.JSONField(default=dict)),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('result', models.CharField(blank=True, max_length=200)),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=100, unique=True)),
+                ("type", models.CharField(max_length=100)),
+                ("payload", models.JSONField(default=dict)),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("result", models.CharField(blank=True, max_length=200)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('active', 'Active'), ('trialing', 'Trialing'), ('incomplete', 'Incomplete'), ('past_due', 'Past Due'), ('canceled', 'Canceled')], default='active', max_length=16)),
-                ('past_due_since', models.DateTimeField(blank=True, null=True)),
-                ('stripe_customer_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('stripe_subscription_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('quantity', models.PositiveIntegerField(default=1, help_text='Agents billed (per-agent plans).')),
-                ('current_period_end', models.DateTimeField(blank=True, null=True)),
-                ('warn_tcu_override', models.BigIntegerField(blank=True, null=True, verbose_name='warn cap override (TCU)')),
-                ('hard_tcu_override', models.BigIntegerField(blank=True, null=True, verbose_name='hard cap override (TCU)')),
-                ('alert_webhook_url', models.URLField(blank=True, help_text='Optional: cap alerts are POSTed here, signed.', max_length=500)),
-                ('alert_webhook_secret', django_cryptography.fields.encrypt(models.CharField(blank=True, max_length=100))),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='billing.plan')),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='subscription', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("trialing", "Trialing"),
+                            ("incomplete", "Incomplete"),
+                            ("past_due", "Past Due"),
+                            ("canceled", "Canceled"),
+                        ],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("past_due_since", models.DateTimeField(blank=True, null=True)),
+                ("stripe_customer_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("stripe_subscription_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                (
+                    "quantity",
+                    models.PositiveIntegerField(default=1, help_text="Agents billed (per-agent plans)."),
+                ),
+                ("current_period_end", models.DateTimeField(blank=True, null=True)),
+                (
+                    "warn_tcu_override",
+                    models.BigIntegerField(blank=True, null=True, verbose_name="warn cap override (TCU)"),
+                ),
+                (
+                    "hard_tcu_override",
+                    models.BigIntegerField(blank=True, null=True, verbose_name="hard cap override (TCU)"),
+                ),
+                (
+                    "alert_webhook_url",
+                    models.URLField(
+                        blank=True, help_text="Optional: cap alerts are POSTed here, signed.", max_length=500
+                    ),
+                ),
+                (
+                    "alert_webhook_secret",
+                    django_cryptography.fields.encrypt(models.CharField(blank=True, max_length=100)),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriptions",
+                        to="billing.plan",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subscription",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='AlertSent',
+            name="AlertSent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period', models.CharField(max_length=7)),
-                ('threshold', models.CharField(help_text='tcu_warn, tcu_hard, tokens_50, tokens_80, tokens_100', max_length=32)),
-                ('value', models.BigIntegerField(default=0, help_text='Usage when the alert was sent.')),
-                ('limit', models.BigIntegerField(default=0)),
-                ('emails_sent', models.PositiveIntegerField(default=0)),
-                ('webhook_status', models.CharField(blank=True, help_text="'' = no webhook, pending, delivered, failed", max_length=16)),
-                ('webhook_attempts', models.PositiveSmallIntegerField(default=0)),
-                ('webhook_last_error', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("period", models.CharField(max_length=7)),
+                (
+                    "threshold",
+                    models.CharField(
+                        help_text="tcu_warn, tcu_hard, tokens_50, tokens_80, tokens_100", max_length=32
+                    ),
+                ),
+                ("value", models.BigIntegerField(default=0, help_text="Usage when the alert was sent.")),
+                ("limit", models.BigIntegerField(default=0)),
+                ("emails_sent", models.PositiveIntegerField(default=0)),
+                (
+                    "webhook_status",
+                    models.CharField(
+                        blank=True, help_text="'' = no webhook, pending, delivered, failed", max_length=16
+                    ),
+                ),
+                ("webhook_attempts", models.PositiveSmallIntegerField(default=0)),
+                ("webhook_last_error", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'period', 'threshold'), name='uniq_alert_once')],
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "period", "threshold"), name="uniq_alert_once")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period', models.CharField(max_length=7)),
-                ('kind', models.CharField(choices=[('overage', 'Overage')], default='overage', max_length=16)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('pushed', 'Pushed'), ('invoiced', 'Invoiced'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('tokens', models.BigIntegerField(default=0, help_text='Billable tokens (beyond the included amount).')),
-                ('amount_cents', models.BigIntegerField(default=0, help_text='What Stripe should hold (cents).')),
-                ('pushed_amount_cents', models.BigIntegerField(default=0, help_text="The pending Stripe item's amount (cents).")),
-                ('invoiced_cents', models.BigIntegerField(default=0, help_text='Already on a Stripe invoice (cents); later growth goes on a new pending item.')),
-                ('currency', models.CharField(default='usd', max_length=3)),
-                ('stripe_customer_id', models.CharField(blank=True, max_length=64)),
-                ('stripe_invoice_item_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('stripe_invoice_id', models.CharField(blank=True, max_length=64)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('pushed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("period", models.CharField(max_length=7)),
+                (
+                    "kind",
+                    models.CharField(choices=[("overage", "Overage")], default="overage", max_length=16),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("pushed", "Pushed"),
+                            ("invoiced", "Invoiced"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "tokens",
+                    models.BigIntegerField(
+                        default=0, help_text="Billable tokens (beyond the included amount)."
+                    ),
+                ),
+                (
+                    "amount_cents",
+                    models.BigIntegerField(default=0, help_text="What Stripe should hold (cents)."),
+                ),
+                (
+                    "pushed_amount_cents",
+                    models.BigIntegerField(default=0, help_text="The pending Stripe item's amount (cents)."),
+                ),
+                (
+                    "invoiced_cents",
+                    models.BigIntegerField(
+                        default=0,
+                        help_text="Already on a Stripe invoice (cents); later growth goes on a new pending item.",
+                    ),
+                ),
+                ("currency", models.CharField(default="usd", max_length=3)),
+                ("stripe_customer_id", models.CharField(blank=True, max_length=64)),
+                ("stripe_invoice_item_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("stripe_invoice_id", models.CharField(blank=True, max_length=64)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                ("pushed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-period', 'tenant_id'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'period', 'kind'), name='uniq_ledger_entry')],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-period", "tenant_id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "period", "kind"), name="uniq_ledger_entry")
+                ],
             },
         ),
     ]

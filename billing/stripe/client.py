@@ -15,8 +15,12 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-GENERIC_MESSAGE = "Something went wrong with our payment provider; nothing was changed. Please try again later."
-UNAVAILABLE_MESSAGE = "Our payment provider could not be reached; nothing was changed. Please try again in a minute."
+GENERIC_MESSAGE = (
+    "Something went wrong with our payment provider; nothing was changed. Please try again later."
+)
+UNAVAILABLE_MESSAGE = (
+    "Our payment provider could not be reached; nothing was changed. Please try again in a minute."
+)
 NOT_CONFIGURED_MESSAGE = "Billing is not configured on this installation (STRIPE_API_KEY is empty)."
 
 _clients: dict[tuple[str, str], stripe.StripeClient] = {}
@@ -65,7 +69,9 @@ def stripe_errors(action: str) -> Iterator[None]:
         yield
     except stripe.CardError as exc:
         log.info("stripe card error during %s: %s", action, exc.code)
-        raise BillingError(exc.user_message or "Your card was declined.", code=exc.code or "card_declined") from exc
+        raise BillingError(
+            exc.user_message or "Your card was declined.", code=exc.code or "card_declined"
+        ) from exc
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
         log.warning("stripe unreachable during %s: %s", action, type(exc).__name__)
         raise BillingError(UNAVAILABLE_MESSAGE, code="stripe_unavailable", retryable=True) from exc
@@ -76,8 +82,13 @@ def stripe_errors(action: str) -> Iterator[None]:
             log.error("stripe invalid request during %s: %s", action, exc.code, exc_info=True)
         raise BillingError(GENERIC_MESSAGE, code="stripe_error") from exc
     except stripe.StripeError as exc:
-        log.error("stripe error during %s: %s %s", action, type(exc).__name__, getattr(exc, "code", ""),
-                  exc_info=True)
+        log.error(
+            "stripe error during %s: %s %s",
+            action,
+            type(exc).__name__,
+            getattr(exc, "code", ""),
+            exc_info=True,
+        )
         raise BillingError(GENERIC_MESSAGE, code="stripe_error") from exc
 
 

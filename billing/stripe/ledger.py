@@ -70,8 +70,10 @@ def delete_item(item_id: str) -> None:
 
 
 def _description(ov: Overage, tenant: Tenant, after_invoice: bool) -> str:
-    text = (f"LLM overage {ov.period} ({tenant.slug}): {ov.overage_tokens:,} tokens beyond the "
-            f"{ov.included_tokens:,} included, at ${ov.usd_per_mtok.normalize():f} per 1M tokens")
+    text = (
+        f"LLM overage {ov.period} ({tenant.slug}): {ov.overage_tokens:,} tokens beyond the "
+        f"{ov.included_tokens:,} included, at ${ov.usd_per_mtok.normalize():f} per 1M tokens"
+    )
     return text + (" — remainder after the last invoice" if after_invoice else "")
 
 
@@ -92,15 +94,27 @@ def _sync(entry: LedgerEntry, sub: Subscription, ov: Overage, tenant: Tenant) ->
     if item is None:
         found = pending_items(sub.stripe_customer_id, entry.ledger_key)
         if found:
-            item, adopted = found[0], True  # an earlier push whose answer was lost; duplicates: reconciliation
+            item, adopted = (
+                found[0],
+                True,
+            )  # an earlier push whose answer was lost; duplicates: reconciliation
             entry.stripe_invoice_item_id = item["id"]
     remaining = entry.amount_cents - entry.invoiced_cents
     if remaining < 0:
-        log.warning("ledger %s: %s cents invoiced, more than the %s due; not crediting automatically",
-                    entry.ledger_key, entry.invoiced_cents, entry.amount_cents)
+        log.warning(
+            "ledger %s: %s cents invoiced, more than the %s due; not crediting automatically",
+            entry.ledger_key,
+            entry.invoiced_cents,
+            entry.amount_cents,
+        )
         remaining = 0
-    metadata = {"ledger_key": entry.ledger_key, "tenant": tenant.slug, "period": entry.period,
-                "kind": entry.kind, "tokens": str(ov.overage_tokens)}
+    metadata = {
+        "ledger_key": entry.ledger_key,
+        "tenant": tenant.slug,
+        "period": entry.period,
+        "kind": entry.kind,
+        "tokens": str(ov.overage_tokens),
+    }
     description = _description(ov, tenant, entry.invoiced_cents > 0)
     action = "unchanged"
     if item is not None:
@@ -109,22 +123,33 @@ def _sync(entry: LedgerEntry, sub: Subscription, ov: Overage, tenant: Tenant) ->
             entry.stripe_invoice_item_id, action = "", "deleted"
         elif int(item.get("amount") or 0) != remaining:
             with stripe_errors("invoice item update"):
-                client.v1.invoice_items.update(item["id"], params={
-                    "amount": remaining, "description": description, "metadata": metadata,
-                }, options={"idempotency_key": f"byok-ledger-{entry.pk}-{item['id']}-{remaining}"})
+                client.v1.invoice_items.update(
+                    item["id"],
+                    params={
+                        "amount": remaining,
+                        "description": description,
+                        "metadata": metadata,
+                    },
+                    options={"idempotency_key": f"byok-ledger-{entry.pk}-{item['id']}-{remaining}"},
+                )
             action = "updated"
         elif adopted:
             action = "adopted"
     elif remaining > 0:
         params: Any = {
-            "customer": sub.stripe_customer_id, "amount": remaining, "currency": entry.currency,
-            "description": description, "metadata": metadata,
+            "customer": sub.stripe_customer_id,
+            "amount": remaining,
+            "currency": entry.currency,
+            "description": description,
+            "metadata": metadata,
         }
         if sub.stripe_subscription_id:
             params["subscription"] = sub.stripe_subscription_id  # onto the subscription's next invoice
         with stripe_errors("invoice item create"):
-            created = client.v1.invoice_items.create(params=params, options={
-                "idempotency_key": f"byok-ledger-{entry.pk}-{entry.invoiced_cents}-{remaining}"})
+            created = client.v1.invoice_items.create(
+                params=params,
+                options={"idempotency_key": f"byok-ledger-{entry.pk}-{entry.invoiced_cents}-{remaining}"},
+            )
         entry.stripe_invoice_item_id, action = created.id, "created"
     entry.pushed_amount_cents = remaining if entry.stripe_invoice_item_id else 0
     return action
@@ -145,14 +170,21 @@ def overage_push(*, tenant: Tenant, period: str) -> PushResult:
         return PushResult(tenant.id, period, "unchanged", target)
     if entry is None:
         entry, _ = LedgerEntry.objects.unscoped().get_or_create(
-            tenant=tenant, period=period, kind=kind, defaults={"amount_cents": target, "tokens": ov.overage_tokens})
+            tenant=tenant,
+            period=period,
+            kind=kind,
+            defaults={"amount_cents": target, "tokens": ov.overage_tokens},
+        )
     with transaction.atomic():
         entry = LedgerEntry.objects.unscoped().select_for_update().get(pk=entry.pk)
         if _settled(entry, target):  # another worker pushed while we waited for the lock
             return PushResult(tenant.id, period, "unchanged", target)
         entry.amount_cents, entry.tokens = target, ov.overage_tokens
         if not sub.stripe_customer_id:
-            entry.state, entry.last_error = LedgerEntry.State.PENDING, "The tenant has no Stripe customer yet."
+            entry.state, entry.last_error = (
+                LedgerEntry.State.PENDING,
+                "The tenant has no Stripe customer yet.",
+            )
             entry.save()
             return PushResult(tenant.id, period, "skipped", target, entry.last_error)
         entry.stripe_customer_id = sub.stripe_customer_id
@@ -165,8 +197,11 @@ def overage_push(*, tenant: Tenant, period: str) -> PushResult:
             entry.save()
             log.warning("overage push failed for %s %s: %s", tenant.slug, period, exc.code)
             return PushResult(tenant.id, period, "failed", target, exc.message)
-        entry.state = (LedgerEntry.State.INVOICED if entry.invoiced_cents and not entry.stripe_invoice_item_id
-                       else LedgerEntry.State.PUSHED)
+        entry.state = (
+            LedgerEntry.State.INVOICED
+            if entry.invoiced_cents and not entry.stripe_invoice_item_id
+            else LedgerEntry.State.PUSHED
+        )
         entry.last_error, entry.pushed_at = "", timezone.now()
         entry.save()
     log.info("overage push %s %s: %s (%s cents)", tenant.slug, period, action, target)
@@ -174,14 +209,19 @@ def overage_push(*, tenant: Tenant, period: str) -> PushResult:
 
 
 def _settled(entry: LedgerEntry, target: int) -> bool:
-    return (entry.state in (LedgerEntry.State.PUSHED, LedgerEntry.State.INVOICED)
-            and entry.amount_cents == target
-            and entry.pushed_amount_cents + entry.invoiced_cents == target)
+    return (
+        entry.state in (LedgerEntry.State.PUSHED, LedgerEntry.State.INVOICED)
+        and entry.amount_cents == target
+        and entry.pushed_amount_cents + entry.invoiced_cents == target
+    )
 
 
 def tenants_to_push(period: str) -> list[Tenant]:
     """Tenants whose plan charges overage, plus any with a ledger entry for the period."""
-    ids = set(Subscription.objects.unscoped().filter(plan__overage_usd_per_mtok__gt=0)
-              .values_list("tenant_id", flat=True))
+    ids = set(
+        Subscription.objects.unscoped()
+        .filter(plan__overage_usd_per_mtok__gt=0)
+        .values_list("tenant_id", flat=True)
+    )
     ids |= set(LedgerEntry.objects.unscoped().filter(period=period).values_list("tenant_id", flat=True))
     return list(Tenant.objects.filter(id__in=ids).order_by("id"))

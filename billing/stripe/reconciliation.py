@@ -43,9 +43,14 @@ def reconcile(*, period: str | None = None, repair: bool = True) -> Reconciliati
     subs = list(Subscription.objects.unscoped().select_related("tenant", "plan").order_by("tenant_id"))
     for sub in subs:
         if sub.plan.is_paid and not sub.stripe_subscription_id:
-            findings.append(Finding(sub.tenant, Kind.SUBSCRIPTION_MISSING,
-                                    f"{sub.tenant.slug} is on the paid plan {sub.plan.slug} without a Stripe "
-                                    "subscription (assigned by hand?); nothing is being charged."))
+            findings.append(
+                Finding(
+                    sub.tenant,
+                    Kind.SUBSCRIPTION_MISSING,
+                    f"{sub.tenant.slug} is on the paid plan {sub.plan.slug} without a Stripe "
+                    "subscription (assigned by hand?); nothing is being charged.",
+                )
+            )
         if not (sub.stripe_customer_id and stripe_configured()):
             continue
         try:
@@ -54,10 +59,16 @@ def reconcile(*, period: str | None = None, repair: bool = True) -> Reconciliati
         except BillingError as exc:
             findings.append(Finding(sub.tenant, Kind.STRIPE_ERROR, f"{sub.tenant.slug}: {exc.message}"))
     for f in findings:
-        ReconciliationIssue.objects.create(run=run, tenant=f.tenant, period=period, kind=f.kind, detail=f.detail,
-                                           repaired=f.repaired)
-        (log.info if f.repaired else log.warning)("reconciliation %s %s: %s (%s)", period, f.kind, f.detail,
-                                                  "repaired" if f.repaired else "needs a human")
+        ReconciliationIssue.objects.create(
+            run=run, tenant=f.tenant, period=period, kind=f.kind, detail=f.detail, repaired=f.repaired
+        )
+        (log.info if f.repaired else log.warning)(
+            "reconciliation %s %s: %s (%s)",
+            period,
+            f.kind,
+            f.detail,
+            "repaired" if f.repaired else "needs a human",
+        )
     run.tenants_checked = len(subs)
     run.issues_found = len(findings)
     run.issues_repaired = sum(f.repaired for f in findings)
@@ -68,6 +79,7 @@ def reconcile(*, period: str | None = None, repair: bool = True) -> Reconciliati
 
 # --- usage rollups ---------------------------------------------------------------------------------
 
+
 def check_rollups(period: str, *, repair: bool) -> list[Finding]:
     """Complete days of the period whose UsageDaily sums differ from their UsageEvents."""
     from llm.usage.rollups import rollup_day
@@ -77,19 +89,31 @@ def check_rollups(period: str, *, repair: bool) -> list[Finding]:
     end = min(end, today)
     if end <= start:
         return []
-    events = (UsageEvent.objects.unscoped().filter(created_at__gte=start, created_at__lt=end)
-              .annotate(day=TruncDate("created_at", tzinfo=UTC)).values("tenant_id", "day")
-              .annotate(requests=Count("id"), tokens=Sum("input_tokens"), out=Sum("output_tokens"), tcu=Sum("tcu")))
-    rollups = (UsageDaily.objects.unscoped().filter(day__gte=start.date(), day__lt=end.date())
-               .values("tenant_id", "day")
-               .annotate(requests=Sum("requests"), tokens=Sum("input_tokens"), out=Sum("output_tokens"),
-                         tcu=Sum("tcu")))
+    events = (
+        UsageEvent.objects.unscoped()
+        .filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("tenant_id", "day")
+        .annotate(requests=Count("id"), tokens=Sum("input_tokens"), out=Sum("output_tokens"), tcu=Sum("tcu"))
+    )
+    rollups = (
+        UsageDaily.objects.unscoped()
+        .filter(day__gte=start.date(), day__lt=end.date())
+        .values("tenant_id", "day")
+        .annotate(
+            requests=Sum("requests"), tokens=Sum("input_tokens"), out=Sum("output_tokens"), tcu=Sum("tcu")
+        )
+    )
     have: dict[tuple[int, date], tuple[int, ...]] = defaultdict(lambda: (0, 0, 0, 0))
     want: dict[tuple[int, date], tuple[int, ...]] = defaultdict(lambda: (0, 0, 0, 0))
     for row in events:
-        want[(row["tenant_id"], row["day"])] = tuple(int(row[k] or 0) for k in ("requests", "tokens", "out", "tcu"))
+        want[(row["tenant_id"], row["day"])] = tuple(
+            int(row[k] or 0) for k in ("requests", "tokens", "out", "tcu")
+        )
     for row in rollups:
-        have[(row["tenant_id"], row["day"])] = tuple(int(row[k] or 0) for k in ("requests", "tokens", "out", "tcu"))
+        have[(row["tenant_id"], row["day"])] = tuple(
+            int(row[k] or 0) for k in ("requests", "tokens", "out", "tcu")
+        )
     findings = []
     tenants = {t.id: t for t in Tenant.objects.filter(id__in={k[0] for k in set(want) | set(have)})}
     for key in sorted(set(want) | set(have)):
@@ -98,55 +122,103 @@ def check_rollups(period: str, *, repair: bool) -> list[Finding]:
         tenant_id, day = key
         if repair:
             rollup_day(tenant_id=tenant_id, day=day)
-        findings.append(Finding(tenants.get(tenant_id), Kind.ROLLUP_DRIFT,
-                                f"{day}: rollup (requests, input, output, TCU) {have[key]} ≠ events {want[key]}",
-                                repaired=repair))
+        findings.append(
+            Finding(
+                tenants.get(tenant_id),
+                Kind.ROLLUP_DRIFT,
+                f"{day}: rollup (requests, input, output, TCU) {have[key]} ≠ events {want[key]}",
+                repaired=repair,
+            )
+        )
     return findings
 
 
 # --- ledger vs Stripe invoice items -------------------------------------------------------------------
 
+
 def reconcile_ledger(sub: Subscription, period: str, *, repair: bool) -> list[Finding]:
     tenant = sub.tenant
     findings: list[Finding] = []
     key = f"{tenant.id}:{period}:{LedgerEntry.Kind.OVERAGE}"
-    items = [i for i in pending_items(sub.stripe_customer_id) if (i.get("metadata") or {}).get("period") == period]
+    items = [
+        i for i in pending_items(sub.stripe_customer_id) if (i.get("metadata") or {}).get("period") == period
+    ]
     ours = [i for i in items if i["metadata"]["ledger_key"] == key]
-    entry = LedgerEntry.objects.unscoped().filter(tenant=tenant, period=period, kind=LedgerEntry.Kind.OVERAGE).first()
+    entry = (
+        LedgerEntry.objects.unscoped()
+        .filter(tenant=tenant, period=period, kind=LedgerEntry.Kind.OVERAGE)
+        .first()
+    )
     expected = overage_of(tenant_id=tenant.id, plan=sub.plan, period=period).amount_cents
 
     if len(ours) > 1:
-        keep: dict[str, Any] = next((i for i in ours if entry and i["id"] == entry.stripe_invoice_item_id), ours[0])
+        keep: dict[str, Any] = next(
+            (i for i in ours if entry and i["id"] == entry.stripe_invoice_item_id), ours[0]
+        )
         extra = [i for i in ours if i["id"] != keep["id"]]
         if repair:
             for duplicate in extra:
                 delete_item(duplicate["id"])
-        findings.append(Finding(tenant, Kind.DUPLICATE_ITEM,
-                                f"{tenant.slug} {period}: {len(ours)} pending overage items; kept {keep['id']}, "
-                                f"{'deleted' if repair else 'would delete'} {', '.join(i['id'] for i in extra)}",
-                                repaired=repair))
+        findings.append(
+            Finding(
+                tenant,
+                Kind.DUPLICATE_ITEM,
+                f"{tenant.slug} {period}: {len(ours)} pending overage items; kept {keep['id']}, "
+                f"{'deleted' if repair else 'would delete'} {', '.join(i['id'] for i in extra)}",
+                repaired=repair,
+            )
+        )
         ours = [keep]
 
     item: dict[str, Any] | None = ours[0] if ours else None
     if entry is None:
         if item is not None:
-            findings.append(_push(tenant, period, Kind.ORPHAN_ITEM, repair and expected > 0,
-                                  f"{tenant.slug} {period}: Stripe item {item['id']} has no ledger entry"))
+            findings.append(
+                _push(
+                    tenant,
+                    period,
+                    Kind.ORPHAN_ITEM,
+                    repair and expected > 0,
+                    f"{tenant.slug} {period}: Stripe item {item['id']} has no ledger entry",
+                )
+            )
         elif expected > 0:
-            findings.append(_push(tenant, period, Kind.MISSING_PUSH, repair,
-                                  f"{tenant.slug} {period}: overage of {expected} cents never pushed"))
+            findings.append(
+                _push(
+                    tenant,
+                    period,
+                    Kind.MISSING_PUSH,
+                    repair,
+                    f"{tenant.slug} {period}: overage of {expected} cents never pushed",
+                )
+            )
         return findings
 
     outstanding = expected - entry.invoiced_cents
     if item is None and outstanding > 0:
-        findings.append(_push(tenant, period, Kind.MISSING_PUSH, repair,
-                              f"{tenant.slug} {period}: {outstanding} cents due but no pending Stripe item "
-                              f"(ledger says {entry.state}, item {entry.stripe_invoice_item_id or 'none'})",
-                              force=True))
+        findings.append(
+            _push(
+                tenant,
+                period,
+                Kind.MISSING_PUSH,
+                repair,
+                f"{tenant.slug} {period}: {outstanding} cents due but no pending Stripe item "
+                f"(ledger says {entry.state}, item {entry.stripe_invoice_item_id or 'none'})",
+                force=True,
+            )
+        )
     elif item is not None and (int(item.get("amount") or 0) != outstanding or entry.amount_cents != expected):
-        findings.append(_push(tenant, period, Kind.AMOUNT_DRIFT, repair,
-                              f"{tenant.slug} {period}: Stripe item {item['id']} holds {item.get('amount')} "
-                              f"cents, {outstanding} due", force=True))
+        findings.append(
+            _push(
+                tenant,
+                period,
+                Kind.AMOUNT_DRIFT,
+                repair,
+                f"{tenant.slug} {period}: Stripe item {item['id']} holds {item.get('amount')} "
+                f"cents, {outstanding} due",
+                force=True,
+            )
+        )
     return findings
 
 
@@ -154,13 +226,16 @@ def _push(tenant: Tenant, period: str, kind: str, repair: bool, detail: str, for
     if not repair:
         return Finding(tenant, kind, detail)
     if force:
-        LedgerEntry.objects.unscoped().filter(tenant=tenant, period=period).update(state=LedgerEntry.State.PENDING)
+        LedgerEntry.objects.unscoped().filter(tenant=tenant, period=period).update(
+            state=LedgerEntry.State.PENDING
+        )
     result = overage_push(tenant=tenant, period=period)
     ok = result.action not in {"failed", "skipped"}
     return Finding(tenant, kind, f"{detail}; push: {result.action} {result.message}".strip(), repaired=ok)
 
 
 # --- subscriptions ---------------------------------------------------------------------------------
+
 
 def reconcile_subscription(sub: Subscription, *, repair: bool) -> list[Finding]:
     from billing.stripe.sync import stripe_quantity, subscription_retrieve, subscription_set_quantity
@@ -170,25 +245,41 @@ def reconcile_subscription(sub: Subscription, *, repair: bool) -> list[Finding]:
     tenant = sub.tenant
     stripe_sub = subscription_retrieve(sub)
     if stripe_sub is None or stripe_sub.get("status") in {"canceled", "incomplete_expired"}:
-        return [Finding(tenant, Kind.STATUS_DRIFT,
-                        f"{tenant.slug}: on {sub.plan.slug} locally but the Stripe subscription "
-                        f"{sub.stripe_subscription_id} is gone or canceled; a human decides (downgrade?)")]
+        return [
+            Finding(
+                tenant,
+                Kind.STATUS_DRIFT,
+                f"{tenant.slug}: on {sub.plan.slug} locally but the Stripe subscription "
+                f"{sub.stripe_subscription_id} is gone or canceled; a human decides (downgrade?)",
+            )
+        ]
     findings = []
     remote = local_status(str(stripe_sub.get("status") or "active"))
     if remote != sub.status:
         if repair:
             _mirror_status(sub, remote)
-        findings.append(Finding(tenant, Kind.STATUS_DRIFT,
-                                f"{tenant.slug}: status {sub.status} locally, {remote} in Stripe", repaired=repair))
+        findings.append(
+            Finding(
+                tenant,
+                Kind.STATUS_DRIFT,
+                f"{tenant.slug}: status {sub.status} locally, {remote} in Stripe",
+                repaired=repair,
+            )
+        )
     if sub.plan.per_agent:
         wanted, actual = billable_agents(tenant), stripe_quantity(stripe_sub)
         if wanted != actual:
             if repair:
                 subscription_set_quantity(sub, wanted)
                 Subscription.objects.unscoped().filter(pk=sub.pk).update(quantity=wanted)
-            findings.append(Finding(tenant, Kind.QUANTITY_DRIFT,
-                                    f"{tenant.slug}: Stripe bills {actual} agent(s), {wanted} active",
-                                    repaired=repair))
+            findings.append(
+                Finding(
+                    tenant,
+                    Kind.QUANTITY_DRIFT,
+                    f"{tenant.slug}: Stripe bills {actual} agent(s), {wanted} active",
+                    repaired=repair,
+                )
+            )
     return findings
 
 

@@ -27,8 +27,13 @@ def _cents(amount: Any) -> int:
 
 
 def _owner_email(tenant: Tenant) -> str | None:
-    m = (Membership.objects.unscoped().filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING])
-         .select_related("user").order_by("role", "created_at").first())
+    m = (
+        Membership.objects.unscoped()
+        .filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING])
+        .select_related("user")
+        .order_by("role", "created_at")
+        .first()
+    )
     return m.user.email if m else None
 
 
@@ -49,7 +54,11 @@ def ensure_customer(tenant: Tenant) -> str:
             params["email"] = email
         with stripe_errors("customer create"):
             customer = stripe_client().v1.customers.create(
-                params=params, options={"idempotency_key": f"byok-customer-{tenant.id}-{int(tenant.created_at.timestamp())}"})
+                params=params,
+                options={
+                    "idempotency_key": f"byok-customer-{tenant.id}-{int(tenant.created_at.timestamp())}"
+                },
+            )
         sub.stripe_customer_id = customer.id
         sub.save(update_fields=["stripe_customer_id", "updated_at"])
     return sub.stripe_customer_id
@@ -73,12 +82,18 @@ def ensure_stripe_plan(plan: Plan) -> str:
         if not is_missing(exc):
             raise
         with stripe_errors("plan create"):
-            client.v1.plans.create(params={
-                "id": plan_id, "currency": CURRENCY, "interval": "month",
-                "amount": _cents(plan.price_per_agent_usd if plan.per_agent else plan.price_flat_usd),
-                "product": {"name": f"BYOK {plan.name}"},
-                "nickname": plan.name, "metadata": {"plan": plan.slug},
-            }, options={"idempotency_key": f"byok-plan-{plan_id}"})
+            client.v1.plans.create(
+                params={
+                    "id": plan_id,
+                    "currency": CURRENCY,
+                    "interval": "month",
+                    "amount": _cents(plan.price_per_agent_usd if plan.per_agent else plan.price_flat_usd),
+                    "product": {"name": f"BYOK {plan.name}"},
+                    "nickname": plan.name,
+                    "metadata": {"plan": plan.slug},
+                },
+                options={"idempotency_key": f"byok-plan-{plan_id}"},
+            )
     if plan.stripe_plan_id != plan_id:
         Plan.objects.filter(pk=plan.pk).update(stripe_plan_id=plan_id)
         plan.stripe_plan_id = plan_id
@@ -110,13 +125,18 @@ def subscription_start(tenant: Tenant, plan: Plan) -> dict[str, Any]:
     plan_id = ensure_stripe_plan(plan)
     quantity = billable_agents(tenant) if plan.per_agent else 1
     with stripe_errors("subscription create"):
-        return as_dict(stripe_client().v1.subscriptions.create(params={
-            "customer": customer_id,
-            "items": [{"plan": plan_id, "quantity": quantity}],
-            "metadata": {"tenant": tenant.slug, "plan": plan.slug},
-            # A declined first payment is an error (card message for the user), not an incomplete subscription.
-            "payment_behavior": "error_if_incomplete",
-        }, options={"idempotency_key": f"byok-sub-{tenant.id}-{plan_id}-{customer_id}"}))
+        return as_dict(
+            stripe_client().v1.subscriptions.create(
+                params={
+                    "customer": customer_id,
+                    "items": [{"plan": plan_id, "quantity": quantity}],
+                    "metadata": {"tenant": tenant.slug, "plan": plan.slug},
+                    # A declined first payment is an error (card message for the user), not an incomplete subscription.
+                    "payment_behavior": "error_if_incomplete",
+                },
+                options={"idempotency_key": f"byok-sub-{tenant.id}-{plan_id}-{customer_id}"},
+            )
+        )
 
 
 def _first_item(stripe_sub: dict[str, Any]) -> dict[str, Any] | None:
@@ -140,13 +160,18 @@ def subscription_change_plan(sub: Subscription, plan: Plan) -> Any:
     plan_id = ensure_stripe_plan(plan)
     stripe_sub = subscription_retrieve(sub)
     if stripe_sub is None:
-        raise BillingError("The Stripe subscription no longer exists; choose the plan again to start a new one.",
-                           code="subscription_missing")
+        raise BillingError(
+            "The Stripe subscription no longer exists; choose the plan again to start a new one.",
+            code="subscription_missing",
+        )
     item = _first_item(stripe_sub)
     quantity = billable_agents(sub.tenant) if plan.per_agent else 1
-    params: Any = {"items": [{"id": item["id"], "plan": plan_id, "quantity": quantity}] if item
-                              else [{"plan": plan_id, "quantity": quantity}],
-                              "metadata": {"plan": plan.slug}}
+    params: Any = {
+        "items": [{"id": item["id"], "plan": plan_id, "quantity": quantity}]
+        if item
+        else [{"plan": plan_id, "quantity": quantity}],
+        "metadata": {"plan": plan.slug},
+    }
     with stripe_errors("subscription update"):
         return stripe_client().v1.subscriptions.update(sub.stripe_subscription_id, params=params)
 
@@ -194,8 +219,9 @@ def subscription_cancel(sub: Subscription) -> None:
     try:
         with stripe_errors("subscription cancel"):
             # invoice_now: the final invoice carries the pending overage items, which would otherwise never bill
-            stripe_client().v1.subscriptions.cancel(sub.stripe_subscription_id,
-                                                    params={"invoice_now": True, "prorate": True})
+            stripe_client().v1.subscriptions.cancel(
+                sub.stripe_subscription_id, params={"invoice_now": True, "prorate": True}
+            )
     except BillingError as exc:
         if not is_missing(exc):  # already gone is what we wanted
             raise
@@ -208,16 +234,18 @@ def checkout_url(tenant: Tenant, plan: Plan) -> str:
     quantity = billable_agents(tenant) if plan.per_agent else 1
     base = settings.SITE_URL.rstrip("/")
     with stripe_errors("checkout session"):
-        session = stripe_client().v1.checkout.sessions.create(params={
-            "mode": "subscription",
-            "customer": customer_id,
-            "client_reference_id": tenant.slug,
-            "line_items": [{"price": plan_id, "quantity": quantity}],
-            "subscription_data": {"metadata": {"tenant": tenant.slug, "plan": plan.slug}},
-            "metadata": {"tenant": tenant.slug, "plan": plan.slug},
-            "success_url": f"{base}/billing/?checkout=success",
-            "cancel_url": f"{base}/billing/?checkout=cancel",
-        })
+        session = stripe_client().v1.checkout.sessions.create(
+            params={
+                "mode": "subscription",
+                "customer": customer_id,
+                "client_reference_id": tenant.slug,
+                "line_items": [{"price": plan_id, "quantity": quantity}],
+                "subscription_data": {"metadata": {"tenant": tenant.slug, "plan": plan.slug}},
+                "metadata": {"tenant": tenant.slug, "plan": plan.slug},
+                "success_url": f"{base}/billing/?checkout=success",
+                "cancel_url": f"{base}/billing/?checkout=cancel",
+            }
+        )
     return str(session.url)
 
 
@@ -225,8 +253,9 @@ def portal_url(tenant: Tenant) -> str:
     """A Stripe Billing Portal page where the user updates cards, sees invoices or cancels."""
     customer_id = ensure_customer(tenant)
     with stripe_errors("billing portal session"):
-        session = stripe_client().v1.billing_portal.sessions.create(params={
-            "customer": customer_id, "return_url": f"{settings.SITE_URL.rstrip('/')}/billing/"})
+        session = stripe_client().v1.billing_portal.sessions.create(
+            params={"customer": customer_id, "return_url": f"{settings.SITE_URL.rstrip('/')}/billing/"}
+        )
     return str(session.url)
 
 
@@ -240,15 +269,17 @@ def list_invoices(tenant: Tenant, *, limit: int = 12) -> list[dict[str, Any]]:
     out = []
     for inv in (as_dict(i) for i in page.data):
         created = inv.get("created")
-        out.append({
-            "id": inv["id"],
-            "number": inv.get("number"),
-            "status": inv.get("status"),
-            "currency": inv.get("currency"),
-            "amount_due_usd": f"{int(inv.get('amount_due') or 0) / 100:.2f}",
-            "amount_paid_usd": f"{int(inv.get('amount_paid') or 0) / 100:.2f}",
-            "created": datetime.fromtimestamp(int(created), UTC).isoformat() if created else None,
-            "hosted_invoice_url": inv.get("hosted_invoice_url"),
-        })
+        out.append(
+            {
+                "id": inv["id"],
+                "number": inv.get("number"),
+                "status": inv.get("status"),
+                "currency": inv.get("currency"),
+                "amount_due_usd": f"{int(inv.get('amount_due') or 0) / 100:.2f}",
+                "amount_paid_usd": f"{int(inv.get('amount_paid') or 0) / 100:.2f}",
+                "created": datetime.fromtimestamp(int(created), UTC).isoformat() if created else None,
+                "hosted_invoice_url": inv.get("hosted_invoice_url"),
+            }
+        )
     out.sort(key=lambda i: i["created"] or "", reverse=True)
     return out

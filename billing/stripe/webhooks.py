@@ -36,8 +36,9 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         log.error("Stripe webhook received but STRIPE_WEBHOOK_SECRET is empty")
         return JsonResponse({"error": "Webhook secret not configured."}, status=400)
     try:
-        stripe.WebhookSignature.verify_header(payload.decode(), request.headers.get("Stripe-Signature"), secret,
-                                              tolerance=SIGNATURE_TOLERANCE)
+        stripe.WebhookSignature.verify_header(
+            payload.decode(), request.headers.get("Stripe-Signature"), secret, tolerance=SIGNATURE_TOLERANCE
+        )
         event = orjson.loads(payload)
     except (stripe.SignatureVerificationError, ValueError, UnicodeDecodeError):
         log.warning("Stripe webhook with a bad signature or body refused")
@@ -68,15 +69,22 @@ def _well_formed(event: Any) -> bool:
     if not isinstance(event, dict):
         return False
     event_id, type_, data = event.get("id"), event.get("type"), event.get("data")
-    return (isinstance(event_id, str) and 0 < len(event_id) <= 100 and isinstance(type_, str)
-            and 0 < len(type_) <= 100 and isinstance(data, dict) and isinstance(data.get("object"), dict))
+    return (
+        isinstance(event_id, str)
+        and 0 < len(event_id) <= 100
+        and isinstance(type_, str)
+        and 0 < len(type_) <= 100
+        and isinstance(data, dict)
+        and isinstance(data.get("object"), dict)
+    )
 
 
 def event_process(event: dict[str, Any]) -> str:
     """Apply an event once: the StripeEvent row (unique id) and the changes commit together."""
     with transaction.atomic():
         row, _ = StripeEvent.objects.get_or_create(
-            event_id=event["id"], defaults={"type": event["type"], "payload": event})
+            event_id=event["id"], defaults={"type": event["type"], "payload": event}
+        )
         row = StripeEvent.objects.select_for_update().get(pk=row.pk)
         if row.processed_at is not None:
             return "duplicate"
@@ -95,7 +103,9 @@ def event_process(event: dict[str, Any]) -> str:
         if tenant is not None and handler is not None:
             transaction.on_commit(partial(caps.invalidate, tenant.id))
     if tenant is not None and handler is not None:
-        caps.invalidate(tenant.id)  # committed here (unless called inside an outer transaction: on_commit above)
+        caps.invalidate(
+            tenant.id
+        )  # committed here (unless called inside an outer transaction: on_commit above)
     return result
 
 
@@ -106,7 +116,12 @@ def _tenant_for(obj: dict[str, Any]) -> Tenant | None:
     if obj.get("object") == "customer":
         customer = obj.get("id")
     if customer:
-        sub = Subscription.objects.unscoped().select_related("tenant").filter(stripe_customer_id=customer).first()
+        sub = (
+            Subscription.objects.unscoped()
+            .select_related("tenant")
+            .filter(stripe_customer_id=customer)
+            .first()
+        )
         if sub is not None:
             return sub.tenant
     slug = (obj.get("metadata") or {}).get("tenant") or obj.get("client_reference_id")
@@ -136,22 +151,32 @@ def _mark_past_due(tenant: Tenant, sub: Subscription, why: str) -> None:
         sub.status, sub.past_due_since = Subscription.Status.PAST_DUE, timezone.now()
         grace_end = sub.grace_ends_at(settings.BILLING_GRACE_DAYS)
         notification_create(
-            tenant=tenant, level=Notification.Level.ERROR, title="Payment failed",
+            tenant=tenant,
+            level=Notification.Level.ERROR,
+            title="Payment failed",
             body=f"{why} Update your payment method (Billing → Payment) by {grace_end:%Y-%m-%d}; after that, "
-                 "platform-managed models pause. Your own keys (BYOK) and custom endpoints keep working.")
+            "platform-managed models pause. Your own keys (BYOK) and custom endpoints keep working.",
+        )
 
 
 def _clear_past_due(sub: Subscription) -> None:
     if sub.status == Subscription.Status.PAST_DUE:
-        notification_create(tenant=sub.tenant, level=Notification.Level.INFO, title="Payment received",
-                            body="Thank you: your account is in good standing again.")
+        notification_create(
+            tenant=sub.tenant,
+            level=Notification.Level.INFO,
+            title="Payment received",
+            body="Thank you: your account is in good standing again.",
+        )
     sub.status, sub.past_due_since = Subscription.Status.ACTIVE, None
 
 
 def on_subscription(tenant: Tenant, obj: dict[str, Any]) -> str:
     sub = _subscription(tenant)
-    if sub.stripe_subscription_id and sub.stripe_subscription_id != obj.get("id") \
-            and obj.get("status") not in {"active", "trialing"}:
+    if (
+        sub.stripe_subscription_id
+        and sub.stripe_subscription_id != obj.get("id")
+        and obj.get("status") not in {"active", "trialing"}
+    ):
         return "stale subscription"
     from billing.stripe.sync import plan_for_stripe_plan
 
@@ -185,16 +210,23 @@ def on_subscription_deleted(tenant: Tenant, obj: dict[str, Any]) -> str:
     sub.stripe_subscription_id, sub.quantity = "", 1
     sub.status, sub.past_due_since = Subscription.Status.ACTIVE, None
     sub.save()
-    notification_create(tenant=tenant, level=Notification.Level.WARNING, title="Subscription ended",
-                        body="Your paid plan ended; the workspace is on Free (your own keys keep working).")
+    notification_create(
+        tenant=tenant,
+        level=Notification.Level.WARNING,
+        title="Subscription ended",
+        body="Your paid plan ended; the workspace is on Free (your own keys keep working).",
+    )
     return "subscription deleted"
 
 
 def on_invoice_failed(tenant: Tenant, obj: dict[str, Any]) -> str:
     sub = _subscription(tenant)
     amount = int(obj.get("amount_due") or 0) / 100
-    _mark_past_due(tenant, sub, f"Stripe could not collect ${amount:,.2f} for invoice "
-                                f"{obj.get('number') or obj.get('id')}.")
+    _mark_past_due(
+        tenant,
+        sub,
+        f"Stripe could not collect ${amount:,.2f} for invoice {obj.get('number') or obj.get('id')}.",
+    )
     sub.save()
     return "past due"
 
@@ -205,13 +237,19 @@ def on_invoice_paid(tenant: Tenant, obj: dict[str, Any]) -> str:
     sub.save()
     item_ids = set()
     for line in ((obj.get("lines") or {}).get("data")) or []:
-        details = ((line.get("parent") or {}).get("invoice_item_details") or {})
-        ii = line.get("invoice_item") or details.get("invoice_item") or \
-            (line.get("id") if str(line.get("id", "")).startswith("ii_") else None)
+        details = (line.get("parent") or {}).get("invoice_item_details") or {}
+        ii = (
+            line.get("invoice_item")
+            or details.get("invoice_item")
+            or (line.get("id") if str(line.get("id", "")).startswith("ii_") else None)
+        )
         if ii:
             item_ids.add(ii)
-    for entry in LedgerEntry.objects.unscoped().select_for_update().filter(
-            tenant=tenant, stripe_invoice_item_id__in=item_ids):
+    for entry in (
+        LedgerEntry.objects.unscoped()
+        .select_for_update()
+        .filter(tenant=tenant, stripe_invoice_item_id__in=item_ids)
+    ):
         entry.invoiced_cents += entry.pushed_amount_cents
         entry.pushed_amount_cents, entry.stripe_invoice_item_id = 0, ""
         entry.stripe_invoice_id, entry.state = str(obj.get("id") or ""), LedgerEntry.State.INVOICED

@@ -40,10 +40,19 @@ def order_targets(route: Any) -> tuple[list[Any], str]:
 def provider_target(target: Any) -> Any:
     from llm.providers import Target, Timeouts
 
-    return Target(provider=target.provider, protocol=target.protocol, base_url=target.base_url,
-                  api_key=target.api_key, model=target.upstream_model, options=target.options,
-                  timeouts=Timeouts(connect=settings.LLM_CONNECT_TIMEOUT, first_byte=settings.LLM_FIRST_BYTE_TIMEOUT,
-                                    idle=settings.LLM_IDLE_TIMEOUT))
+    return Target(
+        provider=target.provider,
+        protocol=target.protocol,
+        base_url=target.base_url,
+        api_key=target.api_key,
+        model=target.upstream_model,
+        options=target.options,
+        timeouts=Timeouts(
+            connect=settings.LLM_CONNECT_TIMEOUT,
+            first_byte=settings.LLM_FIRST_BYTE_TIMEOUT,
+            idle=settings.LLM_IDLE_TIMEOUT,
+        ),
+    )
 
 
 def upstream_body(body: dict, target: Any) -> dict:
@@ -53,7 +62,11 @@ def upstream_body(body: dict, target: Any) -> dict:
         return body
     merged = dict(body)
     for name in ("temperature", "max_tokens"):
-        if name in params and name not in merged and not (name == "max_tokens" and "max_completion_tokens" in merged):
+        if (
+            name in params
+            and name not in merged
+            and not (name == "max_tokens" and "max_completion_tokens" in merged)
+        ):
             merged[name] = params[name]
     return merged
 
@@ -63,10 +76,20 @@ def _should_fail_over(exc: Any, target: Any) -> bool:
 
 
 def new_usage(ctx: CallContext, route: Any, target: Any, variant: str) -> Usage:
-    return Usage(request_id=ctx.request_id, tenant_id=ctx.tenant_id, request_type=ctx.request_type,
-                 api_key_id=ctx.api_key_id, agent_id=ctx.agent_id, user_id=ctx.user_id,
-                 mode=target.mode, provider=target.provider, model=target.model_id, tier=target.tier or "",
-                 route=route.name[:100], variant=variant)
+    return Usage(
+        request_id=ctx.request_id,
+        tenant_id=ctx.tenant_id,
+        request_type=ctx.request_type,
+        api_key_id=ctx.api_key_id,
+        agent_id=ctx.agent_id,
+        user_id=ctx.user_id,
+        mode=target.mode,
+        provider=target.provider,
+        model=target.model_id,
+        tier=target.tier or "",
+        route=route.name[:100],
+        variant=variant,
+    )
 
 
 _MAX_TOKENS_PER_CALL = 2**31 - 1
@@ -87,8 +110,9 @@ def usage_from(usage: Usage, upstream_usage: Any) -> None:
     usage.input_tokens = _count(upstream_usage.get("prompt_tokens"))
     usage.output_tokens = _count(upstream_usage.get("completion_tokens"))
     details = upstream_usage.get("prompt_tokens_details")
-    usage.cached_tokens = min(_count(details.get("cached_tokens")), usage.input_tokens) \
-        if isinstance(details, dict) else 0
+    usage.cached_tokens = (
+        min(_count(details.get("cached_tokens")), usage.input_tokens) if isinstance(details, dict) else 0
+    )
     upstream_usage["prompt_tokens"] = usage.input_tokens
     upstream_usage["completion_tokens"] = usage.output_tokens
     upstream_usage["total_tokens"] = usage.input_tokens + usage.output_tokens
@@ -101,8 +125,11 @@ def _unexpected(target: Any, exc: BaseException) -> Any:
     the call fails over or ends cleanly, and is settled."""
     from llm.providers import ProviderError
 
-    return ProviderError("unavailable", f"{target.provider} sent an answer the gateway could not read",
-                         provider=target.provider)
+    return ProviderError(
+        "unavailable",
+        f"{target.provider} sent an answer the gateway could not read",
+        provider=target.provider,
+    )
 
 
 class Call:
@@ -128,15 +155,22 @@ class Call:
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
-            if t.mode in ("platform", "byok") and (t.input_usd_per_mtok is None or t.output_usd_per_mtok is None):
-                raise GatewayError(400, f"The model {t.model_id} has no known price, so it cannot be metered; "
-                                   "ask an admin to add it to the catalog or pick a catalog model.",
-                                   code="model_price_unknown", param="model")
+            if t.mode in ("platform", "byok") and (
+                t.input_usd_per_mtok is None or t.output_usd_per_mtok is None
+            ):
+                raise GatewayError(
+                    400,
+                    f"The model {t.model_id} has no known price, so it cannot be metered; "
+                    "ask an admin to add it to the catalog or pick a catalog model.",
+                    code="model_price_unknown",
+                    param="model",
+                )
 
     async def start(self) -> None:
         self._check_prices()
-        self.reservation, self.open_circuits = await admit(self.ctx, self.body, self.targets,
-                                                           embeddings=self.embeddings)
+        self.reservation, self.open_circuits = await admit(
+            self.ctx, self.body, self.targets, embeddings=self.embeddings
+        )
         # What settling needs from the limits (the markup) is taken now: finish() must never look anything up,
         # or a store that went away during the call would leave it unsettled.
         self.markup = (await limits_for(self.ctx.tenant_id)).markup
@@ -161,8 +195,10 @@ class Call:
 
             metrics.observe(usage)
         except Exception:  # a bug of ours must not cost the settlement: settle, then answer internal_error
-            log.exception("pricing or metrics failed for %s; settling the call as an internal error",
-                          self.ctx.request_id)
+            log.exception(
+                "pricing or metrics failed for %s; settling the call as an internal error",
+                self.ctx.request_id,
+            )
             usage.status, usage.error_kind, usage.http_status = "error", "internal", 500
             failed = True
         if self.reservation is None:
@@ -173,8 +209,13 @@ class Call:
             except budget.BackendUnavailable:
                 await _settle_later(self.reservation, usage)
         if failed:
-            raise GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
-                               type="api_error", code="internal_error", error_kind="internal")
+            raise GatewayError(
+                500,
+                "Internal error in the gateway; the request id identifies it in our logs.",
+                type="api_error",
+                code="internal_error",
+                error_kind="internal",
+            )
 
     async def abort(self, exc: BaseException | None = None) -> None:
         """Settle a call that ended in a way nothing else handled (an exception in our code or an adapter, a
@@ -186,13 +227,24 @@ class Call:
             usage.status, usage.error_kind, usage.http_status = "error", "internal", 500
             await self.finish(usage, target)
             return
-        await self.fail(GatewayError(500, "internal error", type="api_error", code="internal_error",
-                                     error_kind="internal"), None)
+        await self.fail(
+            GatewayError(
+                500, "internal error", type="api_error", code="internal_error", error_kind="internal"
+            ),
+            None,
+        )
 
     async def fail(self, error: GatewayError, target: Any | None, depth: int = 0) -> None:
         t = target or (self.targets[0] if self.targets else None)
-        usage = new_usage(self.ctx, self.route, t, self.variant) if t is not None else Usage(
-            request_id=self.ctx.request_id, tenant_id=self.ctx.tenant_id, request_type=self.ctx.request_type)
+        usage = (
+            new_usage(self.ctx, self.route, t, self.variant)
+            if t is not None
+            else Usage(
+                request_id=self.ctx.request_id,
+                tenant_id=self.ctx.tenant_id,
+                request_type=self.ctx.request_type,
+            )
+        )
         usage.status = "error"
         usage.error_kind = error.error_kind
         usage.http_status = error.status
@@ -314,7 +366,9 @@ class Call:
         finally:
             self.awaiting_upstream = False
 
-    async def _relay(self, gen: Any, first: dict | None, usage: Usage, target: Any) -> AsyncGenerator[dict, None]:
+    async def _relay(
+        self, gen: Any, first: dict | None, usage: Usage, target: Any
+    ) -> AsyncGenerator[dict, None]:
         from llm.providers import ProviderError
 
         delivered_chars = 0
@@ -347,7 +401,9 @@ class Call:
             raise
         except (GeneratorExit, asyncio.CancelledError):
             raise
-        except Exception as exc:  # an adapter choking mid-stream: metered, then told to the client as an error
+        except (
+            Exception
+        ) as exc:  # an adapter choking mid-stream: metered, then told to the client as an error
             log.error("unexpected failure in a stream from %s", target.provider, exc_info=True)
             usage.status, usage.http_status = "error", 502
             failure = _unexpected(target, exc)
@@ -388,10 +444,17 @@ async def _settle_later(reservation: budget.Reservation, usage: Usage) -> None:
     try:
         await run_sync(_record_unadmitted, usage)
     except DatabaseError:
-        log.error("usage event could not be stored (metering store and database unreachable): %s",
-                  usage.to_json().decode())
-        raise GatewayError(503, "The gateway could not record this call's usage, so it is not delivered; "
-                           "retry shortly.", type="api_error", code="service_unavailable", retry_after=2) from None
+        log.error(
+            "usage event could not be stored (metering store and database unreachable): %s",
+            usage.to_json().decode(),
+        )
+        raise GatewayError(
+            503,
+            "The gateway could not record this call's usage, so it is not delivered; retry shortly.",
+            type="api_error",
+            code="service_unavailable",
+            retry_after=2,
+        ) from None
     _unsettled.append((reservation, usage.tcu, time.monotonic()))
 
 

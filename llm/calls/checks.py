@@ -19,6 +19,7 @@ MAX_PARTS = 10_000
 MAX_TOOLS = 512
 MAX_STOP = 16
 MAX_INPUTS = 2048
+MAX_DEPTH = 64
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
@@ -37,11 +38,32 @@ def _is_number(value: Any) -> bool:
 def check_model(body: dict) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise GatewayError(400, "`model` is required (e.g. `default`, `anthropic:claude-sonnet-4.5`, `route:chat`).",
-                           param="model", code="missing_model")
+        raise GatewayError(
+            400,
+            "`model` is required (e.g. `default`, `anthropic:claude-sonnet-4.5`, `route:chat`).",
+            param="model",
+            code="missing_model",
+        )
     if len(model) > MAX_MODEL_CHARS:
         raise _bad("model", f"`model` is longer than {MAX_MODEL_CHARS} characters.")
+    if not model.isprintable():
+        raise _bad("model", "`model` contains control characters.")
     return model
+
+
+def _nesting(body: dict) -> None:
+    """No field nests deeper than MAX_DEPTH (what the providers' own JSON encoders refuse would otherwise end as a
+    failure blamed on the provider)."""
+    for name, value in body.items():
+        if not isinstance(value, dict | list):
+            continue
+        stack = [(value, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise _bad(name, f"`{name}` is nested more than {MAX_DEPTH} levels deep.")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _int_in(body: dict, name: str, low: int, high: int) -> None:
@@ -63,7 +85,9 @@ def _content(value: Any, param: str) -> None:
         raise _bad(param, f"`{param}` must be a string or a list of content parts.")
     for j, part in enumerate(value):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise _bad(f"{param}[{j}]", f"`{param}[{j}]` must be an object with a `type` (e.g. text, image_url).")
+            raise _bad(
+                f"{param}[{j}]", f"`{param}[{j}]` must be an object with a `type` (e.g. text, image_url)."
+            )
         if part["type"] == "text" and not isinstance(part.get("text"), str):
             raise _bad(f"{param}[{j}].text", f"`{param}[{j}].text` must be a string.")
 
@@ -76,7 +100,9 @@ def _messages(body: dict) -> None:
         raise _bad("messages", f"`messages` has more than {MAX_MESSAGES:,} entries.")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise _bad(f"messages[{i}].role", f"messages[{i}] needs a `role` of system, user, assistant or tool.")
+            raise _bad(
+                f"messages[{i}].role", f"messages[{i}] needs a `role` of system, user, assistant or tool."
+            )
         _content(m.get("content"), f"messages[{i}].content")
         for name in ("name", "tool_call_id"):
             if m.get(name) is not None and not isinstance(m[name], str):
@@ -94,9 +120,14 @@ def _tools(body: dict) -> None:
         raise _bad("tools", f"`tools` must be a list of at most {MAX_TOOLS} tools.")
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str) or (
-                tool["type"] == "function" and not (isinstance(function, dict)
-                                                    and isinstance(function.get("name"), str))):
+        if (
+            not isinstance(tool, dict)
+            or not isinstance(tool.get("type"), str)
+            or (
+                tool["type"] == "function"
+                and not (isinstance(function, dict) and isinstance(function.get("name"), str))
+            )
+        ):
             raise _bad(f"tools[{i}]", f"`tools[{i}]` must be an object with a `type` and a function `name`.")
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
@@ -105,6 +136,7 @@ def _tools(body: dict) -> None:
 
 def check_chat(body: dict) -> None:
     check_model(body)
+    _nesting(body)
     _messages(body)
     _number_in(body, "temperature", 0, 2)
     _number_in(body, "top_p", 0, 1)
@@ -118,12 +150,16 @@ def check_chat(body: dict) -> None:
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise _bad("stream", "`stream` must be true or false.")
     options = body.get("stream_options")
-    if options is not None and (not isinstance(options, dict)
-                                or not isinstance(options.get("include_usage", False), bool)):
-        raise _bad("stream_options", "`stream_options` must be an object like {\"include_usage\": true}.")
+    if options is not None and (
+        not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool)
+    ):
+        raise _bad("stream_options", '`stream_options` must be an object like {"include_usage": true}.')
     stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, list) and len(stop) <= MAX_STOP and all(isinstance(s, str) for s in stop)):
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and len(stop) <= MAX_STOP and all(isinstance(s, str) for s in stop))
+    ):
         raise _bad("stop", f"`stop` must be a string or a list of at most {MAX_STOP} strings.")
     _tools(body)
     for name in ("response_format", "logit_bias", "metadata"):
@@ -135,15 +171,25 @@ def check_chat(body: dict) -> None:
 
 def check_embeddings(body: dict) -> None:
     check_model(body)
+    _nesting(body)
     inp = body.get("input")
     ok = (isinstance(inp, str) and inp != "") or (
-        isinstance(inp, list) and 0 < len(inp) <= MAX_INPUTS and (
+        isinstance(inp, list)
+        and 0 < len(inp) <= MAX_INPUTS
+        and (
             all(isinstance(x, str) for x in inp)
             or all(_is_int(x) and 0 <= x <= MAX_INT for x in inp)
-            or all(isinstance(x, list) and x and all(_is_int(t) and 0 <= t <= MAX_INT for t in x) for x in inp)))
+            or all(
+                isinstance(x, list) and x and all(_is_int(t) and 0 <= t <= MAX_INT for t in x) for x in inp
+            )
+        )
+    )
     if not ok:
-        raise _bad("input", f"`input` must be a string, a non-empty list of at most {MAX_INPUTS} strings, or token "
-                   "arrays (lists of non-negative integers).")
+        raise _bad(
+            "input",
+            f"`input` must be a string, a non-empty list of at most {MAX_INPUTS} strings, or token "
+            "arrays (lists of non-negative integers).",
+        )
     _int_in(body, "dimensions", 1, 100_000)
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):

@@ -43,7 +43,9 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]) ->
     try:
         with transaction.atomic():
             preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data, new_origin="drop")
-            holder["target"] = _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
+            holder["target"] = _resolve_cold(
+                tenant.id, agent.id if agent else None, "default", False
+            ).targets[0]
             raise _Rollback
     except _Rollback:
         pass
@@ -58,30 +60,40 @@ def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
     where = target.base_url if target else "the endpoint"
     lowered = message.lower()
     if kind == "auth":
-        return ("The key was refused (401/403). Check that it was copied completely, is still active and belongs "
-                "to this provider or endpoint.")
+        return (
+            "The key was refused (401/403). Check that it was copied completely, is still active and belongs "
+            "to this provider or endpoint."
+        )
     if kind == "rate_limit":
-        return ("The provider answered 429: the account has no credit left or is rate-limited. Check the billing "
-                "page of the provider, or try again in a minute.")
+        return (
+            "The provider answered 429: the account has no credit left or is rate-limited. Check the billing "
+            "page of the provider, or try again in a minute."
+        )
     if kind == "not_found":
         return f"The endpoint does not know the model “{target.upstream_model if target else '?'}”. Pick one it offers."
     if kind == "bad_request":
         return "The provider rejected the test request; check the model name and the endpoint's settings."
     if kind == "timeout":
-        return (f"No answer from {where} within {PING_TIMEOUT:g} s: the server may be overloaded, or the URL may not "
-                "point to an LLM API.")
+        return (
+            f"No answer from {where} within {PING_TIMEOUT:g} s: the server may be overloaded, or the URL may not "
+            "point to an LLM API."
+        )
     if kind == "blocked":
         return "Only public http(s) endpoints may be called here; use the endpoint's public address."
     if kind == "config":
         return "Fix the LLM settings (mode, model, key or endpoint) and test again."
     if "refused" in lowered:
-        return (f"Nothing is listening at {where}. Is the server (e.g. Ollama: `ollama serve`) running, and are the "
-                "host and port in the URL right?")
+        return (
+            f"Nothing is listening at {where}. Is the server (e.g. Ollama: `ollama serve`) running, and are the "
+            "host and port in the URL right?"
+        )
     if "dns" in lowered:
         return f"The host name in {where} does not resolve: check the spelling of the URL."
     if "tls" in lowered or "certificate" in lowered:
-        return ("The TLS handshake failed: the certificate is not trusted or the server does not speak https on "
-                "that port (try http:// for a local server).")
+        return (
+            "The TLS handshake failed: the certificate is not trusted or the server does not speak https on "
+            "that port (try http:// for a local server)."
+        )
     return f"Could not reach {where}: check the URL and that the server is up."
 
 
@@ -90,16 +102,30 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
     from llm.providers.base import scrub_for
 
     adapter = get_adapter(target.protocol)
-    provider_target = Target(provider=target.provider, protocol=target.protocol, base_url=target.base_url,
-                             api_key=target.api_key, model=target.upstream_model, options=target.options,
-                             timeouts=Timeouts(connect=5.0, first_byte=PING_TIMEOUT, idle=PING_TIMEOUT))
-    body = {"model": target.upstream_model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 5}
+    provider_target = Target(
+        provider=target.provider,
+        protocol=target.protocol,
+        base_url=target.base_url,
+        api_key=target.api_key,
+        model=target.upstream_model,
+        options=target.options,
+        timeouts=Timeouts(connect=5.0, first_byte=PING_TIMEOUT, idle=PING_TIMEOUT),
+    )
+    body = {
+        "model": target.upstream_model,
+        "messages": [{"role": "user", "content": "ping"}],
+        "max_tokens": 5,
+    }
     started = time.perf_counter()
     try:
         result = await adapter.chat(provider_target, body)
     except ProviderError as exc:
         latency = int((time.perf_counter() - started) * 1000)
-        error: dict[str, Any] = {"kind": exc.kind, "message": exc.message, "hint": _hint(exc.kind, exc.message, target)}
+        error: dict[str, Any] = {
+            "kind": exc.kind,
+            "message": exc.message,
+            "hint": _hint(exc.kind, exc.message, target),
+        }
         if exc.kind == "not_found":
             offered = exc.models
             if not offered:
@@ -111,7 +137,9 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
                 # the upstream's own words too: scrubbed like its error messages (and kept short)
                 shown = sorted(scrub_for(provider_target, str(m))[:100] for m in offered)[:MAX_LISTED_MODELS]
                 error["models"] = shown
-                error["hint"] += " It offers: " + ", ".join(shown) + ("…" if len(offered) > len(shown) else "") + "."
+                error["hint"] += (
+                    " It offers: " + ", ".join(shown) + ("…" if len(offered) > len(shown) else "") + "."
+                )
         return {"ok": False, "latency_ms": latency, "error": error, "usage": None}
     latency = int((time.perf_counter() - started) * 1000)
     return {"ok": True, "latency_ms": latency, "error": None, "usage": result.get("usage") or {}}
@@ -124,9 +152,14 @@ async def _metered_ping(target: ResolvedTarget, ctx: Any) -> dict[str, Any]:
     from llm.calls.errors import GatewayError
     from llm.calls.resolution import ResolvedRoute
 
-    route = ResolvedRoute(name="test-connection", targets=(target,), weighted=False, cache_ttl=None, eu_only=False)
-    call = Call(ctx, route, {"model": target.model_id, "messages": [{"role": "user", "content": "ping"}],
-                             "max_tokens": 5})
+    route = ResolvedRoute(
+        name="test-connection", targets=(target,), weighted=False, cache_ttl=None, eu_only=False
+    )
+    call = Call(
+        ctx,
+        route,
+        {"model": target.model_id, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 5},
+    )
     started = time.perf_counter()
     try:
         await call.start()
@@ -135,12 +168,20 @@ async def _metered_ping(target: ResolvedTarget, ctx: Any) -> dict[str, Any]:
         kind = {"tcu_hard_cap_reached": "cap", "rate_limit_exceeded": "rate_limit"}.get(exc.code or "", "")
         kind = kind or exc.error_kind or "unavailable"
         latency = int((time.perf_counter() - started) * 1000) if call.reservation is not None else None
-        return {"ok": False, "latency_ms": latency, "usage": None,
-                "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, target)}}
+        return {
+            "ok": False,
+            "latency_ms": latency,
+            "usage": None,
+            "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, target)},
+        }
     finally:
         await call.abort()
-    return {"ok": True, "latency_ms": int((time.perf_counter() - started) * 1000), "error": None,
-            "usage": result.get("usage") or {}}
+    return {
+        "ok": True,
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+        "error": None,
+        "usage": result.get("usage") or {},
+    }
 
 
 def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
@@ -166,36 +207,63 @@ def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: 
 
     usage = outcome.get("usage") or {}
     try:
-        record_test_call(tenant_id=tenant.id, user_id=user.pk if user else None, provider=target.provider,
-                         model=target.model_id, mode=target.mode, latency_ms=outcome["latency_ms"] or 0,
-                         ok=outcome["ok"], error_kind=(outcome["error"] or {}).get("kind", ""),
-                         input_tokens=int(usage.get("prompt_tokens") or 0),
-                         output_tokens=int(usage.get("completion_tokens") or 0))
+        record_test_call(
+            tenant_id=tenant.id,
+            user_id=user.pk if user else None,
+            provider=target.provider,
+            model=target.model_id,
+            mode=target.mode,
+            latency_ms=outcome["latency_ms"] or 0,
+            ok=outcome["ok"],
+            error_kind=(outcome["error"] or {}).get("kind", ""),
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+        )
     except Exception:  # metering must never break the answer to the user
         log.exception("could not record the test call")
 
 
-def test_connection(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any], user: User | None = None,
-                    api_key: ApiKey | None = None, actor: Actor | None = None) -> dict[str, Any]:
+def test_connection(
+    *,
+    tenant: Tenant,
+    agent: Agent | None,
+    data: dict[str, Any],
+    user: User | None = None,
+    api_key: ApiKey | None = None,
+    actor: Actor | None = None,
+) -> dict[str, Any]:
     """Send "ping" with the given settings (unsaved) or the saved ones; raise ValidationError for bad settings."""
     try:
         target = _target_for(tenant=tenant, agent=agent, data=data)
     except RouteError as exc:
         kind = "blocked" if exc.code == "endpoint_blocked" else "config"
-        return {"ok": False, "latency_ms": None, "model": None,
-                "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, None)}}
+        return {
+            "ok": False,
+            "latency_ms": None,
+            "model": None,
+            "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, None)},
+        }
     origin = _new_origin(tenant, target) if data else None
     if origin is not None:
-        audit_record(tenant=tenant, actor=actor or Actor(user=user, api_key=api_key),
-                     action="llm.connection_test.new_origin", object_type="connection_test",
-                     object_repr=f"Connection test to {origin}",
-                     changes={"origin": origin, "mode": target.mode, "model": target.model_id})
+        audit_record(
+            tenant=tenant,
+            actor=actor or Actor(user=user, api_key=api_key),
+            action="llm.connection_test.new_origin",
+            object_type="connection_test",
+            object_repr=f"Connection test to {origin}",
+            changes={"origin": origin, "mode": target.mode, "model": target.model_id},
+        )
     if target.mode == "platform":
         from llm.calls.admission import CallContext
 
-        ctx = CallContext(tenant_id=tenant.id, request_type="test", agent_id=agent.pk if agent else None,
-                          user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
-                          key_spend_limit=api_key.spend_limit_tcu if api_key else None)
+        ctx = CallContext(
+            tenant_id=tenant.id,
+            request_type="test",
+            agent_id=agent.pk if agent else None,
+            user_id=user.pk if user else None,
+            api_key_id=api_key.pk if api_key else None,
+            key_spend_limit=api_key.spend_limit_tcu if api_key else None,
+        )
         from llm.sync import from_sync
 
         outcome = from_sync(_metered_ping, target, ctx)
@@ -207,8 +275,12 @@ def test_connection(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]
         from llm.models import Credential
 
         credential_mark_verified(Credential(pk=target.credential_id))
-    return {"ok": outcome["ok"], "latency_ms": outcome["latency_ms"], "model": target.model_id,
-            "error": outcome["error"]}
+    return {
+        "ok": outcome["ok"],
+        "latency_ms": outcome["latency_ms"],
+        "model": target.model_id,
+        "error": outcome["error"],
+    }
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
@@ -227,6 +299,8 @@ def ollama_models(*, base_url: str, api_key: str = "") -> dict[str, Any]:
     try:
         names = async_to_sync(ollama_tags)(base_url, api_key)
     except ProviderError as exc:
-        raise ValidationError({"base_url": [f"{exc.message}. {_hint(exc.kind, exc.message, None)}"]}) from None
+        raise ValidationError(
+            {"base_url": [f"{exc.message}. {_hint(exc.kind, exc.message, None)}"]}
+        ) from None
     models = sorted({f"ollama:{n}" if ":" in n else f"ollama:{n}:latest" for n in names if n})
     return {"base_url": base_url, "models": models}

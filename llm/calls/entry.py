@@ -24,7 +24,9 @@ async def chat_once(ctx: CallContext, body: dict) -> dict:
         await call.abort()  # settles only a call nothing else settled (an unexpected exception)
 
 
-async def chat_streamed(ctx: CallContext, body: dict, on_text: Callable[[str], Awaitable[None] | None]) -> dict:
+async def chat_streamed(
+    ctx: CallContext, body: dict, on_text: Callable[[str], Awaitable[None] | None]
+) -> dict:
     """Stream a reply, calling on_text with the text so far; returns {"content", "usage", "model"}."""
     body = {**body, "model": body.get("model") or "default"}
     check_chat(body)

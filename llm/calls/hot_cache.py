@@ -18,7 +18,9 @@ import redis
 log = logging.getLogger(__name__)
 
 KEY_TTL = 5.0
-UNKNOWN_KEY_TTL = 5.0  # a key that does not exist is remembered (by hash) so a flood of bogus keys costs no query
+UNKNOWN_KEY_TTL = (
+    5.0  # a key that does not exist is remembered (by hash) so a flood of bogus keys costs no query
+)
 LIMITS_TTL = 3.0
 ROUTE_TTL = 3.0
 STALE_MAX = 600.0
@@ -110,6 +112,7 @@ def expire_all() -> None:
 
 # --- announcements between processes ---------------------------------------------------------------
 
+
 def _channel() -> str:
     from llm.limits.budget import NS
 
@@ -122,7 +125,9 @@ def _announce(message: str) -> None:
 
         backend().sync_client().publish(_channel(), message)
     except (redis.RedisError, OSError):
-        log.warning("gateway cache announcement not sent (%s); other processes forget within seconds", message)
+        log.warning(
+            "gateway cache announcement not sent (%s); other processes forget within seconds", message
+        )
 
 
 def apply(message: str) -> None:

@@ -18,13 +18,17 @@ log = logging.getLogger(__name__)
 def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
     tenant = Tenant.objects.get(id=tenant_id)
     # Not `agent_id__in=[agent_id, None]`: SQL's IN never matches NULL, which would lose the tenant's row.
-    prefs = {p.agent_id: p for p in Preferences.objects.unscoped().filter(tenant_id=tenant_id)
-             .filter(models_q_agent(agent_id))}
+    prefs = {
+        p.agent_id: p
+        for p in Preferences.objects.unscoped().filter(tenant_id=tenant_id).filter(models_q_agent(agent_id))
+    }
     chosen = prefs.get(agent_id) or prefs.get(None)
     eu_only = tenant.eu_only or bool(chosen and chosen.eu_only)
     ids = ["default"]
-    ids += [f"route:{name}" for name in Route.objects.unscoped().filter(tenant_id=tenant_id)
-            .values_list("name", flat=True)]
+    ids += [
+        f"route:{name}"
+        for name in Route.objects.unscoped().filter(tenant_id=tenant_id).values_list("name", flat=True)
+    ]
     catalog = CatalogModel.objects.filter(enabled=True).exclude(provider_id="custom")
     if eu_only:
         catalog = catalog.filter(eu_hosted=True)
@@ -63,8 +67,9 @@ def _pulled(endpoint: Credential) -> list[str]:
     if names is None:
         try:
             ssrf.check_url(endpoint.base_url)
-            names = async_to_sync(ollama_tags)(endpoint.base_url, secrets_of(endpoint).get("api_key", ""),
-                                               read_timeout=3.0)
+            names = async_to_sync(ollama_tags)(
+                endpoint.base_url, secrets_of(endpoint).get("api_key", ""), read_timeout=3.0
+            )
             cache.set(key, names, OLLAMA_TAGS_TTL)
         except (ProviderError, ssrf.BlockedAddress) as exc:
             log.info("ollama discovery skipped", extra={"credential_id": endpoint.pk, "reason": str(exc)})

@@ -23,6 +23,7 @@ _routes: OrderedDict[tuple, Any] = OrderedDict()
 
 # --- the router's view of a route -------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class ResolvedTarget:
     model_id: str
@@ -105,15 +106,36 @@ def _base_url(provider: str, override: str = "") -> str:
     return override or env(f"{_env_prefix(provider)}_BASE_URL") or _provider_defaults(provider)[1]
 
 
-def _catalog_target(m: Any, *, mode: str, provider: str, protocol: str, base_url: str, api_key: str,
-                    upstream: str, credential_id: int | None, options: dict | None = None,
-                    eu_hosted: bool | None = None) -> ResolvedTarget:
+def _catalog_target(
+    m: Any,
+    *,
+    mode: str,
+    provider: str,
+    protocol: str,
+    base_url: str,
+    api_key: str,
+    upstream: str,
+    credential_id: int | None,
+    options: dict | None = None,
+    eu_hosted: bool | None = None,
+) -> ResolvedTarget:
     return ResolvedTarget(
-        model_id=m.id, provider=provider, protocol=protocol, base_url=base_url, api_key=api_key,
-        upstream_model=upstream, options=options or {}, mode=mode, credential_id=credential_id,
-        input_usd_per_mtok=m.input_usd_per_mtok, output_usd_per_mtok=m.output_usd_per_mtok,
-        eu_hosted=m.eu_hosted if eu_hosted is None else eu_hosted, tier=m.tier,
-        max_output_tokens=m.max_output_tokens, capabilities=tuple(m.capabilities))
+        model_id=m.id,
+        provider=provider,
+        protocol=protocol,
+        base_url=base_url,
+        api_key=api_key,
+        upstream_model=upstream,
+        options=options or {},
+        mode=mode,
+        credential_id=credential_id,
+        input_usd_per_mtok=m.input_usd_per_mtok,
+        output_usd_per_mtok=m.output_usd_per_mtok,
+        eu_hosted=m.eu_hosted if eu_hosted is None else eu_hosted,
+        tier=m.tier,
+        max_output_tokens=m.max_output_tokens,
+        capabilities=tuple(m.capabilities),
+    )
 
 
 def platform_target_for(model: Any) -> ResolvedTarget | None:
@@ -132,18 +154,34 @@ def platform_target_for(model: Any) -> ResolvedTarget | None:
     key = env(f"{_env_prefix(m.provider)}_API_KEY")
     if key and m.native_model_id:
         protocol, _ = _provider_defaults(m.provider)
-        return _catalog_target(m, mode="platform", provider=m.provider, protocol=protocol,
-                               base_url=_base_url(m.provider), api_key=key, upstream=m.native_model_id,
-                               credential_id=None)
+        return _catalog_target(
+            m,
+            mode="platform",
+            provider=m.provider,
+            protocol=protocol,
+            base_url=_base_url(m.provider),
+            api_key=key,
+            upstream=m.native_model_id,
+            credential_id=None,
+        )
     key = env("OPENROUTER_API_KEY")
     if key and m.openrouter_model_id:
-        return _catalog_target(m, mode="platform", provider=OPENROUTER, protocol="openai_compat",
-                               base_url=_base_url(OPENROUTER), api_key=key, upstream=m.openrouter_model_id,
-                               credential_id=None, eu_hosted=False)
+        return _catalog_target(
+            m,
+            mode="platform",
+            provider=OPENROUTER,
+            protocol="openai_compat",
+            base_url=_base_url(OPENROUTER),
+            api_key=key,
+            upstream=m.openrouter_model_id,
+            credential_id=None,
+            eu_hosted=False,
+        )
     return None
 
 
 # --- cold resolution --------------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class _Context:
@@ -182,10 +220,10 @@ def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         raise RouteError("Unknown workspace.", code="tenant_not_found")
-    rows = list(Preferences.objects.unscoped().filter(tenant_id=tenant_id)
-                .filter(models_q_agent(agent_id)))
-    prefs = next((p for p in rows if agent_id is not None and p.agent_id == agent_id), None) \
-        or next((p for p in rows if p.agent_id is None), None)
+    rows = list(Preferences.objects.unscoped().filter(tenant_id=tenant_id).filter(models_q_agent(agent_id)))
+    prefs = next((p for p in rows if agent_id is not None and p.agent_id == agent_id), None) or next(
+        (p for p in rows if p.agent_id is None), None
+    )
     credentials = list(Credential.objects.unscoped().select_related("data_key").filter(tenant_id=tenant_id))
     eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
     return _Context(tenant=tenant, prefs=prefs, credentials=credentials, eu_only=eu_only)
@@ -212,7 +250,9 @@ def _check_endpoint(url: str) -> None:
         raise RouteError(f"The endpoint cannot be called: {exc}", code="endpoint_blocked") from None
 
 
-def _endpoint_target(credential: Any, *, model_id: str, upstream: str, catalog_model: Any = None) -> ResolvedTarget:
+def _endpoint_target(
+    credential: Any, *, model_id: str, upstream: str, catalog_model: Any = None
+) -> ResolvedTarget:
     """A target on a tenant's own endpoint (custom mode, Ollama)."""
     from llm.config.credentials import protocol_for_kind
 
@@ -223,18 +263,30 @@ def _endpoint_target(credential: Any, *, model_id: str, upstream: str, catalog_m
     if credential.kind == "azure_openai":
         options = {"deployment": config.get("deployment", ""), "api_version": config.get("api_version", "")}
     elif credential.kind == "bedrock":
-        options = {"region": config.get("region", ""), "access_key_id": config.get("access_key_id", ""),
-                   "secret_access_key": secrets.get("secret_access_key", "")}
+        options = {
+            "region": config.get("region", ""),
+            "access_key_id": config.get("access_key_id", ""),
+            "secret_access_key": secrets.get("secret_access_key", ""),
+        }
     if secrets.get("headers"):
         options["headers"] = dict(secrets["headers"])
     return ResolvedTarget(
-        model_id=model_id, provider=credential.kind, protocol=protocol_for_kind(credential.kind),
-        base_url=credential.base_url, api_key=secrets.get("api_key", ""), upstream_model=upstream,
-        options=options, mode="custom", credential_id=credential.pk,
-        input_usd_per_mtok=credential.input_usd_per_mtok, output_usd_per_mtok=credential.output_usd_per_mtok,
-        eu_hosted=bool(config.get("eu_hosted")), tier=catalog_model.tier if catalog_model else "",
+        model_id=model_id,
+        provider=credential.kind,
+        protocol=protocol_for_kind(credential.kind),
+        base_url=credential.base_url,
+        api_key=secrets.get("api_key", ""),
+        upstream_model=upstream,
+        options=options,
+        mode="custom",
+        credential_id=credential.pk,
+        input_usd_per_mtok=credential.input_usd_per_mtok,
+        output_usd_per_mtok=credential.output_usd_per_mtok,
+        eu_hosted=bool(config.get("eu_hosted")),
+        tier=catalog_model.tier if catalog_model else "",
         max_output_tokens=catalog_model.max_output_tokens if catalog_model else None,
-        capabilities=tuple(catalog_model.capabilities) if catalog_model else ())
+        capabilities=tuple(catalog_model.capabilities) if catalog_model else (),
+    )
 
 
 def _provider_credential_target(m: Any, credential: Any, *, via_openrouter: bool) -> ResolvedTarget:
@@ -243,14 +295,30 @@ def _provider_credential_target(m: Any, credential: Any, *, via_openrouter: bool
     if credential.base_url:
         _check_endpoint(credential.base_url)
     if via_openrouter:
-        return _catalog_target(m, mode="byok", provider=OPENROUTER, protocol="openai_compat",
-                               base_url=_base_url(OPENROUTER, credential.base_url), api_key=secrets.get("api_key", ""),
-                               upstream=m.openrouter_model_id, credential_id=credential.pk, options=options,
-                               eu_hosted=False)
+        return _catalog_target(
+            m,
+            mode="byok",
+            provider=OPENROUTER,
+            protocol="openai_compat",
+            base_url=_base_url(OPENROUTER, credential.base_url),
+            api_key=secrets.get("api_key", ""),
+            upstream=m.openrouter_model_id,
+            credential_id=credential.pk,
+            options=options,
+            eu_hosted=False,
+        )
     protocol, _ = _provider_defaults(m.provider)
-    return _catalog_target(m, mode="byok", provider=m.provider, protocol=protocol,
-                           base_url=_base_url(m.provider, credential.base_url), api_key=secrets.get("api_key", ""),
-                           upstream=m.native_model_id, credential_id=credential.pk, options=options)
+    return _catalog_target(
+        m,
+        mode="byok",
+        provider=m.provider,
+        protocol=protocol,
+        base_url=_base_url(m.provider, credential.base_url),
+        api_key=secrets.get("api_key", ""),
+        upstream=m.native_model_id,
+        credential_id=credential.pk,
+        options=options,
+    )
 
 
 def _target_for_catalog(ctx: _Context, m: Any, *, credential: Any = None) -> ResolvedTarget:
@@ -260,20 +328,29 @@ def _target_for_catalog(ctx: _Context, m: Any, *, credential: Any = None) -> Res
         raise RouteError(f"The model {m.id} is disabled in the catalog; pick another one.")
     if credential is not None:  # a route target naming its credential
         if credential.kind in ENDPOINT_KINDS:
-            return _endpoint_target(credential, model_id=m.id, upstream=m.native_model_id or m.id.split(":", 1)[1],
-                                    catalog_model=m)
+            return _endpoint_target(
+                credential,
+                model_id=m.id,
+                upstream=m.native_model_id or m.id.split(":", 1)[1],
+                catalog_model=m,
+            )
         if credential.kind == OPENROUTER and m.openrouter_model_id:
             return _provider_credential_target(m, credential, via_openrouter=True)
         if credential.kind == m.provider and m.native_model_id:
             return _provider_credential_target(m, credential, via_openrouter=False)
-        raise RouteError(f"The credential “{credential.name}” cannot reach {m.id}.", code="credential_mismatch")
+        raise RouteError(
+            f"The credential “{credential.name}” cannot reach {m.id}.", code="credential_mismatch"
+        )
     mode = ctx.mode
     if mode == "custom":
         endpoint = ctx.custom_endpoint
         if endpoint is None:
-            raise RouteError("Custom mode is selected but no custom endpoint is saved.", code="credential_missing")
-        return _endpoint_target(endpoint, model_id=m.id, upstream=m.native_model_id or m.id.split(":", 1)[1],
-                                catalog_model=m)
+            raise RouteError(
+                "Custom mode is selected but no custom endpoint is saved.", code="credential_missing"
+            )
+        return _endpoint_target(
+            endpoint, model_id=m.id, upstream=m.native_model_id or m.id.split(":", 1)[1], catalog_model=m
+        )
     if mode == "byok":
         own = ctx.credential(m.provider)
         if own is not None and m.native_model_id:
@@ -281,13 +358,19 @@ def _target_for_catalog(ctx: _Context, m: Any, *, credential: Any = None) -> Res
         router = ctx.credential(OPENROUTER)
         if router is not None and m.openrouter_model_id:
             return _provider_credential_target(m, router, via_openrouter=True)
-        raise RouteError(f"No API key for {m.provider} (or OpenRouter) is saved, so {m.id} cannot be called; "
-                         "add one in the LLM settings.", code="credential_missing")
+        raise RouteError(
+            f"No API key for {m.provider} (or OpenRouter) is saved, so {m.id} cannot be called; "
+            "add one in the LLM settings.",
+            code="credential_missing",
+        )
     _platform_enabled()
     target = platform_target_for(m)
     if target is None:
-        raise RouteError(f"{m.id} is not available on this platform: no {_env_prefix(m.provider)}_API_KEY or "
-                         "OPENROUTER_API_KEY is configured.", code="model_unavailable")
+        raise RouteError(
+            f"{m.id} is not available on this platform: no {_env_prefix(m.provider)}_API_KEY or "
+            "OPENROUTER_API_KEY is configured.",
+            code="model_unavailable",
+        )
     return target
 
 
@@ -295,8 +378,11 @@ def _platform_enabled() -> None:
     from django.conf import settings
 
     if not settings.PLATFORM_MANAGED_LLM_ENABLED:
-        raise RouteError("Platform-managed models are turned off on this installation; use your own key (BYOK) "
-                         "or a custom endpoint.", code="platform_mode_disabled")
+        raise RouteError(
+            "Platform-managed models are turned off on this installation; use your own key (BYOK) "
+            "or a custom endpoint.",
+            code="platform_mode_disabled",
+        )
 
 
 def _openrouter_target(ctx: _Context, name: str, *, credential: Any = None) -> ResolvedTarget:
@@ -310,27 +396,40 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Any = None) -> R
         _platform_enabled()
         key, credential_id, mode = env("OPENROUTER_API_KEY"), None, "platform"
         if not key:
-            raise RouteError("OpenRouter models are not available on this platform (no OPENROUTER_API_KEY).",
-                             code="model_unavailable")
+            raise RouteError(
+                "OpenRouter models are not available on this platform (no OPENROUTER_API_KEY).",
+                code="model_unavailable",
+            )
         secrets: dict = {}
         base = _base_url(OPENROUTER)
     else:
         credential = credential or ctx.credential(OPENROUTER)
         if credential is None or credential.kind != OPENROUTER:
-            raise RouteError("No OpenRouter key is saved; add one in the LLM settings.", code="credential_missing")
+            raise RouteError(
+                "No OpenRouter key is saved; add one in the LLM settings.", code="credential_missing"
+            )
         secrets = _secrets(credential)
         key, credential_id, mode = secrets.get("api_key", ""), credential.pk, "byok"
         if credential.base_url:
             _check_endpoint(credential.base_url)
         base = _base_url(OPENROUTER, credential.base_url)
     return ResolvedTarget(
-        model_id=name, provider=OPENROUTER, protocol="openai_compat", base_url=base, api_key=key,
-        upstream_model=slug, options={"headers": dict(secrets["headers"])} if secrets.get("headers") else {},
-        mode=mode, credential_id=credential_id,
+        model_id=name,
+        provider=OPENROUTER,
+        protocol="openai_compat",
+        base_url=base,
+        api_key=key,
+        upstream_model=slug,
+        options={"headers": dict(secrets["headers"])} if secrets.get("headers") else {},
+        mode=mode,
+        credential_id=credential_id,
         input_usd_per_mtok=known.input_usd_per_mtok if known else None,
-        output_usd_per_mtok=known.output_usd_per_mtok if known else None, eu_hosted=False,
-        tier=known.tier if known else "", max_output_tokens=known.max_output_tokens if known else None,
-        capabilities=tuple(known.capabilities) if known else ())
+        output_usd_per_mtok=known.output_usd_per_mtok if known else None,
+        eu_hosted=False,
+        tier=known.tier if known else "",
+        max_output_tokens=known.max_output_tokens if known else None,
+        capabilities=tuple(known.capabilities) if known else (),
+    )
 
 
 def _ollama_target(ctx: _Context, name: str, *, credential: Any = None) -> ResolvedTarget:
@@ -338,24 +437,43 @@ def _ollama_target(ctx: _Context, name: str, *, credential: Any = None) -> Resol
     if not upstream:
         raise RouteError("Write local models as ollama:name:size, e.g. ollama:llama3:8b.")
     endpoint = credential or ctx.credential("ollama")
-    if endpoint is None and ctx.custom_endpoint is not None and ctx.custom_endpoint.kind in (
-            "ollama", "openai_compatible"):
+    if (
+        endpoint is None
+        and ctx.custom_endpoint is not None
+        and ctx.custom_endpoint.kind in ("ollama", "openai_compatible")
+    ):
         endpoint = ctx.custom_endpoint
     if endpoint is not None:
         return _endpoint_target(endpoint, model_id=name, upstream=upstream)
     base = env("OLLAMA_BASE_URL")
     if not base:
-        raise RouteError("No Ollama server is configured; add an Ollama endpoint in the LLM settings.",
-                         code="credential_missing")
+        raise RouteError(
+            "No Ollama server is configured; add an Ollama endpoint in the LLM settings.",
+            code="credential_missing",
+        )
     _check_endpoint(base)
     return ResolvedTarget(
-        model_id=name, provider="ollama", protocol="openai_compat", base_url=base, api_key=env("OLLAMA_API_KEY"),
-        upstream_model=upstream, options={}, mode="custom", credential_id=None, input_usd_per_mtok=Decimal(0),
-        output_usd_per_mtok=Decimal(0), eu_hosted=False, tier="", max_output_tokens=None, capabilities=())
+        model_id=name,
+        provider="ollama",
+        protocol="openai_compat",
+        base_url=base,
+        api_key=env("OLLAMA_API_KEY"),
+        upstream_model=upstream,
+        options={},
+        mode="custom",
+        credential_id=None,
+        input_usd_per_mtok=Decimal(0),
+        output_usd_per_mtok=Decimal(0),
+        eu_hosted=False,
+        tier="",
+        max_output_tokens=None,
+        capabilities=(),
+    )
 
 
-def _target_for_name(ctx: _Context, name: str, *, credential: Any = None, embeddings: bool = False
-                     ) -> ResolvedTarget:
+def _target_for_name(
+    ctx: _Context, name: str, *, credential: Any = None, embeddings: bool = False
+) -> ResolvedTarget:
     """One model name (not `default` or `route:`) → its target under the tenant's mode."""
     from llm.config import catalog
     from llm.config.credentials import ENDPOINT_KINDS
@@ -372,7 +490,9 @@ def _target_for_name(ctx: _Context, name: str, *, credential: Any = None, embedd
         if embeddings and "embeddings" not in m.capabilities:
             raise RouteError(f"{name} is not an embedding model.", code="model_not_embedding")
         if not embeddings and m.capabilities == ("embeddings",):
-            raise RouteError(f"{name} is an embedding model; call /v1/embeddings with it.", code="model_not_chat")
+            raise RouteError(
+                f"{name} is an embedding model; call /v1/embeddings with it.", code="model_not_chat"
+            )
         return _target_for_catalog(ctx, m, credential=credential)
     endpoint = credential if credential is not None and credential.kind in ENDPOINT_KINDS else None
     if endpoint is None and ctx.mode == "custom":
@@ -380,8 +500,10 @@ def _target_for_name(ctx: _Context, name: str, *, credential: Any = None, embedd
     if endpoint is not None:
         upstream = name.split(":", 1)[1] if name.startswith("custom:") else name
         return _endpoint_target(endpoint, model_id=f"custom:{upstream}", upstream=upstream)
-    raise RouteError(f"Unknown model “{name}”. Use a catalog id such as {_default_model()}, openrouter:vendor/model, "
-                     "ollama:name:size, route:NAME or default.")
+    raise RouteError(
+        f"Unknown model “{name}”. Use a catalog id such as {_default_model()}, openrouter:vendor/model, "
+        "ollama:name:size, route:NAME or default."
+    )
 
 
 def _default_model() -> str:
@@ -417,11 +539,16 @@ def _eu_filter(targets: list[ResolvedTarget], *, what: str) -> list[ResolvedTarg
     """Keep EU-hosted targets; the primary (or, on A/B routes, every target) not being one is an error."""
     kept = [t for t in targets if t.eu_hosted]
     if not targets or (not targets[0].eu_hosted and not any(t.weight for t in targets)):
-        raise RouteError(f"This workspace requires EU data residency and {what} is not EU-hosted; pick an "
-                         "EU-hosted model (GET /api/llm/models?filter=eu).", code="model_not_eu")
+        raise RouteError(
+            f"This workspace requires EU data residency and {what} is not EU-hosted; pick an "
+            "EU-hosted model (GET /api/llm/models?filter=eu).",
+            code="model_not_eu",
+        )
     if not kept:
-        raise RouteError(f"This workspace requires EU data residency and no target of {what} is EU-hosted.",
-                         code="model_not_eu")
+        raise RouteError(
+            f"This workspace requires EU data residency and no target of {what} is EU-hosted.",
+            code="model_not_eu",
+        )
     return kept
 
 
@@ -439,7 +566,9 @@ def _resolve_cold(tenant_id: int, agent_id: int | None, model: str, embeddings: 
         targets = []
         for i, name in enumerate(names):
             try:
-                targets.append(_with(_target_for_name(ctx, name, embeddings=embeddings), params=_params(ctx.prefs)))
+                targets.append(
+                    _with(_target_for_name(ctx, name, embeddings=embeddings), params=_params(ctx.prefs))
+                )
             except RouteError:
                 if i == 0:
                     raise
@@ -474,14 +603,17 @@ def _resolve_cold(tenant_id: int, agent_id: int | None, model: str, embeddings: 
     if eu_only:
         targets = _eu_filter(targets, what=route_name if route_name != "default" else targets[0].model_id)
         weighted = sum(1 for t in targets if t.weight > 0) >= 2
-    return ResolvedRoute(name=route_name, targets=tuple(targets), weighted=weighted, cache_ttl=cache_ttl,
-                         eu_only=eu_only)
+    return ResolvedRoute(
+        name=route_name, targets=tuple(targets), weighted=weighted, cache_ttl=cache_ttl, eu_only=eu_only
+    )
 
 
 _ROUTE_CACHE_SIZE = 5_000
 
 
-def resolve_route(*, tenant_id: int, agent_id: int | None, model: str, embeddings: bool = False) -> ResolvedRoute:
+def resolve_route(
+    *, tenant_id: int, agent_id: int | None, model: str, embeddings: bool = False
+) -> ResolvedRoute:
     """The targets for a requested model; warm calls read only the config version (memoised ~1 s)."""
     key = (tenant_id, agent_id, model, embeddings, config_version(tenant_id))
     route = _routes.get(key)

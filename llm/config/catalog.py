@@ -65,6 +65,7 @@ class Catalog:
 
 # --- seeding -------------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class SeedResult:
     created: int = 0
@@ -91,7 +92,9 @@ def _seed_rows(model_cls: Any, rows: list[dict[str, Any]], *, force: bool, resul
         data = {k: v for k, v in row.items() if k != "id"}
         obj = existing.get(row["id"])
         if obj is None:
-            model_cls.objects.create(id=row["id"], seeded_values={k: _jsonable(v) for k, v in data.items()}, **data)
+            model_cls.objects.create(
+                id=row["id"], seeded_values={k: _jsonable(v) for k, v in data.items()}, **data
+            )
             result.created += 1
             continue
         seeded = obj.seeded_values or {}
@@ -142,15 +145,35 @@ def _load() -> Catalog:
     providers: dict[str, ProviderInfo] = {}
     for m in CatalogModel.objects.select_related("provider"):  # the one query of a cold cache
         p = m.provider
-        providers.setdefault(p.id, ProviderInfo(
-            id=p.id, name=p.name, protocol=p.protocol, default_base_url=p.default_base_url, docs_url=p.docs_url,
-            eu_region_available=p.eu_region_available, sort_order=p.sort_order))
+        providers.setdefault(
+            p.id,
+            ProviderInfo(
+                id=p.id,
+                name=p.name,
+                protocol=p.protocol,
+                default_base_url=p.default_base_url,
+                docs_url=p.docs_url,
+                eu_region_available=p.eu_region_available,
+                sort_order=p.sort_order,
+            ),
+        )
         models[m.id] = ModelInfo(
-            id=m.id, provider=p.id, name=m.name, native_model_id=m.native_model_id,
-            openrouter_model_id=m.openrouter_model_id, input_usd_per_mtok=m.input_usd_per_mtok,
-            output_usd_per_mtok=m.output_usd_per_mtok, context_length=m.context_length,
-            max_output_tokens=m.max_output_tokens, capabilities=tuple(m.capabilities), eu_hosted=m.eu_hosted,
-            recommended=m.recommended, tier=m.tier, enabled=m.enabled, sort_order=m.sort_order)
+            id=m.id,
+            provider=p.id,
+            name=m.name,
+            native_model_id=m.native_model_id,
+            openrouter_model_id=m.openrouter_model_id,
+            input_usd_per_mtok=m.input_usd_per_mtok,
+            output_usd_per_mtok=m.output_usd_per_mtok,
+            context_length=m.context_length,
+            max_output_tokens=m.max_output_tokens,
+            capabilities=tuple(m.capabilities),
+            eu_hosted=m.eu_hosted,
+            recommended=m.recommended,
+            tier=m.tier,
+            enabled=m.enabled,
+            sort_order=m.sort_order,
+        )
     if not models:
         # An empty catalog is never intended (a flushed test database, a skipped migration): load the list.
         seed_catalog()
@@ -184,13 +207,18 @@ def forget_memo() -> None:
 
 # --- the listing API -------------------------------------------------------------------------------
 
+
 def _model_json(m: ModelInfo) -> dict[str, Any]:
     return {
-        "id": m.id, "name": m.name,
+        "id": m.id,
+        "name": m.name,
         "input_usd_per_mtok": float(m.input_usd_per_mtok) if m.input_usd_per_mtok is not None else None,
         "output_usd_per_mtok": float(m.output_usd_per_mtok) if m.output_usd_per_mtok is not None else None,
-        "context_length": m.context_length, "max_output_tokens": m.max_output_tokens,
-        "capabilities": list(m.capabilities), "eu_hosted": m.eu_hosted, "recommended": m.recommended,
+        "context_length": m.context_length,
+        "max_output_tokens": m.max_output_tokens,
+        "capabilities": list(m.capabilities),
+        "eu_hosted": m.eu_hosted,
+        "recommended": m.recommended,
         "tier": m.tier,
     }
 
@@ -207,9 +235,11 @@ def models_listing(*, filter: str | None = None, tier: str | None = None) -> dic
     predicate: Callable[[ModelInfo], bool] | None = None
     if filter:
         if filter == "eu":
+
             def predicate(m: ModelInfo) -> bool:
                 return m.eu_hosted
         elif filter == "recommended":
+
             def predicate(m: ModelInfo) -> bool:
                 return m.recommended
         elif filter.startswith("provider:") and filter[9:]:
@@ -236,6 +266,7 @@ def models_listing(*, filter: str | None = None, tier: str | None = None) -> dic
     for pid in sorted(groups, key=lambda p: (snapshot.providers[p].sort_order, p)):
         models = sorted(groups[pid], key=lambda m: (m.sort_order, m.id))
         count += len(models)
-        providers.append({"id": pid, "name": snapshot.providers[pid].name,
-                          "models": [_model_json(m) for m in models]})
+        providers.append(
+            {"id": pid, "name": snapshot.providers[pid].name, "models": [_model_json(m) for m in models]}
+        )
     return {"count": count, "providers": providers}

@@ -46,7 +46,8 @@ class ConfigValidationError(ValidationError):
                     walk(f"{prefix}.{key}" if prefix else str(key), inner)
             else:
                 flat.setdefault(prefix or "non_field_errors", []).extend(
-                    [str(v) for v in value] if isinstance(value, list) else [str(value)])
+                    [str(v) for v in value] if isinstance(value, list) else [str(value)]
+                )
 
         walk("", detail)
         super().__init__(flat)
@@ -72,22 +73,39 @@ def origin_of(url: str | None) -> tuple[str, str, int | None]:
     except ValueError:
         port = None
     scheme = parts.scheme.lower()
-    return (scheme, (parts.hostname or "").rstrip(".").lower(), port or {"http": 80, "https": 443}.get(scheme))
+    return (
+        scheme,
+        (parts.hostname or "").rstrip(".").lower(),
+        port or {"http": 80, "https": 443}.get(scheme),
+    )
 
 
-_SECRET_LABELS = {"api_key": "the API key", "secret_access_key": "the AWS secret access key",
-                  "headers": "the extra headers"}
+_SECRET_LABELS = {
+    "api_key": "the API key",
+    "secret_access_key": "the AWS secret access key",
+    "headers": "the extra headers",
+}
 
 
 def protocol_for_kind(kind: str, provider_protocol: str | None = None) -> str:
-    return {"openai_compatible": "openai_compat", "ollama": "openai_compat", "azure_openai": "azure_openai",
-            "bedrock": "bedrock"}.get(kind) or provider_protocol or "openai_compat"
+    return (
+        {
+            "openai_compatible": "openai_compat",
+            "ollama": "openai_compat",
+            "azure_openai": "azure_openai",
+            "bedrock": "bedrock",
+        }.get(kind)
+        or provider_protocol
+        or "openai_compat"
+    )
 
 
 def access_credential(*, tenant: Tenant, credential_id: Any) -> Credential:
     """The tenant's credential, or 404 (the same for another tenant's and a missing one)."""
     try:
-        return Credential.objects.unscoped().select_related("data_key").get(tenant=tenant, pk=int(credential_id))
+        return (
+            Credential.objects.unscoped().select_related("data_key").get(tenant=tenant, pk=int(credential_id))
+        )
     except (Credential.DoesNotExist, ValueError, TypeError):
         raise Http404("No such credential.") from None
 
@@ -97,15 +115,22 @@ def find_credential(*, tenant: Tenant, ref: Any) -> Credential | None:
     qs = Credential.objects.unscoped().filter(tenant=tenant)
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
         return qs.filter(pk=int(ref)).first()
-    if isinstance(ref, str) and ref and "\x00" not in ref:  # no name holds one; PostgreSQL refuses it in a query
+    if (
+        isinstance(ref, str) and ref and "\x00" not in ref
+    ):  # no name holds one; PostgreSQL refuses it in a query
         return qs.filter(name=ref).first()
     return None
 
 
 def credential_for_kind(*, tenant_id: int, kind: str) -> Credential | None:
     """The tenant's key for a provider: the most recently set one when there are several."""
-    return (Credential.objects.unscoped().select_related("data_key").filter(tenant_id=tenant_id, kind=kind)
-            .order_by("-rotated_at", "-created_at", "-pk").first())
+    return (
+        Credential.objects.unscoped()
+        .select_related("data_key")
+        .filter(tenant_id=tenant_id, kind=kind)
+        .order_by("-rotated_at", "-created_at", "-pk")
+        .first()
+    )
 
 
 def secrets_of(credential: Credential) -> dict[str, Any]:
@@ -116,6 +141,7 @@ def secrets_of(credential: Credential) -> dict[str, Any]:
 
 
 # --- validation (shared by the API and the pages) ---------------------------------------------------
+
 
 def _decimal(value: Any, name: str, errors: dict) -> Decimal | None:
     if value in (None, ""):
@@ -131,8 +157,9 @@ def _decimal(value: Any, name: str, errors: dict) -> Decimal | None:
     return number
 
 
-def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None = None, *,
-                   new_origin: str = "refuse") -> dict[str, Any]:
+def clean_endpoint(
+    kind: str, data: dict[str, Any], existing: Credential | None = None, *, new_origin: str = "refuse"
+) -> dict[str, Any]:
     """Validate a credential's fields for its kind; raise ValidationError({field: [msg]}) or return them cleaned.
 
     Secrets left out keep their stored value (when `existing` is given), but only while the endpoint's origin
@@ -183,9 +210,18 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
     headers = data.get("headers", old_secrets.get("headers") or {})
     if headers is None:
         headers = {}
-    if not isinstance(headers, dict) or len(headers) > 20 or not all(
-            isinstance(k, str) and _HEADER_NAME.match(k) and isinstance(v, str) and len(v) < 4000 and v.isprintable()
-            for k, v in headers.items()):
+    if (
+        not isinstance(headers, dict)
+        or len(headers) > 20
+        or not all(
+            isinstance(k, str)
+            and _HEADER_NAME.match(k)
+            and isinstance(v, str)
+            and len(v) < 4000
+            and v.isprintable()
+            for k, v in headers.items()
+        )
+    ):
         errors["headers"] = ["Give extra headers as an object of up to 20 header names to text values."]
         headers = {}
 
@@ -200,8 +236,10 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
                 secret_access_key = "" if field == "secret_access_key" else secret_access_key
                 headers = {} if field == "headers" else headers
             elif field not in errors:
-                errors[field] = [f"The endpoint's address (scheme, host or port) changed: enter {_SECRET_LABELS[field]} "
-                                 "again. A saved secret is only sent to the address it was saved for."]
+                errors[field] = [
+                    f"The endpoint's address (scheme, host or port) changed: enter {_SECRET_LABELS[field]} "
+                    "again. A saved secret is only sent to the address it was saved for."
+                ]
     required: list[str] = []
     if kind in ("openai_compatible", "ollama"):
         required = ["base_url"]
@@ -212,16 +250,30 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
     else:
         required = ["api_key"]
     values = {"api_key": api_key, "base_url": base_url, "secret_access_key": secret_access_key, **config}
-    labels = {"api_key": "an API key", "base_url": "the endpoint's base URL", "deployment": "the deployment name",
-              "api_version": "the API version (e.g. 2024-10-21)", "region": "the AWS region (e.g. eu-central-1)",
-              "access_key_id": "the AWS access key id", "secret_access_key": "the AWS secret access key"}
+    labels = {
+        "api_key": "an API key",
+        "base_url": "the endpoint's base URL",
+        "deployment": "the deployment name",
+        "api_version": "the API version (e.g. 2024-10-21)",
+        "region": "the AWS region (e.g. eu-central-1)",
+        "access_key_id": "the AWS access key id",
+        "secret_access_key": "the AWS secret access key",
+    }
     for field in required:
         if not values.get(field) and field not in errors:
             errors[field] = [f"Enter {labels[field]}; a {kind.replace('_', ' ')} endpoint needs it."]
-    if kind == "bedrock" and config["region"] and not _REGION.match(config["region"]) and "region" not in errors:
+    if (
+        kind == "bedrock"
+        and config["region"]
+        and not _REGION.match(config["region"])
+        and "region" not in errors
+    ):
         errors["region"] = ["Enter an AWS region such as eu-central-1."]
-    if kind == "azure_openai" and config["api_version"] and not re.match(r"^\d{4}-\d{2}-\d{2}(-preview)?$",
-                                                                        config["api_version"]):
+    if (
+        kind == "azure_openai"
+        and config["api_version"]
+        and not re.match(r"^\d{4}-\d{2}-\d{2}(-preview)?$", config["api_version"])
+    ):
         errors["api_version"] = ["Enter an API version such as 2024-10-21."]
     if base_url and "base_url" not in errors:
         try:
@@ -230,22 +282,36 @@ def clean_endpoint(kind: str, data: dict[str, Any], existing: Credential | None 
             errors["base_url"] = [str(exc)]
     if api_key and any(c.isspace() for c in api_key):
         errors["api_key"] = ["The API key contains spaces or line breaks; paste it again."]
-    price_in = _decimal(data.get("input_usd_per_mtok", existing.input_usd_per_mtok if existing else 0),
-                        "input_usd_per_mtok", errors)
-    price_out = _decimal(data.get("output_usd_per_mtok", existing.output_usd_per_mtok if existing else 0),
-                         "output_usd_per_mtok", errors)
+    price_in = _decimal(
+        data.get("input_usd_per_mtok", existing.input_usd_per_mtok if existing else 0),
+        "input_usd_per_mtok",
+        errors,
+    )
+    price_out = _decimal(
+        data.get("output_usd_per_mtok", existing.output_usd_per_mtok if existing else 0),
+        "output_usd_per_mtok",
+        errors,
+    )
     if errors:
         raise ValidationError(errors)
     if kind == "bedrock" and config["region"].startswith("eu-"):
         eu_hosted = True
-    out.update(base_url=base_url, config={**{k: v for k, v in config.items() if v}, "eu_hosted": eu_hosted},
-               secrets={k: v for k, v in (("api_key", api_key), ("secret_access_key", secret_access_key),
-                                          ("headers", headers)) if v},
-               input_usd_per_mtok=price_in, output_usd_per_mtok=price_out)
+    out.update(
+        base_url=base_url,
+        config={**{k: v for k, v in config.items() if v}, "eu_hosted": eu_hosted},
+        secrets={
+            k: v
+            for k, v in (("api_key", api_key), ("secret_access_key", secret_access_key), ("headers", headers))
+            if v
+        },
+        input_usd_per_mtok=price_in,
+        output_usd_per_mtok=price_out,
+    )
     return out
 
 
 # --- services ----------------------------------------------------------------------------------------
+
 
 def _store(credential: Credential, cleaned: dict[str, Any]) -> list[str]:
     """Copy cleaned values onto the credential, encrypting the secrets; returns the names of changed fields."""
@@ -264,7 +330,9 @@ def _store(credential: Credential, cleaned: dict[str, Any]) -> list[str]:
         credential.secrets_ciphertext = encryption.encrypt(data_key, json.dumps(secrets)) if secrets else ""
         credential.data_key = data_key
         credential.api_key_masked = mask(secrets.get("api_key") or secrets.get("secret_access_key"))
-        changed += [f"{k}_masked" if k == "api_key" else k for k in SECRET_FIELDS if secrets.get(k) != old.get(k)]
+        changed += [
+            f"{k}_masked" if k == "api_key" else k for k in SECRET_FIELDS if secrets.get(k) != old.get(k)
+        ]
         if credential.pk:
             credential.rotated_at = timezone.now()
     return changed
@@ -281,15 +349,25 @@ def credential_create(*, tenant: Tenant, actor: Actor, kind: str, data: dict[str
                 credential.save()
         except IntegrityError:
             raise ValidationError({"name": [f"A credential named “{name}” exists already."]}) from None
-        audit_record(tenant=tenant, actor=actor, action="llm.credential.create", obj=credential,
-                     changes={"kind": kind, "name": name, "base_url": credential.base_url,
-                              "api_key_masked": credential.api_key_masked})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="llm.credential.create",
+            obj=credential,
+            changes={
+                "kind": kind,
+                "name": name,
+                "base_url": credential.base_url,
+                "api_key_masked": credential.api_key_masked,
+            },
+        )
     bump_config_version(tenant.id)
     return credential
 
 
-def credential_update(*, credential: Credential, actor: Actor, data: dict[str, Any],
-                      new_origin: str = "refuse") -> Credential:
+def credential_update(
+    *, credential: Credential, actor: Actor, data: dict[str, Any], new_origin: str = "refuse"
+) -> Credential:
     """Change a credential; a new `api_key` rotates it (rotated_at), secrets left out are kept while the origin
     stays the same (see `clean_endpoint`)."""
     if "kind" in data and data["kind"] != credential.kind:
@@ -302,10 +380,21 @@ def credential_update(*, credential: Credential, actor: Actor, data: dict[str, A
                 with transaction.atomic():
                     credential.save()
             except IntegrityError:
-                raise ValidationError({"name": [f"A credential named “{credential.name}” exists already."]}) from None
-            audit_record(tenant=credential.tenant, actor=actor, action="llm.credential.update", obj=credential,
-                         changes={name: getattr(credential, name, "[changed]") if name in (
-                             "name", "base_url", "api_key_masked") else "[changed]" for name in changed})
+                raise ValidationError(
+                    {"name": [f"A credential named “{credential.name}” exists already."]}
+                ) from None
+            audit_record(
+                tenant=credential.tenant,
+                actor=actor,
+                action="llm.credential.update",
+                obj=credential,
+                changes={
+                    name: getattr(credential, name, "[changed]")
+                    if name in ("name", "base_url", "api_key_masked")
+                    else "[changed]"
+                    for name in changed
+                },
+            )
     if changed:
         bump_config_version(credential.tenant_id)
     return credential
@@ -324,8 +413,11 @@ def credential_mark_verified(credential: Credential) -> None:
 
 
 def _free_name(tenant: Tenant, kind: str) -> str:
-    taken = set(Credential.objects.unscoped().filter(tenant=tenant, name__startswith=kind)
-                .values_list("name", flat=True))
+    taken = set(
+        Credential.objects.unscoped()
+        .filter(tenant=tenant, name__startswith=kind)
+        .values_list("name", flat=True)
+    )
     if kind not in taken:
         return kind
     n = 2
@@ -338,15 +430,21 @@ def credential_json(credential: Credential) -> dict[str, Any]:
     """The API shape: config and masks, never a secret."""
     config = credential.config or {}
     body: dict[str, Any] = {
-        "id": credential.pk, "kind": credential.kind, "name": credential.name,
-        "api_key_masked": credential.api_key_masked or None, "base_url": credential.base_url or None,
-        "created_at": credential.created_at, "rotated_at": credential.rotated_at,
+        "id": credential.pk,
+        "kind": credential.kind,
+        "name": credential.name,
+        "api_key_masked": credential.api_key_masked or None,
+        "base_url": credential.base_url or None,
+        "created_at": credential.created_at,
+        "rotated_at": credential.rotated_at,
         "last_verified_at": credential.last_verified_at,
     }
     if credential.kind in ENDPOINT_KINDS:
         body.update(
-            deployment=config.get("deployment") or None, api_version=config.get("api_version") or None,
-            region=config.get("region") or None, access_key_id=config.get("access_key_id") or None,
+            deployment=config.get("deployment") or None,
+            api_version=config.get("api_version") or None,
+            region=config.get("region") or None,
+            access_key_id=config.get("access_key_id") or None,
             eu_hosted=bool(config.get("eu_hosted")),
             input_usd_per_mtok=float(credential.input_usd_per_mtok),
             output_usd_per_mtok=float(credential.output_usd_per_mtok),

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
+from django_cryptography.utils.crypto import InvalidToken as FieldInvalidToken
 
 _HKDF_SALT = b"byok-platform/llm-credentials"
 _lock = threading.Lock()
@@ -50,7 +51,9 @@ def _fernet_key(raw: str) -> bytes:
             return raw.encode()
     except (binascii.Error, ValueError):
         pass
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=b"master-key").derive(raw.encode())
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=b"master-key").derive(
+        raw.encode()
+    )
     return base64.urlsafe_b64encode(derived)
 
 
@@ -85,14 +88,18 @@ def unwrap(wrapped: str) -> bytes:
     try:
         return _master()[0].decrypt(wrapped.encode())
     except InvalidToken:
-        raise DecryptionError("A tenant data key cannot be unwrapped with any key in CRYPTOGRAPHY_KEYS.") from None
+        raise DecryptionError(
+            "A tenant data key cannot be unwrapped with any key in CRYPTOGRAPHY_KEYS."
+        ) from None
 
 
 def rewrap(wrapped: str) -> str:
     try:
         return _master()[0].rotate(wrapped.encode()).decode()
     except InvalidToken:
-        raise DecryptionError("A tenant data key cannot be unwrapped with any key in CRYPTOGRAPHY_KEYS.") from None
+        raise DecryptionError(
+            "A tenant data key cannot be unwrapped with any key in CRYPTOGRAPHY_KEYS."
+        ) from None
 
 
 def _data_fernet(data_key) -> Fernet:
@@ -111,17 +118,29 @@ def current_data_key(tenant_id: int):
     """The tenant's newest data key, created (wrapped by the newest master key) on first use."""
     from llm.models import TenantDataKey
 
-    key = (TenantDataKey.objects.unscoped().filter(tenant_id=tenant_id, retired_at__isnull=True)
-           .order_by("-version").first())
+    key = (
+        TenantDataKey.objects.unscoped()
+        .filter(tenant_id=tenant_id, retired_at__isnull=True)
+        .order_by("-version")
+        .first()
+    )
     if key is not None:
         return key
     with transaction.atomic():
-        last = (TenantDataKey.objects.unscoped().select_for_update().filter(tenant_id=tenant_id)
-                .order_by("-version").first())
+        last = (
+            TenantDataKey.objects.unscoped()
+            .select_for_update()
+            .filter(tenant_id=tenant_id)
+            .order_by("-version")
+            .first()
+        )
         return TenantDataKey.objects.unscoped().create(
-            tenant_id=tenant_id, version=(last.version + 1) if last else 1,
-            wrapped_key=wrap(Fernet.generate_key()), master_key_id=current_master_id(),
-            created_under=current_master_id())
+            tenant_id=tenant_id,
+            version=(last.version + 1) if last else 1,
+            wrapped_key=wrap(Fernet.generate_key()),
+            master_key_id=current_master_id(),
+            created_under=current_master_id(),
+        )
 
 
 def encrypt(data_key, plaintext: str) -> str:
@@ -152,8 +171,11 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
     result = RotationResult()
     newest = current_master_id()
     while True:
-        ids = list(TenantDataKey.objects.unscoped().exclude(master_key_id=newest)
-                   .values_list("pk", flat=True)[:batch_size])
+        ids = list(
+            TenantDataKey.objects.unscoped()
+            .exclude(master_key_id=newest)
+            .values_list("pk", flat=True)[:batch_size]
+        )
         if not ids:
             break
         for pk in ids:
@@ -170,21 +192,42 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
     if data_keys:
         # A tenant whose current data key was created under an older master key gets a new one, and its
         # credentials move to it, in one transaction per tenant; tenants already done are skipped.
-        tenant_ids = sorted(set(TenantDataKey.objects.unscoped().filter(retired_at__isnull=True)
-                                .exclude(created_under=newest).values_list("tenant_id", flat=True)))
+        tenant_ids = sorted(
+            set(
+                TenantDataKey.objects.unscoped()
+                .filter(retired_at__isnull=True)
+                .exclude(created_under=newest)
+                .values_list("tenant_id", flat=True)
+            )
+        )
         for tenant_id in tenant_ids:
             with transaction.atomic():
-                old = list(TenantDataKey.objects.unscoped().select_for_update()
-                           .filter(tenant_id=tenant_id, retired_at__isnull=True).order_by("-version"))
+                old = list(
+                    TenantDataKey.objects.unscoped()
+                    .select_for_update()
+                    .filter(tenant_id=tenant_id, retired_at__isnull=True)
+                    .order_by("-version")
+                )
                 if not old or old[0].created_under == newest:
                     continue
                 fresh = TenantDataKey.objects.unscoped().create(
-                    tenant_id=tenant_id, version=old[0].version + 1, wrapped_key=wrap(Fernet.generate_key()),
-                    master_key_id=newest, created_under=newest)
+                    tenant_id=tenant_id,
+                    version=old[0].version + 1,
+                    wrapped_key=wrap(Fernet.generate_key()),
+                    master_key_id=newest,
+                    created_under=newest,
+                )
                 result.data_keys_created += 1
-                for cred in (Credential.objects.unscoped().select_for_update(of=("self",)).select_related("data_key")
-                             .filter(tenant_id=tenant_id).exclude(data_key=fresh)):
-                    plaintext = decrypt(cred.data_key, cred.secrets_ciphertext) if cred.secrets_ciphertext else ""
+                for cred in (
+                    Credential.objects.unscoped()
+                    .select_for_update(of=("self",))
+                    .select_related("data_key")
+                    .filter(tenant_id=tenant_id)
+                    .exclude(data_key=fresh)
+                ):
+                    plaintext = (
+                        decrypt(cred.data_key, cred.secrets_ciphertext) if cred.secrets_ciphertext else ""
+                    )
                     cred.secrets_ciphertext = encrypt(fresh, plaintext) if plaintext else ""
                     cred.data_key = fresh
                     cred.save(update_fields=["secrets_ciphertext", "data_key"])
@@ -200,8 +243,8 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
     return result
 
 
-
 # --- other apps' django-cryptography fields ------------------------------------------------------------
+
 
 def _field_fernet(raw_key: str):
     """django-cryptography's cipher for one entry of CRYPTOGRAPHY_KEYS (the key derivation its settings use)."""
@@ -212,8 +255,13 @@ def _field_fernet(raw_key: str):
 
     conf = CryptographyConf()
     digest = conf.DIGEST
-    kdf = PBKDF2HMAC(algorithm=digest, length=digest.digest_size, salt=force_bytes(conf.SALT), iterations=30000,
-                     backend=conf.BACKEND)
+    kdf = PBKDF2HMAC(
+        algorithm=digest,
+        length=digest.digest_size,
+        salt=force_bytes(conf.SALT),
+        iterations=30000,
+        backend=conf.BACKEND,
+    )
     return FernetBytes(kdf.derive(raw_key.encode()))
 
 
@@ -222,8 +270,12 @@ def encrypted_fields() -> list[tuple[Any, Any]]:
     from django.apps import apps
     from django_cryptography.fields import EncryptedMixin
 
-    return [(model, f) for model in apps.get_models() for f in model._meta.concrete_fields
-            if isinstance(f, EncryptedMixin)]
+    return [
+        (model, f)
+        for model in apps.get_models()
+        for f in model._meta.concrete_fields
+        if isinstance(f, EncryptedMixin)
+    ]
 
 
 def rotate_field_values(*, batch_size: int = 200) -> int:
@@ -244,9 +296,14 @@ def rotate_field_values(*, batch_size: int = 200) -> int:
         last = None
         while True:
             with connection.cursor() as cursor:
-                where = f"WHERE {qn(column)} IS NOT NULL" + (f" AND {qn(pk)} > %s" if last is not None else "")
-                cursor.execute(f"SELECT {qn(pk)}, {qn(column)} FROM {qn(table)} {where} "  # noqa: S608
-                               f"ORDER BY {qn(pk)} LIMIT %s", [*([last] if last is not None else []), batch_size])
+                where = f"WHERE {qn(column)} IS NOT NULL" + (
+                    f" AND {qn(pk)} > %s" if last is not None else ""
+                )
+                cursor.execute(
+                    f"SELECT {qn(pk)}, {qn(column)} FROM {qn(table)} {where} "  # noqa: S608
+                    f"ORDER BY {qn(pk)} LIMIT %s",
+                    [*([last] if last is not None else []), batch_size],
+                )
                 rows = cursor.fetchall()
             if not rows:
                 break
@@ -256,13 +313,15 @@ def rotate_field_values(*, batch_size: int = 200) -> int:
                 for index, cipher in enumerate(ciphers):
                     try:
                         plain = cipher.decrypt(token)
-                    except InvalidToken:  # wrong key: try the next one
+                    except (InvalidToken, FieldInvalidToken, ValueError):  # wrong key: try the next one
                         continue
                     if index > 0:
                         pickle.loads(plain)  # noqa: S301 - our own ciphertext, authenticated above
                         with transaction.atomic(), connection.cursor() as cursor:
-                            cursor.execute(f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE {qn(pk)} = %s",  # noqa: S608
-                                           [ciphers[0].encrypt(plain), row_pk])
+                            cursor.execute(
+                                f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE {qn(pk)} = %s",  # noqa: S608
+                                [ciphers[0].encrypt(plain), row_pk],
+                            )
                         changed += 1
                     break
     return changed

@@ -22,8 +22,14 @@ from tenants.models import Agent, Tenant
 
 MODES = ("platform", "byok", "custom")
 CUSTOM_KINDS = ("openai_compatible", "azure_openai", "bedrock", "ollama")
-DEFAULTS: dict[str, Any] = {"mode": "platform", "model": PLATFORM_DEFAULT_MODEL, "temperature": 0.7,
-                            "max_tokens": 4096, "eu_only": False, "fallbacks": []}
+DEFAULTS: dict[str, Any] = {
+    "mode": "platform",
+    "model": PLATFORM_DEFAULT_MODEL,
+    "temperature": 0.7,
+    "max_tokens": 4096,
+    "eu_only": False,
+    "fallbacks": [],
+}
 MAX_FALLBACKS = 5
 MIN_TOKENS, MAX_TOKENS = 100, 128_000
 
@@ -35,15 +41,20 @@ def platform_mode_allowed(tenant: Tenant) -> tuple[bool, str]:
     from llm.policy import policy
 
     if not policy().platform_allowed(tenant):
-        return False, ("Your plan does not include platform-managed models; upgrade the plan or use your own "
-                       "key (BYOK).")
+        return False, (
+            "Your plan does not include platform-managed models; upgrade the plan or use your own key (BYOK)."
+        )
     return True, ""
 
 
 def preferences_get(*, tenant: Tenant, agent: Agent | None) -> Preferences | None:
     """The saved row of exactly this scope (the agent's own, or the tenant's when agent is None)."""
-    return (Preferences.objects.unscoped().select_related("credential", "custom_endpoint")
-            .filter(tenant=tenant, agent=agent).first())
+    return (
+        Preferences.objects.unscoped()
+        .select_related("credential", "custom_endpoint")
+        .filter(tenant=tenant, agent=agent)
+        .first()
+    )
 
 
 def preferences_effective(*, tenant: Tenant, agent: Agent | None) -> Preferences | None:
@@ -57,31 +68,55 @@ def preferences_effective(*, tenant: Tenant, agent: Agent | None) -> Preferences
 
 # --- reading -----------------------------------------------------------------------------------------
 
+
 def _endpoint_json(credential: Credential | None) -> dict[str, Any] | None:
     if credential is None:
         return None
     body = credentials.credential_json(credential)
-    return {k: body.get(k) for k in ("id", "kind", "name", "base_url", "deployment", "api_version", "region",
-                                     "access_key_id", "api_key_masked", "eu_hosted", "input_usd_per_mtok",
-                                     "output_usd_per_mtok")}
+    return {
+        k: body.get(k)
+        for k in (
+            "id",
+            "kind",
+            "name",
+            "base_url",
+            "deployment",
+            "api_version",
+            "region",
+            "access_key_id",
+            "api_key_masked",
+            "eu_hosted",
+            "input_usd_per_mtok",
+            "output_usd_per_mtok",
+        )
+    }
 
 
 def _byok_credential(tenant: Tenant, prefs: Preferences | None, model: str) -> Credential | None:
     if prefs is not None and prefs.credential_id and prefs.credential is not None:
         return prefs.credential
     provider = model.split(":", 1)[0]
-    return (credentials.credential_for_kind(tenant_id=tenant.id, kind=provider)
-            or credentials.credential_for_kind(tenant_id=tenant.id, kind=OPENROUTER))
+    return credentials.credential_for_kind(
+        tenant_id=tenant.id, kind=provider
+    ) or credentials.credential_for_kind(tenant_id=tenant.id, kind=OPENROUTER)
 
 
 def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     """The API shape: saved values (or the agent's inherited / the defaults) and the model's catalog metadata."""
     own = preferences_get(tenant=tenant, agent=agent)
     prefs = own or (preferences_get(tenant=tenant, agent=None) if agent is not None else None)
-    values: dict[str, Any] = dict(DEFAULTS) if prefs is None else {
-        "mode": prefs.mode, "model": prefs.model, "temperature": float(prefs.temperature),
-        "max_tokens": prefs.max_tokens, "eu_only": prefs.eu_only, "fallbacks": list(prefs.fallbacks or []),
-    }
+    values: dict[str, Any] = (
+        dict(DEFAULTS)
+        if prefs is None
+        else {
+            "mode": prefs.mode,
+            "model": prefs.model,
+            "temperature": float(prefs.temperature),
+            "max_tokens": prefs.max_tokens,
+            "eu_only": prefs.eu_only,
+            "fallbacks": list(prefs.fallbacks or []),
+        }
+    )
     allowed, reason = platform_mode_allowed(tenant)
     byok = _byok_credential(tenant, prefs, values["model"]) if values["mode"] == "byok" else None
     return {
@@ -92,8 +127,11 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
         "eu_only": values["eu_only"] or tenant.eu_only,
         "tenant_eu_only": tenant.eu_only,
         "api_key_masked": byok.api_key_masked if byok is not None else None,
-        "credential": ({"id": byok.pk, "kind": byok.kind, "name": byok.name, "api_key_masked": byok.api_key_masked}
-                       if byok is not None else None),
+        "credential": (
+            {"id": byok.pk, "kind": byok.kind, "name": byok.name, "api_key_masked": byok.api_key_masked}
+            if byok is not None
+            else None
+        ),
         "custom_endpoint": _endpoint_json(prefs.custom_endpoint if prefs is not None else None),
         "model_info": catalog.model_json(values["model"]),
         "platform_mode_available": allowed,
@@ -103,6 +141,7 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
 
 
 # --- validation --------------------------------------------------------------------------------------
+
 
 def _number(value: Any, *, integer: bool) -> Decimal | int | None:
     if isinstance(value, bool):
@@ -118,8 +157,9 @@ def _number(value: Any, *, integer: bool) -> Decimal | int | None:
     return number
 
 
-def check_params(data: dict[str, Any], errors: dict[str, list[str]], *, max_output: int | None = None,
-                 prefix: str = "") -> dict[str, Any]:
+def check_params(
+    data: dict[str, Any], errors: dict[str, list[str]], *, max_output: int | None = None, prefix: str = ""
+) -> dict[str, Any]:
     """Validate temperature (0–2) and max_tokens (100–128000, at most the model's output limit)."""
     out: dict[str, Any] = {}
     if "temperature" in data and data["temperature"] is not None:
@@ -131,16 +171,21 @@ def check_params(data: dict[str, Any], errors: dict[str, list[str]], *, max_outp
     if "max_tokens" in data and data["max_tokens"] is not None:
         n = _number(data["max_tokens"], integer=True)
         if n is None or not (MIN_TOKENS <= n <= MAX_TOKENS):
-            errors[prefix + "max_tokens"] = [f"Enter a whole number of tokens from {MIN_TOKENS} to {MAX_TOKENS:,}."]
+            errors[prefix + "max_tokens"] = [
+                f"Enter a whole number of tokens from {MIN_TOKENS} to {MAX_TOKENS:,}."
+            ]
         elif max_output and n > max_output:
-            errors[prefix + "max_tokens"] = [f"The model writes at most {max_output:,} tokens per answer; "
-                                             f"enter {max_output:,} or less."]
+            errors[prefix + "max_tokens"] = [
+                f"The model writes at most {max_output:,} tokens per answer; enter {max_output:,} or less."
+            ]
         else:
             out["max_tokens"] = int(n)
     return out
 
 
-def check_model(model: Any, *, mode: str, eu_required: bool, field: str = "model") -> tuple[str, Any, list[str]]:
+def check_model(
+    model: Any, *, mode: str, eu_required: bool, field: str = "model"
+) -> tuple[str, Any, list[str]]:
     """(model id, catalog entry or None, errors) for a model name under a mode."""
     if not isinstance(model, str) or not model.strip():
         return "", None, ["Choose a model."]
@@ -157,8 +202,14 @@ def check_model(model: Any, *, mode: str, eu_required: bool, field: str = "model
         if m.provider == "custom" and mode != "custom":
             return model, m, ["The custom placeholder needs custom mode."]
         if eu_required and not m.eu_hosted and mode != "custom":
-            return model, m, [f"EU data residency is required and {model} is not EU-hosted; choose an EU-hosted "
-                              "model (filter “eu”)."]
+            return (
+                model,
+                m,
+                [
+                    f"EU data residency is required and {model} is not EU-hosted; choose an EU-hosted "
+                    "model (filter “eu”)."
+                ],
+            )
         return model, m, []
     if model.startswith("openrouter:"):
         slug = model.split(":", 1)[1]
@@ -167,7 +218,11 @@ def check_model(model: Any, *, mode: str, eu_required: bool, field: str = "model
         if mode == "custom":
             return model, None, ["OpenRouter models need platform or byok mode."]
         if eu_required:
-            return model, None, ["EU data residency is required and OpenRouter does not guarantee an EU region."]
+            return (
+                model,
+                None,
+                ["EU data residency is required and OpenRouter does not guarantee an EU region."],
+            )
         return model, snapshot.by_openrouter_id(slug), []
     if model.startswith("ollama:"):
         if mode != "custom" or not model.split(":", 1)[1]:
@@ -185,7 +240,9 @@ def _has_key_for(model_id: str, m: Any, kinds: set[str]) -> bool:
         return OPENROUTER in kinds
     if m is None:
         return False
-    return (m.provider in kinds and bool(m.native_model_id)) or (OPENROUTER in kinds and bool(m.openrouter_model_id))
+    return (m.provider in kinds and bool(m.native_model_id)) or (
+        OPENROUTER in kinds and bool(m.openrouter_model_id)
+    )
 
 
 def _inline_key_kind(data: dict[str, Any], model_id: str, m: Any) -> str:
@@ -200,12 +257,29 @@ def _inline_key_kind(data: dict[str, Any], model_id: str, m: Any) -> str:
     return OPENROUTER
 
 
-def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences | None, data: dict[str, Any],
-              new_origin: str = "refuse") -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+def _validate(
+    *,
+    tenant: Tenant,
+    current: dict[str, Any],
+    existing: Preferences | None,
+    data: dict[str, Any],
+    new_origin: str = "refuse",
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """Return (values, inline byok key to store, custom endpoint to store) or raise ValidationError."""
     errors: dict[str, Any] = {}
-    unknown = set(data) - {"mode", "model", "api_key", "api_key_provider", "provider", "custom_endpoint",
-                           "temperature", "max_tokens", "eu_only", "fallbacks", "credential"}
+    unknown = set(data) - {
+        "mode",
+        "model",
+        "api_key",
+        "api_key_provider",
+        "provider",
+        "custom_endpoint",
+        "temperature",
+        "max_tokens",
+        "eu_only",
+        "fallbacks",
+        "credential",
+    }
     for name in sorted(unknown):
         errors[name] = ["Unknown field."]
     values = dict(current)
@@ -221,12 +295,19 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
             values["eu_only"] = data["eu_only"]
     eu_required = bool(values["eu_only"] or tenant.eu_only)
 
-    model_id, m, model_errors = check_model(data.get("model", values["model"]), mode=mode, eu_required=eu_required)
+    model_id, m, model_errors = check_model(
+        data.get("model", values["model"]), mode=mode, eu_required=eu_required
+    )
     if model_errors:
         errors["model"] = model_errors
     values["model"] = model_id
-    values.update(check_params({k: data.get(k, values[k]) for k in ("temperature", "max_tokens")}, errors,
-                               max_output=m.max_output_tokens if m is not None else None))
+    values.update(
+        check_params(
+            {k: data.get(k, values[k]) for k in ("temperature", "max_tokens")},
+            errors,
+            max_output=m.max_output_tokens if m is not None else None,
+        )
+    )
 
     fallbacks = data.get("fallbacks", values["fallbacks"])
     if fallbacks is None:
@@ -274,18 +355,26 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
             errors["api_key"] = ["Enter the API key as text."]
         if "model" not in errors and not _has_key_for(model_id, m, kinds) and "api_key" not in errors:
             provider = m.provider if m is not None else OPENROUTER
-            errors["api_key"] = [f"Add an API key for {provider}" + (" or OpenRouter" if provider != OPENROUTER else "")
-                                 + " (field api_key), or save one first."]
+            errors["api_key"] = [
+                f"Add an API key for {provider}"
+                + (" or OpenRouter" if provider != OPENROUTER else "")
+                + " (field api_key), or save one first."
+            ]
         if "fallbacks" not in errors:
             missing = [fid for fid, fm in fallback_entries if not _has_key_for(fid, fm, kinds)]
             if missing:
-                errors["fallbacks"] = [f"{fid}: no API key for its provider or OpenRouter is saved." for fid in missing]
+                errors["fallbacks"] = [
+                    f"{fid}: no API key for its provider or OpenRouter is saved." for fid in missing
+                ]
     elif mode == "custom":
         endpoint_data = data.get("custom_endpoint")
         saved = existing.custom_endpoint if existing is not None else None
         if endpoint_data is None and saved is None:
-            errors["custom_endpoint"] = {"kind": [f"Describe the endpoint: kind ({', '.join(CUSTOM_KINDS)}), "
-                                                  "base_url and its credentials."]}
+            errors["custom_endpoint"] = {
+                "kind": [
+                    f"Describe the endpoint: kind ({', '.join(CUSTOM_KINDS)}), base_url and its credentials."
+                ]
+            }
         elif endpoint_data is not None:
             if not isinstance(endpoint_data, dict):
                 errors["custom_endpoint"] = {"non_field_errors": ["Send the endpoint as an object."]}
@@ -297,18 +386,30 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
                     same = saved if saved is not None and saved.kind == kind else None
                     fields = {k: v for k, v in endpoint_data.items() if k != "kind"}
                     try:
-                        endpoint = {"kind": kind, "existing": same,
-                                    "cleaned": credentials.clean_endpoint(kind, fields, existing=same,
-                                                                           new_origin=new_origin),
-                                    "data": fields}
+                        endpoint = {
+                            "kind": kind,
+                            "existing": same,
+                            "cleaned": credentials.clean_endpoint(
+                                kind, fields, existing=same, new_origin=new_origin
+                            ),
+                            "data": fields,
+                        }
                     except ValidationError as exc:
                         errors["custom_endpoint"] = _detail(exc)
         if "custom_endpoint" not in errors and eu_required:
-            eu = (endpoint["cleaned"]["config"].get("eu_hosted") if endpoint is not None
-                  else bool((saved.config or {}).get("eu_hosted")) if saved is not None else False)
+            eu = (
+                endpoint["cleaned"]["config"].get("eu_hosted")
+                if endpoint is not None
+                else bool((saved.config or {}).get("eu_hosted"))
+                if saved is not None
+                else False
+            )
             if not eu:
-                errors["custom_endpoint"] = {"eu_hosted": [
-                    "EU data residency is required: mark the endpoint as EU-hosted (eu_hosted) if it is."]}
+                errors["custom_endpoint"] = {
+                    "eu_hosted": [
+                        "EU data residency is required: mark the endpoint as EU-hosted (eu_hosted) if it is."
+                    ]
+                }
     if errors:
         raise credentials.ConfigValidationError(errors)
     return values, inline_key, endpoint
@@ -316,57 +417,91 @@ def _validate(*, tenant: Tenant, current: dict[str, Any], existing: Preferences 
 
 # --- saving ------------------------------------------------------------------------------------------
 
-def preferences_save(*, tenant: Tenant, agent: Agent | None, actor: Actor, data: dict[str, Any],
-                     new_origin: str = "refuse") -> Preferences:
+
+def preferences_save(
+    *, tenant: Tenant, agent: Agent | None, actor: Actor, data: dict[str, Any], new_origin: str = "refuse"
+) -> Preferences:
     """Validate and save (fields left out keep their current value); raise ValidationError with field errors.
 
     A custom endpoint moved to another origin needs its secrets again (`credentials.clean_endpoint`)."""
     if not isinstance(data, dict):
         raise ValidationError({"non_field_errors": ["Send a JSON object."]})
     existing = preferences_get(tenant=tenant, agent=agent)
-    base = existing if existing is not None else (
-        preferences_get(tenant=tenant, agent=None) if agent is not None else None)
-    current = dict(DEFAULTS) if base is None else {
-        "mode": base.mode, "model": base.model, "temperature": float(base.temperature),
-        "max_tokens": base.max_tokens, "eu_only": base.eu_only, "fallbacks": list(base.fallbacks or []),
-    }
-    values, inline_key, endpoint = _validate(tenant=tenant, current=current, existing=existing or base, data=data,
-                                             new_origin=new_origin)
+    base = (
+        existing
+        if existing is not None
+        else (preferences_get(tenant=tenant, agent=None) if agent is not None else None)
+    )
+    current = (
+        dict(DEFAULTS)
+        if base is None
+        else {
+            "mode": base.mode,
+            "model": base.model,
+            "temperature": float(base.temperature),
+            "max_tokens": base.max_tokens,
+            "eu_only": base.eu_only,
+            "fallbacks": list(base.fallbacks or []),
+        }
+    )
+    values, inline_key, endpoint = _validate(
+        tenant=tenant, current=current, existing=existing or base, data=data, new_origin=new_origin
+    )
     with transaction.atomic():
         prefs = existing or Preferences(tenant=tenant, agent=agent)
-        before = {k: getattr(prefs, k) for k in ("mode", "model", "temperature", "max_tokens", "eu_only",
-                                                  "fallbacks")} if existing else {}
+        before = (
+            {
+                k: getattr(prefs, k)
+                for k in ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks")
+            }
+            if existing
+            else {}
+        )
         if inline_key is not None:
             if inline_key["existing"] is not None:
-                cred = credentials.credential_update(credential=inline_key["existing"], actor=actor,
-                                                     data={"api_key": inline_key["api_key"]})
+                cred = credentials.credential_update(
+                    credential=inline_key["existing"], actor=actor, data={"api_key": inline_key["api_key"]}
+                )
             else:
-                cred = credentials.credential_create(tenant=tenant, actor=actor, kind=inline_key["kind"],
-                                                     data={"api_key": inline_key["api_key"]})
+                cred = credentials.credential_create(
+                    tenant=tenant,
+                    actor=actor,
+                    kind=inline_key["kind"],
+                    data={"api_key": inline_key["api_key"]},
+                )
             prefs.credential = cred
         if endpoint is not None:
             if endpoint["existing"] is not None:
                 prefs.custom_endpoint = credentials.credential_update(
-                    credential=endpoint["existing"], actor=actor, data=endpoint["data"], new_origin=new_origin)
+                    credential=endpoint["existing"], actor=actor, data=endpoint["data"], new_origin=new_origin
+                )
             else:
                 prefs.custom_endpoint = credentials.credential_create(
-                    tenant=tenant, actor=actor, kind=endpoint["kind"],
-                    data=endpoint["data"])
+                    tenant=tenant, actor=actor, kind=endpoint["kind"], data=endpoint["data"]
+                )
         elif existing is None and base is not None and values["mode"] == "custom":
             prefs.custom_endpoint = base.custom_endpoint  # an agent inheriting the tenant's endpoint
         for name in ("mode", "model", "max_tokens", "eu_only", "fallbacks"):
             setattr(prefs, name, values[name])
         prefs.temperature = Decimal(str(values["temperature"]))
         prefs.save()
-        after = {k: getattr(prefs, k) for k in ("mode", "model", "temperature", "max_tokens", "eu_only",
-                                                 "fallbacks")}
-        changes: dict[str, Any] = {k: [_plain(before.get(k)), _plain(v)] for k, v in after.items()
-                                   if before.get(k) != v}
+        after = {
+            k: getattr(prefs, k)
+            for k in ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks")
+        }
+        changes: dict[str, Any] = {
+            k: [_plain(before.get(k)), _plain(v)] for k, v in after.items() if before.get(k) != v
+        }
         if inline_key is not None and prefs.credential is not None:
             changes["api_key_masked"] = prefs.credential.api_key_masked
-        audit_record(tenant=tenant, actor=actor, action="llm.preferences.save", obj=prefs,
-                     object_repr=f"LLM preferences ({agent.slug if agent else 'workspace default'})",
-                     changes=changes)
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="llm.preferences.save",
+            obj=prefs,
+            object_repr=f"LLM preferences ({agent.slug if agent else 'workspace default'})",
+            changes=changes,
+        )
     bump_config_version(tenant.id)
     return prefs
 
@@ -385,8 +520,13 @@ def preferences_delete(*, tenant: Tenant, agent: Agent, actor: Actor) -> bool:
     if prefs is None:
         return False
     with transaction.atomic():
-        audit_record(tenant=tenant, actor=actor, action="llm.preferences.delete", obj=prefs,
-                     object_repr=f"LLM preferences ({agent.slug})")
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="llm.preferences.delete",
+            obj=prefs,
+            object_repr=f"LLM preferences ({agent.slug})",
+        )
         prefs.delete()
     bump_config_version(tenant.id)
     return True

@@ -36,7 +36,9 @@ def access_route(*, tenant: Tenant, route_id: Any) -> Route:
     if "\x00" in text:  # names no route, and PostgreSQL refuses it in a query
         raise Http404("No such route.")
     try:
-        if isinstance(route_id, int) or (text.isascii() and text.isdigit() and len(text) <= 18):  # an id, not "²"
+        if isinstance(route_id, int) or (
+            text.isascii() and text.isdigit() and len(text) <= 18
+        ):  # an id, not "²"
             return qs.get(pk=int(route_id))
         return qs.get(name=text)
     except Route.DoesNotExist:
@@ -78,7 +80,9 @@ def route_clean(*, tenant: Tenant, data: dict[str, Any], instance: Route | None 
     ttl = data.get("cache_ttl_seconds", instance.cache_ttl_seconds if instance else None)
     if ttl in ("", 0):
         ttl = None
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_CACHE_TTL):
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_CACHE_TTL
+    ):
         errors["cache_ttl_seconds"] = [f"Enter whole seconds from 1 to {MAX_CACHE_TTL} (or null: no cache)."]
     out["cache_ttl_seconds"] = ttl
     eu_only = data.get("eu_only", instance.eu_only if instance else False)
@@ -97,7 +101,7 @@ def route_clean(*, tenant: Tenant, data: dict[str, Any], instance: Route | None 
 
 def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict[str, Any]) -> list[str]:
     if not isinstance(targets, list) or not targets:
-        return ["Give at least one target: [{\"model\": \"provider:model\"}, …]."]
+        return ['Give at least one target: [{"model": "provider:model"}, …].']
     if len(targets) > MAX_TARGETS:
         return [f"At most {MAX_TARGETS} targets."]
     mode = _tenant_mode(tenant)
@@ -121,7 +125,13 @@ def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict
                 messages.append(f"Target {i}: credential: give the credential's id or name.")
                 ref = None
             credential = creds.get(ref) if isinstance(ref, int) else by_name.get(ref) if ref else None
-            if credential is None and isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18:
+            if (
+                credential is None
+                and isinstance(ref, str)
+                and ref.isascii()
+                and ref.isdigit()
+                and len(ref) <= 18
+            ):
                 credential = creds.get(int(ref))
             if credential is None and ref is not None:
                 shown = f" “{ref}”" if len(str(ref)) <= 100 else ""
@@ -150,8 +160,14 @@ def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict
             params = {}
         params = check_params(params, param_errors, max_output=m.max_output_tokens if m is not None else None)
         messages += [f"Target {i}: {e}" for msgs in param_errors.values() for e in msgs]
-        cleaned.append({"model": model_id, "credential": credential.pk if credential else None, "weight": weight,
-                        "params": params})
+        cleaned.append(
+            {
+                "model": model_id,
+                "credential": credential.pk if credential else None,
+                "weight": weight,
+                "params": params,
+            }
+        )
     if not messages and sum(1 for t in cleaned if t["weight"]) == 1:
         messages.append("An A/B split needs weights on at least two targets (or none at all).")
     out["targets"] = cleaned
@@ -159,16 +175,31 @@ def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict
 
 
 def route_json(route: Route, *, credential_names: dict[int, str] | None = None) -> dict[str, Any]:
-    names = credential_names if credential_names is not None else dict(
-        Credential.objects.unscoped().filter(tenant_id=route.tenant_id).values_list("pk", "name"))
+    names = (
+        credential_names
+        if credential_names is not None
+        else dict(Credential.objects.unscoped().filter(tenant_id=route.tenant_id).values_list("pk", "name"))
+    )
     return {
-        "id": route.pk, "name": route.name, "description": route.description, "model": f"route:{route.name}",
-        "targets": [{"model": t["model"], "credential": t.get("credential"),
-                     "credential_name": names.get(t.get("credential")) if t.get("credential") else None,
-                     "weight": t.get("weight") or 0, "params": t.get("params") or {}} for t in route.targets],
+        "id": route.pk,
+        "name": route.name,
+        "description": route.description,
+        "model": f"route:{route.name}",
+        "targets": [
+            {
+                "model": t["model"],
+                "credential": t.get("credential"),
+                "credential_name": names.get(t.get("credential")) if t.get("credential") else None,
+                "weight": t.get("weight") or 0,
+                "params": t.get("params") or {},
+            }
+            for t in route.targets
+        ],
         "weighted": sum(1 for t in route.targets if t.get("weight")) >= 2,
-        "cache_ttl_seconds": route.cache_ttl_seconds, "eu_only": route.eu_only,
-        "created_at": route.created_at, "updated_at": route.updated_at,
+        "cache_ttl_seconds": route.cache_ttl_seconds,
+        "eu_only": route.eu_only,
+        "created_at": route.created_at,
+        "updated_at": route.updated_at,
     }
 
 
@@ -219,6 +250,7 @@ def route_delete(*, route: Route, actor: Actor) -> None:
 
 # --- YAML ------------------------------------------------------------------------------------------------
 
+
 def routes_export(*, tenant: Tenant) -> str:
     """Every route as YAML; credentials by name (ids do not travel between workspaces), never secrets."""
     names = dict(Credential.objects.unscoped().filter(tenant=tenant).values_list("pk", "name"))
@@ -251,7 +283,9 @@ def routes_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ValidationError({"yaml": ["The file is not UTF-8 text; save it as UTF-8 and import it again."]}) from None
+        raise ValidationError(
+            {"yaml": ["The file is not UTF-8 text; save it as UTF-8 and import it again."]}
+        ) from None
 
 
 def _field_names(keys: Any) -> list[str]:
@@ -275,8 +309,9 @@ class _ImportLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise _ImportRefused("anchors and aliases (& and *) are not supported; write each value out.",
-                                 event.start_mark)
+            raise _ImportRefused(
+                "anchors and aliases (& and *) are not supported; write each value out.", event.start_mark
+            )
         self._depth += 1
         if self._depth > MAX_IMPORT_DEPTH:
             raise _ImportRefused(f"nested more than {MAX_IMPORT_DEPTH} levels deep.", event.start_mark)
@@ -288,25 +323,35 @@ class _ImportLoader(yaml.SafeLoader):
 
 def _load_import(text: str) -> Any:
     if len(text) > MAX_IMPORT_BYTES or len(text.encode("utf-8", "replace")) > MAX_IMPORT_BYTES:
-        raise ValidationError({"yaml": [f"The file is larger than {MAX_IMPORT_BYTES // 1024} KB; import the routes "
-                                        "in several files."]})
+        raise ValidationError(
+            {
+                "yaml": [
+                    f"The file is larger than {MAX_IMPORT_BYTES // 1024} KB; import the routes "
+                    "in several files."
+                ]
+            }
+        )
     try:
         loader = _ImportLoader(text)  # the reader refuses control characters and lone surrogates here already
     except yaml.YAMLError:
-        raise ValidationError({"yaml": ["Not valid YAML: it holds characters YAML does not allow (control "
-                                        "characters?)."]}) from None
+        raise ValidationError(
+            {"yaml": ["Not valid YAML: it holds characters YAML does not allow (control characters?)."]}
+        ) from None
     try:
         return loader.get_single_data()
     except _ImportRefused as exc:
         raise ValidationError({"yaml": [f"Not accepted: {exc}"]}) from None
     except yaml.MarkedYAMLError as exc:
         where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
-        raise ValidationError({"yaml": [f"Not valid YAML{where}: {exc.problem or exc.context or 'syntax error'}"]
-                               }) from None
+        raise ValidationError(
+            {"yaml": [f"Not valid YAML{where}: {exc.problem or exc.context or 'syntax error'}"]}
+        ) from None
     except yaml.YAMLError:
         raise ValidationError({"yaml": ["Not valid YAML."]}) from None
     except (ValueError, TypeError, OverflowError):  # e.g. an integer of more than 4300 digits
-        raise ValidationError({"yaml": ["Not valid YAML: a value cannot be read (a number too long?)."]}) from None
+        raise ValidationError(
+            {"yaml": ["Not valid YAML: a value cannot be read (a number too long?)."]}
+        ) from None
     finally:
         loader.dispose()
 
@@ -343,8 +388,16 @@ def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = Fa
         except ValidationError as exc:
             errors[label] = exc.message_dict
     if errors:
-        raise ValidationError({"routes": [f"{label}: {field}: {message}" for label, fields in errors.items()
-                                          for field, messages in fields.items() for message in messages]})
+        raise ValidationError(
+            {
+                "routes": [
+                    f"{label}: {field}: {message}"
+                    for label, fields in errors.items()
+                    for field, messages in fields.items()
+                    for message in messages
+                ]
+            }
+        )
     created, updated, deleted = [], [], []
     with transaction.atomic():
         for instance, cleaned in plan:
@@ -364,8 +417,13 @@ def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = Fa
                 if name not in seen:
                     route.delete()
                     deleted.append(name)
-        audit_record(tenant=tenant, actor=actor, action="llm.route.import", object_type="route",
-                     object_repr=f"{len(created)} created, {len(updated)} updated, {len(deleted)} deleted",
-                     changes={"created": created, "updated": updated, "deleted": deleted})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="llm.route.import",
+            object_type="route",
+            object_repr=f"{len(created)} created, {len(updated)} updated, {len(deleted)} deleted",
+            changes={"created": created, "updated": updated, "deleted": deleted},
+        )
     bump_config_version(tenant.id)
     return {"created": created, "updated": updated, "deleted": deleted}

@@ -127,8 +127,10 @@ def check_url(url: str, *, allow_private: bool | None = None, use_cache: bool = 
         reason = blocked_reason(address)
         if reason:
             shown = host if host == address else f"{host} ({address})"
-            raise BlockedAddress(f"The host {shown} is {reason}; only public endpoints are allowed "
-                                 "(ALLOW_PRIVATE_ENDPOINTS is off).")
+            raise BlockedAddress(
+                f"The host {shown} is {reason}; only public endpoints are allowed "
+                "(ALLOW_PRIVATE_ENDPOINTS is off)."
+            )
 
 
 def operator_hosts() -> set[str]:
@@ -158,12 +160,15 @@ def address_refusal(host: str, addresses: Iterable[str]) -> str | None:
     for address in addresses:
         reason = blocked_reason(address)
         if reason:
-            return (f"{host} resolved to {address}, {reason}, when connecting; only public endpoints are allowed "
-                    "(ALLOW_PRIVATE_ENDPOINTS is off)")
+            return (
+                f"{host} resolved to {address}, {reason}, when connecting; only public endpoints are allowed "
+                "(ALLOW_PRIVATE_ENDPOINTS is off)"
+            )
     return None
 
 
 # --- the guarded transport for synchronous outbound HTTP to tenant-supplied URLs (alert webhooks) ---------------
+
 
 class _GuardedSyncBackend(httpcore.SyncBackend):
     """httpcore's blocking backend that resolves the host itself, refuses the connection unless every address is
@@ -171,8 +176,14 @@ class _GuardedSyncBackend(httpcore.SyncBackend):
     rebinding, cannot reach the network). TLS still verifies the URL's name and sends it as SNI. Unlike the LLM
     transport, the operator's own upstream hosts get no exception here: nothing tenant-supplied is trusted."""
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> Any:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
         if not settings.ALLOW_PRIVATE_ENDPOINTS:
             name = host.rstrip(".").lower()
             try:
@@ -186,14 +197,16 @@ class _GuardedSyncBackend(httpcore.SyncBackend):
             if reason:
                 raise BlockedAddress(reason)
             host = addresses[0]
-        return super().connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                   socket_options=socket_options)
+        return super().connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
 
 def guarded_client(*, timeout: float) -> httpx.Client:
     """An httpx client for calls to tenant-supplied URLs: every connection goes through the SSRF guard (raising
     BlockedAddress), no redirects are followed, no proxy or netrc from the environment is used."""
     transport = httpx.HTTPTransport(trust_env=False)
-    transport._pool = httpcore.ConnectionPool(ssl_context=ssl.create_default_context(cafile=certifi.where()),
-                                              network_backend=_GuardedSyncBackend())
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=ssl.create_default_context(cafile=certifi.where()), network_backend=_GuardedSyncBackend()
+    )
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)

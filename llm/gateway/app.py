@@ -23,8 +23,11 @@ from llm.sync import pool, run_sync
 log = logging.getLogger(__name__)
 
 _JSON = (b"content-type", b"application/json")
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 _MAX_BODY = 20 * 1024 * 1024
 
 
@@ -99,8 +102,12 @@ async def authenticate(scope: dict) -> Any:
 
     raw = presented_key(scope)
     if not raw:
-        raise GatewayError(401, "Missing API key: send `Authorization: Bearer byok-…`.",
-                           type="invalid_request_error", code="invalid_api_key")
+        raise GatewayError(
+            401,
+            "Missing API key: send `Authorization: Bearer byok-…`.",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )
     info: Any = None
     if raw.startswith(KEY_PREFIX) and len(raw) <= 200:
         key_hash = hash_key(raw)
@@ -110,11 +117,16 @@ async def authenticate(scope: dict) -> Any:
             if info is _UNKNOWN:
                 hot_cache.keys.set(key_hash, _UNKNOWN, hot_cache.UNKNOWN_KEY_TTL)
     if info is None or not info.is_valid():
-        raise GatewayError(401, "Invalid, revoked or expired API key.", type="invalid_request_error",
-                           code="invalid_api_key")
+        raise GatewayError(
+            401, "Invalid, revoked or expired API key.", type="invalid_request_error", code="invalid_api_key"
+        )
     if "gateway" not in info.scopes:
-        raise GatewayError(401, "This API key lacks the `gateway` scope needed for /v1.",
-                           type="invalid_request_error", code="invalid_api_key")
+        raise GatewayError(
+            401,
+            "This API key lacks the `gateway` scope needed for /v1.",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )
     _touch(info.id)
     return info
 
@@ -158,8 +170,13 @@ def _context(info: Any, request_type: str) -> CallContext:
     from llm.metering import metrics
 
     metrics.remember_tenant(info.tenant_id, info.tenant_slug)
-    return CallContext(tenant_id=info.tenant_id, request_type=request_type, api_key_id=info.id,
-                       key_spend_limit=info.spend_limit_tcu, agent_id=info.agent_id)
+    return CallContext(
+        tenant_id=info.tenant_id,
+        request_type=request_type,
+        api_key_id=info.id,
+        key_spend_limit=info.spend_limit_tcu,
+        agent_id=info.agent_id,
+    )
 
 
 def _parse_json(raw: bytes) -> dict:
@@ -257,8 +274,13 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
                 await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
                 started = True
             try:
-                await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n",
-                            "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + dumps(chunk) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
             except Exception:  # the server's way of saying the client left varies (OSError, RuntimeError…)
                 log.debug("stream send failed: the client is gone", exc_info=True)
                 raise ClientGone from None
@@ -305,14 +327,20 @@ async def _aclose(gen: Any) -> None:
 
 
 def _internal() -> GatewayError:
-    return GatewayError(500, "Internal error in the gateway; the request id identifies it in our logs.",
-                        type="api_error", code="internal_error")
+    return GatewayError(
+        500,
+        "Internal error in the gateway; the request id identifies it in our logs.",
+        type="api_error",
+        code="internal_error",
+    )
 
 
 async def _sse_error(send: Any, exc: GatewayError) -> None:
     """After the first byte the status is sent; an error travels as a final SSE event, as OpenAI does."""
     try:
-        await send({"type": "http.response.body", "body": b"data: " + exc.body() + b"\n\n", "more_body": False})
+        await send(
+            {"type": "http.response.body", "body": b"data: " + exc.body() + b"\n\n", "more_body": False}
+        )
     except Exception:
         log.debug("client gone before the stream error could be sent", exc_info=True)
 
@@ -336,10 +364,21 @@ async def list_models(scope: dict, receive: Any, send: Any, ex: Exchange) -> Non
     ctx = ex.ctx = _context(info, "chat")
     from llm.calls.listing import models_for_gateway
 
-    data = await _cached(hot_cache.routes, ("models", info.tenant_id, info.agent_id), models_for_gateway,
-                         tenant_id=info.tenant_id, agent_id=info.agent_id)
-    body = orjson.dumps({"object": "list", "data": [
-        {"id": m, "object": "model", "created": 0, "owned_by": m.split(":", 1)[0]} for m in data]})
+    data = await _cached(
+        hot_cache.routes,
+        ("models", info.tenant_id, info.agent_id),
+        models_for_gateway,
+        tenant_id=info.tenant_id,
+        agent_id=info.agent_id,
+    )
+    body = orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": m.split(":", 1)[0]} for m in data
+            ],
+        }
+    )
     await _respond(send, 200, body, ctx.request_id)
 
 
@@ -362,8 +401,12 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
             known = {p for _, p in ROUTES}
             if scope["path"].rstrip("/") in known:
                 raise GatewayError(405, f"Method {scope['method']} is not allowed on {scope['path']}.")
-            raise GatewayError(404, f"Unknown endpoint {scope['path']}; this gateway serves /v1/chat/completions, "
-                               "/v1/embeddings and /v1/models.", code="unknown_url")
+            raise GatewayError(
+                404,
+                f"Unknown endpoint {scope['path']}; this gateway serves /v1/chat/completions, "
+                "/v1/embeddings and /v1/models.",
+                code="unknown_url",
+            )
         await handler(scope, receive, send, ex)
     except GatewayError as exc:
         await _settle(ex, exc)
@@ -429,8 +472,10 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            tasks = [asyncio.create_task(_drain_loop(settings.USAGE_DRAIN_INTERVAL)),
-                     asyncio.create_task(hot_cache.listen())]
+            tasks = [
+                asyncio.create_task(_drain_loop(settings.USAGE_DRAIN_INTERVAL)),
+                asyncio.create_task(hot_cache.listen()),
+            ]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for task in tasks:

@@ -24,12 +24,16 @@ from django.conf import settings
 # Namespaced by the cache prefix so that test runs (and several deployments on one Redis) never mix.
 NS = settings.CACHES["default"].get("KEY_PREFIX", "byok")
 EVENTS_KEY = f"{NS}:usage:stream"  # the durable usage queue (a stream read by the drainers' consumer group)
-LEGACY_EVENTS_KEY = f"{NS}:usage:events"  # the list earlier versions queued to; moved into the stream on drain
+LEGACY_EVENTS_KEY = (
+    f"{NS}:usage:events"  # the list earlier versions queued to; moved into the stream on drain
+)
 DEAD_KEY = f"{NS}:usage:dead"  # events the database refused, with the reason (never block the others)
 COUNTER_TTL = 40 * 24 * 3600
 RESERVED_TTL = 600  # a crashed process's reservations fade after this
 CONCURRENCY_TTL = 600
-MAX_AMOUNT = 2**53 - 1  # Lua numbers are doubles: every amount stays exactly representable, INCRBY never overflows
+MAX_AMOUNT = (
+    2**53 - 1
+)  # Lua numbers are doubles: every amount stays exactly representable, INCRBY never overflows
 _CB_WINDOW = 60
 
 
@@ -238,8 +242,12 @@ class RedisBackend:
             return fakeredis.FakeRedis(server=_embedded())
         import redis
 
-        return redis.Redis.from_url(self.url or "", socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-                                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30)
+        return redis.Redis.from_url(
+            self.url or "",
+            socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            health_check_interval=30,
+        )
 
     def _new_async(self) -> Any:
         if self.embedded:
@@ -248,17 +256,24 @@ class RedisBackend:
             return fakeredis.FakeAsyncRedis(server=_embedded())
         import redis.asyncio as aredis
 
-        return aredis.Redis.from_url(self.url or "", max_connections=256,
-                                     socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-                                     socket_timeout=settings.REDIS_SOCKET_TIMEOUT, health_check_interval=30)
+        return aredis.Redis.from_url(
+            self.url or "",
+            max_connections=256,
+            socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            health_check_interval=30,
+        )
 
     def sync_client(self) -> Any:
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
                     client = self._new_sync()
-                    self._sync_scripts = (client.register_script(_ADMIT), client.register_script(_SETTLE),
-                                          client.register_script(_FAIL))
+                    self._sync_scripts = (
+                        client.register_script(_ADMIT),
+                        client.register_script(_SETTLE),
+                        client.register_script(_FAIL),
+                    )
                     self._sync = client
         return self._sync
 
@@ -268,8 +283,12 @@ class RedisBackend:
         if entry is None:
             client = self._new_async()
             # EVALSHA with the script's digest; redis-py loads the script once when Redis does not know it.
-            entry = (client, client.register_script(_ADMIT), client.register_script(_SETTLE),
-                     client.register_script(_FAIL))
+            entry = (
+                client,
+                client.register_script(_ADMIT),
+                client.register_script(_SETTLE),
+                client.register_script(_FAIL),
+            )
             self._async = {lp: e for lp, e in self._async.items() if not lp.is_closed()}
             self._async[loop] = entry
         return entry
@@ -279,9 +298,15 @@ class RedisBackend:
 
     # --- argument building ------------------------------------------------------------------------
     @staticmethod
-    def _admit_args(period: str, scopes: list[Scope], rates: list[RateLimit],
-                    concurrency: tuple[str, int | None] | None, amount: int, circuits: list[str],
-                    now: float) -> tuple[list[str], list[Any]]:
+    def _admit_args(
+        period: str,
+        scopes: list[Scope],
+        rates: list[RateLimit],
+        concurrency: tuple[str, int | None] | None,
+        amount: int,
+        circuits: list[str],
+        now: float,
+    ) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         for s in scopes:
             keys += [s.used_key(period), s.reserved_key(period)]
@@ -298,9 +323,15 @@ class RedisBackend:
         return keys, args
 
     @staticmethod
-    def _interpret(result: Any, period: str, scopes: list[Scope], rates: list[RateLimit],
-                   concurrency: tuple[str, int | None] | None, amount: int,
-                   circuits: list[str]) -> Admission | int:
+    def _interpret(
+        result: Any,
+        period: str,
+        scopes: list[Scope],
+        rates: list[RateLimit],
+        concurrency: tuple[str, int | None] | None,
+        amount: int,
+        circuits: list[str],
+    ) -> Admission | int:
         code = int(result[0])
         if code == -1:
             return int(result[1]) - 1
@@ -309,52 +340,92 @@ class RedisBackend:
             return Admission(refusal=Refusal("cap", scope=s, used=int(result[2]), limit=s.cap or 0))
         if code == 2:
             r = rates[int(result[1]) - 1]
-            return Admission(refusal=Refusal("rate", retry_after=max(1, int(result[2])), limit=r.limit,
-                                             scope=Scope(r.name, r.id, r.limit)))
+            return Admission(
+                refusal=Refusal(
+                    "rate",
+                    retry_after=max(1, int(result[2])),
+                    limit=r.limit,
+                    scope=Scope(r.name, r.id, r.limit),
+                )
+            )
         if code == 3:
-            return Admission(refusal=Refusal("concurrency", retry_after=1,
-                                             limit=concurrency[1] or 0 if concurrency else 0))
+            return Admission(
+                refusal=Refusal("concurrency", retry_after=1, limit=concurrency[1] or 0 if concurrency else 0)
+            )
         open_idx = result[3] if len(result) > 3 else []
         return Admission(
-            reservation=Reservation(period, tuple(scopes), clamp(amount), concurrency[0] if concurrency else None),
+            reservation=Reservation(
+                period, tuple(scopes), clamp(amount), concurrency[0] if concurrency else None
+            ),
             open_circuits={circuits[int(i) - 1] for i in open_idx},
         )
 
     def _seed(self, scope: Scope, period: str) -> None:
         self.sync_client().set(scope.used_key(period), _rebuild_used(scope, period), nx=True, ex=COUNTER_TTL)
 
-    def admit(self, *, scopes: list[Scope], rates: list[RateLimit], concurrency: tuple[str, int | None] | None,
-              amount: int, circuits: list[str], now: float) -> Admission:
+    def admit(
+        self,
+        *,
+        scopes: list[Scope],
+        rates: list[RateLimit],
+        concurrency: tuple[str, int | None] | None,
+        amount: int,
+        circuits: list[str],
+        now: float,
+    ) -> Admission:
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
         self.sync_client()
         admit_script = self._sync_scripts[0]
         for _ in range(len(scopes) + 1):
-            outcome = self._interpret(_guard(admit_script, keys=keys, args=args),
-                                      period, scopes, rates, concurrency, amount, circuits)
+            outcome = self._interpret(
+                _guard(admit_script, keys=keys, args=args),
+                period,
+                scopes,
+                rates,
+                concurrency,
+                amount,
+                circuits,
+            )
             if isinstance(outcome, Admission):
                 return outcome
             self._seed(scopes[outcome], period)
         raise RuntimeError("TCU counters could not be seeded")
 
-    async def aadmit(self, *, scopes: list[Scope], rates: list[RateLimit],
-                     concurrency: tuple[str, int | None] | None, amount: int, circuits: list[str],
-                     now: float) -> Admission:
+    async def aadmit(
+        self,
+        *,
+        scopes: list[Scope],
+        rates: list[RateLimit],
+        concurrency: tuple[str, int | None] | None,
+        amount: int,
+        circuits: list[str],
+        now: float,
+    ) -> Admission:
         from llm.sync import run_sync
 
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
         admit_script = self._async_entry()[1]
         for _ in range(len(scopes) + 1):
-            outcome = self._interpret(await _aguard(admit_script, keys=keys, args=args),
-                                      period, scopes, rates, concurrency, amount, circuits)
+            outcome = self._interpret(
+                await _aguard(admit_script, keys=keys, args=args),
+                period,
+                scopes,
+                rates,
+                concurrency,
+                amount,
+                circuits,
+            )
             if isinstance(outcome, Admission):
                 return outcome
             await run_sync(self._seed, scopes[outcome], period)
         raise RuntimeError("TCU counters could not be seeded")
 
     @staticmethod
-    def _settle_args(reservation: Reservation, actual: int, event: bytes | None) -> tuple[list[str], list[Any]]:
+    def _settle_args(
+        reservation: Reservation, actual: int, event: bytes | None
+    ) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         for s in reservation.scopes:
             keys += [s.used_key(reservation.period), s.reserved_key(reservation.period)]
@@ -395,10 +466,11 @@ class RedisBackend:
     # --- circuit breaker and response cache ---------------------------------------------------
     async def arecord_failure(self, circuit: str) -> bool:
         """Count a failure of a target; True when this one opened its breaker."""
-        opened = await _aguard(self._async_entry()[3],
-                               keys=[f"{NS}:cb:fail:{circuit}", f"{NS}:cb:open:{circuit}"],
-                               args=[_CB_WINDOW, settings.CIRCUIT_BREAKER_FAILURES,
-                                     settings.CIRCUIT_BREAKER_COOLDOWN])
+        opened = await _aguard(
+            self._async_entry()[3],
+            keys=[f"{NS}:cb:fail:{circuit}", f"{NS}:cb:open:{circuit}"],
+            args=[_CB_WINDOW, settings.CIRCUIT_BREAKER_FAILURES, settings.CIRCUIT_BREAKER_COOLDOWN],
+        )
         return bool(opened)
 
     async def aget(self, key: str) -> bytes | None:
@@ -417,7 +489,9 @@ class RedisBackend:
 def _is_connection_error(exc: BaseException) -> bool:
     import redis
 
-    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError | OSError)
+    return isinstance(
+        exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError | OSError
+    )
 
 
 def _guard(script: Any, **kwargs: Any) -> Any:
@@ -462,11 +536,22 @@ def used_tcu(*, tenant_id: int, period: str | None = None) -> int:
     return backend().used(Scope("tenant", tenant_id, None), period or period_of())
 
 
-def reserve(*, scopes: list[Scope], rates: list[RateLimit] | None = None,
-            concurrency: tuple[str, int | None] | None = None, amount: int,
-            circuits: list[str] | None = None) -> Admission:
-    return backend().admit(scopes=scopes, rates=rates or [], concurrency=concurrency, amount=amount,
-                           circuits=circuits or [], now=time.time())
+def reserve(
+    *,
+    scopes: list[Scope],
+    rates: list[RateLimit] | None = None,
+    concurrency: tuple[str, int | None] | None = None,
+    amount: int,
+    circuits: list[str] | None = None,
+) -> Admission:
+    return backend().admit(
+        scopes=scopes,
+        rates=rates or [],
+        concurrency=concurrency,
+        amount=amount,
+        circuits=circuits or [],
+        now=time.time(),
+    )
 
 
 def settle(reservation: Reservation, *, actual: int, event: bytes | None = None) -> None:

@@ -12,12 +12,21 @@ from prometheus_client import Counter, Histogram
 
 _LAT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-REQUESTS = Counter("byok_requests", "LLM calls through the router",
-                   ["tenant", "mode", "provider", "model", "status"])
-LATENCY = Histogram("byok_request_latency_seconds", "End-to-end latency of LLM calls",
-                    ["mode", "provider", "model"], buckets=_LAT_BUCKETS)
-TTFT = Histogram("byok_ttft_seconds", "Time to first token of streamed calls",
-                 ["mode", "provider", "model"], buckets=_LAT_BUCKETS)
+REQUESTS = Counter(
+    "byok_requests", "LLM calls through the router", ["tenant", "mode", "provider", "model", "status"]
+)
+LATENCY = Histogram(
+    "byok_request_latency_seconds",
+    "End-to-end latency of LLM calls",
+    ["mode", "provider", "model"],
+    buckets=_LAT_BUCKETS,
+)
+TTFT = Histogram(
+    "byok_ttft_seconds",
+    "Time to first token of streamed calls",
+    ["mode", "provider", "model"],
+    buckets=_LAT_BUCKETS,
+)
 TOKENS = Counter("byok_tokens", "Tokens metered", ["tenant", "mode", "direction"])
 COST = Counter("byok_cost_usd", "Provider list cost in USD", ["tenant", "mode"])
 BILLED = Counter("byok_billed_usd", "Amount billed to tenants in USD", ["tenant", "mode"])
@@ -45,9 +54,14 @@ _STATUSES = {"ok", "error", "client_closed"}
 def model_label(usage: Any) -> tuple[str, str]:
     """(provider, model) as labels: catalog models by name; anything a tenant names (custom endpoints, Ollama
     models it pulled) under one `custom` value, so label sets stay bounded whatever tenants send."""
-    if usage.mode not in ("platform", "byok") or usage.provider in ("custom", "ollama", "") \
-            or len(usage.model) > 120:
-        return ("custom" if usage.mode == "custom" or usage.provider in ("custom", "ollama") else "none"), "custom"
+    if (
+        usage.mode not in ("platform", "byok")
+        or usage.provider in ("custom", "ollama", "")
+        or len(usage.model) > 120
+    ):
+        return (
+            "custom" if usage.mode == "custom" or usage.provider in ("custom", "ollama") else "none"
+        ), "custom"
     return usage.provider[:40], usage.model
 
 

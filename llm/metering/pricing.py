@@ -1,7 +1,6 @@
 """Pricing of one call: tokens to list cost, TCU and billed amount, and the Usage record (bounded, so the
 database never refuses it)."""
 
-
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,11 @@ def prompt_chars(body: dict) -> int:
             total += len(content)
         elif isinstance(content, list):
             for part in content:
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                if (
+                    isinstance(part, dict)
+                    and part.get("type") == "text"
+                    and isinstance(part.get("text"), str)
+                ):
                     total += len(part["text"])
                 else:
                     total += 1000  # an image or other part: count it generously
@@ -52,8 +55,9 @@ def prompt_chars(body: dict) -> int:
     return total
 
 
-def cost_of(input_tokens: int, output_tokens: int, in_price: Decimal | None, out_price: Decimal | None
-            ) -> tuple[Decimal, Decimal]:
+def cost_of(
+    input_tokens: int, output_tokens: int, in_price: Decimal | None, out_price: Decimal | None
+) -> tuple[Decimal, Decimal]:
     return (
         (Decimal(input_tokens) * (in_price or 0) / _MTOK).quantize(Decimal("0.00000001")),
         (Decimal(output_tokens) * (out_price or 0) / _MTOK).quantize(Decimal("0.00000001")),
@@ -111,13 +115,30 @@ class Usage:
 
 
 # Bounds of the UsageEvent columns: strings are cut, numbers clamped, unknown fields dropped.
-_STR_FIELDS = {"request_id": 64, "request_type": 16, "mode": 16, "provider": 64, "model": 200, "tier": 16,
-               "route": 100, "variant": 200, "status": 16, "error_kind": 32}
+_STR_FIELDS = {
+    "request_id": 64,
+    "request_type": 16,
+    "mode": 16,
+    "provider": 64,
+    "model": 200,
+    "tier": 16,
+    "route": 100,
+    "variant": 200,
+    "status": 16,
+    "error_kind": 32,
+}
 
 
-_INT_FIELDS = {"input_tokens": 2**31 - 1, "output_tokens": 2**31 - 1, "cached_tokens": 2**31 - 1,
-               "tcu": 2**63 - 1, "latency_ms": 2**31 - 1, "ttft_ms": 2**31 - 1, "fallback_depth": 2**15 - 1,
-               "http_status": 999}
+_INT_FIELDS = {
+    "input_tokens": 2**31 - 1,
+    "output_tokens": 2**31 - 1,
+    "cached_tokens": 2**31 - 1,
+    "tcu": 2**63 - 1,
+    "latency_ms": 2**31 - 1,
+    "ttft_ms": 2**31 - 1,
+    "fallback_depth": 2**15 - 1,
+    "http_status": 999,
+}
 
 
 _REF_FIELDS = ("tenant_id", "api_key_id", "agent_id", "user_id")
@@ -156,7 +177,8 @@ def clean_event(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, size in _STR_FIELDS.items():
         value = data.get(name)
-        out[name] = (value if isinstance(value, str) else "" if value is None else str(value))[:size]
+        text = value if isinstance(value, str) else "" if value is None else str(value)
+        out[name] = text.replace("\x00", "")[:size]  # PostgreSQL text cannot hold NUL
     for name, top in _INT_FIELDS.items():
         if name == "ttft_ms" and data.get(name) is None:
             out[name] = None
@@ -164,11 +186,15 @@ def clean_event(data: dict[str, Any]) -> dict[str, Any]:
             out[name] = _bounded_int(data.get(name), top)
     for name in _REF_FIELDS:
         value = data.get(name)
-        out[name] = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else None
+        out[name] = (
+            value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else None
+        )
     for name in _MONEY_FIELDS:
         out[name] = _bounded_money(data.get(name, "0"))
     for name in _BOOL_FIELDS:
         out[name] = bool(data.get(name))
     created = data.get("created_at")
-    out["created_at"] = created if isinstance(created, str) and len(created) <= 40 else datetime.now(UTC).isoformat()
+    out["created_at"] = (
+        created if isinstance(created, str) and len(created) <= 40 else datetime.now(UTC).isoformat()
+    )
     return out

@@ -57,13 +57,35 @@ def record_now(usage: Usage) -> UsageEvent:
     return event
 
 
-def record_test_call(*, tenant_id: int, user_id: int | None, provider: str, model: str, mode: str,
-                     latency_ms: int, ok: bool, error_kind: str = "", input_tokens: int = 0,
-                     output_tokens: int = 0, request_id: str | None = None) -> UsageEvent:
-    usage = Usage(request_id=request_id or f"test-{uuid.uuid4().hex}", tenant_id=tenant_id, user_id=user_id,
-                  request_type="test", provider=provider, model=model, mode=mode, latency_ms=latency_ms,
-                  input_tokens=input_tokens, output_tokens=output_tokens,
-                  status="ok" if ok else "error", error_kind=error_kind, http_status=200 if ok else 502)
+def record_test_call(
+    *,
+    tenant_id: int,
+    user_id: int | None,
+    provider: str,
+    model: str,
+    mode: str,
+    latency_ms: int,
+    ok: bool,
+    error_kind: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    request_id: str | None = None,
+) -> UsageEvent:
+    usage = Usage(
+        request_id=request_id or f"test-{uuid.uuid4().hex}",
+        tenant_id=tenant_id,
+        user_id=user_id,
+        request_type="test",
+        provider=provider,
+        model=model,
+        mode=mode,
+        latency_ms=latency_ms,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        status="ok" if ok else "error",
+        error_kind=error_kind,
+        http_status=200 if ok else 502,
+    )
     return record_now(usage)
 
 
@@ -89,8 +111,10 @@ def _with_live_refs(events: list[UsageEvent]) -> list[UsageEvent]:
     kept = []
     for e in events:
         if e.tenant_id not in tenants:
-            log.warning("usage event dropped: its tenant was deleted",
-                        extra={"request_id": e.request_id, "tenant_id": e.tenant_id})
+            log.warning(
+                "usage event dropped: its tenant was deleted",
+                extra={"request_id": e.request_id, "tenant_id": e.tenant_id},
+            )
             continue
         if e.agent_id not in agents:
             e.agent_id = None
@@ -139,9 +163,14 @@ def _next_batch(client: Any, consumer: str) -> list[tuple[bytes, bytes]]:
 def _read_batch(client: Any, consumer: str) -> list[tuple[bytes, bytes]]:
     """Entries to insert: first what a stalled or dead drainer left unacknowledged for too long (taken over),
     then our own unacknowledged ones (a batch that failed), then new ones."""
-    _, claimed, *_ = client.xautoclaim(budget.EVENTS_KEY, _GROUP, consumer,
-                                       min_idle_time=settings.USAGE_CLAIM_IDLE_MS, start_id="0-0",
-                                       count=_DRAIN_BATCH)
+    _, claimed, *_ = client.xautoclaim(
+        budget.EVENTS_KEY,
+        _GROUP,
+        consumer,
+        min_idle_time=settings.USAGE_CLAIM_IDLE_MS,
+        start_id="0-0",
+        count=_DRAIN_BATCH,
+    )
     entries = [(eid, fields.get(b"e", b"")) for eid, fields in claimed if fields]
     if entries:
         return entries
@@ -178,7 +207,9 @@ def _insert(rows: list[tuple[bytes, UsageEvent]]) -> tuple[list[UsageEvent], lis
         except _TRANSIENT:
             raise
         except DatabaseError as exc:
-            refused.append((eid, f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"))
+            refused.append(
+                (eid, f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+            )
         else:
             inserted += kept
     return inserted, refused
@@ -252,8 +283,12 @@ def _dead_letter(client: Any, items: list[tuple[bytes, str]]) -> None:
     pipe = client.pipeline(transaction=True)
     for raw, reason in items:
         log.error("usage event dead-lettered", extra={"reason": reason})
-        pipe.xadd(budget.DEAD_KEY, {"e": raw, "reason": reason, "at": datetime.now(UTC).isoformat()},
-                  maxlen=_DEAD_MAX, approximate=False)
+        pipe.xadd(
+            budget.DEAD_KEY,
+            {"e": raw, "reason": reason, "at": datetime.now(UTC).isoformat()},
+            maxlen=_DEAD_MAX,
+            approximate=False,
+        )
     pipe.execute()
 
 
@@ -262,8 +297,14 @@ def dead_letters(limit: int = 200) -> list[dict[str, str]]:
     client = budget.backend().sync_client()
     out = []
     for eid, fields in client.xrevrange(budget.DEAD_KEY, count=limit):
-        out.append({"id": eid.decode(), "reason": fields.get(b"reason", b"").decode("utf-8", "replace"),
-                    "at": fields.get(b"at", b"").decode(), "event": fields.get(b"e", b"").decode("utf-8", "replace")})
+        out.append(
+            {
+                "id": eid.decode(),
+                "reason": fields.get(b"reason", b"").decode("utf-8", "replace"),
+                "at": fields.get(b"at", b"").decode(),
+                "event": fields.get(b"e", b"").decode("utf-8", "replace"),
+            }
+        )
     return out
 
 
@@ -274,8 +315,11 @@ def dead_letter_count() -> int:
 def requeue_dead_letters(ids: list[str] | None = None) -> int:
     """Put dead-lettered events back on the queue (after the cause was fixed); returns how many."""
     client = budget.backend().sync_client()
-    entries = client.xrange(budget.DEAD_KEY) if ids is None else [
-        e for i in ids for e in client.xrange(budget.DEAD_KEY, min=i, max=i)]
+    entries = (
+        client.xrange(budget.DEAD_KEY)
+        if ids is None
+        else [e for i in ids for e in client.xrange(budget.DEAD_KEY, min=i, max=i)]
+    )
     for eid, fields in entries:
         pipe = client.pipeline(transaction=True)
         pipe.xadd(budget.EVENTS_KEY, {"e": fields.get(b"e", b"")})
@@ -309,6 +353,7 @@ def flush(timeout: float = 20.0) -> int:
 def _after_insert(events: list[UsageEvent]) -> None:
     """Announce the stored usage, per tenant of the batch, with its period totals (billing sends cap alerts)."""
     from llm.policy import usage_recorded
+
     by_tenant: dict[int, tuple[int, int]] = {}
     for e in events:
         tcu, tokens = by_tenant.get(e.tenant_id, (0, 0))
@@ -317,15 +362,29 @@ def _after_insert(events: list[UsageEvent]) -> None:
     period = budget.period_of()
     start, end = budget.period_bounds(period)
     for tenant_id, (batch_tcu, batch_tokens) in by_tenant.items():
-        totals = UsageEvent.objects.unscoped().filter(
-            tenant_id=tenant_id, created_at__gte=start, created_at__lt=end
-        ).aggregate(tcu=Sum("tcu"), tokens=Sum("input_tokens", filter=Q(mode="platform"))
-                    , out=Sum("output_tokens", filter=Q(mode="platform")))
+        totals = (
+            UsageEvent.objects.unscoped()
+            .filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
+            .aggregate(
+                tcu=Sum("tcu"),
+                tokens=Sum("input_tokens", filter=Q(mode="platform")),
+                out=Sum("output_tokens", filter=Q(mode="platform")),
+            )
+        )
         tcu_after = int(totals["tcu"] or 0)
         tokens_after = int(totals["tokens"] or 0) + int(totals["out"] or 0)
         for receiver, result in usage_recorded.send_robust(
-                sender=UsageEvent, tenant_id=tenant_id, tcu_before=tcu_after - batch_tcu, tcu_after=tcu_after,
-                tokens_before=tokens_after - batch_tokens, tokens_after=tokens_after):
+            sender=UsageEvent,
+            tenant_id=tenant_id,
+            tcu_before=tcu_after - batch_tcu,
+            tcu_after=tcu_after,
+            tokens_before=tokens_after - batch_tokens,
+            tokens_after=tokens_after,
+        ):
             if isinstance(result, Exception):  # the events are stored; an alert can be sent by the next batch
-                log.error("usage_recorded receiver %s failed for tenant %s", getattr(receiver, "__name__", receiver),
-                          tenant_id, exc_info=result)
+                log.error(
+                    "usage_recorded receiver %s failed for tenant %s",
+                    getattr(receiver, "__name__", receiver),
+                    tenant_id,
+                    exc_info=result,
+                )

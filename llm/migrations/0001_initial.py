@@ -7,76 +7,169 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UsageDaily',
+            name="UsageDaily",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('provider', models.CharField(blank=True, max_length=64)),
-                ('mode', models.CharField(blank=True, max_length=16)),
-                ('requests', models.BigIntegerField(default=0)),
-                ('errors', models.BigIntegerField(default=0)),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=0, max_digits=18)),
-                ('billed_usd', models.DecimalField(decimal_places=8, default=0, max_digits=18)),
-                ('tcu', models.BigIntegerField(default=0)),
-                ('latency_ms_sum', models.BigIntegerField(default=0)),
-                ('latency_hist', models.JSONField(default=list)),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.agent')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("provider", models.CharField(blank=True, max_length=64)),
+                ("mode", models.CharField(blank=True, max_length=16)),
+                ("requests", models.BigIntegerField(default=0)),
+                ("errors", models.BigIntegerField(default=0)),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=8, default=0, max_digits=18)),
+                ("billed_usd", models.DecimalField(decimal_places=8, default=0, max_digits=18)),
+                ("tcu", models.BigIntegerField(default=0)),
+                ("latency_ms_sum", models.BigIntegerField(default=0)),
+                ("latency_hist", models.JSONField(default=list)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.agent",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'day'], name='llm_usageda_tenant__b85a92_idx')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'day', 'agent', 'model', 'mode'), name='uniq_usage_daily', nulls_distinct=False)],
+                "indexes": [models.Index(fields=["tenant", "day"], name="llm_usageda_tenant__b85a92_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "day", "agent", "model", "mode"),
+                        name="uniq_usage_daily",
+                        nulls_distinct=False,
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageEvent',
+            name="UsageEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('request_id', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('request_type', models.CharField(choices=[('chat', 'Chat'), ('embedding', 'Embedding'), ('assistant', 'Assistant'), ('job', 'Job'), ('test', 'Test')], default='chat', max_length=16)),
-                ('mode', models.CharField(blank=True, choices=[('platform', 'Platform'), ('byok', 'Byok'), ('custom', 'Custom')], max_length=16)),
-                ('provider', models.CharField(blank=True, max_length=64)),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('tier', models.CharField(blank=True, max_length=16)),
-                ('route', models.CharField(blank=True, max_length=100)),
-                ('variant', models.CharField(blank=True, help_text='A/B: the target chosen', max_length=200)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('cached_tokens', models.PositiveIntegerField(default=0)),
-                ('tokens_estimated', models.BooleanField(default=False)),
-                ('cost_input_usd', models.DecimalField(decimal_places=8, default=0, max_digits=16)),
-                ('cost_output_usd', models.DecimalField(decimal_places=8, default=0, max_digits=16)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=0, max_digits=16)),
-                ('billed_usd', models.DecimalField(decimal_places=8, default=0, max_digits=16)),
-                ('tcu', models.BigIntegerField(default=0)),
-                ('latency_ms', models.PositiveIntegerField(default=0)),
-                ('ttft_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('fallback_depth', models.PositiveSmallIntegerField(default=0)),
-                ('cached', models.BooleanField(default=False)),
-                ('status', models.CharField(choices=[('ok', 'Ok'), ('error', 'Error'), ('client_closed', 'Client Closed')], default='ok', max_length=16)),
-                ('error_kind', models.CharField(blank=True, max_length=32)),
-                ('http_status', models.PositiveSmallIntegerField(default=200)),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.agent')),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.apikey')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("request_id", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "request_type",
+                    models.CharField(
+                        choices=[
+                            ("chat", "Chat"),
+                            ("embedding", "Embedding"),
+                            ("assistant", "Assistant"),
+                            ("job", "Job"),
+                            ("test", "Test"),
+                        ],
+                        default="chat",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "mode",
+                    models.CharField(
+                        blank=True,
+                        choices=[("platform", "Platform"), ("byok", "Byok"), ("custom", "Custom")],
+                        max_length=16,
+                    ),
+                ),
+                ("provider", models.CharField(blank=True, max_length=64)),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("tier", models.CharField(blank=True, max_length=16)),
+                ("route", models.CharField(blank=True, max_length=100)),
+                ("variant", models.CharField(blank=True, help_text="A/B: the target chosen", max_length=200)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("cached_tokens", models.PositiveIntegerField(default=0)),
+                ("tokens_estimated", models.BooleanField(default=False)),
+                ("cost_input_usd", models.DecimalField(decimal_places=8, default=0, max_digits=16)),
+                ("cost_output_usd", models.DecimalField(decimal_places=8, default=0, max_digits=16)),
+                ("cost_usd", models.DecimalField(decimal_places=8, default=0, max_digits=16)),
+                ("billed_usd", models.DecimalField(decimal_places=8, default=0, max_digits=16)),
+                ("tcu", models.BigIntegerField(default=0)),
+                ("latency_ms", models.PositiveIntegerField(default=0)),
+                ("ttft_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("fallback_depth", models.PositiveSmallIntegerField(default=0)),
+                ("cached", models.BooleanField(default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ok", "Ok"), ("error", "Error"), ("client_closed", "Client Closed")],
+                        default="ok",
+                        max_length=16,
+                    ),
+                ),
+                ("error_kind", models.CharField(blank=True, max_length=32)),
+                ("http_status", models.PositiveSmallIntegerField(default=200)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.agent",
+                    ),
+                ),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.apikey",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'created_at'], name='llm_usageev_tenant__a3be4a_idx'), models.Index(fields=['tenant', 'agent', 'created_at'], name='llm_usageev_tenant__ceb20e_idx')],
+                "indexes": [
+                    models.Index(fields=["tenant", "created_at"], name="llm_usageev_tenant__a3be4a_idx"),
+                    models.Index(
+                        fields=["tenant", "agent", "created_at"], name="llm_usageev_tenant__ceb20e_idx"
+                    ),
+                ],
             },
         ),
     ]

@@ -5,36 +5,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0002_job_thread_message_jobitem_and_more'),
-        ('tenants', '0001_initial'),
+        ("llm", "0002_job_thread_message_jobitem_and_more"),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UsageHourly',
+            name="UsageHourly",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('provider', models.CharField(blank=True, max_length=64)),
-                ('mode', models.CharField(blank=True, max_length=16)),
-                ('requests', models.BigIntegerField(default=0)),
-                ('errors', models.BigIntegerField(default=0)),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=0, max_digits=18)),
-                ('billed_usd', models.DecimalField(decimal_places=8, default=0, max_digits=18)),
-                ('tcu', models.BigIntegerField(default=0)),
-                ('latency_ms_sum', models.BigIntegerField(default=0)),
-                ('latency_hist', models.JSONField(default=list)),
-                ('hour', models.DateTimeField()),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.agent')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("provider", models.CharField(blank=True, max_length=64)),
+                ("mode", models.CharField(blank=True, max_length=16)),
+                ("requests", models.BigIntegerField(default=0)),
+                ("errors", models.BigIntegerField(default=0)),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=8, default=0, max_digits=18)),
+                ("billed_usd", models.DecimalField(decimal_places=8, default=0, max_digits=18)),
+                ("tcu", models.BigIntegerField(default=0)),
+                ("latency_ms_sum", models.BigIntegerField(default=0)),
+                ("latency_hist", models.JSONField(default=list)),
+                ("hour", models.DateTimeField()),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.agent",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'hour'], name='llm_usageho_tenant__7ad6ac_idx')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'hour', 'agent', 'model', 'mode'), name='uniq_usage_hourly', nulls_distinct=False)],
+                "indexes": [models.Index(fields=["tenant", "hour"], name="llm_usageho_tenant__7ad6ac_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "hour", "agent", "model", "mode"),
+                        name="uniq_usage_hourly",
+                        nulls_distinct=False,
+                    )
+                ],
             },
         ),
     ]

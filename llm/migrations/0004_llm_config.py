@@ -6,143 +6,358 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('llm', '0003_usage_hourly'),
-        ('tenants', '0001_initial'),
+        ("llm", "0003_usage_hourly"),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.SlugField(max_length=40, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=100)),
-                ('protocol', models.CharField(choices=[('openai_compat', 'OpenAI-compatible'), ('anthropic', 'Anthropic Messages'), ('gemini', 'Google Gemini'), ('azure_openai', 'Azure OpenAI'), ('bedrock', 'AWS Bedrock'), ('cohere', 'Cohere')], default='openai_compat', max_length=20)),
-                ('default_base_url', models.URLField(blank=True)),
-                ('docs_url', models.URLField(blank=True, verbose_name='docs link')),
-                ('eu_region_available', models.BooleanField(default=False, verbose_name='EU region available')),
-                ('sort_order', models.PositiveIntegerField(default=100)),
-                ('seeded_values', models.JSONField(blank=True, default=dict, editable=False, help_text='What seed_catalog last wrote; fields that differ were edited here.')),
+                ("id", models.SlugField(max_length=40, primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "protocol",
+                    models.CharField(
+                        choices=[
+                            ("openai_compat", "OpenAI-compatible"),
+                            ("anthropic", "Anthropic Messages"),
+                            ("gemini", "Google Gemini"),
+                            ("azure_openai", "Azure OpenAI"),
+                            ("bedrock", "AWS Bedrock"),
+                            ("cohere", "Cohere"),
+                        ],
+                        default="openai_compat",
+                        max_length=20,
+                    ),
+                ),
+                ("default_base_url", models.URLField(blank=True)),
+                ("docs_url", models.URLField(blank=True, verbose_name="docs link")),
+                (
+                    "eu_region_available",
+                    models.BooleanField(default=False, verbose_name="EU region available"),
+                ),
+                ("sort_order", models.PositiveIntegerField(default=100)),
+                (
+                    "seeded_values",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        editable=False,
+                        help_text="What seed_catalog last wrote; fields that differ were edited here.",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['sort_order', 'id'],
+                "ordering": ["sort_order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='CatalogModel',
+            name="CatalogModel",
             fields=[
-                ('id', models.CharField(help_text='`provider:model`, e.g. anthropic:claude-sonnet-4.5', max_length=120, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=120, verbose_name='display name')),
-                ('native_model_id', models.CharField(blank=True, max_length=200, verbose_name="provider's model id")),
-                ('openrouter_model_id', models.CharField(blank=True, max_length=200, verbose_name='OpenRouter model id')),
-                ('input_usd_per_mtok', models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True, verbose_name='input USD / 1M tokens')),
-                ('output_usd_per_mtok', models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True, verbose_name='output USD / 1M tokens')),
-                ('context_length', models.PositiveIntegerField(blank=True, null=True)),
-                ('max_output_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('reasoning', models.BooleanField(default=False)),
-                ('vision', models.BooleanField(default=False)),
-                ('tools', models.BooleanField(default=False)),
-                ('coding', models.BooleanField(default=False)),
-                ('embeddings', models.BooleanField(default=False)),
-                ('eu_hosted', models.BooleanField(default=False, verbose_name='EU-hosted')),
-                ('recommended', models.BooleanField(default=False)),
-                ('tier', models.CharField(choices=[('flagship', 'Flagship'), ('balanced', 'Balanced'), ('fast', 'Fast'), ('budget', 'Budget')], default='balanced', max_length=16)),
-                ('enabled', models.BooleanField(default=True)),
-                ('sort_order', models.PositiveIntegerField(default=100)),
-                ('notes', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('seeded_values', models.JSONField(blank=True, default=dict, editable=False, help_text='What seed_catalog last wrote; fields that differ were edited here.')),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='llm.provider')),
+                (
+                    "id",
+                    models.CharField(
+                        help_text="`provider:model`, e.g. anthropic:claude-sonnet-4.5",
+                        max_length=120,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, verbose_name="display name")),
+                (
+                    "native_model_id",
+                    models.CharField(blank=True, max_length=200, verbose_name="provider's model id"),
+                ),
+                (
+                    "openrouter_model_id",
+                    models.CharField(blank=True, max_length=200, verbose_name="OpenRouter model id"),
+                ),
+                (
+                    "input_usd_per_mtok",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=6,
+                        max_digits=12,
+                        null=True,
+                        verbose_name="input USD / 1M tokens",
+                    ),
+                ),
+                (
+                    "output_usd_per_mtok",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=6,
+                        max_digits=12,
+                        null=True,
+                        verbose_name="output USD / 1M tokens",
+                    ),
+                ),
+                ("context_length", models.PositiveIntegerField(blank=True, null=True)),
+                ("max_output_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("reasoning", models.BooleanField(default=False)),
+                ("vision", models.BooleanField(default=False)),
+                ("tools", models.BooleanField(default=False)),
+                ("coding", models.BooleanField(default=False)),
+                ("embeddings", models.BooleanField(default=False)),
+                ("eu_hosted", models.BooleanField(default=False, verbose_name="EU-hosted")),
+                ("recommended", models.BooleanField(default=False)),
+                (
+                    "tier",
+                    models.CharField(
+                        choices=[
+                            ("flagship", "Flagship"),
+                            ("balanced", "Balanced"),
+                            ("fast", "Fast"),
+                            ("budget", "Budget"),
+                        ],
+                        default="balanced",
+                        max_length=16,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("sort_order", models.PositiveIntegerField(default=100)),
+                ("notes", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "seeded_values",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        editable=False,
+                        help_text="What seed_catalog last wrote; fields that differ were edited here.",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="models", to="llm.provider"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'catalog model',
-                'ordering': ['provider__sort_order', 'sort_order', 'id'],
+                "verbose_name": "catalog model",
+                "ordering": ["provider__sort_order", "sort_order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TenantDataKey',
+            name="TenantDataKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('wrapped_key', models.TextField(help_text='The data key encrypted under a master key (never the key itself).')),
-                ('master_key_id', models.CharField(help_text='Fingerprint of the master key that wraps it now.', max_length=16)),
-                ('created_under', models.CharField(help_text='Fingerprint of the newest master key at creation.', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('retired_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
+                (
+                    "wrapped_key",
+                    models.TextField(
+                        help_text="The data key encrypted under a master key (never the key itself)."
+                    ),
+                ),
+                (
+                    "master_key_id",
+                    models.CharField(
+                        help_text="Fingerprint of the master key that wraps it now.", max_length=16
+                    ),
+                ),
+                (
+                    "created_under",
+                    models.CharField(
+                        help_text="Fingerprint of the newest master key at creation.", max_length=16
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("retired_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tenant_id', '-version'],
+                "ordering": ["tenant_id", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='Credential',
+            name="Credential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('openai', 'OpenAI'), ('anthropic', 'Anthropic'), ('google', 'Google Gemini'), ('mistral', 'Mistral'), ('openrouter', 'OpenRouter'), ('cohere', 'Cohere'), ('deepseek', 'DeepSeek'), ('xai', 'xAI'), ('qwen', 'Qwen (Alibaba Cloud)'), ('meta', 'Meta Llama'), ('minimax', 'MiniMax'), ('groq', 'Groq'), ('openai_compatible', 'OpenAI-compatible endpoint'), ('azure_openai', 'Azure OpenAI'), ('bedrock', 'AWS Bedrock'), ('ollama', 'Ollama')], max_length=32)),
-                ('name', models.CharField(max_length=100)),
-                ('base_url', models.URLField(blank=True, max_length=500)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('secrets_ciphertext', models.TextField(blank=True, editable=False)),
-                ('api_key_masked', models.CharField(blank=True, editable=False, max_length=20)),
-                ('input_usd_per_mtok', models.DecimalField(decimal_places=6, default=0, max_digits=12)),
-                ('output_usd_per_mtok', models.DecimalField(decimal_places=6, default=0, max_digits=12)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('rotated_at', models.DateTimeField(blank=True, null=True)),
-                ('last_verified_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
-                ('data_key', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='llm.tenantdatakey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI"),
+                            ("anthropic", "Anthropic"),
+                            ("google", "Google Gemini"),
+                            ("mistral", "Mistral"),
+                            ("openrouter", "OpenRouter"),
+                            ("cohere", "Cohere"),
+                            ("deepseek", "DeepSeek"),
+                            ("xai", "xAI"),
+                            ("qwen", "Qwen (Alibaba Cloud)"),
+                            ("meta", "Meta Llama"),
+                            ("minimax", "MiniMax"),
+                            ("groq", "Groq"),
+                            ("openai_compatible", "OpenAI-compatible endpoint"),
+                            ("azure_openai", "Azure OpenAI"),
+                            ("bedrock", "AWS Bedrock"),
+                            ("ollama", "Ollama"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("base_url", models.URLField(blank=True, max_length=500)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("secrets_ciphertext", models.TextField(blank=True, editable=False)),
+                ("api_key_masked", models.CharField(blank=True, editable=False, max_length=20)),
+                ("input_usd_per_mtok", models.DecimalField(decimal_places=6, default=0, max_digits=12)),
+                ("output_usd_per_mtok", models.DecimalField(decimal_places=6, default=0, max_digits=12)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("rotated_at", models.DateTimeField(blank=True, null=True)),
+                ("last_verified_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
+                (
+                    "data_key",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="llm.tenantdatakey",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['kind', 'name'],
+                "ordering": ["kind", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Preferences',
+            name="Preferences",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('mode', models.CharField(choices=[('platform', 'Platform-managed'), ('byok', 'Bring your own key'), ('custom', 'Custom endpoint')], default='platform', max_length=16)),
-                ('model', models.CharField(max_length=200)),
-                ('temperature', models.DecimalField(decimal_places=2, default=0.7, max_digits=3)),
-                ('max_tokens', models.PositiveIntegerField(default=4096)),
-                ('eu_only', models.BooleanField(default=False)),
-                ('fallbacks', models.JSONField(blank=True, default=list)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.agent')),
-                ('credential', models.ForeignKey(blank=True, help_text="BYOK: the key to use (else the tenant's key for the provider).", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='llm.credential')),
-                ('custom_endpoint', models.ForeignKey(blank=True, help_text='Custom mode: the enterprise endpoint.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='llm.credential')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("platform", "Platform-managed"),
+                            ("byok", "Bring your own key"),
+                            ("custom", "Custom endpoint"),
+                        ],
+                        default="platform",
+                        max_length=16,
+                    ),
+                ),
+                ("model", models.CharField(max_length=200)),
+                ("temperature", models.DecimalField(decimal_places=2, default=0.7, max_digits=3)),
+                ("max_tokens", models.PositiveIntegerField(default=4096)),
+                ("eu_only", models.BooleanField(default=False)),
+                ("fallbacks", models.JSONField(blank=True, default=list)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenants.agent",
+                    ),
+                ),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="BYOK: the key to use (else the tenant's key for the provider).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="llm.credential",
+                    ),
+                ),
+                (
+                    "custom_endpoint",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Custom mode: the enterprise endpoint.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="llm.credential",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'preferences',
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'agent'), name='uniq_preferences', nulls_distinct=False)],
+                "verbose_name_plural": "preferences",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "agent"), name="uniq_preferences", nulls_distinct=False
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Route',
+            name="Route",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('targets', models.JSONField(default=list)),
-                ('cache_ttl_seconds', models.PositiveIntegerField(blank=True, null=True)),
-                ('eu_only', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=64)),
+                ("description", models.CharField(blank=True, max_length=200)),
+                ("targets", models.JSONField(default=list)),
+                ("cache_ttl_seconds", models.PositiveIntegerField(blank=True, null=True)),
+                ("eu_only", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'name'), name='uniq_route_name')],
+                "ordering": ["name"],
+                "constraints": [models.UniqueConstraint(fields=("tenant", "name"), name="uniq_route_name")],
             },
         ),
         migrations.AddConstraint(
-            model_name='tenantdatakey',
-            constraint=models.UniqueConstraint(fields=('tenant', 'version'), name='uniq_tenant_data_key_version'),
+            model_name="tenantdatakey",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "version"), name="uniq_tenant_data_key_version"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.UniqueConstraint(fields=('tenant', 'name'), name='uniq_credential_name'),
+            model_name="credential",
+            constraint=models.UniqueConstraint(fields=("tenant", "name"), name="uniq_credential_name"),
         ),
     ]

@@ -6,8 +6,9 @@ from django.db import migrations
 def seed(apps, schema_editor):
     from llm.config.catalog import seed_catalog
 
-    seed_catalog(provider_model=apps.get_model("llm", "Provider"),
-                 catalog_model=apps.get_model("llm", "CatalogModel"))
+    seed_catalog(
+        provider_model=apps.get_model("llm", "Provider"), catalog_model=apps.get_model("llm", "CatalogModel")
+    )
 
 
 class Migration(migrations.Migration):

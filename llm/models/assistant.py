@@ -12,7 +12,9 @@ __all__ = ["Job", "JobItem", "Message", "Thread"]
 
 class Thread(TenantOwned):
     user = models.ForeignKey("tenants.User", on_delete=models.CASCADE, related_name="+")
-    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent = models.ForeignKey(
+        "tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     title = models.CharField(max_length=200, default="New chat")
     model = models.CharField(max_length=200, default="default")
     created_at = models.DateTimeField(default=timezone.now)
@@ -68,9 +70,15 @@ class Job(TenantOwned):
     done_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
-    api_key = models.ForeignKey("tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    user = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    agent = models.ForeignKey(
+        "tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        "tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -51,8 +51,12 @@ class Provider(models.Model):
     docs_url = models.URLField("docs link", blank=True)
     eu_region_available = models.BooleanField("EU region available", default=False)
     sort_order = models.PositiveIntegerField(default=100)
-    seeded_values = models.JSONField(default=dict, blank=True, editable=False,
-                                     help_text="What seed_catalog last wrote; fields that differ were edited here.")
+    seeded_values = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What seed_catalog last wrote; fields that differ were edited here.",
+    )
 
     class Meta:
         ordering = ["sort_order", "id"]
@@ -66,15 +70,19 @@ class CatalogModel(models.Model):
 
     CAPABILITIES = ("reasoning", "vision", "tools", "coding", "embeddings")
 
-    id = models.CharField(primary_key=True, max_length=120, help_text="`provider:model`, e.g. anthropic:claude-sonnet-4.5")
+    id = models.CharField(
+        primary_key=True, max_length=120, help_text="`provider:model`, e.g. anthropic:claude-sonnet-4.5"
+    )
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
     name = models.CharField("display name", max_length=120)
     native_model_id = models.CharField("provider's model id", max_length=200, blank=True)
     openrouter_model_id = models.CharField("OpenRouter model id", max_length=200, blank=True)
-    input_usd_per_mtok = models.DecimalField("input USD / 1M tokens", max_digits=12, decimal_places=6, null=True,
-                                             blank=True)
-    output_usd_per_mtok = models.DecimalField("output USD / 1M tokens", max_digits=12, decimal_places=6, null=True,
-                                              blank=True)
+    input_usd_per_mtok = models.DecimalField(
+        "input USD / 1M tokens", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    output_usd_per_mtok = models.DecimalField(
+        "output USD / 1M tokens", max_digits=12, decimal_places=6, null=True, blank=True
+    )
     context_length = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning = models.BooleanField(default=False)
@@ -89,8 +97,12 @@ class CatalogModel(models.Model):
     sort_order = models.PositiveIntegerField(default=100)
     notes = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
-    seeded_values = models.JSONField(default=dict, blank=True, editable=False,
-                                     help_text="What seed_catalog last wrote; fields that differ were edited here.")
+    seeded_values = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What seed_catalog last wrote; fields that differ were edited here.",
+    )
 
     class Meta:
         ordering = ["provider__sort_order", "sort_order", "id"]
@@ -134,14 +146,22 @@ class TenantDataKey(TenantOwned):
     """A tenant's data key (Fernet), stored only wrapped by the master keys (`CRYPTOGRAPHY_KEYS`)."""
 
     version = models.PositiveIntegerField(default=1)
-    wrapped_key = models.TextField(help_text="The data key encrypted under a master key (never the key itself).")
-    master_key_id = models.CharField(max_length=16, help_text="Fingerprint of the master key that wraps it now.")
-    created_under = models.CharField(max_length=16, help_text="Fingerprint of the newest master key at creation.")
+    wrapped_key = models.TextField(
+        help_text="The data key encrypted under a master key (never the key itself)."
+    )
+    master_key_id = models.CharField(
+        max_length=16, help_text="Fingerprint of the master key that wraps it now."
+    )
+    created_under = models.CharField(
+        max_length=16, help_text="Fingerprint of the newest master key at creation."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     retired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "version"], name="uniq_tenant_data_key_version")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "version"], name="uniq_tenant_data_key_version")
+        ]
         ordering = ["tenant_id", "-version"]
 
     def __str__(self) -> str:
@@ -158,8 +178,9 @@ class Credential(TenantOwned):
     config = models.JSONField(default=dict, blank=True)
     # Secret fields (api_key, secret_access_key, headers) as one encrypted JSON document.
     secrets_ciphertext = models.TextField(blank=True, editable=False)
-    data_key = models.ForeignKey(TenantDataKey, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                 editable=False)
+    data_key = models.ForeignKey(
+        TenantDataKey, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
     api_key_masked = models.CharField(max_length=20, blank=True, editable=False)
     input_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     output_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
@@ -178,23 +199,38 @@ class Credential(TenantOwned):
 class Preferences(TenantOwned):
     """A tenant's default route (agent empty) or an Agent's own."""
 
-    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(
+        "tenants.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PLATFORM)
     model = models.CharField(max_length=200)
     temperature = models.DecimalField(max_digits=3, decimal_places=2, default=0.7)
     max_tokens = models.PositiveIntegerField(default=4096)
     eu_only = models.BooleanField(default=False)
     fallbacks = models.JSONField(default=list, blank=True)
-    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                   help_text="BYOK: the key to use (else the tenant's key for the provider).")
-    custom_endpoint = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+", help_text="Custom mode: the enterprise endpoint.")
+    credential = models.ForeignKey(
+        Credential,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="BYOK: the key to use (else the tenant's key for the provider).",
+    )
+    custom_endpoint = models.ForeignKey(
+        Credential,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Custom mode: the enterprise endpoint.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "preferences"
-        constraints = [models.UniqueConstraint(fields=["tenant", "agent"], name="uniq_preferences",
-                                               nulls_distinct=False)]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "agent"], name="uniq_preferences", nulls_distinct=False)
+        ]
 
     def __str__(self) -> str:
         return f"preferences of {self.tenant_id}/{self.agent_id or 'default'}"

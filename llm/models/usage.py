@@ -30,9 +30,15 @@ class UsageEvent(TenantOwned):
 
     request_id = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    api_key = models.ForeignKey("tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    user = models.ForeignKey("tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent = models.ForeignKey(
+        "tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        "tenants.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     request_type = models.CharField(max_length=16, choices=RequestType.choices, default=RequestType.CHAT)
     mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
     provider = models.CharField(max_length=64, blank=True)
@@ -70,7 +76,9 @@ class UsageEvent(TenantOwned):
 class UsageRollup(TenantOwned):
     """Sums of usage per agent, model and mode over one period (see the two concrete tables)."""
 
-    agent = models.ForeignKey("tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent = models.ForeignKey(
+        "tenants.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=16, blank=True)
@@ -97,7 +105,8 @@ class UsageDaily(UsageRollup):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "day", "agent", "model", "mode"], name="uniq_usage_daily",
+                fields=["tenant", "day", "agent", "model", "mode"],
+                name="uniq_usage_daily",
                 nulls_distinct=False,
             )
         ]
@@ -115,7 +124,8 @@ class UsageHourly(UsageRollup):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "hour", "agent", "model", "mode"], name="uniq_usage_hourly",
+                fields=["tenant", "hour", "agent", "model", "mode"],
+                name="uniq_usage_hourly",
                 nulls_distinct=False,
             )
         ]

@@ -17,8 +17,14 @@ import orjson
 from llm.providers.base import ProviderError, Target, json_of, send, sse_events, upstream_error, usage_block
 
 VERSION = "2023-06-01"
-_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-         "pause_turn": "stop", "refusal": "content_filter"}
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "content_filter",
+}
 
 
 def _url(target: Target) -> str:
@@ -59,8 +65,13 @@ def to_native(target: Target, body: dict, *, stream: bool) -> dict:
             system.extend(b["text"] for b in _content(m.get("content")) if b["type"] == "text")
             continue
         if role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id", ""),
-                     "content": m.get("content") if isinstance(m.get("content"), str) else _content(m.get("content"))}
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id", ""),
+                "content": m.get("content")
+                if isinstance(m.get("content"), str)
+                else _content(m.get("content")),
+            }
             if messages and messages[-1]["role"] == "user":
                 messages[-1]["content"].append(block)
             else:
@@ -73,10 +84,15 @@ def to_native(target: Target, body: dict, *, stream: bool) -> dict:
                 args = orjson.loads(fn.get("arguments") or "{}")
             except orjson.JSONDecodeError:
                 args = {}
-            blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": args})
+            blocks.append(
+                {"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": args}
+            )
         messages.append({"role": "assistant" if role == "assistant" else "user", "content": blocks})
-    native: dict = {"model": target.model, "messages": messages,
-                    "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or 4096}
+    native: dict = {
+        "model": target.model,
+        "messages": messages,
+        "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or 4096,
+    }
     if system:
         native["system"] = "\n\n".join(system)
     if body.get("temperature") is not None:
@@ -87,9 +103,15 @@ def to_native(target: Target, body: dict, *, stream: bool) -> dict:
     if stop:
         native["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("tools"):
-        native["tools"] = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
-                            "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
-                           for t in body["tools"] if t.get("type") == "function"]
+        native["tools"] = [
+            {
+                "name": t["function"]["name"],
+                "description": t["function"].get("description", ""),
+                "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}},
+            }
+            for t in body["tools"]
+            if t.get("type") == "function"
+        ]
         choice = body.get("tool_choice")
         if choice == "required":
             native["tool_choice"] = {"type": "any"}
@@ -115,28 +137,55 @@ def from_native(data: dict, target: Target) -> dict:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
-            tool_calls.append({"id": block.get("id"), "type": "function",
-                               "function": {"name": block.get("name"),
-                                            "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
     message: dict = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {"id": data.get("id", ""), "object": "chat.completion", "created": int(time.time()),
-            "model": data.get("model", target.model),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": _STOP.get(data.get("stop_reason") or "", "stop")}],
-            "usage": _usage(data.get("usage") or {})}
+    return {
+        "id": data.get("id", ""),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": data.get("model", target.model),
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _STOP.get(data.get("stop_reason") or "", "stop"),
+            }
+        ],
+        "usage": _usage(data.get("usage") or {}),
+    }
 
 
 async def chat(target: Target, body: dict) -> dict:
-    response = await send(target, "POST", _url(target), headers=_headers(target),
-                          json_body=to_native(target, body, stream=False))
+    response = await send(
+        target,
+        "POST",
+        _url(target),
+        headers=_headers(target),
+        json_body=to_native(target, body, stream=False),
+    )
     return from_native(json_of(target, response), target)
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
-    response = await send(target, "POST", _url(target), headers=_headers(target),
-                          json_body=to_native(target, body, stream=True), stream=True)
+    response = await send(
+        target,
+        "POST",
+        _url(target),
+        headers=_headers(target),
+        json_body=to_native(target, body, stream=True),
+        stream=True,
+    )
     base = {"id": "", "object": "chat.completion.chunk", "created": int(time.time()), "model": target.model}
     usage: dict = {}
     tool_index: dict[int, int] = {}
@@ -149,24 +198,60 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             message = payload.get("message", {})
             base["id"] = message.get("id", "")
             usage.update(message.get("usage") or {})
-            yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "finish_reason": None}]}
+            yield {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                ],
+            }
         elif kind == "content_block_start":
             block = payload.get("content_block", {})
             if block.get("type") == "tool_use":
                 idx = tool_index.setdefault(payload.get("index", 0), len(tool_index))
-                yield {**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
-                    {"index": idx, "id": block.get("id"), "type": "function",
-                     "function": {"name": block.get("name"), "arguments": ""}}]}}]}
+                yield {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": None,
+                            "delta": {
+                                "tool_calls": [
+                                    {
+                                        "index": idx,
+                                        "id": block.get("id"),
+                                        "type": "function",
+                                        "function": {"name": block.get("name"), "arguments": ""},
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                }
         elif kind == "content_block_delta":
             delta = payload.get("delta", {})
             if delta.get("type") == "text_delta":
-                yield {**base, "choices": [{"index": 0, "delta": {"content": delta.get("text", "")},
-                                            "finish_reason": None}]}
+                yield {
+                    **base,
+                    "choices": [
+                        {"index": 0, "delta": {"content": delta.get("text", "")}, "finish_reason": None}
+                    ],
+                }
             elif delta.get("type") == "input_json_delta":
                 idx = tool_index.get(payload.get("index", 0), 0)
-                yield {**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
-                    {"index": idx, "function": {"arguments": delta.get("partial_json", "")}}]}}]}
+                yield {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": None,
+                            "delta": {
+                                "tool_calls": [
+                                    {"index": idx, "function": {"arguments": delta.get("partial_json", "")}}
+                                ]
+                            },
+                        }
+                    ],
+                }
         elif kind == "message_delta":
             finish = _STOP.get((payload.get("delta") or {}).get("stop_reason") or "", "stop")
             usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
@@ -175,18 +260,28 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             break
         elif kind == "error":
             err = payload.get("error", {})
-            raise upstream_error(target, "rate_limit" if err.get("type") == "rate_limit_error" else "unavailable",
-                                 "stream error", err.get("message", ""))
+            raise upstream_error(
+                target,
+                "rate_limit" if err.get("type") == "rate_limit_error" else "unavailable",
+                "stream error",
+                err.get("message", ""),
+            )
     if not done:
-        raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
-                            provider=target.provider)
+        raise ProviderError(
+            "unavailable",
+            f"{target.provider}: the stream ended before it was complete",
+            provider=target.provider,
+        )
     yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish or "stop"}]}
     yield {**base, "choices": [], "usage": _usage(usage)}
 
 
 async def embeddings(target: Target, body: dict) -> dict:
-    raise ProviderError("bad_request", "Anthropic has no embeddings API; pick an embedding model of another "
-                        "provider.", provider=target.provider)
+    raise ProviderError(
+        "bad_request",
+        "Anthropic has no embeddings API; pick an embedding model of another provider.",
+        provider=target.provider,
+    )
 
 
 async def list_models(target: Target) -> list[str]:

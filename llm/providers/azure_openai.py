@@ -25,7 +25,9 @@ async def chat(target: Target, body: dict) -> dict:
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
-    async for chunk in openai_compat.stream_at(target, _url(target, "chat/completions"), _headers(target), body):
+    async for chunk in openai_compat.stream_at(
+        target, _url(target, "chat/completions"), _headers(target), body
+    ):
         yield chunk
 
 

@@ -43,8 +43,16 @@ class Target:
 class ProviderError(Exception):
     """Any failure of an upstream call, with a kind the router acts on and a message safe to show."""
 
-    def __init__(self, kind: str, message: str, *, provider: str = "", status: int | None = None,
-                 retry_after: float | None = None, models: list[str] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        models: list[str] | None = None,
+    ):
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -66,14 +74,18 @@ class Adapter(Protocol):
 
 # --- the pooled client: one per event loop (Celery tasks run asyncio.run per task) -------------------
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = httpx.AsyncClient(transport=_transport(), timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False)
+        client = httpx.AsyncClient(
+            transport=_transport(), timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False
+        )
         _clients[loop] = client
     return client
 
@@ -84,24 +96,38 @@ def _transport() -> httpx.AsyncBaseTransport:
     addresses it dials against the SSRF guard (`ssrf.connect_refusal`)."""
     from django.conf import settings
 
-    limits = httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-                          max_keepalive_connections=min(200, settings.UPSTREAM_MAX_CONNECTIONS))
+    limits = httpx.Limits(
+        max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+        max_keepalive_connections=min(200, settings.UPSTREAM_MAX_CONNECTIONS),
+    )
     verify = ssl_context()
     if settings.UPSTREAM_HTTP2:
-        transport = httpx.AsyncHTTPTransport(http1=True, http2=True, limits=limits, verify=verify, trust_env=False)
+        transport = httpx.AsyncHTTPTransport(
+            http1=True, http2=True, limits=limits, verify=verify, trust_env=False
+        )
         # httpx takes no network backend; its pool is replaced by the same pool with the guarded one.
         transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=verify, max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            http1=True, http2=True, network_backend=_GuardedBackend())
+            ssl_context=verify,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=True,
+            network_backend=_GuardedBackend(),
+        )
         return transport
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
     def session() -> aiohttp.ClientSession:  # called inside the event loop, on the first request
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-            limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry or 5.0, ssl=verify,
-            resolver=_GuardedResolver()))
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=limits.max_connections or 0,
+                keepalive_timeout=limits.keepalive_expiry or 5.0,
+                ssl=verify,
+                resolver=_GuardedResolver(),
+            )
+        )
 
     return AiohttpTransport(limits=limits, verify=verify, trust_env=False, client=session)
 
@@ -131,9 +157,14 @@ class _GuardedBackend(httpcore.AnyIOBackend):
     """httpcore's asyncio backend that, for a guarded name, resolves it, checks the answers against the SSRF guard
     and dials the checked address (TLS still verifies the name and sends it as SNI)."""
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-                          local_address: str | None = None,
-                          socket_options: Any = None) -> Any:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
         from llm.config import ssrf
 
         if not _is_ip(host) and ssrf.guarded(host):
@@ -143,8 +174,9 @@ class _GuardedBackend(httpcore.AnyIOBackend):
             if reason:
                 raise httpcore.ConnectError(f"SSRF guard: {reason}")
             host = addresses[0]
-        return await super().connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                         socket_options=socket_options)
+        return await super().connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
 
 def _is_ip(host: str) -> bool:
@@ -191,8 +223,13 @@ def target_secrets(target: Target) -> list[str]:
     """Every secret of the credential in use: its API key or bearer token (Azure's key too), the AWS access key id,
     secret key and session token, and the values of its extra headers."""
     options = target.options or {}
-    values = [target.api_key, *(str(options.get(k) or "") for k in ("api_key", "access_key_id", "secret_access_key",
-                                                                     "session_token"))]
+    values = [
+        target.api_key,
+        *(
+            str(options.get(k) or "")
+            for k in ("api_key", "access_key_id", "secret_access_key", "session_token")
+        ),
+    ]
     values += [str(v) for v in (options.get("headers") or {}).values()]
     return [v for v in values if v]
 
@@ -204,7 +241,9 @@ def scrub(text: str, *secrets: str) -> str:
     forms: set[str] = set()
     for secret in secrets:
         if secret and len(secret) >= 4:
-            forms.update({secret, orjson.dumps(secret).decode()[1:-1], quote(secret, safe=""), quote_plus(secret)})
+            forms.update(
+                {secret, orjson.dumps(secret).decode()[1:-1], quote(secret, safe=""), quote_plus(secret)}
+            )
     if forms:
         pattern = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
         text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
@@ -221,8 +260,9 @@ def upstream_error(target: Target, kind: str, what: str, text: Any, **kwargs: An
     """A ProviderError quoting the upstream ("<provider> <what>: <text>"): the way every adapter turns an upstream's
     own words into an error, scrubbed of the target's secrets, so what reaches a response, a log, an audit entry or
     an assistant message never holds a secret of the credential in use."""
-    return ProviderError(kind, f"{target.provider} {what}: {scrub_for(target, str(text))}", provider=target.provider,
-                         **kwargs)
+    return ProviderError(
+        kind, f"{target.provider} {what}: {scrub_for(target, str(text))}", provider=target.provider, **kwargs
+    )
 
 
 def _message_from_body(raw: bytes) -> str:
@@ -266,8 +306,9 @@ def error_from_response(target: Target, status: int, raw: bytes, headers: Any) -
         kind = "bad_request"
     else:
         kind = "unavailable"
-    return upstream_error(target, kind, f"answered {status}", detail, status=status,
-                          retry_after=_retry_after(headers))
+    return upstream_error(
+        target, kind, f"answered {status}", detail, status=status, retry_after=_retry_after(headers)
+    )
 
 
 def error_from_exception(target: Target, exc: BaseException) -> ProviderError:
@@ -278,16 +319,36 @@ def error_from_exception(target: Target, exc: BaseException) -> ProviderError:
     if host != "?":
         text = text.replace(host.lower(), "<host>")  # a name like tls-gw.example.com must not steer the match
     if "ssrf guard:" in text:  # the resolver refused the address (see ssrf.connect_refusal)
-        return ProviderError("unavailable", f"{target.provider}: {host} resolved to a non-public address when "
-                             "connecting; only public endpoints are allowed", provider=target.provider)
+        return ProviderError(
+            "unavailable",
+            f"{target.provider}: {host} resolved to a non-public address when "
+            "connecting; only public endpoints are allowed",
+            provider=target.provider,
+        )
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError) and not any(
-            s in text for s in ("connect call failed", "refused", "name or service", "getaddrinfo", "certificate",
-                                "sslerror", "[ssl")):
-        return ProviderError("timeout", f"{target.provider} did not answer in time ({host})", provider=target.provider)
+        s in text
+        for s in (
+            "connect call failed",
+            "refused",
+            "name or service",
+            "getaddrinfo",
+            "certificate",
+            "sslerror",
+            "[ssl",
+        )
+    ):
+        return ProviderError(
+            "timeout", f"{target.provider} did not answer in time ({host})", provider=target.provider
+        )
     if "certificate" in text or "sslerror" in text or "[ssl" in text or "tls" in text:
         message = f"TLS handshake with {host} failed (certificate or protocol problem)"
-    elif "name or service not known" in text or "getaddrinfo" in text or "nodename" in text or "dns" in text \
-            or "temporary failure in name resolution" in text:
+    elif (
+        "name or service not known" in text
+        or "getaddrinfo" in text
+        or "nodename" in text
+        or "dns" in text
+        or "temporary failure in name resolution" in text
+    ):
         message = f"DNS lookup failed for {host}"
     elif "refused" in text or "connect call failed" in text:
         message = f"connection refused to {host}"
@@ -298,21 +359,32 @@ def error_from_exception(target: Target, exc: BaseException) -> ProviderError:
     return ProviderError("unavailable", f"{target.provider}: {message}", provider=target.provider)
 
 
-async def send(target: Target, method: str, url: str, *, headers: dict, json_body: Any = None,
-               stream: bool = False) -> httpx.Response:
+async def send(
+    target: Target, method: str, url: str, *, headers: dict, json_body: Any = None, stream: bool = False
+) -> httpx.Response:
     """Send a request; return the response (streaming: open, headers read) or raise ProviderError."""
     client = http_client()
     content = orjson.dumps(json_body) if json_body is not None else None
     all_headers = {"content-type": "application/json", **headers, **(target.options.get("headers") or {})}
     try:
-        request = client.build_request(method, url, content=content, headers=all_headers,
-                                       timeout=timeout_of(target))
+        request = client.build_request(
+            method, url, content=content, headers=all_headers, timeout=timeout_of(target)
+        )
         response = await client.send(request, stream=True)
-    except (ValueError, TypeError, httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+    except (
+        ValueError,
+        TypeError,
+        httpx.LocalProtocolError,
+        httpx.UnsupportedProtocol,
+        httpx.InvalidURL,
+    ) as exc:
         # a header or URL no HTTP client will send (a stored value with a line break, say)
-        raise ProviderError("bad_request", f"{target.provider}: the endpoint's settings hold a header or URL that "
-                            f"cannot be sent ({exc.__class__.__name__}); correct them in the LLM settings",
-                            provider=target.provider) from None
+        raise ProviderError(
+            "bad_request",
+            f"{target.provider}: the endpoint's settings hold a header or URL that "
+            f"cannot be sent ({exc.__class__.__name__}); correct them in the LLM settings",
+            provider=target.provider,
+        ) from None
     except (TimeoutError, httpx.HTTPError, OSError) as exc:
         raise error_from_exception(target, exc) from None
     if response.status_code >= 400:
@@ -348,13 +420,19 @@ async def read_bounded(target: Target, response: httpx.Response) -> bytes:
     async def read() -> None:
         nonlocal size
         if declared > limit:
-            raise ProviderError("unavailable", f"{target.provider} sent an answer larger than {limit:,} bytes",
-                                provider=target.provider)
+            raise ProviderError(
+                "unavailable",
+                f"{target.provider} sent an answer larger than {limit:,} bytes",
+                provider=target.provider,
+            )
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > limit:
-                raise ProviderError("unavailable", f"{target.provider} sent an answer larger than {limit:,} bytes",
-                                    provider=target.provider)
+                raise ProviderError(
+                    "unavailable",
+                    f"{target.provider} sent an answer larger than {limit:,} bytes",
+                    provider=target.provider,
+                )
             chunks.append(chunk)
 
     try:
@@ -371,8 +449,12 @@ def json_of(target: Target, response: httpx.Response) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise ProviderError("unavailable", f"{target.provider} sent a body that is not JSON",
-                            provider=target.provider, status=response.status_code) from None
+        raise ProviderError(
+            "unavailable",
+            f"{target.provider} sent a body that is not JSON",
+            provider=target.provider,
+            status=response.status_code,
+        ) from None
 
 
 async def _bounded_lines(target: Target, response: httpx.Response) -> Any:
@@ -388,11 +470,14 @@ async def _bounded_lines(target: Target, response: httpx.Response) -> Any:
             cut = buffer.find(b"\n")
             if cut < 0:
                 break
-            line, buffer = buffer[:cut], buffer[cut + 1:]
+            line, buffer = buffer[:cut], buffer[cut + 1 :]
             yield line.rstrip(b"\r").decode("utf-8", "replace")
         if len(buffer) > limit:
-            raise ProviderError("unavailable", f"{target.provider} sent a stream line longer than {limit:,} bytes",
-                                provider=target.provider)
+            raise ProviderError(
+                "unavailable",
+                f"{target.provider} sent a stream line longer than {limit:,} bytes",
+                provider=target.provider,
+            )
     if buffer:
         yield buffer.rstrip(b"\r").decode("utf-8", "replace")
 
@@ -409,8 +494,11 @@ async def sse_events(target: Target, response: httpx.Response):
             except StopAsyncIteration:
                 break
             except TimeoutError:
-                raise ProviderError("timeout", f"{target.provider} stream stalled for more than "
-                                    f"{target.timeouts.idle:g} s", provider=target.provider) from None
+                raise ProviderError(
+                    "timeout",
+                    f"{target.provider} stream stalled for more than {target.timeouts.idle:g} s",
+                    provider=target.provider,
+                ) from None
             except (httpx.HTTPError, OSError) as exc:
                 raise error_from_exception(target, exc) from None
             if not line:
@@ -433,5 +521,9 @@ async def sse_events(target: Target, response: httpx.Response):
 
 
 def usage_block(prompt: int, completion: int, cached: int = 0) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }

@@ -37,13 +37,26 @@ from llm.providers.base import (
     usage_block,
 )
 
-_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-         "content_filtered": "content_filter", "guardrail_intervened": "content_filter"}
-_EXCEPTION_KINDS = {"ThrottlingException": "rate_limit", "ValidationException": "bad_request",
-                    "AccessDeniedException": "auth", "UnrecognizedClientException": "auth",
-                    "ResourceNotFoundException": "not_found", "ModelNotReadyException": "unavailable",
-                    "ServiceUnavailableException": "unavailable", "ModelTimeoutException": "timeout",
-                    "ModelStreamErrorException": "unavailable", "InternalServerException": "unavailable"}
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+}
+_EXCEPTION_KINDS = {
+    "ThrottlingException": "rate_limit",
+    "ValidationException": "bad_request",
+    "AccessDeniedException": "auth",
+    "UnrecognizedClientException": "auth",
+    "ResourceNotFoundException": "not_found",
+    "ModelNotReadyException": "unavailable",
+    "ServiceUnavailableException": "unavailable",
+    "ModelTimeoutException": "timeout",
+    "ModelStreamErrorException": "unavailable",
+    "InternalServerException": "unavailable",
+}
 
 
 def _endpoint(target: Target) -> str:
@@ -52,10 +65,17 @@ def _endpoint(target: Target) -> str:
 
 
 def _signed_headers(target: Target, url: str, body: bytes) -> dict:
-    credentials = Credentials(target.options.get("access_key_id") or "", target.options.get("secret_access_key")
-                              or target.api_key, target.options.get("session_token") or None)
-    request = AWSRequest(method="POST", url=url, data=body,
-                         headers={"content-type": "application/json", "accept": "application/json"})
+    credentials = Credentials(
+        target.options.get("access_key_id") or "",
+        target.options.get("secret_access_key") or target.api_key,
+        target.options.get("session_token") or None,
+    )
+    request = AWSRequest(
+        method="POST",
+        url=url,
+        data=body,
+        headers={"content-type": "application/json", "accept": "application/json"},
+    )
     SigV4Auth(credentials, "bedrock", target.options.get("region") or "us-east-1").add_auth(request)
     return dict(request.headers.items())
 
@@ -65,12 +85,21 @@ def to_native(body: dict) -> dict:
     messages: list[dict[str, Any]] = []
     for m in body.get("messages", []):
         role, content = m.get("role"), m.get("content")
-        parts: list[dict] = [{"text": content}] if isinstance(content, str) and content else [
-            {"text": p.get("text", "")} for p in content or [] if isinstance(p, dict) and p.get("type") == "text"]
+        parts: list[dict] = (
+            [{"text": content}]
+            if isinstance(content, str) and content
+            else [
+                {"text": p.get("text", "")}
+                for p in content or []
+                if isinstance(p, dict) and p.get("type") == "text"
+            ]
+        )
         if role in ("system", "developer"):
             system.extend(parts)
         elif role == "tool":
-            block = {"toolResult": {"toolUseId": m.get("tool_call_id", ""), "content": parts or [{"text": ""}]}}
+            block = {
+                "toolResult": {"toolUseId": m.get("tool_call_id", ""), "content": parts or [{"text": ""}]}
+            }
             if messages and messages[-1]["role"] == "user":
                 messages[-1]["content"].append(block)
             else:
@@ -78,8 +107,15 @@ def to_native(body: dict) -> dict:
         else:
             for call in m.get("tool_calls") or []:
                 fn = call.get("function", {})
-                parts.append({"toolUse": {"toolUseId": call.get("id", ""), "name": fn.get("name"),
-                                          "input": orjson.loads(fn.get("arguments") or "{}")}})
+                parts.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": call.get("id", ""),
+                            "name": fn.get("name"),
+                            "input": orjson.loads(fn.get("arguments") or "{}"),
+                        }
+                    }
+                )
             messages.append({"role": "assistant" if role == "assistant" else "user", "content": parts})
     native: dict = {"messages": messages}
     if system:
@@ -96,16 +132,30 @@ def to_native(body: dict) -> dict:
     if config:
         native["inferenceConfig"] = config
     if body.get("tools"):
-        native["toolConfig"] = {"tools": [{"toolSpec": {
-            "name": t["function"]["name"], "description": t["function"].get("description") or t["function"]["name"],
-            "inputSchema": {"json": t["function"].get("parameters") or {"type": "object", "properties": {}}}}}
-            for t in body["tools"] if t.get("type") == "function"]}
+        native["toolConfig"] = {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description") or t["function"]["name"],
+                        "inputSchema": {
+                            "json": t["function"].get("parameters") or {"type": "object", "properties": {}}
+                        },
+                    }
+                }
+                for t in body["tools"]
+                if t.get("type") == "function"
+            ]
+        }
     return native
 
 
 def _usage(u: dict) -> dict:
-    return usage_block(int(u.get("inputTokens") or 0), int(u.get("outputTokens") or 0),
-                       int(u.get("cacheReadInputTokens") or 0))
+    return usage_block(
+        int(u.get("inputTokens") or 0),
+        int(u.get("outputTokens") or 0),
+        int(u.get("cacheReadInputTokens") or 0),
+    )
 
 
 def _error(target: Target, status: int, raw: bytes, headers) -> ProviderError:
@@ -120,8 +170,13 @@ async def _post(target: Target, path: str, body: dict, *, stream: bool) -> httpx
     url = f"{_endpoint(target)}/model/{quote(target.model, safe='')}/{path}"
     content = orjson.dumps(to_native(body))
     client = http_client()
-    request = client.build_request("POST", url, content=content, headers=_signed_headers(target, url, content),
-                                   timeout=timeout_of(target))
+    request = client.build_request(
+        "POST",
+        url,
+        content=content,
+        headers=_signed_headers(target, url, content),
+        timeout=timeout_of(target),
+    )
     try:
         response = await client.send(request, stream=True)
     except (TimeoutError, httpx.HTTPError, OSError) as exc:
@@ -143,21 +198,39 @@ async def chat(target: Target, body: dict) -> dict:
             text.append(block["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
-            calls.append({"id": use.get("toolUseId"), "type": "function",
-                          "function": {"name": use.get("name"), "arguments": orjson.dumps(use.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": use.get("toolUseId"),
+                    "type": "function",
+                    "function": {
+                        "name": use.get("name"),
+                        "arguments": orjson.dumps(use.get("input") or {}).decode(),
+                    },
+                }
+            )
     message: dict = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
-    return {"id": "bedrock-" + uuid.uuid4().hex[:12], "object": "chat.completion", "created": int(time.time()),
-            "model": target.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": _STOP.get(str(data.get("stopReason")), "stop")}],
-            "usage": _usage(data.get("usage") or {})}
+    return {
+        "id": "bedrock-" + uuid.uuid4().hex[:12],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": target.model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": _STOP.get(str(data.get("stopReason")), "stop")}
+        ],
+        "usage": _usage(data.get("usage") or {}),
+    }
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
     response = await _post(target, "converse-stream", body, stream=True)
-    base = {"id": "bedrock-" + uuid.uuid4().hex[:12], "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": target.model}
+    base = {
+        "id": "bedrock-" + uuid.uuid4().hex[:12],
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": target.model,
+    }
     buffer = EventStreamBuffer()
     finish = None
     usage = None
@@ -170,7 +243,9 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             except StopAsyncIteration:
                 break
             except TimeoutError:
-                raise ProviderError("timeout", f"{target.provider} stream stalled", provider=target.provider) from None
+                raise ProviderError(
+                    "timeout", f"{target.provider} stream stalled", provider=target.provider
+                ) from None
             except (httpx.HTTPError, OSError) as exc:
                 raise error_from_exception(target, exc) from None
             buffer.add_data(raw)
@@ -182,22 +257,61 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
                     raise upstream_error(target, kind, "stream error", payload.get("message"))
                 event = headers.get(":event-type")
                 if event == "messageStart":
-                    yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                "finish_reason": None}]}
+                    yield {
+                        **base,
+                        "choices": [
+                            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                        ],
+                    }
                 elif event == "contentBlockStart" and "toolUse" in (payload.get("start") or {}):
                     use = payload["start"]["toolUse"]
                     tool_index += 1
-                    yield {**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
-                        {"index": tool_index, "id": use.get("toolUseId"), "type": "function",
-                         "function": {"name": use.get("name"), "arguments": ""}}]}}]}
+                    yield {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": None,
+                                "delta": {
+                                    "tool_calls": [
+                                        {
+                                            "index": tool_index,
+                                            "id": use.get("toolUseId"),
+                                            "type": "function",
+                                            "function": {"name": use.get("name"), "arguments": ""},
+                                        }
+                                    ]
+                                },
+                            }
+                        ],
+                    }
                 elif event == "contentBlockDelta":
                     delta = payload.get("delta") or {}
                     if "text" in delta:
-                        yield {**base, "choices": [{"index": 0, "delta": {"content": delta["text"]},
-                                                    "finish_reason": None}]}
+                        yield {
+                            **base,
+                            "choices": [
+                                {"index": 0, "delta": {"content": delta["text"]}, "finish_reason": None}
+                            ],
+                        }
                     elif "toolUse" in delta:
-                        yield {**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
-                            {"index": max(tool_index, 0), "function": {"arguments": delta["toolUse"].get("input", "")}}]}}]}
+                        yield {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": None,
+                                    "delta": {
+                                        "tool_calls": [
+                                            {
+                                                "index": max(tool_index, 0),
+                                                "function": {"arguments": delta["toolUse"].get("input", "")},
+                                            }
+                                        ]
+                                    },
+                                }
+                            ],
+                        }
                 elif event == "messageStop":
                     finish = _STOP.get(str(payload.get("stopReason")), "stop")
                 elif event == "metadata":
@@ -205,15 +319,22 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
     finally:
         await response.aclose()
     if finish is None or usage is None:
-        raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
-                            provider=target.provider)
+        raise ProviderError(
+            "unavailable",
+            f"{target.provider}: the stream ended before it was complete",
+            provider=target.provider,
+        )
     yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
     yield {**base, "choices": [], "usage": _usage(usage)}
 
 
 async def embeddings(target: Target, body: dict) -> dict:
-    raise ProviderError("bad_request", "Embeddings through Bedrock are not supported by this gateway yet; use an "
-                        "embedding model of another provider.", provider=target.provider)
+    raise ProviderError(
+        "bad_request",
+        "Embeddings through Bedrock are not supported by this gateway yet; use an "
+        "embedding model of another provider.",
+        provider=target.provider,
+    )
 
 
 async def list_models(target: Target) -> list[str]:

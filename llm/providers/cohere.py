@@ -57,21 +57,46 @@ def _usage(u: dict) -> dict:
 
 
 async def chat(target: Target, body: dict) -> dict:
-    data = json_of(target, await send(target, "POST", _url(target, "/v2/chat"), headers=_headers(target),
-                                      json_body=to_native(target, body, stream=False)))
+    data = json_of(
+        target,
+        await send(
+            target,
+            "POST",
+            _url(target, "/v2/chat"),
+            headers=_headers(target),
+            json_body=to_native(target, body, stream=False),
+        ),
+    )
     msg = data.get("message") or {}
     text = "".join(c.get("text", "") for c in msg.get("content") or [] if c.get("type") == "text")
     message: dict = {"role": "assistant", "content": text if text or not msg.get("tool_calls") else None}
     if msg.get("tool_calls"):
         message["tool_calls"] = msg["tool_calls"]
-    return {"id": data.get("id", ""), "object": "chat.completion", "created": int(time.time()), "model": target.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": _FINISH.get(str(data.get("finish_reason")), "stop")}],
-            "usage": _usage(data.get("usage") or {})}
+    return {
+        "id": data.get("id", ""),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": target.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _FINISH.get(str(data.get("finish_reason")), "stop"),
+            }
+        ],
+        "usage": _usage(data.get("usage") or {}),
+    }
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
-    response = await send(target, "POST", _url(target, "/v2/chat"), headers=_headers(target),
-                          json_body=to_native(target, body, stream=True), stream=True)
+    response = await send(
+        target,
+        "POST",
+        _url(target, "/v2/chat"),
+        headers=_headers(target),
+        json_body=to_native(target, body, stream=True),
+        stream=True,
+    )
     base = {"id": "", "object": "chat.completion.chunk", "created": int(time.time()), "model": target.model}
     done = False
     async for event, data in sse_events(target, response):
@@ -85,30 +110,59 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             yield {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
         elif kind in ("tool-call-start", "tool-call-delta"):
             call = (delta.get("message") or {}).get("tool_calls") or {}
-            yield {**base, "choices": [{"index": 0, "finish_reason": None,
-                                        "delta": {"tool_calls": [{"index": payload.get("index", 0), **call}]}}]}
+            yield {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": None,
+                        "delta": {"tool_calls": [{"index": payload.get("index", 0), **call}]},
+                    }
+                ],
+            }
         elif kind == "message-end":
-            yield {**base, "choices": [{"index": 0, "delta": {},
-                                        "finish_reason": _FINISH.get(str(delta.get("finish_reason")), "stop")}]}
+            yield {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {},
+                        "finish_reason": _FINISH.get(str(delta.get("finish_reason")), "stop"),
+                    }
+                ],
+            }
             yield {**base, "choices": [], "usage": _usage(delta.get("usage") or {})}
             done = True
             break
     if not done:
-        raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
-                            provider=target.provider)
+        raise ProviderError(
+            "unavailable",
+            f"{target.provider}: the stream ended before it was complete",
+            provider=target.provider,
+        )
 
 
 async def embeddings(target: Target, body: dict) -> dict:
     inputs = body.get("input")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
-    payload = {"model": target.model, "texts": inputs, "input_type": "search_document", "embedding_types": ["float"]}
-    data = json_of(target, await send(target, "POST", _url(target, "/v2/embed"), headers=_headers(target),
-                                      json_body=payload))
+    payload = {
+        "model": target.model,
+        "texts": inputs,
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+    }
+    data = json_of(
+        target,
+        await send(target, "POST", _url(target, "/v2/embed"), headers=_headers(target), json_body=payload),
+    )
     vectors = (data.get("embeddings") or {}).get("float") or []
     tokens = int(((data.get("meta") or {}).get("billed_units") or {}).get("input_tokens") or 0)
-    return {"object": "list", "model": target.model,
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "model": target.model,
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 async def list_models(target: Target) -> list[str]:

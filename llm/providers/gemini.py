@@ -56,14 +56,27 @@ def to_native(body: dict) -> dict:
             system.extend(_parts(m.get("content")))
         elif role == "tool":
             name = names.get(m.get("tool_call_id", ""), "tool")
-            contents.append({"role": "user", "parts": [{"functionResponse": {
-                "name": name, "response": {"content": m.get("content")}}}]})
+            contents.append(
+                {
+                    "role": "user",
+                    "parts": [
+                        {"functionResponse": {"name": name, "response": {"content": m.get("content")}}}
+                    ],
+                }
+            )
         else:
             parts = _parts(m.get("content"))
             for call in m.get("tool_calls") or []:
                 fn = call.get("function", {})
                 names[call.get("id", "")] = fn.get("name", "")
-                parts.append({"functionCall": {"name": fn.get("name"), "args": orjson.loads(fn.get("arguments") or "{}")}})
+                parts.append(
+                    {
+                        "functionCall": {
+                            "name": fn.get("name"),
+                            "args": orjson.loads(fn.get("arguments") or "{}"),
+                        }
+                    }
+                )
             contents.append({"role": "model" if role == "assistant" else "user", "parts": parts})
     native: dict = {"contents": contents}
     if system:
@@ -81,16 +94,32 @@ def to_native(body: dict) -> dict:
     if config:
         native["generationConfig"] = config
     if body.get("tools"):
-        native["tools"] = [{"functionDeclarations": [
-            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-             **({"parameters": t["function"]["parameters"]} if t["function"].get("parameters") else {})}
-            for t in body["tools"] if t.get("type") == "function"]}]
+        native["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description", ""),
+                        **(
+                            {"parameters": t["function"]["parameters"]}
+                            if t["function"].get("parameters")
+                            else {}
+                        ),
+                    }
+                    for t in body["tools"]
+                    if t.get("type") == "function"
+                ]
+            }
+        ]
     return native
 
 
 def _usage(meta: dict) -> dict:
-    return usage_block(int(meta.get("promptTokenCount") or 0), int(meta.get("candidatesTokenCount") or 0),
-                       int(meta.get("cachedContentTokenCount") or 0))
+    return usage_block(
+        int(meta.get("promptTokenCount") or 0),
+        int(meta.get("candidatesTokenCount") or 0),
+        int(meta.get("cachedContentTokenCount") or 0),
+    )
 
 
 def _message(parts: list[dict]) -> tuple[str, list[dict]]:
@@ -100,31 +129,51 @@ def _message(parts: list[dict]) -> tuple[str, list[dict]]:
             text.append(part["text"])
         elif "functionCall" in part:
             call = part["functionCall"]
-            calls.append({"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
-                          "function": {"name": call.get("name"), "arguments": orjson.dumps(call.get("args") or {}).decode()}})
+            calls.append(
+                {
+                    "id": "call_" + uuid.uuid4().hex[:12],
+                    "type": "function",
+                    "function": {
+                        "name": call.get("name"),
+                        "arguments": orjson.dumps(call.get("args") or {}).decode(),
+                    },
+                }
+            )
     return "".join(text), calls
 
 
 async def chat(target: Target, body: dict) -> dict:
     url = f"{_base(target)}/models/{target.model}:generateContent"
-    data = json_of(target, await send(target, "POST", url, headers=_headers(target), json_body=to_native(body)))
+    data = json_of(
+        target, await send(target, "POST", url, headers=_headers(target), json_body=to_native(body))
+    )
     candidate = (data.get("candidates") or [{}])[0]
     text, calls = _message((candidate.get("content") or {}).get("parts") or [])
     message: dict = {"role": "assistant", "content": text if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
     finish = "tool_calls" if calls else _FINISH.get(candidate.get("finishReason", "STOP"), "stop")
-    return {"id": data.get("responseId") or "gen-" + uuid.uuid4().hex[:12], "object": "chat.completion",
-            "created": int(time.time()), "model": target.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": _usage(data.get("usageMetadata") or {})}
+    return {
+        "id": data.get("responseId") or "gen-" + uuid.uuid4().hex[:12],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": target.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": _usage(data.get("usageMetadata") or {}),
+    }
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
     url = f"{_base(target)}/models/{target.model}:streamGenerateContent?alt=sse"
-    response = await send(target, "POST", url, headers=_headers(target), json_body=to_native(body), stream=True)
-    base = {"id": "gen-" + uuid.uuid4().hex[:12], "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": target.model}
+    response = await send(
+        target, "POST", url, headers=_headers(target), json_body=to_native(body), stream=True
+    )
+    base = {
+        "id": "gen-" + uuid.uuid4().hex[:12],
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": target.model,
+    }
     usage: dict = {}
     finish = None
     tool_index = 0
@@ -136,8 +185,16 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
             if text:
                 yield {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
             for call in calls:
-                yield {**base, "choices": [{"index": 0, "finish_reason": None,
-                                            "delta": {"tool_calls": [{"index": tool_index, **call}]}}]}
+                yield {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": None,
+                            "delta": {"tool_calls": [{"index": tool_index, **call}]},
+                        }
+                    ],
+                }
                 tool_index += 1
                 finish = "tool_calls"
             if candidate.get("finishReason") and finish != "tool_calls":
@@ -145,8 +202,11 @@ async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
     if finish is None:
         from llm.providers.base import ProviderError
 
-        raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
-                            provider=target.provider)
+        raise ProviderError(
+            "unavailable",
+            f"{target.provider}: the stream ended before it was complete",
+            provider=target.provider,
+        )
     yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
     yield {**base, "choices": [], "usage": _usage(usage)}
 
@@ -155,13 +215,18 @@ async def embeddings(target: Target, body: dict) -> dict:
     inputs = body.get("input")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
     url = f"{_base(target)}/models/{target.model}:batchEmbedContents"
-    payload = {"requests": [{"model": f"models/{target.model}", "content": {"parts": [{"text": t}]}} for t in inputs]}
+    payload = {
+        "requests": [{"model": f"models/{target.model}", "content": {"parts": [{"text": t}]}} for t in inputs]
+    }
     data = json_of(target, await send(target, "POST", url, headers=_headers(target), json_body=payload))
     vectors = [e.get("values", []) for e in data.get("embeddings", [])]
     tokens = sum(max(1, len(t) // 4) for t in inputs)  # Gemini does not report embedding tokens
-    return {"object": "list", "model": target.model,
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "model": target.model,
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 async def list_models(target: Target) -> list[str]:

@@ -48,21 +48,27 @@ def request_body(target: Target, body: dict, *, stream: bool) -> dict:
 def normalise(result: dict, target: Target) -> dict:
     usage = result.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
-    result["usage"] = usage_block(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                                  int(details.get("cached_tokens") or 0))
+    result["usage"] = usage_block(
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+    )
     result.setdefault("object", "chat.completion")
     result.setdefault("created", int(time.time()))
     return result
 
 
 async def chat_at(target: Target, url: str, headers: dict, body: dict) -> dict:
-    response = await send(target, "POST", url, headers=headers, json_body=request_body(target, body, stream=False))
+    response = await send(
+        target, "POST", url, headers=headers, json_body=request_body(target, body, stream=False)
+    )
     return normalise(json_of(target, response), target)
 
 
 async def stream_at(target: Target, url: str, headers: dict, body: dict) -> AsyncIterator[dict]:
-    response = await send(target, "POST", url, headers=headers, json_body=request_body(target, body, stream=True),
-                          stream=True)
+    response = await send(
+        target, "POST", url, headers=headers, json_body=request_body(target, body, stream=True), stream=True
+    )
     finished = False
     async for _, data in sse_events(target, response):
         if data == "[DONE]":
@@ -77,13 +83,18 @@ async def stream_at(target: Target, url: str, headers: dict, body: dict) -> Asyn
             raise upstream_error(target, "unavailable", "stream error", err.get("message", ""))
         usage = chunk.get("usage")
         if usage:
-            chunk["usage"] = usage_block(int(usage.get("prompt_tokens") or 0),
-                                         int(usage.get("completion_tokens") or 0),
-                                         int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0))
+            chunk["usage"] = usage_block(
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+            )
         yield chunk
     if not finished:
-        raise ProviderError("unavailable", f"{target.provider}: the stream ended before it was complete",
-                            provider=target.provider)
+        raise ProviderError(
+            "unavailable",
+            f"{target.provider}: the stream ended before it was complete",
+            provider=target.provider,
+        )
 
 
 async def chat(target: Target, body: dict) -> dict:
@@ -122,8 +133,13 @@ async def ollama_tags(base_url: str, api_key: str = "", *, read_timeout: float =
     root = base_url.rstrip("/")
     if root.endswith("/v1"):
         root = root[:-3]
-    target = Target(provider="ollama", protocol="openai_compat", base_url=root, api_key=api_key,
-                    timeouts=Timeouts(connect=min(5.0, read_timeout), first_byte=read_timeout, idle=read_timeout))
+    target = Target(
+        provider="ollama",
+        protocol="openai_compat",
+        base_url=root,
+        api_key=api_key,
+        timeouts=Timeouts(connect=min(5.0, read_timeout), first_byte=read_timeout, idle=read_timeout),
+    )
     response = await send(target, "GET", root + "/api/tags", headers=_headers(target))
     data = json_of(target, response)
     return [str(m.get("name") or m.get("model")) for m in data.get("models", []) if isinstance(m, dict)]

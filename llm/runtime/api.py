@@ -49,8 +49,12 @@ class ThreadListView(_UserThreadView):
 
 
 class ThreadDetailView(_UserThreadView):
-    @extend_schema(responses=inline_serializer("ThreadDetail", {
-        "thread": ThreadSerializer(), "messages": serializers.ListField(child=serializers.DictField())}))
+    @extend_schema(
+        responses=inline_serializer(
+            "ThreadDetail",
+            {"thread": ThreadSerializer(), "messages": serializers.ListField(child=serializers.DictField())},
+        )
+    )
     def get(self, request: Request, thread_id: int) -> Response:
         thread = assistant.access_thread(tenant=self.tenant, user=self.user(), thread_id=thread_id)
         messages = [assistant.message_progress(m) for m in thread.messages.all()]
@@ -81,11 +85,16 @@ class MessageListView(_UserThreadView):
         thread = assistant.access_thread(tenant=self.tenant, user=self.user(), thread_id=thread_id)
         ser = MessagePostSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        user_msg, reply = assistant.message_post(thread=thread, content=ser.validated_data["content"],
-                                                 model=ser.validated_data.get("model") or None)
+        user_msg, reply = assistant.message_post(
+            thread=thread,
+            content=ser.validated_data["content"],
+            model=ser.validated_data.get("model") or None,
+        )
         reply.refresh_from_db()
-        return Response({"message": assistant.message_progress(user_msg),
-                         "reply": assistant.message_progress(reply)}, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            {"message": assistant.message_progress(user_msg), "reply": assistant.message_progress(reply)},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class MessageDetailView(_UserThreadView):
@@ -106,17 +115,25 @@ class JobCreateSerializer(serializers.Serializer):
 
 class _JobView(TenantAPIView):
     def visible(self):
-        return jobs.jobs_visible(tenant=self.tenant, actor=self.actor, see_all=request_has(self.request, Perm.ALL_JOBS))
+        return jobs.jobs_visible(
+            tenant=self.tenant, actor=self.actor, see_all=request_has(self.request, Perm.ALL_JOBS)
+        )
 
     def job(self, job_id: int):
-        return jobs.access_job(tenant=self.tenant, job_id=job_id, actor=self.actor,
-                               see_all=request_has(self.request, Perm.ALL_JOBS))
+        return jobs.access_job(
+            tenant=self.tenant,
+            job_id=job_id,
+            actor=self.actor,
+            see_all=request_has(self.request, Perm.ALL_JOBS),
+        )
 
 
 class JobListView(_JobView):
     required_perms = {"GET": Perm.RUN_JOBS, "POST": Perm.RUN_JOBS}
 
-    @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}}, operation_id="llm_jobs_list")
+    @extend_schema(
+        responses={200: {"type": "array", "items": {"type": "object"}}}, operation_id="llm_jobs_list"
+    )
     def get(self, request: Request) -> Response:
         return Response([jobs.job_read(j, with_results=False) for j in self.visible()[:100]])
 

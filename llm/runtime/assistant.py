@@ -33,10 +33,12 @@ def access_thread(*, tenant: Tenant, user: User, thread_id: int | str) -> Thread
         raise Http404("No such thread.") from None
 
 
-def thread_create(*, tenant: Tenant, user: User, title: str = "", model: str = "default",
-                  agent: Agent | None = None) -> Thread:
-    return Thread.objects.unscoped().create(tenant=tenant, user=user, title=(title or "New chat")[:200],
-                                            model=model or "default", agent=agent)
+def thread_create(
+    *, tenant: Tenant, user: User, title: str = "", model: str = "default", agent: Agent | None = None
+) -> Thread:
+    return Thread.objects.unscoped().create(
+        tenant=tenant, user=user, title=(title or "New chat")[:200], model=model or "default", agent=agent
+    )
 
 
 def thread_rename(*, thread: Thread, title: str) -> Thread:
@@ -68,10 +70,16 @@ def message_post(*, thread: Thread, content: str, model: str | None = None) -> t
             thread.title = content[:60]
         thread.updated_at = timezone.now()
         thread.save(update_fields=["model", "title", "updated_at"])
-        user_msg = Message.objects.unscoped().create(tenant=thread.tenant, thread=thread, role="user",
-                                                     content=content)
-        reply = Message.objects.unscoped().create(tenant=thread.tenant, thread=thread, role="assistant",
-                                                  status=Message.Status.PENDING, model=thread.model)
+        user_msg = Message.objects.unscoped().create(
+            tenant=thread.tenant, thread=thread, role="user", content=content
+        )
+        reply = Message.objects.unscoped().create(
+            tenant=thread.tenant,
+            thread=thread,
+            role="assistant",
+            status=Message.Status.PENDING,
+            model=thread.model,
+        )
         from llm.tasks import assistant_reply
 
         transaction.on_commit(lambda: assistant_reply.delay(reply.id))
@@ -84,9 +92,16 @@ def message_progress(message: Message) -> dict:
     if message.status in (Message.Status.PENDING, Message.Status.STREAMING):
         content = cache.get(_progress_key(message.id), content)
     return {
-        "id": message.id, "role": message.role, "status": message.status, "content": content,
-        "model": message.model, "input_tokens": message.input_tokens, "output_tokens": message.output_tokens,
-        "cost_usd": float(message.cost_usd), "tcu": message.tcu, "error": message.error,
+        "id": message.id,
+        "role": message.role,
+        "status": message.status,
+        "content": content,
+        "model": message.model,
+        "input_tokens": message.input_tokens,
+        "output_tokens": message.output_tokens,
+        "cost_usd": float(message.cost_usd),
+        "tcu": message.tcu,
+        "error": message.error,
         "created_at": message.created_at.isoformat(),
     }
 
@@ -100,12 +115,19 @@ def reply_run(message_id: int) -> None:
     if reply is None or reply.status not in (Message.Status.PENDING, Message.Status.STREAMING):
         return  # deleted meanwhile, or already answered (a redelivered task)
     thread = reply.thread
-    history = list(Message.objects.unscoped().filter(thread=thread, status=Message.Status.DONE)
-                   .exclude(id=reply.id).order_by("-created_at", "-id")[:MAX_CONTEXT_MESSAGES])
+    history = list(
+        Message.objects.unscoped()
+        .filter(thread=thread, status=Message.Status.DONE)
+        .exclude(id=reply.id)
+        .order_by("-created_at", "-id")[:MAX_CONTEXT_MESSAGES]
+    )
     messages = [{"role": m.role, "content": m.content} for m in reversed(history)]
-    ctx = CallContext(tenant_id=thread.tenant_id, request_type="assistant", agent_id=thread.agent_id,
-                      user_id=thread.user_id)
-    Message.objects.unscoped().filter(id=reply.id).update(status=Message.Status.STREAMING, request_id=ctx.request_id)
+    ctx = CallContext(
+        tenant_id=thread.tenant_id, request_type="assistant", agent_id=thread.agent_id, user_id=thread.user_id
+    )
+    Message.objects.unscoped().filter(id=reply.id).update(
+        status=Message.Status.STREAMING, request_id=ctx.request_id
+    )
     last_publish = [0.0]
 
     def publish(text: str) -> None:
@@ -115,17 +137,29 @@ def reply_run(message_id: int) -> None:
             cache.set(_progress_key(reply.id), text, _PROGRESS_TTL)
 
     try:
-        result = run(chat_streamed(ctx, {"model": thread.model, "messages": messages, "stream": True}, publish))
+        result = run(
+            chat_streamed(ctx, {"model": thread.model, "messages": messages, "stream": True}, publish)
+        )
     except Exception as exc:
-        log.info("assistant reply %s failed: %s", reply.id, exc.__class__.__name__,
-                 exc_info=not isinstance(exc, GatewayError))
-        Message.objects.unscoped().filter(id=reply.id).update(status=Message.Status.ERROR, error=error_text(exc))
+        log.info(
+            "assistant reply %s failed: %s",
+            reply.id,
+            exc.__class__.__name__,
+            exc_info=not isinstance(exc, GatewayError),
+        )
+        Message.objects.unscoped().filter(id=reply.id).update(
+            status=Message.Status.ERROR, error=error_text(exc)
+        )
         cache.delete(_progress_key(reply.id))
         return
     usage = result["usage"]
     Message.objects.unscoped().filter(id=reply.id).update(
-        status=Message.Status.DONE, content=result["content"], model=result["model"] or thread.model,
-        input_tokens=usage.input_tokens if usage else 0, output_tokens=usage.output_tokens if usage else 0,
-        cost_usd=usage.cost_usd if usage else 0, tcu=usage.tcu if usage else 0,
+        status=Message.Status.DONE,
+        content=result["content"],
+        model=result["model"] or thread.model,
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        cost_usd=usage.cost_usd if usage else 0,
+        tcu=usage.tcu if usage else 0,
     )
     cache.delete(_progress_key(reply.id))

@@ -73,8 +73,13 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
     api_key = actor.api_key
     with transaction.atomic():
         job = Job.objects.unscoped().create(
-            tenant=tenant, model=model, concurrency=concurrency, total=len(requests), api_key=api_key,
-            agent=api_key.agent if api_key else None, user=actor.user,
+            tenant=tenant,
+            model=model,
+            concurrency=concurrency,
+            total=len(requests),
+            api_key=api_key,
+            agent=api_key.agent if api_key else None,
+            user=actor.user,
         )
         JobItem.objects.bulk_create([JobItem(job=job, index=i, request=r) for i, r in enumerate(requests)])
         from llm.tasks import run_job
@@ -86,27 +91,40 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
 def job_cancel(*, job: Job, actor: Actor) -> Job:
     if job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
         Job.objects.unscoped().filter(id=job.id).update(cancel_requested=True)
-        audit_record(tenant=job.tenant, actor=actor, action="job.cancel", obj=job,
-                     changes={"status": job.status})
+        audit_record(
+            tenant=job.tenant, actor=actor, action="job.cancel", obj=job, changes={"status": job.status}
+        )
         if job.status == Job.Status.QUEUED:
             Job.objects.unscoped().filter(id=job.id, status=Job.Status.QUEUED).update(
-                status=Job.Status.CANCELLED, finished_at=timezone.now())
+                status=Job.Status.CANCELLED, finished_at=timezone.now()
+            )
         job.refresh_from_db()
     return job
 
 
 def job_read(job: Job, *, with_results: bool = True) -> dict:
     body = {
-        "id": job.id, "model": job.model, "status": job.status, "total": job.total, "done": job.done_count,
-        "failed": job.failed_count, "concurrency": job.concurrency,
+        "id": job.id,
+        "model": job.model,
+        "status": job.status,
+        "total": job.total,
+        "done": job.done_count,
+        "failed": job.failed_count,
+        "concurrency": job.concurrency,
         "progress": round((job.done_count + job.failed_count) / job.total, 4) if job.total else 0,
         "created_at": job.created_at.isoformat(),
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None, "error": job.error,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
     }
     if with_results:
         body["results"] = [
-            {"index": it.index, "status": it.status, "response": it.response, "error": it.error,
-             "request_id": it.request_id}
+            {
+                "index": it.index,
+                "status": it.status,
+                "response": it.response,
+                "error": it.error,
+                "request_id": it.request_id,
+            }
             for it in job.items.all()
         ]
     return body
@@ -153,16 +171,25 @@ async def _run_items(job: Job, items: list[JobItem]) -> None:
             if cancelled.is_set() or await sync_to_async(is_cancelled)():
                 cancelled.set()
                 return
-            ctx = CallContext(tenant_id=job.tenant_id, request_type="job", api_key_id=job.api_key_id,
-                              key_spend_limit=key_limit, agent_id=job.agent_id, user_id=job.user_id)
+            ctx = CallContext(
+                tenant_id=job.tenant_id,
+                request_type="job",
+                api_key_id=job.api_key_id,
+                key_spend_limit=key_limit,
+                agent_id=job.agent_id,
+                user_id=job.user_id,
+            )
             body = {**item.request, "model": item.request.get("model") or job.model}
             try:
                 response = await chat_once(ctx, body)
                 fields = {"status": "done", "response": response, "request_id": ctx.request_id}
                 counter = "done_count"
             except GatewayError as exc:
-                fields = {"status": "failed", "error": {"status": exc.status, "code": exc.code,
-                                                         "message": exc.message}, "request_id": ctx.request_id}
+                fields = {
+                    "status": "failed",
+                    "error": {"status": exc.status, "code": exc.code, "message": exc.message},
+                    "request_id": ctx.request_id,
+                }
                 counter = "failed_count"
             await sync_to_async(_save_item)(item.id, job.id, fields, counter)
 

@@ -12,27 +12,41 @@ from tenants.api import TenantAPIView
 from tenants.roles import Perm
 from tenants.services import access_agent
 
-_totals = inline_serializer("UsageTotals", {
-    "requests": serializers.IntegerField(), "errors": serializers.IntegerField(),
-    "error_rate": serializers.FloatField(), "input_tokens": serializers.IntegerField(),
-    "output_tokens": serializers.IntegerField(), "cost_usd": serializers.FloatField(),
-    "billed_usd": serializers.FloatField(), "tcu": serializers.IntegerField(),
-    "avg_latency_ms": serializers.FloatField(), "p95_latency_ms": serializers.IntegerField(),
-})
+_totals = inline_serializer(
+    "UsageTotals",
+    {
+        "requests": serializers.IntegerField(),
+        "errors": serializers.IntegerField(),
+        "error_rate": serializers.FloatField(),
+        "input_tokens": serializers.IntegerField(),
+        "output_tokens": serializers.IntegerField(),
+        "cost_usd": serializers.FloatField(),
+        "billed_usd": serializers.FloatField(),
+        "tcu": serializers.IntegerField(),
+        "avg_latency_ms": serializers.FloatField(),
+        "p95_latency_ms": serializers.IntegerField(),
+    },
+)
 
 
 class UsageView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_USAGE}
 
     @extend_schema(
-        parameters=[OpenApiParameter("range", str, enum=list(RANGES), default="30d"),
-                    OpenApiParameter("agent", str, description="Agent slug")],
-        responses=inline_serializer("Usage", {
-            "range": serializers.CharField(), "totals": _totals,
-            "by_model": serializers.ListField(child=serializers.DictField()),
-            "by_day": serializers.ListField(child=serializers.DictField()),
-            "by_agent": serializers.ListField(child=serializers.DictField()),
-        }),
+        parameters=[
+            OpenApiParameter("range", str, enum=list(RANGES), default="30d"),
+            OpenApiParameter("agent", str, description="Agent slug"),
+        ],
+        responses=inline_serializer(
+            "Usage",
+            {
+                "range": serializers.CharField(),
+                "totals": _totals,
+                "by_model": serializers.ListField(child=serializers.DictField()),
+                "by_day": serializers.ListField(child=serializers.DictField()),
+                "by_agent": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
     )
     def get(self, request: Request) -> Response:
         range_name = request.query_params.get("range", "30d")

@@ -21,7 +21,10 @@ _ZERO = Decimal(0)
 
 
 def _bucket_aggregates(prefix: str = "b") -> dict[str, Any]:
-    return {f"{prefix}{i}": Count("id", filter=Q(latency_ms__lte=bound)) for i, bound in enumerate(LATENCY_BUCKETS_MS)}
+    return {
+        f"{prefix}{i}": Count("id", filter=Q(latency_ms__lte=bound))
+        for i, bound in enumerate(LATENCY_BUCKETS_MS)
+    }
 
 
 def _event_aggregates() -> dict[str, Any]:
@@ -83,11 +86,21 @@ def _ceil_day(dt: datetime) -> datetime:
 def _rollup_rows(model: type, tenant_id: int, key: dict[str, Any], rows: Any) -> list:
     return [
         model(
-            tenant_id=tenant_id, agent_id=r["agent_id"], model=r["model"], provider=r["provider"], mode=r["mode"],
-            requests=r["requests"], errors=r["errors"], input_tokens=r["input_tokens"] or 0,
-            output_tokens=r["output_tokens"] or 0, cost_usd=r["cost_usd"] or _ZERO,
-            billed_usd=r["billed_usd"] or _ZERO, tcu=r["tcu"] or 0, latency_ms_sum=r["latency_ms_sum"] or 0,
-            latency_hist=r["hist"] if "hist" in r else _histogram(r), **key,
+            tenant_id=tenant_id,
+            agent_id=r["agent_id"],
+            model=r["model"],
+            provider=r["provider"],
+            mode=r["mode"],
+            requests=r["requests"],
+            errors=r["errors"],
+            input_tokens=r["input_tokens"] or 0,
+            output_tokens=r["output_tokens"] or 0,
+            cost_usd=r["cost_usd"] or _ZERO,
+            billed_usd=r["billed_usd"] or _ZERO,
+            tcu=r["tcu"] or 0,
+            latency_ms_sum=r["latency_ms_sum"] or 0,
+            latency_hist=r["hist"] if "hist" in r else _histogram(r),
+            **key,
         )
         for r in rows
     ]
@@ -119,11 +132,23 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
     """Recompute one tenant-day from its hourly rows (idempotent: replaces the day's rows)."""
     start = _day_start(day)
     merged: dict[tuple, dict[str, Any]] = {}
-    for h in UsageHourly.objects.unscoped().filter(tenant_id=tenant_id, hour__gte=start, hour__lt=start + DAY):
+    for h in UsageHourly.objects.unscoped().filter(
+        tenant_id=tenant_id, hour__gte=start, hour__lt=start + DAY
+    ):
         key = (h.agent_id, h.model, h.provider, h.mode)
-        row = merged.setdefault(key, {"agent_id": h.agent_id, "model": h.model, "provider": h.provider,
-                                      "mode": h.mode, **dict.fromkeys(_SUMS, 0), "cost_usd": _ZERO,
-                                      "billed_usd": _ZERO, "hist": [0] * len(LATENCY_BUCKETS_MS)})
+        row = merged.setdefault(
+            key,
+            {
+                "agent_id": h.agent_id,
+                "model": h.model,
+                "provider": h.provider,
+                "mode": h.mode,
+                **dict.fromkeys(_SUMS, 0),
+                "cost_usd": _ZERO,
+                "billed_usd": _ZERO,
+                "hist": [0] * len(LATENCY_BUCKETS_MS),
+            },
+        )
         for name in _SUMS:
             row[name] += getattr(h, name)
         row["cost_usd"] += h.cost_usd
@@ -145,13 +170,20 @@ def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
     now = now or timezone.now()
     current_hour = _floor_hour(now)
     written = 0
-    firsts = (UsageEvent.objects.unscoped().filter(created_at__lt=current_hour)
-              .values("tenant_id").annotate(first=Min("created_at")))
+    firsts = (
+        UsageEvent.objects.unscoped()
+        .filter(created_at__lt=current_hour)
+        .values("tenant_id")
+        .annotate(first=Min("created_at"))
+    )
     for row in firsts:
         tenant_id = row["tenant_id"]
         last = UsageHourly.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("hour"))["m"]
-        hour = _floor_hour(row["first"]) if last is None else max(_floor_hour(row["first"]),
-                                                                   last - HOUR * (redo_hours - 1))
+        hour = (
+            _floor_hour(row["first"])
+            if last is None
+            else max(_floor_hour(row["first"]), last - HOUR * (redo_hours - 1))
+        )
         touched_days = set()
         while hour < current_hour:
             written += rollup_hour(tenant_id=tenant_id, hour=hour)

@@ -1,7 +1,6 @@
 """Reads of usage: the summary a page or the API shows for a range (rollups for whole hours and days, live events
 for the rest), and a tenant's platform tokens since a moment."""
 
-
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -28,8 +27,13 @@ from llm.usage.rollups import (
 )
 from tenants.models import Agent, Tenant
 
-RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
-          "90d": timedelta(days=90), "all": None}
+RANGES = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+    "all": None,
+}
 
 
 def _segments(since: datetime | None, daily_end: datetime | None, hourly_end: datetime | None):
@@ -61,11 +65,13 @@ def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
     last_day = UsageDaily.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("day"))["m"]
     last_hour = UsageHourly.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("hour"))["m"]
     (d0, d1), hour_spans, event_spans = _segments(
-        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None)
+        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
+    )
     total = 0
     tokens = Sum("input_tokens") + Sum("output_tokens")
-    daily = UsageDaily.objects.unscoped().filter(tenant_id=tenant_id, mode="platform",
-                                                 day__lt=d1.date() if d1.year > 1 else date.min)
+    daily = UsageDaily.objects.unscoped().filter(
+        tenant_id=tenant_id, mode="platform", day__lt=d1.date() if d1.year > 1 else date.min
+    )
     if d0 is not None:
         daily = daily.filter(day__gte=d0.date())
     total += daily.aggregate(t=tokens)["t"] or 0
@@ -73,18 +79,29 @@ def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
         hourly_q = Q()
         for a, b in hour_spans:
             hourly_q |= Q(hour__gte=a, hour__lt=b)
-        total += UsageHourly.objects.unscoped().filter(tenant_id=tenant_id, mode="platform").filter(hourly_q) \
-            .aggregate(t=tokens)["t"] or 0
+        total += (
+            UsageHourly.objects.unscoped()
+            .filter(tenant_id=tenant_id, mode="platform")
+            .filter(hourly_q)
+            .aggregate(t=tokens)["t"]
+            or 0
+        )
     events_q = Q()
     for a, e in event_spans:
         events_q |= Q(created_at__gte=a) if e is None else Q(created_at__gte=a, created_at__lt=e)
-    total += UsageEvent.objects.unscoped().filter(tenant_id=tenant_id, mode="platform").filter(events_q) \
-        .aggregate(t=tokens)["t"] or 0
+    total += (
+        UsageEvent.objects.unscoped()
+        .filter(tenant_id=tenant_id, mode="platform")
+        .filter(events_q)
+        .aggregate(t=tokens)["t"]
+        or 0
+    )
     return int(total)
 
 
-def usage_summary(*, tenant: Tenant, range_name: str = "30d", agent: Agent | None = None,
-                  now: datetime | None = None) -> dict[str, Any]:
+def usage_summary(
+    *, tenant: Tenant, range_name: str = "30d", agent: Agent | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """The `/api/llm/usage` body: totals, by model, by day and by agent for the range."""
     if range_name not in RANGES:
         raise ValueError(range_name)
@@ -94,22 +111,32 @@ def usage_summary(*, tenant: Tenant, range_name: str = "30d", agent: Agent | Non
     last_day = UsageDaily.objects.unscoped().filter(tenant=tenant).aggregate(m=Max("day"))["m"]
     last_hour = UsageHourly.objects.unscoped().filter(tenant=tenant).aggregate(m=Max("hour"))["m"]
     (d0, d1), hour_spans, event_spans = _segments(
-        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None)
+        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
+    )
 
-    daily = UsageDaily.objects.unscoped().filter(tenant=tenant, day__lt=d1.date() if d1.year > 1 else date.min)
+    daily = UsageDaily.objects.unscoped().filter(
+        tenant=tenant, day__lt=d1.date() if d1.year > 1 else date.min
+    )
     if d0 is not None:
         daily = daily.filter(day__gte=d0.date())
     hourly_q = Q()
     for a, b in hour_spans:
         hourly_q |= Q(hour__gte=a, hour__lt=b)
-    hourly = UsageHourly.objects.unscoped().filter(tenant=tenant).filter(hourly_q) if hour_spans \
+    hourly = (
+        UsageHourly.objects.unscoped().filter(tenant=tenant).filter(hourly_q)
+        if hour_spans
         else UsageHourly.objects.none()
+    )
     events_q = Q()
     for a, b in event_spans:
         events_q |= Q(created_at__gte=a) if b is None else Q(created_at__gte=a, created_at__lt=b)
     events = UsageEvent.objects.unscoped().filter(tenant=tenant).filter(events_q)
     if agent is not None:
-        daily, hourly, events = daily.filter(agent=agent), hourly.filter(agent=agent), events.filter(agent=agent)
+        daily, hourly, events = (
+            daily.filter(agent=agent),
+            hourly.filter(agent=agent),
+            events.filter(agent=agent),
+        )
 
     groups: dict[str, dict[tuple, dict[str, Any]]] = {"model": {}, "day": {}, "agent": {}}
     totals = _empty()
@@ -117,11 +144,18 @@ def usage_summary(*, tenant: Tenant, range_name: str = "30d", agent: Agent | Non
     for r in daily.values("day", *fields):
         _fold(groups, totals, r, list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS), r["day"])
     for r in hourly.values("hour", *fields):
-        _fold(groups, totals, r, list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS),
-              r["hour"].astimezone(UTC).date())
-    live = (events.annotate(day=TruncDate("created_at", tzinfo=UTC))
-            .values("day", "model", "provider", "agent_id")
-            .annotate(**_event_aggregates(), **_bucket_aggregates()))
+        _fold(
+            groups,
+            totals,
+            r,
+            list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS),
+            r["hour"].astimezone(UTC).date(),
+        )
+    live = (
+        events.annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", "model", "provider", "agent_id")
+        .annotate(**_event_aggregates(), **_bucket_aggregates())
+    )
     for r in live:
         _fold(groups, totals, r, _histogram(r), r["day"])
 
@@ -131,17 +165,31 @@ def usage_summary(*, tenant: Tenant, range_name: str = "30d", agent: Agent | Non
         "totals": _render(totals),
         "by_model": sorted(
             ({"model": k[0], "provider": k[1], **_render(v)} for k, v in groups["model"].items()),
-            key=lambda x: (-x["requests"], x["model"])),
+            key=lambda x: (-x["requests"], x["model"]),
+        ),
         "by_day": [{"day": k[0].isoformat(), **_render(v)} for k, v in sorted(groups["day"].items())],
         "by_agent": sorted(
-            ({"agent": agent_slugs.get(k[0]) if k[0] else None, **_render(v)} for k, v in groups["agent"].items()),
-            key=lambda x: (-x["requests"], x["agent"] or "")),
+            (
+                {"agent": agent_slugs.get(k[0]) if k[0] else None, **_render(v)}
+                for k, v in groups["agent"].items()
+            ),
+            key=lambda x: (-x["requests"], x["agent"] or ""),
+        ),
     }
 
 
 def _empty() -> dict[str, Any]:
-    return {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "tcu": 0, "latency_ms_sum": 0,
-            "cost_usd": _ZERO, "billed_usd": _ZERO, "hist": [0] * len(LATENCY_BUCKETS_MS)}
+    return {
+        "requests": 0,
+        "errors": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "tcu": 0,
+        "latency_ms_sum": 0,
+        "cost_usd": _ZERO,
+        "billed_usd": _ZERO,
+        "hist": [0] * len(LATENCY_BUCKETS_MS),
+    }
 
 
 def _add(bucket: dict[str, Any], r: dict[str, Any], hist: list[int]) -> None:

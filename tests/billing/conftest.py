@@ -47,8 +47,12 @@ def _free_port() -> int:
 def localstripe_url():
     port = _free_port()
     state = Path(tempfile.mkdtemp(prefix="localstripe-")) / "store.pickle"
-    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(port), str(state)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(port), str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -94,8 +98,9 @@ def attach_card(tenant, number: str = "4242424242424242") -> str:
 
     client = stripe_client()
     customer_id = ensure_customer(tenant)
-    pm = client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
+    pm = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )
     client.v1.payment_methods.attach(pm.id, params={"customer": customer_id})
     client.v1.customers.update(customer_id, params={"invoice_settings": {"default_payment_method": pm.id}})
     return customer_id
@@ -117,13 +122,28 @@ def paid_tenant(tenant, stripe_settings):
 _counter = {"n": 0}
 
 
-def make_usage(tenant, *, tokens: int = 0, tcu: int = 0, mode: str = "platform", when=None, agent=None,
-               cost_usd: Decimal | None = None) -> UsageEvent:
+def make_usage(
+    tenant,
+    *,
+    tokens: int = 0,
+    tcu: int = 0,
+    mode: str = "platform",
+    when=None,
+    agent=None,
+    cost_usd: Decimal | None = None,
+) -> UsageEvent:
     """One UsageEvent with `tokens` split half input, half output."""
     _counter["n"] += 1
     return UsageEvent.objects.unscoped().create(
-        tenant=tenant, request_id=f"req_test_{os.getpid()}_{_counter['n']}_{time.monotonic_ns()}",
-        created_at=when or timezone.now(), mode=mode, provider="openai", model="gpt-5-mini", agent=agent,
-        input_tokens=tokens // 2, output_tokens=tokens - tokens // 2, tcu=tcu,
+        tenant=tenant,
+        request_id=f"req_test_{os.getpid()}_{_counter['n']}_{time.monotonic_ns()}",
+        created_at=when or timezone.now(),
+        mode=mode,
+        provider="openai",
+        model="gpt-5-mini",
+        agent=agent,
+        input_tokens=tokens // 2,
+        output_tokens=tokens - tokens // 2,
+        tcu=tcu,
         cost_usd=cost_usd if cost_usd is not None else Decimal(tcu) * Decimal("0.00001"),
     )

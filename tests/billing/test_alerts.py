@@ -136,7 +136,9 @@ def test_the_same_threshold_alerts_once_per_period(tenant):
     assert len(mail.outbox) == 1
     # another period is another alert
     with _capture(execute=True):
-        assert alerts.alert_send(tenant_id=tenant.id, period="2020-01", threshold="tcu_warn", value=1, limit=1)
+        assert alerts.alert_send(
+            tenant_id=tenant.id, period="2020-01", threshold="tcu_warn", value=1, limit=1
+        )
     assert len(mail.outbox) == 2
 
 
@@ -145,9 +147,14 @@ def test_managed_tiers_alert_at_50_80_and_100_percent_of_included_tokens(tenant)
     assign_plan(tenant=tenant, plan_slug="starter")  # 2M included
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=0, tokens_before=0, tokens_after=1_700_000)
     assert set(AlertSent.objects.unscoped().values_list("threshold", flat=True)) == {"tokens_50", "tokens_80"}
-    after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=0, tokens_before=1_700_000, tokens_after=2_000_000)
-    assert set(AlertSent.objects.unscoped().values_list("threshold", flat=True)) == {"tokens_50", "tokens_80",
-                                                                                   "tokens_100"}
+    after_usage(
+        tenant_id=tenant.id, tcu_before=0, tcu_after=0, tokens_before=1_700_000, tokens_after=2_000_000
+    )
+    assert set(AlertSent.objects.unscoped().values_list("threshold", flat=True)) == {
+        "tokens_50",
+        "tokens_80",
+        "tokens_100",
+    }
 
 
 @pytest.mark.django_db
@@ -181,7 +188,9 @@ def test_concurrent_workers_send_one_alert_per_threshold(make_tenant, make_user)
         t.join()
     assert not errors, errors
     assert sorted(AlertSent.objects.unscoped().filter(tenant=tenant).values_list("threshold", flat=True)) == [
-        "tcu_hard", "tcu_warn"]
+        "tcu_hard",
+        "tcu_warn",
+    ]
     assert len(mail.outbox) == 2  # one owner, two thresholds
     assert Notification.objects.unscoped().filter(tenant=tenant).count() == 2
 
@@ -189,7 +198,9 @@ def test_concurrent_workers_send_one_alert_per_threshold(make_tenant, make_user)
 @pytest.mark.django_db
 def test_alert_webhook_is_signed_with_the_tenants_secret(tenant, receiver_factory, manage_client):
     receiver = receiver_factory([200])
-    secret = manage_client.put("/api/billing/alert-webhook", {"url": receiver.url}, format="json").json()["secret"]
+    secret = manage_client.put("/api/billing/alert-webhook", {"url": receiver.url}, format="json").json()[
+        "secret"
+    ]
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=10, hard_tcu=10_000)
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=50, tokens_before=0, tokens_after=0)
     assert len(receiver.requests) == 1
@@ -204,13 +215,16 @@ def test_alert_webhook_is_signed_with_the_tenants_secret(tenant, receiver_factor
 
 
 @pytest.mark.django_db
-def test_alert_webhook_is_retried_with_backoff_after_errors(tenant, receiver_factory, manage_client, monkeypatch,
-                                                           celery_retries_in_process):
+def test_alert_webhook_is_retried_with_backoff_after_errors(
+    tenant, receiver_factory, manage_client, monkeypatch, celery_retries_in_process
+):
     receiver = receiver_factory([500, 500, 200])
     manage_client.put("/api/billing/alert-webhook", {"url": receiver.url}, format="json")
     countdowns = []
     real_backoff = alerts.backoff_seconds
-    monkeypatch.setattr(alerts, "backoff_seconds", lambda n: countdowns.append(real_backoff(n)) or countdowns[-1])
+    monkeypatch.setattr(
+        alerts, "backoff_seconds", lambda n: countdowns.append(real_backoff(n)) or countdowns[-1]
+    )
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=10, hard_tcu=10_000)
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=50, tokens_before=0, tokens_after=0)
     assert len(receiver.requests) == 3
@@ -224,9 +238,9 @@ def test_alert_webhook_is_retried_with_backoff_after_errors(tenant, receiver_fac
 
 
 @pytest.mark.django_db
-def test_alert_webhook_gives_up_after_max_retries_without_breaking_the_alert(tenant, receiver_factory,
-                                                                             manage_client, monkeypatch,
-                                                                             celery_retries_in_process):
+def test_alert_webhook_gives_up_after_max_retries_without_breaking_the_alert(
+    tenant, receiver_factory, manage_client, monkeypatch, celery_retries_in_process
+):
     from billing import tasks
 
     receiver = receiver_factory([503])

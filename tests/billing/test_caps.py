@@ -69,18 +69,23 @@ def test_a_plan_edit_reaches_every_tenant_on_it(tenant, admin_client):
 
 def test_agent_budget_is_read_for_the_gateway(tenant, agent, manage_client):
     assert agent_budget_tcu(tenant.id, agent.id) is None
-    response = manage_client.put(f"/api/billing/agents/{agent.slug}/budget", {"monthly_tcu": 900}, format="json")
+    response = manage_client.put(
+        f"/api/billing/agents/{agent.slug}/budget", {"monthly_tcu": 900}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert agent_budget_tcu(tenant.id, agent.id) == 900
 
 
 def test_hard_cap_message_states_usage_cap_unit_and_reset():
     msg = hard_cap_message(300_512, 300_000, datetime(2026, 12, 1, tzinfo=UTC))
-    assert msg == ("Monthly TCU hard cap reached: 300,512 of 300,000 TCU used. New calls are refused until the "
-                   "period resets on 2026-12-01 00:00 UTC or the cap is raised (Billing → Caps).")
+    assert msg == (
+        "Monthly TCU hard cap reached: 300,512 of 300,000 TCU used. New calls are refused until the "
+        "period resets on 2026-12-01 00:00 UTC or the cap is raised (Billing → Caps)."
+    )
 
 
 # --- the API ---------------------------------------------------------------------------------------
+
 
 def test_caps_api_reads_the_effective_caps(manage_client, tenant, settings):
     settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200_000, 300_000
@@ -100,14 +105,19 @@ def test_caps_api_update_is_effective_and_audited(manage_client, tenant):
     assert event.changes["after"] == {"warn_tcu": 1000, "hard_tcu": 2000}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"warn_tcu": -1, "hard_tcu": 10}, "warn_tcu"),
-    ({"warn_tcu": 1, "hard_tcu": "lots"}, "hard_tcu"),
-    ({"warn_tcu": 500, "hard_tcu": 100}, "warn_tcu"),
-    ({"warn_tcu": 1.5, "hard_tcu": 100}, "warn_tcu"),
-    ({"hard_tcu": 100}, "warn_tcu"),
-])
-def test_caps_api_rejects_bad_values_with_field_errors_and_changes_nothing(manage_client, tenant, body, field):
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"warn_tcu": -1, "hard_tcu": 10}, "warn_tcu"),
+        ({"warn_tcu": 1, "hard_tcu": "lots"}, "hard_tcu"),
+        ({"warn_tcu": 500, "hard_tcu": 100}, "warn_tcu"),
+        ({"warn_tcu": 1.5, "hard_tcu": 100}, "warn_tcu"),
+        ({"hard_tcu": 100}, "warn_tcu"),
+    ],
+)
+def test_caps_api_rejects_bad_values_with_field_errors_and_changes_nothing(
+    manage_client, tenant, body, field
+):
     response = manage_client.put("/api/billing/caps", body, format="json")
     assert response.status_code == 400
     assert field in response.json()
@@ -115,8 +125,9 @@ def test_caps_api_rejects_bad_values_with_field_errors_and_changes_nothing(manag
     assert not AuditEvent.objects.unscoped().filter(tenant=tenant, action="billing.caps.update").exists()
 
 
-@pytest.mark.parametrize(("role", "allowed"), [(Role.OWNER, True), (Role.ADMIN, True), (Role.BILLING, True),
-                                           (Role.MEMBER, False)])
+@pytest.mark.parametrize(
+    ("role", "allowed"), [(Role.OWNER, True), (Role.ADMIN, True), (Role.BILLING, True), (Role.MEMBER, False)]
+)
 def test_caps_api_is_for_owner_admin_and_billing(tenant, make_user, role, allowed):
     user = make_user()
     if role == Role.OWNER:

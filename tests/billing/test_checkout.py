@@ -40,12 +40,21 @@ class FakeStripe:
             def do_GET(self):
                 outer.calls.append(("GET", self.path, {}))
                 if self.path.startswith("/v1/customers/"):
-                    return self._answer(200, {"id": "cus_Fake", "object": "customer", "metadata": {"tenant": "acme"},
-                                              "invoice_settings": {"default_payment_method": None},
-                                              "default_source": None})
+                    return self._answer(
+                        200,
+                        {
+                            "id": "cus_Fake",
+                            "object": "customer",
+                            "metadata": {"tenant": "acme"},
+                            "invoice_settings": {"default_payment_method": None},
+                            "default_source": None,
+                        },
+                    )
                 if self.path.startswith("/v1/plans/"):
                     return self._answer(200, {"id": self.path.rsplit("/", 1)[1], "object": "plan"})
-                return self._answer(404, {"error": {"type": "invalid_request_error", "message": "No such object"}})
+                return self._answer(
+                    404, {"error": {"type": "invalid_request_error", "message": "No such object"}}
+                )
 
             def do_POST(self):
                 form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
@@ -53,14 +62,31 @@ class FakeStripe:
                 if self.path == "/v1/customers":
                     return self._answer(200, {"id": "cus_Fake", "object": "customer", "metadata": {}})
                 if self.path == "/v1/checkout/sessions":
-                    return self._answer(200, {"id": "cs_test_a1b2c3", "object": "checkout.session",
-                                              "mode": "subscription", "status": "open", "customer": "cus_Fake",
-                                              "url": CHECKOUT_URL})
+                    return self._answer(
+                        200,
+                        {
+                            "id": "cs_test_a1b2c3",
+                            "object": "checkout.session",
+                            "mode": "subscription",
+                            "status": "open",
+                            "customer": "cus_Fake",
+                            "url": CHECKOUT_URL,
+                        },
+                    )
                 if self.path == "/v1/billing_portal/sessions":
-                    return self._answer(200, {"id": "bps_1Fake", "object": "billing_portal.session",
-                                              "customer": "cus_Fake", "return_url": form["return_url"][0],
-                                              "url": PORTAL_URL})
-                return self._answer(404, {"error": {"type": "invalid_request_error", "message": "No such route"}})
+                    return self._answer(
+                        200,
+                        {
+                            "id": "bps_1Fake",
+                            "object": "billing_portal.session",
+                            "customer": "cus_Fake",
+                            "return_url": form["return_url"][0],
+                            "url": PORTAL_URL,
+                        },
+                    )
+                return self._answer(
+                    404, {"error": {"type": "invalid_request_error", "message": "No such route"}}
+                )
 
             def log_message(self, *args):
                 pass

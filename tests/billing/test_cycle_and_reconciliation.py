@@ -87,8 +87,14 @@ def test_reconciliation_removes_a_duplicate_item_before_invoicing(paid_tenant, s
     entry = LedgerEntry.objects.unscoped().get()
     sub = Subscription.objects.unscoped().get(tenant=paid_tenant)
     # what a retried create does on a Stripe that ignores idempotency keys
-    stripe.v1.invoice_items.create(params={"customer": sub.stripe_customer_id, "amount": 300, "currency": "usd",
-                                           "metadata": {"ledger_key": entry.ledger_key, "period": period_of()}})
+    stripe.v1.invoice_items.create(
+        params={
+            "customer": sub.stripe_customer_id,
+            "amount": 300,
+            "currency": "usd",
+            "metadata": {"ledger_key": entry.ledger_key, "period": period_of()},
+        }
+    )
     assert len(_items(stripe, paid_tenant)) == 2
     run = reconcile(period=period_of())
     assert list(run.issues.values_list("kind", "repaired")) == [("duplicate_item", True)]
@@ -99,8 +105,9 @@ def test_reconciliation_removes_a_duplicate_item_before_invoicing(paid_tenant, s
 def test_reconciliation_fixes_an_amount_edited_in_stripe(paid_tenant, stripe):
     make_usage(paid_tenant, tokens=6_000_000)
     overage_push(tenant=paid_tenant, period=period_of())
-    stripe.v1.invoice_items.update(LedgerEntry.objects.unscoped().get().stripe_invoice_item_id,
-                                   params={"amount": 1})
+    stripe.v1.invoice_items.update(
+        LedgerEntry.objects.unscoped().get().stripe_invoice_item_id, params={"amount": 1}
+    )
     run = reconcile(period=period_of())
     assert list(run.issues.values_list("kind", "repaired")) == [("amount_drift", True)]
     assert [int(i["amount"]) for i in _items(stripe, paid_tenant)] == [300]

@@ -15,9 +15,18 @@ router = pytest.importorskip("llm.calls.call")
 # The router loads limits and seeds counters in worker threads (their own connections): commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TARGET = SimpleNamespace(mode="byok", provider="openai", base_url="http://127.0.0.1:1/v1", upstream_model="gpt-x",
-                         credential_id=1, input_usd_per_mtok=None, output_usd_per_mtok=None, params={},
-                         max_output_tokens=100, model_id="openai:gpt-x")
+TARGET = SimpleNamespace(
+    mode="byok",
+    provider="openai",
+    base_url="http://127.0.0.1:1/v1",
+    upstream_model="gpt-x",
+    credential_id=1,
+    input_usd_per_mtok=None,
+    output_usd_per_mtok=None,
+    params={},
+    max_output_tokens=100,
+    model_id="openai:gpt-x",
+)
 BODY = {"model": "default", "messages": [{"role": "user", "content": "hi"}]}
 
 

@@ -63,8 +63,9 @@ def test_a_timeout_after_stripe_created_the_item_does_not_charge_twice(paid_tena
         real_create(*args, **kwargs)  # Stripe did it…
         raise stripe_sdk.APIConnectionError("Request timed out")  # …but the answer was lost
 
-    monkeypatch.setattr(type(stripe.v1.invoice_items), "create",
-                        lambda self, *a, **k: create_then_time_out(*a, **k))
+    monkeypatch.setattr(
+        type(stripe.v1.invoice_items), "create", lambda self, *a, **k: create_then_time_out(*a, **k)
+    )
     failed = overage_push(tenant=paid_tenant, period=period_of())
     assert failed.action == "failed"
     assert "could not be reached" in failed.message
@@ -99,7 +100,9 @@ def test_usage_after_the_item_was_invoiced_goes_on_a_new_item(paid_tenant, strip
     make_usage(paid_tenant, tokens=7_000_000)
     overage_push(tenant=paid_tenant, period=period_of())
     sub = Subscription.objects.unscoped().get(tenant=paid_tenant)
-    stripe.v1.invoices.create(params={"customer": sub.stripe_customer_id, "subscription": sub.stripe_subscription_id})
+    stripe.v1.invoices.create(
+        params={"customer": sub.stripe_customer_id, "subscription": sub.stripe_subscription_id}
+    )
     assert _items(stripe, paid_tenant) == []  # the item is on an invoice now
     make_usage(paid_tenant, tokens=1_000_000)  # +$3.00
     assert overage_push(tenant=paid_tenant, period=period_of()).action == "created"
@@ -126,7 +129,9 @@ def test_pending_items_only_lists_the_projects_items(paid_tenant, stripe):
     from billing.models import Subscription
 
     sub = Subscription.objects.unscoped().get(tenant=paid_tenant)
-    stripe.v1.invoice_items.create(params={"customer": sub.stripe_customer_id, "amount": 100, "currency": "usd"})
+    stripe.v1.invoice_items.create(
+        params={"customer": sub.stripe_customer_id, "amount": 100, "currency": "usd"}
+    )
     assert ledger.pending_items(sub.stripe_customer_id) == []
 
 

@@ -20,28 +20,40 @@ PROMTOOL = "/usr/bin/promtool"
 def _promtool() -> str:
     path = PROMTOOL if Path(PROMTOOL).exists() else shutil.which("promtool")
     if not path:
-        pytest.fail("promtool is missing: install Debian's `prometheus` package (apt-get install prometheus), "
-                    "which provides /usr/bin/promtool; .ci/run installs it.")
+        pytest.fail(
+            "promtool is missing: install Debian's `prometheus` package (apt-get install prometheus), "
+            "which provides /usr/bin/promtool; .ci/run installs it."
+        )
     return path
 
 
 def test_alert_rules_pass_promtool_check_rules():
-    result = subprocess.run([_promtool(), "check", "rules", str(RULES)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_alert_rules_fire_as_intended():
     cases = Path(__file__).with_name("prometheus_alerts_test.yml")
-    result = subprocess.run([_promtool(), "test", "rules", str(cases)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [_promtool(), "test", "rules", str(cases)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_alert_rules_use_the_agreed_metric_names():
     text = RULES.read_text()
-    for name in ("byok_tcu_cap_ratio", "byok_billed_usd_total", "byok_cost_usd_total", "byok_requests_total",
-                 "byok_request_latency_seconds_bucket", "byok_ttft_seconds_bucket", "byok_alerts_sent_total"):
+    for name in (
+        "byok_tcu_cap_ratio",
+        "byok_billed_usd_total",
+        "byok_cost_usd_total",
+        "byok_requests_total",
+        "byok_request_latency_seconds_bucket",
+        "byok_ttft_seconds_bucket",
+        "byok_alerts_sent_total",
+    ):
         assert name in text
 
 

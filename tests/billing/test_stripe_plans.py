@@ -72,7 +72,9 @@ def test_a_declined_card_is_a_clear_message_and_changes_nothing(tenant, stripe):
     assert info.value.message == "Your card was declined."
     assert info.value.code == "card_declined"
     with pytest.raises(BillingError):
-        plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")  # no card → checkout, which localstripe lacks
+        plan_change(
+            tenant=tenant, actor=SYSTEM, plan_slug="pro"
+        )  # no card → checkout, which localstripe lacks
     assert _sub(tenant).plan.slug == "free"
 
 

@@ -15,8 +15,19 @@ from .conftest import make_usage
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = {"period", "plan", "tcu_used", "warn_tcu", "hard_tcu", "included_tokens", "used_tokens", "overage_tokens",
-          "overage_amount_usd", "amount_due_usd", "invoices"}
+FIELDS = {
+    "period",
+    "plan",
+    "tcu_used",
+    "warn_tcu",
+    "hard_tcu",
+    "included_tokens",
+    "used_tokens",
+    "overage_tokens",
+    "overage_amount_usd",
+    "amount_due_usd",
+    "invoices",
+}
 
 
 def test_summary_has_the_documented_fields(manage_client, tenant):
@@ -36,7 +47,11 @@ def test_summary_counts_platform_tokens_overage_and_amount_due(manage_client, te
     make_usage(tenant, tokens=9_000_000, tcu=900, when=timezone.now() - timedelta(days=40))  # other period
     body = manage_client.get("/api/billing/summary").json()
     assert (body["plan"], body["included_tokens"], body["used_tokens"], body["overage_tokens"]) == (
-        "starter", 2_000_000, 2_500_000, 500_000)
+        "starter",
+        2_000_000,
+        2_500_000,
+        500_000,
+    )
     assert body["tcu_used"] == 800
     assert (body["warn_tcu"], body["hard_tcu"]) == (1000, 5000)
     assert body["overage_amount_usd"] == "1.00"

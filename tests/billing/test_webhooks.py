@@ -36,15 +36,30 @@ def post(payload: dict, **kwargs):
 
 
 def event(type_: str, obj: dict, event_id: str | None = None) -> dict:
-    return {"id": event_id or f"evt_{type_.replace('.', '_')}_{time.monotonic_ns()}", "object": "event",
-            "api_version": "2025-09-30.clover", "created": int(time.time()), "type": type_,
-            "livemode": False, "pending_webhooks": 1, "data": {"object": obj}}
+    return {
+        "id": event_id or f"evt_{type_.replace('.', '_')}_{time.monotonic_ns()}",
+        "object": "event",
+        "api_version": "2025-09-30.clover",
+        "created": int(time.time()),
+        "type": type_,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "data": {"object": obj},
+    }
 
 
 def invoice(customer: str, status: str = "open") -> dict:
-    return {"id": "in_1TestInvoice", "object": "invoice", "customer": customer, "status": status,
-            "amount_due": 1000, "amount_paid": 0, "currency": "usd", "number": "BYOK-0001",
-            "lines": {"object": "list", "data": []}}
+    return {
+        "id": "in_1TestInvoice",
+        "object": "invoice",
+        "customer": customer,
+        "status": status,
+        "amount_due": 1000,
+        "amount_paid": 0,
+        "currency": "usd",
+        "number": "BYOK-0001",
+        "lines": {"object": "list", "data": []},
+    }
 
 
 @pytest.fixture
@@ -53,8 +68,9 @@ def customer(tenant, settings):
     from billing.plans import assign_plan
 
     sub = assign_plan(tenant=tenant, plan_slug="pro")
-    Subscription.objects.unscoped().filter(pk=sub.pk).update(stripe_customer_id="cus_TestAcme",
-                                                             stripe_subscription_id="sub_TestAcme")
+    Subscription.objects.unscoped().filter(pk=sub.pk).update(
+        stripe_customer_id="cus_TestAcme", stripe_subscription_id="sub_TestAcme"
+    )
     return "cus_TestAcme"
 
 
@@ -92,7 +108,9 @@ def test_payment_failed_marks_past_due_and_platform_stops_after_the_grace_period
     assert banner["code"] == "past_due"
     assert "payment" in banner["message"]
 
-    Subscription.objects.unscoped().filter(pk=sub.pk).update(past_due_since=timezone.now() - timedelta(days=8))
+    Subscription.objects.unscoped().filter(pk=sub.pk).update(
+        past_due_since=timezone.now() - timedelta(days=8)
+    )
     from billing.caps import invalidate
 
     invalidate(tenant.id)
@@ -111,11 +129,25 @@ def test_payment_failed_marks_past_due_and_platform_stops_after_the_grace_period
 
 
 def test_subscription_updated_mirrors_plan_quantity_and_status(tenant, customer):
-    obj = {"id": "sub_TestAcme", "object": "subscription", "customer": customer, "status": "active",
-           "metadata": {"tenant": "acme"},
-           "items": {"object": "list", "data": [{"id": "si_1", "object": "subscription_item", "quantity": 4,
-                                                 "current_period_end": int(time.time()) + 86400,
-                                                 "price": {"id": "byok-ultra-agent-2000-usd-month"}}]}}
+    obj = {
+        "id": "sub_TestAcme",
+        "object": "subscription",
+        "customer": customer,
+        "status": "active",
+        "metadata": {"tenant": "acme"},
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "si_1",
+                    "object": "subscription_item",
+                    "quantity": 4,
+                    "current_period_end": int(time.time()) + 86400,
+                    "price": {"id": "byok-ultra-agent-2000-usd-month"},
+                }
+            ],
+        },
+    }
     assert post(event("customer.subscription.updated", obj)).status_code == 200
     sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
     assert (sub.plan.slug, sub.quantity, sub.status) == ("ultra", 4, "active")
@@ -124,8 +156,13 @@ def test_subscription_updated_mirrors_plan_quantity_and_status(tenant, customer)
 
 
 def test_subscription_deleted_moves_the_tenant_to_free(tenant, customer):
-    obj = {"id": "sub_TestAcme", "object": "subscription", "customer": customer, "status": "canceled",
-           "items": {"object": "list", "data": []}}
+    obj = {
+        "id": "sub_TestAcme",
+        "object": "subscription",
+        "customer": customer,
+        "status": "canceled",
+        "items": {"object": "list", "data": []},
+    }
     assert post(event("customer.subscription.deleted", obj)).status_code == 200
     sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
     assert (sub.plan.slug, sub.stripe_subscription_id) == ("free", "")
@@ -134,12 +171,23 @@ def test_subscription_deleted_moves_the_tenant_to_free(tenant, customer):
 
 def test_checkout_completed_applies_the_chosen_plan(tenant, settings):
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    obj = {"id": "cs_test_a1", "object": "checkout.session", "mode": "subscription", "status": "complete",
-           "customer": "cus_New", "subscription": "sub_New", "client_reference_id": "acme",
-           "metadata": {"tenant": "acme", "plan": "starter"}}
+    obj = {
+        "id": "cs_test_a1",
+        "object": "checkout.session",
+        "mode": "subscription",
+        "status": "complete",
+        "customer": "cus_New",
+        "subscription": "sub_New",
+        "client_reference_id": "acme",
+        "metadata": {"tenant": "acme", "plan": "starter"},
+    }
     assert post(event("checkout.session.completed", obj)).json()["result"] == "checkout completed"
     sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
-    assert (sub.plan.slug, sub.stripe_subscription_id, sub.stripe_customer_id) == ("starter", "sub_New", "cus_New")
+    assert (sub.plan.slug, sub.stripe_subscription_id, sub.stripe_customer_id) == (
+        "starter",
+        "sub_New",
+        "cus_New",
+    )
 
 
 def test_events_for_unknown_customers_are_acknowledged_and_ignored(tenant, customer):
@@ -147,4 +195,3 @@ def test_events_for_unknown_customers_are_acknowledged_and_ignored(tenant, custo
     assert response.status_code == 200
     assert response.json()["result"] == "unknown tenant"
     assert Subscription.objects.unscoped().get(tenant=tenant).status == "active"
-

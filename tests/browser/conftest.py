@@ -12,8 +12,15 @@ from tests.gateway.conftest import gateway_url  # noqa: F401  (the real ASGI gat
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,8 +57,10 @@ def page(browser, live_server):
     errors: list[str] = []
     # A 400 from the API is a validation answer the page shows next to the field, not a page error.
     expected = "the server responded with a status of 400"
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and expected not in msg.text
-            else None)
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" and expected not in msg.text else None,
+    )
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.console_errors = errors  # type: ignore[attr-defined]
     yield page
@@ -65,7 +74,9 @@ def shot(page, name: str) -> None:
     size = page.viewport_size
     page.screenshot(path=str(ARTIFACTS / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_timeout(300)  # let charts and other resize observers settle, as on a phone that loaded the page
+    page.wait_for_timeout(
+        300
+    )  # let charts and other resize observers settle, as on a phone that loaded the page
     page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(size)
 

@@ -121,7 +121,9 @@ def test_an_agent_gets_its_own_settings_through_the_same_modal(page):
     own = Preferences.objects.unscoped().get(agent__slug="support-bot")
     assert own.mode == "byok"
     assert own.model == "mistral:mistral-medium-3.1"
-    assert not Preferences.objects.unscoped().filter(agent=None).exists(), "the workspace's settings are untouched"
+    assert not Preferences.objects.unscoped().filter(agent=None).exists(), (
+        "the workspace's settings are untouched"
+    )
 
 
 def test_eu_checkbox_filters_models_and_custom_fields_follow_the_kind(page):
@@ -184,8 +186,9 @@ def test_dashboard_shows_the_totals_of_real_calls_and_draws_the_chart(page, prov
 
     sdk = openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
     for _ in range(3):
-        reply = sdk.chat.completions.create(model="openai:gpt-5-mini",
-                                            messages=[{"role": "user", "content": "hi"}])
+        reply = sdk.chat.completions.create(
+            model="openai:gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+        )
         assert reply.usage.prompt_tokens == 12
         assert reply.usage.completion_tokens == 5
     assert metering.pending_count() == 3, "the gateway queued one event per call"
@@ -214,7 +217,16 @@ def test_tenant_b_never_sees_tenant_a(browser, live_server):
     alpha.goto("/keys/")
     alpha.fill("#id_name", "alpha-secret-key")
     alpha.click("text=Create key")
-    for url in ("/dashboard/", "/agents/", "/keys/", "/members/", "/audit/", "/usage/", "/settings/llm/", "/billing/"):
+    for url in (
+        "/dashboard/",
+        "/agents/",
+        "/keys/",
+        "/members/",
+        "/audit/",
+        "/usage/",
+        "/settings/llm/",
+        "/billing/",
+    ):
         beta.goto(url)
         body = beta.content()
         assert "alpha-secret" not in body, url

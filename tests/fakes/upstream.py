@@ -47,7 +47,7 @@ PROMPT_TOKENS, COMPLETION_TOKENS = 12, 5
 
 def _pieces(text: str, n: int = 4) -> list[str]:
     size = max(1, len(text) // n)
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 class FakeUpstream:
@@ -75,8 +75,11 @@ class FakeUpstream:
         if len(parts) > 2 and parts[1] == "status" and parts[2].isdigit():
             await self._record(request)
             code = int(parts[2])
-            return web.json_response({"error": {"message": f"forced {code}", "type": "server_error", "code": None}},
-                                     status=code, headers={"retry-after": "1"} if code == 429 else None)
+            return web.json_response(
+                {"error": {"message": f"forced {code}", "type": "server_error", "code": None}},
+                status=code,
+                headers={"retry-after": "1"} if code == 429 else None,
+            )
         return await handler(request)
 
     def app(self) -> web.Application:
@@ -135,10 +138,18 @@ class FakeUpstream:
         return body
 
     @staticmethod
-    def _openai_error(status: int, message: str, code: str, type_: str = "invalid_request_error",
-                      headers: dict | None = None) -> web.Response:
-        return web.json_response({"error": {"message": message, "type": type_, "param": None, "code": code}},
-                                 status=status, headers=headers)
+    def _openai_error(
+        status: int,
+        message: str,
+        code: str,
+        type_: str = "invalid_request_error",
+        headers: dict | None = None,
+    ) -> web.Response:
+        return web.json_response(
+            {"error": {"message": message, "type": type_, "param": None, "code": code}},
+            status=status,
+            headers=headers,
+        )
 
     def _openai_auth(self, request: web.Request, header: str = "authorization") -> web.Response | None:
         value = request.headers.get(header, "")
@@ -151,10 +162,17 @@ class FakeUpstream:
 
     def _openai_case(self, model: str) -> web.Response | None:
         if model == "fail-429":
-            return self._openai_error(429, "Rate limit reached for requests", "rate_limit_exceeded",
-                                      "requests", headers={"Retry-After": "7"})
+            return self._openai_error(
+                429,
+                "Rate limit reached for requests",
+                "rate_limit_exceeded",
+                "requests",
+                headers={"Retry-After": "7"},
+            )
         if model in ("fail-500", "fail-503"):
-            return self._openai_error(int(model[-3:]), "The server had an error", "server_error", "server_error")
+            return self._openai_error(
+                int(model[-3:]), "The server had an error", "server_error", "server_error"
+            )
         if model == "fail-400":
             return self._openai_error(400, "Invalid 'messages': bad request", "invalid_value")
         if model == "missing-model":
@@ -165,30 +183,64 @@ class FakeUpstream:
         """Answers a provider should never give, for the trust-core tests: `odd-usage` (token counts beyond 64 bits
         and negative), `not-an-object` (a JSON list), `huge-body` (3 MB), `long-line` (one 3 MB SSE line),
         `odd-chunk` (a stream chunk that is a list)."""
-        base = {"id": "chatcmpl-odd", "object": "chat.completion", "created": int(time.time()), "model": model}
+        base = {
+            "id": "chatcmpl-odd",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+        }
         if model == "odd-usage":
-            usage = {"prompt_tokens": 2**70, "completion_tokens": -3, "total_tokens": "many",
-                     "prompt_tokens_details": {"cached_tokens": -1}}
+            usage = {
+                "prompt_tokens": 2**70,
+                "completion_tokens": -3,
+                "total_tokens": "many",
+                "prompt_tokens_details": {"cached_tokens": -1},
+            }
             if body.get("stream"):
                 response = web.StreamResponse(headers={"content-type": "text/event-stream"})
                 await response.prepare(request)
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": {"content": "odd"}, "finish_reason": "stop"}]}
+                chunk = {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": "odd"}, "finish_reason": "stop"}],
+                }
                 await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 import json  # orjson refuses integers beyond 64 bits, which is the point here
 
-                await response.write(b"data: " + json.dumps({**chunk, "choices": [], "usage": usage}).encode()
-                                     + b"\n\n")
+                await response.write(
+                    b"data: " + json.dumps({**chunk, "choices": [], "usage": usage}).encode() + b"\n\n"
+                )
                 await response.write(b"data: [DONE]\n\n")
                 await response.write_eof()
                 return response
-            return web.json_response({**base, "usage": usage, "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "odd"}, "finish_reason": "stop"}]})
+            return web.json_response(
+                {
+                    **base,
+                    "usage": usage,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "odd"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
         if model == "not-an-object":
             return web.json_response([1, 2])
         if model == "huge-body":
-            return web.json_response({**base, "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "x" * 3_000_000}, "finish_reason": "stop"}]})
+            return web.json_response(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "x" * 3_000_000},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
         if model in ("long-line", "odd-chunk"):
             response = web.StreamResponse(headers={"content-type": "text/event-stream"})
             await response.prepare(request)
@@ -202,7 +254,9 @@ class FakeUpstream:
         return None
 
     # --- OpenAI -------------------------------------------------------------------------------------
-    async def openai_chat(self, request: web.Request, protocol: str = "openai_compat", auth_header: str = "authorization"):
+    async def openai_chat(
+        self, request: web.Request, protocol: str = "openai_compat", auth_header: str = "authorization"
+    ):
         body = await self._record(request)
         denied = self._openai_auth(request, auth_header)
         if denied is not None:
@@ -220,19 +274,38 @@ class FakeUpstream:
         tool_calls = None
         if model == "tool" and body.get("tools"):
             name = body["tools"][0]["function"]["name"]
-            tool_calls = [{"id": "call_" + uuid.uuid4().hex[:8], "type": "function",
-                           "function": {"name": name, "arguments": '{"city": "Paris"}'}}]
+            tool_calls = [
+                {
+                    "id": "call_" + uuid.uuid4().hex[:8],
+                    "type": "function",
+                    "function": {"name": name, "arguments": '{"city": "Paris"}'},
+                }
+            ]
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
         if not body.get("stream"):
             message: dict = {"role": "assistant", "content": None if tool_calls else text}
             if tool_calls:
                 message["tool_calls"] = tool_calls
-            return web.json_response({
-                "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
-                "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-                          "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS},
-            })
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "tool_calls" if tool_calls else "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": COMPLETION_TOKENS,
+                        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+                    },
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
 
@@ -241,11 +314,27 @@ class FakeUpstream:
 
         base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         pieces = [f"tok{i} " for i in range(50)] if model == "drip" else _pieces(text)
-        await emit({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                         "finish_reason": None}]})
+        await emit(
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                ],
+            }
+        )
         if tool_calls:
-            await emit({**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, **tool_calls[0]}]},
-                                             "finish_reason": None}]})
+            await emit(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": [{"index": 0, **tool_calls[0]}]},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
         else:
             for i, piece in enumerate(pieces):
                 if model == "cut" and i == 2:
@@ -255,14 +344,30 @@ class FakeUpstream:
                     await asyncio.sleep(0.05)
                 if model == "stall" and i == 2:
                     await asyncio.sleep(3)
-                await emit({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-        await emit({**base, "choices": [{"index": 0, "delta": {},
-                                         "finish_reason": "tool_calls" if tool_calls else "stop"}]})
+                await emit(
+                    {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                )
+        await emit(
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": "tool_calls" if tool_calls else "stop"}
+                ],
+            }
+        )
         if (body.get("stream_options") or {}).get("include_usage"):
             completion = len(pieces) if model == "drip" else COMPLETION_TOKENS
-            await emit({**base, "choices": [], "usage": {"prompt_tokens": PROMPT_TOKENS,
-                                                         "completion_tokens": completion,
-                                                         "total_tokens": PROMPT_TOKENS + completion}})
+            await emit(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": completion,
+                        "total_tokens": PROMPT_TOKENS + completion,
+                    },
+                }
+            )
         await emit(b"[DONE]")
         await response.write_eof()
         return response
@@ -277,20 +382,32 @@ class FakeUpstream:
             return failure
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        return web.json_response({
-            "object": "list", "model": body.get("model"),
-            "data": [{"object": "embedding", "index": i, "embedding": [0.125 * (j + 1) for j in range(8)]}
-                     for i, _ in enumerate(inputs)],
-            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "model": body.get("model"),
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.125 * (j + 1) for j in range(8)]}
+                    for i, _ in enumerate(inputs)
+                ],
+                "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+            }
+        )
 
     async def openai_models(self, request: web.Request):
         await self._record(request)
         denied = self._openai_auth(request)
         if denied is not None:
             return denied
-        return web.json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in ("gpt-fake", "llama3:8b")]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                    for m in ("gpt-fake", "llama3:8b")
+                ],
+            }
+        )
 
     async def slow_ollama_tags(self, request: web.Request):
         """An Ollama server that takes 3 s to list its models (`/slow` as its base URL)."""
@@ -299,8 +416,14 @@ class FakeUpstream:
 
     async def ollama_tags(self, request: web.Request):
         await self._record(request)
-        return web.json_response({"models": [{"name": "llama3:8b", "model": "llama3:8b", "size": 4661224676},
-                                             {"name": "qwen2.5:7b", "model": "qwen2.5:7b", "size": 4683087332}]})
+        return web.json_response(
+            {
+                "models": [
+                    {"name": "llama3:8b", "model": "llama3:8b", "size": 4661224676},
+                    {"name": "qwen2.5:7b", "model": "qwen2.5:7b", "size": 4683087332},
+                ]
+            }
+        )
 
     async def azure_chat(self, request: web.Request):
         if not request.query.get("api-version"):
@@ -313,8 +436,9 @@ class FakeUpstream:
     # --- Anthropic ----------------------------------------------------------------------------------
     @staticmethod
     def _anthropic_error(status: int, type_: str, message: str, headers: dict | None = None) -> web.Response:
-        return web.json_response({"type": "error", "error": {"type": type_, "message": message}}, status=status,
-                                 headers=headers)
+        return web.json_response(
+            {"type": "error", "error": {"type": type_, "message": message}}, status=status, headers=headers
+        )
 
     async def anthropic_messages(self, request: web.Request):
         body = await self._record(request)
@@ -325,78 +449,150 @@ class FakeUpstream:
             return self._anthropic_error(400, "invalid_request_error", "anthropic-version header is required")
         model = body.get("model", "")
         if model == "fail-429":
-            return self._anthropic_error(429, "rate_limit_error", "Number of requests has exceeded your rate limit",
-                                         {"retry-after": "7"})
+            return self._anthropic_error(
+                429,
+                "rate_limit_error",
+                "Number of requests has exceeded your rate limit",
+                {"retry-after": "7"},
+            )
         if model in ("fail-500", "fail-503"):
-            return self._anthropic_error(529 if model == "fail-503" else 500, "overloaded_error", "Overloaded")
+            return self._anthropic_error(
+                529 if model == "fail-503" else 500, "overloaded_error", "Overloaded"
+            )
         if model == "missing-model":
             return self._anthropic_error(404, "not_found_error", f"model: {model}")
         if model == "fail-400" or not body.get("max_tokens"):
             return self._anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
         if model == "odd-json":  # content blocks that are not objects: an adapter must not choke on them
-            return web.json_response({"id": "msg_odd", "type": "message", "role": "assistant", "model": model,
-                                      "content": [1], "stop_reason": "end_turn",
-                                      "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}})
+            return web.json_response(
+                {
+                    "id": "msg_odd",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [1],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+                }
+            )
         if model == "slow":
             await asyncio.sleep(3)
         text = TEXT.format(protocol="anthropic")
         tool = None
         if model == "tool" and body.get("tools"):
-            tool = {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:8], "name": body["tools"][0]["name"],
-                    "input": {"city": "Paris"}}
+            tool = {
+                "type": "tool_use",
+                "id": "toolu_" + uuid.uuid4().hex[:8],
+                "name": body["tools"][0]["name"],
+                "input": {"city": "Paris"},
+            }
         mid = "msg_" + uuid.uuid4().hex[:12]
         usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
         if not body.get("stream"):
-            return web.json_response({"id": mid, "type": "message", "role": "assistant", "model": model,
-                                      "content": [tool] if tool else [{"type": "text", "text": text}],
-                                      "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
-                                      "usage": usage})
+            return web.json_response(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [tool] if tool else [{"type": "text", "text": text}],
+                    "stop_reason": "tool_use" if tool else "end_turn",
+                    "stop_sequence": None,
+                    "usage": usage,
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
 
         async def emit(event: str, data: dict) -> None:
             await response.write(f"event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n")
 
-        await emit("message_start", {"type": "message_start", "message": {
-            "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}})
+        await emit(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
+                },
+            },
+        )
         if tool:
-            await emit("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
-                "type": "tool_use", "id": tool["id"], "name": tool["name"], "input": {}}})
-            await emit("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
-                "type": "input_json_delta", "partial_json": '{"city": "Paris"}'}})
+            await emit(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": tool["id"],
+                        "name": tool["name"],
+                        "input": {},
+                    },
+                },
+            )
+            await emit(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'},
+                },
+            )
         else:
-            await emit("content_block_start", {"type": "content_block_start", "index": 0,
-                                               "content_block": {"type": "text", "text": ""}})
+            await emit(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
             for i, piece in enumerate(_pieces(text)):
                 if model == "cut" and i == 2:
                     request.transport.close()  # type: ignore[union-attr]
                     return response
-                await emit("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                   "delta": {"type": "text_delta", "text": piece}})
+                await emit(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                )
         await emit("content_block_stop", {"type": "content_block_stop", "index": 0})
-        await emit("message_delta", {"type": "message_delta", "delta": {
-            "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": COMPLETION_TOKENS}})
+        await emit(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": COMPLETION_TOKENS},
+            },
+        )
         await emit("message_stop", {"type": "message_stop"})
         await response.write_eof()
         return response
 
-
     # --- Gemini -------------------------------------------------------------------------------------
     @staticmethod
     def _google_error(status: int, message: str, state: str, headers: dict | None = None) -> web.Response:
-        return web.json_response({"error": {"code": status, "message": message, "status": state}}, status=status,
-                                 headers=headers)
+        return web.json_response(
+            {"error": {"code": status, "message": message, "status": state}}, status=status, headers=headers
+        )
 
     async def gemini(self, request: web.Request):
         body = await self._record(request)
         key = request.headers.get("x-goog-api-key", "")
         if not key.startswith("sk-test-"):
-            return self._google_error(400 if not key else 403, f"API key not valid: {key}", "PERMISSION_DENIED")
+            return self._google_error(
+                400 if not key else 403, f"API key not valid: {key}", "PERMISSION_DENIED"
+            )
         model, method = request.match_info["model"], request.match_info["method"]
         if model == "fail-429":
-            return self._google_error(429, "Resource has been exhausted", "RESOURCE_EXHAUSTED", {"retry-after": "7"})
+            return self._google_error(
+                429, "Resource has been exhausted", "RESOURCE_EXHAUSTED", {"retry-after": "7"}
+            )
         if model in ("fail-500", "fail-503"):
             return self._google_error(int(model[-3:]), "The service is currently unavailable.", "UNAVAILABLE")
         if model == "missing-model":
@@ -406,10 +602,15 @@ class FakeUpstream:
         if model == "slow":
             await asyncio.sleep(3)
         if method == "batchEmbedContents":
-            return web.json_response({"embeddings": [{"values": [0.25] * 8} for _ in body.get("requests", [])]})
+            return web.json_response(
+                {"embeddings": [{"values": [0.25] * 8} for _ in body.get("requests", [])]}
+            )
         text = TEXT.format(protocol="gemini")
-        usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": COMPLETION_TOKENS,
-                 "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS}
+        usage = {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": COMPLETION_TOKENS,
+            "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS,
+        }
         tools = body.get("tools") or []
         if model == "tool" and tools:
             name = tools[0]["functionDeclarations"][0]["name"]
@@ -417,8 +618,14 @@ class FakeUpstream:
         else:
             parts = [{"text": text}]
         if method == "generateContent":
-            return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},
-                                                      "finishReason": "STOP", "index": 0}], "usageMetadata": usage})
+            return web.json_response(
+                {
+                    "candidates": [
+                        {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+                    ],
+                    "usageMetadata": usage,
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         chunks = [[{"text": p}] for p in _pieces(text)] if "text" in parts[0] else [parts]
@@ -427,8 +634,15 @@ class FakeUpstream:
                 request.transport.close()  # type: ignore[union-attr]
                 return response
             last = i == len(chunks) - 1
-            payload: dict = {"candidates": [{"content": {"role": "model", "parts": chunk_parts}, "index": 0,
-                                             **({"finishReason": "STOP"} if last else {})}]}
+            payload: dict = {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": chunk_parts},
+                        "index": 0,
+                        **({"finishReason": "STOP"} if last else {}),
+                    }
+                ]
+            }
             if last:
                 payload["usageMetadata"] = usage
             await response.write(b"data: " + orjson.dumps(payload) + b"\r\n\r\n")
@@ -443,7 +657,9 @@ class FakeUpstream:
             return web.json_response({"message": f"invalid api token {auth[7:]}"}, status=401)
         model = body.get("model", "")
         if model == "fail-429":
-            return web.json_response({"message": "You are using a Trial key"}, status=429, headers={"retry-after": "7"})
+            return web.json_response(
+                {"message": "You are using a Trial key"}, status=429, headers={"retry-after": "7"}
+            )
         if model in ("fail-500", "fail-503"):
             return web.json_response({"message": "internal server error"}, status=int(model[-3:]))
         if model == "missing-model":
@@ -453,17 +669,26 @@ class FakeUpstream:
         if model == "slow":
             await asyncio.sleep(3)
         text = TEXT.format(protocol="cohere")
-        usage = {"billed_units": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
-                 "tokens": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}}
+        usage = {
+            "billed_units": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+            "tokens": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+        }
         if not body.get("stream"):
-            return web.json_response({"id": uuid.uuid4().hex, "finish_reason": "COMPLETE", "usage": usage,
-                                      "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}})
+            return web.json_response(
+                {
+                    "id": uuid.uuid4().hex,
+                    "finish_reason": "COMPLETE",
+                    "usage": usage,
+                    "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
 
         async def emit(event: str, data: dict) -> None:
-            await response.write(f"event: {event}\n".encode() + b"data: " + orjson.dumps({"type": event, **data})
-                                 + b"\n\n")
+            await response.write(
+                f"event: {event}\n".encode() + b"data: " + orjson.dumps({"type": event, **data}) + b"\n\n"
+            )
 
         await emit("message-start", {"id": uuid.uuid4().hex, "delta": {"message": {"role": "assistant"}}})
         for i, piece in enumerate(_pieces(text)):
@@ -478,9 +703,14 @@ class FakeUpstream:
     async def cohere_embed(self, request: web.Request):
         body = await self._record(request)
         texts = body.get("texts") or []
-        return web.json_response({"id": uuid.uuid4().hex, "embeddings": {"float": [[0.5] * 8 for _ in texts]},
-                                  "texts": texts, "meta": {"billed_units": {"input_tokens": 3 * len(texts)}}})
-
+        return web.json_response(
+            {
+                "id": uuid.uuid4().hex,
+                "embeddings": {"float": [[0.5] * 8 for _ in texts]},
+                "texts": texts,
+                "meta": {"billed_units": {"input_tokens": 3 * len(texts)}},
+            }
+        )
 
     # --- Bedrock ------------------------------------------------------------------------------------
     @staticmethod
@@ -488,8 +718,14 @@ class FakeUpstream:
         """One AWS event-stream message, as botocore's EventStreamBuffer expects it."""
         headers = b""
         kind = ":exception-type" if message_type == "exception" else ":event-type"
-        for name, value in ((kind, event), (":message-type", message_type), (":content-type", "application/json")):
-            headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+        for name, value in (
+            (kind, event),
+            (":message-type", message_type),
+            (":content-type", "application/json"),
+        ):
+            headers += (
+                bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+            )
         body = orjson.dumps(payload)
         total = 12 + len(headers) + len(body) + 4
         prelude = struct.pack(">II", total, len(headers))
@@ -501,49 +737,73 @@ class FakeUpstream:
         body = await self._record(request)
         auth = request.headers.get("authorization", "")
         if not auth.startswith("AWS4-HMAC-SHA256 Credential=AKIATEST"):
-            return web.json_response({"message": "The security token included in the request is invalid."},
-                                     status=403, headers={"x-amzn-errortype": "UnrecognizedClientException:"})
+            return web.json_response(
+                {"message": "The security token included in the request is invalid."},
+                status=403,
+                headers={"x-amzn-errortype": "UnrecognizedClientException:"},
+            )
         model = request.match_info["model"]
-        errors = {"fail-429": (429, "ThrottlingException", "Too many requests"),
-                  "fail-500": (500, "InternalServerException", "Internal error"),
-                  "fail-503": (503, "ServiceUnavailableException", "Service unavailable"),
-                  "fail-400": (400, "ValidationException", "Malformed input request"),
-                  "missing-model": (404, "ResourceNotFoundException", "Could not resolve the foundation model")}
+        errors = {
+            "fail-429": (429, "ThrottlingException", "Too many requests"),
+            "fail-500": (500, "InternalServerException", "Internal error"),
+            "fail-503": (503, "ServiceUnavailableException", "Service unavailable"),
+            "fail-400": (400, "ValidationException", "Malformed input request"),
+            "missing-model": (404, "ResourceNotFoundException", "Could not resolve the foundation model"),
+        }
         if model in errors:
             status, error_type, message = errors[model]
-            return web.json_response({"message": message}, status=status,
-                                     headers={"x-amzn-errortype": error_type + ":", "retry-after": "7"})
+            return web.json_response(
+                {"message": message},
+                status=status,
+                headers={"x-amzn-errortype": error_type + ":", "retry-after": "7"},
+            )
         if model == "slow":
             await asyncio.sleep(3)
         text = TEXT.format(protocol="bedrock")
-        usage = {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS,
-                 "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+        usage = {
+            "inputTokens": PROMPT_TOKENS,
+            "outputTokens": COMPLETION_TOKENS,
+            "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        }
         tools = ((body.get("toolConfig") or {}).get("tools")) or []
         tool = None
         if model == "tool" and tools:
             tool = {"toolUseId": "tooluse_" + uuid.uuid4().hex[:8], "name": tools[0]["toolSpec"]["name"]}
         if request.path.endswith("/converse"):
             content = [{"toolUse": {**tool, "input": {"city": "Paris"}}}] if tool else [{"text": text}]
-            return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
-                                      "stopReason": "tool_use" if tool else "end_turn", "usage": usage,
-                                      "metrics": {"latencyMs": 5}})
+            return web.json_response(
+                {
+                    "output": {"message": {"role": "assistant", "content": content}},
+                    "stopReason": "tool_use" if tool else "end_turn",
+                    "usage": usage,
+                    "metrics": {"latencyMs": 5},
+                }
+            )
         response = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
         await response.prepare(request)
         await response.write(self.event_frame("messageStart", {"role": "assistant"}))
         if tool:
-            await response.write(self.event_frame("contentBlockStart", {"start": {"toolUse": tool},
-                                                                        "contentBlockIndex": 0}))
-            await response.write(self.event_frame("contentBlockDelta", {
-                "delta": {"toolUse": {"input": '{"city": "Paris"}'}}, "contentBlockIndex": 0}))
+            await response.write(
+                self.event_frame("contentBlockStart", {"start": {"toolUse": tool}, "contentBlockIndex": 0})
+            )
+            await response.write(
+                self.event_frame(
+                    "contentBlockDelta",
+                    {"delta": {"toolUse": {"input": '{"city": "Paris"}'}}, "contentBlockIndex": 0},
+                )
+            )
         else:
             for i, piece in enumerate(_pieces(text)):
                 if model == "cut" and i == 2:
                     request.transport.close()  # type: ignore[union-attr]
                     return response
-                await response.write(self.event_frame("contentBlockDelta", {"delta": {"text": piece},
-                                                                            "contentBlockIndex": 0}))
+                await response.write(
+                    self.event_frame("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
+                )
         await response.write(self.event_frame("contentBlockStop", {"contentBlockIndex": 0}))
-        await response.write(self.event_frame("messageStop", {"stopReason": "tool_use" if tool else "end_turn"}))
+        await response.write(
+            self.event_frame("messageStop", {"stopReason": "tool_use" if tool else "end_turn"})
+        )
         await response.write(self.event_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 5}}))
         await response.write_eof()
         return response

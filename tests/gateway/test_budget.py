@@ -85,8 +85,9 @@ def test_missing_counter_is_rebuilt_from_postgresql(make_tenant, fresh_backend):
     tenant = _tenant(make_tenant)
     UsageEvent.objects.unscoped().create(tenant=tenant, request_id="r1", tcu=400, cost_usd=Decimal("0.004"))
     UsageEvent.objects.unscoped().create(tenant=tenant, request_id="r2", tcu=600, cost_usd=Decimal("0.006"))
-    UsageEvent.objects.unscoped().create(tenant=tenant, request_id="old", tcu=9999,
-                                         created_at=timezone.now().replace(year=2020))
+    UsageEvent.objects.unscoped().create(
+        tenant=tenant, request_id="old", tcu=9999, created_at=timezone.now().replace(year=2020)
+    )
     assert budget.used_tcu(tenant_id=tenant.id) == 1000
     refused = budget.reserve(scopes=[budget.Scope("tenant", tenant.id, 1000)], amount=1)
     assert refused.refusal is not None
@@ -133,9 +134,21 @@ def test_settle_queues_the_event_in_the_same_step(make_tenant, fresh_backend):
 def _usage(tenant, request_id: str, **fields):
     from llm.metering.pricing import Usage
 
-    return Usage(request_id=request_id, tenant_id=tenant.id, user_id=None, request_type="chat",
-                 provider="openai", model="openai:gpt-5-mini", mode="platform", latency_ms=5,
-                 input_tokens=3, output_tokens=4, status="ok", http_status=200, **fields)
+    return Usage(
+        request_id=request_id,
+        tenant_id=tenant.id,
+        user_id=None,
+        request_type="chat",
+        provider="openai",
+        model="openai:gpt-5-mini",
+        mode="platform",
+        latency_ms=5,
+        input_tokens=3,
+        output_tokens=4,
+        status="ok",
+        http_status=200,
+        **fields,
+    )
 
 
 def _queue_raw(client, raw: bytes) -> None:
@@ -180,7 +193,9 @@ def test_a_poisoned_event_is_dead_lettered_and_every_good_one_lands(make_tenant,
     good = orjson.loads(_usage(tenant, "req-good-1").to_json())
     _queue_usage(client, tenant, "req-good-0")
     _queue_raw(client, b"{not json")
-    _queue_raw(client, orjson.dumps({**good, "request_id": "req-dup-model", "model": "m" * 300}))  # cut, lands
+    _queue_raw(
+        client, orjson.dumps({**good, "request_id": "req-dup-model", "model": "m" * 300})
+    )  # cut, lands
     _queue_raw(client, orjson.dumps({"request_id": "req-no-tenant"}))
     _queue_raw(client, orjson.dumps({**good, "request_id": "req-bad-date", "created_at": "yesterday"}))
     _queue_usage(client, tenant, "req-good-1")
@@ -208,7 +223,9 @@ def test_a_row_the_database_refuses_is_dead_lettered_not_retried(make_tenant, fr
         cursor.execute("ALTER TABLE llm_usageevent ADD CONSTRAINT no_teapots CHECK (http_status <> 418)")
     try:
         _queue_usage(client, tenant, "req-a")
-        _queue_raw(client, orjson.dumps({**orjson.loads(_usage(tenant, "req-teapot").to_json()), "http_status": 418}))
+        _queue_raw(
+            client, orjson.dumps({**orjson.loads(_usage(tenant, "req-teapot").to_json()), "http_status": 418})
+        )
         _queue_usage(client, tenant, "req-b")
         assert metering.drain() == 3
     finally:
@@ -243,7 +260,8 @@ def test_out_of_range_fields_are_bounded_before_they_are_queued(make_tenant, fre
 
 
 def test_two_drainers_with_a_lease_shorter_than_a_batch_lose_and_double_nothing(
-        make_tenant, fresh_backend, settings, monkeypatch):
+    make_tenant, fresh_backend, settings, monkeypatch
+):
     """Drainer A reads a batch and stalls past the claim time; B takes the batch over and inserts it; A then
     finishes. Every event lands exactly once, including those queued meanwhile."""
     import threading
@@ -309,22 +327,29 @@ def test_events_queued_by_an_earlier_version_are_moved_and_drained(make_tenant, 
     assert metering.pending_count() == 0
 
 
-def test_dead_letters_are_listed_in_admin_and_can_be_requeued(make_tenant, fresh_backend, admin_client,
-                                                              client):
+def test_dead_letters_are_listed_in_admin_and_can_be_requeued(
+    make_tenant, fresh_backend, admin_client, client
+):
     from llm.metering import queue as metering
 
     tenant = _tenant(make_tenant)
     fresh_backend_client = fresh_backend.sync_client()
-    _queue_raw(fresh_backend_client, orjson.dumps({**orjson.loads(_usage(tenant, "req-late").to_json()),
-                                                   "created_at": "not a date"}))
+    _queue_raw(
+        fresh_backend_client,
+        orjson.dumps({**orjson.loads(_usage(tenant, "req-late").to_json()), "created_at": "not a date"}),
+    )
     metering.drain()
     page = admin_client.get("/admin/llm/usage-dead-letters/")
     assert page.status_code == 200
     assert b"undecodable event" in page.content
     assert client.get("/admin/llm/usage-dead-letters/").status_code == 302, "admins only"
     (letter,) = metering.dead_letters()
-    assert admin_client.post("/admin/llm/usage-dead-letters/", {"action": "discard", "ids": [letter["id"]]}
-                             ).status_code == 302
+    assert (
+        admin_client.post(
+            "/admin/llm/usage-dead-letters/", {"action": "discard", "ids": [letter["id"]]}
+        ).status_code
+        == 302
+    )
     assert metering.dead_letter_count() == 0
 
 

@@ -37,9 +37,22 @@ def _serve(port: int, fake_url: str) -> subprocess.Popen:
         "LOG_LEVEL": "ERROR",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "byok_platform.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "error"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "byok_platform.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -73,9 +86,14 @@ def test_sigkill_under_load_loses_no_answered_call(fake, tenant, make_key):
                     if stop.is_set():
                         return
                     try:
-                        r = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                                        json={"model": "openai:gpt-5-mini",
-                                              "messages": [{"role": "user", "content": "hi"}]})
+                        r = client.post(
+                            "/v1/chat/completions",
+                            headers={"Authorization": f"Bearer {key}"},
+                            json={
+                                "model": "openai:gpt-5-mini",
+                                "messages": [{"role": "user", "content": "hi"}],
+                            },
+                        )
                     except httpx.HTTPError:
                         return  # the server was killed under us
                     with lock:

@@ -41,7 +41,8 @@ def sdk(gateway_url, pro_tenant, make_key, platform_env):
 
 def test_chat_completion_through_the_sdk_is_metered_once(sdk, fake, pro_tenant):
     raw = sdk.chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+        model=MODEL, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    )
     completion = raw.parse()
     assert completion.choices[0].message.content.startswith("Hello from fake")
     assert completion.usage.prompt_tokens == 12
@@ -63,8 +64,12 @@ def test_chat_completion_through_the_sdk_is_metered_once(sdk, fake, pro_tenant):
 
 
 def test_stream_with_usage_reassembles_and_meters(sdk):
-    stream = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True,
-                                         stream_options={"include_usage": True})
+    stream = sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Hello from fake")
@@ -78,8 +83,9 @@ def test_stream_with_usage_reassembles_and_meters(sdk):
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(sdk):
-    chunks = list(sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                              stream=True))
+    chunks = list(
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True)
+    )
     assert all(c.usage is None for c in chunks)
     assert len(drain_events()) == 1  # still metered from the upstream's usage
 
@@ -100,8 +106,11 @@ def test_models_lists_what_the_key_may_call(sdk):
 
 
 def test_models_lists_only_eu_hosted_models_once_the_tenant_asks_for_eu_residency(sdk, manage_client):
-    saved = manage_client.post("/api/llm/preferences", {"mode": "platform", "model": "mistral:mistral-large",
-                                                        "eu_only": True}, format="json")
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {"mode": "platform", "model": "mistral:mistral-large", "eu_only": True},
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     ids = {m.id for m in sdk.models.list()} - {"default"}
@@ -135,13 +144,16 @@ def test_revoked_key_stops_working(gateway_url, pro_tenant, platform_env):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": MODEL, "messages": []}, "messages"),
-    ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": MODEL, "messages": []}, "messages"),
+        ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+    ],
+)
 def test_bad_bodies_are_400_in_openai_format(gw, sdk, body, param):
     response = gw.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {sdk.api_key}"})
     assert response.status_code == 400
@@ -158,8 +170,11 @@ def test_unknown_model_is_400(sdk):
 
 
 def test_invalid_json_is_400(gw, sdk):
-    response = gw.post("/v1/chat/completions", content=b"{not json",
-                       headers={"Authorization": f"Bearer {sdk.api_key}", "content-type": "application/json"})
+    response = gw.post(
+        "/v1/chat/completions",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {sdk.api_key}", "content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert "JSON" in response.json()["error"]["message"]
 
@@ -185,14 +200,25 @@ def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk,
     from llm.config.versions import bump_config_version
     from llm.models import CatalogModel
 
-    CatalogModel.objects.create(id="openai:drip", provider_id="openai", name="Drip", native_model_id="drip",
-                                input_usd_per_mtok=1, output_usd_per_mtok=1)
+    CatalogModel.objects.create(
+        id="openai:drip",
+        provider_id="openai",
+        name="Drip",
+        native_model_id="drip",
+        input_usd_per_mtok=1,
+        output_usd_per_mtok=1,
+    )
     bump_config_version()
     reconfigured()
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST", gateway_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {sdk.api_key}"},
-        json={"model": "openai:drip", "stream": True, "messages": [{"role": "user", "content": "Hi"}]},
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST",
+            gateway_url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {sdk.api_key}"},
+            json={"model": "openai:drip", "stream": True, "messages": [{"role": "user", "content": "Hi"}]},
+        ) as response,
+    ):
         assert response.status_code == 200
         seen = 0
         for line in response.iter_lines():
@@ -214,8 +240,11 @@ def test_client_disconnect_mid_stream_records_estimated_output(gateway_url, sdk,
     assert len(drain_events()) == 1
 
 
-@pytest.mark.parametrize(("case", "stream"), [("slow", True), ("stall", True), ("slow", False)],
-                         ids=["stream-first-byte", "stream-pause", "no-stream"])
+@pytest.mark.parametrize(
+    ("case", "stream"),
+    [("slow", True), ("stall", True), ("slow", False)],
+    ids=["stream-first-byte", "stream-pause", "no-stream"],
+)
 def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, sdk, fake, case, stream):
     """`slow` waits 3 s before its first byte, `stall` pauses 3 s after two pieces: the gateway does not wait for
     the provider to speak again before it closes the upstream request and meters the call."""
@@ -224,15 +253,25 @@ def test_a_hang_up_while_the_provider_is_silent_is_metered_at_once(gateway_url, 
     from llm.config.versions import bump_config_version
     from llm.models import CatalogModel
 
-    CatalogModel.objects.create(id=f"openai:{case}", provider_id="openai", name=case, native_model_id=case,
-                                input_usd_per_mtok=1, output_usd_per_mtok=1)
+    CatalogModel.objects.create(
+        id=f"openai:{case}",
+        provider_id="openai",
+        name=case,
+        native_model_id=case,
+        input_usd_per_mtok=1,
+        output_usd_per_mtok=1,
+    )
     bump_config_version()
     reconfigured()
     request = {"model": f"openai:{case}", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]}
     with httpx.Client(timeout=httpx.Timeout(10, read=0.5)) as client:
         try:
-            with client.stream("POST", gateway_url + "/v1/chat/completions", json=request,
-                               headers={"Authorization": f"Bearer {sdk.api_key}"}) as response:
+            with client.stream(
+                "POST",
+                gateway_url + "/v1/chat/completions",
+                json=request,
+                headers={"Authorization": f"Bearer {sdk.api_key}"},
+            ) as response:
                 for _ in response.iter_lines():
                     pass
         except httpx.ReadTimeout:
@@ -290,7 +329,9 @@ def test_no_failover_on_bad_request(sdk, pro_tenant, monkeypatch, fake):
     assert not [r for r in fake.requests if r[0] == "/v1/chat/completions"]
 
 
-def test_every_target_failing_is_502_naming_the_provider(sdk, pro_tenant, failing_anthropic, monkeypatch, fake):
+def test_every_target_failing_is_502_naming_the_provider(
+    sdk, pro_tenant, failing_anthropic, monkeypatch, fake
+):
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/status/503/v1")
     _route(pro_tenant, "doomed", [{"model": "anthropic:claude-haiku-4.5"}, {"model": MODEL}])
     with pytest.raises(openai.APIStatusError) as info:
@@ -303,8 +344,11 @@ def test_every_target_failing_is_502_naming_the_provider(sdk, pro_tenant, failin
 
 def test_upstream_rate_limit_after_fallbacks_is_429_with_retry_after(gw, sdk, pro_tenant, monkeypatch, fake):
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/status/429/v1")
-    response = gw.post("/v1/chat/completions", headers={"Authorization": f"Bearer {sdk.api_key}"},
-                       json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]})
+    response = gw.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {sdk.api_key}"},
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]},
+    )
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
     assert response.headers["retry-after"] == "1"
@@ -321,7 +365,11 @@ def test_circuit_breaker_skips_a_failing_target(sdk, pro_tenant, failing_anthrop
 
 
 def test_ab_split_uses_both_variants_and_records_them(sdk, pro_tenant, platform_env):
-    _route(pro_tenant, "ab", [{"model": MODEL, "weight": 50}, {"model": "anthropic:claude-haiku-4.5", "weight": 50}])
+    _route(
+        pro_tenant,
+        "ab",
+        [{"model": MODEL, "weight": 50}, {"model": "anthropic:claude-haiku-4.5", "weight": 50}],
+    )
     for _ in range(30):
         sdk.chat.completions.create(model="route:ab", messages=[{"role": "user", "content": "Hi"}])
     variants = {e.variant for e in drain_events()}
@@ -330,7 +378,11 @@ def test_ab_split_uses_both_variants_and_records_them(sdk, pro_tenant, platform_
 
 def test_response_cache_serves_a_hit_without_an_upstream_call(gw, sdk, pro_tenant, fake):
     _route(pro_tenant, "cached", [{"model": MODEL}], cache_ttl_seconds=60)
-    body = {"model": "route:cached", "temperature": 0, "messages": [{"role": "user", "content": "Same question"}]}
+    body = {
+        "model": "route:cached",
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Same question"}],
+    }
     headers = {"Authorization": f"Bearer {sdk.api_key}"}
     first = gw.post("/v1/chat/completions", json=body, headers=headers)
     second = gw.post("/v1/chat/completions", json=body, headers=headers)
@@ -395,7 +447,9 @@ def test_plan_rate_limit_is_429_with_retry_after(gw, sdk, pro_tenant):
 
 
 def test_free_plan_cannot_use_platform_keys(gateway_url, tenant, make_key, platform_env):
-    client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=make_key(tenant, scopes=["gateway"]), max_retries=0)
+    client = openai.OpenAI(
+        base_url=gateway_url + "/v1", api_key=make_key(tenant, scopes=["gateway"]), max_retries=0
+    )
     with pytest.raises(openai.PermissionDeniedError) as info:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
     assert "BYOK" in info.value.body["message"]

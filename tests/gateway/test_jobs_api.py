@@ -7,12 +7,15 @@ from llm.models import Job
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"requests": []}, "requests"),
-    ({"requests": [{"messages": []}]}, "requests"),
-    ({"requests": [{"messages": [{"role": "user", "content": "x"}], "stream": True}]}, "requests"),
-    ({"requests": [{"messages": [{"role": "user", "content": "x"}]}], "concurrency": 99}, "concurrency"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"requests": []}, "requests"),
+        ({"requests": [{"messages": []}]}, "requests"),
+        ({"requests": [{"messages": [{"role": "user", "content": "x"}], "stream": True}]}, "requests"),
+        ({"requests": [{"messages": [{"role": "user", "content": "x"}]}], "concurrency": 99}, "concurrency"),
+    ],
+)
 def test_invalid_jobs_are_field_errors(manage_client, tenant, body, field):
     response = manage_client.post("/api/llm/jobs", body, format="json")
     assert response.status_code == 400

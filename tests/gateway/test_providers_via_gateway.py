@@ -32,17 +32,29 @@ def _client(gateway_url, key):
     return openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
 
 
-@pytest.mark.parametrize(("model", "prefix", "suffix", "embedding"), PLATFORM, ids=[p[1].lower() for p in PLATFORM])
-def test_platform_provider(gateway_url, fake, enterprise, make_key, monkeypatch, model, prefix, suffix, embedding):
+@pytest.mark.parametrize(
+    ("model", "prefix", "suffix", "embedding"), PLATFORM, ids=[p[1].lower() for p in PLATFORM]
+)
+def test_platform_provider(
+    gateway_url, fake, enterprise, make_key, monkeypatch, model, prefix, suffix, embedding
+):
     monkeypatch.setenv(f"{prefix}_API_KEY", "sk-test-platform")
     monkeypatch.setenv(f"{prefix}_BASE_URL", fake.url + suffix)
     reconfigured()
     client = _client(gateway_url, make_key(enterprise, scopes=["gateway"]))
     reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
     assert reply.choices[0].message.content.startswith("Hello from fake")
-    chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}],
-                                                 stream=True, stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Hello from fake")
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith(
+        "Hello from fake"
+    )
     assert chunks[-1].usage.completion_tokens == 5
     if embedding:
         vectors = client.embeddings.create(model=embedding, input=["a", "b"])
@@ -52,35 +64,68 @@ def test_platform_provider(gateway_url, fake, enterprise, make_key, monkeypatch,
     assert all(e.status == "ok" and e.cost_usd > 0 and e.mode == "platform" for e in events)
 
 
-@pytest.mark.parametrize(("endpoint", "model"), [
-    ({"kind": "azure_openai", "base_url": "{fake}", "api_key": "sk-test-azure", "deployment": "gpt-fake",
-      "api_version": "2024-10-21"}, "gpt-fake"),
-    ({"kind": "openai_compatible", "base_url": "{fake}/v1"}, "llama3:8b"),
-], ids=["azure", "ollama"])
+@pytest.mark.parametrize(
+    ("endpoint", "model"),
+    [
+        (
+            {
+                "kind": "azure_openai",
+                "base_url": "{fake}",
+                "api_key": "sk-test-azure",
+                "deployment": "gpt-fake",
+                "api_version": "2024-10-21",
+            },
+            "gpt-fake",
+        ),
+        ({"kind": "openai_compatible", "base_url": "{fake}/v1"}, "llama3:8b"),
+    ],
+    ids=["azure", "ollama"],
+)
 def test_custom_endpoint(gateway_url, fake, tenant, make_key, manage_client, endpoint, model):
     endpoint = {k: v.replace("{fake}", fake.url) if isinstance(v, str) else v for k, v in endpoint.items()}
-    saved = manage_client.post("/api/llm/preferences", {"mode": "custom", "model": model,
-                                                        "custom_endpoint": {**endpoint, "input_usd_per_mtok": 1,
-                                                                            "output_usd_per_mtok": 2}},
-                               format="json")
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": model,
+            "custom_endpoint": {**endpoint, "input_usd_per_mtok": 1, "output_usd_per_mtok": 2},
+        },
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     client = _client(gateway_url, make_key(tenant, scopes=["gateway"]))
     reply = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}])
     assert reply.choices[0].message.content.startswith("Hello from fake")
-    chunks = list(client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}],
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="default",
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage.prompt_tokens == 12
     events = drain_events()
     assert len(events) == 2
     assert all(e.mode == "custom" for e in events)
-    assert float(events[0].cost_usd) == pytest.approx(0.000022)  # 12 × $1/1M + 5 × $2/1M: custom prices count to caps
+    assert float(events[0].cost_usd) == pytest.approx(
+        0.000022
+    )  # 12 × $1/1M + 5 × $2/1M: custom prices count to caps
 
 
-def test_models_lists_what_the_tenants_ollama_server_has_pulled(gateway_url, fake, tenant, make_key, manage_client):
-    saved = manage_client.post("/api/llm/preferences", {
-        "mode": "custom", "model": "ollama:llama3:8b",
-        "custom_endpoint": {"kind": "ollama", "base_url": fake.url + "/v1"}}, format="json")
+def test_models_lists_what_the_tenants_ollama_server_has_pulled(
+    gateway_url, fake, tenant, make_key, manage_client
+):
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "ollama:llama3:8b",
+            "custom_endpoint": {"kind": "ollama", "base_url": fake.url + "/v1"},
+        },
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     client = _client(gateway_url, make_key(tenant, scopes=["gateway"]))
@@ -89,8 +134,12 @@ def test_models_lists_what_the_tenants_ollama_server_has_pulled(gateway_url, fak
     assert ids.count("ollama:llama3:8b") == 1
     asked = [path for path, _, _ in fake.requests].count("/api/tags")
     assert {m.id for m in client.models.list()} == set(ids)
-    assert [path for path, _, _ in fake.requests].count("/api/tags") == asked, "remembered, not asked per call"
-    reply = client.chat.completions.create(model="ollama:qwen2.5:7b", messages=[{"role": "user", "content": "Hi"}])
+    assert [path for path, _, _ in fake.requests].count("/api/tags") == asked, (
+        "remembered, not asked per call"
+    )
+    reply = client.chat.completions.create(
+        model="ollama:qwen2.5:7b", messages=[{"role": "user", "content": "Hi"}]
+    )
     assert reply.choices[0].message.content.startswith("Hello from fake")
     assert fake.requests[-1][2]["model"] == "qwen2.5:7b"
 
@@ -98,9 +147,15 @@ def test_models_lists_what_the_tenants_ollama_server_has_pulled(gateway_url, fak
 def test_models_still_answers_when_the_ollama_server_is_down(gateway_url, tenant, make_key, manage_client):
     from tests.gateway.conftest import _free_port
 
-    saved = manage_client.post("/api/llm/preferences", {
-        "mode": "custom", "model": "ollama:llama3:8b",
-        "custom_endpoint": {"kind": "ollama", "base_url": f"http://127.0.0.1:{_free_port()}"}}, format="json")
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "ollama:llama3:8b",
+            "custom_endpoint": {"kind": "ollama", "base_url": f"http://127.0.0.1:{_free_port()}"},
+        },
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     ids = [m.id for m in _client(gateway_url, make_key(tenant, scopes=["gateway"])).models.list()]

@@ -29,7 +29,9 @@ def rebinding_dns(monkeypatch):
         name = host.decode() if isinstance(host, bytes) else host  # anyio passes the IDNA-encoded name
         return real_getaddrinfo("127.0.0.1" if name == REBIND else host, *args, **kwargs)
 
-    monkeypatch.setattr(ssrf, "_resolve", lambda host, port: [PUBLIC] if host == REBIND else real_resolve(host, port))
+    monkeypatch.setattr(
+        ssrf, "_resolve", lambda host, port: [PUBLIC] if host == REBIND else real_resolve(host, port)
+    )
     monkeypatch.setattr(socket, "getaddrinfo", connection_lookup)
     ssrf.clear_dns_cache()
     yield
@@ -39,10 +41,15 @@ def rebinding_dns(monkeypatch):
 @pytest.fixture
 def rebinding_endpoint(settings, rebinding_dns, fake, tenant, manage_client):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
-    saved = manage_client.post("/api/llm/preferences", {
-        "mode": "custom", "model": "llama3:8b",
-        "custom_endpoint": {"kind": "openai_compatible", "base_url": f"http://{REBIND}:{fake.port}/v1"}},
-        format="json")
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "llama3:8b",
+            "custom_endpoint": {"kind": "openai_compatible", "base_url": f"http://{REBIND}:{fake.port}/v1"},
+        },
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content  # the check saw the public answer
     reconfigured()
     return tenant
@@ -50,10 +57,15 @@ def rebinding_endpoint(settings, rebinding_dns, fake, tenant, manage_client):
 
 @pytest.mark.parametrize("http2", [False, True], ids=["aiohttp", "httpx-http2"])
 def test_a_name_that_rebinds_to_a_private_address_is_refused_when_connecting(
-        settings, rebinding_endpoint, gateway_url, make_key, fake, http2):
+    settings, rebinding_endpoint, gateway_url, make_key, fake, http2
+):
     settings.UPSTREAM_HTTP2 = http2
-    client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=make_key(rebinding_endpoint, scopes=["gateway"]),
-                           max_retries=0, timeout=20)
+    client = openai.OpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=make_key(rebinding_endpoint, scopes=["gateway"]),
+        max_retries=0,
+        timeout=20,
+    )
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.status_code == 502
@@ -64,11 +76,16 @@ def test_a_name_that_rebinds_to_a_private_address_is_refused_when_connecting(
 
 @pytest.mark.parametrize("http2", [False, True], ids=["aiohttp", "httpx-http2"])
 def test_with_private_endpoints_allowed_the_same_endpoint_is_called(
-        settings, rebinding_endpoint, gateway_url, make_key, fake, http2):
+    settings, rebinding_endpoint, gateway_url, make_key, fake, http2
+):
     settings.UPSTREAM_HTTP2 = http2
     settings.ALLOW_PRIVATE_ENDPOINTS = True
-    client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=make_key(rebinding_endpoint, scopes=["gateway"]),
-                           max_retries=0, timeout=20)
+    client = openai.OpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=make_key(rebinding_endpoint, scopes=["gateway"]),
+        max_retries=0,
+        timeout=20,
+    )
     reply = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}])
     assert reply.choices[0].message.content.startswith("Hello from fake")
     assert len(fake.requests) == 1

@@ -23,7 +23,10 @@ def test_create_rename_list_delete(tenant):
     renamed = client.patch(f"/api/llm/threads/{tid}", {"title": "Q4 plans"}, content_type="application/json")
     assert renamed.json()["title"] == "Q4 plans"
     assert [t["title"] for t in client.get("/api/llm/threads").json()] == ["Q4 plans"]
-    assert client.patch(f"/api/llm/threads/{tid}", {"title": " "}, content_type="application/json").status_code == 400
+    assert (
+        client.patch(f"/api/llm/threads/{tid}", {"title": " "}, content_type="application/json").status_code
+        == 400
+    )
     assert client.delete(f"/api/llm/threads/{tid}").status_code == 204
     assert not Thread.objects.unscoped().filter(id=tid).exists()
 
@@ -31,7 +34,9 @@ def test_create_rename_list_delete(tenant):
 def test_empty_message_is_a_field_error_and_stores_nothing(tenant):
     client = _owner_client(tenant)
     tid = client.post("/api/llm/threads", {}, content_type="application/json").json()["id"]
-    response = client.post(f"/api/llm/threads/{tid}/messages", {"content": "  "}, content_type="application/json")
+    response = client.post(
+        f"/api/llm/threads/{tid}/messages", {"content": "  "}, content_type="application/json"
+    )
     assert response.status_code == 400
     assert "content" in response.json()
     assert Message.objects.unscoped().filter(thread_id=tid).count() == 0
@@ -39,7 +44,9 @@ def test_empty_message_is_a_field_error_and_stores_nothing(tenant):
 
 def test_other_tenant_and_other_user_get_404(tenant, other_tenant, make_user):
     client = _owner_client(tenant)
-    tid = client.post("/api/llm/threads", {"title": "secret-thread-title"}, content_type="application/json").json()["id"]
+    tid = client.post(
+        "/api/llm/threads", {"title": "secret-thread-title"}, content_type="application/json"
+    ).json()["id"]
     other = _owner_client(other_tenant)
     colleague = make_user("colleague@acme.example.com")
     Membership.objects.unscoped().create(tenant=tenant, user=colleague, role="member")
@@ -48,8 +55,12 @@ def test_other_tenant_and_other_user_get_404(tenant, other_tenant, make_user):
     for c in (other, same_tenant):
         assert c.get(f"/api/llm/threads/{tid}").status_code == 404
         assert c.delete(f"/api/llm/threads/{tid}").status_code == 404
-        assert c.post(f"/api/llm/threads/{tid}/messages", {"content": "x"},
-                      content_type="application/json").status_code == 404
+        assert (
+            c.post(
+                f"/api/llm/threads/{tid}/messages", {"content": "x"}, content_type="application/json"
+            ).status_code
+            == 404
+        )
         assert "secret-thread-title" not in c.get("/api/llm/threads").content.decode()
     assert Thread.objects.unscoped().filter(id=tid).exists()
 

@@ -4,6 +4,7 @@ never holds other tenants back."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -28,18 +29,29 @@ def counters_at_rest(tenant_id: int) -> None:
 @pytest.fixture
 def custom(gateway_url, fake, tenant, make_key, manage_client):
     """A free tenant in custom mode on the fake OpenAI-compatible server (priced, so calls reserve TCU)."""
-    saved = manage_client.post("/api/llm/preferences", {
-        "mode": "custom", "model": "gpt-fake",
-        "custom_endpoint": {"kind": "openai_compatible", "base_url": fake.url + "/v1",
-                            "input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}, format="json")
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "gpt-fake",
+            "custom_endpoint": {
+                "kind": "openai_compatible",
+                "base_url": fake.url + "/v1",
+                "input_usd_per_mtok": 1,
+                "output_usd_per_mtok": 2,
+            },
+        },
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     return {"tenant": tenant, "key": make_key(tenant, scopes=["gateway"]), "url": gateway_url}
 
 
 def _post(custom, body, path="/v1/chat/completions"):
-    return httpx.post(custom["url"] + path, json=body, headers={"Authorization": f"Bearer {custom['key']}"},
-                      timeout=30)
+    return httpx.post(
+        custom["url"] + path, json=body, headers={"Authorization": f"Bearer {custom['key']}"}, timeout=30
+    )
 
 
 HOSTILE = [
@@ -47,7 +59,10 @@ HOSTILE = [
     ({"messages": [{"role": "user", "content": "Hi"}], "n": "x"}, "n"),
     ({"messages": [{"role": "user", "content": "Hi"}], "n": 50}, "n"),
     ({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4611686018427387904}, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "Hi"}], "stream": True, "stream_options": [1]}, "stream_options"),
+    (
+        {"messages": [{"role": "user", "content": "Hi"}], "stream": True, "stream_options": [1]},
+        "stream_options",
+    ),
     ({"messages": [{"role": "user", "content": "Hi"}], "model": "m" * 300}, "model"),
     ({"messages": [{"role": "user", "content": "Hi"}], "temperature": True}, "temperature"),
     ({"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function"}]}, "tools[0]"),
@@ -69,10 +84,16 @@ def test_hostile_bodies_are_400_naming_the_field_and_admit_nothing(custom, fake,
     counters_at_rest(custom["tenant"].id)
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"input": [[1, -2]]}, "input"), ({"input": [1, "a"]}, "input"), ({"input": []}, "input"),
-    ({"input": "x", "dimensions": 10**9}, "dimensions"), ({"input": {"a": 1}}, "input"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": [[1, -2]]}, "input"),
+        ({"input": [1, "a"]}, "input"),
+        ({"input": []}, "input"),
+        ({"input": "x", "dimensions": 10**9}, "dimensions"),
+        ({"input": {"a": 1}}, "input"),
+    ],
+)
 def test_hostile_embedding_bodies_are_400(custom, body, param):
     response = _post(custom, {"model": "gpt-fake", **body}, "/v1/embeddings")
     assert response.status_code == 400
@@ -87,11 +108,16 @@ def test_token_arrays_are_accepted_as_embedding_input(custom):
     counters_at_rest(custom["tenant"].id)
 
 
-@pytest.mark.parametrize(("model", "stream", "status", "code"), [
-    ("not-an-object", False, 502, "upstream_unavailable"),
-    ("huge-body", False, 502, "upstream_unavailable"),
-])
-def test_odd_upstream_answers_end_cleanly_settled_and_metered_once(custom, settings, model, stream, status, code):
+@pytest.mark.parametrize(
+    ("model", "stream", "status", "code"),
+    [
+        ("not-an-object", False, 502, "upstream_unavailable"),
+        ("huge-body", False, 502, "upstream_unavailable"),
+    ],
+)
+def test_odd_upstream_answers_end_cleanly_settled_and_metered_once(
+    custom, settings, model, stream, status, code
+):
     settings.UPSTREAM_MAX_BODY_BYTES = 1_000_000
     response = _post(custom, {"model": model, "messages": [{"role": "user", "content": "Hi"}]})
     assert response.status_code == status, response.text
@@ -105,10 +131,13 @@ def test_odd_upstream_answers_end_cleanly_settled_and_metered_once(custom, setti
 @pytest.mark.parametrize("model", ["long-line", "odd-chunk"])
 def test_odd_streams_end_with_an_error_event_settled_and_metered_once(custom, settings, model):
     settings.UPSTREAM_MAX_SSE_LINE_BYTES = 1_000_000
-    with httpx.stream("POST", custom["url"] + "/v1/chat/completions", timeout=30,
-                      headers={"Authorization": f"Bearer {custom['key']}"},
-                      json={"model": model, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
-                      ) as response:
+    with httpx.stream(
+        "POST",
+        custom["url"] + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {custom['key']}"},
+        json={"model": model, "stream": True, "messages": [{"role": "user", "content": "Hi"}]},
+    ) as response:
         text = response.read().decode()
     assert response.status_code in (200, 502), text
     assert "upstream_unavailable" in text
@@ -122,8 +151,14 @@ def test_odd_streams_end_with_an_error_event_settled_and_metered_once(custom, se
 def test_absurd_token_counts_from_the_provider_are_bounded_not_fatal(custom, stream):
     client = openai.OpenAI(base_url=custom["url"] + "/v1", api_key=custom["key"], max_retries=0)
     if stream:
-        list(client.chat.completions.create(model="odd-usage", messages=[{"role": "user", "content": "Hi"}],
-                                            stream=True, stream_options={"include_usage": True}))
+        list(
+            client.chat.completions.create(
+                model="odd-usage",
+                messages=[{"role": "user", "content": "Hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
     else:
         client.chat.completions.create(model="odd-usage", messages=[{"role": "user", "content": "Hi"}])
     (event,) = drain_events()
@@ -157,10 +192,19 @@ def test_a_stored_header_with_a_line_break_is_a_clean_error_not_a_leak(custom, f
 
 
 def test_a_header_with_a_line_break_is_refused_when_saved(custom, manage_client, fake):
-    saved = manage_client.post("/api/llm/preferences", {
-        "mode": "custom", "model": "gpt-fake",
-        "custom_endpoint": {"kind": "openai_compatible", "base_url": fake.url + "/v1",
-                            "headers": {"x-org": "a\rb"}}}, format="json")
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "gpt-fake",
+            "custom_endpoint": {
+                "kind": "openai_compatible",
+                "base_url": fake.url + "/v1",
+                "headers": {"x-org": "a\rb"},
+            },
+        },
+        format="json",
+    )
     assert saved.status_code == 400
     assert "headers" in str(saved.json())
 
@@ -180,8 +224,10 @@ def test_every_completion_asked_for_is_reserved(custom, fake):
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        response = _post(custom, {"model": "slow", "n": 8, "max_tokens": 1000,
-                                  "messages": [{"role": "user", "content": "Hi"}]})
+        response = _post(
+            custom,
+            {"model": "slow", "n": 8, "max_tokens": 1000, "messages": [{"role": "user", "content": "Hi"}]},
+        )
     finally:
         done.set()
         watcher.join(10)
@@ -215,8 +261,11 @@ def test_unknown_keys_are_remembered_so_a_flood_costs_one_lookup(custom, monkeyp
     real = tenants.keys.key_info_by_hash
     monkeypatch.setattr(tenants.keys, "key_info_by_hash", lambda h: calls.append(h) or real(h))
     for _ in range(20):
-        response = httpx.post(custom["url"] + "/v1/chat/completions", json={},
-                              headers={"Authorization": "Bearer byok-not-a-key-at-all"})
+        response = httpx.post(
+            custom["url"] + "/v1/chat/completions",
+            json={},
+            headers={"Authorization": "Bearer byok-not-a-key-at-all"},
+        )
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_api_key"
     assert len(calls) == 1
@@ -224,8 +273,11 @@ def test_unknown_keys_are_remembered_so_a_flood_costs_one_lookup(custom, monkeyp
 
 @pytest.mark.parametrize("header", ["x-api-key", "api-key"])
 def test_the_key_is_accepted_in_the_headers_the_major_sdks_send(custom, header):
-    response = httpx.post(custom["url"] + "/v1/chat/completions", headers={header: custom["key"]},
-                          json={"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]})
+    response = httpx.post(
+        custom["url"] + "/v1/chat/completions",
+        headers={header: custom["key"]},
+        json={"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -258,20 +310,29 @@ def test_an_announced_revocation_reaches_a_process_that_cached_the_key(custom):
     assert hot_cache.keys.get(key_hash) is None, "the listener did not apply the announcement"
 
 
-def test_a_slow_ollama_server_does_not_hold_back_another_tenants_calls(custom, fake, other_tenant, make_key,
-                                                                        other_client):
+def test_a_slow_ollama_server_does_not_hold_back_another_tenants_calls(
+    custom, fake, other_tenant, make_key, other_client
+):
     """Tenant B's /v1/models waits on its slow Ollama server (3 s) in the gateway's own pool; meanwhile tenant A's
     calls are answered — they finish while B's listing is still pending (ordering, not a time bound)."""
-    saved = other_client.post("/api/llm/preferences", {
-        "mode": "custom", "model": "ollama:llama3:8b",
-        "custom_endpoint": {"kind": "ollama", "base_url": fake.url + "/slow"}}, format="json")
+    saved = other_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "ollama:llama3:8b",
+            "custom_endpoint": {"kind": "ollama", "base_url": fake.url + "/slow"},
+        },
+        format="json",
+    )
     assert saved.status_code in (200, 201), saved.content
     reconfigured()
     b_key = make_key(other_tenant, scopes=["gateway"])
     listing_done = threading.Event()
 
     def list_b():
-        response = httpx.get(custom["url"] + "/v1/models", headers={"Authorization": f"Bearer {b_key}"}, timeout=30)
+        response = httpx.get(
+            custom["url"] + "/v1/models", headers={"Authorization": f"Bearer {b_key}"}, timeout=30
+        )
         assert response.status_code == 200
         listing_done.set()
 
@@ -299,8 +360,13 @@ def test_an_exception_in_our_own_code_after_the_answer_is_settled_and_metered(cu
 
     monkeypatch.setattr(Usage, "price", broken)
     body = {"model": "gpt-fake", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]}
-    with httpx.stream("POST", custom["url"] + "/v1/chat/completions", json=body, timeout=30,
-                      headers={"Authorization": f"Bearer {custom['key']}"}) as response:
+    with httpx.stream(
+        "POST",
+        custom["url"] + "/v1/chat/completions",
+        json=body,
+        timeout=30,
+        headers={"Authorization": f"Bearer {custom['key']}"},
+    ) as response:
         text = response.read().decode()
     assert "internal_error" in text
     assert "ZeroDivisionError" not in text
@@ -318,13 +384,39 @@ def test_metric_labels_stay_bounded_whatever_model_names_tenants_send(custom):
     from prometheus_client import REGISTRY
 
     def series() -> set:
-        return {tuple(sorted(s.labels.items())) for m in REGISTRY.collect() if m.name == "byok_requests"
-                for s in m.samples}
+        return {
+            tuple(sorted(s.labels.items()))
+            for m in REGISTRY.collect()
+            if m.name == "byok_requests"
+            for s in m.samples
+        }
 
     _post(custom, {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}]})
     before = series()
     for i in range(40):
-        _post(custom, {"model": f"random-name-{i}-{'x' * i}", "messages": [{"role": "user", "content": "Hi"}]})
+        _post(
+            custom, {"model": f"random-name-{i}-{'x' * i}", "messages": [{"role": "user", "content": "Hi"}]}
+        )
     after = series()
     assert after == before, after - before
     assert all(dict(s).get("model") in ("custom", None) for s in after if dict(s).get("mode") == "custom")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "a\u0000b"}, "model"),
+        ({"model": "gpt-fake\n"}, "model"),
+        ({"metadata": {"a": json.loads("[" * 300 + "]" * 300)}}, "metadata"),
+        ({"tool_choice": {"a": json.loads("[" * 100 + "]" * 100)}}, "tool_choice"),
+    ],
+    ids=["nul-model", "newline-model", "deep-metadata", "deep-tool-choice"],
+)
+def test_control_characters_and_deep_nesting_are_a_400_not_an_unmetered_call(custom, fake, body, param):
+    """Found by the /v1 fuzz: a NUL in `model` was answered 200 and its event refused by PostgreSQL (unmetered);
+    a 300-level `metadata` failed in the provider's JSON encoder and was blamed on the provider (502)."""
+    response = _post(custom, {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hi"}], **body})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert not [r for r in fake.requests if r[0] == "/v1/chat/completions"]
+    counters_at_rest(custom["tenant"].id)

@@ -44,20 +44,48 @@ class OpenAIOverTLS:
         usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
         base = {"id": "chatcmpl-tls", "created": 1, "model": request["model"]}
         if not request.get("stream"):
-            reply = {**base, "object": "chat.completion", "usage": usage, "choices": [
-                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello over TLS"}}]}
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
+            reply = {
+                **base,
+                "object": "chat.completion",
+                "usage": usage,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "Hello over TLS"},
+                    }
+                ],
+            }
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": orjson.dumps(reply)})
             return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         chunk = {**base, "object": "chat.completion.chunk"}
-        events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}}]}
-                  for piece in ("Hello ", "over ", "TLS")]
+        events = [
+            {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}}]}
+            for piece in ("Hello ", "over ", "TLS")
+        ]
         events.append({**chunk, "choices": [], "usage": usage})
         for event in events:
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(event) + b"\n\n",
-                        "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + orjson.dumps(event) + b"\n\n",
+                    "more_body": True,
+                }
+            )
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
@@ -70,17 +98,27 @@ def _self_signed(directory) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake provider")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "provider.pem", directory / "provider.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path)
 
 
@@ -137,19 +175,29 @@ def platform_openai(tenant, tls_provider, monkeypatch):
 
 def _chat_and_stream(gateway_url: str, key: str) -> None:
     client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0, timeout=20)
-    reply = client.chat.completions.create(model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}])
+    reply = client.chat.completions.create(
+        model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
     assert reply.choices[0].message.content == "Hello over TLS"
     assert reply.usage.completion_tokens == 5
-    chunks = list(client.chat.completions.create(model="openai:gpt-5-mini", stream=True,
-                                                 messages=[{"role": "user", "content": "Hi"}],
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="openai:gpt-5-mini",
+            stream=True,
+            messages=[{"role": "user", "content": "Hi"}],
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello over TLS"
     assert chunks[-1].usage.prompt_tokens == 12
 
 
-@pytest.mark.parametrize(("http2", "version"), [(True, "2"), (False, "1.1")], ids=["http2", "default-http1.1"])
+@pytest.mark.parametrize(
+    ("http2", "version"), [(True, "2"), (False, "1.1")], ids=["http2", "default-http1.1"]
+)
 def test_calls_go_over_the_negotiated_protocol_and_trust_the_extra_ca(
-        settings, tls_provider, platform_openai, gateway_url, make_key, http2, version):
+    settings, tls_provider, platform_openai, gateway_url, make_key, http2, version
+):
     app, _, ca = tls_provider
     settings.UPSTREAM_HTTP2 = http2
     settings.UPSTREAM_CA_BUNDLE = ca
@@ -160,15 +208,22 @@ def test_calls_go_over_the_negotiated_protocol_and_trust_the_extra_ca(
 
 
 @pytest.mark.parametrize("http2", [True, False], ids=["http2", "default-http1.1"])
-def test_a_certificate_no_trusted_ca_signed_is_refused(settings, tls_provider, platform_openai, gateway_url,
-                                                        make_key, http2):
+def test_a_certificate_no_trusted_ca_signed_is_refused(
+    settings, tls_provider, platform_openai, gateway_url, make_key, http2
+):
     app, _, _ = tls_provider
     settings.UPSTREAM_HTTP2 = http2
     settings.UPSTREAM_CA_BUNDLE = ""
-    client = openai.OpenAI(base_url=gateway_url + "/v1", api_key=make_key(platform_openai, scopes=["gateway"]),
-                           max_retries=0, timeout=20)
+    client = openai.OpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=make_key(platform_openai, scopes=["gateway"]),
+        max_retries=0,
+        timeout=20,
+    )
     with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}])
+        client.chat.completions.create(
+            model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
     assert caught.value.status_code in (502, 503)
     assert "TLS handshake with 127.0.0.1 failed" in caught.value.message
     assert app.versions == [], "no request reached the provider"

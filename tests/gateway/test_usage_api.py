@@ -12,12 +12,33 @@ from llm.usage.rollups import rollup_pending
 pytestmark = pytest.mark.django_db
 
 
-def _event(tenant, n, *, ago, model="anthropic:claude-sonnet-4.5", agent=None, status="ok", latency=100,
-           tokens=(100, 50), cost="0.001050", tcu=105):
+def _event(
+    tenant,
+    n,
+    *,
+    ago,
+    model="anthropic:claude-sonnet-4.5",
+    agent=None,
+    status="ok",
+    latency=100,
+    tokens=(100, 50),
+    cost="0.001050",
+    tcu=105,
+):
     return UsageEvent.objects.unscoped().create(
-        tenant=tenant, request_id=f"r{n}", created_at=timezone.now() - ago, agent=agent, model=model,
-        provider=model.split(":")[0], mode="byok", status=status, latency_ms=latency,
-        input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=Decimal(cost), tcu=tcu,
+        tenant=tenant,
+        request_id=f"r{n}",
+        created_at=timezone.now() - ago,
+        agent=agent,
+        model=model,
+        provider=model.split(":")[0],
+        mode="byok",
+        status=status,
+        latency_ms=latency,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost_usd=Decimal(cost),
+        tcu=tcu,
     )
 
 
@@ -27,8 +48,14 @@ def history(tenant, agent):
     for days_ago in (0, 1, 2, 5, 20, 60):
         for i in range(3):
             n += 1
-            _event(tenant, n, ago=timedelta(days=days_ago, minutes=10 + i), agent=agent if i == 0 else None,
-                   status="error" if i == 2 else "ok", latency=100 * (i + 1))
+            _event(
+                tenant,
+                n,
+                ago=timedelta(days=days_ago, minutes=10 + i),
+                agent=agent if i == 0 else None,
+                status="error" if i == 2 else "ok",
+                latency=100 * (i + 1),
+            )
     n += 1
     _event(tenant, n, ago=timedelta(hours=1), model="openai:gpt-5-mini", latency=3000)
     return n
@@ -64,7 +91,9 @@ def test_rollups_do_not_change_the_figures(manage_client, history, tenant):
     assert UsageHourly.objects.unscoped().filter(tenant=tenant).exists()
     hourly_total = UsageHourly.objects.unscoped().filter(tenant=tenant).aggregate(n=Sum("requests"))["n"]
     this_hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-    assert hourly_total == UsageEvent.objects.unscoped().filter(tenant=tenant, created_at__lt=this_hour).count()
+    assert (
+        hourly_total == UsageEvent.objects.unscoped().filter(tenant=tenant, created_at__lt=this_hour).count()
+    )
     for rng in RANGES:
         assert manage_client.get(f"/api/llm/usage?range={rng}").json() == before[rng], rng
     assert before["all"]["totals"]["requests"] == 19

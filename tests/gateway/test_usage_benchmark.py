@@ -23,9 +23,12 @@ def test_usage_summary_reads_rollups_not_the_whole_history(tenant, manage_client
             best = min(_timed(tenant, rng) for _ in range(3))
         raw = [q["sql"] for q in queries.captured_queries if '"llm_usageevent"' in q["sql"]]
         assert raw, "the live window is read from the events"
-        assert all('"llm_usageevent"."created_at" >=' in sql for sql in raw), \
+        assert all('"llm_usageevent"."created_at" >=' in sql for sql in raw), (
             f"range {rng} scanned events outside the live window"
-        assert len(queries.captured_queries) <= 3 * 12, f"range {rng}: {len(queries.captured_queries)} queries"
+        )
+        assert len(queries.captured_queries) <= 3 * 12, (
+            f"range {rng}: {len(queries.captured_queries)} queries"
+        )
         print(f"usage_summary range {rng}: best of 3 {best * 1000:.0f} ms")
     body = manage_client.get("/api/llm/usage?range=all").json()
     assert body["totals"]["requests"] == 150000

@@ -15,15 +15,25 @@ from llm.models import CatalogModel
 pytestmark = pytest.mark.django_db
 
 APPROVED_PRICES = {
-    "anthropic:claude-sonnet-4.5": ("3", "15"), "anthropic:claude-haiku-4.5": ("1", "5"),
-    "openai:gpt-5": ("1.25", "10"), "openai:gpt-5-mini": ("0.25", "2"), "openai:gpt-5-codex": ("1.25", "10"),
-    "mistral:mistral-large": ("2", "6"), "mistral:mistral-medium-3.1": ("0.4", "2"),
-    "meta:llama-4-scout": ("0.08", "0.30"), "google:gemini-2.5-flash": ("0.30", "2.50"),
-    "google:gemini-2.5-flash-lite": ("0.10", "0.40"), "deepseek:deepseek-v3.1": ("0.20", "0.80"),
-    "deepseek:deepseek-v3.1-terminus": ("0.27", "1.00"), "qwen:qwen3-max": ("1.20", "6"),
-    "qwen:qwen3-coder-plus": ("1", "5"), "xai:grok-4-fast": ("0.20", "0.50"),
-    "xai:grok-code-fast-1": ("0.20", "1.50"), "cohere:command-a": ("2.50", "10"),
-    "minimax:minimax-m2.5": ("0.30", "1.20"), "openai:text-embedding-3-small": ("0.02", "0"),
+    "anthropic:claude-sonnet-4.5": ("3", "15"),
+    "anthropic:claude-haiku-4.5": ("1", "5"),
+    "openai:gpt-5": ("1.25", "10"),
+    "openai:gpt-5-mini": ("0.25", "2"),
+    "openai:gpt-5-codex": ("1.25", "10"),
+    "mistral:mistral-large": ("2", "6"),
+    "mistral:mistral-medium-3.1": ("0.4", "2"),
+    "meta:llama-4-scout": ("0.08", "0.30"),
+    "google:gemini-2.5-flash": ("0.30", "2.50"),
+    "google:gemini-2.5-flash-lite": ("0.10", "0.40"),
+    "deepseek:deepseek-v3.1": ("0.20", "0.80"),
+    "deepseek:deepseek-v3.1-terminus": ("0.27", "1.00"),
+    "qwen:qwen3-max": ("1.20", "6"),
+    "qwen:qwen3-coder-plus": ("1", "5"),
+    "xai:grok-4-fast": ("0.20", "0.50"),
+    "xai:grok-code-fast-1": ("0.20", "1.50"),
+    "cohere:command-a": ("2.50", "10"),
+    "minimax:minimax-m2.5": ("0.30", "1.20"),
+    "openai:text-embedding-3-small": ("0.02", "0"),
 }
 
 
@@ -34,7 +44,9 @@ def _ids(body):
 def test_migration_loads_the_approved_prices():
     for model_id, (price_in, price_out) in APPROVED_PRICES.items():
         m = CatalogModel.objects.get(pk=model_id)
-        assert (m.input_usd_per_mtok, m.output_usd_per_mtok) == (Decimal(price_in), Decimal(price_out)), model_id
+        assert (m.input_usd_per_mtok, m.output_usd_per_mtok) == (Decimal(price_in), Decimal(price_out)), (
+            model_id
+        )
     assert CatalogModel.objects.filter(embeddings=True).values("provider").distinct().count() == 4
     assert CatalogModel.objects.filter(pk="custom:enterprise").exists()
 
@@ -46,9 +58,15 @@ def test_list_models_grouped_by_provider(manage_client):
     assert anthropic["name"] == "Anthropic"
     sonnet = next(m for m in anthropic["models"] if m["id"] == "anthropic:claude-sonnet-4.5")
     assert sonnet == {
-        "id": "anthropic:claude-sonnet-4.5", "name": "Claude Sonnet 4.5", "input_usd_per_mtok": 3.0,
-        "output_usd_per_mtok": 15.0, "context_length": 200000, "max_output_tokens": 64000,
-        "capabilities": ["reasoning", "vision", "tools", "coding"], "eu_hosted": False, "recommended": True,
+        "id": "anthropic:claude-sonnet-4.5",
+        "name": "Claude Sonnet 4.5",
+        "input_usd_per_mtok": 3.0,
+        "output_usd_per_mtok": 15.0,
+        "context_length": 200000,
+        "max_output_tokens": 64000,
+        "capabilities": ["reasoning", "vision", "tools", "coding"],
+        "eu_hosted": False,
+        "recommended": True,
         "tier": "flagship",
     }
 
@@ -63,7 +81,9 @@ def test_filter_eu_lists_only_eu_hosted_models(manage_client):
 def test_filter_recommended(manage_client):
     ids = _ids(manage_client.get("/api/llm/models?filter=recommended").json())
     assert "anthropic:claude-sonnet-4.5" in ids
-    assert set(ids) == set(CatalogModel.objects.filter(recommended=True, enabled=True).values_list("pk", flat=True))
+    assert set(ids) == set(
+        CatalogModel.objects.filter(recommended=True, enabled=True).values_list("pk", flat=True)
+    )
 
 
 def test_filter_provider(manage_client):
@@ -81,8 +101,10 @@ def test_filter_tier_combines_with_filter(manage_client):
         assert all(CatalogModel.objects.get(pk=i).tier == tier for i in ids)
 
 
-@pytest.mark.parametrize(("query", "field"), [("filter=cheap", "filter"), ("filter=provider:nope", "filter"),
-                                           ("tier=huge", "tier")])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("filter=cheap", "filter"), ("filter=provider:nope", "filter"), ("tier=huge", "tier")],
+)
 def test_unknown_filter_is_400_naming_the_allowed_values(manage_client, query, field):
     response = manage_client.get(f"/api/llm/models?{query}")
     assert response.status_code == 400
@@ -115,7 +137,9 @@ def test_listing_is_served_from_cache_one_query_when_cold(manage_client):
 
 
 def test_seed_is_idempotent_and_keeps_admin_edits_unless_forced(capsys):
-    CatalogModel.objects.filter(pk="openai:gpt-5").update(input_usd_per_mtok=Decimal("9.99"), recommended=False)
+    CatalogModel.objects.filter(pk="openai:gpt-5").update(
+        input_usd_per_mtok=Decimal("9.99"), recommended=False
+    )
     call_command("seed_catalog")
     call_command("seed_catalog")
     gpt5 = CatalogModel.objects.get(pk="openai:gpt-5")
@@ -141,8 +165,10 @@ def test_admin_lists_filters_searches_and_bulk_disables_at_once(admin_client, ma
     assert page.status_code == 200
     assert "openai:gpt-5" in page.content.decode()
     assert "openai:gpt-5" in _ids(manage_client.get("/api/llm/models").json())  # the catalog is cached now
-    response = admin_client.post("/admin/llm/catalogmodel/", {
-        "action": "disable_models", "_selected_action": ["openai:gpt-5", "openai:gpt-5-codex"]})
+    response = admin_client.post(
+        "/admin/llm/catalogmodel/",
+        {"action": "disable_models", "_selected_action": ["openai:gpt-5", "openai:gpt-5-codex"]},
+    )
     assert response.status_code == 302
     ids = _ids(manage_client.get("/api/llm/models").json())
     assert "openai:gpt-5" not in ids

@@ -15,8 +15,15 @@ URL = "/api/llm/test-connection"
 
 
 def _custom(fake_url, model="llama3:8b", api_key="sk-test-vllm-123456", base=None):
-    return {"mode": "custom", "model": model, "custom_endpoint": {
-        "kind": "openai_compatible", "base_url": base or fake_url + "/v1", "api_key": api_key}}
+    return {
+        "mode": "custom",
+        "model": model,
+        "custom_endpoint": {
+            "kind": "openai_compatible",
+            "base_url": base or fake_url + "/v1",
+            "api_key": api_key,
+        },
+    }
 
 
 def _free_port() -> int:
@@ -45,11 +52,17 @@ def test_byok_key_through_the_fake_provider(manage_client, fake, monkeypatch):
     from llm.calls import resolution
 
     resolution.forget_env()
-    body = manage_client.post(URL, {"mode": "byok", "model": "anthropic:claude-haiku-4.5",
-                                    "api_key": "sk-test-anthropic-abcdef"}, format="json").json()
+    body = manage_client.post(
+        URL,
+        {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": "sk-test-anthropic-abcdef"},
+        format="json",
+    ).json()
     assert body["ok"] is True, body
-    bad = manage_client.post(URL, {"mode": "byok", "model": "anthropic:claude-haiku-4.5",
-                                   "api_key": "sk-wrong-anthropic-abcdef"}, format="json").json()
+    bad = manage_client.post(
+        URL,
+        {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": "sk-wrong-anthropic-abcdef"},
+        format="json",
+    ).json()
     assert bad["ok"] is False
     assert bad["error"]["kind"] == "auth"
     assert "sk-wrong" not in str(bad)
@@ -137,8 +150,9 @@ def test_redirects_are_not_followed(manage_client):
     for server in (target, redirector):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        body = manage_client.post(URL, _custom("", base=f"http://127.0.0.1:{redirector.server_port}/v1"),
-                                  format="json").json()
+        body = manage_client.post(
+            URL, _custom("", base=f"http://127.0.0.1:{redirector.server_port}/v1"), format="json"
+        ).json()
         assert body["ok"] is False
         assert Redirector.hits
         assert not Target.hits
@@ -157,6 +171,8 @@ def test_ollama_discovery(manage_client, fake):
 
 def test_ollama_discovery_is_ssrf_checked(manage_client, settings):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
-    response = manage_client.post("/api/llm/ollama/models", {"base_url": "http://10.0.0.5:11434"}, format="json")
+    response = manage_client.post(
+        "/api/llm/ollama/models", {"base_url": "http://10.0.0.5:11434"}, format="json"
+    )
     assert response.status_code == 400
     assert "private" in response.json()["base_url"][0]

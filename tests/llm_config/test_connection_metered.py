@@ -38,7 +38,10 @@ def test_a_platform_connection_test_is_priced_and_metered_once(paying, manage_cl
 
 
 def test_a_platform_connection_test_is_refused_past_the_hard_cap(paying, manage_client):
-    assert manage_client.put("/api/billing/caps", {"warn_tcu": 1, "hard_tcu": 1}, format="json").status_code == 200
+    assert (
+        manage_client.put("/api/billing/caps", {"warn_tcu": 1, "hard_tcu": 1}, format="json").status_code
+        == 200
+    )
     assert manage_client.post(URL, PLATFORM, format="json").json()["ok"] is True  # spends past the cap of 1
     from llm.metering import queue as metering
 
@@ -63,7 +66,9 @@ def test_a_platform_connection_test_respects_the_keys_spend_limit(paying, make_k
     assert "key" in refused["error"]["message"].lower(), refused
 
 
-def test_a_batch_job_spends_under_its_keys_monthly_limit(paying, make_key, django_capture_on_commit_callbacks):
+def test_a_batch_job_spends_under_its_keys_monthly_limit(
+    paying, make_key, django_capture_on_commit_callbacks
+):
     """A key refused on /v1 past its spend limit is refused the same way in a batch job (Celery runs eagerly here)."""
     from rest_framework.test import APIClient
 
@@ -74,8 +79,11 @@ def test_a_batch_job_spends_under_its_keys_monthly_limit(paying, make_key, djang
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(paying, spend_limit_tcu=1)}")
     items = [{"messages": [{"role": "user", "content": f"item {i}"}]} for i in range(10)]
     with django_capture_on_commit_callbacks(execute=True):
-        created = client.post("/api/llm/jobs", {"model": "openai:gpt-5-mini", "requests": items, "concurrency": 1},
-                              format="json")
+        created = client.post(
+            "/api/llm/jobs",
+            {"model": "openai:gpt-5-mini", "requests": items, "concurrency": 1},
+            format="json",
+        )
     assert created.status_code in (200, 201, 202), created.content
     job = Job.objects.unscoped().get(pk=created.json()["id"])
     metering.flush()

@@ -34,7 +34,9 @@ def test_create_returns_the_mask_only(manage_client):
     assert SECRET not in response.content.decode()
 
 
-def test_secret_is_absent_from_every_response_log_audit_and_admin_page(manage_client, admin_client, caplog, capfd):
+def test_secret_is_absent_from_every_response_log_audit_and_admin_page(
+    manage_client, admin_client, caplog, capfd
+):
     caplog.set_level(logging.DEBUG)
     bodies = []
     created = _create(manage_client)
@@ -42,7 +44,9 @@ def test_secret_is_absent_from_every_response_log_audit_and_admin_page(manage_cl
     bodies.append(created)
     bodies.append(manage_client.get("/api/llm/credentials"))
     bodies.append(manage_client.get(f"/api/llm/credentials/{cid}"))
-    bodies.append(manage_client.patch(f"/api/llm/credentials/{cid}", {"api_key": SECRET + "X"}, format="json"))
+    bodies.append(
+        manage_client.patch(f"/api/llm/credentials/{cid}", {"api_key": SECRET + "X"}, format="json")
+    )
     bodies.append(manage_client.patch(f"/api/llm/credentials/{cid}", {"name": "renamed"}, format="json"))
     bodies.append(_create(manage_client, name="bad", api_key=SECRET + " with space"))  # error path
     bodies.append(manage_client.get("/api/audit"))
@@ -70,9 +74,17 @@ def test_database_column_holds_ciphertext_only(manage_client):
 
 
 def test_patching_the_key_rotates_it_and_keeps_other_secrets(manage_client):
-    cid = manage_client.post("/api/llm/credentials", {
-        "kind": "bedrock", "name": "aws", "region": "eu-central-1", "access_key_id": "AKIAEXAMPLE",
-        "secret_access_key": "aws-secret-value-0000-1111"}, format="json").json()["id"]
+    cid = manage_client.post(
+        "/api/llm/credentials",
+        {
+            "kind": "bedrock",
+            "name": "aws",
+            "region": "eu-central-1",
+            "access_key_id": "AKIAEXAMPLE",
+            "secret_access_key": "aws-secret-value-0000-1111",
+        },
+        format="json",
+    ).json()["id"]
     body = manage_client.patch(f"/api/llm/credentials/{cid}", {"region": "eu-west-1"}, format="json").json()
     assert body["region"] == "eu-west-1"
     assert body["rotated_at"] is None
@@ -80,28 +92,58 @@ def test_patching_the_key_rotates_it_and_keeps_other_secrets(manage_client):
     assert "secret_access_key" not in body
     cred = Credential.objects.unscoped().get(pk=cid)
     assert secrets_of(cred)["secret_access_key"] == "aws-secret-value-0000-1111"
-    body = manage_client.patch(f"/api/llm/credentials/{cid}", {"secret_access_key": "aws-new-secret-2222-3333"},
-                               format="json").json()
+    body = manage_client.patch(
+        f"/api/llm/credentials/{cid}", {"secret_access_key": "aws-new-secret-2222-3333"}, format="json"
+    ).json()
     assert body["rotated_at"] is not None
     assert body["api_key_masked"] == "aws…3333"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"kind": "nope"}, "kind"),
-    ({"kind": "openai", "api_key": ""}, "api_key"),
-    ({"kind": "openai_compatible", "base_url": ""}, "base_url"),
-    ({"kind": "openai_compatible", "base_url": "ftp://example.com"}, "base_url"),
-    ({"kind": "azure_openai", "base_url": "https://x.openai.azure.com", "api_key": "k" * 20,
-      "api_version": "2024-10-21"}, "deployment"),
-    ({"kind": "azure_openai", "base_url": "https://x.openai.azure.com", "api_key": "k" * 20, "deployment": "d",
-      "api_version": "yesterday"}, "api_version"),
-    ({"kind": "bedrock", "region": "moon-1", "access_key_id": "A", "secret_access_key": "s" * 20}, "region"),
-    ({"kind": "bedrock", "region": "eu-central-1", "access_key_id": "A"}, "secret_access_key"),
-    ({"kind": "openai_compatible", "base_url": "https://api.example.com/v1", "input_usd_per_mtok": -1},
-     "input_usd_per_mtok"),
-    ({"kind": "openai_compatible", "base_url": "https://api.example.com/v1", "headers": {"bad name": "x"}},
-     "headers"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "nope"}, "kind"),
+        ({"kind": "openai", "api_key": ""}, "api_key"),
+        ({"kind": "openai_compatible", "base_url": ""}, "base_url"),
+        ({"kind": "openai_compatible", "base_url": "ftp://example.com"}, "base_url"),
+        (
+            {
+                "kind": "azure_openai",
+                "base_url": "https://x.openai.azure.com",
+                "api_key": "k" * 20,
+                "api_version": "2024-10-21",
+            },
+            "deployment",
+        ),
+        (
+            {
+                "kind": "azure_openai",
+                "base_url": "https://x.openai.azure.com",
+                "api_key": "k" * 20,
+                "deployment": "d",
+                "api_version": "yesterday",
+            },
+            "api_version",
+        ),
+        (
+            {"kind": "bedrock", "region": "moon-1", "access_key_id": "A", "secret_access_key": "s" * 20},
+            "region",
+        ),
+        ({"kind": "bedrock", "region": "eu-central-1", "access_key_id": "A"}, "secret_access_key"),
+        (
+            {"kind": "openai_compatible", "base_url": "https://api.example.com/v1", "input_usd_per_mtok": -1},
+            "input_usd_per_mtok",
+        ),
+        (
+            {
+                "kind": "openai_compatible",
+                "base_url": "https://api.example.com/v1",
+                "headers": {"bad name": "x"},
+            },
+            "headers",
+        ),
+    ],
+)
 def test_invalid_credentials_get_field_errors_and_change_nothing(manage_client, body, field):
     response = manage_client.post("/api/llm/credentials", {"name": "c", **body}, format="json")
     assert response.status_code == 400

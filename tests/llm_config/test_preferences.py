@@ -27,14 +27,21 @@ def _post(client, body, agent=None):
 
 
 def _snapshot():
-    return (list(Preferences.objects.unscoped().values()), list(Credential.objects.unscoped().values()),
-            AuditEvent.objects.unscoped().filter(action__startswith="llm.").count())
+    return (
+        list(Preferences.objects.unscoped().values()),
+        list(Credential.objects.unscoped().values()),
+        AuditEvent.objects.unscoped().filter(action__startswith="llm.").count(),
+    )
 
 
 def test_defaults_when_nothing_is_saved(manage_client, plan_allows):
     body = manage_client.get(URL).json()
     assert (body["mode"], body["model"], body["temperature"], body["max_tokens"]) == (
-        "platform", "anthropic:claude-sonnet-4.5", 0.7, 4096)
+        "platform",
+        "anthropic:claude-sonnet-4.5",
+        0.7,
+        4096,
+    )
     assert body["saved"] is False
     assert body["fallbacks"] == []
     assert body["eu_only"] is False
@@ -50,18 +57,33 @@ def test_free_plan_shows_platform_mode_unavailable(manage_client):
 
 
 def test_save_platform_mode(manage_client, plan_allows):
-    response = _post(manage_client, {"mode": "platform", "model": "openai:gpt-5", "temperature": 0.2,
-                                      "max_tokens": 2000, "fallbacks": ["anthropic:claude-haiku-4.5"]})
+    response = _post(
+        manage_client,
+        {
+            "mode": "platform",
+            "model": "openai:gpt-5",
+            "temperature": 0.2,
+            "max_tokens": 2000,
+            "fallbacks": ["anthropic:claude-haiku-4.5"],
+        },
+    )
     assert response.status_code == 200, response.json()
     body = manage_client.get(URL).json()
     assert (body["mode"], body["model"], body["temperature"], body["max_tokens"], body["saved"]) == (
-        "platform", "openai:gpt-5", 0.2, 2000, True)
+        "platform",
+        "openai:gpt-5",
+        0.2,
+        2000,
+        True,
+    )
     assert body["fallbacks"] == ["anthropic:claude-haiku-4.5"]
     assert body["model_info"]["name"] == "GPT-5"
 
 
 def test_save_byok_with_an_inline_key(manage_client):
-    response = _post(manage_client, {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": SECRET})
+    response = _post(
+        manage_client, {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": SECRET}
+    )
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["mode"] == "byok"
@@ -74,26 +96,51 @@ def test_save_byok_with_an_inline_key(manage_client):
 
 
 def test_save_byok_through_openrouter(manage_client):
-    manage_client.post("/api/llm/credentials", {"kind": "openrouter", "api_key": "sk-or-v1-abcdefghijklmnop"},
-                       format="json")
-    response = _post(manage_client, {"mode": "byok", "model": "openrouter:meta-llama/llama-3.1-70b-instruct",
-                                     "fallbacks": ["google:gemini-2.5-flash"]})
+    manage_client.post(
+        "/api/llm/credentials", {"kind": "openrouter", "api_key": "sk-or-v1-abcdefghijklmnop"}, format="json"
+    )
+    response = _post(
+        manage_client,
+        {
+            "mode": "byok",
+            "model": "openrouter:meta-llama/llama-3.1-70b-instruct",
+            "fallbacks": ["google:gemini-2.5-flash"],
+        },
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["api_key_masked"] == "sk-…mnop"
 
 
-@pytest.mark.parametrize("endpoint", [
-    {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1", "api_key": "vllm-token-123456789"},
-    {"kind": "ollama", "base_url": "http://127.0.0.1:11434/v1"},
-    {"kind": "azure_openai", "base_url": "https://acme.openai.azure.com", "api_key": "azure-key-1234567890",
-     "deployment": "gpt-4o-prod", "api_version": "2024-10-21"},
-    {"kind": "bedrock", "region": "eu-central-1", "access_key_id": "AKIAEXAMPLE0000",
-     "secret_access_key": "bedrock-secret-abcdefgh1234"},
-])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        {
+            "kind": "openai_compatible",
+            "base_url": "http://127.0.0.1:8000/v1",
+            "api_key": "vllm-token-123456789",
+        },
+        {"kind": "ollama", "base_url": "http://127.0.0.1:11434/v1"},
+        {
+            "kind": "azure_openai",
+            "base_url": "https://acme.openai.azure.com",
+            "api_key": "azure-key-1234567890",
+            "deployment": "gpt-4o-prod",
+            "api_version": "2024-10-21",
+        },
+        {
+            "kind": "bedrock",
+            "region": "eu-central-1",
+            "access_key_id": "AKIAEXAMPLE0000",
+            "secret_access_key": "bedrock-secret-abcdefgh1234",
+        },
+    ],
+)
 def test_save_custom_mode(manage_client, endpoint):
     model = "ollama:llama3:8b" if endpoint["kind"] == "ollama" else "my-model"
-    response = _post(manage_client, {"mode": "custom", "model": model, "custom_endpoint": {
-        **endpoint, "input_usd_per_mtok": 0.5}})
+    response = _post(
+        manage_client,
+        {"mode": "custom", "model": model, "custom_endpoint": {**endpoint, "input_usd_per_mtok": 0.5}},
+    )
     assert response.status_code == 200, response.json()
     body = manage_client.get(URL).json()
     ce = body["custom_endpoint"]
@@ -111,10 +158,22 @@ def test_save_custom_mode(manage_client, endpoint):
 
 def test_custom_endpoint_change_keeps_the_stored_key(manage_client):
     # On the same origin only: moving it elsewhere needs the key again (tests/security/test_secret_binding.py).
-    _post(manage_client, {"mode": "custom", "model": "m", "custom_endpoint": {
-        "kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1", "api_key": "vllm-token-123456789"}})
-    response = _post(manage_client, {"custom_endpoint": {"kind": "openai_compatible",
-                                                         "base_url": "http://127.0.0.1:8000/openai/v1"}})
+    _post(
+        manage_client,
+        {
+            "mode": "custom",
+            "model": "m",
+            "custom_endpoint": {
+                "kind": "openai_compatible",
+                "base_url": "http://127.0.0.1:8000/v1",
+                "api_key": "vllm-token-123456789",
+            },
+        },
+    )
+    response = _post(
+        manage_client,
+        {"custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/openai/v1"}},
+    )
     assert response.status_code == 200
     assert response.json()["custom_endpoint"]["api_key_masked"] == "vll…6789"
     assert Credential.objects.unscoped().count() == 1
@@ -141,30 +200,59 @@ INVALID = [
     ("max_tokens too low", {"max_tokens": 99}, "max_tokens", None),
     ("max_tokens too high", {"max_tokens": 128001}, "max_tokens", None),
     ("max_tokens not whole", {"max_tokens": 1000.5}, "max_tokens", None),
-    ("max_tokens above the model's output limit", {"model": "mistral:mistral-large", "max_tokens": 40000},
-     "max_tokens", None),
+    (
+        "max_tokens above the model's output limit",
+        {"model": "mistral:mistral-large", "max_tokens": 40000},
+        "max_tokens",
+        None,
+    ),
     ("fallbacks not a list", {"fallbacks": "openai:gpt-5"}, "fallbacks", None),
     ("fallback unknown", {"fallbacks": ["nope:nope"]}, "fallbacks", None),
     ("fallback equals primary", {"fallbacks": ["anthropic:claude-sonnet-4.5"]}, "fallbacks", None),
     ("eu_only not boolean", {"eu_only": "yes"}, "eu_only", None),
     ("unknown field", {"colour": "blue"}, "colour", None),
     ("byok without a key", {"mode": "byok", "model": "openai:gpt-5"}, "api_key", None),
-    ("byok key with spaces", {"mode": "byok", "model": "openai:gpt-5", "api_key": "sk-abc def ghi jkl"},
-     "api_key", None),
-    ("byok fallback without a key", {"mode": "byok", "model": "openai:gpt-5", "api_key": "sk-test-abcdefghijkl",
-                                     "fallbacks": ["google:gemini-2.5-flash"]}, "fallbacks", None),
-    ("byok with an OpenRouter model and no OpenRouter key", {"mode": "byok", "model": "openrouter:x/y",
-                                                             "api_key_provider": "openai"}, "api_key", None),
+    (
+        "byok key with spaces",
+        {"mode": "byok", "model": "openai:gpt-5", "api_key": "sk-abc def ghi jkl"},
+        "api_key",
+        None,
+    ),
+    (
+        "byok fallback without a key",
+        {
+            "mode": "byok",
+            "model": "openai:gpt-5",
+            "api_key": "sk-test-abcdefghijkl",
+            "fallbacks": ["google:gemini-2.5-flash"],
+        },
+        "fallbacks",
+        None,
+    ),
+    (
+        "byok with an OpenRouter model and no OpenRouter key",
+        {"mode": "byok", "model": "openrouter:x/y", "api_key_provider": "openai"},
+        "api_key",
+        None,
+    ),
     ("custom without an endpoint", {"mode": "custom", "model": "m"}, "custom_endpoint", None),
-    ("custom endpoint kind", {"mode": "custom", "model": "m", "custom_endpoint": {"kind": "ftp"}},
-     "custom_endpoint", None),
+    (
+        "custom endpoint kind",
+        {"mode": "custom", "model": "m", "custom_endpoint": {"kind": "ftp"}},
+        "custom_endpoint",
+        None,
+    ),
     ("ollama model outside custom mode", {"model": "ollama:llama3:8b"}, "model", None),
 ]
 
 
 @pytest.mark.parametrize(("label", "body", "field", "setup"), INVALID, ids=[i[0] for i in INVALID])
-def test_invalid_input_is_a_field_error_and_changes_nothing(manage_client, plan_allows, label, body, field, setup):
-    assert _post(manage_client, {"mode": "platform", "model": "anthropic:claude-sonnet-4.5"}).status_code == 200
+def test_invalid_input_is_a_field_error_and_changes_nothing(
+    manage_client, plan_allows, label, body, field, setup
+):
+    assert (
+        _post(manage_client, {"mode": "platform", "model": "anthropic:claude-sonnet-4.5"}).status_code == 200
+    )
     if setup:
         setup()
     before = _snapshot()
@@ -175,16 +263,33 @@ def test_invalid_input_is_a_field_error_and_changes_nothing(manage_client, plan_
     assert _snapshot() == before
 
 
-@pytest.mark.parametrize(("endpoint", "field"), [
-    ({"kind": "openai_compatible"}, "base_url"),
-    ({"kind": "openai_compatible", "base_url": "file:///etc/passwd"}, "base_url"),
-    ({"kind": "azure_openai", "base_url": "https://a.openai.azure.com", "api_key": "k" * 20,
-      "api_version": "2024-10-21"}, "deployment"),
-    ({"kind": "azure_openai", "base_url": "https://a.openai.azure.com", "deployment": "d",
-      "api_version": "2024-10-21"}, "api_key"),
-    ({"kind": "bedrock", "region": "eu-central-1", "access_key_id": "AKIA"}, "secret_access_key"),
-    ({"kind": "bedrock", "access_key_id": "AKIA", "secret_access_key": "s" * 20}, "region"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "field"),
+    [
+        ({"kind": "openai_compatible"}, "base_url"),
+        ({"kind": "openai_compatible", "base_url": "file:///etc/passwd"}, "base_url"),
+        (
+            {
+                "kind": "azure_openai",
+                "base_url": "https://a.openai.azure.com",
+                "api_key": "k" * 20,
+                "api_version": "2024-10-21",
+            },
+            "deployment",
+        ),
+        (
+            {
+                "kind": "azure_openai",
+                "base_url": "https://a.openai.azure.com",
+                "deployment": "d",
+                "api_version": "2024-10-21",
+            },
+            "api_key",
+        ),
+        ({"kind": "bedrock", "region": "eu-central-1", "access_key_id": "AKIA"}, "secret_access_key"),
+        ({"kind": "bedrock", "access_key_id": "AKIA", "secret_access_key": "s" * 20}, "region"),
+    ],
+)
 def test_incomplete_custom_endpoint_names_the_nested_field(manage_client, endpoint, field):
     before = _snapshot()
     response = _post(manage_client, {"mode": "custom", "model": "m", "custom_endpoint": endpoint})
@@ -219,8 +324,12 @@ def test_tenant_eu_residency_applies_even_when_the_request_says_otherwise(manage
 
 
 def test_custom_endpoint_must_be_marked_eu_hosted_when_eu_is_required(manage_client):
-    body = {"mode": "custom", "model": "m", "eu_only": True, "custom_endpoint": {
-        "kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"}}
+    body = {
+        "mode": "custom",
+        "model": "m",
+        "eu_only": True,
+        "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"},
+    }
     response = _post(manage_client, body)
     assert response.status_code == 400
     assert "eu_hosted" in response.json()["custom_endpoint"]
@@ -233,7 +342,9 @@ def test_agent_preferences_inherit_then_override(manage_client, plan_allows, age
     inherited = manage_client.get(URL + "?agent=support-bot").json()
     assert inherited["inherited"] is True
     assert inherited["model"] == "openai:gpt-5"
-    response = _post(manage_client, {"model": "anthropic:claude-haiku-4.5", "temperature": 0.1}, agent="support-bot")
+    response = _post(
+        manage_client, {"model": "anthropic:claude-haiku-4.5", "temperature": 0.1}, agent="support-bot"
+    )
     assert response.status_code == 200
     assert response.json()["agent"] == "support-bot"
     assert manage_client.get(URL + "?agent=support-bot").json()["model"] == "anthropic:claude-haiku-4.5"

@@ -16,7 +16,17 @@ from tenants.audit import SYSTEM
 
 pytestmark = pytest.mark.django_db
 
-PLATFORM_KEYS = ("ANTHROPIC", "OPENAI", "GOOGLE", "MISTRAL", "OPENROUTER", "COHERE", "DEEPSEEK", "XAI", "OLLAMA")
+PLATFORM_KEYS = (
+    "ANTHROPIC",
+    "OPENAI",
+    "GOOGLE",
+    "MISTRAL",
+    "OPENROUTER",
+    "COHERE",
+    "DEEPSEEK",
+    "XAI",
+    "OLLAMA",
+)
 
 
 @pytest.fixture
@@ -54,9 +64,17 @@ def test_default_is_the_platform_default_model(tenant, keys):
     route = resolve(tenant, "default")
     (t,) = route.targets
     assert (route.name, t.model_id, t.provider, t.protocol, t.mode) == (
-        "default", "anthropic:claude-sonnet-4.5", "anthropic", "anthropic", "platform")
-    assert (t.base_url, t.upstream_model, t.api_key) == ("https://api.anthropic.com", "claude-sonnet-4-5",
-                                                          "sk-platform-anthropic-0000")
+        "default",
+        "anthropic:claude-sonnet-4.5",
+        "anthropic",
+        "anthropic",
+        "platform",
+    )
+    assert (t.base_url, t.upstream_model, t.api_key) == (
+        "https://api.anthropic.com",
+        "claude-sonnet-4-5",
+        "sk-platform-anthropic-0000",
+    )
     assert (t.input_usd_per_mtok, t.output_usd_per_mtok) == (Decimal(3), Decimal(15))
     assert t.params == {"temperature": 0.7, "max_tokens": 4096}
     assert t.max_output_tokens == 64000
@@ -75,7 +93,11 @@ def test_platform_without_the_providers_key_goes_through_openrouter(tenant, keys
     keys("OPENROUTER")
     t = resolve(tenant, "anthropic:claude-sonnet-4.5").targets[0]
     assert (t.provider, t.upstream_model, t.base_url, t.model_id) == (
-        "openrouter", "anthropic/claude-sonnet-4.5", "https://openrouter.ai/api/v1", "anthropic:claude-sonnet-4.5")
+        "openrouter",
+        "anthropic/claude-sonnet-4.5",
+        "https://openrouter.ai/api/v1",
+        "anthropic:claude-sonnet-4.5",
+    )
     assert t.input_usd_per_mtok == Decimal(3)
 
 
@@ -95,8 +117,14 @@ def test_platform_disabled_on_the_installation(tenant, keys, settings):
 
 def test_default_with_fallbacks_and_params(tenant, keys):
     keys("OPENAI", "ANTHROPIC")
-    save(tenant, mode="platform", model="openai:gpt-5", temperature=0.2, max_tokens=1000,
-         fallbacks=["anthropic:claude-haiku-4.5"])
+    save(
+        tenant,
+        mode="platform",
+        model="openai:gpt-5",
+        temperature=0.2,
+        max_tokens=1000,
+        fallbacks=["anthropic:claude-haiku-4.5"],
+    )
     route = resolve(tenant, "default")
     assert [t.model_id for t in route.targets] == ["openai:gpt-5", "anthropic:claude-haiku-4.5"]
     assert all(t.params == {"temperature": 0.2, "max_tokens": 1000} for t in route.targets)
@@ -106,29 +134,44 @@ def test_default_with_fallbacks_and_params(tenant, keys):
 def test_byok_uses_the_tenants_key(tenant, keys):
     save(tenant, mode="byok", model="anthropic:claude-haiku-4.5", api_key="sk-ant-tenant-key-123456")
     t = resolve(tenant, "default").targets[0]
-    assert (t.mode, t.provider, t.api_key, t.upstream_model) == ("byok", "anthropic", "sk-ant-tenant-key-123456",
-                                                                 "claude-haiku-4-5")
+    assert (t.mode, t.provider, t.api_key, t.upstream_model) == (
+        "byok",
+        "anthropic",
+        "sk-ant-tenant-key-123456",
+        "claude-haiku-4-5",
+    )
     assert t.credential_id is not None
     assert "sk-ant-tenant" not in repr(t)
 
 
 def test_byok_falls_back_to_the_openrouter_key(tenant, keys):
-    credential_create(tenant=tenant, actor=SYSTEM, kind="openrouter", data={"api_key": "sk-or-v1-tenant-1234"})
+    credential_create(
+        tenant=tenant, actor=SYSTEM, kind="openrouter", data={"api_key": "sk-or-v1-tenant-1234"}
+    )
     save(tenant, mode="byok", model="google:gemini-2.5-flash")
     t = resolve(tenant, "google:gemini-2.5-flash").targets[0]
     assert (t.provider, t.upstream_model, t.api_key, t.eu_hosted) == (
-        "openrouter", "google/gemini-2.5-flash", "sk-or-v1-tenant-1234", False)
+        "openrouter",
+        "google/gemini-2.5-flash",
+        "sk-or-v1-tenant-1234",
+        False,
+    )
     with pytest.raises(RouteError) as exc:
         resolve(tenant, "cohere:embed-v4.0", embeddings=True)  # no OpenRouter id, no Cohere key
     assert exc.value.code == "credential_missing"
 
 
 def test_openrouter_names(tenant, keys):
-    credential_create(tenant=tenant, actor=SYSTEM, kind="openrouter", data={"api_key": "sk-or-v1-tenant-1234"})
+    credential_create(
+        tenant=tenant, actor=SYSTEM, kind="openrouter", data={"api_key": "sk-or-v1-tenant-1234"}
+    )
     save(tenant, mode="byok", model="openai:gpt-5")
     unknown = resolve(tenant, "openrouter:meta-llama/llama-3.1-70b-instruct").targets[0]
     assert (unknown.upstream_model, unknown.input_usd_per_mtok, unknown.mode) == (
-        "meta-llama/llama-3.1-70b-instruct", None, "byok")
+        "meta-llama/llama-3.1-70b-instruct",
+        None,
+        "byok",
+    )
     known = resolve(tenant, "openrouter:openai/gpt-5").targets[0]
     assert known.input_usd_per_mtok == Decimal("1.25")
 
@@ -136,18 +179,39 @@ def test_openrouter_names(tenant, keys):
 def test_openrouter_names_in_platform_mode_use_the_platform_key(tenant, keys):
     keys("OPENROUTER")
     t = resolve(tenant, "openrouter:x-ai/grok-4-fast").targets[0]
-    assert (t.mode, t.api_key, t.output_usd_per_mtok) == ("platform", "sk-platform-openrouter-0000", Decimal("0.5"))
+    assert (t.mode, t.api_key, t.output_usd_per_mtok) == (
+        "platform",
+        "sk-platform-openrouter-0000",
+        Decimal("0.5"),
+    )
 
 
 def test_custom_mode(tenant, keys):
-    save(tenant, mode="custom", model="llama-3.3-70b", custom_endpoint={
-        "kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1", "api_key": "vllm-token-123456",
-        "input_usd_per_mtok": 0.4, "headers": {"X-Team": "ml"}})
+    save(
+        tenant,
+        mode="custom",
+        model="llama-3.3-70b",
+        custom_endpoint={
+            "kind": "openai_compatible",
+            "base_url": "http://127.0.0.1:8000/v1",
+            "api_key": "vllm-token-123456",
+            "input_usd_per_mtok": 0.4,
+            "headers": {"X-Team": "ml"},
+        },
+    )
     t = resolve(tenant, "default").targets[0]
     assert (t.model_id, t.provider, t.protocol, t.upstream_model, t.mode) == (
-        "custom:llama-3.3-70b", "openai_compatible", "openai_compat", "llama-3.3-70b", "custom")
-    assert (t.api_key, t.input_usd_per_mtok, t.output_usd_per_mtok) == ("vllm-token-123456", Decimal("0.4"),
-                                                                         Decimal(0))
+        "custom:llama-3.3-70b",
+        "openai_compatible",
+        "openai_compat",
+        "llama-3.3-70b",
+        "custom",
+    )
+    assert (t.api_key, t.input_usd_per_mtok, t.output_usd_per_mtok) == (
+        "vllm-token-123456",
+        Decimal("0.4"),
+        Decimal(0),
+    )
     assert t.options == {"headers": {"X-Team": "ml"}}
     assert "X-Team" not in repr(t)
     assert resolve(tenant, "qwen2.5:7b").targets[0].upstream_model == "qwen2.5:7b"
@@ -155,33 +219,73 @@ def test_custom_mode(tenant, keys):
 
 
 def test_custom_azure_and_bedrock_options(tenant, keys):
-    save(tenant, mode="custom", model="gpt-4o", custom_endpoint={
-        "kind": "azure_openai", "base_url": "https://acme.openai.azure.com", "api_key": "azure-key-1234567890",
-        "deployment": "gpt4o-prod", "api_version": "2024-10-21"})
+    save(
+        tenant,
+        mode="custom",
+        model="gpt-4o",
+        custom_endpoint={
+            "kind": "azure_openai",
+            "base_url": "https://acme.openai.azure.com",
+            "api_key": "azure-key-1234567890",
+            "deployment": "gpt4o-prod",
+            "api_version": "2024-10-21",
+        },
+    )
     t = resolve(tenant, "default").targets[0]
-    assert (t.protocol, t.options) == ("azure_openai", {"deployment": "gpt4o-prod", "api_version": "2024-10-21"})
-    save(tenant, custom_endpoint={"kind": "bedrock", "region": "eu-central-1", "access_key_id": "AKIA0000",
-                                  "secret_access_key": "bedrock-secret-000000"}, model="anthropic.claude-v2")
+    assert (t.protocol, t.options) == (
+        "azure_openai",
+        {"deployment": "gpt4o-prod", "api_version": "2024-10-21"},
+    )
+    save(
+        tenant,
+        custom_endpoint={
+            "kind": "bedrock",
+            "region": "eu-central-1",
+            "access_key_id": "AKIA0000",
+            "secret_access_key": "bedrock-secret-000000",
+        },
+        model="anthropic.claude-v2",
+    )
     t = resolve(tenant, "default").targets[0]
     assert t.protocol == "bedrock"
     assert t.eu_hosted is True
-    assert t.options == {"region": "eu-central-1", "access_key_id": "AKIA0000",
-                         "secret_access_key": "bedrock-secret-000000"}
+    assert t.options == {
+        "region": "eu-central-1",
+        "access_key_id": "AKIA0000",
+        "secret_access_key": "bedrock-secret-000000",
+    }
     assert t.base_url == "https://bedrock-runtime.eu-central-1.amazonaws.com"
 
 
 def test_ollama_names(tenant, keys):
-    credential_create(tenant=tenant, actor=SYSTEM, kind="ollama", data={"base_url": "http://127.0.0.1:11434/v1"})
+    credential_create(
+        tenant=tenant, actor=SYSTEM, kind="ollama", data={"base_url": "http://127.0.0.1:11434/v1"}
+    )
     t = resolve(tenant, "ollama:llama3:8b").targets[0]
     assert (t.model_id, t.upstream_model, t.base_url, t.mode, t.input_usd_per_mtok) == (
-        "ollama:llama3:8b", "llama3:8b", "http://127.0.0.1:11434/v1", "custom", Decimal(0))
+        "ollama:llama3:8b",
+        "llama3:8b",
+        "http://127.0.0.1:11434/v1",
+        "custom",
+        Decimal(0),
+    )
 
 
 def test_named_route_with_weights_and_cache(tenant, keys):
     keys("OPENAI", "GOOGLE", "ANTHROPIC")
-    route_create(tenant=tenant, actor=SYSTEM, data={"name": "summaries", "cache_ttl_seconds": 120, "targets": [
-        {"model": "openai:gpt-5-mini", "weight": 70, "params": {"temperature": 0}},
-        {"model": "google:gemini-2.5-flash", "weight": 30}, {"model": "anthropic:claude-haiku-4.5"}]})
+    route_create(
+        tenant=tenant,
+        actor=SYSTEM,
+        data={
+            "name": "summaries",
+            "cache_ttl_seconds": 120,
+            "targets": [
+                {"model": "openai:gpt-5-mini", "weight": 70, "params": {"temperature": 0}},
+                {"model": "google:gemini-2.5-flash", "weight": 30},
+                {"model": "anthropic:claude-haiku-4.5"},
+            ],
+        },
+    )
     route = resolve(tenant, "route:summaries")
     assert route.name == "route:summaries"
     assert route.weighted
@@ -201,8 +305,10 @@ def test_unknown_model_is_a_route_error(tenant, keys):
 
 def test_embeddings(tenant, keys):
     keys("OPENAI", "ANTHROPIC")
-    assert resolve(tenant, "openai:text-embedding-3-small", embeddings=True).targets[0].upstream_model == \
-        "text-embedding-3-small"
+    assert (
+        resolve(tenant, "openai:text-embedding-3-small", embeddings=True).targets[0].upstream_model
+        == "text-embedding-3-small"
+    )
     assert resolve(tenant, "default", embeddings=True).targets[0].capabilities == ("embeddings",)
     with pytest.raises(RouteError):
         resolve(tenant, "openai:gpt-5", embeddings=True)
@@ -237,8 +343,11 @@ def test_eu_only_tenant_never_gets_a_non_eu_target(tenant, keys):
 def test_eu_only_drops_non_eu_fallbacks_and_refuses_openrouter_detours(tenant, keys):
     keys("OPENAI", "OPENROUTER")  # no MISTRAL key: Mistral would go through OpenRouter, which is not EU
     save(tenant, mode="platform", model="openai:gpt-5", fallbacks=["anthropic:claude-haiku-4.5"])
-    route_create(tenant=tenant, actor=SYSTEM, data={"name": "chat", "targets": [
-        "mistral:mistral-large", "openai:gpt-5"]})
+    route_create(
+        tenant=tenant,
+        actor=SYSTEM,
+        data={"name": "chat", "targets": ["mistral:mistral-large", "openai:gpt-5"]},
+    )
     tenant.eu_only = True
     tenant.save()
     versions.bump_config_version(tenant.id)
@@ -273,8 +382,12 @@ def test_warm_resolution_runs_no_query(tenant, keys, django_assert_num_queries):
 def test_call_time_ssrf_check_when_dns_changes(tenant, keys, dns, settings):
     settings.ALLOW_PRIVATE_ENDPOINTS = False
     dns["llm.example.com"] = ["93.184.216.34"]
-    save(tenant, mode="custom", model="m", custom_endpoint={"kind": "openai_compatible",
-                                                             "base_url": "https://llm.example.com/v1"})
+    save(
+        tenant,
+        mode="custom",
+        model="m",
+        custom_endpoint={"kind": "openai_compatible", "base_url": "https://llm.example.com/v1"},
+    )
     assert resolve(tenant, "default").targets[0].base_url == "https://llm.example.com/v1"
     dns["llm.example.com"] = ["10.0.0.7"]
     from llm.config import ssrf

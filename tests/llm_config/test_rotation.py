@@ -12,7 +12,11 @@ from tenants.audit import SYSTEM
 
 pytestmark = pytest.mark.django_db
 
-OLD, NEW, NEWER = "old-master-key-aaaaaaaaaaaaaaaa", "new-master-key-bbbbbbbbbbbbbbbb", "newer-master-key-ccccccccc"
+OLD, NEW, NEWER = (
+    "old-master-key-aaaaaaaaaaaaaaaa",
+    "new-master-key-bbbbbbbbbbbbbbbb",
+    "newer-master-key-ccccccccc",
+)
 
 
 def _forget():
@@ -28,8 +32,12 @@ def _secret(pk: int) -> str:
 @pytest.fixture
 def stored(settings, tenant, other_tenant):
     settings.CRYPTOGRAPHY_KEYS = [OLD]
-    a = credential_create(tenant=tenant, actor=SYSTEM, kind="openai", data={"api_key": "sk-tenant-a-secret-1"})
-    b = credential_create(tenant=other_tenant, actor=SYSTEM, kind="openai", data={"api_key": "sk-tenant-b-secret-2"})
+    a = credential_create(
+        tenant=tenant, actor=SYSTEM, kind="openai", data={"api_key": "sk-tenant-a-secret-1"}
+    )
+    b = credential_create(
+        tenant=other_tenant, actor=SYSTEM, kind="openai", data={"api_key": "sk-tenant-b-secret-2"}
+    )
     return a, b
 
 

@@ -14,8 +14,14 @@ PASSWORD = "a-sturdy-passphrase-42"
 
 
 def _signup(client, **overrides):
-    data = {"name": "Ada", "email": "ada@example.com", "password": PASSWORD, "tenant_name": "Acme AI",
-            "tenant_slug": "acme-ai", **overrides}
+    data = {
+        "name": "Ada",
+        "email": "ada@example.com",
+        "password": PASSWORD,
+        "tenant_name": "Acme AI",
+        "tenant_slug": "acme-ai",
+        **overrides,
+    }
     return client.post("/signup/", data)
 
 
@@ -41,11 +47,14 @@ def test_signup_creates_user_tenant_owner_and_logs_in(client):
     assert "Acme AI" in client.get("/dashboard/").content.decode()
 
 
-@pytest.mark.parametrize(("overrides", "field_text"), [
-    ({"password": "password"}, "too common"),
-    ({"password": "short"}, "too short"),
-    ({"tenant_slug": "Not A Slug"}, "lowercase"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field_text"),
+    [
+        ({"password": "password"}, "too common"),
+        ({"password": "short"}, "too short"),
+        ({"tenant_slug": "Not A Slug"}, "lowercase"),
+    ],
+)
 def test_signup_errors_are_shown_and_nothing_is_created(client, overrides, field_text):
     response = _signup(client, **overrides)
     assert response.status_code == 400
@@ -83,8 +92,10 @@ def test_password_reset_sends_a_working_link(client):
     link = re.search(r"https?://[^/]+(/password-reset/\S+/)", mail.outbox[0].body).group(1)
     form = client.get(link, follow=True)
     assert form.status_code == 200
-    done = client.post(form.redirect_chain[-1][0], {"new_password1": "another-long-secret-9",
-                                                    "new_password2": "another-long-secret-9"})
+    done = client.post(
+        form.redirect_chain[-1][0],
+        {"new_password1": "another-long-secret-9", "new_password2": "another-long-secret-9"},
+    )
     assert done.status_code == 302
     assert User.objects.get(email="carol@example.com").check_password("another-long-secret-9")
 
@@ -134,7 +145,9 @@ def test_expired_invitation_changes_nothing(tenant, monkeypatch, django_capture_
 
 def test_role_change_and_last_owner_protection(tenant, make_user):
     owner = _owner(tenant)
-    member = Membership.objects.unscoped().create(tenant=tenant, user=make_user("m@example.com"), role="member")
+    member = Membership.objects.unscoped().create(
+        tenant=tenant, user=make_user("m@example.com"), role="member"
+    )
     owner.post(f"/members/{member.id}/role/", {"role": "billing"})
     member.refresh_from_db()
     assert member.role == "billing"
@@ -265,8 +278,10 @@ def test_routes_page_create_edit_export_import_and_errors(tenant):
     bad = client.post("/routes/", {"action": "save", "name": "Bad Name", "targets": ""})
     assert bad.status_code == 400
     assert Route.objects.unscoped().filter(tenant=tenant).count() == 0
-    ok = client.post("/routes/", {"action": "save", "name": "chat",
-                                  "targets": "openai:gpt-5-mini 70\nanthropic:claude-haiku-4.5 30"})
+    ok = client.post(
+        "/routes/",
+        {"action": "save", "name": "chat", "targets": "openai:gpt-5-mini 70\nanthropic:claude-haiku-4.5 30"},
+    )
     assert ok.status_code == 302
     route = Route.objects.unscoped().get(tenant=tenant, name="chat")
     assert [t["weight"] for t in route.targets] == [70, 30]
@@ -294,7 +309,9 @@ def test_alert_webhook_setting_and_notifications_page(tenant):
     assert secret[-4:] in later
     refused = client.post("/billing/", {"action": "webhook", "url": "ftp://nope"})
     assert refused.status_code == 400
-    notification_create(tenant=tenant, title="Warn cap crossed", body="You used 200,000 TCU.", level="warning")
+    notification_create(
+        tenant=tenant, title="Warn cap crossed", body="You used 200,000 TCU.", level="warning"
+    )
     page = client.get("/notifications/").content.decode()
     assert "Warn cap crossed" in page
     assert "Mark read" in page

@@ -14,20 +14,38 @@ GOOD = "sk-test-good"
 # Built at run time so that no committed line looks like a real AWS key id; the fake accepts the AKIATEST prefix.
 TEST_ACCESS_KEY = "AKIA" + "TEST" + "EXAMPLE00001"
 WRONG_ACCESS_KEY = "AKIA" + "WRONG" + "EXAMPLE0001"
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
 def _target(fake, protocol: str, model: str = "gpt-fake", key: str = GOOD, **kw) -> Target:
-    base = {"openai_compat": fake.url + "/v1", "anthropic": fake.url, "azure_openai": fake.url,
-            "gemini": fake.url, "cohere": fake.url, "bedrock": fake.url}[protocol]
+    base = {
+        "openai_compat": fake.url + "/v1",
+        "anthropic": fake.url,
+        "azure_openai": fake.url,
+        "gemini": fake.url,
+        "cohere": fake.url,
+        "bedrock": fake.url,
+    }[protocol]
     options: dict = {"deployment": model, "api_version": "2024-10-21"} if protocol == "azure_openai" else {}
     if protocol == "bedrock":
-        options = {"region": "eu-central-1", "secret_access_key": key,
-                   "access_key_id": TEST_ACCESS_KEY if key.startswith("sk-test-") else WRONG_ACCESS_KEY}
-    return Target(provider=protocol, protocol=protocol, base_url=base, api_key=key, model=model, options=options,
-                  **kw)
+        options = {
+            "region": "eu-central-1",
+            "secret_access_key": key,
+            "access_key_id": TEST_ACCESS_KEY if key.startswith("sk-test-") else WRONG_ACCESS_KEY,
+        }
+    return Target(
+        provider=protocol, protocol=protocol, base_url=base, api_key=key, model=model, options=options, **kw
+    )
 
 
 def run(coro):
@@ -43,7 +61,9 @@ PROTOCOLS = ["openai_compat", "anthropic", "azure_openai", "gemini", "cohere", "
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_chat(fake, protocol):
-    result = run(get_adapter(protocol).chat(_target(fake, protocol), {"messages": MESSAGES, "temperature": 0.2}))
+    result = run(
+        get_adapter(protocol).chat(_target(fake, protocol), {"messages": MESSAGES, "temperature": 0.2})
+    )
     assert result["choices"][0]["message"]["content"].startswith("Hello from fake")
     assert result["choices"][0]["finish_reason"] == "stop"
     assert result["usage"]["prompt_tokens"] == 12
@@ -61,12 +81,26 @@ def test_stream_reassembles_and_ends_with_usage(fake, protocol):
 
 
 def test_anthropic_request_is_converted_to_the_native_shape(fake):
-    body = {"messages": [*MESSAGES,
-                         {"role": "assistant", "content": None, "tool_calls": [
-                             {"id": "call_1", "type": "function",
-                              "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
-                         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],
-            "tools": TOOLS, "stop": "END", "max_tokens": 50}
+    body = {
+        "messages": [
+            *MESSAGES,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        "tools": TOOLS,
+        "stop": "END",
+        "max_tokens": 50,
+    }
     run(get_adapter("anthropic").chat(_target(fake, "anthropic"), body))
     path, headers, native = fake.requests[-1]
     assert path == "/v1/messages"
@@ -76,31 +110,56 @@ def test_anthropic_request_is_converted_to_the_native_shape(fake):
     assert native["max_tokens"] == 50
     assert native["stop_sequences"] == ["END"]
     assert native["tools"][0]["input_schema"]["properties"]["city"]["type"] == "string"
-    assert native["messages"][1]["content"][0] == {"type": "tool_use", "id": "call_1", "name": "get_weather",
-                                                   "input": {"city": "Oslo"}}
-    assert native["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": "call_1",
-                                                   "content": "sunny"}
+    assert native["messages"][1]["content"][0] == {
+        "type": "tool_use",
+        "id": "call_1",
+        "name": "get_weather",
+        "input": {"city": "Oslo"},
+    }
+    assert native["messages"][2]["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": "call_1",
+        "content": "sunny",
+    }
 
 
 @pytest.mark.parametrize("protocol", ["openai_compat", "anthropic", "gemini", "bedrock"])
 def test_tool_calls_come_back_in_openai_shape(fake, protocol):
-    result = run(get_adapter(protocol).chat(_target(fake, protocol, model="tool"),
-                                            {"messages": MESSAGES, "tools": TOOLS}))
+    result = run(
+        get_adapter(protocol).chat(
+            _target(fake, protocol, model="tool"), {"messages": MESSAGES, "tools": TOOLS}
+        )
+    )
     call = result["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "get_weather"
     assert '"Paris"' in call["function"]["arguments"]
     assert result["choices"][0]["finish_reason"] == "tool_calls"
-    chunks = run(_collect(get_adapter(protocol).stream_chat(_target(fake, protocol, model="tool"),
-                                                            {"messages": MESSAGES, "tools": TOOLS})))
-    deltas = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c["choices"]
-              and c["choices"][0]["delta"].get("tool_calls")]
+    chunks = run(
+        _collect(
+            get_adapter(protocol).stream_chat(
+                _target(fake, protocol, model="tool"), {"messages": MESSAGES, "tools": TOOLS}
+            )
+        )
+    )
+    deltas = [
+        c["choices"][0]["delta"]["tool_calls"][0]
+        for c in chunks
+        if c["choices"] and c["choices"][0]["delta"].get("tool_calls")
+    ]
     assert deltas[0]["function"]["name"] == "get_weather"
     assert "Paris" in "".join(d["function"].get("arguments", "") for d in deltas)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(("model", "kind"), [("fail-429", "rate_limit"), ("fail-503", "unavailable"),
-                                        ("fail-400", "bad_request"), ("missing-model", "not_found")])
+@pytest.mark.parametrize(
+    ("model", "kind"),
+    [
+        ("fail-429", "rate_limit"),
+        ("fail-503", "unavailable"),
+        ("fail-400", "bad_request"),
+        ("missing-model", "not_found"),
+    ],
+)
 def test_error_kinds(fake, protocol, model, kind):
     with pytest.raises(ProviderError) as info:
         run(get_adapter(protocol).chat(_target(fake, protocol, model=model), {"messages": MESSAGES}))
@@ -131,7 +190,13 @@ def test_slow_first_byte_is_a_timeout(fake, protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_stream_cut_midway_is_unavailable(fake, protocol):
     with pytest.raises(ProviderError) as info:
-        run(_collect(get_adapter(protocol).stream_chat(_target(fake, protocol, model="cut"), {"messages": MESSAGES})))
+        run(
+            _collect(
+                get_adapter(protocol).stream_chat(
+                    _target(fake, protocol, model="cut"), {"messages": MESSAGES}
+                )
+            )
+        )
     assert info.value.kind == "unavailable"
 
 
@@ -139,14 +204,18 @@ def test_connection_refused_says_so():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    target = Target(provider="ollama", protocol="openai_compat", base_url=f"http://127.0.0.1:{port}/v1", model="x")
+    target = Target(
+        provider="ollama", protocol="openai_compat", base_url=f"http://127.0.0.1:{port}/v1", model="x"
+    )
     with pytest.raises(ProviderError) as info:
         run(get_adapter("openai_compat").chat(target, {"messages": MESSAGES}))
     assert info.value.kind == "unavailable"
     assert "refused" in info.value.message
 
 
-@pytest.mark.parametrize("host", ["no-such-host.invalid", "tls-gateway.invalid"])  # the name alone says nothing
+@pytest.mark.parametrize(
+    "host", ["no-such-host.invalid", "tls-gateway.invalid"]
+)  # the name alone says nothing
 def test_dns_failure_says_so(host):
     target = Target(provider="custom", protocol="openai_compat", base_url=f"http://{host}/v1", model="x")
     with pytest.raises(ProviderError) as info:
@@ -164,8 +233,12 @@ def test_embeddings(fake, protocol):
 
 
 def test_bedrock_requests_are_sigv4_signed(fake):
-    run(get_adapter("bedrock").chat(_target(fake, "bedrock", model="anthropic.claude-haiku-4-5"),
-                                    {"messages": MESSAGES, "max_tokens": 30}))
+    run(
+        get_adapter("bedrock").chat(
+            _target(fake, "bedrock", model="anthropic.claude-haiku-4-5"),
+            {"messages": MESSAGES, "max_tokens": 30},
+        )
+    )
     path, headers, native = fake.requests[-1]
     assert path == "/model/anthropic.claude-haiku-4-5/converse"
     assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={TEST_ACCESS_KEY}/")
@@ -182,8 +255,12 @@ def test_anthropic_has_no_embeddings(fake):
 
 
 def test_gemini_request_is_converted_to_the_native_shape(fake):
-    run(get_adapter("gemini").chat(_target(fake, "gemini", model="gemini-2.5-flash"),
-                                   {"messages": MESSAGES, "max_tokens": 20, "temperature": 0.1, "tools": TOOLS}))
+    run(
+        get_adapter("gemini").chat(
+            _target(fake, "gemini", model="gemini-2.5-flash"),
+            {"messages": MESSAGES, "max_tokens": 20, "temperature": 0.1, "tools": TOOLS},
+        )
+    )
     path, headers, native = fake.requests[-1]
     assert path == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert headers["x-goog-api-key"] == GOOD
@@ -194,7 +271,10 @@ def test_gemini_request_is_converted_to_the_native_shape(fake):
 
 
 def test_models_and_ollama_discovery(fake):
-    assert run(get_adapter("openai_compat").list_models(_target(fake, "openai_compat"))) == ["gpt-fake", "llama3:8b"]
+    assert run(get_adapter("openai_compat").list_models(_target(fake, "openai_compat"))) == [
+        "gpt-fake",
+        "llama3:8b",
+    ]
     assert run(ollama_tags(fake.url + "/v1")) == ["llama3:8b", "qwen2.5:7b"]
 
 

@@ -53,7 +53,9 @@ def _audit_text(tenant) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("mode", "stream"), [("json", False), ("json", True), ("text", False), ("stream", True)])
+@pytest.mark.parametrize(
+    ("mode", "stream"), [("json", False), ("json", True), ("text", False), ("stream", True)]
+)
 def test_v1_error_logs_and_audit_hold_no_secret(
     gateway_url, echo, tenant, make_key, manage_client, caplog, mode, stream
 ):

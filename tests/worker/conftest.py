@@ -37,10 +37,32 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "byok_platform", "worker", "-Q", queue, "-n", f"{queue}@localhost",
-         "--concurrency", "2",
-         "--pool", "prefork", "-l", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "byok_platform",
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@localhost",
+            "--concurrency",
+            "2",
+            "--pool",
+            "prefork",
+            "-l",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     saved = (app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.task_always_eager = False

@@ -24,7 +24,9 @@ def test_assistant_reply_is_produced_by_the_worker(celery_worker_process, pro_te
     owner = Membership.objects.unscoped().get(tenant=pro_tenant, role="owner").user
     thread = thread_create(tenant=pro_tenant, user=owner, model="openai:gpt-5-mini")
     _, reply = message_post(thread=thread, content="Hello?")
-    done = wait_for(lambda: Message.objects.unscoped().filter(id=reply.id, status__in=["done", "error"]).first())
+    done = wait_for(
+        lambda: Message.objects.unscoped().filter(id=reply.id, status__in=["done", "error"]).first()
+    )
     assert done.status == "done", done.error
     assert done.content.startswith("Hello from fake")
     assert (done.input_tokens, done.output_tokens) == (12, 5)
@@ -35,8 +37,11 @@ def test_assistant_reply_is_produced_by_the_worker(celery_worker_process, pro_te
 
 
 def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, manage_client):
-    body = {"model": "openai:gpt-5-mini", "concurrency": 2,
-            "requests": [{"messages": [{"role": "user", "content": f"item {i}"}]} for i in range(6)]}
+    body = {
+        "model": "openai:gpt-5-mini",
+        "concurrency": 2,
+        "requests": [{"messages": [{"role": "user", "content": f"item {i}"}]} for i in range(6)],
+    }
     created = manage_client.post("/api/llm/jobs", body, format="json")
     assert created.status_code == 202, created.content
     job_id = created.json()["id"]
@@ -52,8 +57,11 @@ def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, ma
 
 
 def test_cancelled_job_stops(celery_worker_process, pro_tenant, manage_client):
-    body = {"model": "openai:gpt-5-mini", "concurrency": 1,
-            "requests": [{"messages": [{"role": "user", "content": "x"}]} for _ in range(300)]}
+    body = {
+        "model": "openai:gpt-5-mini",
+        "concurrency": 1,
+        "requests": [{"messages": [{"role": "user", "content": "x"}]} for _ in range(300)],
+    }
     job_id = manage_client.post("/api/llm/jobs", body, format="json").json()["id"]
     assert manage_client.post(f"/api/llm/jobs/{job_id}/cancel").status_code == 200
     job = wait_for(lambda: Job.objects.unscoped().filter(id=job_id, status="cancelled").first())

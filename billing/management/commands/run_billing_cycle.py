@@ -24,4 +24,6 @@ class Command(BaseCommand):
         report = billing_cycle_run(period=period, reconciliation=not no_reconcile)
         self.stdout.write(json.dumps(report, indent=2, default=str))
         if report.get("push_failures"):
-            self.stderr.write(f"{len(report['push_failures'])} overage push(es) failed; they are retried next run.")
+            self.stderr.write(
+                f"{len(report['push_failures'])} overage push(es) failed; they are retried next run."
+            )

@@ -11,12 +11,18 @@ from tenants.audit import SYSTEM
 from tenants.models import Agent, Tenant
 from tenants.services import agent_create
 
-MODELS = [("anthropic:claude-sonnet-4.5", "anthropic", 3.0, 15.0), ("openai:gpt-5-mini", "openai", 0.25, 2.0),
-          ("mistral:mistral-medium-3.1", "mistral", 0.4, 2.0), ("google:gemini-2.5-flash", "google", 0.3, 2.5)]
+MODELS = [
+    ("anthropic:claude-sonnet-4.5", "anthropic", 3.0, 15.0),
+    ("openai:gpt-5-mini", "openai", 0.25, 2.0),
+    ("mistral:mistral-medium-3.1", "mistral", 0.4, 2.0),
+    ("google:gemini-2.5-flash", "google", 0.3, 2.5),
+]
 
 
 class Command(BaseCommand):
-    help = "Insert synthetic usage events (PostgreSQL: one INSERT … SELECT generate_series), then roll them up."
+    help = (
+        "Insert synthetic usage events (PostgreSQL: one INSERT … SELECT generate_series), then roll them up."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
@@ -33,19 +39,25 @@ class Command(BaseCommand):
             raise CommandError(f"No tenant “{slug}”.")
         agent_ids = []
         for i in range(agents):
-            agent = Agent.objects.unscoped().filter(tenant=tenant, slug=f"load-agent-{i}").first() \
-                or agent_create(tenant=tenant, actor=SYSTEM, slug=f"load-agent-{i}")
+            agent = Agent.objects.unscoped().filter(
+                tenant=tenant, slug=f"load-agent-{i}"
+            ).first() or agent_create(tenant=tenant, actor=SYSTEM, slug=f"load-agent-{i}")
             agent_ids.append(agent.id)
         started = time.monotonic()
         models_sql = "ARRAY[" + ",".join(f"'{m[0]}'" for m in MODELS) + "]"
         providers_sql = "ARRAY[" + ",".join(f"'{m[1]}'" for m in MODELS) + "]"
         in_sql = "ARRAY[" + ",".join(str(m[2]) for m in MODELS) + "]::numeric[]"
         out_sql = "ARRAY[" + ",".join(str(m[3]) for m in MODELS) + "]::numeric[]"
-        agents_sql = "ARRAY[" + ",".join(str(a) for a in agent_ids) + "]::bigint[]" if agent_ids else "ARRAY[]::bigint[]"
+        agents_sql = (
+            "ARRAY[" + ",".join(str(a) for a in agent_ids) + "]::bigint[]"
+            if agent_ids
+            else "ARRAY[]::bigint[]"
+        )
         prefix = f"gen-{int(time.time())}-"
         with connection.cursor() as cursor:
             # Only integers and this module's constants are interpolated; the tenant and counts are parameters.
-            cursor.execute(f"""
+            cursor.execute(
+                f"""
                 INSERT INTO llm_usageevent (tenant_id, request_id, created_at, agent_id, request_type, mode, provider,
                     model, tier, route, variant, input_tokens, output_tokens, cached_tokens, tokens_estimated,
                     cost_input_usd, cost_output_usd, cost_usd, billed_usd, tcu, latency_ms, ttft_ms,
@@ -64,7 +76,9 @@ class Command(BaseCommand):
                     CASE WHEN g %% 50 = 0 THEN 502 ELSE 200 END
                 FROM (SELECT g, (100 + random() * 2000)::int AS it, (20 + random() * 600)::int AS ot
                       FROM generate_series(1, %s) AS g) AS s
-            """, [tenant.id, prefix, days, events])
+            """,
+                [tenant.id, prefix, days, events],
+            )
         self.stdout.write(f"inserted {events:,} events in {time.monotonic() - started:.1f} s")
         vacuum_analyze()
         if not no_rollup:

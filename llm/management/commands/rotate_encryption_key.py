@@ -8,13 +8,18 @@ from llm.config import encryption
 
 
 class Command(BaseCommand):
-    help = ("Re-wrap every tenant data key under the newest key in CRYPTOGRAPHY_KEYS (the first); with "
-            "--data-keys also give every tenant a new data key and re-encrypt its credentials. Resumable: "
-            "what is already under the newest key is skipped.")
+    help = (
+        "Re-wrap every tenant data key under the newest key in CRYPTOGRAPHY_KEYS (the first); with "
+        "--data-keys also give every tenant a new data key and re-encrypt its credentials. Resumable: "
+        "what is already under the newest key is skipped."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--data-keys", action="store_true",
-                            help="Also replace the tenants' data keys (after a leak of the database or a key).")
+        parser.add_argument(
+            "--data-keys",
+            action="store_true",
+            help="Also replace the tenants' data keys (after a leak of the database or a key).",
+        )
         parser.add_argument("--batch-size", type=int, default=100)
 
     def handle(self, *args, data_keys: bool = False, batch_size: int = 100, **options) -> None:
@@ -22,8 +27,10 @@ class Command(BaseCommand):
 
         def progress(result: encryption.RotationResult) -> None:
             if verbosity > 1:
-                self.stdout.write(f"  … {result.data_keys_rewrapped} re-wrapped, "
-                                  f"{result.credentials_reencrypted} credentials re-encrypted")
+                self.stdout.write(
+                    f"  … {result.data_keys_rewrapped} re-wrapped, "
+                    f"{result.credentials_reencrypted} credentials re-encrypted"
+                )
 
         result = encryption.rotate(data_keys=data_keys, batch_size=batch_size, progress=progress)
         self.stdout.write(

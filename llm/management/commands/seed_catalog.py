@@ -13,12 +13,17 @@ class Command(BaseCommand):
     help = "Load or update the approved model catalog (idempotent; keeps admins' edits unless --force)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--force", action="store_true",
-                            help="Overwrite prices and flags an admin has edited with the approved values.")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Overwrite prices and flags an admin has edited with the approved values.",
+        )
 
     def handle(self, *args, force: bool = False, **options) -> None:
         with transaction.atomic():
             result = seed_catalog(force=force)
         bump_config_version()
-        self.stdout.write(f"Catalog: {result.created} created, {result.updated} updated, "
-                          f"{result.kept_edits} admin edits kept.")
+        self.stdout.write(
+            f"Catalog: {result.created} created, {result.updated} updated, "
+            f"{result.kept_edits} admin edits kept."
+        )

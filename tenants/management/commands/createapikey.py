@@ -31,11 +31,18 @@ class Command(BaseCommand):
                 raise CommandError(f"No agent “{agent}” in tenant “{slug}”.") from None
         try:
             key, raw = apikey_create(
-                tenant=tenant, actor=SYSTEM, name=name,
-                scopes=[s.strip() for s in scopes.split(",") if s.strip()], agent=bound,
+                tenant=tenant,
+                actor=SYSTEM,
+                name=name,
+                scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                agent=bound,
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
-        self.stdout.write(f"Created key “{key.name}” ({key.masked}) with scopes {','.join(key.scopes)}; "
-                          "it is shown only once:")
+            raise CommandError(
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            ) from None
+        self.stdout.write(
+            f"Created key “{key.name}” ({key.masked}) with scopes {','.join(key.scopes)}; "
+            "it is shown only once:"
+        )
         self.stdout.write(raw)

@@ -48,5 +48,7 @@ class Command(BaseCommand):
                 elif plan:
                     raise CommandError("Billing plans are not available; --plan cannot be used.")
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            ) from None
         self.stdout.write(tenant.slug)
