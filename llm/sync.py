@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -56,13 +56,28 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await sync_to_async(_job, thread_sensitive=False, executor=pool())(fn, args, kwargs)
 
 
+# Awaited when a coroutine run by `from_sync` ends in an event loop made for it (a Celery task, a command, a view
+# under WSGI): what is pooled per loop (the upstream HTTP client) is closed with the loop, not left to the garbage
+# collector. Registered by the modules that pool (llm.providers), so this leaf imports nothing of llm.
+own_loop_exit_hooks: list[Callable[[], Awaitable[None]]] = []
+
+
 def from_sync(coro_fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Run an async function from synchronous code and return its result (see `_from_sync`)."""
-    from asgiref.sync import async_to_sync
+    """Run an async function from synchronous code and return its result (see `_from_sync`). Under an ASGI server
+    it runs on the server's loop, whose pools live on; otherwise on a loop of its own, closed down after."""
+    from asgiref.sync import SyncToAsync, async_to_sync
+
+    server_loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    own_loop = server_loop is None or not server_loop.is_running()
 
     async def main() -> Any:
         _from_sync.set(True)
-        return await coro_fn(*args, **kwargs)
+        try:
+            return await coro_fn(*args, **kwargs)
+        finally:
+            if own_loop:
+                for hook in own_loop_exit_hooks:
+                    await hook()
 
     return async_to_sync(main)()
 

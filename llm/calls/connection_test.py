@@ -10,12 +10,12 @@ import logging
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from llm.calls.resolution import ResolvedTarget, RouteError, _resolve_cold
 from llm.config import ssrf
+from llm.sync import from_sync
 from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, ApiKey, Tenant, User
 
@@ -264,11 +264,10 @@ def test_connection(
             api_key_id=api_key.pk if api_key else None,
             key_spend_limit=api_key.spend_limit_tcu if api_key else None,
         )
-        from llm.sync import from_sync
 
         outcome = from_sync(_metered_ping, target, ctx)
     else:
-        outcome = async_to_sync(_ping)(target)
+        outcome = from_sync(_ping, target)
         _record(tenant, user, target, outcome)
     if outcome["ok"] and target.credential_id and not data:
         from llm.config.credentials import credential_mark_verified
@@ -297,7 +296,7 @@ def ollama_models(*, base_url: str, api_key: str = "") -> dict[str, Any]:
     except ssrf.BlockedAddress as exc:
         raise ValidationError({"base_url": [str(exc)]}) from None
     try:
-        names = async_to_sync(ollama_tags)(base_url, api_key)
+        names = from_sync(ollama_tags, base_url, api_key)
     except ProviderError as exc:
         raise ValidationError(
             {"base_url": [f"{exc.message}. {_hint(exc.kind, exc.message, None)}"]}

@@ -6,10 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from asgiref.sync import async_to_sync
-
 from llm.calls.resolution import models_q_agent
 from llm.models import CatalogModel, Credential, Preferences, Route
+from llm.sync import from_sync
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -67,8 +66,8 @@ def _pulled(endpoint: Credential) -> list[str]:
     if names is None:
         try:
             ssrf.check_url(endpoint.base_url)
-            names = async_to_sync(ollama_tags)(
-                endpoint.base_url, secrets_of(endpoint).get("api_key", ""), read_timeout=3.0
+            names = from_sync(
+                ollama_tags, endpoint.base_url, secrets_of(endpoint).get("api_key", ""), read_timeout=3.0
             )
             cache.set(key, names, OLLAMA_TAGS_TTL)
         except (ProviderError, ssrf.BlockedAddress) as exc:

@@ -17,6 +17,8 @@ import httpx
 import orjson
 from aiohttp.abc import AbstractResolver
 
+from llm import sync
+
 KINDS = ("auth", "rate_limit", "not_found", "bad_request", "timeout", "unavailable")
 
 
@@ -202,6 +204,9 @@ async def aclose_clients() -> None:
     client = _clients.pop(loop, None)
     if client is not None:
         await client.aclose()
+
+
+sync.own_loop_exit_hooks.append(aclose_clients)  # a loop made for one sync caller closes its client with it
 
 
 def timeout_of(target: Target) -> httpx.Timeout:
