@@ -21,7 +21,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin registers its ModelAdmins when the URLconf loads (byok_platform/urls.py), so a process that
+    # only serves /v1 never imports them.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "django_celery_beat",
     "axes",
@@ -174,6 +177,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # vendored Swagger UI (drf-spectacular-sidecar), no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Secrets at rest --------------------------------------------------------------------
@@ -236,7 +242,8 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # Content-Security-Policy (django-csp): scripts and style sheets only from our own static files (no inline script,
 # no eval), nothing framed or plugged in. Style attributes stay allowed (style-src-attr): they cannot run code, and
-# the templates use them for one-off layout. /api/docs/ adds the Swagger UI CDN for itself (byok_platform/urls.py).
+# the templates use them for one-off layout. /api/docs/ (Swagger UI, vendored by drf-spectacular-sidecar) adds
+# 'unsafe-inline' styles for itself (byok_platform/urls.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [CSP_SELF],

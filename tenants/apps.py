@@ -8,4 +8,6 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, schema  # noqa: F401  (register the deploy checks and the OpenAPI auth extensions)
+        # The OpenAPI auth extensions (tenants.schema) load with the URLconf, not here: a gateway-only process
+        # never needs drf-spectacular.
+        from . import checks  # noqa: F401  (register the deploy checks)
