@@ -7,18 +7,28 @@ short-lived in-process caches, admission is one Redis round trip, and the only w
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import orjson
+from django.conf import settings
+from django.db import connections
 
+from llm import sync
 from llm.calls import hot_cache
-from llm.calls.admission import CallContext, _cached
-from llm.calls.call import Call
+from llm.calls.admission import CallContext, _cached, resolve
+from llm.calls.call import Call, retry_unsettled
 from llm.calls.checks import check_chat, check_embeddings
-from llm.calls.errors import GatewayError
+from llm.calls.errors import GatewayError, error_for
+from llm.calls.listing import models_for_gateway
+from llm.metering import metrics
+from llm.metering.queue import drain
+from llm.providers import ProviderError, aclose_clients
 from llm.sync import pool, run_sync
+from tenants.keys import KEY_PREFIX, hash_key, key_info_by_hash, touch_last_used
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +66,6 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:
-        import json
-
         return json.dumps(value, default=str).encode()
 
 
@@ -98,7 +106,6 @@ _UNKNOWN = _Unknown()
 
 
 async def authenticate(scope: dict) -> Any:
-    from tenants.keys import KEY_PREFIX, hash_key
 
     raw = presented_key(scope)
     if not raw:
@@ -132,7 +139,6 @@ async def authenticate(scope: dict) -> Any:
 
 
 def _lookup_key(key_hash: str) -> Any:
-    from tenants.keys import key_info_by_hash
 
     return key_info_by_hash(key_hash) or _UNKNOWN
 
@@ -151,9 +157,6 @@ def _touch(key_id: int) -> None:
 
 
 def _touch_in_thread(key_id: int) -> None:
-    from django.db import connections
-
-    from tenants.keys import touch_last_used
 
     try:
         touch_last_used(key_id)
@@ -167,7 +170,6 @@ def _log_failure(future: Any) -> None:
 
 
 def _context(info: Any, request_type: str) -> CallContext:
-    from llm.metering import metrics
 
     metrics.remember_tenant(info.tenant_id, info.tenant_slug)
     return CallContext(
@@ -210,7 +212,6 @@ async def chat_completions(scope: dict, receive: Any, send: Any, ex: Exchange) -
     body = _parse_json(await _read_body(receive))
     ctx = ex.ctx = _context(info, "chat")
     check_chat(body)
-    from llm.calls.admission import resolve
 
     route = await resolve(ctx, body["model"])
     call = ex.call = Call(ctx, route, body)
@@ -253,10 +254,48 @@ async def _watch_disconnect(receive: Any, gone: asyncio.Event, call: Call, task:
             return
 
 
+def _for_client(chunk: dict, wants_usage: bool) -> dict | None:
+    """What the client gets of a chunk: usage only when it asked (`stream_options.include_usage`)."""
+    if wants_usage or "usage" not in chunk:
+        return chunk
+    if chunk.get("usage") and not chunk.get("choices"):
+        return None  # the usage-only chunk the client did not ask for
+    return {k: v for k, v in chunk.items() if k != "usage"}
+
+
+class _SSE:
+    """The response side of a stream: starts the response on the first event, knows whether it started."""
+
+    __slots__ = ("headers", "send", "started")
+
+    def __init__(self, send: Any, request_id: str) -> None:
+        self.send = send
+        self.headers = [*_SSE_HEADERS, (b"x-request-id", request_id.encode())]
+        self.started = False
+
+    async def start(self) -> None:
+        if not self.started:
+            await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            self.started = True
+
+    async def event(self, chunk: dict) -> None:
+        await self.start()
+        try:
+            await self.send(
+                {"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True}
+            )
+        except Exception:  # the server's way of saying the client left varies (OSError, RuntimeError…)
+            log.debug("stream send failed: the client is gone", exc_info=True)
+            raise ClientGone from None
+
+    async def done(self) -> None:
+        await self.start()
+        await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
 async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_usage: bool) -> None:
-    rid = (b"x-request-id", ctx.request_id.encode())
+    sse = _SSE(send, ctx.request_id)
     gen = call.stream()
-    started = False
     gone = asyncio.Event()
     this = asyncio.current_task()
     assert this is not None
@@ -265,27 +304,11 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
         async for chunk in gen:
             if gone.is_set():
                 raise ClientGone
-            if chunk.get("usage") and not chunk.get("choices"):
-                if not wants_usage:
-                    continue
-            elif "usage" in chunk and not wants_usage:
-                chunk = {k: v for k, v in chunk.items() if k != "usage"}
-            if not started:
-                await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
-                started = True
-            try:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + dumps(chunk) + b"\n\n",
-                        "more_body": True,
-                    }
-                )
-            except Exception:  # the server's way of saying the client left varies (OSError, RuntimeError…)
-                log.debug("stream send failed: the client is gone", exc_info=True)
-                raise ClientGone from None
+            out = _for_client(chunk, wants_usage)
+            if out is not None:
+                await sse.event(out)
     except GatewayError as exc:
-        if not started:
+        if not sse.started:
             raise
         await _sse_error(send, exc)
         return
@@ -299,24 +322,25 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
         await gen.aclose()
         return
     except Exception as exc:
-        from llm.calls.errors import error_for
-        from llm.providers import ProviderError
-
         await _aclose(gen)
-        if not started:
+        if not sse.started:
             raise
-        if isinstance(exc, ProviderError):
-            await _sse_error(send, error_for(exc))
-        else:  # after the first byte the status is sent: the failure travels as the stream's last event
-            log.exception("gateway stream error")
-            await call.abort(exc)
-            await _sse_error(send, _internal())
+        await _stream_failed(send, call, exc)
         return
     finally:
         watcher.cancel()
-    if not started:
-        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, rid]})
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+    await sse.done()
+
+
+async def _stream_failed(send: Any, call: Call, exc: Exception) -> None:
+    """After the first byte the status is sent: the failure travels as the stream's last event."""
+
+    if isinstance(exc, ProviderError):
+        await _sse_error(send, error_for(exc))
+    else:
+        log.exception("gateway stream error")
+        await call.abort(exc)
+        await _sse_error(send, _internal())
 
 
 async def _aclose(gen: Any) -> None:
@@ -350,7 +374,6 @@ async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None
     body = _parse_json(await _read_body(receive))
     ctx = ex.ctx = _context(info, "embedding")
     check_embeddings(body)
-    from llm.calls.admission import resolve
 
     route = await resolve(ctx, body["model"], embeddings=True)
     call = ex.call = Call(ctx, route, body, embeddings=True)
@@ -362,7 +385,6 @@ async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None
 async def list_models(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
     info = await authenticate(scope)
     ctx = ex.ctx = _context(info, "chat")
-    from llm.calls.listing import models_for_gateway
 
     data = await _cached(
         hot_cache.routes,
@@ -391,7 +413,6 @@ ROUTES = {
 
 async def app(scope: dict, receive: Any, send: Any) -> None:
     """ASGI entry for `/v1/*`."""
-    import uuid
 
     handler = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
     ex = Exchange()
@@ -438,9 +459,6 @@ async def _settle(ex: Exchange, exc: BaseException | None) -> None:
 
 
 def _drain_in_thread() -> None:
-    from django.db import connections
-
-    from llm.metering.queue import drain
 
     try:
         drain()
@@ -449,7 +467,6 @@ def _drain_in_thread() -> None:
 
 
 def _background_in_thread() -> None:
-    from llm.calls.call import retry_unsettled
 
     retry_unsettled()
     _drain_in_thread()
@@ -466,7 +483,6 @@ async def _drain_loop(interval: float) -> None:
 
 async def lifespan(scope: dict, receive: Any, send: Any) -> None:
     """Start the usage drainer and the cache listener with the server; stop them (after a last drain) on shutdown."""
-    from django.conf import settings
 
     tasks: list[asyncio.Task] = []
     while True:
@@ -484,10 +500,8 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
                 await run_sync(_background_in_thread)
             except Exception:
                 log.exception("final usage drain failed; events stay queued")
-            from llm.providers import aclose_clients
 
             await aclose_clients()  # close the pooled upstream connections cleanly
-            from llm import sync
 
             await asyncio.get_running_loop().run_in_executor(None, sync.shutdown)
             await send({"type": "lifespan.shutdown.complete"})

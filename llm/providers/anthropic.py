@@ -57,37 +57,7 @@ def _content(content) -> list[dict]:
 
 
 def to_native(target: Target, body: dict, *, stream: bool) -> dict:
-    system: list[str] = []
-    messages: list[dict] = []
-    for m in body.get("messages", []):
-        role = m.get("role")
-        if role in ("system", "developer"):
-            system.extend(b["text"] for b in _content(m.get("content")) if b["type"] == "text")
-            continue
-        if role == "tool":
-            block = {
-                "type": "tool_result",
-                "tool_use_id": m.get("tool_call_id", ""),
-                "content": m.get("content")
-                if isinstance(m.get("content"), str)
-                else _content(m.get("content")),
-            }
-            if messages and messages[-1]["role"] == "user":
-                messages[-1]["content"].append(block)
-            else:
-                messages.append({"role": "user", "content": [block]})
-            continue
-        blocks = _content(m.get("content"))
-        for call in m.get("tool_calls") or []:
-            fn = call.get("function", {})
-            try:
-                args = orjson.loads(fn.get("arguments") or "{}")
-            except orjson.JSONDecodeError:
-                args = {}
-            blocks.append(
-                {"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": args}
-            )
-        messages.append({"role": "assistant" if role == "assistant" else "user", "content": blocks})
+    system, messages = _messages(body.get("messages", []))
     native: dict = {
         "model": target.model,
         "messages": messages,
@@ -103,24 +73,69 @@ def to_native(target: Target, body: dict, *, stream: bool) -> dict:
     if stop:
         native["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("tools"):
-        native["tools"] = [
+        native.update(_tools(body["tools"], body.get("tool_choice")))
+    if stream:
+        native["stream"] = True
+    return native
+
+
+def _messages(chat: list[dict]) -> tuple[list[str], list[dict]]:
+    """OpenAI's messages as Anthropic's: system text apart, tool results as user blocks, tool calls as tool_use."""
+    system: list[str] = []
+    messages: list[dict] = []
+    for m in chat:
+        role = m.get("role")
+        if role in ("system", "developer"):
+            system.extend(b["text"] for b in _content(m.get("content")) if b["type"] == "text")
+        elif role == "tool":
+            block = _tool_result(m)
+            if messages and messages[-1]["role"] == "user":
+                messages[-1]["content"].append(block)
+            else:
+                messages.append({"role": "user", "content": [block]})
+        else:
+            blocks = _content(m.get("content"))
+            blocks.extend(_tool_use(call) for call in m.get("tool_calls") or [])
+            messages.append({"role": "assistant" if role == "assistant" else "user", "content": blocks})
+    return system, messages
+
+
+def _tool_result(m: dict) -> dict:
+    content = m.get("content")
+    return {
+        "type": "tool_result",
+        "tool_use_id": m.get("tool_call_id", ""),
+        "content": content if isinstance(content, str) else _content(content),
+    }
+
+
+def _tool_use(call: dict) -> dict:
+    fn = call.get("function", {})
+    try:
+        args = orjson.loads(fn.get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        args = {}
+    return {"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": args}
+
+
+def _tools(tools: list[dict], choice: object) -> dict:
+    native: dict = {
+        "tools": [
             {
                 "name": t["function"]["name"],
                 "description": t["function"].get("description", ""),
                 "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}},
             }
-            for t in body["tools"]
+            for t in tools
             if t.get("type") == "function"
         ]
-        choice = body.get("tool_choice")
-        if choice == "required":
-            native["tool_choice"] = {"type": "any"}
-        elif isinstance(choice, dict) and choice.get("function"):
-            native["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
-        elif choice == "none":
-            native["tool_choice"] = {"type": "none"}
-    if stream:
-        native["stream"] = True
+    }
+    if choice == "required":
+        native["tool_choice"] = {"type": "any"}
+    elif isinstance(choice, dict) and choice.get("function"):
+        native["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
+    elif choice == "none":
+        native["tool_choice"] = {"type": "none"}
     return native
 
 

@@ -255,11 +255,11 @@ def test_a_request_without_max_tokens_reserves_the_models_maximum_output(custom,
 
 
 def test_unknown_keys_are_remembered_so_a_flood_costs_one_lookup(custom, monkeypatch):
-    import tenants.keys
+    from llm.gateway import app as gateway_app
 
     calls = []
-    real = tenants.keys.key_info_by_hash
-    monkeypatch.setattr(tenants.keys, "key_info_by_hash", lambda h: calls.append(h) or real(h))
+    real = gateway_app.key_info_by_hash
+    monkeypatch.setattr(gateway_app, "key_info_by_hash", lambda h: calls.append(h) or real(h))
     for _ in range(20):
         response = httpx.post(
             custom["url"] + "/v1/chat/completions",
