@@ -77,8 +77,8 @@ def recipients(tenant: Tenant) -> list[str]:
     """Owners and billing members of the tenant (active users)."""
     return sorted(
         set(
-            Membership.objects.unscoped()
-            .filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING], user__is_active=True)
+            Membership.objects.for_tenant(tenant)
+            .filter(role__in=[Role.OWNER, Role.BILLING], user__is_active=True)
             .values_list("user__email", flat=True)
         )
     )
@@ -98,22 +98,22 @@ def alert_send(*, tenant_id: int, period: str, threshold: str, value: int, limit
         return False
     level, title, body = _describe(threshold, value, limit, tenant, period)
     with transaction.atomic():
-        alert, created = AlertSent.objects.unscoped().get_or_create(
-            tenant=tenant, period=period, threshold=threshold, defaults={"value": value, "limit": limit}
+        alert, created = AlertSent.objects.for_tenant(tenant).get_or_create(
+            period=period, threshold=threshold, defaults={"value": value, "limit": limit}
         )
         if not created:
             return False
         notification_create(tenant=tenant, title=title, body=body, level=level)
-        sub = Subscription.objects.unscoped().filter(tenant=tenant).first()
+        sub = Subscription.objects.for_tenant(tenant).first()
         if sub is not None and sub.alert_webhook_url:
             alert.webhook_status = "pending"
             alert.save(update_fields=["webhook_status"])
-        transaction.on_commit(partial(_after_commit, alert.pk, title, body))
+        transaction.on_commit(partial(_after_commit, tenant.id, alert.pk, title, body))
     return True
 
 
-def _after_commit(alert_id: int, title: str, body: str) -> None:
-    alert = AlertSent.objects.unscoped().select_related("tenant").get(pk=alert_id)
+def _after_commit(tenant_id: int, alert_id: int, title: str, body: str) -> None:
+    alert = AlertSent.objects.for_tenant(tenant_id).select_related("tenant").get(pk=alert_id)
     sent = 0
     for email in recipients(alert.tenant):
         try:
@@ -126,7 +126,7 @@ def _after_commit(alert_id: int, title: str, body: str) -> None:
             )
         except Exception:  # one bad address must not stop the others
             log.exception("alert e-mail to a recipient of %s failed", alert.tenant.slug)
-    AlertSent.objects.unscoped().filter(pk=alert_id).update(emails_sent=sent)
+    AlertSent.objects.for_tenant(tenant_id).filter(pk=alert_id).update(emails_sent=sent)
     from llm.metering.metrics import ALERTS
 
     ALERTS.labels(alert.threshold).inc()
@@ -218,7 +218,7 @@ def alert_webhook_payload(alert: AlertSent) -> bytes:
 def alert_webhook_deliver(alert_id: int) -> None:
     """POST the alert to the tenant's URL, signed; raises WebhookDeliveryError so the task retries."""
     alert = AlertSent.objects.unscoped().select_related("tenant").get(pk=alert_id)
-    sub = Subscription.objects.unscoped().filter(tenant=alert.tenant).first()
+    sub = Subscription.objects.for_tenant(alert.tenant).first()
     if sub is None or not sub.alert_webhook_url or alert.webhook_status == "delivered":
         return
     body = alert_webhook_payload(alert)
@@ -228,7 +228,9 @@ def alert_webhook_deliver(alert_id: int) -> None:
         SIGNATURE_HEADER: sign(sub.alert_webhook_secret, body),
         "X-BYOK-Event-Id": f"alert_{alert.pk}",
     }
-    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_attempts=alert.webhook_attempts + 1)
+    AlertSent.objects.for_tenant(alert.tenant_id).filter(pk=alert_id).update(
+        webhook_attempts=alert.webhook_attempts + 1
+    )
     try:
         _webhook_url_check(sub.alert_webhook_url)
         # The guarded client checks the addresses it dials, too (a name may answer differently by then).
@@ -236,19 +238,21 @@ def alert_webhook_deliver(alert_id: int) -> None:
             response = client.post(sub.alert_webhook_url, content=body, headers=headers)
     except (ValidationError, ssrf.BlockedAddress) as exc:
         reason = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
-        _failed(alert_id, f"refused: {reason}")
+        _failed(alert, f"refused: {reason}")
         raise WebhookDeliveryError(reason) from exc
     except httpx.HTTPError as exc:
-        _failed(alert_id, f"{type(exc).__name__}")
+        _failed(alert, f"{type(exc).__name__}")
         raise WebhookDeliveryError(str(exc)) from exc
     if not 200 <= response.status_code < 300:
-        _failed(alert_id, f"HTTP {response.status_code}")
+        _failed(alert, f"HTTP {response.status_code}")
         raise WebhookDeliveryError(f"HTTP {response.status_code}")
-    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_status="delivered", webhook_last_error="")
+    AlertSent.objects.for_tenant(alert.tenant_id).filter(pk=alert_id).update(
+        webhook_status="delivered", webhook_last_error=""
+    )
 
 
-def _failed(alert_id: int, error: str) -> None:
-    AlertSent.objects.unscoped().filter(pk=alert_id).update(webhook_last_error=error[:300])
+def _failed(alert: AlertSent, error: str) -> None:
+    AlertSent.objects.for_tenant(alert.tenant_id).filter(pk=alert.pk).update(webhook_last_error=error[:300])
 
 
 def alert_webhook_give_up(alert_id: int) -> None:
@@ -284,11 +288,11 @@ def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, An
 
 
 def alert_webhook_read(*, tenant: Tenant) -> dict[str, Any]:
-    sub = Subscription.objects.unscoped().filter(tenant=tenant).first()
+    sub = Subscription.objects.for_tenant(tenant).first()
     url = sub.alert_webhook_url if sub else ""
     secret = sub.alert_webhook_secret if sub else ""
     return {"url": url, "secret_masked": f"{secret[:6]}…{secret[-4:]}" if secret else ""}
 
 
 def recent_alerts(*, tenant: Tenant, limit: int = 20) -> list[AlertSent]:
-    return list(AlertSent.objects.unscoped().filter(tenant=tenant).order_by("-created_at")[:limit])
+    return list(AlertSent.objects.for_tenant(tenant).order_by("-created_at")[:limit])

@@ -69,7 +69,7 @@ def free_plan() -> Plan | None:
 
 def _load(tenant_id: int) -> dict[str, Any]:
     """Everything limits depend on, as plain data (it goes to Redis); time-dependent parts are resolved later."""
-    sub = Subscription.objects.unscoped().select_related("plan").filter(tenant_id=tenant_id).first()
+    sub = Subscription.objects.for_tenant(tenant_id).select_related("plan").first()
     plan = sub.plan if sub is not None else free_plan()
     env_warn, env_hard = settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD
     warn = env_warn if plan is None or plan.warn_tcu is None else plan.warn_tcu
@@ -148,8 +148,8 @@ def agent_budget_tcu(tenant_id: int, agent_id: int) -> int | None:
     cached = cache.get(key)
     if cached is None:
         value = (
-            AgentBudget.objects.unscoped()
-            .filter(tenant_id=tenant_id, agent_id=agent_id)
+            AgentBudget.objects.for_tenant(tenant_id)
+            .filter(agent_id=agent_id)
             .values_list("monthly_tcu", flat=True)
             .first()
         )
@@ -256,7 +256,7 @@ def _plan_defaults(plan: Plan | None) -> tuple[int, int]:
 
 
 def caps_read(*, tenant: Tenant) -> dict[str, Any]:
-    sub = Subscription.objects.unscoped().select_related("plan").filter(tenant=tenant).first()
+    sub = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     plan = sub.plan if sub else free_plan()
     plan_warn, plan_hard = _plan_defaults(plan)
     limits = limits_for(tenant.id)
@@ -332,7 +332,7 @@ def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -
 
 
 def agent_budget_read(*, tenant: Tenant, agent: Agent) -> dict[str, Any]:
-    budget = AgentBudget.objects.unscoped().filter(tenant=tenant, agent=agent).first()
+    budget = AgentBudget.objects.for_tenant(tenant).filter(agent=agent).first()
     return {"agent": agent.slug, "monthly_tcu": budget.monthly_tcu if budget else None}
 
 
@@ -346,10 +346,10 @@ def agent_budget_set(*, tenant: Tenant, actor: Actor, agent: Agent, monthly_tcu:
         raise ValidationError({"agent": ["No such agent."]})
     with transaction.atomic():
         if value is None:
-            AgentBudget.objects.unscoped().filter(tenant=tenant, agent=agent).delete()
+            AgentBudget.objects.for_tenant(tenant).filter(agent=agent).delete()
         else:
-            AgentBudget.objects.unscoped().update_or_create(
-                tenant=tenant, agent=agent, defaults={"monthly_tcu": value}
+            AgentBudget.objects.for_tenant(tenant).update_or_create(
+                agent=agent, defaults={"monthly_tcu": value}
             )
         audit_record(
             tenant=tenant,

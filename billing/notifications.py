@@ -26,8 +26,8 @@ def notification_create(
     level: str = Notification.Level.INFO,
     user: User | None = None,
 ) -> Notification:
-    return Notification.objects.unscoped().create(
-        tenant=tenant, user=user, level=level, title=title[:200], body=body
+    return Notification.objects.for_tenant(tenant).create(
+        user=user, level=level, title=title[:200], body=body
     )
 
 
@@ -35,7 +35,7 @@ def notifications_for(
     user: User | None, tenant: Tenant, *, unread_only: bool = False, limit: int = 50
 ) -> QuerySet[Notification]:
     """The tenant-wide notifications plus the user's own, newest first."""
-    qs = Notification.objects.unscoped().filter(tenant=tenant).filter(Q(user__isnull=True) | Q(user=user))
+    qs = Notification.objects.for_tenant(tenant).filter(Q(user__isnull=True) | Q(user=user))
     if unread_only:
         qs = qs.filter(read_at__isnull=True)
     return qs.order_by("-created_at", "-id")[:limit]
@@ -43,8 +43,8 @@ def notifications_for(
 
 def unread_count(user: User | None, tenant: Tenant) -> int:
     return (
-        Notification.objects.unscoped()
-        .filter(tenant=tenant, read_at__isnull=True)
+        Notification.objects.for_tenant(tenant)
+        .filter(read_at__isnull=True)
         .filter(Q(user__isnull=True) | Q(user=user))
         .count()
     )
@@ -52,7 +52,7 @@ def unread_count(user: User | None, tenant: Tenant) -> int:
 
 def notification_mark_read(*, tenant: Tenant, user: User | None, notification_id: int | str) -> Notification:
     """Mark one notification read; another tenant's (or user's) is answered like a missing one."""
-    qs = Notification.objects.unscoped().filter(tenant=tenant)
+    qs = Notification.objects.for_tenant(tenant)
     qs = qs.filter(Q(user__isnull=True) | Q(user=user)) if user is not None else qs.filter(user__isnull=True)
     try:
         notification = qs.get(pk=int(notification_id))

@@ -44,19 +44,19 @@ def get_plan(slug: str | None, *, public_only: bool = False) -> Plan:
 
 def billable_agents(tenant: Tenant) -> int:
     """Agents billed on per-agent plans: the active ones, at least one."""
-    return max(1, Agent.objects.unscoped().filter(tenant=tenant, is_active=True).count())
+    return max(1, Agent.objects.for_tenant(tenant).filter(is_active=True).count())
 
 
 def ensure_subscription(tenant: Tenant, *, lock: bool = False) -> Subscription:
     """The tenant's Subscription row, created on the free plan when missing."""
-    qs = Subscription.objects.unscoped().select_related("plan")
+    qs = Subscription.objects.for_tenant(tenant).select_related("plan")
     if lock:
         qs = qs.select_for_update(of=("self",))
-    sub = qs.filter(tenant=tenant).first()
+    sub = qs.first()
     if sub is not None:
         return sub
-    Subscription.objects.unscoped().get_or_create(tenant=tenant, defaults={"plan": get_plan(FREE)})
-    return qs.get(tenant=tenant)
+    Subscription.objects.for_tenant(tenant).get_or_create(defaults={"plan": get_plan(FREE)})
+    return qs.get()
 
 
 def assign_plan(*, tenant: Tenant, plan_slug: str | None, actor: Actor = SYSTEM) -> Subscription:

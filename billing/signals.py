@@ -27,8 +27,8 @@ def _sync(tenant_id: int) -> None:
 
 def agent_changed(sender, instance: Agent, **kwargs) -> None:
     if (
-        Subscription.objects.unscoped()
-        .filter(tenant_id=instance.tenant_id, plan__price_per_agent_usd__gt=0)
+        Subscription.objects.for_tenant(instance.tenant_id)
+        .filter(plan__price_per_agent_usd__gt=0)
         .exclude(stripe_subscription_id="")
         .exists()
     ):

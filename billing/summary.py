@@ -24,7 +24,7 @@ def _usd(value: Decimal) -> str:
 
 
 def _plan_and_sub(tenant: Tenant) -> tuple[Plan | None, Subscription | None]:
-    sub = Subscription.objects.unscoped().select_related("plan").filter(tenant=tenant).first()
+    sub = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     return (sub.plan if sub else caps.free_plan()), sub
 
 
@@ -88,7 +88,7 @@ def billing_summary(
 
 def billing_banner(tenant: Tenant, *, used_tcu: int | None = None) -> dict[str, Any] | None:
     """The most important billing banner for the tenant's pages, or None: past due first, then caps."""
-    sub = Subscription.objects.unscoped().filter(tenant=tenant).first()
+    sub = Subscription.objects.for_tenant(tenant).first()
     limits = caps.limits_for(tenant.id)
     if sub is not None and sub.status == Subscription.Status.PAST_DUE:
         grace_end = sub.grace_ends_at(settings.BILLING_GRACE_DAYS)

@@ -35,9 +35,7 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
 
 def _events(tenant_id: int, period: str):
     start, end = period_bounds(period)
-    return UsageEvent.objects.unscoped().filter(
-        tenant_id=tenant_id, created_at__gte=start, created_at__lt=end
-    )
+    return UsageEvent.objects.for_tenant(tenant_id).filter(created_at__gte=start, created_at__lt=end)
 
 
 def tcu_used(*, tenant_id: int, period: str | None = None) -> int:

@@ -66,7 +66,7 @@ class CredentialListView(TenantAPIView):
 
     @extend_schema(operation_id="llm_credentials_list", responses=s.CredentialSerializer(many=True))
     def get(self, request: Request) -> Response:
-        items = Credential.objects.unscoped().filter(tenant=self.tenant)
+        items = Credential.objects.for_tenant(self.tenant)
         return Response([credentials.credential_json(c) for c in items])
 
     @extend_schema(

@@ -132,7 +132,7 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
             service.thread_delete(thread=thread, actor=Actor.from_request(request))
             flash.success(request, "Thread deleted.")
             return redirect("assistant")
-    threads = Thread.objects.filter(user=user)[:100]
+    threads = Thread.objects.for_tenant(request.tenant).filter(user=user)[:100]
     models = [
         m for m in models_for_gateway(tenant_id=request.tenant.id, agent_id=None) if "embedding" not in m
     ]

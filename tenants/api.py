@@ -51,7 +51,7 @@ class AgentListView(TenantAPIView):
 
     @extend_schema(responses=AgentSerializer(many=True))
     def get(self, request: Request) -> Response:
-        agents = Agent.objects.all()
+        agents = Agent.objects.for_tenant(self.tenant)
         return Response(AgentSerializer(agents, many=True).data)
 
     @extend_schema(request=AgentSerializer, responses={201: AgentSerializer})
@@ -150,7 +150,7 @@ class ApiKeyListView(TenantAPIView):
 
     @extend_schema(responses=ApiKeySerializer(many=True))
     def get(self, request: Request) -> Response:
-        keys = ApiKey.objects.select_related("agent")
+        keys = ApiKey.objects.for_tenant(self.tenant).select_related("agent")
         return Response(ApiKeySerializer(keys, many=True).data)
 
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
@@ -226,7 +226,7 @@ class AuditListView(TenantAPIView):
         responses=AuditEventSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        events = AuditEvent.objects.select_related("actor_user", "actor_key")
+        events = AuditEvent.objects.for_tenant(self.tenant).select_related("actor_user", "actor_key")
         if action := request.query_params.get("action"):
             if "\x00" in action:
                 return Response(

@@ -47,7 +47,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         if "manage" not in info.scopes:
             raise exceptions.PermissionDenied("This API key lacks the `manage` scope needed for /api/.")
-        api_key = ApiKey.objects.unscoped().select_related("tenant", "agent").get(id=info.id)
+        api_key = ApiKey.objects.for_tenant(info.tenant_id).select_related("tenant", "agent").get(id=info.id)
         tenant: Tenant = api_key.tenant
         touch_last_used(info.id)
         django_request = cast(TenantRequest, request._request)

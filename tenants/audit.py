@@ -69,8 +69,7 @@ def audit_record(
         object_type = object_type or obj._meta.model_name or ""
         object_id = object_id or str(obj.pk)
         object_repr = object_repr or str(obj)[:200]
-    return AuditEvent.objects.unscoped().create(
-        tenant=tenant,
+    return AuditEvent.objects.for_tenant(tenant).create(
         actor_user=actor.user,
         actor_key=actor.api_key,
         action=action,

@@ -108,7 +108,7 @@ class ApiKeyForm(forms.Form):
 
     def __init__(self, *args, tenant=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["agent"].queryset = Agent.objects.unscoped().filter(tenant=tenant)  # type: ignore[attr-defined]
+        self.fields["agent"].queryset = Agent.objects.for_tenant(tenant)  # type: ignore[attr-defined]
 
 
 class AuditFilterForm(forms.Form):

@@ -88,8 +88,7 @@ def apikey_create(
         raise ValidationError(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        key = ApiKey.objects.unscoped().create(
-            tenant=tenant,
+        key = ApiKey.objects.for_tenant(tenant).create(
             name=name,
             prefix=raw[:12],
             last4=raw[-4:],

@@ -26,7 +26,7 @@ INVITE_SALT = "tenants.invitation"
 
 
 def access_agent(*, tenant: Tenant, slug_or_id: str | int) -> Agent:
-    qs = Agent.objects.unscoped().filter(tenant=tenant)
+    qs = Agent.objects.for_tenant(tenant)
     value = str(slug_or_id)
     if "\x00" in value:  # no slug holds one, and PostgreSQL refuses it in a query
         raise Http404("No such agent.")
@@ -42,7 +42,7 @@ def access_agent(*, tenant: Tenant, slug_or_id: str | int) -> Agent:
 
 def access_apikey(*, tenant: Tenant, key_id: str | int) -> ApiKey:
     try:
-        return ApiKey.objects.unscoped().get(tenant=tenant, id=int(key_id))
+        return ApiKey.objects.for_tenant(tenant).get(id=int(key_id))
     except (ApiKey.DoesNotExist, ValueError, TypeError):
         raise Http404("No such key.") from None
 
@@ -59,7 +59,7 @@ def tenant_create(
     try:
         with transaction.atomic():
             tenant = Tenant.objects.create(slug=slug, name=(name or slug).strip()[:150], eu_only=eu_only)
-            Membership.objects.unscoped().create(tenant=tenant, user=owner, role=Role.OWNER)
+            Membership.objects.for_tenant(tenant).create(user=owner, role=Role.OWNER)
             audit_record(
                 tenant=tenant,
                 actor=actor,
@@ -132,7 +132,7 @@ def user_tenants(user: User) -> list[Tenant]:
 
 
 def membership_for(*, user: User, tenant: Tenant) -> Membership | None:
-    return Membership.objects.unscoped().filter(user=user, tenant=tenant).select_related("tenant").first()
+    return Membership.objects.for_tenant(tenant).filter(user=user).select_related("tenant").first()
 
 
 # --- members ------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def membership_for(*, user: User, tenant: Tenant) -> Membership | None:
 
 def access_membership(*, tenant: Tenant, membership_id: str | int) -> Membership:
     try:
-        return Membership.objects.unscoped().select_related("user").get(tenant=tenant, id=int(membership_id))
+        return Membership.objects.for_tenant(tenant).select_related("user").get(id=int(membership_id))
     except (Membership.DoesNotExist, ValueError, TypeError):
         raise Http404("No such member.") from None
 
@@ -152,12 +152,12 @@ def _lock_members(tenant: Tenant, actor: Actor, *membership_ids: int) -> tuple[l
     Every owner-count check runs after this inside the same transaction: a concurrent change to an owner
     waits here and then sees the committed roles, so two owners demoting each other cannot both succeed.
     """
-    members = Membership.objects.unscoped().select_for_update()
-    owners = list(members.filter(tenant=tenant, role=Role.OWNER).order_by("id"))
+    members = Membership.objects.for_tenant(tenant).select_for_update()
+    owners = list(members.filter(role=Role.OWNER).order_by("id"))
     wanted = Q(id__in=[i for i in membership_ids if i not in {o.id for o in owners}])
     if actor.user is not None:
         wanted |= Q(user_id=actor.user.pk)
-    others = list(members.filter(wanted, tenant=tenant).order_by("id"))
+    others = list(members.filter(wanted).order_by("id"))
     if actor.user is not None:
         mine = next((m for m in [*owners, *others] if m.user_id == actor.user.pk), None)
         actor_role = mine.role if mine is not None else None
@@ -172,8 +172,8 @@ def actor_role(*, tenant: Tenant, actor: Actor) -> str | None:
     """The actor's role in the tenant as stored now (the system acts as an owner; API keys have none)."""
     if actor.user is not None:
         return (
-            Membership.objects.unscoped()
-            .filter(tenant=tenant, user=actor.user)
+            Membership.objects.for_tenant(tenant)
+            .filter(user=actor.user)
             .values_list("role", flat=True)
             .first()
         )
@@ -182,7 +182,7 @@ def actor_role(*, tenant: Tenant, actor: Actor) -> str | None:
 
 def _locked(tenant: Tenant, membership_id: int) -> Membership:
     try:
-        return Membership.objects.unscoped().select_related("user").get(tenant=tenant, id=membership_id)
+        return Membership.objects.for_tenant(tenant).select_related("user").get(id=membership_id)
     except Membership.DoesNotExist:
         raise Http404("No such member.") from None
 
@@ -249,11 +249,7 @@ def invitation_token(invitation: Invitation) -> str:
 
 def access_invitation(*, tenant: Tenant, invitation_id: str | int) -> Invitation:
     try:
-        return (
-            Invitation.objects.unscoped()
-            .select_related("invited_by")
-            .get(tenant=tenant, id=int(invitation_id))
-        )
+        return Invitation.objects.for_tenant(tenant).select_related("invited_by").get(id=int(invitation_id))
     except (Invitation.DoesNotExist, ValueError, TypeError):
         raise Http404("No such invitation.") from None
 
@@ -261,9 +257,9 @@ def access_invitation(*, tenant: Tenant, invitation_id: str | int) -> Invitation
 def invitations_pending(*, tenant: Tenant):
     """Invitations not yet accepted or revoked, newest first (an expired link can still be resent)."""
     return (
-        Invitation.objects.unscoped()
+        Invitation.objects.for_tenant(tenant)
         .select_related("invited_by")
-        .filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
+        .filter(accepted_at__isnull=True, revoked_at__isnull=True)
     )
 
 
@@ -301,13 +297,13 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) ->
         refusal := invite_refusal(actor_role=actor_role(tenant=tenant, actor=actor), role=role)
     ):
         errors["role"] = [refusal]
-    if not errors and Membership.objects.unscoped().filter(tenant=tenant, user__email=email).exists():
+    if not errors and Membership.objects.for_tenant(tenant).filter(user__email=email).exists():
         errors["email"] = ["This person is already a member."]
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
-        invitation = Invitation.objects.unscoped().create(
-            tenant=tenant, email=email, role=role, invited_by=actor.user
+        invitation = Invitation.objects.for_tenant(tenant).create(
+            email=email, role=role, invited_by=actor.user
         )
         audit_record(
             tenant=tenant,
@@ -322,7 +318,7 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor) ->
 
 
 def _pending_locked(invitation: Invitation) -> Invitation:
-    locked = Invitation.objects.unscoped().select_for_update().get(id=invitation.id)
+    locked = Invitation.objects.for_tenant(invitation.tenant_id).select_for_update().get(id=invitation.id)
     if locked.accepted_at:
         raise ValidationError({"invitation": ["This invitation has already been accepted."]})
     if locked.revoked_at:
@@ -401,8 +397,8 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             invitation = _pending_locked(invitation)
         except ValidationError as exc:
             raise ValidationError(exc.message_dict["invitation"]) from None
-        membership, _ = Membership.objects.unscoped().get_or_create(
-            tenant=invitation.tenant, user=user, defaults={"role": invitation.role}
+        membership, _ = Membership.objects.for_tenant(invitation.tenant).get_or_create(
+            user=user, defaults={"role": invitation.role}
         )
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at"])
@@ -427,14 +423,14 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
         slug_validator(slug)
     except ValidationError as exc:
         errors["slug"] = list(exc.messages)
-    if not errors and Agent.objects.unscoped().filter(tenant=tenant, slug=slug).exists():
+    if not errors and Agent.objects.for_tenant(tenant).filter(slug=slug).exists():
         errors["slug"] = [f"An agent “{slug}” already exists in this workspace."]
     if errors:
         raise ValidationError(errors)
     try:
         with transaction.atomic():
-            agent = Agent.objects.unscoped().create(
-                tenant=tenant, slug=slug, name=(name or slug).strip()[:150], description=description or ""
+            agent = Agent.objects.for_tenant(tenant).create(
+                slug=slug, name=(name or slug).strip()[:150], description=description or ""
             )
             audit_record(
                 tenant=tenant,

@@ -77,9 +77,9 @@ class LoginView(auth_views.LoginView):
 def dashboard(request: TenantRequest) -> HttpResponse:
     tenant = request.tenant
     context: dict[str, object] = {
-        "agents": Agent.objects.count(),
-        "keys": ApiKey.objects.filter(revoked_at__isnull=True).count(),
-        "members": Membership.objects.count(),
+        "agents": Agent.objects.for_tenant(tenant).count(),
+        "keys": ApiKey.objects.for_tenant(tenant).filter(revoked_at__isnull=True).count(),
+        "members": Membership.objects.for_tenant(tenant).count(),
     }
     try:
         from llm.usage.selectors import usage_summary
@@ -103,8 +103,8 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
         tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) <= 18
     ):  # anything else names no workspace
         membership = (
-            Membership.objects.unscoped()
-            .filter(user=request.user, tenant_id=int(tenant_id), tenant__is_active=True)
+            Membership.objects.for_tenant(int(tenant_id))
+            .filter(user=request.user, tenant__is_active=True)
             .select_related("tenant")
             .first()
         )
@@ -141,7 +141,7 @@ def members(request: TenantRequest) -> HttpResponse:
                 messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                 form = InviteForm(inviter_role=request.role)
     rows = []
-    for m in Membership.objects.select_related("user").order_by("created_at"):
+    for m in Membership.objects.for_tenant(request.tenant).select_related("user").order_by("created_at"):
         is_self = m.user_id == request.user.pk
         choices = [
             (value, label)
@@ -300,7 +300,7 @@ def agents(request: TenantRequest) -> HttpResponse:
     return render(
         request,
         "tenants/agents.html",
-        {"agents": Agent.objects.all(), "form": form, "can_manage": can_manage},
+        {"agents": Agent.objects.for_tenant(request.tenant), "form": form, "can_manage": can_manage},
         status=400 if form.errors else 200,
     )
 
@@ -378,7 +378,11 @@ def keys(request: TenantRequest) -> HttpResponse:
     response = render(
         request,
         "tenants/keys.html",
-        {"form": form, "created": created, "keys": ApiKey.objects.select_related("agent")},
+        {
+            "form": form,
+            "created": created,
+            "keys": ApiKey.objects.for_tenant(request.tenant).select_related("agent"),
+        },
         status=400 if form.errors else 200,
     )
     response["Cache-Control"] = "no-store"
@@ -400,7 +404,7 @@ def key_revoke(request: TenantRequest, key_id: int) -> HttpResponse:
 @tenant_required(Perm.VIEW_AUDIT)
 def audit(request: TenantRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
-    events = AuditEvent.objects.select_related("actor_user", "actor_key")
+    events = AuditEvent.objects.for_tenant(request.tenant).select_related("actor_user", "actor_key")
     if form.is_valid():
         if form.cleaned_data["action"]:
             events = events.filter(action__startswith=form.cleaned_data["action"])

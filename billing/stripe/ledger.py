@@ -157,26 +157,25 @@ def _sync(entry: LedgerEntry, sub: Subscription, ov: Overage, tenant: Tenant) ->
 
 def overage_push(*, tenant: Tenant, period: str) -> PushResult:
     """Push the period's overage so far to Stripe (one invoice item, updated as usage grows); idempotent."""
-    sub = Subscription.objects.unscoped().select_related("plan").filter(tenant=tenant).first()
+    sub = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     if sub is None:
         return PushResult(tenant.id, period, "skipped", message="no subscription")
     ov = overage_of(tenant_id=tenant.id, plan=sub.plan, period=period)
     target = ov.amount_cents
     kind = LedgerEntry.Kind.OVERAGE
-    entry = LedgerEntry.objects.unscoped().filter(tenant=tenant, period=period, kind=kind).first()
+    entry = LedgerEntry.objects.for_tenant(tenant).filter(period=period, kind=kind).first()
     if entry is None and target <= 0:
         return PushResult(tenant.id, period, "skipped", message="no overage")
     if entry is not None and _settled(entry, target):
         return PushResult(tenant.id, period, "unchanged", target)
     if entry is None:
-        entry, _ = LedgerEntry.objects.unscoped().get_or_create(
-            tenant=tenant,
+        entry, _ = LedgerEntry.objects.for_tenant(tenant).get_or_create(
             period=period,
             kind=kind,
             defaults={"amount_cents": target, "tokens": ov.overage_tokens},
         )
     with transaction.atomic():
-        entry = LedgerEntry.objects.unscoped().select_for_update().get(pk=entry.pk)
+        entry = LedgerEntry.objects.for_tenant(tenant).select_for_update().get(pk=entry.pk)
         if _settled(entry, target):  # another worker pushed while we waited for the lock
             return PushResult(tenant.id, period, "unchanged", target)
         entry.amount_cents, entry.tokens = target, ov.overage_tokens

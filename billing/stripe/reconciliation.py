@@ -145,9 +145,7 @@ def reconcile_ledger(sub: Subscription, period: str, *, repair: bool) -> list[Fi
     ]
     ours = [i for i in items if i["metadata"]["ledger_key"] == key]
     entry = (
-        LedgerEntry.objects.unscoped()
-        .filter(tenant=tenant, period=period, kind=LedgerEntry.Kind.OVERAGE)
-        .first()
+        LedgerEntry.objects.for_tenant(tenant).filter(period=period, kind=LedgerEntry.Kind.OVERAGE).first()
     )
     expected = overage_of(tenant_id=tenant.id, plan=sub.plan, period=period).amount_cents
 
@@ -226,9 +224,7 @@ def _push(tenant: Tenant, period: str, kind: str, repair: bool, detail: str, for
     if not repair:
         return Finding(tenant, kind, detail)
     if force:
-        LedgerEntry.objects.unscoped().filter(tenant=tenant, period=period).update(
-            state=LedgerEntry.State.PENDING
-        )
+        LedgerEntry.objects.for_tenant(tenant).filter(period=period).update(state=LedgerEntry.State.PENDING)
     result = overage_push(tenant=tenant, period=period)
     ok = result.action not in {"failed", "skipped"}
     return Finding(tenant, kind, f"{detail}; push: {result.action} {result.message}".strip(), repaired=ok)
@@ -271,7 +267,7 @@ def reconcile_subscription(sub: Subscription, *, repair: bool) -> list[Finding]:
         if wanted != actual:
             if repair:
                 subscription_set_quantity(sub, wanted)
-                Subscription.objects.unscoped().filter(pk=sub.pk).update(quantity=wanted)
+                Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(quantity=wanted)
             findings.append(
                 Finding(
                     tenant,
@@ -289,7 +285,7 @@ def _mirror_status(sub: Subscription, remote: str) -> None:
         fields["past_due_since"] = timezone.now()
     elif remote != Subscription.Status.PAST_DUE:
         fields["past_due_since"] = None
-    Subscription.objects.unscoped().filter(pk=sub.pk).update(**fields)
+    Subscription.objects.for_tenant(sub.tenant_id).filter(pk=sub.pk).update(**fields)
     caps.invalidate(sub.tenant_id)
 
 

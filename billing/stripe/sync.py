@@ -28,8 +28,8 @@ def _cents(amount: Any) -> int:
 
 def _owner_email(tenant: Tenant) -> str | None:
     m = (
-        Membership.objects.unscoped()
-        .filter(tenant=tenant, role__in=[Role.OWNER, Role.BILLING])
+        Membership.objects.for_tenant(tenant)
+        .filter(role__in=[Role.OWNER, Role.BILLING])
         .select_related("user")
         .order_by("role", "created_at")
         .first()
@@ -206,10 +206,10 @@ def subscription_sync_quantity(*, tenant: Tenant) -> bool:
     stripe_sub = subscription_retrieve(sub)
     if stripe_sub is None or stripe_quantity(stripe_sub) == wanted:
         if sub.quantity != wanted:
-            Subscription.objects.unscoped().filter(pk=sub.pk).update(quantity=wanted)
+            Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(quantity=wanted)
         return False
     subscription_set_quantity(sub, wanted)
-    Subscription.objects.unscoped().filter(pk=sub.pk).update(quantity=wanted)
+    Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(quantity=wanted)
     return True
 
 

@@ -246,9 +246,7 @@ def on_invoice_paid(tenant: Tenant, obj: dict[str, Any]) -> str:
         if ii:
             item_ids.add(ii)
     for entry in (
-        LedgerEntry.objects.unscoped()
-        .select_for_update()
-        .filter(tenant=tenant, stripe_invoice_item_id__in=item_ids)
+        LedgerEntry.objects.for_tenant(tenant).select_for_update().filter(stripe_invoice_item_id__in=item_ids)
     ):
         entry.invoiced_cents += entry.pushed_amount_cents
         entry.pushed_amount_cents, entry.stripe_invoice_item_id = 0, ""

@@ -193,7 +193,7 @@ def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
     if target.credential_id is None:
         return None
     origin = origin_of(target.base_url)
-    saved = list(Credential.objects.unscoped().filter(tenant=tenant).values_list("pk", "base_url"))
+    saved = list(Credential.objects.for_tenant(tenant).values_list("pk", "base_url"))
     if any(pk == target.credential_id and not url for pk, url in saved):
         return None  # a saved provider key at the provider's own address
     if any(url and origin_of(url) == origin for _, url in saved):
@@ -273,7 +273,7 @@ def test_connection(
         from llm.config.credentials import credential_mark_verified
         from llm.models import Credential
 
-        credential_mark_verified(Credential(pk=target.credential_id))
+        credential_mark_verified(Credential(pk=target.credential_id, tenant=tenant))
     return {
         "ok": outcome["ok"],
         "latency_ms": outcome["latency_ms"],

@@ -18,16 +18,12 @@ def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
     tenant = Tenant.objects.get(id=tenant_id)
     # Not `agent_id__in=[agent_id, None]`: SQL's IN never matches NULL, which would lose the tenant's row.
     prefs = {
-        p.agent_id: p
-        for p in Preferences.objects.unscoped().filter(tenant_id=tenant_id).filter(models_q_agent(agent_id))
+        p.agent_id: p for p in Preferences.objects.for_tenant(tenant_id).filter(models_q_agent(agent_id))
     }
     chosen = prefs.get(agent_id) or prefs.get(None)
     eu_only = tenant.eu_only or bool(chosen and chosen.eu_only)
     ids = ["default"]
-    ids += [
-        f"route:{name}"
-        for name in Route.objects.unscoped().filter(tenant_id=tenant_id).values_list("name", flat=True)
-    ]
+    ids += [f"route:{name}" for name in Route.objects.for_tenant(tenant_id).values_list("name", flat=True)]
     catalog = CatalogModel.objects.filter(enabled=True).exclude(provider_id="custom")
     if eu_only:
         catalog = catalog.filter(eu_hosted=True)
@@ -45,7 +41,7 @@ def _ollama_models(tenant_id: int, *, eu_only: bool) -> list[str]:
     """Ask each of the tenant's Ollama servers what it has pulled (remembered for a while, shared by the workers);
     a server that is down is left out (logged) and not asked again for a few seconds."""
     found: list[str] = []
-    for endpoint in Credential.objects.unscoped().filter(tenant_id=tenant_id, kind="ollama").order_by("pk"):
+    for endpoint in Credential.objects.for_tenant(tenant_id).filter(kind="ollama").order_by("pk"):
         if eu_only and not (endpoint.config or {}).get("eu_hosted"):
             continue
         found += _pulled(endpoint)

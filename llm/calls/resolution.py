@@ -220,11 +220,11 @@ def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         raise RouteError("Unknown workspace.", code="tenant_not_found")
-    rows = list(Preferences.objects.unscoped().filter(tenant_id=tenant_id).filter(models_q_agent(agent_id)))
+    rows = list(Preferences.objects.for_tenant(tenant_id).filter(models_q_agent(agent_id)))
     prefs = next((p for p in rows if agent_id is not None and p.agent_id == agent_id), None) or next(
         (p for p in rows if p.agent_id is None), None
     )
-    credentials = list(Credential.objects.unscoped().select_related("data_key").filter(tenant_id=tenant_id))
+    credentials = list(Credential.objects.for_tenant(tenant_id).select_related("data_key"))
     eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
     return _Context(tenant=tenant, prefs=prefs, credentials=credentials, eu_only=eu_only)
 
@@ -577,7 +577,7 @@ def _resolve_cold(tenant_id: int, agent_id: int | None, model: str, embeddings: 
     elif model.startswith("route:"):
         from llm.models import Route
 
-        route = Route.objects.unscoped().filter(tenant_id=tenant_id, name=model[6:]).first()
+        route = Route.objects.for_tenant(tenant_id).filter(name=model[6:]).first()
         if route is None:
             raise RouteError(f"No route named “{model[6:]}”. Create it under /api/llm/routes.")
         eu_only = eu_only or route.eu_only

@@ -103,16 +103,14 @@ def protocol_for_kind(kind: str, provider_protocol: str | None = None) -> str:
 def access_credential(*, tenant: Tenant, credential_id: Any) -> Credential:
     """The tenant's credential, or 404 (the same for another tenant's and a missing one)."""
     try:
-        return (
-            Credential.objects.unscoped().select_related("data_key").get(tenant=tenant, pk=int(credential_id))
-        )
+        return Credential.objects.for_tenant(tenant).select_related("data_key").get(pk=int(credential_id))
     except (Credential.DoesNotExist, ValueError, TypeError):
         raise Http404("No such credential.") from None
 
 
 def find_credential(*, tenant: Tenant, ref: Any) -> Credential | None:
     """A credential of the tenant by id or name (None when it has none by that reference)."""
-    qs = Credential.objects.unscoped().filter(tenant=tenant)
+    qs = Credential.objects.for_tenant(tenant)
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
         return qs.filter(pk=int(ref)).first()
     if (
@@ -125,9 +123,9 @@ def find_credential(*, tenant: Tenant, ref: Any) -> Credential | None:
 def credential_for_kind(*, tenant_id: int, kind: str) -> Credential | None:
     """The tenant's key for a provider: the most recently set one when there are several."""
     return (
-        Credential.objects.unscoped()
+        Credential.objects.for_tenant(tenant_id)
         .select_related("data_key")
-        .filter(tenant_id=tenant_id, kind=kind)
+        .filter(kind=kind)
         .order_by("-rotated_at", "-created_at", "-pk")
         .first()
     )
@@ -409,14 +407,14 @@ def credential_delete(*, credential: Credential, actor: Actor) -> None:
 
 
 def credential_mark_verified(credential: Credential) -> None:
-    Credential.objects.unscoped().filter(pk=credential.pk).update(last_verified_at=timezone.now())
+    Credential.objects.for_tenant(credential.tenant_id).filter(pk=credential.pk).update(
+        last_verified_at=timezone.now()
+    )
 
 
 def _free_name(tenant: Tenant, kind: str) -> str:
     taken = set(
-        Credential.objects.unscoped()
-        .filter(tenant=tenant, name__startswith=kind)
-        .values_list("name", flat=True)
+        Credential.objects.for_tenant(tenant).filter(name__startswith=kind).values_list("name", flat=True)
     )
     if kind not in taken:
         return kind

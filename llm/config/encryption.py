@@ -119,23 +119,16 @@ def current_data_key(tenant_id: int):
     from llm.models import TenantDataKey
 
     key = (
-        TenantDataKey.objects.unscoped()
-        .filter(tenant_id=tenant_id, retired_at__isnull=True)
+        TenantDataKey.objects.for_tenant(tenant_id)
+        .filter(retired_at__isnull=True)
         .order_by("-version")
         .first()
     )
     if key is not None:
         return key
     with transaction.atomic():
-        last = (
-            TenantDataKey.objects.unscoped()
-            .select_for_update()
-            .filter(tenant_id=tenant_id)
-            .order_by("-version")
-            .first()
-        )
-        return TenantDataKey.objects.unscoped().create(
-            tenant_id=tenant_id,
+        last = TenantDataKey.objects.for_tenant(tenant_id).select_for_update().order_by("-version").first()
+        return TenantDataKey.objects.for_tenant(tenant_id).create(
             version=(last.version + 1) if last else 1,
             wrapped_key=wrap(Fernet.generate_key()),
             master_key_id=current_master_id(),
@@ -203,15 +196,14 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
         for tenant_id in tenant_ids:
             with transaction.atomic():
                 old = list(
-                    TenantDataKey.objects.unscoped()
+                    TenantDataKey.objects.for_tenant(tenant_id)
                     .select_for_update()
-                    .filter(tenant_id=tenant_id, retired_at__isnull=True)
+                    .filter(retired_at__isnull=True)
                     .order_by("-version")
                 )
                 if not old or old[0].created_under == newest:
                     continue
-                fresh = TenantDataKey.objects.unscoped().create(
-                    tenant_id=tenant_id,
+                fresh = TenantDataKey.objects.for_tenant(tenant_id).create(
                     version=old[0].version + 1,
                     wrapped_key=wrap(Fernet.generate_key()),
                     master_key_id=newest,
@@ -219,10 +211,9 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
                 )
                 result.data_keys_created += 1
                 for cred in (
-                    Credential.objects.unscoped()
+                    Credential.objects.for_tenant(tenant_id)
                     .select_for_update(of=("self",))
                     .select_related("data_key")
-                    .filter(tenant_id=tenant_id)
                     .exclude(data_key=fresh)
                 ):
                     plaintext = (
@@ -233,7 +224,7 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
                     cred.save(update_fields=["secrets_ciphertext", "data_key"])
                     result.credentials_reencrypted += 1
                 # Nothing refers to the old keys any more: drop them, so a leaked copy of one opens nothing new.
-                TenantDataKey.objects.unscoped().filter(pk__in=[k.pk for k in old]).delete()
+                TenantDataKey.objects.for_tenant(tenant_id).filter(pk__in=[k.pk for k in old]).delete()
             bump_config_version(tenant_id)
             if progress:
                 progress(result)

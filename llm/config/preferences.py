@@ -50,9 +50,9 @@ def platform_mode_allowed(tenant: Tenant) -> tuple[bool, str]:
 def preferences_get(*, tenant: Tenant, agent: Agent | None) -> Preferences | None:
     """The saved row of exactly this scope (the agent's own, or the tenant's when agent is None)."""
     return (
-        Preferences.objects.unscoped()
+        Preferences.objects.for_tenant(tenant)
         .select_related("credential", "custom_endpoint")
-        .filter(tenant=tenant, agent=agent)
+        .filter(agent=agent)
         .first()
     )
 
@@ -338,7 +338,7 @@ def _validate(
         if not allowed:
             errors["mode"] = [reason]
     elif mode == "byok":
-        kinds = set(Credential.objects.unscoped().filter(tenant=tenant).values_list("kind", flat=True))
+        kinds = set(Credential.objects.for_tenant(tenant).values_list("kind", flat=True))
         if data.get("api_key"):
             kind = _inline_key_kind(data, model_id, m)
             if kind not in credentials.PROVIDER_KINDS:

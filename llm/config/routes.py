@@ -31,7 +31,7 @@ MAX_IMPORT_DEPTH = 20
 
 def access_route(*, tenant: Tenant, route_id: Any) -> Route:
     """The tenant's route by id (or name), or 404 — the same for another tenant's and a missing one."""
-    qs = Route.objects.unscoped().filter(tenant=tenant)
+    qs = Route.objects.for_tenant(tenant)
     text = str(route_id)
     if "\x00" in text:  # names no route, and PostgreSQL refuses it in a query
         raise Http404("No such route.")
@@ -65,7 +65,7 @@ def route_clean(*, tenant: Tenant, data: dict[str, Any], instance: Route | None 
     if not isinstance(name, str) or not NAME.match(name):
         errors["name"] = ["Use 1–64 lowercase letters, digits, “_” and “-”, e.g. rule_extraction."]
     else:
-        clash = Route.objects.unscoped().filter(tenant=tenant, name=name)
+        clash = Route.objects.for_tenant(tenant).filter(name=name)
         if instance is not None:
             clash = clash.exclude(pk=instance.pk)
         if clash.exists():
@@ -105,7 +105,7 @@ def _clean_targets(tenant: Tenant, targets: Any, *, eu_required: bool, out: dict
     if len(targets) > MAX_TARGETS:
         return [f"At most {MAX_TARGETS} targets."]
     mode = _tenant_mode(tenant)
-    creds = {c.pk: c for c in Credential.objects.unscoped().filter(tenant=tenant)}
+    creds = {c.pk: c for c in Credential.objects.for_tenant(tenant)}
     by_name = {c.name: c for c in creds.values()}
     messages: list[str] = []
     cleaned = []
@@ -178,7 +178,7 @@ def route_json(route: Route, *, credential_names: dict[int, str] | None = None) 
     names = (
         credential_names
         if credential_names is not None
-        else dict(Credential.objects.unscoped().filter(tenant_id=route.tenant_id).values_list("pk", "name"))
+        else dict(Credential.objects.for_tenant(route.tenant_id).values_list("pk", "name"))
     )
     return {
         "id": route.pk,
@@ -204,8 +204,8 @@ def route_json(route: Route, *, credential_names: dict[int, str] | None = None) 
 
 
 def routes_list(*, tenant: Tenant) -> list[dict[str, Any]]:
-    names = dict(Credential.objects.unscoped().filter(tenant=tenant).values_list("pk", "name"))
-    return [route_json(r, credential_names=names) for r in Route.objects.unscoped().filter(tenant=tenant)]
+    names = dict(Credential.objects.for_tenant(tenant).values_list("pk", "name"))
+    return [route_json(r, credential_names=names) for r in Route.objects.for_tenant(tenant)]
 
 
 def _save(route: Route) -> None:
@@ -253,9 +253,9 @@ def route_delete(*, route: Route, actor: Actor) -> None:
 
 def routes_export(*, tenant: Tenant) -> str:
     """Every route as YAML; credentials by name (ids do not travel between workspaces), never secrets."""
-    names = dict(Credential.objects.unscoped().filter(tenant=tenant).values_list("pk", "name"))
+    names = dict(Credential.objects.for_tenant(tenant).values_list("pk", "name"))
     routes = []
-    for route in Route.objects.unscoped().filter(tenant=tenant):
+    for route in Route.objects.for_tenant(tenant):
         targets = []
         for t in route.targets:
             item: dict[str, Any] = {"model": t["model"]}
@@ -368,7 +368,7 @@ def routes_import(*, tenant: Tenant, actor: Actor, text: str, replace: bool = Fa
         raise ValidationError({"yaml": ["Expected a document with a “routes:” list."]})
     if doc.get("version", EXPORT_VERSION) != EXPORT_VERSION:
         raise ValidationError({"yaml": ["Unsupported version; this server reads version 1."]})
-    existing = {r.name: r for r in Route.objects.unscoped().filter(tenant=tenant)}
+    existing = {r.name: r for r in Route.objects.for_tenant(tenant)}
     errors: dict[str, Any] = {}
     plan: list[tuple[Route | None, dict[str, Any]]] = []
     seen: set[str] = set()

@@ -52,7 +52,7 @@ def record_now(usage: Usage) -> UsageEvent:
     """Write one event synchronously (Celery tasks, test connections, the embedded default)."""
     event = event_from(orjson.loads(usage.to_json()))
     with transaction.atomic():
-        UsageEvent.objects.unscoped().bulk_create([event], ignore_conflicts=True)
+        UsageEvent.objects.for_tenant(event.tenant_id).bulk_create([event], ignore_conflicts=True)
     _after_insert([event])
     return event
 
@@ -363,8 +363,8 @@ def _after_insert(events: list[UsageEvent]) -> None:
     start, end = budget.period_bounds(period)
     for tenant_id, (batch_tcu, batch_tokens) in by_tenant.items():
         totals = (
-            UsageEvent.objects.unscoped()
-            .filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
+            UsageEvent.objects.for_tenant(tenant_id)
+            .filter(created_at__gte=start, created_at__lt=end)
             .aggregate(
                 tcu=Sum("tcu"),
                 tokens=Sum("input_tokens", filter=Q(mode="platform")),

@@ -37,7 +37,7 @@ class _UserThreadView(TenantAPIView):
 class ThreadListView(_UserThreadView):
     @extend_schema(responses=ThreadSerializer(many=True))
     def get(self, request: Request) -> Response:
-        threads = Thread.objects.filter(user=self.user())
+        threads = Thread.objects.for_tenant(self.tenant).filter(user=self.user())
         return Response(ThreadSerializer(threads, many=True).data)
 
     @extend_schema(request=ThreadSerializer, responses={201: ThreadSerializer})
@@ -101,7 +101,7 @@ class MessageDetailView(_UserThreadView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, thread_id: int, message_id: int) -> Response:
         thread = assistant.access_thread(tenant=self.tenant, user=self.user(), thread_id=thread_id)
-        message = Message.objects.filter(thread=thread, id=message_id).first()
+        message = Message.objects.for_tenant(self.tenant).filter(thread=thread, id=message_id).first()
         if message is None:
             return Response({"detail": "No such message."}, status=status.HTTP_404_NOT_FOUND)
         return Response(assistant.message_progress(message))

@@ -28,7 +28,7 @@ def _progress_key(message_id: int) -> str:
 def access_thread(*, tenant: Tenant, user: User, thread_id: int | str) -> Thread:
     """A thread of this user in this tenant, or 404 (the same for another tenant's or user's thread)."""
     try:
-        return Thread.objects.unscoped().get(tenant=tenant, user=user, id=int(thread_id))
+        return Thread.objects.for_tenant(tenant).get(user=user, id=int(thread_id))
     except (Thread.DoesNotExist, ValueError, TypeError):
         raise Http404("No such thread.") from None
 
@@ -36,8 +36,8 @@ def access_thread(*, tenant: Tenant, user: User, thread_id: int | str) -> Thread
 def thread_create(
     *, tenant: Tenant, user: User, title: str = "", model: str = "default", agent: Agent | None = None
 ) -> Thread:
-    return Thread.objects.unscoped().create(
-        tenant=tenant, user=user, title=(title or "New chat")[:200], model=model or "default", agent=agent
+    return Thread.objects.for_tenant(tenant).create(
+        user=user, title=(title or "New chat")[:200], model=model or "default", agent=agent
     )
 
 
@@ -70,11 +70,10 @@ def message_post(*, thread: Thread, content: str, model: str | None = None) -> t
             thread.title = content[:60]
         thread.updated_at = timezone.now()
         thread.save(update_fields=["model", "title", "updated_at"])
-        user_msg = Message.objects.unscoped().create(
-            tenant=thread.tenant, thread=thread, role="user", content=content
+        user_msg = Message.objects.for_tenant(thread.tenant).create(
+            thread=thread, role="user", content=content
         )
-        reply = Message.objects.unscoped().create(
-            tenant=thread.tenant,
+        reply = Message.objects.for_tenant(thread.tenant).create(
             thread=thread,
             role="assistant",
             status=Message.Status.PENDING,
@@ -116,7 +115,7 @@ def reply_run(message_id: int) -> None:
         return  # deleted meanwhile, or already answered (a redelivered task)
     thread = reply.thread
     history = list(
-        Message.objects.unscoped()
+        Message.objects.for_tenant(thread.tenant_id)
         .filter(thread=thread, status=Message.Status.DONE)
         .exclude(id=reply.id)
         .order_by("-created_at", "-id")[:MAX_CONTEXT_MESSAGES]
@@ -125,7 +124,7 @@ def reply_run(message_id: int) -> None:
     ctx = CallContext(
         tenant_id=thread.tenant_id, request_type="assistant", agent_id=thread.agent_id, user_id=thread.user_id
     )
-    Message.objects.unscoped().filter(id=reply.id).update(
+    Message.objects.for_tenant(thread.tenant_id).filter(id=reply.id).update(
         status=Message.Status.STREAMING, request_id=ctx.request_id
     )
     last_publish = [0.0]
@@ -147,13 +146,13 @@ def reply_run(message_id: int) -> None:
             exc.__class__.__name__,
             exc_info=not isinstance(exc, GatewayError),
         )
-        Message.objects.unscoped().filter(id=reply.id).update(
+        Message.objects.for_tenant(thread.tenant_id).filter(id=reply.id).update(
             status=Message.Status.ERROR, error=error_text(exc)
         )
         cache.delete(_progress_key(reply.id))
         return
     usage = result["usage"]
-    Message.objects.unscoped().filter(id=reply.id).update(
+    Message.objects.for_tenant(thread.tenant_id).filter(id=reply.id).update(
         status=Message.Status.DONE,
         content=result["content"],
         model=result["model"] or thread.model,

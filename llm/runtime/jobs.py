@@ -24,7 +24,7 @@ MAX_CONCURRENCY = 16
 def jobs_visible(*, tenant: Tenant, actor: Actor, see_all: bool) -> QuerySet[Job]:
     """The jobs an actor may see and cancel: all of the tenant's with `see_all` (owners, admins, `manage`
     keys), else only the ones they started (a member's own; a key's own). Results go with the job."""
-    jobs = Job.objects.unscoped().filter(tenant=tenant)
+    jobs = Job.objects.for_tenant(tenant)
     if see_all:
         return jobs
     if actor.user is not None:
@@ -72,8 +72,7 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
         raise ValidationError(errors)
     api_key = actor.api_key
     with transaction.atomic():
-        job = Job.objects.unscoped().create(
-            tenant=tenant,
+        job = Job.objects.for_tenant(tenant).create(
             model=model,
             concurrency=concurrency,
             total=len(requests),
@@ -90,12 +89,12 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
 
 def job_cancel(*, job: Job, actor: Actor) -> Job:
     if job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
-        Job.objects.unscoped().filter(id=job.id).update(cancel_requested=True)
+        Job.objects.for_tenant(job.tenant_id).filter(id=job.id).update(cancel_requested=True)
         audit_record(
             tenant=job.tenant, actor=actor, action="job.cancel", obj=job, changes={"status": job.status}
         )
         if job.status == Job.Status.QUEUED:
-            Job.objects.unscoped().filter(id=job.id, status=Job.Status.QUEUED).update(
+            Job.objects.for_tenant(job.tenant_id).filter(id=job.id, status=Job.Status.QUEUED).update(
                 status=Job.Status.CANCELLED, finished_at=timezone.now()
             )
         job.refresh_from_db()
@@ -135,23 +134,28 @@ def job_run(job_id: int) -> None:
     job = Job.objects.unscoped().filter(id=job_id).first()
     if job is None or job.status in (Job.Status.DONE, Job.Status.CANCELLED, Job.Status.FAILED):
         return
-    Job.objects.unscoped().filter(id=job.id).update(status=Job.Status.RUNNING)
+    Job.objects.for_tenant(job.tenant_id).filter(id=job.id).update(status=Job.Status.RUNNING)
     pending = list(JobItem.objects.filter(job=job, status__in=["queued", "running"]).order_by("index"))
     from llm.calls.entry import run
 
     run(_run_items(job, pending))
     job.refresh_from_db()
     final = Job.Status.CANCELLED if job.cancel_requested else Job.Status.DONE
-    Job.objects.unscoped().filter(id=job.id).update(status=final, finished_at=timezone.now())
+    Job.objects.for_tenant(job.tenant_id).filter(id=job.id).update(status=final, finished_at=timezone.now())
 
 
-def _key_spend_limit(api_key_id: int | None) -> int | None:
+def _key_spend_limit(tenant_id: int, api_key_id: int | None) -> int | None:
     """The monthly limit of the key a job was created with: its items spend under it, as on /v1."""
     from tenants.models import ApiKey
 
     if api_key_id is None:
         return None
-    return ApiKey.objects.unscoped().filter(id=api_key_id).values_list("spend_limit_tcu", flat=True).first()
+    return (
+        ApiKey.objects.for_tenant(tenant_id)
+        .filter(id=api_key_id)
+        .values_list("spend_limit_tcu", flat=True)
+        .first()
+    )
 
 
 async def _run_items(job: Job, items: list[JobItem]) -> None:
@@ -161,10 +165,10 @@ async def _run_items(job: Job, items: list[JobItem]) -> None:
 
     semaphore = asyncio.Semaphore(job.concurrency)
     cancelled = asyncio.Event()
-    key_limit = await sync_to_async(_key_spend_limit)(job.api_key_id)
+    key_limit = await sync_to_async(_key_spend_limit)(job.tenant_id, job.api_key_id)
 
     def is_cancelled() -> bool:
-        return Job.objects.unscoped().filter(id=job.id, cancel_requested=True).exists()
+        return Job.objects.for_tenant(job.tenant_id).filter(id=job.id, cancel_requested=True).exists()
 
     async def one(item: JobItem) -> None:
         async with semaphore:
@@ -191,13 +195,13 @@ async def _run_items(job: Job, items: list[JobItem]) -> None:
                     "request_id": ctx.request_id,
                 }
                 counter = "failed_count"
-            await sync_to_async(_save_item)(item.id, job.id, fields, counter)
+            await sync_to_async(_save_item)(job.tenant_id, item.id, job.id, fields, counter)
 
     await asyncio.gather(*(one(item) for item in items))
 
 
-def _save_item(item_id: int, job_id: int, fields: dict, counter: str) -> None:
+def _save_item(tenant_id: int, item_id: int, job_id: int, fields: dict, counter: str) -> None:
     with transaction.atomic():
         updated = JobItem.objects.filter(id=item_id).exclude(status__in=["done", "failed"]).update(**fields)
         if updated:
-            Job.objects.unscoped().filter(id=job_id).update(**{counter: F(counter) + 1})
+            Job.objects.for_tenant(tenant_id).filter(id=job_id).update(**{counter: F(counter) + 1})

@@ -3,6 +3,7 @@ a latency histogram so p95 works from rollups."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,7 +41,7 @@ def _event_aggregates() -> dict[str, Any]:
     }
 
 
-def _histogram(row: dict[str, Any]) -> list[int]:
+def _histogram(row: Mapping[str, Any]) -> list[int]:
     """Per-bucket (not cumulative) counts from the cumulative filtered counts of one aggregate row."""
     cumulative = [int(row.get(f"b{i}") or 0) for i in range(len(LATENCY_BUCKETS_MS))]
     return [c - (cumulative[i - 1] if i else 0) for i, c in enumerate(cumulative)]
@@ -109,15 +110,15 @@ def _rollup_rows(model: type, tenant_id: int, key: dict[str, Any], rows: Any) ->
 def rollup_hour(*, tenant_id: int, hour: datetime) -> int:
     """Recompute one tenant-hour from its events (idempotent: replaces the hour's rows)."""
     rows = (
-        UsageEvent.objects.unscoped()
-        .filter(tenant_id=tenant_id, created_at__gte=hour, created_at__lt=hour + HOUR)
+        UsageEvent.objects.for_tenant(tenant_id)
+        .filter(created_at__gte=hour, created_at__lt=hour + HOUR)
         .values("agent_id", "model", "provider", "mode")
         .annotate(**_event_aggregates(), **_bucket_aggregates())
     )
     objs = _rollup_rows(UsageHourly, tenant_id, {"hour": hour}, rows)
     with transaction.atomic():
-        UsageHourly.objects.unscoped().filter(tenant_id=tenant_id, hour=hour).delete()
-        UsageHourly.objects.unscoped().bulk_create(objs)
+        UsageHourly.objects.for_tenant(tenant_id).filter(hour=hour).delete()
+        UsageHourly.objects.for_tenant(tenant_id).bulk_create(objs)
     return len(objs)
 
 
@@ -132,9 +133,7 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
     """Recompute one tenant-day from its hourly rows (idempotent: replaces the day's rows)."""
     start = _day_start(day)
     merged: dict[tuple, dict[str, Any]] = {}
-    for h in UsageHourly.objects.unscoped().filter(
-        tenant_id=tenant_id, hour__gte=start, hour__lt=start + DAY
-    ):
+    for h in UsageHourly.objects.for_tenant(tenant_id).filter(hour__gte=start, hour__lt=start + DAY):
         key = (h.agent_id, h.model, h.provider, h.mode)
         row = merged.setdefault(
             key,
@@ -156,8 +155,8 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
         row["hist"] = [a + b for a, b in zip(row["hist"], h.latency_hist or row["hist"], strict=False)]
     objs = _rollup_rows(UsageDaily, tenant_id, {"day": day}, merged.values())
     with transaction.atomic():
-        UsageDaily.objects.unscoped().filter(tenant_id=tenant_id, day=day).delete()
-        UsageDaily.objects.unscoped().bulk_create(objs)
+        UsageDaily.objects.for_tenant(tenant_id).filter(day=day).delete()
+        UsageDaily.objects.for_tenant(tenant_id).bulk_create(objs)
     return len(objs)
 
 
@@ -178,7 +177,7 @@ def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
     )
     for row in firsts:
         tenant_id = row["tenant_id"]
-        last = UsageHourly.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("hour"))["m"]
+        last = UsageHourly.objects.for_tenant(tenant_id).aggregate(m=Max("hour"))["m"]
         hour = (
             _floor_hour(row["first"])
             if last is None

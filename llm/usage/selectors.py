@@ -62,15 +62,15 @@ def _segments(since: datetime | None, daily_end: datetime | None, hourly_end: da
 
 def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
     """Input + output tokens of platform-mode calls since a time, from rollups plus the live hour (fast)."""
-    last_day = UsageDaily.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("day"))["m"]
-    last_hour = UsageHourly.objects.unscoped().filter(tenant_id=tenant_id).aggregate(m=Max("hour"))["m"]
+    last_day = UsageDaily.objects.for_tenant(tenant_id).aggregate(m=Max("day"))["m"]
+    last_hour = UsageHourly.objects.for_tenant(tenant_id).aggregate(m=Max("hour"))["m"]
     (d0, d1), hour_spans, event_spans = _segments(
         since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
     )
     total = 0
     tokens = Sum("input_tokens") + Sum("output_tokens")
-    daily = UsageDaily.objects.unscoped().filter(
-        tenant_id=tenant_id, mode="platform", day__lt=d1.date() if d1.year > 1 else date.min
+    daily = UsageDaily.objects.for_tenant(tenant_id).filter(
+        mode="platform", day__lt=d1.date() if d1.year > 1 else date.min
     )
     if d0 is not None:
         daily = daily.filter(day__gte=d0.date())
@@ -80,8 +80,8 @@ def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
         for a, b in hour_spans:
             hourly_q |= Q(hour__gte=a, hour__lt=b)
         total += (
-            UsageHourly.objects.unscoped()
-            .filter(tenant_id=tenant_id, mode="platform")
+            UsageHourly.objects.for_tenant(tenant_id)
+            .filter(mode="platform")
             .filter(hourly_q)
             .aggregate(t=tokens)["t"]
             or 0
@@ -90,8 +90,8 @@ def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
     for a, e in event_spans:
         events_q |= Q(created_at__gte=a) if e is None else Q(created_at__gte=a, created_at__lt=e)
     total += (
-        UsageEvent.objects.unscoped()
-        .filter(tenant_id=tenant_id, mode="platform")
+        UsageEvent.objects.for_tenant(tenant_id)
+        .filter(mode="platform")
         .filter(events_q)
         .aggregate(t=tokens)["t"]
         or 0
@@ -108,29 +108,27 @@ def usage_summary(
     now = now or timezone.now()
     span = RANGES[range_name]
     since = now - span if span else None
-    last_day = UsageDaily.objects.unscoped().filter(tenant=tenant).aggregate(m=Max("day"))["m"]
-    last_hour = UsageHourly.objects.unscoped().filter(tenant=tenant).aggregate(m=Max("hour"))["m"]
+    last_day = UsageDaily.objects.for_tenant(tenant).aggregate(m=Max("day"))["m"]
+    last_hour = UsageHourly.objects.for_tenant(tenant).aggregate(m=Max("hour"))["m"]
     (d0, d1), hour_spans, event_spans = _segments(
         since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
     )
 
-    daily = UsageDaily.objects.unscoped().filter(
-        tenant=tenant, day__lt=d1.date() if d1.year > 1 else date.min
-    )
+    daily = UsageDaily.objects.for_tenant(tenant).filter(day__lt=d1.date() if d1.year > 1 else date.min)
     if d0 is not None:
         daily = daily.filter(day__gte=d0.date())
     hourly_q = Q()
     for a, b in hour_spans:
         hourly_q |= Q(hour__gte=a, hour__lt=b)
     hourly = (
-        UsageHourly.objects.unscoped().filter(tenant=tenant).filter(hourly_q)
+        UsageHourly.objects.for_tenant(tenant).filter(hourly_q)
         if hour_spans
-        else UsageHourly.objects.none()
+        else UsageHourly.objects.for_tenant(tenant).none()
     )
     events_q = Q()
     for a, b in event_spans:
         events_q |= Q(created_at__gte=a) if b is None else Q(created_at__gte=a, created_at__lt=b)
-    events = UsageEvent.objects.unscoped().filter(tenant=tenant).filter(events_q)
+    events = UsageEvent.objects.for_tenant(tenant).filter(events_q)
     if agent is not None:
         daily, hourly, events = (
             daily.filter(agent=agent),
@@ -159,7 +157,7 @@ def usage_summary(
     for r in live:
         _fold(groups, totals, r, _histogram(r), r["day"])
 
-    agent_slugs = dict(Agent.objects.unscoped().filter(tenant=tenant).values_list("id", "slug"))
+    agent_slugs = dict(Agent.objects.for_tenant(tenant).values_list("id", "slug"))
     return {
         "range": range_name,
         "totals": _render(totals),

@@ -39,9 +39,9 @@ class Command(BaseCommand):
             raise CommandError(f"No tenant “{slug}”.")
         agent_ids = []
         for i in range(agents):
-            agent = Agent.objects.unscoped().filter(
-                tenant=tenant, slug=f"load-agent-{i}"
-            ).first() or agent_create(tenant=tenant, actor=SYSTEM, slug=f"load-agent-{i}")
+            agent = Agent.objects.for_tenant(tenant).filter(slug=f"load-agent-{i}").first() or agent_create(
+                tenant=tenant, actor=SYSTEM, slug=f"load-agent-{i}"
+            )
             agent_ids.append(agent.id)
         started = time.monotonic()
         models_sql = "ARRAY[" + ",".join(f"'{m[0]}'" for m in MODELS) + "]"
