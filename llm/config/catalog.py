@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -130,6 +130,41 @@ def seed_catalog(*, force: bool = False, provider_model: Any = None, catalog_mod
     _seed_rows(provider_model, catalog_data.PROVIDERS, force=force, result=result)
     _seed_rows(catalog_model, catalog_data.MODELS, force=force, result=result)
     return result
+
+
+def _unedited(obj: Any) -> bool:
+    """The row holds exactly what the seed last wrote (no admin made or changed it)."""
+    seeded = obj.seeded_values or {}
+    return bool(seeded) and all(_same(getattr(obj, name), value) for name, value in seeded.items())
+
+
+def catalog_rows_add(*, ids: Collection[str], provider_model: Any, catalog_model: Any) -> int:
+    """Create the approved providers and models named in `ids` that a database lacks; returns how many.
+
+    For the data migrations that bring entries added to the approved list to databases seeded before them: a row
+    that exists already (seeded, or made by an admin under the same id) is left exactly as it is.
+    """
+    result = SeedResult()
+    for model_cls, rows in ((provider_model, catalog_data.PROVIDERS), (catalog_model, catalog_data.MODELS)):
+        wanted = [r for r in rows if r["id"] in ids]
+        present = set(model_cls.objects.filter(pk__in=[r["id"] for r in wanted]).values_list("pk", flat=True))
+        _seed_rows(model_cls, [r for r in wanted if r["id"] not in present], force=False, result=result)
+    return result.created
+
+
+def catalog_rows_remove(*, ids: Collection[str], provider_model: Any, catalog_model: Any) -> int:
+    """Delete the providers and models named in `ids` that no admin edited (the reverse of `catalog_rows_add`);
+    returns how many. A provider that still has models stays."""
+    removed = 0
+    for obj in catalog_model.objects.filter(pk__in=list(ids)):
+        if _unedited(obj):
+            obj.delete()
+            removed += 1
+    for obj in provider_model.objects.filter(pk__in=list(ids)):
+        if _unedited(obj) and not catalog_model.objects.filter(provider_id=obj.pk).exists():
+            obj.delete()
+            removed += 1
+    return removed
 
 
 # --- the cached snapshot -------------------------------------------------------------------------

@@ -95,6 +95,15 @@ PROVIDERS: list[dict[str, Any]] = [
         "eu_region_available": False,
     },
     {
+        "id": "groq",
+        "name": "Groq",
+        "protocol": "openai_compat",
+        "default_base_url": "https://api.groq.com/openai/v1",
+        "docs_url": "https://console.groq.com/docs/models",
+        "eu_region_available": False,
+        "sort_order": 105,
+    },
+    {
         "id": "openrouter",
         "name": "OpenRouter",
         "protocol": "openai_compat",
@@ -111,8 +120,19 @@ PROVIDERS: list[dict[str, Any]] = [
         "eu_region_available": True,
     },
 ]
-for _order, _provider in enumerate(PROVIDERS):
-    _provider["sort_order"] = (_order + 1) * 10
+
+
+def _number(rows: list[dict[str, Any]]) -> None:
+    """Sort orders in steps of 10 by position; an entry added later carries its own, between its neighbours',
+    so adding it renumbers (and re-saves) no existing row."""
+    n = 0
+    for row in rows:
+        if row.get("sort_order") is None:
+            n += 1
+            row["sort_order"] = n * 10
+
+
+_number(PROVIDERS)
 
 
 def _m(
@@ -130,6 +150,7 @@ def _m(
     eu: bool = False,
     recommended: bool = False,
     notes: str = "",
+    sort_order: int | None = None,
 ) -> dict[str, Any]:
     capabilities = set(caps.split())
     return {
@@ -152,6 +173,7 @@ def _m(
         "tier": tier,
         "enabled": True,
         "notes": notes,
+        "sort_order": sort_order,
     }
 
 
@@ -182,6 +204,19 @@ MODELS: list[dict[str, Any]] = [
         "reasoning vision tools coding",
         "fast",
         recommended=True,
+    ),
+    _m(
+        "anthropic:claude-sonnet-4",
+        "Claude Sonnet 4",
+        "claude-sonnet-4-0",
+        "anthropic/claude-sonnet-4",
+        "3",
+        "15",
+        200_000,
+        64_000,
+        "reasoning vision tools coding",
+        "flagship",
+        sort_order=25,
     ),
     _m(
         "openai:gpt-5",
@@ -222,6 +257,32 @@ MODELS: list[dict[str, Any]] = [
         "flagship",
     ),
     _m(
+        "openai:gpt-4o",
+        "GPT-4o",
+        "gpt-4o",
+        "openai/gpt-4o",
+        "2.50",
+        "10",
+        128_000,
+        16_384,
+        "vision tools coding",
+        "flagship",
+        sort_order=53,
+    ),
+    _m(
+        "openai:gpt-4o-mini",
+        "GPT-4o Mini",
+        "gpt-4o-mini",
+        "openai/gpt-4o-mini",
+        "0.15",
+        "0.60",
+        128_000,
+        16_384,
+        "vision tools coding",
+        "budget",
+        sort_order=56,
+    ),
+    _m(
         "mistral:mistral-large",
         "Mistral Large",
         "mistral-large-latest",
@@ -248,6 +309,20 @@ MODELS: list[dict[str, Any]] = [
         "balanced",
         eu=True,
         recommended=True,
+    ),
+    _m(
+        "mistral:mistral-small",
+        "Mistral Small 3.2",
+        "mistral-small-latest",
+        "mistralai/mistral-small-3.2-24b-instruct",
+        "0.10",
+        "0.30",
+        131_072,
+        32_768,
+        "vision tools coding",
+        "budget",
+        eu=True,
+        sort_order=75,
     ),
     _m(
         "meta:llama-4-scout",
@@ -385,6 +460,19 @@ MODELS: list[dict[str, Any]] = [
         "reasoning tools coding",
         "balanced",
     ),
+    _m(
+        "groq:llama-3.3-70b",
+        "Llama 3.3 70B",
+        "llama-3.3-70b-versatile",
+        "meta-llama/llama-3.3-70b-instruct",
+        "0.59",
+        "0.79",
+        131_072,
+        32_768,
+        "tools",
+        "fast",
+        sort_order=185,
+    ),
     # Embedding models, one per provider that has one (output price 0: embeddings bill input only).
     _m(
         "openai:text-embedding-3-small",
@@ -451,5 +539,4 @@ MODELS: list[dict[str, Any]] = [
         notes="Placeholder: custom mode sends any model name to the tenant's own endpoint.",
     ),
 ]
-for _order, _model in enumerate(MODELS):
-    _model["sort_order"] = (_order + 1) * 10
+_number(MODELS)

@@ -34,6 +34,12 @@ APPROVED_PRICES = {
     "cohere:command-a": ("2.50", "10"),
     "minimax:minimax-m2.5": ("0.30", "1.20"),
     "openai:text-embedding-3-small": ("0.02", "0"),
+    # the managed tiers' models and Groq (issue #14)
+    "mistral:mistral-small": ("0.10", "0.30"),
+    "openai:gpt-4o-mini": ("0.15", "0.60"),
+    "openai:gpt-4o": ("2.50", "10"),
+    "anthropic:claude-sonnet-4": ("3", "15"),
+    "groq:llama-3.3-70b": ("0.59", "0.79"),
 }
 
 
