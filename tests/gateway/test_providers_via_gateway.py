@@ -162,3 +162,57 @@ def test_models_still_answers_when_the_ollama_server_is_down(gateway_url, tenant
     assert "default" in ids, ids[-3:]
     assert "ollama:llama3:8b" in ids, ids[-3:]
     assert "ollama:qwen2.5:7b" not in ids, ids[-3:]
+
+
+def test_a_saved_groq_key_reaches_groq(gateway_url, fake, tenant, make_key, manage_client, monkeypatch):
+    """A tenant's Groq key (BYOK) calls Groq's OpenAI-compatible API with that key and Groq's model id, and the
+    call is metered at the catalog's list price."""
+    from decimal import Decimal
+
+    for name in ("GROQ_API_KEY", "OPENROUTER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "GROQ_BASE_URL", fake.url + "/v1"
+    )  # where Groq's https://api.groq.com/openai/v1 would be
+    groq_key = "sk-test-groq-" + "7f3a9c2e5b1d"
+    saved = manage_client.post("/api/llm/credentials", {"kind": "groq", "api_key": groq_key}, format="json")
+    assert saved.status_code == 201, saved.content
+    prefs = manage_client.post(
+        "/api/llm/preferences", {"mode": "byok", "model": "groq:llama-3.3-70b"}, format="json"
+    )
+    assert prefs.status_code in (200, 201), prefs.content
+    reconfigured()
+    client = _client(gateway_url, make_key(tenant, scopes=["gateway"]))
+    assert "groq:llama-3.3-70b" in [m.id for m in client.models.list()]
+
+    reply = client.chat.completions.create(
+        model="groq:llama-3.3-70b", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert reply.choices[0].message.content.startswith("Hello from fake")
+    path, headers, body = fake.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert headers["authorization"] == f"Bearer {groq_key}"
+    assert body["model"] == "llama-3.3-70b-versatile"
+    chunks = list(
+        client.chat.completions.create(
+            model="default",
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].usage.completion_tokens == 5
+    assert fake.requests[-1][1]["authorization"] == f"Bearer {groq_key}"
+
+    events = drain_events()
+    assert len(events) == 2
+    for event in events:
+        assert (event.provider, event.model, event.mode, event.status) == (
+            "groq",
+            "groq:llama-3.3-70b",
+            "byok",
+            "ok",
+        )
+        assert (event.input_tokens, event.output_tokens) == (12, 5)
+        # 12 × $0.59/1M + 5 × $0.79/1M
+        assert event.cost_usd == Decimal("0.00001103")

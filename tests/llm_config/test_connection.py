@@ -68,6 +68,39 @@ def test_byok_key_through_the_fake_provider(manage_client, fake, monkeypatch):
     assert "sk-wrong" not in str(bad)
 
 
+def test_saved_groq_key_is_tested_against_groq(manage_client, fake, monkeypatch):
+    from llm.calls import resolution
+    from llm.models import UsageEvent
+
+    monkeypatch.setenv("GROQ_BASE_URL", fake.url + "/v1")
+    resolution.forget_env()
+    groq_key = "sk-test-groq-" + "5e8d2c4a9b1f"
+    saved = manage_client.post("/api/llm/credentials", {"kind": "groq", "api_key": groq_key}, format="json")
+    assert saved.status_code == 201, saved.content
+    manage_client.post("/api/llm/preferences", {"mode": "byok", "model": "groq:llama-3.3-70b"}, format="json")
+    body = manage_client.post(URL, {}, format="json").json()
+    assert body["ok"] is True, body
+    assert body["model"] == "groq:llama-3.3-70b"
+    path, headers, sent = fake.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert headers["authorization"] == f"Bearer {groq_key}"
+    assert (sent["model"], sent["messages"][0]["content"]) == ("llama-3.3-70b-versatile", "ping")
+    event = UsageEvent.objects.unscoped().get(request_type="test")
+    assert (event.provider, event.model, event.mode, event.status) == (
+        "groq",
+        "groq:llama-3.3-70b",
+        "byok",
+        "ok",
+    )
+    bad = manage_client.post(
+        URL,
+        {"mode": "byok", "model": "groq:llama-3.3-70b", "api_key": "sk-wrong-groq-0123456789"},
+        format="json",
+    ).json()
+    assert (bad["ok"], bad["error"]["kind"]) == (False, "auth")
+    assert "sk-wrong-groq" not in str(bad)
+
+
 def test_bad_key_gets_the_auth_hint(manage_client, fake):
     body = manage_client.post(URL, _custom(fake.url, api_key="sk-bad-key-0000000000"), format="json").json()
     assert body["ok"] is False

@@ -25,6 +25,7 @@ PLATFORM_KEYS = (
     "COHERE",
     "DEEPSEEK",
     "XAI",
+    "GROQ",
     "OLLAMA",
 )
 
@@ -142,6 +143,22 @@ def test_byok_uses_the_tenants_key(tenant, keys):
     )
     assert t.credential_id is not None
     assert "sk-ant-tenant" not in repr(t)
+
+
+def test_byok_groq_key_goes_to_groqs_openai_compatible_api(tenant, keys):
+    credential_create(tenant=tenant, actor=SYSTEM, kind="groq", data={"api_key": "sk-test-groq-tenant-1234"})
+    save(tenant, mode="byok", model="groq:llama-3.3-70b")
+    t = resolve(tenant, "default").targets[0]
+    assert (t.mode, t.provider, t.protocol, t.base_url, t.api_key, t.upstream_model) == (
+        "byok",
+        "groq",
+        "openai_compat",
+        "https://api.groq.com/openai/v1",
+        "sk-test-groq-tenant-1234",
+        "llama-3.3-70b-versatile",
+    )
+    assert (t.input_usd_per_mtok, t.output_usd_per_mtok) == (Decimal("0.59"), Decimal("0.79"))
+    assert t.credential_id is not None
 
 
 def test_byok_falls_back_to_the_openrouter_key(tenant, keys):
