@@ -6,10 +6,13 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import stripe
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import stripe
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +39,21 @@ class BillingError(Exception):
         self.retryable = retryable
 
 
+def stripe_sdk() -> ModuleType:
+    """The Stripe SDK, imported on first use: it is heavy, and a process that never bills (the gateway) never
+    needs it (tests/gateway/test_lean_imports.py)."""
+    import stripe  # lazy on purpose: see the docstring
+
+    return stripe
+
+
 def stripe_configured() -> bool:
     return bool(settings.STRIPE_API_KEY)
 
 
 def stripe_client() -> stripe.StripeClient:
     """The Stripe client for the configured key, talking to STRIPE_API_BASE when set (the local fake in tests)."""
+    stripe = stripe_sdk()
     if not stripe_configured():
         raise BillingError(NOT_CONFIGURED_MESSAGE, code="billing_not_configured")
     key = (settings.STRIPE_API_KEY, settings.STRIPE_API_BASE)
@@ -65,6 +77,7 @@ def reset_clients() -> None:
 @contextmanager
 def stripe_errors(action: str) -> Iterator[None]:
     """Wrap Stripe calls once: card errors → the card message; unreachable → retryable; else logged + generic."""
+    stripe = stripe_sdk()
     try:
         yield
     except stripe.CardError as exc:
@@ -115,4 +128,5 @@ def as_dict(obj: Any) -> dict[str, Any]:
 def is_missing(exc: BaseException) -> bool:
     """A 404 from Stripe (the object does not exist), behind a BillingError or not."""
     cause = exc.__cause__ if isinstance(exc, BillingError) else exc
+    stripe = stripe_sdk()
     return isinstance(cause, stripe.InvalidRequestError) and getattr(cause, "http_status", None) == 404

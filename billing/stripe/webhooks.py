@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-import stripe
 from django.conf import settings
 from django.db import DataError, transaction
 from django.http import HttpRequest, JsonResponse
@@ -21,6 +20,7 @@ from billing import caps
 from billing.models import LedgerEntry, Notification, Plan, StripeEvent, Subscription
 from billing.notifications import notification_create
 from billing.plans import FREE, billable_agents, local_status
+from billing.stripe.client import stripe_sdk
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ SIGNATURE_TOLERANCE = 300
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
+    stripe = stripe_sdk()
     payload = request.body
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
