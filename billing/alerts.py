@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import httpx
 import orjson
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -21,8 +22,10 @@ from django.db import transaction
 from billing import caps
 from billing.models import AlertSent, Notification, Subscription
 from billing.notifications import notification_create
-from billing.usage import period_bounds, platform_tokens, tcu_used
+from billing.subscriptions import ensure_subscription, period_bounds
+from billing.usage import platform_tokens, tcu_used
 from llm.config import ssrf
+from llm.metering.metrics import ALERTS
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
 from tenants.roles import Role
@@ -127,15 +130,12 @@ def _after_commit(tenant_id: int, alert_id: int, title: str, body: str) -> None:
         except Exception:  # one bad address must not stop the others
             log.exception("alert e-mail to a recipient of %s failed", alert.tenant.slug)
     AlertSent.objects.for_tenant(tenant_id).filter(pk=alert_id).update(emails_sent=sent)
-    from llm.metering.metrics import ALERTS
-
     ALERTS.labels(alert.threshold).inc()
     log.info("alert %s sent for %s %s (%s e-mails)", alert.threshold, alert.tenant.slug, alert.period, sent)
     if alert.webhook_status == "pending":
-        from billing.tasks import deliver_alert_webhook
-
         try:
-            deliver_alert_webhook.delay(alert_id)
+            # By name: billing.tasks sits above this module (BillingConfig.ready registers it in every process).
+            current_app.tasks["billing.deliver_alert_webhook"].delay(alert_id)
         except Exception:  # eager mode (no worker) surfaces the retry here; the alert itself is done
             log.warning(
                 "alert webhook for %s not delivered now; see the alert's webhook status",
@@ -261,8 +261,6 @@ def alert_webhook_give_up(alert_id: int) -> None:
 
 def alert_webhook_set(*, tenant: Tenant, actor: Actor, url: str) -> dict[str, Any]:
     """Set (or clear with "") the alert webhook URL; a new signing secret is returned once when set."""
-    from billing.plans import ensure_subscription
-
     url = (url or "").strip()
     max_length = Subscription._meta.get_field("alert_webhook_url").max_length or 500
     if len(url) > max_length:

@@ -2,15 +2,20 @@
 
 from django.apps import AppConfig
 
+from llm import policy as llm_policy
+
 
 class BillingConfig(AppConfig):
     name = "billing"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from billing import signals
+        # Here, not at the top: these modules import models, which exist only once the app registry is ready.
+        from billing import (
+            signals,
+            tasks,  # noqa: F401  (registers the Celery tasks that lower modules enqueue by name)
+        )
         from billing.policy import BillingPolicy, on_usage_recorded
-        from llm import policy as llm_policy
 
         signals.connect()
         llm_policy.register(BillingPolicy())

@@ -9,12 +9,15 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from billing.models import AgentBudget, Plan, Subscription
+from billing.subscriptions import ensure_subscription, free_plan, period_of
+from llm.calls import hot_cache
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
 from tenants.validators import parse_tcu
@@ -61,10 +64,6 @@ def _limits_key(tenant_id: int, generation: int) -> str:
 
 def _agent_budget_key(tenant_id: int, agent_id: int, generation: int) -> str:
     return f"billing:agent-budget:v{LIMITS_SCHEMA}:g{generation}:{tenant_id}:{agent_id}"
-
-
-def free_plan() -> Plan | None:
-    return Plan.objects.filter(slug="free").first()
 
 
 def _load(tenant_id: int) -> dict[str, Any]:
@@ -162,9 +161,7 @@ def invalidate(tenant_id: int) -> None:
     """Forget a tenant's cached limits here and in the gateway (its per-process copy)."""
     generation = _generation()
     cache.delete(_limits_key(tenant_id, generation))
-    from llm.calls.hot_cache import forget_limits
-
-    forget_limits(tenant_id)
+    hot_cache.forget_limits(tenant_id)
 
 
 def invalidate_all(tenant_ids: list[int] | None = None) -> None:
@@ -175,10 +172,8 @@ def invalidate_all(tenant_ids: list[int] | None = None) -> None:
         cache.set(_GENERATION_KEY, 2, timeout=None)
     if tenant_ids is None:
         tenant_ids = list(Subscription.objects.unscoped().values_list("tenant_id", flat=True))
-    from llm.calls.hot_cache import forget_limits
-
     for tenant_id in tenant_ids:
-        forget_limits(tenant_id)
+        hot_cache.forget_limits(tenant_id)
 
 
 # --- thresholds -----------------------------------------------------------------------------------
@@ -227,9 +222,8 @@ def after_usage(
     )
     if not hits:
         return
-    from billing.tasks import send_threshold_alert
-    from billing.usage import period_of
-
+    # By name: billing.tasks sits above this module (BillingConfig.ready registers it in every process).
+    send_threshold_alert = current_app.tasks["billing.send_threshold_alert"]
     period = period_of()
     for threshold, value in hits:
         transaction.on_commit(
@@ -286,8 +280,6 @@ def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -
 
     Lowering is always allowed; on plans with platform-managed spend the hard cap cannot be raised past the plan's
     ceiling (its default hard cap), unless a platform admin already set it higher."""
-    from billing.plans import ensure_subscription
-
     errors: dict[str, list[str]] = {}
     warn = _validate_tcu("warn_tcu", warn_tcu, errors)
     hard = _validate_tcu("hard_tcu", hard_tcu, errors)
@@ -359,7 +351,5 @@ def agent_budget_set(*, tenant: Tenant, actor: Actor, agent: Agent, monthly_tcu:
             changes={"monthly_tcu": value},
         )
     cache.delete(_agent_budget_key(tenant.id, agent.id, _generation()))
-    from llm.calls import hot_cache
-
     hot_cache.limits.pop(("agent-budget", tenant.id, agent.id))
     return agent_budget_read(tenant=tenant, agent=agent)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from billing.alerts import alerts_check
 from billing.stripe.client import stripe_configured
 from billing.stripe.ledger import overage_push, tenants_to_push
 from billing.stripe.reconciliation import previous_period, reconcile
-from billing.usage import period_bounds, period_of
+from billing.subscriptions import period_bounds, period_of
+from llm.metering.queue import flush
+from llm.usage.rollups import rollup_pending
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,6 @@ def billing_cycle_run(*, period: str | None = None, reconciliation: bool = True)
 
 def periods_due() -> list[str]:
     """The current period, and the previous one while it is closing."""
-    from datetime import UTC, datetime
-
     current = period_of()
     if datetime.now(UTC).day <= CLOSING_DAYS:
         return [previous_period(current), current]
@@ -50,14 +51,10 @@ def periods_due() -> list[str]:
 
 
 def _drain() -> int:
-    from llm.metering.queue import flush
-
     return int(flush() or 0)
 
 
 def _rollups() -> int:
-    from llm.usage.rollups import rollup_pending
-
     return int(rollup_pending() or 0)
 
 

@@ -10,14 +10,19 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from billing.alerts import alert_webhook_read, alert_webhook_set, recent_alerts
 from billing.caps import caps_read, caps_update
 from billing.models import Plan
+from billing.notifications import notification_mark_read, notifications_for
+from billing.plans import plan_change
 from billing.stripe.client import BillingError
+from billing.stripe.sync import portal_url
 from billing.summary import billing_summary
 from tenants.audit import Actor
 from tenants.decorators import tenant_required
 from tenants.forms import apply_errors
 from tenants.http import TenantRequest
+from tenants.models import User
 from tenants.roles import Perm, role_has
 from tenants.validators import MAX_TCU
 
@@ -43,8 +48,6 @@ class CapsForm(forms.Form):
 def billing(request: TenantRequest) -> HttpResponse:
     if not (role_has(request.role, Perm.MANAGE_BILLING) or role_has(request.role, Perm.MANAGE_CAPS)):
         return render(request, "403.html", status=403)
-    from billing.alerts import alert_webhook_read, alert_webhook_set, recent_alerts
-
     caps = caps_read(tenant=request.tenant)
     is_webhook = request.POST.get("action") == "webhook"
     form = CapsForm(
@@ -101,9 +104,6 @@ def billing(request: TenantRequest) -> HttpResponse:
 
 @tenant_required()
 def notifications(request: TenantRequest) -> HttpResponse:
-    from billing.notifications import notification_mark_read, notifications_for
-    from tenants.models import User
-
     user = request.user if isinstance(request.user, User) else None
     if request.method == "POST":
         notification_mark_read(tenant=request.tenant, user=user, notification_id=request.POST.get("id", ""))
@@ -116,8 +116,6 @@ def notifications(request: TenantRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Perm.MANAGE_BILLING)
 def change_plan(request: TenantRequest) -> HttpResponse:
-    from billing.plans import plan_change
-
     try:
         result = plan_change(
             tenant=request.tenant, actor=Actor.from_request(request), plan_slug=request.POST.get("plan", "")
@@ -136,8 +134,6 @@ def change_plan(request: TenantRequest) -> HttpResponse:
 @require_POST
 @tenant_required(Perm.MANAGE_BILLING)
 def payment_portal(request: TenantRequest) -> HttpResponse:
-    from billing.stripe.sync import portal_url
-
     try:
         return redirect(portal_url(request.tenant))
     except BillingError as exc:

@@ -6,57 +6,40 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from billing import caps
 from billing.models import Plan, Subscription
+from billing.stripe import sync as stripe_sync
+from billing.stripe.client import BillingError, as_dict
+from billing.stripe.ledger import overage_push
+from billing.subscriptions import (
+    FREE,
+    UnknownPlanError,
+    billable_agents,
+    ensure_subscription,
+    get_plan,
+    local_status,
+    period_of,
+    plan_choices,
+)
 from tenants.audit import SYSTEM, Actor, audit_record
-from tenants.models import Agent, Tenant
+from tenants.models import Tenant
 
-FREE = "free"
-
-
-class UnknownPlanError(ValidationError, ValueError):
-    """An unknown plan slug: a field error for forms/commands, a ValueError for everything else."""
-
-
-def plan_choices(*, public_only: bool = False) -> list[str]:
-    plans = Plan.objects.filter(is_active=True)
-    if public_only:
-        plans = plans.filter(is_public=True)
-    return list(plans.values_list("slug", flat=True))
-
-
-def get_plan(slug: str | None, *, public_only: bool = False) -> Plan:
-    """An active plan by slug. `public_only` (what tenants may choose): a private plan is answered exactly like an
-    unknown one, so its existence does not leak; private plans are assigned by platform admins only."""
-    slug = (slug or FREE).strip().lower()
-    plans = Plan.objects.filter(slug=slug, is_active=True)
-    if public_only:
-        plans = plans.filter(is_public=True)
-    plan = plans.first()
-    if plan is None:
-        choices = ", ".join(plan_choices(public_only=public_only))
-        raise UnknownPlanError({"plan": [f"Unknown plan “{slug[:40]}”. Choose one of: {choices}."]})
-    return plan
-
-
-def billable_agents(tenant: Tenant) -> int:
-    """Agents billed on per-agent plans: the active ones, at least one."""
-    return max(1, Agent.objects.for_tenant(tenant).filter(is_active=True).count())
-
-
-def ensure_subscription(tenant: Tenant, *, lock: bool = False) -> Subscription:
-    """The tenant's Subscription row, created on the free plan when missing."""
-    qs = Subscription.objects.for_tenant(tenant).select_related("plan")
-    if lock:
-        qs = qs.select_for_update(of=("self",))
-    sub = qs.first()
-    if sub is not None:
-        return sub
-    Subscription.objects.for_tenant(tenant).get_or_create(defaults={"plan": get_plan(FREE)})
-    return qs.get()
+# The plan lookups live in the `billing.subscriptions` leaf; they stay importable from here.
+__all__ = [
+    "FREE",
+    "PlanChange",
+    "UnknownPlanError",
+    "assign_plan",
+    "billable_agents",
+    "ensure_subscription",
+    "get_plan",
+    "local_status",
+    "plan_allows_platform",
+    "plan_change",
+    "plan_choices",
+]
 
 
 def assign_plan(*, tenant: Tenant, plan_slug: str | None, actor: Actor = SYSTEM) -> Subscription:
@@ -100,18 +83,12 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
 
     Raises `billing.stripe.client.BillingError` with a user-facing message when Stripe refuses or fails.
     """
-    from billing.stripe import sync as stripe_sync
-    from billing.stripe.client import BillingError, as_dict
-
     plan = get_plan(plan_slug, public_only=True)
     sub = ensure_subscription(tenant)
     if sub.plan_id == plan.id and (not plan.is_paid or sub.stripe_subscription_id):
         return PlanChange(subscription=sub)
     if not plan.is_paid:
         if sub.stripe_subscription_id:
-            from billing.stripe.ledger import overage_push
-            from billing.usage import period_of
-
             pushed = overage_push(tenant=tenant, period=period_of())  # onto the final invoice
             if pushed.action == "failed":
                 raise BillingError(pushed.message, code="overage_push_failed", retryable=True)
@@ -161,15 +138,13 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
 
 def _confirms(stripe_sub: dict[str, Any], plan: Plan) -> bool:
     """Stripe holds the subscription live (paid or trialing) on this plan's Stripe plan."""
-    from billing.stripe.sync import stripe_plan_id
-
     if stripe_sub.get("status") not in {"active", "trialing"}:
         return False
     items = (stripe_sub.get("items") or {}).get("data") or []
     stripe_plan = ((items[0].get("plan") or {}).get("id") if items else None) or (
         stripe_sub.get("plan") or {}
     ).get("id")
-    return stripe_plan == stripe_plan_id(plan)
+    return stripe_plan == stripe_sync.stripe_plan_id(plan)
 
 
 def _apply_plan(
@@ -203,13 +178,3 @@ def _apply_plan(
         transaction.on_commit(partial(caps.invalidate, tenant.id))
     caps.invalidate(tenant.id)
     return sub
-
-
-def local_status(stripe_status: str) -> str:
-    if stripe_status in {"past_due", "unpaid"}:
-        return Subscription.Status.PAST_DUE
-    if stripe_status in {"canceled", "incomplete_expired"}:
-        return Subscription.Status.CANCELED
-    if stripe_status in Subscription.Status.values:
-        return stripe_status
-    return Subscription.Status.ACTIVE

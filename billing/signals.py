@@ -9,14 +9,13 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from billing.models import Subscription
+from billing.tasks import sync_subscription_quantity
 from tenants.models import Agent
 
 log = logging.getLogger(__name__)
 
 
 def _sync(tenant_id: int) -> None:
-    from billing.tasks import sync_subscription_quantity
-
     try:
         sync_subscription_quantity.delay(tenant_id)
     except (

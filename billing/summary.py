@@ -11,9 +11,10 @@ from django.conf import settings
 
 from billing import caps
 from billing.models import Plan, Subscription
-from billing.plans import billable_agents
 from billing.stripe.client import BillingError, stripe_configured
-from billing.usage import overage_of, period_bounds, period_of, tcu_used
+from billing.stripe.sync import list_invoices
+from billing.subscriptions import billable_agents, free_plan, period_bounds, period_of
+from billing.usage import overage_of, tcu_used
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def _usd(value: Decimal) -> str:
 
 def _plan_and_sub(tenant: Tenant) -> tuple[Plan | None, Subscription | None]:
     sub = Subscription.objects.for_tenant(tenant).select_related("plan").first()
-    return (sub.plan if sub else caps.free_plan()), sub
+    return (sub.plan if sub else free_plan()), sub
 
 
 def base_price(plan: Plan | None, tenant: Tenant) -> Decimal:
@@ -54,8 +55,6 @@ def billing_summary(
     invoices: list[dict[str, Any]] = []
     invoices_error = ""
     if with_invoices and sub is not None and sub.stripe_customer_id and stripe_configured():
-        from billing.stripe.sync import list_invoices
-
         try:
             invoices = list_invoices(tenant)
         except BillingError as exc:

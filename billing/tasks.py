@@ -2,6 +2,11 @@
 
 from celery import shared_task
 
+from billing import alerts, cycle
+from billing.stripe import reconciliation
+from billing.stripe.sync import subscription_sync_quantity
+from tenants.models import Tenant
+
 
 @shared_task(
     name="billing.send_threshold_alert",
@@ -11,28 +16,21 @@ from celery import shared_task
     max_retries=5,
 )
 def send_threshold_alert(tenant_id: int, period: str, threshold: str, value: int, limit: int) -> bool:
-    from billing.alerts import alert_send
-
-    return alert_send(tenant_id=tenant_id, period=period, threshold=threshold, value=value, limit=limit)
+    return alerts.alert_send(
+        tenant_id=tenant_id, period=period, threshold=threshold, value=value, limit=limit
+    )
 
 
 @shared_task(bind=True, name="billing.deliver_alert_webhook", acks_late=True, max_retries=8)
 def deliver_alert_webhook(self, alert_id: int) -> bool:
     """POST a signed alert to the tenant's URL; retried with exponential backoff, then given up (recorded)."""
-    from billing.alerts import (
-        WebhookDeliveryError,
-        alert_webhook_deliver,
-        alert_webhook_give_up,
-        backoff_seconds,
-    )
-
     try:
-        alert_webhook_deliver(alert_id)
-    except WebhookDeliveryError as exc:
+        alerts.alert_webhook_deliver(alert_id)
+    except alerts.WebhookDeliveryError as exc:
         if self.request.retries >= self.max_retries:
-            alert_webhook_give_up(alert_id)
+            alerts.alert_webhook_give_up(alert_id)
             return False
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+        raise self.retry(exc=exc, countdown=alerts.backoff_seconds(self.request.retries)) from exc
     return True
 
 
@@ -45,10 +43,8 @@ def deliver_alert_webhook(self, alert_id: int) -> bool:
 )
 def run_billing_cycle(period: str | None = None) -> list[dict]:
     """Beat, hourly: the current period (and the previous one while it closes); idempotent."""
-    from billing.cycle import billing_cycle_run, periods_due
-
-    periods = [period] if period else periods_due()
-    return [billing_cycle_run(period=p, reconciliation=False) for p in periods]
+    periods = [period] if period else cycle.periods_due()
+    return [cycle.billing_cycle_run(period=p, reconciliation=False) for p in periods]
 
 
 @shared_task(
@@ -56,11 +52,8 @@ def run_billing_cycle(period: str | None = None) -> list[dict]:
 )
 def reconcile(period: str | None = None) -> dict:
     """Beat, nightly: reconcile the current period (and the previous one while it closes)."""
-    from billing.cycle import periods_due
-    from billing.stripe.reconciliation import reconcile as run
-
-    periods = [period] if period else periods_due()
-    return {p: run(period=p).issues_found for p in periods}
+    periods = [period] if period else cycle.periods_due()
+    return {p: reconciliation.reconcile(period=p).issues_found for p in periods}
 
 
 @shared_task(
@@ -71,8 +64,5 @@ def reconcile(period: str | None = None) -> dict:
     max_retries=5,
 )
 def sync_subscription_quantity(tenant_id: int) -> bool:
-    from billing.stripe.sync import subscription_sync_quantity
-    from tenants.models import Tenant
-
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     return bool(tenant and subscription_sync_quantity(tenant=tenant))

@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Q, Sum
 
 from billing.models import Plan
+from billing.subscriptions import period_bounds, period_of
+from llm.limits.budget import used_tcu
 from llm.models import UsageEvent
+from llm.usage.selectors import platform_tokens_since
+
+# The period helpers live in the `billing.subscriptions` leaf; they stay importable from here.
+__all__ = ["Overage", "overage_of", "period_bounds", "period_of", "platform_tokens", "tcu_used"]
 
 log = logging.getLogger(__name__)
 _MTOK = Decimal(1_000_000)
 _CENT = Decimal("0.01")
-
-
-def period_of(dt: datetime | None = None) -> str:
-    dt = dt or datetime.now(UTC)
-    dt = dt.astimezone(UTC) if dt.tzinfo else dt
-    return f"{dt.year:04d}-{dt.month:02d}"
-
-
-def period_bounds(period: str) -> tuple[datetime, datetime]:
-    try:
-        year, month = (int(p) for p in period.split("-"))
-        start = datetime(year, month, 1, tzinfo=UTC)
-    except (ValueError, TypeError):
-        raise ValueError(f"“{period}” is not a period; use YYYY-MM, e.g. 2026-05.") from None
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def _events(tenant_id: int, period: str):
@@ -42,8 +31,6 @@ def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
     """TCU of the period: the gateway's live counter when available, else the PostgreSQL sums."""
     period = period or period_of()
     if period == period_of():
-        from llm.limits.budget import used_tcu
-
         try:
             return int(used_tcu(tenant_id=tenant_id, period=period))
         except Exception:  # Redis down: the database still knows
@@ -57,8 +44,6 @@ def platform_tokens(*, tenant_id: int, period: str, fast: bool = False) -> int:
     `fast` (pages) reads the current period from the usage rollups plus the live hour; pushes to Stripe and
     reconciliation sum the events themselves."""
     if fast and period == period_of():
-        from llm.usage.selectors import platform_tokens_since
-
         return platform_tokens_since(tenant_id=tenant_id, since=period_bounds(period)[0])
     agg = _events(tenant_id, period).aggregate(
         i=Sum("input_tokens", filter=Q(mode="platform")), o=Sum("output_tokens", filter=Q(mode="platform"))

@@ -15,11 +15,13 @@ from django.utils import timezone
 
 from billing import caps
 from billing.models import LedgerEntry, ReconciliationIssue, ReconciliationRun, Subscription
-from billing.plans import billable_agents, local_status
 from billing.stripe.client import BillingError, stripe_configured
 from billing.stripe.ledger import delete_item, overage_push, pending_items
-from billing.usage import overage_of, period_bounds, period_of
+from billing.stripe.sync import stripe_quantity, subscription_retrieve, subscription_set_quantity
+from billing.subscriptions import billable_agents, local_status, period_bounds, period_of
+from billing.usage import overage_of
 from llm.models import UsageDaily, UsageEvent
+from llm.usage.rollups import rollup_day
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,6 @@ def reconcile(*, period: str | None = None, repair: bool = True) -> Reconciliati
 
 def check_rollups(period: str, *, repair: bool) -> list[Finding]:
     """Complete days of the period whose UsageDaily sums differ from their UsageEvents."""
-    from llm.usage.rollups import rollup_day
-
     start, end = period_bounds(period)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end = min(end, today)
@@ -234,8 +234,6 @@ def _push(tenant: Tenant, period: str, kind: str, repair: bool, detail: str, for
 
 
 def reconcile_subscription(sub: Subscription, *, repair: bool) -> list[Finding]:
-    from billing.stripe.sync import stripe_quantity, subscription_retrieve, subscription_set_quantity
-
     if not sub.stripe_subscription_id:
         return []
     tenant = sub.tenant

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 
 from billing.models import Plan, Subscription
-from billing.plans import billable_agents, ensure_subscription
 from billing.stripe.client import BillingError, as_dict, is_missing, stripe_client, stripe_errors
+from billing.subscriptions import billable_agents, ensure_subscription
 from tenants.models import Membership, Tenant
 from tenants.roles import Role
 

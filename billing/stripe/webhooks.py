@@ -19,8 +19,9 @@ from django.views.decorators.http import require_POST
 from billing import caps
 from billing.models import LedgerEntry, Notification, Plan, StripeEvent, Subscription
 from billing.notifications import notification_create
-from billing.plans import FREE, billable_agents, local_status
 from billing.stripe.client import stripe_sdk
+from billing.stripe.sync import plan_for_stripe_plan
+from billing.subscriptions import FREE, billable_agents, ensure_subscription, local_status
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,6 @@ def _tenant_for(obj: dict[str, Any]) -> Tenant | None:
 
 
 def _subscription(tenant: Tenant) -> Subscription:
-    from billing.plans import ensure_subscription
-
     return ensure_subscription(tenant, lock=True)
 
 
@@ -179,8 +178,6 @@ def on_subscription(tenant: Tenant, obj: dict[str, Any]) -> str:
         and obj.get("status") not in {"active", "trialing"}
     ):
         return "stale subscription"
-    from billing.stripe.sync import plan_for_stripe_plan
-
     status = obj.get("status") or "active"
     if status in {"canceled", "incomplete_expired"}:
         return on_subscription_deleted(tenant, obj)
