@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from tenants import schema as _schema  # noqa: F401  (the OpenAPI auth extensions, needed only with the schema)
 
-from . import health, metrics_view
+from . import health, metrics_view, pages
 
 # The admin is configured with SimpleAdminConfig: its ModelAdmins register here, when the URLconf first loads, so a
 # process that only serves the gateway (/v1 never touches the URLconf) does not import the admin at all.
@@ -38,6 +38,8 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("", include("llm.page_urls")),
     path("", include("billing.page_urls")),
+    path("dashboard/", pages.dashboard, name="dashboard"),
+    path("agents/<slug:slug>/", pages.agent_detail, name="agent_detail"),
     path("", include("tenants.urls")),
 ]
 

@@ -1,4 +1,4 @@
-"""Page URLs of the tenants app."""
+"""Page URLs of the tenants app (the dashboard and an agent's page are routed in `byok_platform/urls.py`)."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -25,7 +25,6 @@ urlpatterns = [
     path(
         "password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"
     ),
-    path("dashboard/", views.dashboard, name="dashboard"),
     path("workspace/switch/", views.switch_tenant, name="switch_tenant"),
     path("members/", views.members, name="members"),
     path("members/<int:membership_id>/role/", views.member_role, name="member_role"),
@@ -38,7 +37,6 @@ urlpatterns = [
     ),
     path("invite/<str:token>/", throttled("invite")(views.invite_accept), name="invite_accept"),
     path("agents/", views.agents, name="agents"),
-    path("agents/<slug:slug>/", views.agent_detail, name="agent_detail"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:key_id>/revoke/", views.key_revoke, name="key_revoke"),
     path("audit/", views.audit, name="audit"),

@@ -1,5 +1,6 @@
 """Pages of the tenants app: landing, sign-up, log-in, workspace switcher, members and invitations, agents,
-API keys and the audit log. Thin: parse the form, call the service, render."""
+API keys and the audit log. Thin: parse the form, call the service, render. The dashboard and an agent's page show
+llm's usage too, so they live in `byok_platform/pages.py`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -24,7 +24,6 @@ from .audit import Actor
 from .decorators import tenant_required
 from .forms import (
     AcceptSignupForm,
-    AgentEditForm,
     AgentForm,
     ApiKeyForm,
     AuditFilterForm,
@@ -71,26 +70,6 @@ def signup(request: HttpRequest) -> HttpResponse:
 class LoginView(auth_views.LoginView):
     authentication_form = LoginForm
     redirect_authenticated_user = True
-
-
-@tenant_required()
-def dashboard(request: TenantRequest) -> HttpResponse:
-    tenant = request.tenant
-    context: dict[str, object] = {
-        "agents": Agent.objects.for_tenant(tenant).count(),
-        "keys": ApiKey.objects.for_tenant(tenant).filter(revoked_at__isnull=True).count(),
-        "members": Membership.objects.for_tenant(tenant).count(),
-    }
-    try:
-        from llm.usage.selectors import usage_summary
-
-        context["usage"] = usage_summary(tenant=tenant, range_name="30d")["totals"]
-    except DatabaseError:  # usage is an extra on this page; never break the dashboard for it
-        context["usage"] = None
-    from llm.pages import llm_config_context
-
-    context.update(llm_config_context(request))  # the LLM card and its configuration modal
-    return render(request, "dashboard.html", context)
 
 
 @require_POST
@@ -301,50 +280,6 @@ def agents(request: TenantRequest) -> HttpResponse:
         request,
         "tenants/agents.html",
         {"agents": Agent.objects.for_tenant(request.tenant), "form": form, "can_manage": can_manage},
-        status=400 if form.errors else 200,
-    )
-
-
-@tenant_required()
-def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
-    agent = services.access_agent(tenant=request.tenant, slug_or_id=slug)
-    can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
-    form = AgentEditForm(
-        request.POST or None,
-        initial={"name": agent.name, "description": agent.description, "is_active": agent.is_active},
-    )
-    if request.method == "POST":
-        if not can_manage:
-            return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
-        if request.POST.get("action") == "delete":
-            services.agent_delete(agent=agent, actor=Actor.from_request(request))
-            messages.success(request, f"Agent “{slug}” deleted.")
-            return redirect("agents")
-        if form.is_valid():
-            try:
-                services.agent_update(agent=agent, actor=Actor.from_request(request), **form.cleaned_data)
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                messages.success(request, "Agent saved.")
-                return redirect("agent_detail", slug=agent.slug)
-    usage = None
-    try:
-        from llm.usage.selectors import usage_summary
-
-        usage = usage_summary(tenant=request.tenant, range_name="30d", agent=agent)["totals"]
-    except DatabaseError:  # usage is an extra here
-        usage = None
-    return render(
-        request,
-        "tenants/agent_detail.html",
-        {
-            "agent": agent,
-            "form": form,
-            "can_manage": can_manage,
-            "usage": usage,
-            "keys": agent.api_keys.all(),
-        },
         status=400 if form.errors else 200,
     )
 

@@ -8,16 +8,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from billing.plans import assign_plan
 from tenants.models import User
 from tenants.services import tenant_create
 
 
-def _plan_assigner():
-    from billing.plans import assign_plan
-
-    return assign_plan
-
-
+# In billing, not tenants: `--plan` puts the new tenant on a billing plan, and tenants imports neither llm nor
+# billing. The command's name and options are unchanged.
 class Command(BaseCommand):
     help = "Create a tenant and its owner user; prints the slug."
 
@@ -42,11 +39,7 @@ class Command(BaseCommand):
                 if user is None:
                     user = User.objects.create_user(email=email, password=password)
                 tenant = tenant_create(slug=slug, name=name or slug, owner=user, eu_only=eu_only)
-                assign_plan = _plan_assigner()
-                if assign_plan is not None:
-                    assign_plan(tenant=tenant, plan_slug=plan)  # billing owns plans; free is the default
-                elif plan:
-                    raise CommandError("Billing plans are not available; --plan cannot be used.")
+                assign_plan(tenant=tenant, plan_slug=plan)  # free is the default
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
