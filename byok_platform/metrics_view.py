@@ -8,8 +8,13 @@ import os
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+
+from billing.metrics import collect_tenant_gauges
+from llm.limits import budget
+from llm.metering import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
+from llm.metering import queue as metering
 
 
 class _StateCollector:
@@ -18,8 +23,6 @@ class _StateCollector:
     def collect(self):
         used = GaugeMetricFamily("byok_tcu_used", "TCU used this period", labels=["tenant"])
         ratio = GaugeMetricFamily("byok_tcu_cap_ratio", "TCU used / cap", labels=["tenant", "level"])
-        from billing.metrics import collect_tenant_gauges
-
         for slug, tcu, warn, hard in collect_tenant_gauges():
             used.add_metric([slug], tcu)
             if warn:
@@ -28,9 +31,6 @@ class _StateCollector:
                 ratio.add_metric([slug, "hard"], tcu / hard)
         yield used
         yield ratio
-        from llm.limits import budget
-        from llm.metering import queue as metering
-
         try:
             client = budget.backend().sync_client()  # Redis, or the embedded default's in-process one
             open_circuits = sum(1 for _ in client.scan_iter(f"{budget.NS}:cb:open:*", count=500))
@@ -82,16 +82,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
             status=403,
             content_type="text/plain",
         )
-    from llm.metering import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
-
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY
-
         registry = REGISTRY
     body = generate_latest(registry)
     extra = CollectorRegistry()

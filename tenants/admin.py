@@ -5,6 +5,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
 from .admin_base import TenantOwnedAdmin
+from .keys import invalidate_key_cache
 from .models import Agent, ApiKey, AuditEvent, Invitation, Membership, Tenant, User
 
 
@@ -76,8 +77,6 @@ class ApiKeyAdmin(TenantOwnedAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request, queryset):
-        from .keys import invalidate_key_cache
-
         for key in queryset.filter(revoked_at__isnull=True):
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])

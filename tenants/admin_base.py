@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from .models import Tenant
 from .scoping import tenant_scope
 
 
@@ -24,8 +25,6 @@ class TenantOwnedAdmin(admin.ModelAdmin):
             obj = self.get_queryset(request).filter(pk=object_id).select_related("tenant").first()
             tenant = obj.tenant if obj else None
         elif request.method == "POST" and request.POST.get("tenant"):
-            from .models import Tenant
-
             tenant = Tenant.objects.filter(pk=request.POST["tenant"]).first()
         if tenant is None:
             return super().changeform_view(request, object_id, form_url, extra_context)
