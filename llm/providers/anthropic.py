@@ -10,11 +10,20 @@ message_start, content_block_start, content_block_delta (text_delta | input_json
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
-from llm.providers.base import ProviderError, Target, json_of, send, sse_events, upstream_error, usage_block
+from llm.providers.base import (
+    ProviderError,
+    Target,
+    UsageBlock,
+    json_of,
+    send,
+    sse_events,
+    upstream_error,
+    usage_block,
+)
 
 VERSION = "2023-06-01"
 _STOP = {
@@ -139,7 +148,7 @@ def _tools(tools: list[dict], choice: object) -> dict:
     return native
 
 
-def _usage(u: dict) -> dict:
+def _usage(u: dict) -> UsageBlock:
     cached = int(u.get("cache_read_input_tokens") or 0)
     prompt = int(u.get("input_tokens") or 0) + cached + int(u.get("cache_creation_input_tokens") or 0)
     return usage_block(prompt, int(u.get("output_tokens") or 0), cached)
@@ -192,7 +201,7 @@ async def chat(target: Target, body: dict) -> dict:
     return from_native(json_of(target, response), target)
 
 
-async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
+async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     response = await send(
         target,
         "POST",

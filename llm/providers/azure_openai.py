@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from llm.providers import openai_compat
 from llm.providers.base import Target
@@ -24,7 +24,7 @@ async def chat(target: Target, body: dict) -> dict:
     return await openai_compat.chat_at(target, _url(target, "chat/completions"), _headers(target), body)
 
 
-async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
+async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     async for chunk in openai_compat.stream_at(
         target, _url(target, "chat/completions"), _headers(target), body
     ):

@@ -8,8 +8,9 @@ import re
 import socket
 import ssl
 import weakref
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 from urllib.parse import quote, quote_plus
 
 import httpcore
@@ -18,6 +19,13 @@ import orjson
 from aiohttp.abc import AbstractResolver
 
 from llm import sync
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from aiohttp.abc import ResolveResult
+
+    from llm.jsontypes import JSON
 
 KINDS = ("auth", "rate_limit", "not_found", "bad_request", "timeout", "unavailable")
 
@@ -29,6 +37,29 @@ class Timeouts:
     idle: float = 30.0  # the longest gap allowed between two chunks of a stream
 
 
+class TargetOptions(TypedDict, total=False):
+    """What a protocol needs beyond the URL and key: Azure's deployment and API version, Bedrock's region and AWS
+    keys, and a credential's extra headers (sent with every request)."""
+
+    deployment: str
+    api_version: str
+    region: str
+    api_key: str
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    headers: dict[str, str]
+
+
+class UsageBlock(TypedDict):
+    """OpenAI's `usage` as every adapter reports it (`usage_block`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: dict[str, int]
+
+
 @dataclass(slots=True)
 class Target:
     """Where and how to call: the provider, its wire protocol, endpoint, secret and upstream model id."""
@@ -38,7 +69,7 @@ class Target:
     base_url: str
     api_key: str = field(default="", repr=False)
     model: str = ""
-    options: dict = field(default_factory=dict, repr=False)
+    options: TargetOptions = field(default_factory=TargetOptions, repr=False)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -68,8 +99,10 @@ class ProviderError(Exception):
 
 
 class Adapter(Protocol):
+    """What each protocol module provides (`llm.providers.get_adapter`): OpenAI-shaped bodies in and out."""
+
     async def chat(self, target: Target, body: dict) -> dict: ...
-    def stream_chat(self, target: Target, body: dict) -> Any: ...
+    def stream_chat(self, target: Target, body: dict) -> AsyncGenerator[dict, None]: ...
     async def embeddings(self, target: Target, body: dict) -> dict: ...
     async def list_models(self, target: Target) -> list[str]: ...
 
@@ -142,7 +175,9 @@ class _GuardedResolver(AbstractResolver):
 
         self._inner = ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         from llm.config import ssrf
 
         results = await self._inner.resolve(host, port, family)
@@ -165,8 +200,8 @@ class _GuardedBackend(httpcore.AnyIOBackend):
         port: int,
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
         local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> Any:
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         from llm.config import ssrf
 
         if not _is_ip(host) and ssrf.guarded(host):
@@ -261,7 +296,15 @@ def scrub_for(target: Target, text: str) -> str:
     return scrub(text, *target_secrets(target))
 
 
-def upstream_error(target: Target, kind: str, what: str, text: Any, **kwargs: Any) -> ProviderError:
+class _ErrorDetails(TypedDict, total=False):
+    status: int | None
+    retry_after: float | None
+    models: list[str] | None
+
+
+def upstream_error(
+    target: Target, kind: str, what: str, text: object, **kwargs: Unpack[_ErrorDetails]
+) -> ProviderError:
     """A ProviderError quoting the upstream ("<provider> <what>: <text>"): the way every adapter turns an upstream's
     own words into an error, scrubbed of the target's secrets, so what reaches a response, a log, an audit entry or
     an assistant message never holds a secret of the credential in use."""
@@ -287,7 +330,7 @@ def _message_from_body(raw: bytes) -> str:
     return str(data)
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")
     if not value:
         return None
@@ -297,7 +340,7 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-def error_from_response(target: Target, status: int, raw: bytes, headers: Any) -> ProviderError:
+def error_from_response(target: Target, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
     """Map an upstream HTTP error to a ProviderError; the message names the provider, never a secret."""
     detail = _message_from_body(raw)
     lowered = detail.lower()
@@ -365,7 +408,7 @@ def error_from_exception(target: Target, exc: BaseException) -> ProviderError:
 
 
 async def send(
-    target: Target, method: str, url: str, *, headers: dict, json_body: Any = None, stream: bool = False
+    target: Target, method: str, url: str, *, headers: dict, json_body: object = None, stream: bool = False
 ) -> httpx.Response:
     """Send a request; return the response (streaming: open, headers read) or raise ProviderError."""
     client = http_client()
@@ -450,7 +493,7 @@ async def read_bounded(target: Target, response: httpx.Response) -> bytes:
     return response._content
 
 
-def json_of(target: Target, response: httpx.Response) -> Any:
+def json_of(target: Target, response: httpx.Response) -> JSON:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -462,7 +505,7 @@ def json_of(target: Target, response: httpx.Response) -> Any:
         ) from None
 
 
-async def _bounded_lines(target: Target, response: httpx.Response) -> Any:
+async def _bounded_lines(target: Target, response: httpx.Response) -> AsyncGenerator[str, None]:
     """The stream's lines, refusing one longer than UPSTREAM_MAX_SSE_LINE_BYTES (httpx's own line reader keeps
     any length in memory)."""
     from django.conf import settings
@@ -487,7 +530,7 @@ async def _bounded_lines(target: Target, response: httpx.Response) -> Any:
         yield buffer.rstrip(b"\r").decode("utf-8", "replace")
 
 
-async def sse_events(target: Target, response: httpx.Response):
+async def sse_events(target: Target, response: httpx.Response) -> AsyncGenerator[tuple[str, str], None]:
     """Yield (event, data) pairs of a server-sent-event stream; a gap over timeouts.idle is a timeout."""
     lines = _bounded_lines(target, response)
     event = ""
@@ -525,7 +568,7 @@ async def sse_events(target: Target, response: httpx.Response):
         await response.aclose()
 
 
-def usage_block(prompt: int, completion: int, cached: int = 0) -> dict:
+def usage_block(prompt: int, completion: int, cached: int = 0) -> UsageBlock:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

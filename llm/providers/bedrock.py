@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -28,6 +28,7 @@ from botocore.eventstream import EventStreamBuffer
 from llm.providers.base import (
     ProviderError,
     Target,
+    UsageBlock,
     error_from_exception,
     error_from_response,
     http_client,
@@ -36,6 +37,9 @@ from llm.providers.base import (
     upstream_error,
     usage_block,
 )
+
+if TYPE_CHECKING:
+    from llm.jsontypes import JSONObject
 
 _STOP = {
     "end_turn": "stop",
@@ -82,7 +86,7 @@ def _signed_headers(target: Target, url: str, body: bytes) -> dict:
 
 def to_native(body: dict) -> dict:
     system: list[dict] = []
-    messages: list[dict[str, Any]] = []
+    messages: list[JSONObject] = []
     for m in body.get("messages", []):
         role, content = m.get("role"), m.get("content")
         parts: list[dict] = (
@@ -150,7 +154,7 @@ def to_native(body: dict) -> dict:
     return native
 
 
-def _usage(u: dict) -> dict:
+def _usage(u: dict) -> UsageBlock:
     return usage_block(
         int(u.get("inputTokens") or 0),
         int(u.get("outputTokens") or 0),
@@ -158,7 +162,7 @@ def _usage(u: dict) -> dict:
     )
 
 
-def _error(target: Target, status: int, raw: bytes, headers) -> ProviderError:
+def _error(target: Target, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
     error_type = (headers.get("x-amzn-errortype") or "").split(":")[0]
     err = error_from_response(target, status, raw, headers)
     if error_type in _EXCEPTION_KINDS:
@@ -223,7 +227,7 @@ async def chat(target: Target, body: dict) -> dict:
     }
 
 
-async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
+async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     response = await _post(target, "converse-stream", body, stream=True)
     base = {
         "id": "bedrock-" + uuid.uuid4().hex[:12],

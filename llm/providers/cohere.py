@@ -11,11 +11,11 @@ embed {texts, model, input_type, embedding_types: [float]} → {embeddings: {flo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
-from llm.providers.base import ProviderError, Target, json_of, send, sse_events, usage_block
+from llm.providers.base import ProviderError, Target, UsageBlock, json_of, send, sse_events, usage_block
 
 _FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
 
@@ -51,7 +51,7 @@ def to_native(target: Target, body: dict, *, stream: bool) -> dict:
     return native
 
 
-def _usage(u: dict) -> dict:
+def _usage(u: dict) -> UsageBlock:
     tokens = u.get("tokens") or u.get("billed_units") or {}
     return usage_block(int(tokens.get("input_tokens") or 0), int(tokens.get("output_tokens") or 0))
 
@@ -88,7 +88,7 @@ async def chat(target: Target, body: dict) -> dict:
     }
 
 
-async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
+async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     response = await send(
         target,
         "POST",

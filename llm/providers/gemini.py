@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
-from llm.providers.base import Target, json_of, send, sse_events, usage_block
+from llm.providers.base import Target, UsageBlock, json_of, send, sse_events, usage_block
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
 
@@ -114,7 +114,7 @@ def to_native(body: dict) -> dict:
     return native
 
 
-def _usage(meta: dict) -> dict:
+def _usage(meta: dict) -> UsageBlock:
     return usage_block(
         int(meta.get("promptTokenCount") or 0),
         int(meta.get("candidatesTokenCount") or 0),
@@ -163,7 +163,7 @@ async def chat(target: Target, body: dict) -> dict:
     }
 
 
-async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
+async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     url = f"{_base(target)}/models/{target.model}:streamGenerateContent?alt=sse"
     response = await send(
         target, "POST", url, headers=_headers(target), json_body=to_native(body), stream=True

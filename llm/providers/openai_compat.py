@@ -6,7 +6,7 @@ This is the gateway's hot path: bodies are parsed with orjson and passed on near
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
@@ -65,7 +65,7 @@ async def chat_at(target: Target, url: str, headers: dict, body: dict) -> dict:
     return normalise(json_of(target, response), target)
 
 
-async def stream_at(target: Target, url: str, headers: dict, body: dict) -> AsyncIterator[dict]:
+async def stream_at(target: Target, url: str, headers: dict, body: dict) -> AsyncGenerator[dict, None]:
     response = await send(
         target, "POST", url, headers=headers, json_body=request_body(target, body, stream=True), stream=True
     )
@@ -101,7 +101,7 @@ async def chat(target: Target, body: dict) -> dict:
     return await chat_at(target, _url(target, "/chat/completions"), _headers(target), body)
 
 
-async def stream_chat(target: Target, body: dict) -> AsyncIterator[dict]:
+async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     async for chunk in stream_at(target, _url(target, "/chat/completions"), _headers(target), body):
         yield chunk
 
