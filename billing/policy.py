@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from billing import caps, plans, summary
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 
 class BillingPolicy:
     # Module attributes, looked up at call time: tests replace `billing.plans.plan_allows_platform`.
-    def limits_for(self, tenant_id: int) -> Any:
+    def limits_for(self, tenant_id: int) -> caps.Limits:
         return caps.limits_for(tenant_id)
 
     def agent_budget_tcu(self, tenant_id: int, agent_id: int) -> int | None:
@@ -19,10 +22,10 @@ class BillingPolicy:
     def hard_cap_message(self, used: int, cap: int, resets_at: datetime) -> str:
         return caps.hard_cap_message(used, cap, resets_at)
 
-    def platform_allowed(self, tenant: Any) -> bool:
+    def platform_allowed(self, tenant: Tenant) -> bool:
         return plans.plan_allows_platform(tenant)
 
-    def usage_page_context(self, tenant: Any) -> dict[str, Any]:
+    def usage_page_context(self, tenant: Tenant) -> dict[str, object]:
         billing = summary.billing_summary(tenant=tenant, with_invoices=False)
         bar = {"used": billing["tcu_used"], "warn": billing["warn_tcu"], "hard": billing["hard_tcu"]}
         bar["pct"] = min(100, round(100 * bar["used"] / bar["hard"])) if bar["hard"] else 0

@@ -6,18 +6,48 @@ silent default (no limits would mean no caps)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 # Sent after usage events were stored, once per tenant of a batch, with the tenant's period totals before and
 # after the batch: tenant_id, tcu_before, tcu_after, tokens_before, tokens_after (platform-mode tokens).
 usage_recorded = Signal()
 
 
+class Limits(Protocol):
+    """What admission and settlement read of a tenant's limits (billing's `caps.Limits` is one)."""
+
+    @property
+    def hard_tcu(self) -> int:
+        """The monthly hard cap in TCU (0 blocks every call)."""
+
+    @property
+    def rpm_tenant(self) -> int | None: ...
+    @property
+    def rpm_key(self) -> int | None: ...
+    @property
+    def max_concurrency(self) -> int | None: ...
+    @property
+    def monthly_request_cap(self) -> int | None: ...
+    @property
+    def markup(self) -> Decimal:
+        """Billed = cost * (1 + markup), for platform-mode calls."""
+
+    @property
+    def platform_allowed(self) -> bool: ...
+    @property
+    def platform_block_reason(self) -> str:
+        """User-facing text when platform mode is not allowed."""
+
+
 class Policy(Protocol):
-    def limits_for(self, tenant_id: int) -> Any:
+    def limits_for(self, tenant_id: int) -> Limits:
         """The tenant's limits: plan, tier, warn/hard TCU, rate limits, concurrency, markup, platform access."""
 
     def agent_budget_tcu(self, tenant_id: int, agent_id: int) -> int | None:
@@ -26,10 +56,10 @@ class Policy(Protocol):
     def hard_cap_message(self, used: int, cap: int, resets_at: datetime) -> str:
         """The 402 message for the tenant's hard cap."""
 
-    def platform_allowed(self, tenant: Any) -> bool:
+    def platform_allowed(self, tenant: Tenant) -> bool:
         """Whether the tenant's plan includes the platform's own keys."""
 
-    def usage_page_context(self, tenant: Any) -> dict[str, Any]:
+    def usage_page_context(self, tenant: Tenant) -> dict[str, object]:
         """`caps` and `banner` for the usage page."""
 
 

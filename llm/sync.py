@@ -12,13 +12,14 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
@@ -48,7 +49,7 @@ def _job(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
 _from_sync: ContextVar[bool] = ContextVar("llm_sync_from_sync", default=False)
 
 
-async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run fn in the gateway's pool (with the caller's context variables) and await its result; for a coroutine
     driven by synchronous code, on that code's own thread instead."""
     if _from_sync.get():
@@ -62,7 +63,7 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 own_loop_exit_hooks: list[Callable[[], Awaitable[None]]] = []
 
 
-def from_sync(coro_fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+def from_sync(coro_fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run an async function from synchronous code and return its result (see `_from_sync`). Under an ASGI server
     it runs on the server's loop, whose pools live on; otherwise on a loop of its own, closed down after."""
     from asgiref.sync import SyncToAsync, async_to_sync
@@ -70,7 +71,7 @@ def from_sync(coro_fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     server_loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     own_loop = server_loop is None or not server_loop.is_running()
 
-    async def main() -> Any:
+    async def main() -> T:
         _from_sync.set(True)
         try:
             return await coro_fn(*args, **kwargs)
