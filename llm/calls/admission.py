@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import redis
 from django.conf import settings
@@ -22,10 +23,17 @@ from llm.metering.pricing import estimate_tokens, prompt_chars, tcu_of
 from llm.policy import policy
 from llm.sync import run_sync
 
+if TYPE_CHECKING:
+    from llm.calls.resolution import ResolvedRoute, ResolvedTarget
+    from llm.policy import Limits
+
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-def _load_limits(tenant_id: int) -> Any:
+
+def _load_limits(tenant_id: int) -> Limits:
     return policy().limits_for(tenant_id)
 
 
@@ -66,7 +74,9 @@ _DATABASE_RETRY_S = 5.0
 _database_down_until = [0.0]
 
 
-async def _cached(cache: hot_cache.TTLCache, key: Any, load: Any, *args: Any, **kwargs: Any) -> Any:
+async def _cached(
+    cache: hot_cache.TTLCache, key: Hashable, load: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
     """A cold-path lookup in the gateway's own pool; while the database is unreachable the last known answer
     keeps a warm tenant served (stale-if-error), and only a tenant never seen fails."""
     value = cache.get(key)
@@ -104,7 +114,7 @@ async def _cached(cache: hot_cache.TTLCache, key: Any, load: Any, *args: Any, **
     return value
 
 
-async def limits_for(tenant_id: int) -> Any:
+async def limits_for(tenant_id: int) -> Limits:
     return await _cached(hot_cache.limits, tenant_id, _load_limits, tenant_id)
 
 
@@ -121,7 +131,7 @@ async def agent_budget(tenant_id: int, agent_id: int | None) -> int | None:
     return boxed[0]
 
 
-async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> Any:
+async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> ResolvedRoute:
     from llm.calls.resolution import RouteError, resolve_route
 
     try:
@@ -140,7 +150,7 @@ async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> 
         ) from None
 
 
-def _worst_case_tcu(body: dict, target: Any, *, embeddings: bool = False) -> int:
+def _worst_case_tcu(body: dict, target: ResolvedTarget, *, embeddings: bool = False) -> int:
     """The most this request can cost as sent: its prompt, and every completion (`n`) at its output limit (the
     model's maximum when the request names none), so one request can overshoot a cap by at most itself."""
     prompt = estimate_tokens(prompt_chars(body))
@@ -162,7 +172,7 @@ def _worst_case_tcu(body: dict, target: Any, *, embeddings: bool = False) -> int
 
 
 async def admit(
-    ctx: CallContext, body: dict, targets: list[Any], *, embeddings: bool = False
+    ctx: CallContext, body: dict, targets: list[ResolvedTarget], *, embeddings: bool = False
 ) -> tuple[budget.Reservation, set[str]]:
     """Check plan, caps, rate limits and concurrency in one Redis round trip; reserve the worst case."""
     limits = await limits_for(ctx.tenant_id)

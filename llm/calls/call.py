@@ -8,7 +8,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -21,13 +22,19 @@ from llm.limits import budget
 from llm.metering.pricing import Usage, estimate_tokens, prompt_chars
 from llm.sync import run_sync
 
+if TYPE_CHECKING:
+    from llm.calls.resolution import ResolvedRoute, ResolvedTarget
+    from llm.providers import ProviderError, Target
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 FAILOVER_KINDS = {"rate_limit", "timeout", "unavailable"}
 
 
-def order_targets(route: Any) -> tuple[list[Any], str]:
+def order_targets(route: ResolvedRoute) -> tuple[list[ResolvedTarget], str]:
     """Primary first (a weighted draw on A/B routes), then the rest in order; returns the variant drawn."""
     targets = list(route.targets)
     if not route.weighted or len(targets) < 2:
@@ -37,7 +44,7 @@ def order_targets(route: Any) -> tuple[list[Any], str]:
     return [pick] + [t for t in targets if t is not pick], pick.model_id
 
 
-def provider_target(target: Any) -> Any:
+def provider_target(target: ResolvedTarget) -> Target:
     from llm.providers import Target, Timeouts
 
     return Target(
@@ -55,7 +62,7 @@ def provider_target(target: Any) -> Any:
     )
 
 
-def upstream_body(body: dict, target: Any) -> dict:
+def upstream_body(body: dict, target: ResolvedTarget) -> dict:
     """The request with the route's defaults filled in where the client left them out."""
     params = target.params or {}
     if not params:
@@ -71,11 +78,11 @@ def upstream_body(body: dict, target: Any) -> dict:
     return merged
 
 
-def _should_fail_over(exc: Any, target: Any) -> bool:
+def _should_fail_over(exc: ProviderError, target: ResolvedTarget) -> bool:
     return exc.kind in FAILOVER_KINDS or (exc.kind == "auth" and target.mode == "platform")
 
 
-def new_usage(ctx: CallContext, route: Any, target: Any, variant: str) -> Usage:
+def new_usage(ctx: CallContext, route: ResolvedRoute, target: ResolvedTarget, variant: str) -> Usage:
     return Usage(
         request_id=ctx.request_id,
         tenant_id=ctx.tenant_id,
@@ -95,14 +102,14 @@ def new_usage(ctx: CallContext, route: Any, target: Any, variant: str) -> Usage:
 _MAX_TOKENS_PER_CALL = 2**31 - 1
 
 
-def _count(value: Any) -> int:
+def _count(value: object) -> int:
     """A token count as the provider reported it, made a sane integer (odd answers never break metering)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         return 0
     return min(max(int(value), 0), _MAX_TOKENS_PER_CALL)
 
 
-def usage_from(usage: Usage, upstream_usage: Any) -> None:
+def usage_from(usage: Usage, upstream_usage: object) -> None:
     """Take the provider's usage block, bounded; the block is rewritten in place so the client is shown exactly
     what was metered."""
     if not isinstance(upstream_usage, dict) or not upstream_usage:
@@ -120,7 +127,7 @@ def usage_from(usage: Usage, upstream_usage: Any) -> None:
         details["cached_tokens"] = usage.cached_tokens
 
 
-def _unexpected(target: Any, exc: BaseException) -> Any:
+def _unexpected(target: ResolvedTarget, exc: BaseException) -> ProviderError:
     """An adapter failed in a way it did not map (odd upstream JSON, a bug): a ProviderError like any other, so
     the call fails over or ends cleanly, and is settled."""
     from llm.providers import ProviderError
@@ -135,7 +142,7 @@ def _unexpected(target: Any, exc: BaseException) -> Any:
 class Call:
     """One admitted call: tries targets, then settles the reservation and queues exactly one UsageEvent."""
 
-    def __init__(self, ctx: CallContext, route: Any, body: dict, *, embeddings: bool = False):
+    def __init__(self, ctx: CallContext, route: ResolvedRoute, body: dict, *, embeddings: bool = False):
         self.ctx = ctx
         self.route = route
         self.body = body
@@ -150,8 +157,8 @@ class Call:
         # cancel it when its client hangs up (never during settling, so the usage event is always written).
         self.awaiting_upstream = False
         # The usage of an answer already received: if anything fails after it, abort() still meters it.
-        self.answered: tuple[Usage, Any] | None = None
-        self.markup: Any = None
+        self.answered: tuple[Usage, ResolvedTarget] | None = None
+        self.markup: Decimal | None = None
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
@@ -175,12 +182,12 @@ class Call:
         # or a store that went away during the call would leave it unsettled.
         self.markup = (await limits_for(self.ctx.tenant_id)).markup
 
-    def _candidates(self) -> list[tuple[int, Any]]:
+    def _candidates(self) -> list[tuple[int, ResolvedTarget]]:
         indexed = list(enumerate(self.targets))
         usable = [(i, t) for i, t in indexed if circuit_id(t) not in self.open_circuits]
         return usable or indexed[:1]  # every breaker open: still try the primary rather than fail blind
 
-    async def finish(self, usage: Usage, target: Any | None) -> None:
+    async def finish(self, usage: Usage, target: ResolvedTarget | None) -> None:
         """Price the usage, settle the reservation and queue the event (durable before the reply ends)."""
         if self.finished:
             return
@@ -234,7 +241,7 @@ class Call:
             None,
         )
 
-    async def fail(self, error: GatewayError, target: Any | None, depth: int = 0) -> None:
+    async def fail(self, error: GatewayError, target: ResolvedTarget | None, depth: int = 0) -> None:
         t = target or (self.targets[0] if self.targets else None)
         usage = (
             new_usage(self.ctx, self.route, t, self.variant)
@@ -267,8 +274,8 @@ class Call:
                 self.cache_hit = True
                 await self.finish(usage, self.targets[0])
                 return cached
-        last_exc: Any = None
-        last_target = None
+        last_exc: ProviderError | None = None
+        last_target: ResolvedTarget | None = None
         depth = 0
         for depth, target in self._candidates():
             adapter = get_adapter(target.protocol)
@@ -300,7 +307,8 @@ class Call:
             if rkey is not None:
                 await cache_put(rkey, result, int(ttl or 0))
             return result
-        error = error_for(last_exc)
+        # A route has at least one target, so the loop ran and every way out of it but `return` set last_exc.
+        error = error_for(cast("ProviderError", last_exc))
         await self.fail(error, last_target, depth)
         raise error
 
@@ -308,8 +316,8 @@ class Call:
         """Streamed chat: failover only before the first chunk; yields OpenAI chunks ending with usage."""
         from llm.providers import ProviderError, get_adapter
 
-        last_exc: Any = None
-        last_target = None
+        last_exc: ProviderError | None = None
+        last_target: ResolvedTarget | None = None
         depth = 0
         for depth, target in self._candidates():
             adapter = get_adapter(target.protocol)
@@ -346,11 +354,12 @@ class Call:
             finally:
                 await relay.aclose()  # a client gone mid-stream closes the upstream and meters what was sent
             return
-        error = error_for(last_exc)
+        # A route has at least one target, so the loop ran and every way out of it but `return` set last_exc.
+        error = error_for(cast("ProviderError", last_exc))
         await self.fail(error, last_target, depth)
         raise error
 
-    async def _hung_up(self, target: Any, depth: int) -> None:
+    async def _hung_up(self, target: ResolvedTarget, depth: int) -> None:
         """Meter a call whose client hung up before anything came back: the prompt, estimated."""
         usage = new_usage(self.ctx, self.route, target, self.variant)
         usage.fallback_depth = depth
@@ -358,7 +367,7 @@ class Call:
         usage.input_tokens = estimate_tokens(prompt_chars(self.body))
         await self.finish(usage, target)
 
-    async def _upstream(self, work: Awaitable[Any]) -> Any:
+    async def _upstream(self, work: Awaitable[T]) -> T:
         """Await the provider (a reply, or a stream's next chunk): the only await the gateway may cancel."""
         self.awaiting_upstream = True
         try:
@@ -367,7 +376,7 @@ class Call:
             self.awaiting_upstream = False
 
     async def _relay(
-        self, gen: Any, first: dict | None, usage: Usage, target: Any
+        self, gen: AsyncGenerator[dict, None], first: dict | None, usage: Usage, target: ResolvedTarget
     ) -> AsyncGenerator[dict, None]:
         from llm.providers import ProviderError
 
@@ -422,7 +431,7 @@ class Call:
             await self.finish(usage, target)
 
 
-async def _aclose_quietly(gen: Any) -> None:
+async def _aclose_quietly(gen: AsyncGenerator[dict, None]) -> None:
     try:
         await gen.aclose()
     except Exception:

@@ -6,8 +6,6 @@ not gets a 400 in OpenAI's error format naming the field, and nothing is admitte
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 
 from llm.calls.errors import GatewayError
@@ -27,11 +25,11 @@ def _bad(param: str, message: str) -> GatewayError:
     return GatewayError(400, message, param=param)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -78,7 +76,7 @@ def _number_in(body: dict, name: str, low: float, high: float) -> None:
         raise _bad(name, f"`{name}` must be a number from {low:g} to {high:g}.")
 
 
-def _content(value: Any, param: str) -> None:
+def _content(value: object, param: str) -> None:
     if value is None or isinstance(value, str):
         return
     if not isinstance(value, list) or len(value) > MAX_PARTS:

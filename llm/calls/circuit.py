@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llm.limits import budget
+
+if TYPE_CHECKING:
+    from llm.calls.resolution import ResolvedTarget
 
 log = logging.getLogger(__name__)
 
 
-def circuit_id(target: Any) -> str:
+def circuit_id(target: ResolvedTarget) -> str:
     raw = f"{target.provider}|{target.base_url}|{target.upstream_model}|{target.credential_id}"
     return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-async def record_failure(target: Any) -> None:
+async def record_failure(target: ResolvedTarget) -> None:
     """Count a failover-worthy failure; enough of them within a minute open the target's breaker."""
     try:
         if await budget.backend().arecord_failure(circuit_id(target)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -19,16 +19,52 @@ from llm.sync import from_sync
 from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, ApiKey, Tenant, User
 
+if TYPE_CHECKING:
+    from llm.calls.admission import CallContext
+    from llm.jsontypes import JSONObject
+
 log = logging.getLogger(__name__)
 PING_TIMEOUT = 20.0
 MAX_LISTED_MODELS = 20
+
+
+class ConnectionProblem(TypedDict):
+    """What went wrong, in plain words, and what to do about it."""
+
+    kind: str  # a ProviderError kind, or blocked, config, cap
+    message: str
+    hint: str
+    models: NotRequired[list[str]]  # for not_found: what the endpoint does offer
+
+
+class ConnectionTestResult(TypedDict):
+    """The answer of `POST /api/llm/test-connection`."""
+
+    ok: bool
+    latency_ms: int | None
+    model: str | None
+    error: ConnectionProblem | None
+
+
+class OllamaModels(TypedDict):
+    base_url: str
+    models: list[str]
+
+
+class _Outcome(TypedDict):
+    """One ping, before it is recorded and answered."""
+
+    ok: bool
+    latency_ms: int | None
+    error: ConnectionProblem | None
+    usage: JSONObject | None  # the adapter's usage block
 
 
 class _Rollback(Exception):
     pass
 
 
-def _target_for(*, tenant: Tenant, agent: Agent | None, data: dict[str, Any]) -> ResolvedTarget:
+def _target_for(*, tenant: Tenant, agent: Agent | None, data: JSONObject) -> ResolvedTarget:
     """The primary target of the given (unsaved) preferences, or of the saved ones when `data` is empty.
 
     Unsaved settings are saved inside a transaction that is always rolled back, so the very code that
@@ -97,7 +133,7 @@ def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
     return f"Could not reach {where}: check the URL and that the server is up."
 
 
-async def _ping(target: ResolvedTarget) -> dict[str, Any]:
+async def _ping(target: ResolvedTarget) -> _Outcome:
     from llm.providers import ProviderError, Target, Timeouts, get_adapter
     from llm.providers.base import scrub_for
 
@@ -121,7 +157,7 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
         result = await adapter.chat(provider_target, body)
     except ProviderError as exc:
         latency = int((time.perf_counter() - started) * 1000)
-        error: dict[str, Any] = {
+        error: ConnectionProblem = {
             "kind": exc.kind,
             "message": exc.message,
             "hint": _hint(exc.kind, exc.message, target),
@@ -145,7 +181,7 @@ async def _ping(target: ResolvedTarget) -> dict[str, Any]:
     return {"ok": True, "latency_ms": latency, "error": None, "usage": result.get("usage") or {}}
 
 
-async def _metered_ping(target: ResolvedTarget, ctx: Any) -> dict[str, Any]:
+async def _metered_ping(target: ResolvedTarget, ctx: CallContext) -> _Outcome:
     """A test of the platform's own keys is a call like any other: admitted against the tenant's caps, rate
     limits and the key's and agent's budgets, priced, and metered once (as request type `test`)."""
     from llm.calls.call import Call
@@ -202,7 +238,7 @@ def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: dict[str, Any]) -> None:
+def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: _Outcome) -> None:
     from llm.metering.queue import record_test_call
 
     usage = outcome.get("usage") or {}
@@ -215,7 +251,7 @@ def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: 
             mode=target.mode,
             latency_ms=outcome["latency_ms"] or 0,
             ok=outcome["ok"],
-            error_kind=(outcome["error"] or {}).get("kind", ""),
+            error_kind=outcome["error"]["kind"] if outcome["error"] else "",
             input_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
         )
@@ -227,11 +263,11 @@ def test_connection(
     *,
     tenant: Tenant,
     agent: Agent | None,
-    data: dict[str, Any],
+    data: JSONObject,
     user: User | None = None,
     api_key: ApiKey | None = None,
     actor: Actor | None = None,
-) -> dict[str, Any]:
+) -> ConnectionTestResult:
     """Send "ping" with the given settings (unsaved) or the saved ones; raise ValidationError for bad settings."""
     try:
         target = _target_for(tenant=tenant, agent=agent, data=data)
@@ -285,7 +321,7 @@ def test_connection(
 test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
 
 
-def ollama_models(*, base_url: str, api_key: str = "") -> dict[str, Any]:
+def ollama_models(*, base_url: str, api_key: str = "") -> OllamaModels:
     """The models an Ollama server has pulled, as `ollama:name:size` ids (the URL is SSRF-checked)."""
     from llm.providers import ProviderError
     from llm.providers.openai_compat import ollama_tags

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from llm.calls.admission import CallContext, resolve
 from llm.calls.call import Call
 from llm.calls.checks import check_chat
 from llm.calls.errors import GatewayError
+
+if TYPE_CHECKING:
+    from llm.metering.pricing import Usage
+
+T = TypeVar("T")
+
+
+class StreamedReply(TypedDict):
+    """What `chat_streamed` returns: the whole text, the call's metered usage and the model that answered."""
+
+    content: str
+    usage: Usage | None
+    model: str
 
 
 async def chat_once(ctx: CallContext, body: dict) -> dict:
@@ -26,7 +39,7 @@ async def chat_once(ctx: CallContext, body: dict) -> dict:
 
 async def chat_streamed(
     ctx: CallContext, body: dict, on_text: Callable[[str], Awaitable[None] | None]
-) -> dict:
+) -> StreamedReply:
     """Stream a reply, calling on_text with the text so far; returns {"content", "usage", "model"}."""
     body = {**body, "model": body.get("model") or "default"}
     check_chat(body)
@@ -57,7 +70,7 @@ def error_text(exc: Exception) -> str:
     return "The call failed unexpectedly; try again."
 
 
-def run(coro: Any) -> Any:
+def run(coro: Awaitable[T]) -> T:
     """Run a coroutine from synchronous code (a Celery task or a management command).
 
     Through async_to_sync rather than asyncio.run, with the router's sync work on the calling thread
@@ -66,7 +79,7 @@ def run(coro: Any) -> Any:
     """
     from llm.sync import from_sync
 
-    async def main() -> Any:
+    async def main() -> T:
         return await coro
 
     return from_sync(main)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from llm.providers import ProviderError
 
 
 class GatewayError(Exception):
@@ -36,7 +39,7 @@ class GatewayError(Exception):
         )
 
 
-def error_for(exc: Any) -> GatewayError:
+def error_for(exc: ProviderError) -> GatewayError:
     """The gateway's answer once every target failed with this provider error."""
     kind = exc.kind
     if kind == "rate_limit":

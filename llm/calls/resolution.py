@@ -12,13 +12,25 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from llm.config.catalog_data import OPENROUTER
 from llm.config.versions import config_version, forget_version_memo
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from django.db.models import Q
+
+    from llm.config.catalog import ModelInfo
+    from llm.jsontypes import JSONObject
+    from llm.models import CatalogModel, Credential, Preferences
+    from llm.providers.base import TargetOptions
+    from tenants.models import Tenant
+
 _lock = threading.Lock()
-_routes: OrderedDict[tuple, Any] = OrderedDict()
+# (tenant, agent, requested model, embeddings, config version) → the resolved route
+_routes: OrderedDict[tuple[int, int | None, str, bool, str], ResolvedRoute] = OrderedDict()
 
 
 # --- the router's view of a route -------------------------------------------------------------------
@@ -32,7 +44,7 @@ class ResolvedTarget:
     base_url: str
     api_key: str = field(repr=False)
     upstream_model: str
-    options: dict = field(repr=False)
+    options: TargetOptions = field(repr=False)
     mode: str
     credential_id: int | None
     input_usd_per_mtok: Decimal | None
@@ -42,7 +54,9 @@ class ResolvedTarget:
     max_output_tokens: int | None
     capabilities: tuple[str, ...]
     weight: int = 0
-    params: dict = field(default_factory=dict)
+    params: JSONObject = field(
+        default_factory=dict
+    )  # route defaults (temperature, max_tokens) and a target's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +121,7 @@ def _base_url(provider: str, override: str = "") -> str:
 
 
 def _catalog_target(
-    m: Any,
+    m: ModelInfo,
     *,
     mode: str,
     provider: str,
@@ -116,7 +130,7 @@ def _catalog_target(
     api_key: str,
     upstream: str,
     credential_id: int | None,
-    options: dict | None = None,
+    options: TargetOptions | None = None,
     eu_hosted: bool | None = None,
 ) -> ResolvedTarget:
     return ResolvedTarget(
@@ -138,7 +152,7 @@ def _catalog_target(
     )
 
 
-def platform_target_for(model: Any) -> ResolvedTarget | None:
+def platform_target_for(model: str | ModelInfo | CatalogModel) -> ResolvedTarget | None:
     """The platform's own way to reach a catalog model (its provider's key, else OpenRouter's), or None."""
     from llm.config import catalog
 
@@ -187,16 +201,16 @@ def platform_target_for(model: Any) -> ResolvedTarget | None:
 class _Context:
     """Everything a cold resolution reads, loaded once."""
 
-    tenant: Any
-    prefs: Any  # the effective Preferences row (agent's, else tenant's) or None
-    credentials: list[Any]
+    tenant: Tenant
+    prefs: Preferences | None  # the effective row: the agent's, else the tenant's
+    credentials: list[Credential]
     eu_only: bool
 
     @property
     def mode(self) -> str:
         return self.prefs.mode if self.prefs is not None else "platform"
 
-    def credential(self, kind: str) -> Any:
+    def credential(self, kind: str) -> Credential | None:
         found = [c for c in self.credentials if c.kind == kind]
         if self.prefs is not None and self.prefs.credential_id:
             chosen = [c for c in found if c.pk == self.prefs.credential_id]
@@ -205,11 +219,11 @@ class _Context:
         found.sort(key=lambda c: (c.rotated_at or c.created_at, c.created_at, c.pk), reverse=True)
         return found[0] if found else None
 
-    def credential_by_id(self, pk: int | None) -> Any:
+    def credential_by_id(self, pk: int | None) -> Credential | None:
         return next((c for c in self.credentials if c.pk == pk), None)
 
     @property
-    def custom_endpoint(self) -> Any:
+    def custom_endpoint(self) -> Credential | None:
         return self.credential_by_id(self.prefs.custom_endpoint_id) if self.prefs is not None else None
 
 
@@ -229,13 +243,13 @@ def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
     return _Context(tenant=tenant, prefs=prefs, credentials=credentials, eu_only=eu_only)
 
 
-def models_q_agent(agent_id: int | None) -> Any:
+def models_q_agent(agent_id: int | None) -> Q:
     from django.db.models import Q
 
     return Q(agent__isnull=True) | Q(agent_id=agent_id) if agent_id is not None else Q(agent__isnull=True)
 
 
-def _secrets(credential: Any) -> dict:
+def _secrets(credential: Credential) -> JSONObject:
     from llm.config.credentials import secrets_of
 
     return secrets_of(credential)
@@ -251,7 +265,7 @@ def _check_endpoint(url: str) -> None:
 
 
 def _endpoint_target(
-    credential: Any, *, model_id: str, upstream: str, catalog_model: Any = None
+    credential: Credential, *, model_id: str, upstream: str, catalog_model: ModelInfo | None = None
 ) -> ResolvedTarget:
     """A target on a tenant's own endpoint (custom mode, Ollama)."""
     from llm.config.credentials import protocol_for_kind
@@ -259,7 +273,7 @@ def _endpoint_target(
     secrets = _secrets(credential)
     config = credential.config or {}
     _check_endpoint(credential.base_url)
-    options: dict[str, Any] = {}
+    options: TargetOptions = {}
     if credential.kind == "azure_openai":
         options = {"deployment": config.get("deployment", ""), "api_version": config.get("api_version", "")}
     elif credential.kind == "bedrock":
@@ -289,9 +303,11 @@ def _endpoint_target(
     )
 
 
-def _provider_credential_target(m: Any, credential: Any, *, via_openrouter: bool) -> ResolvedTarget:
+def _provider_credential_target(
+    m: ModelInfo, credential: Credential, *, via_openrouter: bool
+) -> ResolvedTarget:
     secrets = _secrets(credential)
-    options = {"headers": dict(secrets["headers"])} if secrets.get("headers") else {}
+    options: TargetOptions = {"headers": dict(secrets["headers"])} if secrets.get("headers") else {}
     if credential.base_url:
         _check_endpoint(credential.base_url)
     if via_openrouter:
@@ -321,7 +337,9 @@ def _provider_credential_target(m: Any, credential: Any, *, via_openrouter: bool
     )
 
 
-def _target_for_catalog(ctx: _Context, m: Any, *, credential: Any = None) -> ResolvedTarget:
+def _target_for_catalog(
+    ctx: _Context, m: ModelInfo, *, credential: Credential | None = None
+) -> ResolvedTarget:
     from llm.config.credentials import ENDPOINT_KINDS
 
     if not m.enabled:
@@ -385,7 +403,7 @@ def _platform_enabled() -> None:
         )
 
 
-def _openrouter_target(ctx: _Context, name: str, *, credential: Any = None) -> ResolvedTarget:
+def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | None = None) -> ResolvedTarget:
     from llm.config import catalog
 
     slug = name.split(":", 1)[1]
@@ -400,7 +418,7 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Any = None) -> R
                 "OpenRouter models are not available on this platform (no OPENROUTER_API_KEY).",
                 code="model_unavailable",
             )
-        secrets: dict = {}
+        secrets: JSONObject = {}
         base = _base_url(OPENROUTER)
     else:
         credential = credential or ctx.credential(OPENROUTER)
@@ -432,7 +450,7 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Any = None) -> R
     )
 
 
-def _ollama_target(ctx: _Context, name: str, *, credential: Any = None) -> ResolvedTarget:
+def _ollama_target(ctx: _Context, name: str, *, credential: Credential | None = None) -> ResolvedTarget:
     upstream = name.split(":", 1)[1]
     if not upstream:
         raise RouteError("Write local models as ollama:name:size, e.g. ollama:llama3:8b.")
@@ -472,7 +490,7 @@ def _ollama_target(ctx: _Context, name: str, *, credential: Any = None) -> Resol
 
 
 def _target_for_name(
-    ctx: _Context, name: str, *, credential: Any = None, embeddings: bool = False
+    ctx: _Context, name: str, *, credential: Credential | None = None, embeddings: bool = False
 ) -> ResolvedTarget:
     """One model name (not `default` or `route:`) → its target under the tenant's mode."""
     from llm.config import catalog
@@ -523,13 +541,18 @@ def _default_embedding_model(primary: str) -> str:
     return "openai:text-embedding-3-small"
 
 
-def _params(source: Any) -> dict:
+def _params(source: Preferences | None) -> JSONObject:
     if source is None:
         return {"temperature": 0.7, "max_tokens": 4096}
     return {"temperature": float(source.temperature), "max_tokens": int(source.max_tokens)}
 
 
-def _with(target: ResolvedTarget, **changes: Any) -> ResolvedTarget:
+class _TargetChanges(TypedDict, total=False):
+    weight: int
+    params: JSONObject
+
+
+def _with(target: ResolvedTarget, **changes: Unpack[_TargetChanges]) -> ResolvedTarget:
     from dataclasses import replace
 
     return replace(target, **changes)

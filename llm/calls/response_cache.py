@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from llm.calls.admission import CallContext
 from llm.limits import budget
 
+if TYPE_CHECKING:
+    from llm.calls.resolution import ResolvedRoute, ResolvedTarget
 
-def is_deterministic(body: dict, target: Any) -> bool:
+
+def is_deterministic(body: dict, target: ResolvedTarget) -> bool:
     """Only a request that must give the same answer twice may be answered from the cache."""
     temperature = body.get("temperature", (target.params or {}).get("temperature"))
     return (
@@ -22,7 +25,7 @@ def is_deterministic(body: dict, target: Any) -> bool:
     )
 
 
-def cache_key(ctx: CallContext, route: Any, body: dict) -> str:
+def cache_key(ctx: CallContext, route: ResolvedRoute, body: dict) -> str:
     digest = hashlib.sha256(
         orjson.dumps({k: v for k, v in body.items() if k != "user"}, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()

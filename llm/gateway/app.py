@@ -11,7 +11,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import orjson
 from django.conf import settings
@@ -28,9 +29,26 @@ from llm.metering import metrics
 from llm.metering.queue import drain
 from llm.providers import ProviderError, aclose_clients
 from llm.sync import pool, run_sync
-from tenants.keys import KEY_PREFIX, hash_key, key_info_by_hash, touch_last_used
+from tenants.keys import KEY_PREFIX, KeyInfo, hash_key, key_info_by_hash, touch_last_used
+
+if TYPE_CHECKING:
+    from asgiref.typing import (
+        HTTPDisconnectEvent,
+        HTTPRequestEvent,
+        HTTPScope,
+        LifespanScope,
+        LifespanShutdownEvent,
+        LifespanStartupEvent,
+    )
+
+    Receive = Callable[[], Awaitable[HTTPRequestEvent | HTTPDisconnectEvent]]
+    LifespanReceive = Callable[[], Awaitable[LifespanStartupEvent | LifespanShutdownEvent]]
+    # asgiref's event types would have every response start carry `trailers`; the servers read what is sent by key.
+    Send = Callable[[Mapping[str, object]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -45,7 +63,7 @@ class ClientGone(Exception):
     """The client closed the connection."""
 
 
-async def _read_body(receive: Any) -> bytes:
+async def _read_body(receive: Receive) -> bytes:
     chunks = []
     size = 0
     while True:
@@ -61,7 +79,7 @@ async def _read_body(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: object) -> bytes:
     """orjson, or the standard library for what orjson refuses (integers beyond 64 bits a provider sent)."""
     try:
         return orjson.dumps(value)
@@ -69,7 +87,9 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, default=str).encode()
 
 
-async def _respond(send: Any, status: int, body: bytes, request_id: str, extra: list | None = None) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [_JSON, (b"x-request-id", request_id.encode()), (b"content-length", str(len(body)).encode())]
     if extra:
         headers += extra
@@ -77,12 +97,12 @@ async def _respond(send: Any, status: int, body: bytes, request_id: str, extra: 
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, exc: GatewayError, request_id: str) -> None:
+async def _error(send: Send, exc: GatewayError, request_id: str) -> None:
     extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else None
     await _respond(send, exc.status, exc.body(), request_id, extra)
 
 
-def presented_key(scope: dict) -> str:
+def presented_key(scope: HTTPScope) -> str:
     """The API key as the major SDKs send it: `Authorization: Bearer` (OpenAI), `x-api-key` (Anthropic, Claude
     Code) or `api-key` (Azure-style clients); all go through the same checks."""
     found = ""
@@ -105,7 +125,7 @@ class _Unknown:
 _UNKNOWN = _Unknown()
 
 
-async def authenticate(scope: dict) -> Any:
+async def authenticate(scope: HTTPScope) -> KeyInfo:
 
     raw = presented_key(scope)
     if not raw:
@@ -115,7 +135,7 @@ async def authenticate(scope: dict) -> Any:
             type="invalid_request_error",
             code="invalid_api_key",
         )
-    info: Any = None
+    info: KeyInfo | _Unknown | None = None
     if raw.startswith(KEY_PREFIX) and len(raw) <= 200:
         key_hash = hash_key(raw)
         info = hot_cache.keys.get(key_hash)
@@ -127,6 +147,7 @@ async def authenticate(scope: dict) -> Any:
         raise GatewayError(
             401, "Invalid, revoked or expired API key.", type="invalid_request_error", code="invalid_api_key"
         )
+    info = cast("KeyInfo", info)  # _UNKNOWN is never valid
     if "gateway" not in info.scopes:
         raise GatewayError(
             401,
@@ -138,7 +159,7 @@ async def authenticate(scope: dict) -> Any:
     return info
 
 
-def _lookup_key(key_hash: str) -> Any:
+def _lookup_key(key_hash: str) -> KeyInfo | _Unknown:
 
     return key_info_by_hash(key_hash) or _UNKNOWN
 
@@ -164,12 +185,12 @@ def _touch_in_thread(key_id: int) -> None:
         connections.close_all()
 
 
-def _log_failure(future: Any) -> None:
+def _log_failure(future: asyncio.Future[None]) -> None:
     if future.exception() is not None:
         log.warning("last_used update failed: %s", future.exception().__class__.__name__)
 
 
-def _context(info: Any, request_type: str) -> CallContext:
+def _context(info: KeyInfo, request_type: str) -> CallContext:
 
     metrics.remember_tenant(info.tenant_id, info.tenant_slug)
     return CallContext(
@@ -207,7 +228,7 @@ class Exchange:
         self.call: Call | None = None
 
 
-async def chat_completions(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
+async def chat_completions(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
     ctx = ex.ctx = _context(info, "chat")
@@ -224,7 +245,7 @@ async def chat_completions(scope: dict, receive: Any, send: Any, ex: Exchange) -
     await _stream(send, receive, call, ctx, _stream_wants_usage(body))
 
 
-async def _unless_hung_up(receive: Any, call: Call, work: Any) -> Any:
+async def _unless_hung_up(receive: Receive, call: Call, work: Awaitable[T]) -> T:
     """Await a non-streamed call; a client that hangs up meanwhile cancels it (metered) and ends the request."""
     gone = asyncio.Event()
     this = asyncio.current_task()
@@ -241,7 +262,7 @@ async def _unless_hung_up(receive: Any, call: Call, work: Any) -> Any:
         watcher.cancel()
 
 
-async def _watch_disconnect(receive: Any, gone: asyncio.Event, call: Call, task: asyncio.Task) -> None:
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event, call: Call, task: asyncio.Task) -> None:
     """The body is read already, so the next message can only be the client hanging up. Then a call waiting for
     the provider is cancelled at once (the upstream request is closed and what was sent is metered), rather than
     when the provider answers or sends its next chunk, which can take long with a slow first token."""
@@ -268,7 +289,7 @@ class _SSE:
 
     __slots__ = ("headers", "send", "started")
 
-    def __init__(self, send: Any, request_id: str) -> None:
+    def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
         self.headers = [*_SSE_HEADERS, (b"x-request-id", request_id.encode())]
         self.started = False
@@ -293,7 +314,7 @@ class _SSE:
         await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
-async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_usage: bool) -> None:
+async def _stream(send: Send, receive: Receive, call: Call, ctx: CallContext, wants_usage: bool) -> None:
     sse = _SSE(send, ctx.request_id)
     gen = call.stream()
     gone = asyncio.Event()
@@ -332,7 +353,7 @@ async def _stream(send: Any, receive: Any, call: Call, ctx: CallContext, wants_u
     await sse.done()
 
 
-async def _stream_failed(send: Any, call: Call, exc: Exception) -> None:
+async def _stream_failed(send: Send, call: Call, exc: Exception) -> None:
     """After the first byte the status is sent: the failure travels as the stream's last event."""
 
     if isinstance(exc, ProviderError):
@@ -343,7 +364,7 @@ async def _stream_failed(send: Any, call: Call, exc: Exception) -> None:
         await _sse_error(send, _internal())
 
 
-async def _aclose(gen: Any) -> None:
+async def _aclose(gen: AsyncGenerator[dict, None]) -> None:
     try:
         await gen.aclose()
     except Exception:
@@ -359,7 +380,7 @@ def _internal() -> GatewayError:
     )
 
 
-async def _sse_error(send: Any, exc: GatewayError) -> None:
+async def _sse_error(send: Send, exc: GatewayError) -> None:
     """After the first byte the status is sent; an error travels as a final SSE event, as OpenAI does."""
     try:
         await send(
@@ -369,7 +390,7 @@ async def _sse_error(send: Any, exc: GatewayError) -> None:
         log.debug("client gone before the stream error could be sent", exc_info=True)
 
 
-async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
+async def embeddings(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
     ctx = ex.ctx = _context(info, "embedding")
@@ -382,7 +403,7 @@ async def embeddings(scope: dict, receive: Any, send: Any, ex: Exchange) -> None
     await _respond(send, 200, dumps(result), ctx.request_id)
 
 
-async def list_models(scope: dict, receive: Any, send: Any, ex: Exchange) -> None:
+async def list_models(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     ctx = ex.ctx = _context(info, "chat")
 
@@ -411,7 +432,7 @@ ROUTES = {
 }
 
 
-async def app(scope: dict, receive: Any, send: Any) -> None:
+async def app(scope: HTTPScope, receive: Receive, send: Send) -> None:
     """ASGI entry for `/v1/*`."""
 
     handler = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
@@ -481,7 +502,7 @@ async def _drain_loop(interval: float) -> None:
             log.exception("usage drain failed; events stay queued")
 
 
-async def lifespan(scope: dict, receive: Any, send: Any) -> None:
+async def lifespan(scope: LifespanScope, receive: LifespanReceive, send: Send) -> None:
     """Start the usage drainer and the cache listener with the server; stop them (after a last drain) on shutdown."""
 
     tasks: list[asyncio.Task] = []

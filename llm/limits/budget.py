@@ -16,10 +16,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsInt, TypedDict
 
 import redis
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    import fakeredis
+    import redis.asyncio as aredis
+    from redis.commands.core import AsyncScript, Script
+    from redis.typing import EncodableT
+
+    # An event loop's client with its admit, settle and fail scripts
+    _AsyncEntry = tuple[aredis.Redis, AsyncScript, AsyncScript, AsyncScript]
 
 # Namespaced by the cache prefix so that test runs (and several deployments on one Redis) never mix.
 NS = settings.CACHES["default"].get("KEY_PREFIX", "byok")
@@ -53,7 +64,7 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def clamp(value: Any) -> int:
+def clamp(value: SupportsInt) -> int:
     """An amount as a non-negative integer that Redis and Lua hold exactly."""
     try:
         number = int(value)
@@ -204,11 +215,11 @@ def _rebuild_used(scope: Scope, period: str) -> int:
     return clamp(qs.aggregate(total=Sum("tcu"))["total"] or 0)
 
 
-_embedded_server: Any = None
+_embedded_server: fakeredis.FakeServer | None = None
 _embedded_lock = threading.Lock()
 
 
-def _embedded() -> Any:
+def _embedded() -> fakeredis.FakeServer:
     """The in-process Redis of the embedded default, shared by every client of the process."""
     global _embedded_server
     with _embedded_lock:
@@ -229,13 +240,13 @@ class RedisBackend:
     def __init__(self, url: str | None):
         self.url = url
         self.embedded = not url
-        self._sync: Any = None
-        self._sync_scripts: tuple[Any, ...] = ()
-        self._async: dict[Any, Any] = {}
+        self._sync: redis.Redis | None = None
+        self._sync_scripts: tuple[Script, ...] = ()  # admit, settle, fail
+        self._async: dict[asyncio.AbstractEventLoop, _AsyncEntry] = {}
         self._lock = threading.Lock()
 
     # --- clients -------------------------------------------------------------------------------
-    def _new_sync(self) -> Any:
+    def _new_sync(self) -> redis.Redis:
         if self.embedded:
             import fakeredis
 
@@ -249,7 +260,7 @@ class RedisBackend:
             health_check_interval=30,
         )
 
-    def _new_async(self) -> Any:
+    def _new_async(self) -> aredis.Redis:
         if self.embedded:
             import fakeredis
 
@@ -265,6 +276,9 @@ class RedisBackend:
         )
 
     def sync_client(self) -> Any:
+        """The process's client. Untyped for its callers (the usage queue, the admin's dead letters): redis-py
+        types every reply `bytes | str | None` whatever the client, and this one never decodes, so typing it would
+        mean narrowing each reply at run time."""
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
@@ -277,7 +291,7 @@ class RedisBackend:
                     self._sync = client
         return self._sync
 
-    def _async_entry(self) -> tuple[Any, ...]:
+    def _async_entry(self) -> _AsyncEntry:
         loop = asyncio.get_running_loop()
         entry = self._async.get(loop)
         if entry is None:
@@ -293,7 +307,7 @@ class RedisBackend:
             self._async[loop] = entry
         return entry
 
-    def async_client(self) -> Any:
+    def async_client(self) -> aredis.Redis:
         return self._async_entry()[0]
 
     # --- argument building ------------------------------------------------------------------------
@@ -306,7 +320,7 @@ class RedisBackend:
         amount: int,
         circuits: list[str],
         now: float,
-    ) -> tuple[list[str], list[Any]]:
+    ) -> tuple[list[str], list[EncodableT]]:
         keys: list[str] = []
         for s in scopes:
             keys += [s.used_key(period), s.reserved_key(period)]
@@ -315,7 +329,7 @@ class RedisBackend:
         if concurrency is not None:
             keys.append(concurrency[0])
         keys += [f"{NS}:cb:open:{c}" for c in circuits]
-        args: list[Any] = [now, len(scopes), len(rates), int(has_cc), len(circuits), clamp(amount)]
+        args: list[EncodableT] = [now, len(scopes), len(rates), int(has_cc), len(circuits), clamp(amount)]
         args += [clamp(s.cap) if s.cap is not None else -1 for s in scopes]
         for r in rates:
             args += [r.limit, r.ttl or r.window]
@@ -425,7 +439,7 @@ class RedisBackend:
     @staticmethod
     def _settle_args(
         reservation: Reservation, actual: int, event: bytes | None
-    ) -> tuple[list[str], list[Any]]:
+    ) -> tuple[list[str], list[EncodableT]]:
         keys: list[str] = []
         for s in reservation.scopes:
             keys += [s.used_key(reservation.period), s.reserved_key(reservation.period)]
@@ -433,7 +447,13 @@ class RedisBackend:
         if reservation.concurrency_key is not None:
             keys.append(reservation.concurrency_key)
         keys.append(EVENTS_KEY)
-        args = [len(reservation.scopes), int(has_cc), clamp(reservation.amount), clamp(actual), event or b""]
+        args: list[EncodableT] = [
+            len(reservation.scopes),
+            int(has_cc),
+            clamp(reservation.amount),
+            clamp(actual),
+            event or b"",
+        ]
         return keys, args
 
     def settle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
@@ -473,7 +493,7 @@ class RedisBackend:
         )
         return bool(opened)
 
-    async def aget(self, key: str) -> bytes | None:
+    async def aget(self, key: str) -> bytes | str | None:
         try:
             return await self.async_client().get(key)
         except (redis.RedisError, OSError):  # a cache miss is the safe answer when Redis hiccups
@@ -494,7 +514,12 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def _guard(script: Any, **kwargs: Any) -> Any:
+class _ScriptArgs(TypedDict):
+    keys: list[str]
+    args: list[EncodableT]
+
+
+def _guard(script: Script, **kwargs: Unpack[_ScriptArgs]) -> Any:
     try:
         return script(**kwargs)
     except Exception as exc:
@@ -503,7 +528,7 @@ def _guard(script: Any, **kwargs: Any) -> Any:
         raise
 
 
-async def _aguard(script: Any, **kwargs: Any) -> Any:
+async def _aguard(script: AsyncScript, **kwargs: Unpack[_ScriptArgs]) -> Any:
     try:
         return await script(**kwargs)
     except Exception as exc:

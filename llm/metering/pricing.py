@@ -3,13 +3,17 @@ database never refuses it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from llm.jsontypes import JSON, JSONObject
 
 _MTOK = Decimal(1_000_000)
 
@@ -153,7 +157,7 @@ _MONEY_MAX = Decimal("99999999.99999999")  # DecimalField(max_digits=16, decimal
 _BOOL_FIELDS = ("tokens_estimated", "cached")
 
 
-def _bounded_int(value: Any, top: int) -> int:
+def _bounded_int(value: JSON, top: int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
@@ -161,7 +165,7 @@ def _bounded_int(value: Any, top: int) -> int:
     return min(max(number, 0), top)
 
 
-def _bounded_money(value: Any) -> str:
+def _bounded_money(value: object) -> str:
     try:
         amount = Decimal(str(value))
     except ArithmeticError:
@@ -171,10 +175,10 @@ def _bounded_money(value: Any) -> str:
     return str(min(amount, _MONEY_MAX).quantize(Decimal("0.00000001")))
 
 
-def clean_event(data: dict[str, Any]) -> dict[str, Any]:
+def clean_event(data: Mapping[str, JSON]) -> JSONObject:
     """One event's fields made safe for the database: nothing a tenant sends or a provider answers can make
     the insert fail (and hold the queue back)."""
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     for name, size in _STR_FIELDS.items():
         value = data.get(name)
         text = value if isinstance(value, str) else "" if value is None else str(value)

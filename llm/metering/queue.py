@@ -16,7 +16,7 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Model, Q, Sum
 
 from llm.limits import budget
 from llm.metering.pricing import _MONEY_FIELDS, Usage, clean_event
@@ -34,7 +34,7 @@ _DRAIN_BATCH = 500
 _DEAD_MAX = 100_000  # the dead-letter stream keeps at most this many (oldest dropped, each one logged)
 
 
-def event_from(data: Any) -> UsageEvent:
+def event_from(data: object) -> UsageEvent:
     """A queued event as a row; ValueError when it cannot be one (it is then dead-lettered)."""
     if not isinstance(data, dict) or not isinstance(data.get("tenant_id"), int) or not data.get("request_id"):
         raise ValueError("not a usage event (tenant_id and request_id are required)")
@@ -98,7 +98,7 @@ def _with_live_refs(events: list[UsageEvent]) -> list[UsageEvent]:
     """
     from tenants.models import Agent, ApiKey, Tenant, User
 
-    def live(model: Any, ids: set[int | None]) -> set[int | None]:
+    def live(model: type[Model], ids: set[int | None]) -> set[int | None]:
         ids.discard(None)
         if not ids:
             return set()
