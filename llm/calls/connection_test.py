@@ -47,6 +47,8 @@ class ConnectionTestResult(TypedDict):
 
 
 class OllamaModels(TypedDict):
+    """Ollama discovery's answer: the server asked and what it has pulled, as `ollama:name:size` ids."""
+
     base_url: str
     models: list[str]
 

@@ -54,9 +54,8 @@ class ResolvedTarget:
     max_output_tokens: int | None
     capabilities: tuple[str, ...]
     weight: int = 0
-    params: JSONObject = field(
-        default_factory=dict
-    )  # route defaults (temperature, max_tokens) and a target's own
+    # the route's defaults (temperature, max_tokens), then a route target's own
+    params: JSONObject = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
