@@ -1,19 +1,21 @@
 """Tenant REST API for LLM configuration: catalog, credentials, preferences, routes, connection tests.
 
-Thin: parse, call the service module, render. Validation lives in the services so the pages share it.
+Thin: validate the body with its serializer (`llm.serializers`, the class each `@extend_schema(request=…)` names),
+call the service with the validated data, render.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from llm import serializers as s
 from llm.calls import connection_test
@@ -54,14 +56,23 @@ class ModelListView(TenantAPIView):
         )
 
 
-def _body(request: Request) -> dict:
-    data = request.data
-    if not isinstance(data, dict):
-        raise ValidationError({"non_field_errors": ["Send a JSON object."]})
-    return dict(data)
+class _ValidatingView(TenantAPIView):
+    def validated(
+        self, serializer_class: type[Serializer], *, instance: Any = None, data: Any = None, **context: Any
+    ) -> Any:
+        """The body (or `data`) validated by the serializer, with the tenant in its context; a 400 with its field
+        errors otherwise."""
+        serializer = serializer_class(
+            instance,
+            data=self.request.data if data is None else data,
+            partial=self.request.method == "PATCH",
+            context={"request": self.request, "tenant": self.tenant, **context},
+        )
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
 
-class CredentialListView(TenantAPIView):
+class CredentialListView(_ValidatingView):
     required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM}
 
     @extend_schema(operation_id="llm_credentials_list", responses=s.CredentialSerializer(many=True))
@@ -75,19 +86,13 @@ class CredentialListView(TenantAPIView):
         responses={201: s.CredentialSerializer},
     )
     def post(self, request: Request) -> Response:
-        data = _body(request)
-        kind = data.pop("kind", None)
-        if not kind:
-            return Response(
-                {"kind": ["Choose the provider or endpoint kind."]}, status=status.HTTP_400_BAD_REQUEST
-            )
         credential = credentials.credential_create(
-            tenant=self.tenant, actor=self.actor, kind=str(kind), data=data
+            tenant=self.tenant, actor=self.actor, data=self.validated(s.CredentialWriteSerializer)
         )
         return Response(credentials.credential_json(credential), status=status.HTTP_201_CREATED)
 
 
-class CredentialDetailView(TenantAPIView):
+class CredentialDetailView(_ValidatingView):
     required_perms = {
         "GET": Perm.VIEW_CONFIG,
         "PATCH": Perm.MANAGE_LLM,
@@ -108,7 +113,9 @@ class CredentialDetailView(TenantAPIView):
     def patch(self, request: Request, credential_id: int) -> Response:
         credential = credentials.access_credential(tenant=self.tenant, credential_id=credential_id)
         credential = credentials.credential_update(
-            credential=credential, actor=self.actor, data=_body(request)
+            credential=credential,
+            actor=self.actor,
+            data=self.validated(s.CredentialWriteSerializer, instance=credential),
         )
         return Response(credentials.credential_json(credential))
 
@@ -134,19 +141,10 @@ def _agent(request: Request, tenant) -> Agent | None:
     return access_agent(tenant=tenant, slug_or_id=slug)
 
 
-def _invalid(exc: ValidationError) -> Response:
-    detail = (
-        exc.detail
-        if isinstance(exc, credentials.ConfigValidationError)
-        else (exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
-    )
-    return Response(detail, status=status.HTTP_400_BAD_REQUEST)
-
-
 _AGENT_PARAM = OpenApiParameter("agent", str, description="Agent slug: that agent's own preferences")
 
 
-class PreferencesView(TenantAPIView):
+class PreferencesView(_ValidatingView):
     required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM, "DELETE": Perm.MANAGE_LLM}
 
     @extend_schema(
@@ -164,12 +162,8 @@ class PreferencesView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
-        try:
-            preferences.preferences_save(
-                tenant=self.tenant, agent=agent, actor=self.actor, data=_body(request)
-            )
-        except ValidationError as exc:
-            return _invalid(exc)
+        data = self.validated(s.PreferencesWriteSerializer, agent=agent)
+        preferences.preferences_save(tenant=self.tenant, agent=agent, actor=self.actor, data=data)
         return Response(preferences.preferences_read(tenant=self.tenant, agent=agent))
 
     @extend_schema(
@@ -188,7 +182,7 @@ class PreferencesView(TenantAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RouteListView(TenantAPIView):
+class RouteListView(_ValidatingView):
     required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM}
 
     @extend_schema(operation_id="llm_routes_list", responses=s.RouteSerializer(many=True))
@@ -199,14 +193,13 @@ class RouteListView(TenantAPIView):
         operation_id="llm_routes_create", request=s.RouteSerializer, responses={201: s.RouteSerializer}
     )
     def post(self, request: Request) -> Response:
-        try:
-            route = routes.route_create(tenant=self.tenant, actor=self.actor, data=_body(request))
-        except ValidationError as exc:
-            return _invalid(exc)
+        route = routes.route_create(
+            tenant=self.tenant, actor=self.actor, data=self.validated(s.RouteSerializer)
+        )
         return Response(routes.route_json(route), status=status.HTTP_201_CREATED)
 
 
-class RouteDetailView(TenantAPIView):
+class RouteDetailView(_ValidatingView):
     required_perms = {
         "GET": Perm.VIEW_CONFIG,
         "PATCH": Perm.MANAGE_LLM,
@@ -218,21 +211,19 @@ class RouteDetailView(TenantAPIView):
     def get(self, request: Request, route_id: int) -> Response:
         return Response(routes.route_json(routes.access_route(tenant=self.tenant, route_id=route_id)))
 
-    def _update(self, request: Request, route_id: int, partial: bool) -> Response:
+    def _update(self, request: Request, route_id: int) -> Response:
+        """PATCH keeps the fields it leaves out, PUT resets the optional ones (see `RouteSerializer`)."""
         route = routes.access_route(tenant=self.tenant, route_id=route_id)
-        try:
-            route = routes.route_update(route=route, actor=self.actor, data=_body(request), partial=partial)
-        except ValidationError as exc:
-            return _invalid(exc)
-        return Response(routes.route_json(route))
+        data = self.validated(s.RouteSerializer, instance=route)
+        return Response(routes.route_json(routes.route_update(route=route, actor=self.actor, data=data)))
 
     @extend_schema(operation_id="llm_routes_update", request=s.RouteSerializer, responses=s.RouteSerializer)
     def patch(self, request: Request, route_id: int) -> Response:
-        return self._update(request, route_id, partial=True)
+        return self._update(request, route_id)
 
     @extend_schema(operation_id="llm_routes_replace", request=s.RouteSerializer, responses=s.RouteSerializer)
     def put(self, request: Request, route_id: int) -> Response:
-        return self._update(request, route_id, partial=False)
+        return self._update(request, route_id)
 
     @extend_schema(operation_id="llm_routes_destroy", responses={204: None})
     def delete(self, request: Request, route_id: int) -> Response:
@@ -260,7 +251,7 @@ class RouteExportView(TenantAPIView):
         return response
 
 
-class RouteImportView(TenantAPIView):
+class RouteImportView(_ValidatingView):
     required_perms = {"POST": Perm.MANAGE_LLM}
     parser_classes = [JSONParser, FormParser, MultiPartParser, PlainTextParser]
 
@@ -268,36 +259,26 @@ class RouteImportView(TenantAPIView):
         operation_id="llm_routes_import",
         parameters=[OpenApiParameter("replace", bool, description="Delete routes that are not in the YAML")],
         request={
+            "application/json": s.RouteImportSerializer,
+            "multipart/form-data": s.RouteImportSerializer,
             "application/yaml": str,
-            "application/json": {"type": "object", "properties": {"yaml": {"type": "string"}}},
         },
         responses=s.RouteImportResultSerializer,
     )
     def post(self, request: Request) -> Response:
         data = request.data
+        if isinstance(data, bytes | str):  # the document as the body itself (YAML, or a JSON string)
+            data = {"yaml": data}
+        elif not isinstance(data, Mapping):
+            data = {}  # a JSON body that is no object: no document
+        validated = self.validated(s.RouteImportSerializer, data=data)
         replace = request.query_params.get("replace", "").lower() in ("1", "true", "yes")
-        try:
-            if isinstance(data, bytes):
-                text = routes.routes_text(data)
-            elif isinstance(data, str):
-                text = data
-            elif hasattr(data, "get") and "file" in getattr(request, "FILES", {}):
-                text = routes.routes_text(request.FILES["file"].read())
-            elif hasattr(data, "get"):
-                text = data.get("yaml") or ""
-                if not isinstance(text, str):
-                    return Response(
-                        {"yaml": ["Send the routes as YAML text."]}, status=status.HTTP_400_BAD_REQUEST
-                    )
-            else:
-                text = ""
-            result = routes.routes_import(tenant=self.tenant, actor=self.actor, text=text, replace=replace)
-        except ValidationError as exc:
-            return _invalid(exc)
-        return Response(result)
+        return Response(
+            routes.routes_import(tenant=self.tenant, actor=self.actor, data=validated, replace=replace)
+        )
 
 
-class ConnectionTestView(TenantAPIView):
+class ConnectionTestView(_ValidatingView):
     required_perms = {"POST": Perm.MANAGE_LLM}
 
     @extend_schema(
@@ -308,21 +289,21 @@ class ConnectionTestView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
-        try:
-            result = connection_test.test_connection(
-                tenant=self.tenant,
-                agent=agent,
-                data=_body(request),
-                user=getattr(self.actor, "user", None),
-                api_key=getattr(self.actor, "api_key", None),
-                actor=self.actor,
-            )
-        except ValidationError as exc:
-            return _invalid(exc)
+        unsaved = None  # an empty body tests the saved settings
+        if not (isinstance(request.data, Mapping) and not request.data):
+            unsaved = self.validated(s.PreferencesWriteSerializer, agent=agent, new_origin="drop")
+        result = connection_test.test_connection(
+            tenant=self.tenant,
+            agent=agent,
+            data=unsaved,
+            user=getattr(self.actor, "user", None),
+            api_key=getattr(self.actor, "api_key", None),
+            actor=self.actor,
+        )
         return Response(result)
 
 
-class OllamaModelsView(TenantAPIView):
+class OllamaModelsView(_ValidatingView):
     required_perms = {"GET": Perm.MANAGE_LLM, "POST": Perm.MANAGE_LLM}
 
     @extend_schema(
@@ -339,15 +320,12 @@ class OllamaModelsView(TenantAPIView):
 
     @extend_schema(
         operation_id="llm_ollama_models_post",
-        request=s.OllamaModelsSerializer,
+        request=s.OllamaDiscoverySerializer,
         responses=s.OllamaModelsSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = _body(request)
-        return self._discover(str(data.get("base_url") or ""), str(data.get("api_key") or ""))
+        data = self.validated(s.OllamaDiscoverySerializer)
+        return self._discover(data.get("base_url") or "", data.get("api_key") or "")
 
     def _discover(self, base_url: str, api_key: str) -> Response:
-        try:
-            return Response(connection_test.ollama_models(base_url=base_url, api_key=api_key))
-        except ValidationError as exc:
-            return _invalid(exc)
+        return Response(connection_test.ollama_models(base_url=base_url, api_key=api_key))

@@ -163,12 +163,69 @@ def _targets_to_text(targets: list[dict]) -> str:
     return "\n".join(t["model"] + (f" {t['weight']}" if t.get("weight") else "") for t in targets)
 
 
+def _route_import(request: TenantRequest, actor: Any) -> dict[str, Any]:
+    """The routes document of the form (a file, else the text), checked by the API's serializer, imported."""
+    from llm.config import routes as service
+    from llm.serializers import RouteImportSerializer
+
+    upload = request.FILES.get("file")
+    checked = RouteImportSerializer(
+        data={"file": upload} if upload else {"yaml": request.POST.get("yaml", "")},
+        context={"tenant": request.tenant},
+    )
+    checked.is_valid(raise_exception=True)
+    return service.routes_import(
+        tenant=request.tenant,
+        actor=actor,
+        data=checked.validated_data,
+        replace=bool(request.POST.get("replace")),
+    )
+
+
+def _route_save(request: TenantRequest, actor: Any, form: dict[str, Any]) -> str:
+    """Create or change (form["id"]) the route of the form, checked by the API's serializer; its name."""
+    from llm.config import routes as service
+    from llm.serializers import RouteSerializer
+
+    route = service.access_route(tenant=request.tenant, route_id=form["id"]) if form["id"] else None
+    ttl = form["cache_ttl_seconds"].strip()
+    checked = RouteSerializer(
+        route,
+        data={
+            "name": form["name"].strip(),
+            "description": form["description"],
+            "targets": _targets_from_text(form["targets"]),
+            "cache_ttl_seconds": int(ttl) if ttl.isascii() and ttl.isdigit() else (ttl or None),
+        },
+        partial=True,
+        context={"tenant": request.tenant},
+    )
+    checked.is_valid(raise_exception=True)
+    if route is not None:
+        service.route_update(route=route, actor=actor, data=checked.validated_data)
+    else:
+        service.route_create(tenant=request.tenant, actor=actor, data=checked.validated_data)
+    return checked.validated_data["name"]
+
+
+def _field_errors(exc: Exception) -> dict[str, Any]:
+    """A serializer's field errors, or a service's (a name taken meanwhile), as the template shows them."""
+    from django.core.exceptions import ValidationError
+    from rest_framework.exceptions import ValidationError as InvalidBody
+
+    if isinstance(exc, InvalidBody):
+        return exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    assert isinstance(exc, ValidationError)
+    return exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+
+
 @tenant_required(Perm.VIEW_CONFIG)
 def routes(request: TenantRequest) -> HttpResponse:
     """Named routes: list, create, edit targets and weights, delete, YAML export and import."""
     from django.contrib import messages as flash
     from django.core.exceptions import ValidationError
     from django.shortcuts import redirect
+    from rest_framework.exceptions import ValidationError as InvalidBody
 
     from llm.config import routes as service
     from tenants.audit import Actor
@@ -190,11 +247,7 @@ def routes(request: TenantRequest) -> HttpResponse:
                 response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
                 return response
             if action == "import":
-                upload = request.FILES.get("file")
-                text = service.routes_text(upload.read()) if upload else request.POST.get("yaml", "")
-                result = service.routes_import(
-                    tenant=request.tenant, actor=actor, text=text, replace=bool(request.POST.get("replace"))
-                )
+                result = _route_import(request, actor)
                 flash.success(request, f"Imported routes: {result}")
                 return redirect("routes")
             if action == "delete":
@@ -205,26 +258,11 @@ def routes(request: TenantRequest) -> HttpResponse:
                 flash.success(request, "Route deleted.")
                 return redirect("routes")
             form = {k: request.POST.get(k, "") for k in form}
-            data = {
-                "name": form["name"].strip(),
-                "description": form["description"],
-                "targets": _targets_from_text(form["targets"]),
-                "cache_ttl_seconds": int(form["cache_ttl_seconds"])
-                if form["cache_ttl_seconds"].strip().isdigit()
-                else (form["cache_ttl_seconds"].strip() or None),
-            }
-            if form["id"]:
-                service.route_update(
-                    route=service.access_route(tenant=request.tenant, route_id=form["id"]),
-                    actor=actor,
-                    data=data,
-                )
-            else:
-                service.route_create(tenant=request.tenant, actor=actor, data=data)
-            flash.success(request, f"Route “{data['name']}” saved; call it as model route:{data['name']}.")
+            name = _route_save(request, actor, form)
+            flash.success(request, f"Route “{name}” saved; call it as model route:{name}.")
             return redirect("routes")
-        except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        except (ValidationError, InvalidBody) as exc:
+            errors = _field_errors(exc)
     elif request.method == "GET" and request.GET.get("edit"):
         route = service.route_json(service.access_route(tenant=request.tenant, route_id=request.GET["edit"]))
         form = {

@@ -119,12 +119,14 @@ register(Endpoint("billing-caps", "/api/billing/caps", _make_caps, update_body=N
 def _make_credential(tenant: Tenant) -> tuple[str, str]:
     from llm.config.credentials import credential_create
     from tenants.audit import SYSTEM
+    from tests.llm_config.inputs import credential_input
 
     cred = credential_create(
         tenant=tenant,
         actor=SYSTEM,
-        kind="openai",
-        data={"name": "cred-marker-of-a", "api_key": "sk-isolation-a-0000000"},
+        data=credential_input(
+            tenant, kind="openai", name="cred-marker-of-a", api_key="sk-isolation-a-0000000"
+        ),
     )
     return f"/api/llm/credentials/{cred.pk}", "cred-marker-of-a"
 
@@ -132,9 +134,12 @@ def _make_credential(tenant: Tenant) -> tuple[str, str]:
 def _make_route(tenant: Tenant) -> tuple[str, str]:
     from llm.config.routes import route_create
     from tenants.audit import SYSTEM
+    from tests.llm_config.inputs import route_input
 
     route = route_create(
-        tenant=tenant, actor=SYSTEM, data={"name": "route_marker_of_a", "targets": ["openai:gpt-5-mini"]}
+        tenant=tenant,
+        actor=SYSTEM,
+        data=route_input(tenant, name="route_marker_of_a", targets=["openai:gpt-5-mini"]),
     )
     return f"/api/llm/routes/{route.pk}", "route_marker_of_a"
 
@@ -147,16 +152,19 @@ def _make_route_export(tenant: Tenant) -> tuple[str, str]:
 def _save_custom_preferences(tenant: Tenant, agent=None, model: str = "prefs-marker-of-a") -> None:
     from llm.config.preferences import preferences_save
     from tenants.audit import SYSTEM
+    from tests.llm_config.inputs import preferences_input
 
     preferences_save(
         tenant=tenant,
         agent=agent,
         actor=SYSTEM,
-        data={
-            "mode": "custom",
-            "model": model,
-            "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"},
-        },
+        data=preferences_input(
+            tenant,
+            agent,
+            mode="custom",
+            model=model,
+            custom_endpoint={"kind": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"},
+        ),
     )
 
 

@@ -59,6 +59,7 @@ class World:
         from llm.models import Job, Thread
         from tenants.models import Invitation
         from tenants.services import agent_create
+        from tests.llm_config.inputs import credential_input, route_input
 
         self.tenant = tenant
         self.fake_url = fake_url
@@ -79,11 +80,12 @@ class World:
         self.credential_id = credential_create(
             tenant=tenant,
             actor=SYSTEM,
-            kind="openai",
-            data={"name": "matrix-cred", "api_key": "sk-matrix-0000000000"},
+            data=credential_input(tenant, kind="openai", name="matrix-cred", api_key="sk-matrix-0000000000"),
         ).pk
         self.route_id = route_create(
-            tenant=tenant, actor=SYSTEM, data={"name": "matrix_route", "targets": ["openai:gpt-5-mini"]}
+            tenant=tenant,
+            actor=SYSTEM,
+            data=route_input(tenant, name="matrix_route", targets=["openai:gpt-5-mini"]),
         ).pk
         self.notification_id = notification_create(tenant=tenant, title="matrix notice").pk
         self.invitation_id = (

@@ -21,6 +21,7 @@ from tenants.models import Agent, ApiKey, Tenant, User
 
 if TYPE_CHECKING:
     from llm.calls.admission import CallContext
+    from llm.config.preferences import PreferencesInput
     from llm.jsontypes import JSONObject
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,22 @@ class _Rollback(Exception):
     pass
 
 
-def _target_for(*, tenant: Tenant, agent: Agent | None, data: JSONObject) -> ResolvedTarget:
-    """The primary target of the given (unsaved) preferences, or of the saved ones when `data` is empty.
+def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput | None) -> ResolvedTarget:
+    """The primary target of the given (unsaved) preferences, or of the saved ones when `data` is None.
 
     Unsaved settings are saved inside a transaction that is always rolled back, so the very code that
     resolves real calls builds the target and nothing is stored. A saved endpoint moved to another origin keeps
-    none of its saved secrets there: the test sends only those given in `data`.
+    none of its saved secrets there: the test sends only those given with it (the serializer validated `data`
+    with `new_origin="drop"`).
     """
-    if not data:
+    if data is None:
         return _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
     from llm.config.preferences import preferences_save
 
     holder: dict[str, ResolvedTarget] = {}
     try:
         with transaction.atomic():
-            preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data, new_origin="drop")
+            preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data)
             holder["target"] = _resolve_cold(
                 tenant.id, agent.id if agent else None, "default", False
             ).targets[0]
@@ -265,12 +267,13 @@ def test_connection(
     *,
     tenant: Tenant,
     agent: Agent | None,
-    data: JSONObject,
+    data: PreferencesInput | None,
     user: User | None = None,
     api_key: ApiKey | None = None,
     actor: Actor | None = None,
 ) -> ConnectionTestResult:
-    """Send "ping" with the given settings (unsaved) or the saved ones; raise ValidationError for bad settings."""
+    """Send "ping" with the given settings (unsaved, as `llm.serializers.PreferencesWriteSerializer` validated them
+    with `new_origin="drop"`) or, with None, the saved ones."""
     try:
         target = _target_for(tenant=tenant, agent=agent, data=data)
     except RouteError as exc:
@@ -281,7 +284,7 @@ def test_connection(
             "model": None,
             "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, None)},
         }
-    origin = _new_origin(tenant, target) if data else None
+    origin = _new_origin(tenant, target) if data is not None else None
     if origin is not None:
         audit_record(
             tenant=tenant,
@@ -307,7 +310,7 @@ def test_connection(
     else:
         outcome = from_sync(_ping, target)
         _record(tenant, user, target, outcome)
-    if outcome["ok"] and target.credential_id and not data:
+    if outcome["ok"] and target.credential_id and data is None:
         from llm.config.credentials import credential_mark_verified
         from llm.models import Credential
 

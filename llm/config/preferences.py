@@ -1,16 +1,15 @@
 """LLM preferences: a tenant's default route (and optionally an Agent's): mode, model, params, fallbacks.
 
-`preferences_save` validates everything before it writes anything, so a rejected save changes nothing;
-the API and the pages both call it and show its field errors.
+A body is validated by `llm.serializers.PreferencesWriteSerializer` (with the rules kept here: models, params,
+keys) before `preferences_save` writes anything, so a rejected save changes nothing.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from llm.config import catalog, credentials
@@ -32,6 +31,32 @@ DEFAULTS: dict[str, Any] = {
 }
 MAX_FALLBACKS = 5
 MIN_TOKENS, MAX_TOKENS = 100, 128_000
+
+
+class PreferenceValues(TypedDict):
+    mode: str
+    model: str
+    temperature: float
+    max_tokens: int
+    eu_only: bool
+    fallbacks: list[str]
+
+
+class CredentialChange(TypedDict):
+    """A credential to create (`existing` None) or change along with the preferences."""
+
+    kind: str
+    existing: Credential | None
+    credential: credentials.CredentialInput
+
+
+class PreferencesInput(TypedDict):
+    """Preferences as `llm.serializers.PreferencesWriteSerializer` validated them: complete values (what the body
+    left out is the current value), and the byok key or custom endpoint to store with them."""
+
+    values: PreferenceValues
+    inline_key: CredentialChange | None
+    endpoint: CredentialChange | None
 
 
 def platform_mode_allowed(tenant: Tenant) -> tuple[bool, str]:
@@ -103,20 +128,8 @@ def _byok_credential(tenant: Tenant, prefs: Preferences | None, model: str) -> C
 
 def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     """The API shape: saved values (or the agent's inherited / the defaults) and the model's catalog metadata."""
-    own = preferences_get(tenant=tenant, agent=agent)
-    prefs = own or (preferences_get(tenant=tenant, agent=None) if agent is not None else None)
-    values: dict[str, Any] = (
-        dict(DEFAULTS)
-        if prefs is None
-        else {
-            "mode": prefs.mode,
-            "model": prefs.model,
-            "temperature": float(prefs.temperature),
-            "max_tokens": prefs.max_tokens,
-            "eu_only": prefs.eu_only,
-            "fallbacks": list(prefs.fallbacks or []),
-        }
-    )
+    own, prefs = preferences_scope(tenant=tenant, agent=agent)
+    values = values_of(prefs)
     allowed, reason = platform_mode_allowed(tenant)
     byok = _byok_credential(tenant, prefs, values["model"]) if values["mode"] == "byok" else None
     return {
@@ -140,7 +153,11 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     }
 
 
-# --- validation --------------------------------------------------------------------------------------
+# --- rules the serializers apply (llm.serializers: PreferencesWriteSerializer, RouteTargetSerializer) ------
+
+
+TEMPERATURE_ERROR = "Enter a temperature between 0 and 2."
+MAX_TOKENS_ERROR = f"Enter a whole number of tokens from {MIN_TOKENS} to {MAX_TOKENS:,}."
 
 
 def _number(value: Any, *, integer: bool) -> Decimal | int | None:
@@ -157,35 +174,47 @@ def _number(value: Any, *, integer: bool) -> Decimal | int | None:
     return number
 
 
+def parse_temperature(value: Any) -> float | None:
+    """A temperature from 0 to 2 (a number or its text), else None."""
+    t = _number(value, integer=False)
+    return float(t) if t is not None and 0 <= t <= 2 else None
+
+
+def parse_max_tokens(value: Any) -> int | None:
+    """A whole number of tokens from MIN_TOKENS to MAX_TOKENS (1000.0 and "1000" count), else None."""
+    n = _number(value, integer=True)
+    return int(n) if n is not None and MIN_TOKENS <= n <= MAX_TOKENS else None
+
+
+def max_output_error(max_tokens: int, max_output: int | None) -> str | None:
+    """The message when max_tokens is more than the model writes per answer."""
+    if max_output and max_tokens > max_output:
+        return f"The model writes at most {max_output:,} tokens per answer; enter {max_output:,} or less."
+    return None
+
+
 def check_params(
     data: dict[str, Any], errors: dict[str, list[str]], *, max_output: int | None = None, prefix: str = ""
 ) -> dict[str, Any]:
     """Validate temperature (0–2) and max_tokens (100–128000, at most the model's output limit)."""
     out: dict[str, Any] = {}
-    if "temperature" in data and data["temperature"] is not None:
-        t = _number(data["temperature"], integer=False)
-        if t is None or not (0 <= t <= 2):
-            errors[prefix + "temperature"] = ["Enter a temperature between 0 and 2."]
+    if data.get("temperature") is not None:
+        temperature = parse_temperature(data["temperature"])
+        if temperature is None:
+            errors[prefix + "temperature"] = [TEMPERATURE_ERROR]
         else:
-            out["temperature"] = float(t)
-    if "max_tokens" in data and data["max_tokens"] is not None:
-        n = _number(data["max_tokens"], integer=True)
-        if n is None or not (MIN_TOKENS <= n <= MAX_TOKENS):
-            errors[prefix + "max_tokens"] = [
-                f"Enter a whole number of tokens from {MIN_TOKENS} to {MAX_TOKENS:,}."
-            ]
-        elif max_output and n > max_output:
-            errors[prefix + "max_tokens"] = [
-                f"The model writes at most {max_output:,} tokens per answer; enter {max_output:,} or less."
-            ]
+            out["temperature"] = temperature
+    if data.get("max_tokens") is not None:
+        n = parse_max_tokens(data["max_tokens"])
+        too_many = max_output_error(n, max_output) if n is not None else None
+        if n is None or too_many:
+            errors[prefix + "max_tokens"] = [too_many or MAX_TOKENS_ERROR]
         else:
-            out["max_tokens"] = int(n)
+            out["max_tokens"] = n
     return out
 
 
-def check_model(
-    model: Any, *, mode: str, eu_required: bool, field: str = "model"
-) -> tuple[str, Any, list[str]]:
+def check_model(model: Any, *, mode: str, eu_required: bool) -> tuple[str, Any, list[str]]:
     """(model id, catalog entry or None, errors) for a model name under a mode."""
     if not isinstance(model, str) or not model.strip():
         return "", None, ["Choose a model."]
@@ -195,47 +224,54 @@ def check_model(
     snapshot = catalog.get_catalog()
     m = snapshot.model(model)
     if m is not None:
-        if not m.enabled:
-            return model, m, [f"The model {model} is disabled; choose another one."]
-        if m.capabilities == ("embeddings",):
-            return model, m, [f"{model} is an embedding model; choose a chat model."]
-        if m.provider == "custom" and mode != "custom":
-            return model, m, ["The custom placeholder needs custom mode."]
-        if eu_required and not m.eu_hosted and mode != "custom":
-            return (
-                model,
-                m,
-                [
-                    f"EU data residency is required and {model} is not EU-hosted; choose an EU-hosted "
-                    "model (filter “eu”)."
-                ],
-            )
-        return model, m, []
+        return model, m, _catalog_model_errors(model, m, mode=mode, eu_required=eu_required)
     if model.startswith("openrouter:"):
-        slug = model.split(":", 1)[1]
-        if "/" not in slug or slug.startswith("/") or slug.endswith("/"):
-            return model, None, ["Write OpenRouter models as openrouter:vendor/model."]
-        if mode == "custom":
-            return model, None, ["OpenRouter models need platform or byok mode."]
-        if eu_required:
-            return (
-                model,
-                None,
-                ["EU data residency is required and OpenRouter does not guarantee an EU region."],
-            )
-        return model, snapshot.by_openrouter_id(slug), []
+        return _openrouter_model(model, snapshot, mode=mode, eu_required=eu_required)
+    return model, None, _uncatalogued_model_errors(model, snapshot, mode=mode)
+
+
+def _catalog_model_errors(model: str, m: Any, *, mode: str, eu_required: bool) -> list[str]:
+    if not m.enabled:
+        return [f"The model {model} is disabled; choose another one."]
+    if m.capabilities == ("embeddings",):
+        return [f"{model} is an embedding model; choose a chat model."]
+    if m.provider == "custom" and mode != "custom":
+        return ["The custom placeholder needs custom mode."]
+    if eu_required and not m.eu_hosted and mode != "custom":
+        return [
+            f"EU data residency is required and {model} is not EU-hosted; choose an EU-hosted "
+            "model (filter “eu”)."
+        ]
+    return []
+
+
+def _openrouter_model(
+    model: str, snapshot: Any, *, mode: str, eu_required: bool
+) -> tuple[str, Any, list[str]]:
+    slug = model.split(":", 1)[1]
+    if "/" not in slug or slug.startswith("/") or slug.endswith("/"):
+        return model, None, ["Write OpenRouter models as openrouter:vendor/model."]
+    if mode == "custom":
+        return model, None, ["OpenRouter models need platform or byok mode."]
+    if eu_required:
+        return model, None, ["EU data residency is required and OpenRouter does not guarantee an EU region."]
+    return model, snapshot.by_openrouter_id(slug), []
+
+
+def _uncatalogued_model_errors(model: str, snapshot: Any, *, mode: str) -> list[str]:
     if model.startswith("ollama:"):
         if mode != "custom" or not model.split(":", 1)[1]:
-            return model, None, ["Local models (ollama:name:size) need custom mode with an Ollama endpoint."]
-        return model, None, []
+            return ["Local models (ollama:name:size) need custom mode with an Ollama endpoint."]
+        return []
     if mode == "custom":
-        return model, None, []
+        return []
     if ":" in model and model.split(":", 1)[0] in snapshot.providers:
-        return model, None, [f"{model} is not in the catalog; choose one from GET /api/llm/models."]
-    return model, None, [f"Unknown model “{model}”. Use a catalog id such as {PLATFORM_DEFAULT_MODEL}."]
+        return [f"{model} is not in the catalog; choose one from GET /api/llm/models."]
+    return [f"Unknown model “{model}”. Use a catalog id such as {PLATFORM_DEFAULT_MODEL}."]
 
 
-def _has_key_for(model_id: str, m: Any, kinds: set[str]) -> bool:
+def has_key_for(model_id: str, m: Any, kinds: set[str]) -> bool:
+    """Whether a byok call of the model finds a key among the credential kinds (its provider's or OpenRouter's)."""
     if model_id.startswith("openrouter:"):
         return OPENROUTER in kinds
     if m is None:
@@ -245,250 +281,85 @@ def _has_key_for(model_id: str, m: Any, kinds: set[str]) -> bool:
     )
 
 
-def _inline_key_kind(data: dict[str, Any], model_id: str, m: Any) -> str:
-    kind = data.get("api_key_provider") or data.get("provider")
-    if kind:
-        return str(kind)
-    key = str(data.get("api_key") or "")
-    if key.startswith("sk-or-") or model_id.startswith("openrouter:"):
+def inline_key_kind(*, provider: Any, api_key: str, model_id: str, m: Any) -> str:
+    """Whose key an inline byok `api_key` is: as named, else inferred from the key and the model."""
+    if provider:
+        return str(provider)
+    if api_key.startswith("sk-or-") or model_id.startswith("openrouter:"):
         return OPENROUTER
     if m is not None and m.native_model_id:
         return m.provider
     return OPENROUTER
 
 
-def _validate(
-    *,
-    tenant: Tenant,
-    current: dict[str, Any],
-    existing: Preferences | None,
-    data: dict[str, Any],
-    new_origin: str = "refuse",
-) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-    """Return (values, inline byok key to store, custom endpoint to store) or raise ValidationError."""
-    errors: dict[str, Any] = {}
-    unknown = set(data) - {
-        "mode",
-        "model",
-        "api_key",
-        "api_key_provider",
-        "provider",
-        "custom_endpoint",
-        "temperature",
-        "max_tokens",
-        "eu_only",
-        "fallbacks",
-        "credential",
-    }
-    for name in sorted(unknown):
-        errors[name] = ["Unknown field."]
-    values = dict(current)
-    mode = data.get("mode", values["mode"])
-    if mode not in MODES:
-        errors["mode"] = [f"Choose one of: {', '.join(MODES)}."]
-        mode = values["mode"]
-    values["mode"] = mode
-    if "eu_only" in data:
-        if not isinstance(data["eu_only"], bool):
-            errors["eu_only"] = ["Must be true or false."]
-        else:
-            values["eu_only"] = data["eu_only"]
-    eu_required = bool(values["eu_only"] or tenant.eu_only)
-
-    model_id, m, model_errors = check_model(
-        data.get("model", values["model"]), mode=mode, eu_required=eu_required
-    )
-    if model_errors:
-        errors["model"] = model_errors
-    values["model"] = model_id
-    values.update(
-        check_params(
-            {k: data.get(k, values[k]) for k in ("temperature", "max_tokens")},
-            errors,
-            max_output=m.max_output_tokens if m is not None else None,
-        )
-    )
-
-    fallbacks = data.get("fallbacks", values["fallbacks"])
-    if fallbacks is None:
-        fallbacks = []
-    fallback_entries: list[tuple[str, Any]] = []
-    if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
-        errors["fallbacks"] = ["Give the fallbacks as a list of model ids."]
-    elif len(fallbacks) > MAX_FALLBACKS:
-        errors["fallbacks"] = [f"At most {MAX_FALLBACKS} fallbacks."]
-    else:
-        messages = []
-        for name in fallbacks:
-            fid, fm, ferrors = check_model(name, mode=mode, eu_required=eu_required)
-            if fid == model_id:
-                ferrors = ["A fallback cannot be the primary model."]
-            if fid in [f for f, _ in fallback_entries]:
-                ferrors = [f"{fid} is listed twice."]
-            messages += [f"{name}: {e}" for e in ferrors]
-            fallback_entries.append((fid, fm))
-        if messages:
-            errors["fallbacks"] = messages
-        values["fallbacks"] = [f for f, _ in fallback_entries]
-
-    inline_key = None
-    endpoint: dict[str, Any] | None = None
-    if mode == "platform":
-        allowed, reason = platform_mode_allowed(tenant)
-        if not allowed:
-            errors["mode"] = [reason]
-    elif mode == "byok":
-        kinds = set(Credential.objects.for_tenant(tenant).values_list("kind", flat=True))
-        if data.get("api_key"):
-            kind = _inline_key_kind(data, model_id, m)
-            if kind not in credentials.PROVIDER_KINDS:
-                errors["api_key_provider"] = [f"Choose one of: {', '.join(credentials.PROVIDER_KINDS)}."]
-            else:
-                try:
-                    existing_cred = credentials.credential_for_kind(tenant_id=tenant.id, kind=kind)
-                    credentials.clean_endpoint(kind, {"api_key": data["api_key"]}, existing=existing_cred)
-                    inline_key = {"kind": kind, "api_key": data["api_key"], "existing": existing_cred}
-                    kinds.add(kind)
-                except ValidationError as exc:
-                    errors.update(_detail(exc))
-        elif "api_key" in data and data["api_key"] not in (None, ""):
-            errors["api_key"] = ["Enter the API key as text."]
-        if "model" not in errors and not _has_key_for(model_id, m, kinds) and "api_key" not in errors:
-            provider = m.provider if m is not None else OPENROUTER
-            errors["api_key"] = [
-                f"Add an API key for {provider}"
-                + (" or OpenRouter" if provider != OPENROUTER else "")
-                + " (field api_key), or save one first."
-            ]
-        if "fallbacks" not in errors:
-            missing = [fid for fid, fm in fallback_entries if not _has_key_for(fid, fm, kinds)]
-            if missing:
-                errors["fallbacks"] = [
-                    f"{fid}: no API key for its provider or OpenRouter is saved." for fid in missing
-                ]
-    elif mode == "custom":
-        endpoint_data = data.get("custom_endpoint")
-        saved = existing.custom_endpoint if existing is not None else None
-        if endpoint_data is None and saved is None:
-            errors["custom_endpoint"] = {
-                "kind": [
-                    f"Describe the endpoint: kind ({', '.join(CUSTOM_KINDS)}), base_url and its credentials."
-                ]
-            }
-        elif endpoint_data is not None:
-            if not isinstance(endpoint_data, dict):
-                errors["custom_endpoint"] = {"non_field_errors": ["Send the endpoint as an object."]}
-            else:
-                kind = str(endpoint_data.get("kind") or (saved.kind if saved is not None else ""))
-                if kind not in CUSTOM_KINDS:
-                    errors["custom_endpoint"] = {"kind": [f"Choose one of: {', '.join(CUSTOM_KINDS)}."]}
-                else:
-                    same = saved if saved is not None and saved.kind == kind else None
-                    fields = {k: v for k, v in endpoint_data.items() if k != "kind"}
-                    try:
-                        endpoint = {
-                            "kind": kind,
-                            "existing": same,
-                            "cleaned": credentials.clean_endpoint(
-                                kind, fields, existing=same, new_origin=new_origin
-                            ),
-                            "data": fields,
-                        }
-                    except ValidationError as exc:
-                        errors["custom_endpoint"] = _detail(exc)
-        if "custom_endpoint" not in errors and eu_required:
-            eu = (
-                endpoint["cleaned"]["config"].get("eu_hosted")
-                if endpoint is not None
-                else bool((saved.config or {}).get("eu_hosted"))
-                if saved is not None
-                else False
-            )
-            if not eu:
-                errors["custom_endpoint"] = {
-                    "eu_hosted": [
-                        "EU data residency is required: mark the endpoint as EU-hosted (eu_hosted) if it is."
-                    ]
-                }
-    if errors:
-        raise credentials.ConfigValidationError(errors)
-    return values, inline_key, endpoint
-
-
 # --- saving ------------------------------------------------------------------------------------------
 
 
-def preferences_save(
-    *, tenant: Tenant, agent: Agent | None, actor: Actor, data: dict[str, Any], new_origin: str = "refuse"
-) -> Preferences:
-    """Validate and save (fields left out keep their current value); raise ValidationError with field errors.
-
-    A custom endpoint moved to another origin needs its secrets again (`credentials.clean_endpoint`)."""
-    if not isinstance(data, dict):
-        raise ValidationError({"non_field_errors": ["Send a JSON object."]})
+def preferences_scope(
+    *, tenant: Tenant, agent: Agent | None
+) -> tuple[Preferences | None, Preferences | None]:
+    """(the saved row of this scope, the row that applies to it): an agent without its own follows the tenant's."""
     existing = preferences_get(tenant=tenant, agent=agent)
-    base = (
-        existing
-        if existing is not None
-        else (preferences_get(tenant=tenant, agent=None) if agent is not None else None)
+    if existing is not None or agent is None:
+        return existing, existing
+    return None, preferences_get(tenant=tenant, agent=None)
+
+
+def values_of(prefs: Preferences | None) -> PreferenceValues:
+    """The values of a saved row (the defaults when there is none)."""
+    if prefs is None:
+        return PreferenceValues(
+            mode=DEFAULTS["mode"],
+            model=DEFAULTS["model"],
+            temperature=DEFAULTS["temperature"],
+            max_tokens=DEFAULTS["max_tokens"],
+            eu_only=DEFAULTS["eu_only"],
+            fallbacks=list(DEFAULTS["fallbacks"]),
+        )
+    return PreferenceValues(
+        mode=prefs.mode,
+        model=prefs.model,
+        temperature=float(prefs.temperature),
+        max_tokens=prefs.max_tokens,
+        eu_only=prefs.eu_only,
+        fallbacks=list(prefs.fallbacks or []),
     )
-    current = (
-        dict(DEFAULTS)
-        if base is None
-        else {
-            "mode": base.mode,
-            "model": base.model,
-            "temperature": float(base.temperature),
-            "max_tokens": base.max_tokens,
-            "eu_only": base.eu_only,
-            "fallbacks": list(base.fallbacks or []),
-        }
-    )
-    values, inline_key, endpoint = _validate(
-        tenant=tenant, current=current, existing=existing or base, data=data, new_origin=new_origin
-    )
+
+
+def _save_credential(*, tenant: Tenant, actor: Actor, change: CredentialChange) -> Credential:
+    if change["existing"] is not None:
+        return credentials.credential_update(
+            credential=change["existing"], actor=actor, data=change["credential"]
+        )
+    return credentials.credential_create(tenant=tenant, actor=actor, data=change["credential"])
+
+
+def preferences_save(
+    *, tenant: Tenant, agent: Agent | None, actor: Actor, data: PreferencesInput
+) -> Preferences:
+    """Save preferences validated by `llm.serializers.PreferencesWriteSerializer` (with the same tenant and agent
+    in its context), with the inline key and custom endpoint they carry, in one transaction."""
+    existing, base = preferences_scope(tenant=tenant, agent=agent)
+    values, inline_key, endpoint = data["values"], data["inline_key"], data["endpoint"]
+    fields = ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks")
     with transaction.atomic():
         prefs = existing or Preferences(tenant=tenant, agent=agent)
-        before = (
-            {
-                k: getattr(prefs, k)
-                for k in ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks")
-            }
-            if existing
-            else {}
-        )
+        before = {k: getattr(prefs, k) for k in fields} if existing else {}
         if inline_key is not None:
-            if inline_key["existing"] is not None:
-                cred = credentials.credential_update(
-                    credential=inline_key["existing"], actor=actor, data={"api_key": inline_key["api_key"]}
-                )
-            else:
-                cred = credentials.credential_create(
-                    tenant=tenant,
-                    actor=actor,
-                    kind=inline_key["kind"],
-                    data={"api_key": inline_key["api_key"]},
-                )
-            prefs.credential = cred
+            prefs.credential = _save_credential(tenant=tenant, actor=actor, change=inline_key)
         if endpoint is not None:
-            if endpoint["existing"] is not None:
-                prefs.custom_endpoint = credentials.credential_update(
-                    credential=endpoint["existing"], actor=actor, data=endpoint["data"], new_origin=new_origin
-                )
-            else:
-                prefs.custom_endpoint = credentials.credential_create(
-                    tenant=tenant, actor=actor, kind=endpoint["kind"], data=endpoint["data"]
-                )
+            prefs.custom_endpoint = _save_credential(tenant=tenant, actor=actor, change=endpoint)
         elif existing is None and base is not None and values["mode"] == "custom":
             prefs.custom_endpoint = base.custom_endpoint  # an agent inheriting the tenant's endpoint
-        for name in ("mode", "model", "max_tokens", "eu_only", "fallbacks"):
-            setattr(prefs, name, values[name])
+        prefs.mode, prefs.model = values["mode"], values["model"]
+        prefs.max_tokens, prefs.eu_only, prefs.fallbacks = (
+            values["max_tokens"],
+            values["eu_only"],
+            values["fallbacks"],
+        )
         prefs.temperature = Decimal(str(values["temperature"]))
         prefs.save()
-        after = {
-            k: getattr(prefs, k)
-            for k in ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks")
-        }
+        after = {k: getattr(prefs, k) for k in fields}
         changes: dict[str, Any] = {
             k: [_plain(before.get(k)), _plain(v)] for k, v in after.items() if before.get(k) != v
         }
@@ -504,10 +375,6 @@ def preferences_save(
         )
     bump_config_version(tenant.id)
     return prefs
-
-
-def _detail(exc: ValidationError) -> dict[str, Any]:
-    return exc.detail if isinstance(exc, credentials.ConfigValidationError) else exc.message_dict
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,7 @@ from llm.config.credentials import credential_create
 from llm.config.preferences import preferences_save
 from llm.config.routes import route_create
 from tenants.audit import SYSTEM
+from tests.llm_config.inputs import credential_input, preferences_input, route_input
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +58,9 @@ def resolve(tenant, model, agent=None, **kw):
 
 
 def save(tenant, agent=None, **data):
-    return preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data)
+    return preferences_save(
+        tenant=tenant, agent=agent, actor=SYSTEM, data=preferences_input(tenant, agent, **data)
+    )
 
 
 def test_default_is_the_platform_default_model(tenant, keys):
@@ -163,7 +166,9 @@ def test_byok_groq_key_goes_to_groqs_openai_compatible_api(tenant, keys):
 
 def test_byok_falls_back_to_the_openrouter_key(tenant, keys):
     credential_create(
-        tenant=tenant, actor=SYSTEM, kind="openrouter", data={"api_key": "sk-or-v1-tenant-1234"}
+        tenant=tenant,
+        actor=SYSTEM,
+        data=credential_input(tenant, kind="openrouter", api_key="sk-or-v1-tenant-1234"),
     )
     save(tenant, mode="byok", model="google:gemini-2.5-flash")
     t = resolve(tenant, "google:gemini-2.5-flash").targets[0]
@@ -180,7 +185,9 @@ def test_byok_falls_back_to_the_openrouter_key(tenant, keys):
 
 def test_openrouter_names(tenant, keys):
     credential_create(
-        tenant=tenant, actor=SYSTEM, kind="openrouter", data={"api_key": "sk-or-v1-tenant-1234"}
+        tenant=tenant,
+        actor=SYSTEM,
+        data=credential_input(tenant, kind="openrouter", api_key="sk-or-v1-tenant-1234"),
     )
     save(tenant, mode="byok", model="openai:gpt-5")
     unknown = resolve(tenant, "openrouter:meta-llama/llama-3.1-70b-instruct").targets[0]
@@ -276,7 +283,9 @@ def test_custom_azure_and_bedrock_options(tenant, keys):
 
 def test_ollama_names(tenant, keys):
     credential_create(
-        tenant=tenant, actor=SYSTEM, kind="ollama", data={"base_url": "http://127.0.0.1:11434/v1"}
+        tenant=tenant,
+        actor=SYSTEM,
+        data=credential_input(tenant, kind="ollama", base_url="http://127.0.0.1:11434/v1"),
     )
     t = resolve(tenant, "ollama:llama3:8b").targets[0]
     assert (t.model_id, t.upstream_model, t.base_url, t.mode, t.input_usd_per_mtok) == (
@@ -293,15 +302,18 @@ def test_named_route_with_weights_and_cache(tenant, keys):
     route_create(
         tenant=tenant,
         actor=SYSTEM,
-        data={
-            "name": "summaries",
-            "cache_ttl_seconds": 120,
-            "targets": [
-                {"model": "openai:gpt-5-mini", "weight": 70, "params": {"temperature": 0}},
-                {"model": "google:gemini-2.5-flash", "weight": 30},
-                {"model": "anthropic:claude-haiku-4.5"},
-            ],
-        },
+        data=route_input(
+            tenant,
+            **{
+                "name": "summaries",
+                "cache_ttl_seconds": 120,
+                "targets": [
+                    {"model": "openai:gpt-5-mini", "weight": 70, "params": {"temperature": 0}},
+                    {"model": "google:gemini-2.5-flash", "weight": 30},
+                    {"model": "anthropic:claude-haiku-4.5"},
+                ],
+            },
+        ),
     )
     route = resolve(tenant, "route:summaries")
     assert route.name == "route:summaries"
@@ -363,7 +375,10 @@ def test_eu_only_drops_non_eu_fallbacks_and_refuses_openrouter_detours(tenant, k
     route_create(
         tenant=tenant,
         actor=SYSTEM,
-        data={"name": "chat", "targets": ["mistral:mistral-large", "openai:gpt-5"]},
+        data=route_input(
+            tenant,
+            **{"name": "chat", "targets": ["mistral:mistral-large", "openai:gpt-5"]},
+        ),
     )
     tenant.eu_only = True
     tenant.save()

@@ -9,6 +9,7 @@ from llm.config import encryption
 from llm.config.credentials import credential_create, secrets_of
 from llm.models import Credential, TenantDataKey
 from tenants.audit import SYSTEM
+from tests.llm_config.inputs import credential_input
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +34,14 @@ def _secret(pk: int) -> str:
 def stored(settings, tenant, other_tenant):
     settings.CRYPTOGRAPHY_KEYS = [OLD]
     a = credential_create(
-        tenant=tenant, actor=SYSTEM, kind="openai", data={"api_key": "sk-tenant-a-secret-1"}
+        tenant=tenant,
+        actor=SYSTEM,
+        data=credential_input(tenant, kind="openai", api_key="sk-tenant-a-secret-1"),
     )
     b = credential_create(
-        tenant=other_tenant, actor=SYSTEM, kind="openai", data={"api_key": "sk-tenant-b-secret-2"}
+        tenant=other_tenant,
+        actor=SYSTEM,
+        data=credential_input(other_tenant, kind="openai", api_key="sk-tenant-b-secret-2"),
     )
     return a, b
 
