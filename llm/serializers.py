@@ -195,10 +195,12 @@ class AllErrorsSerializer(serializers.Serializer):
 
     def raise_problems(self) -> None:
         if self.problems:
-            order = {name: i for i, name in enumerate(self.fields)}
-            raise ValidationError(
-                dict(sorted(self.problems.items(), key=lambda item: order.get(item[0], -1)))
-            )
+            raise ValidationError(self.ordered(self.problems))
+
+    def ordered(self, problems: Problems) -> Problems:
+        """The problems in the order the fields are declared (keys that are no field first)."""
+        order = {name: i for i, name in enumerate(self.fields)}
+        return dict(sorted(problems.items(), key=lambda item: order.get(item[0], -1)))
 
     def validate(self, attrs: Any) -> Any:
         self.raise_problems()
@@ -369,12 +371,12 @@ class PriceField(serializers.FloatField):
 
 
 class CredentialWriteSerializer(AllErrorsSerializer):
-    """Create or change a credential; secrets are write-only and kept when left out of a change.
+    """Create or change a credential; secrets are write-only and kept when left out of a change, as long as the
+    base URL stays on the same scheme, host and port (moved elsewhere, each secret must be sent again)."""
 
-    Context: `tenant`, and `new_origin`: when a change moves the endpoint to another origin (scheme, host, port),
-    a stored secret is never carried there: each must be sent again (`"refuse"`, saving: a field error) or is left
-    out (`"drop"`: a connection test of unsaved settings uses only the secrets it was given). Instance: the
-    credential changed (its kind cannot change). Validated: `credentials.CredentialInput`."""
+    # Instance: the credential changed (its kind cannot change). Context: `tenant`, and `new_origin`: on a move to
+    # another origin a stored secret is refused ("refuse", saving: a field error) or left out ("drop": a connection
+    # test of unsaved settings uses only the secrets it was given). Validated: `credentials.CredentialInput`.
 
     kind = LenientChoiceField(CREDENTIAL_KINDS, help_text="Required to create one.")
     name = serializers.CharField(
@@ -396,6 +398,14 @@ class CredentialWriteSerializer(AllErrorsSerializer):
     output_usd_per_mtok = PriceField()
 
     existing: Credential | None = None  # the stored credential the validated values build on
+
+    def ordered(self, problems: Problems) -> Problems:
+        """As found: the fields' own, then the settings that need others (required for the kind, formats, the
+        address), then the prices."""
+        prices = ("input_usd_per_mtok", "output_usd_per_mtok")
+        return {k: v for k, v in problems.items() if k not in prices} | {
+            k: problems[k] for k in prices if k in problems
+        }
 
     def kind_and_existing(self, attrs: dict[str, Any]) -> tuple[str, Credential | None]:
         """The kind, and the stored credential whose secrets and settings fill what the body leaves out. A wrong
@@ -523,10 +533,10 @@ def _default_base_url(kind: str, values: dict[str, Any]) -> None:
 
 
 class CustomEndpointSerializer(CredentialWriteSerializer):
-    """A custom endpoint given with the preferences (kind left out: the saved endpoint's).
+    """The custom endpoint of custom mode; what is left out keeps the saved endpoint's value (its kind too)."""
 
-    Context: as `CredentialWriteSerializer`, and `saved_endpoint`: the endpoint the preferences have now, whose
-    secrets and settings fill what the body leaves out while the kind stays the same."""
+    # Context: as `CredentialWriteSerializer`, and `saved_endpoint`: the endpoint the preferences have now, whose
+    # secrets and settings fill what the body leaves out while the kind stays the same.
 
     default_error_messages = {
         "invalid": "Send the endpoint as an object.",
@@ -622,10 +632,10 @@ class FallbacksField(serializers.ListField):
 
 
 class PreferencesWriteSerializer(AllErrorsSerializer):
-    """Fields left out keep their current value.
+    """Fields left out keep their current value."""
 
-    Context: `tenant`, `agent` (None: the workspace's preferences), `new_origin` (see `CredentialWriteSerializer`).
-    Validated: `preferences.PreferencesInput`."""
+    # Context: `tenant`, `agent` (None: the workspace's preferences), `new_origin` (see CredentialWriteSerializer).
+    # Validated: `preferences.PreferencesInput`.
 
     refuse_unknown = True
     ignored = frozenset({"credential"})  # part of what GET answers: a read sent back is no error
@@ -815,7 +825,6 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
 # --- routes ------------------------------------------------------------------------------------------------
 
 ROUTE_NAME_MESSAGE = "Use 1–64 lowercase letters, digits, “_” and “-”, e.g. rule_extraction."
-# DRF formats field messages with str.format: the braces of the example are doubled
 TARGETS_MESSAGE = 'Give at least one target: [{"model": "provider:model"}, …].'
 WEIGHT_MESSAGE = "weight is a whole number from 0 to 1000."
 PARAMS_MESSAGE = "params may set temperature and max_tokens."
@@ -829,7 +838,12 @@ def field_names(keys: Any) -> list[str]:
 
 
 class WholeNumberField(serializers.IntegerField):
-    """A whole number (not a boolean, a float or text) within the bounds."""
+    """A whole number (not a boolean, a float or text) within the bounds (checked here with one message; the
+    bounds' own validators, which would see the None an empty value becomes, are dropped)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.validators = []
 
     def to_internal_value(self, data: Any) -> int:
         low, high = self.min_value, self.max_value
@@ -864,8 +878,11 @@ class ParamsField(serializers.DictField):
 
 
 class RouteTargetSerializer(AllErrorsSerializer):
-    """One target of a route (checked by `RouteSerializer`, whose context it shares: `tenant`, and `mode`,
-    `credentials` (by id) and `eu_required` of the route). Its messages are answered as "Target N: …"."""
+    """A target of a route: a model id, or an object with the model and optionally a credential, a weight (A/B)
+    and params."""
+
+    # Checked by RouteSerializer, whose context it shares (`tenant`), with the route's `mode`, `credentials` (by
+    # id and by name) and `eu_required`; its messages are answered under `targets` as "Target N: …".
 
     refuse_unknown = True
     credential = CredentialRefField(help_text="Credential id (or name)")
@@ -958,9 +975,10 @@ class RouteNameField(StrictCharField):
 
 
 class RouteSerializer(AllErrorsSerializer):
-    """A route as read and as written. A change keeps the fields it leaves out, except that a PUT (not partial)
-    resets description, cache_ttl_seconds and eu_only. Context: `tenant`. Instance: the route changed.
-    Validated: `routes.RouteInput`."""
+    """A named route (call it as model `route:NAME`). A change keeps the fields it leaves out, except that PUT
+    resets description, cache_ttl_seconds and eu_only."""
+
+    # Context: `tenant`. Instance: the route changed. Validated: `routes.RouteInput`.
 
     refuse_unknown = True
     ignored = frozenset({"id"})
@@ -977,6 +995,7 @@ class RouteSerializer(AllErrorsSerializer):
     cache_ttl_seconds = CacheTtlField()
     eu_only = StrictBooleanField(required=False)
     model = serializers.CharField(read_only=True, help_text="What to send as `model`: route:NAME")
+    # DRF formats a field's messages with str.format: the braces of the example are doubled
     targets = _TargetsField(
         required=True, error_messages={"required": TARGETS_MESSAGE.replace("{", "{{").replace("}", "}}")}
     )
@@ -1100,9 +1119,11 @@ class YamlFileField(serializers.FileField):
 
 
 class RouteImportSerializer(AllErrorsSerializer):
-    """A routes document as exported (YAML: `version: 1`, `routes: [...]`): its text, or a file of it (the file
-    wins). Each route is checked by `RouteSerializer`, a listed one that exists as a PUT of it. Context:
-    `tenant`. Validated: `routes.RoutesImport`; every problem of every route is answered at once, under `routes`."""
+    """A routes document as exported (YAML: `version: 1`, `routes: [...]`), as text or as a file (the file wins).
+    Routes are matched by name; all or nothing."""
+
+    # Each route is checked by RouteSerializer (one that exists: as a PUT of it) and every problem of every route
+    # is answered at once under `routes`. Context: `tenant`. Validated: `routes.RoutesImport`.
 
     yaml = YamlTextField(help_text="The document's text.")
     file = YamlFileField(help_text="The document as a file (UTF-8).")
@@ -1165,5 +1186,7 @@ class _AnyTextField(serializers.CharField):
 
 
 class OllamaDiscoverySerializer(AllErrorsSerializer):
+    """An Ollama server to list the models of."""
+
     base_url = _AnyTextField(help_text="The Ollama server, e.g. http://127.0.0.1:11434")
     api_key = _AnyTextField(write_only=True, help_text="A bearer token, when the server wants one.")

@@ -298,6 +298,28 @@ def test_routes_page_create_edit_export_import_and_errors(tenant):
     assert "YAML" in broken.content.decode()
 
 
+def test_routes_page_answers_a_bad_route_with_the_apis_own_messages(tenant, manage_client):
+    """The page and the API run the same serializer: the same body gets the same field errors from both."""
+    import html
+
+    from llm.models import Route
+
+    targets = "nope:nope\nopenai:gpt-5 abc"
+    api = manage_client.post(
+        "/api/llm/routes",
+        {"name": "chat", "targets": [{"model": "nope:nope"}, {"model": "openai:gpt-5", "weight": "abc"}]},
+        format="json",
+    )
+    assert api.status_code == 400
+    messages = api.json()["targets"]
+    assert len(messages) == 2
+    page = _owner(tenant).post("/routes/", {"action": "save", "name": "chat", "targets": targets})
+    assert page.status_code == 400
+    shown = html.unescape(page.content.decode())
+    assert all(message in shown for message in messages), messages
+    assert not Route.objects.unscoped().filter(tenant=tenant).exists()
+
+
 def test_alert_webhook_setting_and_notifications_page(tenant):
     from billing.notifications import notification_create
 
