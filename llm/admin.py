@@ -167,7 +167,8 @@ class CredentialAdmin(TenantConfigAdmin):
     list_filter = ["kind"]
     search_fields = ["name", "tenant__slug", "base_url"]
     # Secrets are changed by the tenant (API or pages); admins see the masks only. The base URL is read-only
-    # too: the secrets are bound to its origin, and only the tenant can re-enter them (credentials.clean_endpoint).
+    # too: the secrets are bound to its origin, and only the tenant can re-enter them
+    # (llm.serializers.CredentialWriteSerializer).
     fields = [
         "tenant",
         "kind",

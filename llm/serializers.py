@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
@@ -164,7 +164,7 @@ class AllErrorsSerializer(serializers.Serializer):
             self._not_an_object()
         return super().run_validation(data)
 
-    def _not_an_object(self) -> None:
+    def _not_an_object(self) -> NoReturn:
         raise ValidationError(
             {api_settings.NON_FIELD_ERRORS_KEY: [self.error_messages["invalid"]]}, code="invalid"
         )
