@@ -658,8 +658,8 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
 
     def validate(self, attrs: Any) -> preferences.PreferencesInput:
         tenant = self.context["tenant"]
-        existing, base = preferences.preferences_scope(tenant=tenant, agent=self.context.get("agent"))
-        values = preferences.values_of(base)
+        _, applying = preferences.preferences_scope(tenant=tenant, agent=self.context.get("agent"))
+        values = preferences.values_of(applying)
         values["mode"] = attrs.get("mode", values["mode"])
         values["eu_only"] = attrs.get("eu_only", values["eu_only"])
         eu_required = bool(values["eu_only"] or tenant.eu_only)
@@ -672,7 +672,7 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
         elif values["mode"] == "byok":
             inline_key = self._check_byok(attrs, values, m, fallbacks)
         else:
-            endpoint = self._check_custom(attrs, existing or base, eu_required)
+            endpoint = self._check_custom(attrs, applying, eu_required)
         self.raise_problems()
         return preferences.PreferencesInput(values=values, inline_key=inline_key, endpoint=endpoint)
 
