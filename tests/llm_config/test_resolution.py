@@ -149,7 +149,11 @@ def test_byok_uses_the_tenants_key(tenant, keys):
 
 
 def test_byok_groq_key_goes_to_groqs_openai_compatible_api(tenant, keys):
-    credential_create(tenant=tenant, actor=SYSTEM, kind="groq", data={"api_key": "sk-test-groq-tenant-1234"})
+    credential_create(
+        tenant=tenant,
+        actor=SYSTEM,
+        data=credential_input(tenant, kind="groq", api_key="sk-test-groq-tenant-1234"),
+    )
     save(tenant, mode="byok", model="groq:llama-3.3-70b")
     t = resolve(tenant, "default").targets[0]
     assert (t.mode, t.provider, t.protocol, t.base_url, t.api_key, t.upstream_model) == (
