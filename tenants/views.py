@@ -4,6 +4,7 @@ llm's usage too, so they live in `byok_platform/pages.py`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, time
 
 from django.contrib import messages
@@ -153,66 +154,69 @@ def _refused(request: TenantRequest, exc: PermissionDenied) -> HttpResponse:
     return render(request, "403.html", {"reason": str(exc), "role": request.role}, status=403)
 
 
+def _members_action(request: TenantRequest, action: Callable[[], object], done: str) -> HttpResponse:
+    """Run one change from the members page: a refusal renders 403, a rule it breaks becomes the page's error
+    message, success its confirmation; back to the members page either way."""
+    try:
+        action()
+    except PermissionDenied as exc:
+        return _refused(request, exc)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, done)
+    return redirect("members")
+
+
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
 def member_role(request: TenantRequest, membership_id: int) -> HttpResponse:
     membership = services.access_membership(tenant=request.tenant, membership_id=membership_id)
     form = RoleForm(request.POST)
-    if form.is_valid():
-        try:
-            services.membership_change_role(
-                membership=membership, role=form.cleaned_data["role"], actor=Actor.from_request(request)
-            )
-            messages.success(request, f"{membership.user.email} is now {form.cleaned_data['role']}.")
-        except PermissionDenied as exc:
-            return _refused(request, exc)
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
-    else:
+    if not form.is_valid():
         messages.error(request, "Choose a valid role.")
-    return redirect("members")
+        return redirect("members")
+    role = form.cleaned_data["role"]
+    return _members_action(
+        request,
+        lambda: services.membership_change_role(
+            membership=membership, role=role, actor=Actor.from_request(request)
+        ),
+        f"{membership.user.email} is now {role}.",
+    )
 
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
 def member_remove(request: TenantRequest, membership_id: int) -> HttpResponse:
     membership = services.access_membership(tenant=request.tenant, membership_id=membership_id)
-    try:
-        services.membership_remove(membership=membership, actor=Actor.from_request(request))
-        messages.success(request, f"{membership.user.email} was removed.")
-    except PermissionDenied as exc:
-        return _refused(request, exc)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("members")
+    return _members_action(
+        request,
+        lambda: services.membership_remove(membership=membership, actor=Actor.from_request(request)),
+        f"{membership.user.email} was removed.",
+    )
 
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
 def invitation_resend(request: TenantRequest, invitation_id: int) -> HttpResponse:
     invitation = services.access_invitation(tenant=request.tenant, invitation_id=invitation_id)
-    try:
-        services.invitation_resend(invitation=invitation, actor=Actor.from_request(request))
-        messages.success(request, f"Invitation sent again to {invitation.email}.")
-    except PermissionDenied as exc:
-        return _refused(request, exc)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("members")
+    return _members_action(
+        request,
+        lambda: services.invitation_resend(invitation=invitation, actor=Actor.from_request(request)),
+        f"Invitation sent again to {invitation.email}.",
+    )
 
 
 @require_POST
 @tenant_required(Perm.MANAGE_MEMBERS)
 def invitation_revoke(request: TenantRequest, invitation_id: int) -> HttpResponse:
     invitation = services.access_invitation(tenant=request.tenant, invitation_id=invitation_id)
-    try:
-        services.invitation_revoke(invitation=invitation, actor=Actor.from_request(request))
-        messages.success(request, f"Invitation for {invitation.email} revoked; its link no longer works.")
-    except PermissionDenied as exc:
-        return _refused(request, exc)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("members")
+    return _members_action(
+        request,
+        lambda: services.invitation_revoke(invitation=invitation, actor=Actor.from_request(request)),
+        f"Invitation for {invitation.email} revoked; its link no longer works.",
+    )
 
 
 def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
