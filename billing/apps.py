@@ -11,11 +11,11 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Here, not at the top: these modules import models, which exist only once the app registry is ready.
-        from billing import (
+        from billing import (  # app registry: models load first
             signals,
             tasks,  # noqa: F401  (registers the Celery tasks that lower modules enqueue by name)
         )
-        from billing.policy import BillingPolicy, on_usage_recorded
+        from billing.policy import BillingPolicy, on_usage_recorded  # app registry: imports models
 
         signals.connect()
         llm_policy.register(BillingPolicy())

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from llm.config.versions import bump_config_version
+from llm.metering import queue as metering
 from llm.models import CatalogModel, Credential, Preferences, Provider, Route
 from tenants.admin_base import TenantOwnedAdmin
 
@@ -218,8 +219,6 @@ def usage_dead_letters_view(request: HttpRequest) -> Any:
     """List dead-lettered usage events; requeue them once the cause is fixed, or discard them."""
     from django.shortcuts import redirect
     from django.template.response import TemplateResponse
-
-    from llm.metering import queue as metering
 
     if not request.user.is_superuser:
         from django.core.exceptions import PermissionDenied

@@ -9,27 +9,10 @@ class LlmConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from llm.config.versions import config_changed
-        from tenants.keys import key_changed
+        # Here, not at the top: these modules import models, which exist only once the app registry is ready.
+        from llm import (  # app registry: models load first
+            signals,
+            tasks,  # noqa: F401  (registers the Celery tasks that the runtime enqueues by name)
+        )
 
-        key_changed.connect(_forget_key, dispatch_uid="llm.calls.hot_cache.forget_key")
-        config_changed.connect(_forget_config, dispatch_uid="llm.forget_config")
-
-
-def _forget_key(sender: object, key_hash: str, **kwargs: object) -> None:
-    from llm.calls import hot_cache
-
-    hot_cache.forget_key(key_hash)
-
-
-def _forget_config(sender: object, tenant_id: int | None, **kwargs: object) -> None:
-    """A config version changed: what was cached from the old configuration goes, in this process."""
-    from llm.calls import hot_cache, resolution
-    from llm.config import catalog
-
-    if tenant_id is None:
-        catalog.forget_memo()
-        resolution.clear_route_cache()
-        hot_cache.routes.clear()
-    else:
-        hot_cache.forget_tenant(tenant_id)
+        signals.connect()

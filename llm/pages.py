@@ -8,10 +8,19 @@ from typing import Any
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
+from llm.calls.listing import models_for_gateway
+from llm.config import routes as route_service
+from llm.config.preferences import preferences_read
+from llm.models import Thread
+from llm.policy import policy
+from llm.runtime import assistant as assistant_service
+from llm.serializers import RouteImportSerializer, RouteSerializer
 from llm.usage.selectors import RANGES, usage_summary
+from tenants.audit import Actor
 from tenants.decorators import tenant_required
 from tenants.http import TenantRequest
-from tenants.roles import Perm
+from tenants.models import User
+from tenants.roles import Perm, role_has
 from tenants.services import access_agent
 
 
@@ -28,8 +37,6 @@ def _summary(request: TenantRequest):
 @tenant_required(Perm.VIEW_USAGE)
 def usage(request: TenantRequest) -> HttpResponse:
     summary, agent = _summary(request)
-    from llm.policy import policy
-
     extra = policy().usage_page_context(request.tenant)
     caps, banner = extra.get("caps"), extra.get("banner")
     byok_only = bool(summary["by_model"]) and summary["totals"]["billed_usd"] == 0
@@ -72,9 +79,6 @@ def usage_csv(request: TenantRequest) -> HttpResponse:
 
 def llm_config_context(request: TenantRequest, agent: Any = None) -> dict[str, Any]:
     """What a page showing the LLM settings and their modal needs (the settings page and the dashboard)."""
-    from llm.config.preferences import preferences_read
-    from tenants.roles import role_has
-
     prefs = preferences_read(tenant=request.tenant, agent=agent)
     endpoint = prefs.get("custom_endpoint") or {}
     return {
@@ -102,34 +106,28 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
     from django.core.exceptions import ValidationError
     from django.shortcuts import redirect
 
-    from llm.calls.listing import models_for_gateway
-    from llm.models import Thread
-    from llm.runtime import assistant as service
-    from tenants.audit import Actor
-    from tenants.models import User
-
     user = request.user
     assert isinstance(user, User)  # tenant_required: a logged-in person
     thread = (
-        service.access_thread(tenant=request.tenant, user=user, thread_id=thread_id)
+        assistant_service.access_thread(tenant=request.tenant, user=user, thread_id=thread_id)
         if thread_id is not None
         else None
     )
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "new":
-            thread = service.thread_create(
+            thread = assistant_service.thread_create(
                 tenant=request.tenant, user=user, model=request.POST.get("model") or "default"
             )
             return redirect("assistant_thread", thread_id=thread.id)
         if thread is not None and action == "rename":
             try:
-                service.thread_rename(thread=thread, title=request.POST.get("title", ""))
+                assistant_service.thread_rename(thread=thread, title=request.POST.get("title", ""))
             except ValidationError as exc:
                 flash.error(request, " ".join(exc.messages))
             return redirect("assistant_thread", thread_id=thread.id)
         if thread is not None and action == "delete":
-            service.thread_delete(thread=thread, actor=Actor.from_request(request))
+            assistant_service.thread_delete(thread=thread, actor=Actor.from_request(request))
             flash.success(request, "Thread deleted.")
             return redirect("assistant")
     threads = Thread.objects.for_tenant(request.tenant).filter(user=user)[:100]
@@ -140,7 +138,7 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
         "threads": threads,
         "thread": thread,
         "models": models,
-        "history": [service.message_progress(m) for m in thread.messages.all()] if thread else [],
+        "history": [assistant_service.message_progress(m) for m in thread.messages.all()] if thread else [],
     }
     return render(request, "llm/assistant.html", context)
 
@@ -165,16 +163,13 @@ def _targets_to_text(targets: list[dict]) -> str:
 
 def _route_import(request: TenantRequest, actor: Any) -> dict[str, Any]:
     """The routes document of the form (a file, else the text), checked by the API's serializer, imported."""
-    from llm.config import routes as service
-    from llm.serializers import RouteImportSerializer
-
     upload = request.FILES.get("file")
     checked = RouteImportSerializer(
         data={"file": upload} if upload else {"yaml": request.POST.get("yaml", "")},
         context={"tenant": request.tenant},
     )
     checked.is_valid(raise_exception=True)
-    return service.routes_import(
+    return route_service.routes_import(
         tenant=request.tenant,
         actor=actor,
         data=checked.validated_data,
@@ -184,10 +179,7 @@ def _route_import(request: TenantRequest, actor: Any) -> dict[str, Any]:
 
 def _route_save(request: TenantRequest, actor: Any, form: dict[str, Any]) -> str:
     """Create or change (form["id"]) the route of the form, checked by the API's serializer; its name."""
-    from llm.config import routes as service
-    from llm.serializers import RouteSerializer
-
-    route = service.access_route(tenant=request.tenant, route_id=form["id"]) if form["id"] else None
+    route = route_service.access_route(tenant=request.tenant, route_id=form["id"]) if form["id"] else None
     ttl = form["cache_ttl_seconds"].strip()
     checked = RouteSerializer(
         route,
@@ -202,9 +194,9 @@ def _route_save(request: TenantRequest, actor: Any, form: dict[str, Any]) -> str
     )
     checked.is_valid(raise_exception=True)
     if route is not None:
-        service.route_update(route=route, actor=actor, data=checked.validated_data)
+        route_service.route_update(route=route, actor=actor, data=checked.validated_data)
     else:
-        service.route_create(tenant=request.tenant, actor=actor, data=checked.validated_data)
+        route_service.route_create(tenant=request.tenant, actor=actor, data=checked.validated_data)
     return checked.validated_data["name"]
 
 
@@ -227,10 +219,6 @@ def routes(request: TenantRequest) -> HttpResponse:
     from django.shortcuts import redirect
     from rest_framework.exceptions import ValidationError as InvalidBody
 
-    from llm.config import routes as service
-    from tenants.audit import Actor
-    from tenants.roles import role_has
-
     can_manage = role_has(request.role, Perm.MANAGE_LLM)
     errors: dict = {}
     form = {"name": "", "description": "", "targets": "", "cache_ttl_seconds": "", "id": ""}
@@ -242,7 +230,7 @@ def routes(request: TenantRequest) -> HttpResponse:
         try:
             if action == "export":
                 response = HttpResponse(
-                    service.routes_export(tenant=request.tenant), content_type="application/yaml"
+                    route_service.routes_export(tenant=request.tenant), content_type="application/yaml"
                 )
                 response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
                 return response
@@ -251,8 +239,8 @@ def routes(request: TenantRequest) -> HttpResponse:
                 flash.success(request, f"Imported routes: {result}")
                 return redirect("routes")
             if action == "delete":
-                service.route_delete(
-                    route=service.access_route(tenant=request.tenant, route_id=request.POST.get("id")),
+                route_service.route_delete(
+                    route=route_service.access_route(tenant=request.tenant, route_id=request.POST.get("id")),
                     actor=actor,
                 )
                 flash.success(request, "Route deleted.")
@@ -264,7 +252,9 @@ def routes(request: TenantRequest) -> HttpResponse:
         except (ValidationError, InvalidBody) as exc:
             errors = _field_errors(exc)
     elif request.method == "GET" and request.GET.get("edit"):
-        route = service.route_json(service.access_route(tenant=request.tenant, route_id=request.GET["edit"]))
+        route = route_service.route_json(
+            route_service.access_route(tenant=request.tenant, route_id=request.GET["edit"])
+        )
         form = {
             "name": route["name"],
             "description": route["description"],
@@ -276,7 +266,7 @@ def routes(request: TenantRequest) -> HttpResponse:
         request,
         "llm/routes.html",
         {
-            "routes": service.routes_list(tenant=request.tenant),
+            "routes": route_service.routes_list(tenant=request.tenant),
             "form": form,
             "errors": errors,
             "can_manage": can_manage,

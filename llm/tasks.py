@@ -3,6 +3,8 @@
 from celery import shared_task
 
 from llm.metering import queue as metering
+from llm.runtime.assistant import reply_run
+from llm.runtime.jobs import job_run
 from llm.usage import rollups as usage
 
 
@@ -27,13 +29,9 @@ def rollup_usage() -> int:
 
 @shared_task(name="llm.assistant_reply", acks_late=True)
 def assistant_reply(message_id: int) -> None:
-    from llm.runtime.assistant import reply_run
-
     reply_run(message_id)
 
 
 @shared_task(name="llm.run_job", acks_late=True)
 def run_job(job_id: int) -> None:
-    from llm.runtime.jobs import job_run
-
     job_run(job_id)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.apps import apps
 from django.db import models
 
 if TYPE_CHECKING:
@@ -62,12 +63,12 @@ class TenantScopedQuerySet(models.QuerySet[_M]):
         return clone
 
     def _bind(self, tenant: Tenant | int) -> TenantScopedQuerySet[_M]:
-        from .models import Tenant
-
+        # Through the registry, not an import: tenants.models imports this module.
+        tenant_model = apps.get_model("tenants", "Tenant")
         name = self.model.__name__
         if tenant is None:
             raise TenantScopeError(f"{name}.objects.for_tenant(None): a tenant (or its id) is required")
-        if isinstance(tenant, Tenant):
+        if isinstance(tenant, tenant_model):
             if tenant.pk is None:
                 raise TenantScopeError(f"{name}.objects.for_tenant(): the tenant is not saved")
             tenant_id = tenant.pk

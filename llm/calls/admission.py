@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from llm.calls import hot_cache
 from llm.calls.circuit import circuit_id
 from llm.calls.errors import GatewayError
+from llm.calls.resolution import RouteError, resolve_route
 from llm.limits import budget
 from llm.metering.pricing import estimate_tokens, prompt_chars, tcu_of
 from llm.policy import policy
@@ -132,8 +133,6 @@ async def agent_budget(tenant_id: int, agent_id: int | None) -> int | None:
 
 
 async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> ResolvedRoute:
-    from llm.calls.resolution import RouteError, resolve_route
-
     try:
         return await _cached(
             hot_cache.routes,

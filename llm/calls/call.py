@@ -19,12 +19,14 @@ from llm.calls.circuit import circuit_id, record_failure
 from llm.calls.errors import GatewayError, error_for
 from llm.calls.response_cache import cache_get, cache_key, cache_put, is_deterministic
 from llm.limits import budget
+from llm.metering import metrics
 from llm.metering.pricing import Usage, estimate_tokens, prompt_chars
+from llm.metering.queue import record_now
+from llm.providers import ProviderError, Target, Timeouts, get_adapter
 from llm.sync import run_sync
 
 if TYPE_CHECKING:
     from llm.calls.resolution import ResolvedRoute, ResolvedTarget
-    from llm.providers import ProviderError, Target
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,6 @@ def order_targets(route: ResolvedRoute) -> tuple[list[ResolvedTarget], str]:
 
 
 def provider_target(target: ResolvedTarget) -> Target:
-    from llm.providers import Target, Timeouts
-
     return Target(
         provider=target.provider,
         protocol=target.protocol,
@@ -130,8 +130,6 @@ def usage_from(usage: Usage, upstream_usage: object) -> None:
 def _unexpected(target: ResolvedTarget, exc: BaseException) -> ProviderError:
     """An adapter failed in a way it did not map (odd upstream JSON, a bug): a ProviderError like any other, so
     the call fails over or ends cleanly, and is settled."""
-    from llm.providers import ProviderError
-
     return ProviderError(
         "unavailable",
         f"{target.provider} sent an answer the gateway could not read",
@@ -198,8 +196,6 @@ class Call:
         try:
             if target is not None:
                 usage.price(target.input_usd_per_mtok, target.output_usd_per_mtok, self.markup)
-            from llm.metering import metrics
-
             metrics.observe(usage)
         except Exception:  # a bug of ours must not cost the settlement: settle, then answer internal_error
             log.exception(
@@ -260,8 +256,6 @@ class Call:
 
     async def complete(self, call_kind: str = "chat") -> dict:
         """Non-streamed chat or embeddings: returns the OpenAI-shaped body."""
-        from llm.providers import ProviderError, get_adapter
-
         rkey = None
         ttl = getattr(self.route, "cache_ttl", None)
         if ttl and call_kind == "chat" and self.targets and is_deterministic(self.body, self.targets[0]):
@@ -314,8 +308,6 @@ class Call:
 
     async def stream(self) -> AsyncGenerator[dict, None]:
         """Streamed chat: failover only before the first chunk; yields OpenAI chunks ending with usage."""
-        from llm.providers import ProviderError, get_adapter
-
         last_exc: ProviderError | None = None
         last_target: ResolvedTarget | None = None
         depth = 0
@@ -378,8 +370,6 @@ class Call:
     async def _relay(
         self, gen: AsyncGenerator[dict, None], first: dict | None, usage: Usage, target: ResolvedTarget
     ) -> AsyncGenerator[dict, None]:
-        from llm.providers import ProviderError
-
         delivered_chars = 0
         got_usage = False
         completed = False
@@ -439,8 +429,6 @@ async def _aclose_quietly(gen: AsyncGenerator[dict, None]) -> None:
 
 
 def _record_unadmitted(usage: Usage) -> None:
-    from llm.metering.queue import record_now
-
     record_now(usage)
 
 

@@ -13,14 +13,24 @@ from typing import TYPE_CHECKING, NotRequired, TypedDict
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from llm.calls.resolution import ResolvedTarget, RouteError, _resolve_cold
+from llm.calls.admission import CallContext
+from llm.calls.call import Call
+from llm.calls.errors import GatewayError
+from llm.calls.resolution import ResolvedRoute, ResolvedTarget, RouteError, _resolve_cold
 from llm.config import ssrf
+from llm.config.credentials import credential_mark_verified, origin_of
+from llm.config.preferences import preferences_save
+from llm.config.versions import bump_config_version
+from llm.metering.queue import record_test_call
+from llm.models import Credential
+from llm.providers import ProviderError, Target, Timeouts, get_adapter
+from llm.providers.base import scrub_for
+from llm.providers.openai_compat import ollama_tags
 from llm.sync import from_sync
 from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, ApiKey, Tenant, User
 
 if TYPE_CHECKING:
-    from llm.calls.admission import CallContext
     from llm.config.preferences import PreferencesInput
     from llm.jsontypes import JSONObject
 
@@ -77,7 +87,6 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput |
     """
     if data is None:
         return _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
-    from llm.config.preferences import preferences_save
 
     holder: dict[str, ResolvedTarget] = {}
     try:
@@ -90,8 +99,6 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput |
     except _Rollback:
         pass
     finally:
-        from llm.config.versions import bump_config_version
-
         bump_config_version(tenant.id)  # the rolled-back save must not leave a stale route behind
     return holder["target"]
 
@@ -138,9 +145,6 @@ def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
 
 
 async def _ping(target: ResolvedTarget) -> _Outcome:
-    from llm.providers import ProviderError, Target, Timeouts, get_adapter
-    from llm.providers.base import scrub_for
-
     adapter = get_adapter(target.protocol)
     provider_target = Target(
         provider=target.provider,
@@ -188,10 +192,6 @@ async def _ping(target: ResolvedTarget) -> _Outcome:
 async def _metered_ping(target: ResolvedTarget, ctx: CallContext) -> _Outcome:
     """A test of the platform's own keys is a call like any other: admitted against the tenant's caps, rate
     limits and the key's and agent's budgets, priced, and metered once (as request type `test`)."""
-    from llm.calls.call import Call
-    from llm.calls.errors import GatewayError
-    from llm.calls.resolution import ResolvedRoute
-
     route = ResolvedRoute(
         name="test-connection", targets=(target,), weighted=False, cache_ttl=None, eu_only=False
     )
@@ -227,9 +227,6 @@ async def _metered_ping(target: ResolvedTarget, ctx: CallContext) -> _Outcome:
 def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
     """The target's origin as text when no saved credential of the tenant is bound to it (None otherwise, and
     for the platform's own keys)."""
-    from llm.config.credentials import origin_of
-    from llm.models import Credential
-
     if target.credential_id is None:
         return None
     origin = origin_of(target.base_url)
@@ -243,8 +240,6 @@ def _new_origin(tenant: Tenant, target: ResolvedTarget) -> str | None:
 
 
 def _record(tenant: Tenant, user: User | None, target: ResolvedTarget, outcome: _Outcome) -> None:
-    from llm.metering.queue import record_test_call
-
     usage = outcome.get("usage") or {}
     try:
         record_test_call(
@@ -295,8 +290,6 @@ def test_connection(
             changes={"origin": origin, "mode": target.mode, "model": target.model_id},
         )
     if target.mode == "platform":
-        from llm.calls.admission import CallContext
-
         ctx = CallContext(
             tenant_id=tenant.id,
             request_type="test",
@@ -311,9 +304,6 @@ def test_connection(
         outcome = from_sync(_ping, target)
         _record(tenant, user, target, outcome)
     if outcome["ok"] and target.credential_id and data is None:
-        from llm.config.credentials import credential_mark_verified
-        from llm.models import Credential
-
         credential_mark_verified(Credential(pk=target.credential_id, tenant=tenant))
     return {
         "ok": outcome["ok"],
@@ -328,9 +318,6 @@ test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest t
 
 def ollama_models(*, base_url: str, api_key: str = "") -> OllamaModels:
     """The models an Ollama server has pulled, as `ollama:name:size` ids (the URL is SSRF-checked)."""
-    from llm.providers import ProviderError
-    from llm.providers.openai_compat import ollama_tags
-
     base_url = (base_url or "").strip() or "http://127.0.0.1:11434"
     try:
         ssrf.check_url(base_url)

@@ -10,6 +10,7 @@ from llm.calls.admission import CallContext, resolve
 from llm.calls.call import Call
 from llm.calls.checks import check_chat
 from llm.calls.errors import GatewayError
+from llm.sync import from_sync
 
 if TYPE_CHECKING:
     from llm.metering.pricing import Usage
@@ -77,7 +78,6 @@ def run(coro: Awaitable[T]) -> T:
     (`sync.from_sync`): its database work then uses the caller's connection, which Celery and Django close after
     the task or request, and sees the caller's transaction.
     """
-    from llm.sync import from_sync
 
     async def main() -> T:
         return await coro

@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from llm.limits.budget import NS, backend
+
 log = logging.getLogger(__name__)
 
 KEY_TTL = 5.0
@@ -114,15 +116,11 @@ def expire_all() -> None:
 
 
 def _channel() -> str:
-    from llm.limits.budget import NS
-
     return f"{NS}:gateway:forget"
 
 
 def _announce(message: str) -> None:
     try:
-        from llm.limits.budget import backend
-
         backend().sync_client().publish(_channel(), message)
     except (redis.RedisError, OSError):
         log.warning(
@@ -142,8 +140,6 @@ def apply(message: str) -> None:
 
 async def listen() -> None:
     """Apply announcements as they come (a gateway process runs this for its lifetime); reconnects on its own."""
-    from llm.limits.budget import backend
-
     connected_before = False
     lost = False
     while True:

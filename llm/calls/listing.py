@@ -7,7 +7,11 @@ import hashlib
 import logging
 
 from llm.calls.resolution import models_q_agent
+from llm.config import ssrf
+from llm.config.credentials import secrets_of
 from llm.models import CatalogModel, Credential, Preferences, Route
+from llm.providers import ProviderError
+from llm.providers.openai_compat import ollama_tags
 from llm.sync import from_sync
 from tenants.models import Tenant
 
@@ -50,11 +54,6 @@ def _ollama_models(tenant_id: int, *, eu_only: bool) -> list[str]:
 
 def _pulled(endpoint: Credential) -> list[str]:
     from django.core.cache import cache
-
-    from llm.config import ssrf
-    from llm.config.credentials import secrets_of
-    from llm.providers import ProviderError
-    from llm.providers.openai_compat import ollama_tags
 
     version = f"{endpoint.created_at.timestamp()}:{endpoint.rotated_at}:{endpoint.base_url}"
     key = f"ollama-tags:{endpoint.pk}:{hashlib.sha256(version.encode()).hexdigest()[:16]}"

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypedDict
 
-from llm.config.catalog_data import OPENROUTER
+from llm.config import catalog, catalog_data, ssrf
+from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
+from llm.config.credentials import ENDPOINT_KINDS, protocol_for_kind, secrets_of
 from llm.config.versions import config_version, forget_version_memo
+from llm.models import Credential, Preferences, Route
+from tenants.models import Tenant
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -24,9 +28,8 @@ if TYPE_CHECKING:
 
     from llm.config.catalog import ModelInfo
     from llm.jsontypes import JSONObject
-    from llm.models import CatalogModel, Credential, Preferences
+    from llm.models import CatalogModel
     from llm.providers.base import TargetOptions
-    from tenants.models import Tenant
 
 _lock = threading.Lock()
 # (tenant, agent, requested model, embeddings, config version) → the resolved route
@@ -104,8 +107,6 @@ def _env_prefix(provider: str) -> str:
 
 def _provider_defaults(provider: str) -> tuple[str, str]:
     """(protocol, default base URL) of a provider, whether or not the catalog has a model of it."""
-    from llm.config import catalog, catalog_data
-
     info = catalog.get_catalog().providers.get(provider)
     if info is not None:
         return info.protocol, info.default_base_url
@@ -153,8 +154,6 @@ def _catalog_target(
 
 def platform_target_for(model: str | ModelInfo | CatalogModel) -> ResolvedTarget | None:
     """The platform's own way to reach a catalog model (its provider's key, else OpenRouter's), or None."""
-    from llm.config import catalog
-
     snapshot = catalog.get_catalog()
     if isinstance(model, str):
         m = snapshot.model(model)
@@ -227,9 +226,6 @@ class _Context:
 
 
 def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
-    from llm.models import Credential, Preferences
-    from tenants.models import Tenant
-
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         raise RouteError("Unknown workspace.", code="tenant_not_found")
@@ -249,14 +245,10 @@ def models_q_agent(agent_id: int | None) -> Q:
 
 
 def _secrets(credential: Credential) -> JSONObject:
-    from llm.config.credentials import secrets_of
-
     return secrets_of(credential)
 
 
 def _check_endpoint(url: str) -> None:
-    from llm.config import ssrf
-
     try:
         ssrf.check_url(url)
     except ssrf.BlockedAddress as exc:
@@ -267,8 +259,6 @@ def _endpoint_target(
     credential: Credential, *, model_id: str, upstream: str, catalog_model: ModelInfo | None = None
 ) -> ResolvedTarget:
     """A target on a tenant's own endpoint (custom mode, Ollama)."""
-    from llm.config.credentials import protocol_for_kind
-
     secrets = _secrets(credential)
     config = credential.config or {}
     _check_endpoint(credential.base_url)
@@ -339,8 +329,6 @@ def _provider_credential_target(
 def _target_for_catalog(
     ctx: _Context, m: ModelInfo, *, credential: Credential | None = None
 ) -> ResolvedTarget:
-    from llm.config.credentials import ENDPOINT_KINDS
-
     if not m.enabled:
         raise RouteError(f"The model {m.id} is disabled in the catalog; pick another one.")
     if credential is not None:  # a route target naming its credential
@@ -403,8 +391,6 @@ def _platform_enabled() -> None:
 
 
 def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | None = None) -> ResolvedTarget:
-    from llm.config import catalog
-
     slug = name.split(":", 1)[1]
     if not slug or "/" not in slug:
         raise RouteError("Write OpenRouter models as openrouter:vendor/model.")
@@ -492,9 +478,6 @@ def _target_for_name(
     ctx: _Context, name: str, *, credential: Credential | None = None, embeddings: bool = False
 ) -> ResolvedTarget:
     """One model name (not `default` or `route:`) → its target under the tenant's mode."""
-    from llm.config import catalog
-    from llm.config.credentials import ENDPOINT_KINDS
-
     name = (name or "").strip()
     if not name:
         raise RouteError("Name a model.")
@@ -524,14 +507,10 @@ def _target_for_name(
 
 
 def _default_model() -> str:
-    from llm.config.catalog_data import PLATFORM_DEFAULT_MODEL
-
     return PLATFORM_DEFAULT_MODEL
 
 
 def _default_embedding_model(primary: str) -> str:
-    from llm.config import catalog
-
     snapshot = catalog.get_catalog()
     provider = primary.split(":", 1)[0]
     for m in snapshot.models.values():
@@ -597,8 +576,6 @@ def _resolve_cold(tenant_id: int, agent_id: int | None, model: str, embeddings: 
                 # A fallback that cannot be reached any more (key deleted, model disabled) is skipped.
         route_name = "default"
     elif model.startswith("route:"):
-        from llm.models import Route
-
         route = Route.objects.for_tenant(tenant_id).filter(name=model[6:]).first()
         if route is None:
             raise RouteError(f"No route named “{model[6:]}”. Create it under /api/llm/routes.")

@@ -12,6 +12,8 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from llm.config import catalog_data
+from llm.config.versions import global_version
+from llm.models import CatalogModel, Provider
 
 TIERS = ("flagship", "balanced", "fast", "budget")
 FILTERS = ("eu", "recommended", "provider:NAME")
@@ -123,8 +125,6 @@ def seed_catalog(*, force: bool = False, provider_model: Any = None, catalog_mod
     The data migration passes its historical model classes; everything else uses the real ones.
     """
     if provider_model is None or catalog_model is None:
-        from llm.models import CatalogModel, Provider
-
         provider_model, catalog_model = Provider, CatalogModel
     result = SeedResult()
     _seed_rows(provider_model, catalog_data.PROVIDERS, force=force, result=result)
@@ -174,8 +174,6 @@ _memo: dict[str, Catalog] = {}
 
 
 def _load() -> Catalog:
-    from llm.models import CatalogModel
-
     models: dict[str, ModelInfo] = {}
     providers: dict[str, ProviderInfo] = {}
     for m in CatalogModel.objects.select_related("provider"):  # the one query of a cold cache
@@ -218,8 +216,6 @@ def _load() -> Catalog:
 
 def get_catalog() -> Catalog:
     """The whole catalog, from this process's memo or the shared cache; one query when both are cold."""
-    from llm.config.versions import global_version
-
     version = global_version()
     cached = _memo.get(version)
     if cached is not None:

@@ -35,6 +35,9 @@ from django.conf import settings
 from django.db import transaction
 from django_cryptography.utils.crypto import InvalidToken as FieldInvalidToken
 
+from llm.config.versions import bump_config_version
+from llm.models import Credential, TenantDataKey
+
 _HKDF_SALT = b"byok-platform/llm-credentials"
 _lock = threading.Lock()
 _masters: dict[tuple[str, ...], tuple[MultiFernet, list[str]]] = {}
@@ -116,8 +119,6 @@ def _data_fernet(data_key) -> Fernet:
 
 def current_data_key(tenant_id: int):
     """The tenant's newest data key, created (wrapped by the newest master key) on first use."""
-    from llm.models import TenantDataKey
-
     key = (
         TenantDataKey.objects.for_tenant(tenant_id)
         .filter(retired_at__isnull=True)
@@ -158,9 +159,6 @@ class RotationResult:
 def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> RotationResult:
     """Re-wrap every data key under the newest master key; with `data_keys`, also replace every tenant's
     data key and re-encrypt its credentials. Each row commits on its own, so an interrupted run resumes."""
-    from llm.config.versions import bump_config_version
-    from llm.models import Credential, TenantDataKey
-
     result = RotationResult()
     newest = current_master_id()
     while True:

@@ -16,6 +16,7 @@ from llm.config import catalog, credentials
 from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
 from llm.config.versions import bump_config_version
 from llm.models import Credential, Preferences
+from llm.policy import policy
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
 
@@ -63,7 +64,6 @@ def platform_mode_allowed(tenant: Tenant) -> tuple[bool, str]:
     """Whether the tenant may use the platform's keys: the installation allows it and so does its plan."""
     if not settings.PLATFORM_MANAGED_LLM_ENABLED:
         return False, "Platform-managed models are turned off on this installation; use your own key (BYOK)."
-    from llm.policy import policy
 
     if not policy().platform_allowed(tenant):
         return False, (

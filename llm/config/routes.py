@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 
+from llm.config.preferences import preferences_get
 from llm.config.versions import bump_config_version
 from llm.models import Credential, Route
 from tenants.audit import Actor, audit_record
@@ -71,8 +72,6 @@ def access_route(*, tenant: Tenant, route_id: Any) -> Route:
 
 def tenant_mode(tenant: Tenant) -> str:
     """The mode of the tenant's own preferences: what a route target without a credential calls in."""
-    from llm.config.preferences import preferences_get
-
     prefs = preferences_get(tenant=tenant, agent=None)
     return prefs.mode if prefs is not None else "platform"
 

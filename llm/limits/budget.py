@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any, SupportsInt, TypedDict
 import redis
 from django.conf import settings
 
+from llm.models import UsageEvent
+from llm.sync import run_sync
+
 if TYPE_CHECKING:
     from typing import Unpack
 
@@ -206,8 +209,6 @@ return 0
 def _rebuild_used(scope: Scope, period: str) -> int:
     """The period's settled TCU for a scope, from PostgreSQL."""
     from django.db.models import Sum
-
-    from llm.models import UsageEvent
 
     start, end = period_bounds(period)
     column = {"tenant": "tenant_id", "key": "api_key_id", "agent": "agent_id"}[scope.kind]
@@ -416,8 +417,6 @@ class RedisBackend:
         circuits: list[str],
         now: float,
     ) -> Admission:
-        from llm.sync import run_sync
-
         period = period_of(datetime.fromtimestamp(now, UTC))
         keys, args = self._admit_args(period, scopes, rates, concurrency, amount, circuits, now)
         admit_script = self._async_entry()[1]

@@ -21,6 +21,8 @@ from django.db.models import Model, Q, Sum
 from llm.limits import budget
 from llm.metering.pricing import _MONEY_FIELDS, Usage, clean_event
 from llm.models import UsageEvent
+from llm.policy import usage_recorded
+from tenants.models import Agent, ApiKey, Tenant, User
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,6 @@ def _with_live_refs(events: list[UsageEvent]) -> list[UsageEvent]:
     whole queue back. Gone agents, keys and users are set to NULL (the rows' own SET_NULL rule); events of a
     deleted tenant are dropped with a warning, as the tenant's usage went with it.
     """
-    from tenants.models import Agent, ApiKey, Tenant, User
 
     def live(model: type[Model], ids: set[int | None]) -> set[int | None]:
         ids.discard(None)
@@ -352,8 +353,6 @@ def flush(timeout: float = 20.0) -> int:
 
 def _after_insert(events: list[UsageEvent]) -> None:
     """Announce the stored usage, per tenant of the batch, with its period totals (billing sends cap alerts)."""
-    from llm.policy import usage_recorded
-
     by_tenant: dict[int, tuple[int, int]] = {}
     for e in events:
         tcu, tokens = by_tenant.get(e.tenant_id, (0, 0))

@@ -19,6 +19,7 @@ import orjson
 from aiohttp.abc import AbstractResolver
 
 from llm import sync
+from llm.config import ssrf
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -178,8 +179,6 @@ class _GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        from llm.config import ssrf
-
         results = await self._inner.resolve(host, port, family)
         reason = ssrf.connect_refusal(host, [r["host"] for r in results])
         if reason:
@@ -202,8 +201,6 @@ class _GuardedBackend(httpcore.AnyIOBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        from llm.config import ssrf
-
         if not _is_ip(host) and ssrf.guarded(host):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
             addresses = [str(info[4][0]) for info in infos]

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
-from llm.providers.base import Target, UsageBlock, json_of, send, sse_events, usage_block
+from llm.providers.base import ProviderError, Target, UsageBlock, json_of, send, sse_events, usage_block
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
 
@@ -200,8 +200,6 @@ async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
             if candidate.get("finishReason") and finish != "tool_calls":
                 finish = _FINISH.get(candidate["finishReason"], "stop")
     if finish is None:
-        from llm.providers.base import ProviderError
-
         raise ProviderError(
             "unavailable",
             f"{target.provider}: the stream ended before it was complete",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 
+from celery import current_app
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
+from llm.calls.admission import CallContext
+from llm.calls.entry import chat_streamed, error_text, run
 from llm.calls.errors import GatewayError
 from llm.models import Message, Thread
 from tenants.audit import Actor, audit_record
@@ -79,9 +82,8 @@ def message_post(*, thread: Thread, content: str, model: str | None = None) -> t
             status=Message.Status.PENDING,
             model=thread.model,
         )
-        from llm.tasks import assistant_reply
-
-        transaction.on_commit(lambda: assistant_reply.delay(reply.id))
+        # By name, not by importing llm.tasks: the task module imports this one.
+        transaction.on_commit(lambda: current_app.tasks["llm.assistant_reply"].delay(reply.id))
     return user_msg, reply
 
 
@@ -107,9 +109,6 @@ def message_progress(message: Message) -> dict:
 
 def reply_run(message_id: int) -> None:
     """Produce the reply of a pending assistant message (the Celery task's body)."""
-    from llm.calls.admission import CallContext
-    from llm.calls.entry import chat_streamed, error_text, run
-
     reply = Message.objects.unscoped().select_related("thread").filter(id=message_id).first()
     if reply is None or reply.status not in (Message.Status.PENDING, Message.Status.STREAMING):
         return  # deleted meanwhile, or already answered (a redelivered task)

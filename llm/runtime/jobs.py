@@ -6,15 +6,20 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from llm.calls.admission import CallContext
+from llm.calls.checks import check_chat
+from llm.calls.entry import chat_once, run
+from llm.calls.errors import GatewayError
 from llm.models import Job, JobItem
 from tenants.audit import Actor, audit_record
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 
 log = logging.getLogger(__name__)
 MAX_ITEMS = 1000
@@ -43,9 +48,6 @@ def access_job(*, tenant: Tenant, job_id: int | str, actor: Actor, see_all: bool
 
 
 def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, concurrency: int = 4) -> Job:
-    from llm.calls.checks import check_chat
-    from llm.calls.errors import GatewayError
-
     errors: dict[str, list[str]] = {}
     if not isinstance(model, str) or not model:
         errors["model"] = ["Name a model, `default` or `route:NAME`."]
@@ -81,9 +83,8 @@ def job_create(*, tenant: Tenant, actor: Actor, model: str, requests: list, conc
             user=actor.user,
         )
         JobItem.objects.bulk_create([JobItem(job=job, index=i, request=r) for i, r in enumerate(requests)])
-        from llm.tasks import run_job
-
-        transaction.on_commit(lambda: run_job.delay(job.id))
+        # By name, not by importing llm.tasks: the task module imports this one.
+        transaction.on_commit(lambda: current_app.tasks["llm.run_job"].delay(job.id))
     return job
 
 
@@ -136,8 +137,6 @@ def job_run(job_id: int) -> None:
         return
     Job.objects.for_tenant(job.tenant_id).filter(id=job.id).update(status=Job.Status.RUNNING)
     pending = list(JobItem.objects.filter(job=job, status__in=["queued", "running"]).order_by("index"))
-    from llm.calls.entry import run
-
     run(_run_items(job, pending))
     job.refresh_from_db()
     final = Job.Status.CANCELLED if job.cancel_requested else Job.Status.DONE
@@ -146,8 +145,6 @@ def job_run(job_id: int) -> None:
 
 def _key_spend_limit(tenant_id: int, api_key_id: int | None) -> int | None:
     """The monthly limit of the key a job was created with: its items spend under it, as on /v1."""
-    from tenants.models import ApiKey
-
     if api_key_id is None:
         return None
     return (
@@ -159,10 +156,6 @@ def _key_spend_limit(tenant_id: int, api_key_id: int | None) -> int | None:
 
 
 async def _run_items(job: Job, items: list[JobItem]) -> None:
-    from llm.calls.admission import CallContext
-    from llm.calls.entry import chat_once
-    from llm.calls.errors import GatewayError
-
     semaphore = asyncio.Semaphore(job.concurrency)
     cancelled = asyncio.Event()
     key_limit = await sync_to_async(_key_spend_limit)(job.tenant_id, job.api_key_id)
