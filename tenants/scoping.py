@@ -64,7 +64,7 @@ class TenantScopedQuerySet(models.QuerySet[_M]):
 
     def _bind(self, tenant: Tenant | int) -> TenantScopedQuerySet[_M]:
         # Through the registry, not an import: tenants.models imports this module.
-        tenant_model = apps.get_model("tenants", "Tenant")
+        tenant_model: type[Tenant] = apps.get_model("tenants", "Tenant")
         name = self.model.__name__
         if tenant is None:
             raise TenantScopeError(f"{name}.objects.for_tenant(None): a tenant (or its id) is required")
@@ -79,7 +79,7 @@ class TenantScopedQuerySet(models.QuerySet[_M]):
                 f"{name}.objects.for_tenant() takes a Tenant or its id, not {type(tenant).__name__}"
             )
         bound = self.filter(tenant_id=tenant_id)
-        bound._bound_tenant = tenant if isinstance(tenant, Tenant) else None
+        bound._bound_tenant = tenant if isinstance(tenant, tenant_model) else None
         bound._bound_tenant_id = tenant_id
         return bound
 
