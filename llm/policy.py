@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
 # Sent after usage events were stored, once per tenant of a batch, with the tenant's period totals before and
-# after the batch: tenant_id, tcu_before, tcu_after, tokens_before, tokens_after (platform-mode tokens).
+# after the batch: tenant_id, tcu_before, tcu_after (every mode), platform_tcu_before, platform_tcu_after
+# (platform-mode TCU), tokens_before, tokens_after (platform-mode tokens).
 usage_recorded = Signal()
 
 
@@ -24,8 +25,12 @@ class Limits(Protocol):
     """What admission and settlement read of a tenant's limits (billing's `caps.Limits` is one)."""
 
     @property
-    def hard_tcu(self) -> int:
-        """The monthly hard cap in TCU (0 blocks every call)."""
+    def own_hard_tcu(self) -> int | None:
+        """The tenant's own monthly hard cap in TCU over every call, every mode (None = none; 0 blocks all)."""
+
+    @property
+    def platform_hard_tcu(self) -> int:
+        """The platform's guardrail: monthly TCU of platform-mode calls (0 blocks every platform call)."""
 
     @property
     def rpm_tenant(self) -> int | None: ...
@@ -53,8 +58,8 @@ class Policy(Protocol):
     def agent_budget_tcu(self, tenant_id: int, agent_id: int) -> int | None:
         """An Agent's monthly TCU budget, or None."""
 
-    def hard_cap_message(self, used: int, cap: int, resets_at: datetime) -> str:
-        """The 402 message for the tenant's hard cap."""
+    def hard_cap_message(self, used: int, cap: int, resets_at: datetime, *, scope: str = "tenant") -> str:
+        """The 402 message for a tenant-level cap: its own ("tenant") or the platform's guardrail ("platform")."""
 
     def platform_allowed(self, tenant: Tenant) -> bool:
         """Whether the tenant's plan includes the platform's own keys."""

@@ -44,8 +44,9 @@ def _load_agent_budget(tenant_id: int, agent_id: int) -> int | None:
 
 def hard_cap_message(used: int, cap: int, scope: str = "tenant") -> str:
     _, end = budget.period_bounds(budget.period_of())
-    if scope == "tenant":
-        return policy().hard_cap_message(used, cap, end)
+    # The tenant's own cap and the platform's guardrail: billing words them (it knows where each is changed).
+    if scope in ("tenant", "platform"):
+        return policy().hard_cap_message(used, cap, end, scope=scope)
     what = {"key": "This API key's monthly TCU limit", "agent": "This agent's monthly TCU budget"}.get(
         scope, "Monthly TCU limit"
     )
@@ -184,7 +185,12 @@ async def admit(
             type="permission_error",
             code="platform_mode_not_allowed",
         )
-    scopes = [budget.Scope("tenant", ctx.tenant_id, limits.hard_tcu)]  # 0 blocks every call
+    # The tenant's own cap counts every call, in every mode; without one it is counted, never refused (a BYOK or
+    # custom tenant is never stopped by the platform). The platform's guardrail is reserved on any call that
+    # may reach a platform target, and counts only what one serves (0 = no platform spend included).
+    scopes = [budget.Scope("tenant", ctx.tenant_id, limits.own_hard_tcu)]
+    if any(t.mode == "platform" for t in targets):
+        scopes.append(budget.Scope("platform", ctx.tenant_id, limits.platform_hard_tcu))
     if ctx.api_key_id is not None and ctx.key_spend_limit is not None:
         scopes.append(budget.Scope("key", ctx.api_key_id, ctx.key_spend_limit))
     agent_cap = await agent_budget(ctx.tenant_id, ctx.agent_id)
@@ -238,7 +244,7 @@ async def admit(
                 402,
                 hard_cap_message(refusal.used, refusal.limit, scope),
                 type="insufficient_quota",
-                code="tcu_hard_cap_reached" if scope == "tenant" else f"{scope}_budget_reached",
+                code="tcu_hard_cap_reached" if scope in ("tenant", "platform") else f"{scope}_budget_reached",
             )
         if refusal.kind == "rate":
             name = refusal.scope.kind if refusal.scope else "tenant"

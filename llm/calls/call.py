@@ -208,7 +208,7 @@ class Call:
             await run_sync(_record_unadmitted, usage)
         else:
             try:
-                await budget.backend().asettle(self.reservation, usage.tcu, usage.to_json())
+                await budget.backend().asettle(self.reservation, usage.tcu, usage.to_json(), usage.mode)
             except budget.BackendUnavailable:
                 await _settle_later(self.reservation, usage)
         if failed:
@@ -434,7 +434,7 @@ def _record_unadmitted(usage: Usage) -> None:
 
 # Settlements that could not reach Redis: the event went straight to PostgreSQL, the counters are released when
 # Redis answers again (the drain loop retries). A reservation left there would otherwise hold budget for 10 min.
-_unsettled: list[tuple[budget.Reservation, int, float]] = []
+_unsettled: list[tuple[budget.Reservation, int, str, float]] = []
 
 
 async def _settle_later(reservation: budget.Reservation, usage: Usage) -> None:
@@ -452,7 +452,7 @@ async def _settle_later(reservation: budget.Reservation, usage: Usage) -> None:
             code="service_unavailable",
             retry_after=2,
         ) from None
-    _unsettled.append((reservation, usage.tcu, time.monotonic()))
+    _unsettled.append((reservation, usage.tcu, usage.mode, time.monotonic()))
 
 
 def retry_unsettled() -> int:
@@ -460,10 +460,10 @@ def retry_unsettled() -> int:
     done = 0
     cutoff = time.monotonic() - budget.RESERVED_TTL
     while _unsettled:
-        reservation, actual, at = _unsettled[0]
+        reservation, actual, mode, at = _unsettled[0]
         if at >= cutoff:
             try:
-                budget.backend().settle(reservation, actual, None)
+                budget.backend().settle(reservation, actual, None, mode)
             except budget.BackendUnavailable:
                 return done
         _unsettled.pop(0)

@@ -78,11 +78,16 @@ def clamp(value: SupportsInt) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """A TCU budget: the tenant's hard cap, an API key's or an Agent's monthly limit."""
+    """A TCU budget: the tenant's own cap, the platform's guardrail, an API key's or an Agent's monthly limit."""
 
-    kind: str  # "tenant" | "key" | "agent"
-    id: int
+    kind: str  # "tenant" | "platform" | "key" | "agent"
+    id: int  # the tenant's id for "tenant" and "platform"
     cap: int | None
+
+    def counts(self, mode: str | None) -> bool:
+        """Whether settling adds the TCU of a call served in `mode` (None = not known: counted). The guardrail
+        ("platform") is reserved on every call with a platform target but counts only what one served."""
+        return self.kind != "platform" or mode is None or mode == "platform"
 
     def used_key(self, period: str) -> str:
         return f"{NS}:tcu:{self.kind}:{self.id}:{period}"
@@ -178,11 +183,12 @@ end
 return {0, 0, 0, open}
 """.replace("RESERVED_TTL", str(RESERVED_TTL)).replace("CONCURRENCY_TTL", str(CONCURRENCY_TTL))
 
-# KEYS: [used_1, resv_1, ..., cc?, events]; ARGV: n, has_cc, reserved, actual, event_json ('' = none)
+# KEYS: [used_1, resv_1, ..., cc?, events]; ARGV: n, has_cc, reserved, event_json ('' = none), actual_1..actual_n
 _SETTLE = """
 local n = tonumber(ARGV[1]); local has_cc = tonumber(ARGV[2])
-local reserved = tonumber(ARGV[3]); local actual = tonumber(ARGV[4])
+local reserved = tonumber(ARGV[3])
 for i = 1, n do
+  local actual = tonumber(ARGV[4 + i])
   local r = redis.call('DECRBY', KEYS[2*i], reserved)
   if r < 0 then redis.call('SET', KEYS[2*i], 0) end
   if redis.call('EXISTS', KEYS[2*i-1]) == 1 and actual ~= 0 then redis.call('INCRBY', KEYS[2*i-1], actual) end
@@ -190,7 +196,7 @@ end
 if has_cc == 1 then
   local c = redis.call('DECR', KEYS[2*n+1]); if c < 0 then redis.call('SET', KEYS[2*n+1], 0) end
 end
-if ARGV[5] ~= '' then redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[5]) end
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[4]) end
 return 1
 """
 
@@ -211,8 +217,11 @@ def _rebuild_used(scope: Scope, period: str) -> int:
     from django.db.models import Sum
 
     start, end = period_bounds(period)
-    column = {"tenant": "tenant_id", "key": "api_key_id", "agent": "agent_id"}[scope.kind]
+    columns = {"tenant": "tenant_id", "platform": "tenant_id", "key": "api_key_id", "agent": "agent_id"}
+    column = columns[scope.kind]
     qs = UsageEvent.objects.unscoped().filter(created_at__gte=start, created_at__lt=end, **{column: scope.id})
+    if scope.kind == "platform":  # the guardrail counts what the platform pays for
+        qs = qs.filter(mode="platform")
     return clamp(qs.aggregate(total=Sum("tcu"))["total"] or 0)
 
 
@@ -437,7 +446,7 @@ class RedisBackend:
 
     @staticmethod
     def _settle_args(
-        reservation: Reservation, actual: int, event: bytes | None
+        reservation: Reservation, actual: int, event: bytes | None, mode: str | None
     ) -> tuple[list[str], list[EncodableT]]:
         keys: list[str] = []
         for s in reservation.scopes:
@@ -450,24 +459,30 @@ class RedisBackend:
             len(reservation.scopes),
             int(has_cc),
             clamp(reservation.amount),
-            clamp(actual),
             event or b"",
         ]
+        args += [clamp(actual) if s.counts(mode) else 0 for s in reservation.scopes]
         return keys, args
 
-    def settle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
-        """Settle once; a reservation whose settle failed (Redis gone) may be settled again by the caller."""
+    def settle(
+        self, reservation: Reservation, actual: int, event: bytes | None, mode: str | None = None
+    ) -> None:
+        """Settle once; a reservation whose settle failed (Redis gone) may be settled again by the caller.
+
+        `mode` is the mode of the target that served the call (None = unknown: every scope counts it)."""
         if reservation.settled:
             return
-        keys, args = self._settle_args(reservation, actual, event)
+        keys, args = self._settle_args(reservation, actual, event, mode)
         self.sync_client()
         _guard(self._sync_scripts[1], keys=keys, args=args)
         reservation.settled = True
 
-    async def asettle(self, reservation: Reservation, actual: int, event: bytes | None) -> None:
+    async def asettle(
+        self, reservation: Reservation, actual: int, event: bytes | None, mode: str | None = None
+    ) -> None:
         if reservation.settled:
             return
-        keys, args = self._settle_args(reservation, actual, event)
+        keys, args = self._settle_args(reservation, actual, event, mode)
         await _aguard(self._async_entry()[2], keys=keys, args=args)
         reservation.settled = True
 
@@ -556,8 +571,13 @@ def reset_backend() -> None:
 
 
 def used_tcu(*, tenant_id: int, period: str | None = None) -> int:
-    """TCU settled so far in the period (UTC month) for a tenant."""
+    """TCU settled so far in the period (UTC month) for a tenant, every mode."""
     return backend().used(Scope("tenant", tenant_id, None), period or period_of())
+
+
+def platform_used_tcu(*, tenant_id: int, period: str | None = None) -> int:
+    """Platform-mode TCU settled so far in the period for a tenant: what the platform's guardrail counts."""
+    return backend().used(Scope("platform", tenant_id, None), period or period_of())
 
 
 def reserve(
@@ -578,5 +598,7 @@ def reserve(
     )
 
 
-def settle(reservation: Reservation, *, actual: int, event: bytes | None = None) -> None:
-    backend().settle(reservation, actual, event)
+def settle(
+    reservation: Reservation, *, actual: int, event: bytes | None = None, mode: str | None = None
+) -> None:
+    backend().settle(reservation, actual, event, mode)

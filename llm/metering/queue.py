@@ -353,30 +353,38 @@ def flush(timeout: float = 20.0) -> int:
 
 def _after_insert(events: list[UsageEvent]) -> None:
     """Announce the stored usage, per tenant of the batch, with its period totals (billing sends cap alerts)."""
-    by_tenant: dict[int, tuple[int, int]] = {}
+    by_tenant: dict[int, tuple[int, int, int]] = {}
     for e in events:
-        tcu, tokens = by_tenant.get(e.tenant_id, (0, 0))
-        platform_tokens = (e.input_tokens + e.output_tokens) if e.mode == "platform" else 0
-        by_tenant[e.tenant_id] = (tcu + e.tcu, tokens + platform_tokens)
+        tcu, platform_tcu, tokens = by_tenant.get(e.tenant_id, (0, 0, 0))
+        platform = e.mode == "platform"
+        by_tenant[e.tenant_id] = (
+            tcu + e.tcu,
+            platform_tcu + (e.tcu if platform else 0),
+            tokens + ((e.input_tokens + e.output_tokens) if platform else 0),
+        )
     period = budget.period_of()
     start, end = budget.period_bounds(period)
-    for tenant_id, (batch_tcu, batch_tokens) in by_tenant.items():
+    for tenant_id, (batch_tcu, batch_platform_tcu, batch_tokens) in by_tenant.items():
         totals = (
             UsageEvent.objects.for_tenant(tenant_id)
             .filter(created_at__gte=start, created_at__lt=end)
             .aggregate(
-                tcu=Sum("tcu"),
+                all_tcu=Sum("tcu"),
+                platform_tcu=Sum("tcu", filter=Q(mode="platform")),
                 tokens=Sum("input_tokens", filter=Q(mode="platform")),
                 out=Sum("output_tokens", filter=Q(mode="platform")),
             )
         )
-        tcu_after = int(totals["tcu"] or 0)
+        tcu_after = int(totals["all_tcu"] or 0)
+        platform_tcu_after = int(totals["platform_tcu"] or 0)
         tokens_after = int(totals["tokens"] or 0) + int(totals["out"] or 0)
         for receiver, result in usage_recorded.send_robust(
             sender=UsageEvent,
             tenant_id=tenant_id,
             tcu_before=tcu_after - batch_tcu,
             tcu_after=tcu_after,
+            platform_tcu_before=platform_tcu_after - batch_platform_tcu,
+            platform_tcu_after=platform_tcu_after,
             tokens_before=tokens_after - batch_tokens,
             tokens_after=tokens_after,
         ):

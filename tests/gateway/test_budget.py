@@ -94,6 +94,31 @@ def test_missing_counter_is_rebuilt_from_postgresql(make_tenant, fresh_backend):
     assert refused.refusal.used == 1000
 
 
+def test_the_guardrail_counts_only_what_a_platform_target_served(make_tenant):
+    """A call that may reach a platform target reserves on the guardrail; a BYOK fallback that served it is
+    settled into the tenant's counter only."""
+    tenant = _tenant(make_tenant)
+    scopes = [budget.Scope("tenant", tenant.id, None), budget.Scope("platform", tenant.id, 1000)]
+    served_by_byok = budget.reserve(scopes=scopes, amount=50)
+    budget.settle(served_by_byok.reservation, actual=40, mode="byok")
+    served_by_platform = budget.reserve(scopes=scopes, amount=50)
+    budget.settle(served_by_platform.reservation, actual=7, mode="platform")
+    assert budget.used_tcu(tenant_id=tenant.id) == 47
+    assert budget.platform_used_tcu(tenant_id=tenant.id) == 7
+
+
+def test_missing_guardrail_counter_is_rebuilt_from_platform_rows_only(make_tenant, fresh_backend):
+    tenant = _tenant(make_tenant)
+    for request_id, mode, tcu in (("p1", "platform", 400), ("b1", "byok", 9000), ("c1", "custom", 50)):
+        UsageEvent.objects.unscoped().create(
+            tenant=tenant, request_id=request_id, mode=mode, tcu=tcu, cost_usd=Decimal("0.01")
+        )
+    assert budget.platform_used_tcu(tenant_id=tenant.id) == 400
+    assert budget.used_tcu(tenant_id=tenant.id) == 9450
+    refused = budget.reserve(scopes=[budget.Scope("platform", tenant.id, 400)], amount=1)
+    assert (refused.refusal.kind, refused.refusal.used) == ("cap", 400)
+
+
 def test_rate_limit_refuses_with_retry_after(make_tenant):
     tenant = _tenant(make_tenant)
     rate = budget.RateLimit("tenant", tenant.id, 3, 60)
