@@ -23,7 +23,7 @@ from billing import caps
 from billing.models import AlertSent, Notification, Subscription
 from billing.notifications import notification_create
 from billing.subscriptions import ensure_subscription, period_bounds
-from billing.usage import platform_tokens, tcu_used
+from billing.usage import platform_tcu_used, platform_tokens, tcu_used
 from llm.config import ssrf
 from llm.metering.metrics import ALERTS
 from tenants.audit import Actor, audit_record
@@ -51,16 +51,32 @@ def _describe(threshold: str, value: int, limit: int, tenant: Tenant, period: st
     if threshold == "tcu_warn":
         return (
             Notification.Level.WARNING,
-            f"{tenant.name}: TCU warn level reached",
-            f"{value:,} of the {limit:,} TCU warn level used in {period}. The period resets on {resets}. "
-            "Review usage or raise the caps under Billing → Caps.",
+            f"{tenant.name}: your TCU warn level reached",
+            f"{value:,} TCU used in {period} (all calls, every mode), past the warn level of {limit:,} TCU "
+            f"you set. The period resets on {resets}. Review usage or change your caps under Billing → Caps.",
         )
     if threshold == "tcu_hard":
         return (
             Notification.Level.ERROR,
-            f"{tenant.name}: TCU hard cap reached",
-            f"{value:,} TCU used of the {limit:,} TCU hard cap in {period}. New calls are refused until "
-            f"the period resets on {resets} or the cap is raised under Billing → Caps.",
+            f"{tenant.name}: your TCU hard cap reached",
+            f"{value:,} TCU used in {period} (all calls, every mode) of the {limit:,} TCU hard cap you set. "
+            f"New calls are refused until the period resets on {resets} or the cap is raised under "
+            "Billing → Caps.",
+        )
+    if threshold == "platform_tcu_warn":
+        return (
+            Notification.Level.WARNING,
+            f"{tenant.name}: platform guardrail warn level reached",
+            f"{value:,} TCU of platform-managed calls in {period}, past the guardrail's warn level of "
+            f"{limit:,} TCU. The period resets on {resets}. Calls with your own keys do not count.",
+        )
+    if threshold == "platform_tcu_hard":
+        return (
+            Notification.Level.ERROR,
+            f"{tenant.name}: platform guardrail reached",
+            f"{value:,} TCU of platform-managed calls in {period} of the {limit:,} TCU guardrail. "
+            f"Platform-managed calls are refused until the period resets on {resets}; calls with your own "
+            "keys (BYOK) and custom endpoints keep working.",
         )
     pct = threshold.removeprefix("tokens_")
     return (
@@ -147,11 +163,18 @@ def _after_commit(tenant_id: int, alert_id: int, title: str, body: str) -> None:
 def alerts_check(*, tenant: Tenant, period: str) -> list[str]:
     """Send every alert whose threshold the period's usage has passed but which is missing (a lost event)."""
     limits = caps.limits_for(tenant.id)
-    tcu = tcu_used(tenant_id=tenant.id, period=period)
-    tokens = platform_tokens(tenant_id=tenant.id, period=period) if limits.included_tokens else 0
+    found = caps.thresholds(limits)
+    metrics = {t.metric for t in found}
+    totals = caps.Totals(
+        tcu=tcu_used(tenant_id=tenant.id, period=period) if "tcu" in metrics else 0,
+        platform_tcu=platform_tcu_used(tenant_id=tenant.id, period=period)
+        if "platform_tcu" in metrics
+        else 0,
+        tokens=platform_tokens(tenant_id=tenant.id, period=period) if "tokens" in metrics else 0,
+    )
     sent = []
-    for t in caps.thresholds(limits):
-        value = tcu if t.metric == "tcu" else tokens
+    for t in found:
+        value = totals.of(t.metric)
         if value >= t.level and alert_send(
             tenant_id=tenant.id, period=period, threshold=t.name, value=value, limit=t.level
         ):
@@ -207,7 +230,7 @@ def alert_webhook_payload(alert: AlertSent) -> bytes:
             "tenant": alert.tenant.slug,
             "period": alert.period,
             "threshold": alert.threshold,
-            "unit": "TCU" if alert.threshold.startswith("tcu_") else "tokens",
+            "unit": "tokens" if alert.threshold.startswith("tokens_") else "TCU",
             "value": alert.value,
             "limit": alert.limit,
             "created": alert.created_at.isoformat(),

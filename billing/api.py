@@ -32,22 +32,38 @@ def _billing_error(exc: BillingError) -> Response:
 
 
 class CapsSerializer(serializers.Serializer):
-    warn_tcu = serializers.IntegerField(allow_null=True, help_text="null = the plan's default")
-    hard_tcu = serializers.IntegerField(allow_null=True, help_text="null = the plan's default")
+    warn_tcu = serializers.IntegerField(
+        allow_null=True, help_text="Your own warn level over all calls, every mode; null = none"
+    )
+    hard_tcu = serializers.IntegerField(
+        allow_null=True, help_text="Your own hard cap over all calls, every mode; null = none"
+    )
 
 
 class CapsReadSerializer(serializers.Serializer):
-    warn_tcu = serializers.IntegerField()
-    hard_tcu = serializers.IntegerField()
-    plan_warn_tcu = serializers.IntegerField()
-    plan_hard_tcu = serializers.IntegerField()
-    warn_overridden = serializers.BooleanField()
-    hard_overridden = serializers.BooleanField()
+    warn_tcu = serializers.IntegerField(
+        allow_null=True, help_text="The warn level that applies: your own, else the guardrail; null = none"
+    )
+    hard_tcu = serializers.IntegerField(
+        allow_null=True, help_text="The hard cap that applies: your own, else the guardrail; null = none"
+    )
+    own_warn_tcu = serializers.IntegerField(allow_null=True, help_text="Your own warn level; null = none")
+    own_hard_tcu = serializers.IntegerField(allow_null=True, help_text="Your own hard cap; null = none")
+    platform_warn_tcu = serializers.IntegerField(
+        help_text="The platform's guardrail on platform-managed calls: warn level (0 = none included)"
+    )
+    platform_hard_tcu = serializers.IntegerField(
+        help_text="The platform's guardrail on platform-managed calls: hard cap (0 = none included)"
+    )
+    plan_warn_tcu = serializers.IntegerField(help_text="Same as platform_warn_tcu (earlier name)")
+    plan_hard_tcu = serializers.IntegerField(help_text="Same as platform_hard_tcu (earlier name)")
+    warn_overridden = serializers.BooleanField(help_text="A warn level of your own is set")
+    hard_overridden = serializers.BooleanField(help_text="A hard cap of your own is set")
     tcu_usd = serializers.FloatField()
 
 
 class CapsView(TenantAPIView):
-    """The tenant's monthly TCU caps (warn and hard)."""
+    """The tenant's own monthly TCU caps (warn and hard; every mode counts), next to the platform's guardrail."""
 
     required_perms = {"GET": Perm.MANAGE_CAPS, "PUT": Perm.MANAGE_CAPS, "PATCH": Perm.MANAGE_CAPS}
 
@@ -64,12 +80,12 @@ class CapsView(TenantAPIView):
         missing = {"warn_tcu", "hard_tcu"} - set(data) if request.method == "PUT" else set()
         if missing:
             return Response(
-                {name: ["This field is required (null = the plan's default)."] for name in missing},
+                {name: ["This field is required (null = no cap of your own)."] for name in missing},
                 status=400,
             )
         current = caps.caps_read(tenant=self.tenant)
-        warn = data.get("warn_tcu", current["warn_tcu"] if current["warn_overridden"] else None)
-        hard = data.get("hard_tcu", current["hard_tcu"] if current["hard_overridden"] else None)
+        warn = data.get("warn_tcu", current["own_warn_tcu"])
+        hard = data.get("hard_tcu", current["own_hard_tcu"])
         try:
             return Response(
                 caps.caps_update(tenant=self.tenant, actor=self.actor, warn_tcu=warn, hard_tcu=hard)
@@ -91,9 +107,27 @@ class SummaryView(TenantAPIView):
             {
                 "period": serializers.CharField(),
                 "plan": serializers.CharField(),
-                "tcu_used": serializers.IntegerField(),
-                "warn_tcu": serializers.IntegerField(),
-                "hard_tcu": serializers.IntegerField(),
+                "tcu_used": serializers.IntegerField(help_text="TCU of every call this period, every mode"),
+                "warn_tcu": serializers.IntegerField(
+                    allow_null=True,
+                    help_text="The warn level that applies: own_warn_tcu, else the guardrail's",
+                ),
+                "hard_tcu": serializers.IntegerField(
+                    allow_null=True, help_text="The hard cap that applies: own_hard_tcu, else the guardrail"
+                ),
+                "own_warn_tcu": serializers.IntegerField(
+                    allow_null=True, help_text="Your own warn level (counts tcu_used); null = none"
+                ),
+                "own_hard_tcu": serializers.IntegerField(
+                    allow_null=True, help_text="Your own hard cap (counts tcu_used); null = none"
+                ),
+                "platform_tcu_used": serializers.IntegerField(help_text="TCU of platform-managed calls"),
+                "platform_warn_tcu": serializers.IntegerField(
+                    help_text="The platform's guardrail, warn level (counts platform_tcu_used; 0 = none)"
+                ),
+                "platform_hard_tcu": serializers.IntegerField(
+                    help_text="The platform's guardrail, hard cap (counts platform_tcu_used; 0 = none)"
+                ),
                 "included_tokens": serializers.IntegerField(),
                 "used_tokens": serializers.IntegerField(),
                 "overage_tokens": serializers.IntegerField(),

@@ -24,7 +24,7 @@ from tenants.validators import parse_tcu
 
 log = logging.getLogger(__name__)
 
-LIMITS_SCHEMA = 1  # bump when the cached payload changes shape
+LIMITS_SCHEMA = 2  # bump when the cached payload changes shape
 LIMITS_TTL = 300
 _GENERATION_KEY = "billing:limits-generation"
 TOKEN_THRESHOLDS = (50, 80, 100)
@@ -34,8 +34,12 @@ TOKEN_THRESHOLDS = (50, 80, 100)
 class Limits:
     plan: str
     tier: str
-    warn_tcu: int
-    hard_tcu: int
+    # The tenant's own caps (Billing → Caps): all its metered TCU, every mode; None = not set (no such cap).
+    own_warn_tcu: int | None
+    own_hard_tcu: int | None
+    # The platform's guardrail: platform-mode TCU only, sized by what the tenant buys; 0 = none included.
+    platform_warn_tcu: int
+    platform_hard_tcu: int
     rpm_tenant: int | None
     rpm_key: int | None
     max_concurrency: int | None
@@ -44,6 +48,20 @@ class Limits:
     platform_allowed: bool  # plan allows platform mode AND not past due beyond grace
     platform_block_reason: str  # user-facing text when not allowed
     included_tokens: int
+
+    @property
+    def warn_tcu(self) -> int | None:
+        """The warn level that applies: the tenant's own when set, else the guardrail's (None: neither)."""
+        if self.own_warn_tcu is not None:
+            return self.own_warn_tcu
+        return self.platform_warn_tcu or None
+
+    @property
+    def hard_tcu(self) -> int | None:
+        """The hard cap that applies: the tenant's own when set, else the guardrail (None: neither)."""
+        if self.own_hard_tcu is not None:
+            return self.own_hard_tcu
+        return self.platform_hard_tcu or None
 
 
 # --- the cached limits ------------------------------------------------------------------------
@@ -66,17 +84,30 @@ def _agent_budget_key(tenant_id: int, agent_id: int, generation: int) -> str:
     return f"billing:agent-budget:v{LIMITS_SCHEMA}:g{generation}:{tenant_id}:{agent_id}"
 
 
+def _plan_figures(plan: Plan | None) -> tuple[int, int]:
+    """A plan's own warn/hard TCU figures: its fields, else SPEND_ALERT_TCU_WARN / SPEND_ALERT_TCU_HARD."""
+    warn = settings.SPEND_ALERT_TCU_WARN if plan is None or plan.warn_tcu is None else plan.warn_tcu
+    hard = settings.SPEND_ALERT_TCU_HARD if plan is None or plan.hard_tcu is None else plan.hard_tcu
+    return int(warn), int(hard)
+
+
+def guardrail_tcu(*, tenant_id: int, plan: Plan | None) -> tuple[int, int]:
+    """The platform's guardrail on a tenant's platform-mode TCU per month, (warn, hard): what it buys sizes it.
+
+    Σ over its managed agents of SPEND_ALERT_TCU_WARN / _HARD × the agent's tier's included tokens / Starter's
+    (the env figures are Starter's per agent; Pro and Ultra keep the same ratio to their allowance), plus the
+    workspace plan's own figures when the plan itself includes platform-managed models (enterprise). Until
+    per-agent managed tiers exist, that plan part is the whole guardrail."""
+    if plan is None or not plan.platform_allowed:
+        return 0, 0
+    return _plan_figures(plan)
+
+
 def _load(tenant_id: int) -> dict[str, Any]:
     """Everything limits depend on, as plain data (it goes to Redis); time-dependent parts are resolved later."""
     sub = Subscription.objects.for_tenant(tenant_id).select_related("plan").first()
     plan = sub.plan if sub is not None else free_plan()
-    env_warn, env_hard = settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD
-    warn = env_warn if plan is None or plan.warn_tcu is None else plan.warn_tcu
-    hard = env_hard if plan is None or plan.hard_tcu is None else plan.hard_tcu
-    if sub is not None and sub.warn_tcu_override is not None:
-        warn = sub.warn_tcu_override
-    if sub is not None and sub.hard_tcu_override is not None:
-        hard = sub.hard_tcu_override
+    platform_warn, platform_hard = guardrail_tcu(tenant_id=tenant_id, plan=plan)
     past_due_since = (
         sub.past_due_since if sub is not None and sub.status == Subscription.Status.PAST_DUE else None
     )
@@ -84,8 +115,10 @@ def _load(tenant_id: int) -> dict[str, Any]:
         "plan": plan.slug if plan else "free",
         "plan_name": plan.name if plan else "Free",
         "tier": plan.tier if plan else "",
-        "warn_tcu": int(warn),
-        "hard_tcu": int(hard),
+        "own_warn_tcu": sub.warn_tcu_override if sub is not None else None,
+        "own_hard_tcu": sub.hard_tcu_override if sub is not None else None,
+        "platform_warn_tcu": platform_warn,
+        "platform_hard_tcu": platform_hard,
         "rpm_tenant": plan.rpm_tenant if plan else 60,
         "rpm_key": plan.rpm_key if plan else 60,
         "max_concurrency": plan.max_concurrency if plan else 20,
@@ -115,11 +148,14 @@ def _build(data: dict[str, Any], now: datetime | None = None) -> Limits:
                 "Your own keys (BYOK) and custom endpoints keep working. Update the payment method under "
                 "Billing → Payment to resume."
             )
+    own_warn, own_hard = data["own_warn_tcu"], data["own_hard_tcu"]
     return Limits(
         plan=data["plan"],
         tier=data["tier"],
-        warn_tcu=data["warn_tcu"],
-        hard_tcu=data["hard_tcu"],
+        own_warn_tcu=None if own_warn is None else int(own_warn),
+        own_hard_tcu=None if own_hard is None else int(own_hard),
+        platform_warn_tcu=int(data["platform_warn_tcu"]),
+        platform_hard_tcu=int(data["platform_hard_tcu"]),
         rpm_tenant=data["rpm_tenant"],
         rpm_key=data["rpm_key"],
         max_concurrency=data["max_concurrency"],
@@ -132,7 +168,7 @@ def _build(data: dict[str, Any], now: datetime | None = None) -> Limits:
 
 
 def limits_for(tenant_id: int) -> Limits:
-    """The tenant's limits: environment < plan < tenant override; from the cache (Redis) when warm."""
+    """The tenant's limits (plan, guardrail, own caps); from the cache (Redis) when warm."""
     key = _limits_key(tenant_id, _generation())
     data = cache.get(key)
     if data is None:
@@ -181,44 +217,62 @@ def invalidate_all(tenant_ids: list[int] | None = None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    name: str  # tcu_warn | tcu_hard | tokens_50 | tokens_80 | tokens_100
-    metric: str  # "tcu" | "tokens"
+    name: str  # tcu_warn | tcu_hard (own caps) | platform_tcu_warn | platform_tcu_hard (guardrail) | tokens_<pct>
+    metric: str  # "tcu" (every mode) | "platform_tcu" | "tokens" (platform-mode tokens)
     level: int
 
 
 def thresholds(limits: Limits) -> list[Threshold]:
     out = []
-    if limits.warn_tcu > 0:
-        out.append(Threshold("tcu_warn", "tcu", limits.warn_tcu))
-    if limits.hard_tcu > 0:
-        out.append(Threshold("tcu_hard", "tcu", limits.hard_tcu))
+    if limits.own_warn_tcu:
+        out.append(Threshold("tcu_warn", "tcu", limits.own_warn_tcu))
+    if limits.own_hard_tcu:
+        out.append(Threshold("tcu_hard", "tcu", limits.own_hard_tcu))
+    if limits.platform_warn_tcu > 0:
+        out.append(Threshold("platform_tcu_warn", "platform_tcu", limits.platform_warn_tcu))
+    if limits.platform_hard_tcu > 0:
+        out.append(Threshold("platform_tcu_hard", "platform_tcu", limits.platform_hard_tcu))
     if limits.tier and limits.included_tokens > 0:
         for pct in TOKEN_THRESHOLDS:
             out.append(Threshold(f"tokens_{pct}", "tokens", limits.included_tokens * pct // 100))
     return out
 
 
-def crossed(
-    limits: Limits, *, tcu_before: int, tcu_after: int, tokens_before: int, tokens_after: int
-) -> list[tuple[Threshold, int]]:
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """A tenant's period totals for the thresholds: TCU (every mode), platform-mode TCU, platform tokens."""
+
+    tcu: int = 0
+    platform_tcu: int = 0
+    tokens: int = 0
+
+    def of(self, metric: str) -> int:
+        return {"tcu": self.tcu, "platform_tcu": self.platform_tcu, "tokens": self.tokens}[metric]
+
+
+def crossed(limits: Limits, *, before: Totals, after: Totals) -> list[tuple[Threshold, int]]:
     result = []
     for t in thresholds(limits):
-        before, after = (tcu_before, tcu_after) if t.metric == "tcu" else (tokens_before, tokens_after)
-        if before < t.level <= after:
-            result.append((t, after))
+        if before.of(t.metric) < t.level <= after.of(t.metric):
+            result.append((t, after.of(t.metric)))
     return result
 
 
 def after_usage(
-    *, tenant_id: int, tcu_before: int, tcu_after: int, tokens_before: int, tokens_after: int
+    *,
+    tenant_id: int,
+    tcu_before: int,
+    tcu_after: int,
+    tokens_before: int,
+    tokens_after: int,
+    platform_tcu_before: int = 0,
+    platform_tcu_after: int = 0,
 ) -> None:
     """Called by metering after recorded events: enqueue an alert for each threshold crossed (once each)."""
     hits = crossed(
         limits_for(tenant_id),
-        tcu_before=tcu_before,
-        tcu_after=tcu_after,
-        tokens_before=tokens_before,
-        tokens_after=tokens_after,
+        before=Totals(tcu_before, platform_tcu_before, tokens_before),
+        after=Totals(tcu_after, platform_tcu_after, tokens_after),
     )
     if not hits:
         return
@@ -231,36 +285,45 @@ def after_usage(
         )
 
 
-def hard_cap_message(used: int, cap: int, resets_at: datetime) -> str:
-    """The 402 text: usage and cap as numbers with the unit, and when the period resets."""
+def hard_cap_message(used: int, cap: int, resets_at: datetime, *, scope: str = "tenant") -> str:
+    """The 402 text of a tenant-level cap: which one, usage and cap as numbers with the unit, when it resets.
+
+    `scope` "tenant" is the tenant's own cap (every call counts), "platform" the platform's guardrail (only
+    platform-managed calls count, and only they stop)."""
     resets = resets_at.astimezone(UTC) if resets_at.tzinfo else resets_at.replace(tzinfo=UTC)
+    when = f"{resets:%Y-%m-%d %H:%M} UTC"
+    if scope == "platform":
+        return (
+            f"Monthly guardrail on platform-managed models reached: {used:,} of {cap:,} TCU of platform-managed "
+            f"calls used. Platform-managed calls are refused until the period resets on {when}; calls with "
+            "your own provider keys (BYOK) and custom endpoints keep working. The guardrail grows with the "
+            "managed tiers you buy (Billing)."
+        )
     return (
-        f"Monthly TCU hard cap reached: {used:,} of {cap:,} TCU used. New calls are refused until the period "
-        f"resets on {resets:%Y-%m-%d %H:%M} UTC or the cap is raised (Billing → Caps)."
+        f"Your workspace's monthly TCU hard cap reached: {used:,} of {cap:,} TCU used (all calls, every mode). "
+        f"New calls are refused until the period resets on {when} or the cap is raised (Billing → Caps)."
     )
 
 
 # --- caps services (API, pages) ---------------------------------------------------------------------
 
 
-def _plan_defaults(plan: Plan | None) -> tuple[int, int]:
-    warn = settings.SPEND_ALERT_TCU_WARN if plan is None or plan.warn_tcu is None else plan.warn_tcu
-    hard = settings.SPEND_ALERT_TCU_HARD if plan is None or plan.hard_tcu is None else plan.hard_tcu
-    return int(warn), int(hard)
-
-
 def caps_read(*, tenant: Tenant) -> dict[str, Any]:
-    sub = Subscription.objects.for_tenant(tenant).select_related("plan").first()
-    plan = sub.plan if sub else free_plan()
-    plan_warn, plan_hard = _plan_defaults(plan)
+    """The caps that apply (`warn_tcu`, `hard_tcu`: the tenant's own when set, else the guardrail; None when
+    neither), and each source on its own."""
     limits = limits_for(tenant.id)
     return {
         "warn_tcu": limits.warn_tcu,
         "hard_tcu": limits.hard_tcu,
-        "plan_warn_tcu": plan_warn,
-        "plan_hard_tcu": plan_hard,
-        "warn_overridden": bool(sub and sub.warn_tcu_override is not None),
-        "hard_overridden": bool(sub and sub.hard_tcu_override is not None),
+        "own_warn_tcu": limits.own_warn_tcu,
+        "own_hard_tcu": limits.own_hard_tcu,
+        "platform_warn_tcu": limits.platform_warn_tcu,
+        "platform_hard_tcu": limits.platform_hard_tcu,
+        # Earlier names, kept: the levels that apply without caps of the tenant's own (the guardrail).
+        "plan_warn_tcu": limits.platform_warn_tcu,
+        "plan_hard_tcu": limits.platform_hard_tcu,
+        "warn_overridden": limits.own_warn_tcu is not None,
+        "hard_overridden": limits.own_hard_tcu is not None,
         "tcu_usd": settings.TCU_USD,
     }
 
@@ -276,37 +339,22 @@ def _validate_tcu(name: str, value: Any, errors: dict[str, list[str]]) -> int | 
 
 
 def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -> dict[str, Any]:
-    """Set the tenant's warn/hard caps (None = back to the plan's default); audited; effective at once.
+    """Set the tenant's own warn/hard caps (None = none); audited; effective at once.
 
-    Lowering is always allowed; on plans with platform-managed spend the hard cap cannot be raised past the plan's
-    ceiling (its default hard cap), unless a platform admin already set it higher."""
+    They count all the tenant's metered TCU in every mode (that is how a BYOK tenant caps its own provider
+    bill). The platform's guardrail is a separate counter: an own cap below it stops platform-managed calls
+    sooner (the tenant lowers it), one above it never lets them past it (the tenant cannot raise it)."""
     errors: dict[str, list[str]] = {}
     warn = _validate_tcu("warn_tcu", warn_tcu, errors)
     hard = _validate_tcu("hard_tcu", hard_tcu, errors)
     if errors:
         raise ValidationError(errors)
+    if warn is not None and hard is not None and warn > hard:
+        raise ValidationError(
+            {"warn_tcu": [f"The warn level ({warn:,}) cannot be above the hard cap ({hard:,})."]}
+        )
     with transaction.atomic():
         sub = ensure_subscription(tenant, lock=True)
-        plan_warn, plan_hard = _plan_defaults(sub.plan)
-        eff_warn = plan_warn if warn is None else warn
-        eff_hard = plan_hard if hard is None else hard
-        current_hard = plan_hard if sub.hard_tcu_override is None else sub.hard_tcu_override
-        if sub.plan.platform_allowed and eff_hard > max(plan_hard, current_hard):
-            # The cap also guards what the platform pays for: lowering is free, raising stops at the plan's
-            # ceiling (a platform admin sets more in Django admin).
-            raise ValidationError(
-                {
-                    "hard_tcu": [
-                        f"Your plan ({sub.plan.name}) allows a hard cap of at most "
-                        f"{plan_hard:,} TCU; choose {plan_hard:,} or less, or ask us "
-                        "for a higher limit."
-                    ]
-                }
-            )
-        if eff_warn > eff_hard:
-            raise ValidationError(
-                {"warn_tcu": [f"The warn level ({eff_warn:,}) cannot be above the hard cap ({eff_hard:,})."]}
-            )
         before = {"warn_tcu": sub.warn_tcu_override, "hard_tcu": sub.hard_tcu_override}
         sub.warn_tcu_override, sub.hard_tcu_override = warn, hard
         sub.save(update_fields=["warn_tcu_override", "hard_tcu_override", "updated_at"])

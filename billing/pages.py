@@ -28,19 +28,22 @@ from tenants.validators import MAX_TCU
 
 
 class CapsForm(forms.Form):
+    """The tenant's own caps: every metered call counts, in every mode (own keys included)."""
+
     warn_tcu = forms.IntegerField(
         label="Warn at (TCU)",
         min_value=0,
         max_value=MAX_TCU,
         required=False,
-        help_text="One alert per month when crossed. Empty = the plan's default.",
+        help_text="One alert per month when crossed. Empty = no warn level of your own.",
     )
     hard_tcu = forms.IntegerField(
         label="Hard cap (TCU)",
         min_value=0,
         max_value=MAX_TCU,
         required=False,
-        help_text="New calls are refused (402) once reached. 100,000 TCU = $1 of list cost.",
+        help_text="Every new call is refused (402) once reached. Empty = no hard cap of your own. "
+        "100,000 TCU = $1 of list cost.",
     )
 
 
@@ -52,7 +55,7 @@ def billing(request: TenantRequest) -> HttpResponse:
     is_webhook = request.POST.get("action") == "webhook"
     form = CapsForm(
         request.POST if request.method == "POST" and not is_webhook else None,
-        initial={"warn_tcu": caps["warn_tcu"], "hard_tcu": caps["hard_tcu"]},
+        initial={"warn_tcu": caps["own_warn_tcu"], "hard_tcu": caps["own_hard_tcu"]},
     )
     webhook_error = new_secret = ""
     if request.method == "POST" and is_webhook:

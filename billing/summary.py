@@ -14,7 +14,7 @@ from billing.models import Plan, Subscription
 from billing.stripe.client import BillingError, stripe_configured
 from billing.stripe.sync import list_invoices
 from billing.subscriptions import billable_agents, free_plan, period_bounds, period_of
-from billing.usage import overage_of, tcu_used
+from billing.usage import overage_of, platform_tcu_used, tcu_used
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def billing_summary(
     plan, sub = _plan_and_sub(tenant)
     limits = caps.limits_for(tenant.id)
     used_tcu = tcu_used(tenant_id=tenant.id, period=period)
+    used_platform_tcu = platform_tcu_used(tenant_id=tenant.id, period=period)
     if plan is not None:
         ov = overage_of(tenant_id=tenant.id, plan=plan, period=period, fast=True)
         used_tokens, overage_tokens, overage_usd = ov.used_tokens, ov.overage_tokens, ov.amount_usd
@@ -67,8 +68,15 @@ def billing_summary(
         "status": sub.status if sub else Subscription.Status.ACTIVE,
         "platform_allowed": limits.platform_allowed,
         "tcu_used": used_tcu,
+        # The caps that apply: the tenant's own when set, else the platform's guardrail (None: neither).
         "warn_tcu": limits.warn_tcu,
         "hard_tcu": limits.hard_tcu,
+        # Each source on its own: own caps count tcu_used (every mode), the guardrail platform_tcu_used.
+        "own_warn_tcu": limits.own_warn_tcu,
+        "own_hard_tcu": limits.own_hard_tcu,
+        "platform_tcu_used": used_platform_tcu,
+        "platform_warn_tcu": limits.platform_warn_tcu,
+        "platform_hard_tcu": limits.platform_hard_tcu,
         "resets_at": resets_at.isoformat(),
         "included_tokens": plan.included_tokens if plan else 0,
         "used_tokens": used_tokens,
@@ -78,15 +86,25 @@ def billing_summary(
         "base_amount_usd": _usd(base),
         "amount_due_usd": _usd(base + overage_usd),
         "invoices": invoices,
-        "banner": billing_banner(tenant, used_tcu=used_tcu if period == period_of() else None),
+        "banner": billing_banner(
+            tenant,
+            used_tcu=used_tcu if period == period_of() else None,
+            platform_tcu=used_platform_tcu if period == period_of() else None,
+        ),
     }
     if invoices_error:
         body["invoices_error"] = invoices_error
     return body
 
 
-def billing_banner(tenant: Tenant, *, used_tcu: int | None = None) -> dict[str, Any] | None:
-    """The most important billing banner for the tenant's pages, or None: past due first, then caps."""
+def billing_banner(
+    tenant: Tenant, *, used_tcu: int | None = None, platform_tcu: int | None = None
+) -> dict[str, Any] | None:
+    """The most important billing banner for the tenant's pages, or None: past due first, then caps (a hard cap
+    reached before a warn level passed; the tenant's own caps before the platform's guardrail).
+
+    `used_tcu` (every call) and `platform_tcu` (platform-managed calls) are this period's when the caller has
+    them; else they are read."""
     sub = Subscription.objects.for_tenant(tenant).first()
     limits = caps.limits_for(tenant.id)
     if sub is not None and sub.status == Subscription.Status.PAST_DUE:
@@ -106,23 +124,49 @@ def billing_banner(tenant: Tenant, *, used_tcu: int | None = None) -> dict[str, 
             "message": f"Your last payment failed. Update your payment method by {when}; after that, "
             "platform-managed models pause (your own keys and custom endpoints keep working).",
         }
-    if used_tcu is None:
-        used_tcu = tcu_used(tenant_id=tenant.id)
+    guarded = bool(limits.platform_warn_tcu or limits.platform_hard_tcu)
+    if limits.own_warn_tcu is None and limits.own_hard_tcu is None and not guarded:
+        return None  # no cap of its own and no platform spend: nothing can stop this tenant
+    all_tcu = tcu_used(tenant_id=tenant.id) if used_tcu is None else used_tcu
+    if platform_tcu is None:
+        platform_tcu = platform_tcu_used(tenant_id=tenant.id) if guarded else 0
     _, resets_at = period_bounds(period_of())
-    if limits.hard_tcu and used_tcu >= limits.hard_tcu:
+    until = f"{resets_at.astimezone(UTC):%Y-%m-%d}"
+    own_warn, own_hard = limits.own_warn_tcu, limits.own_hard_tcu
+    guard_warn, guard_hard = limits.platform_warn_tcu, limits.platform_hard_tcu
+    if own_hard is not None and all_tcu >= own_hard:
         return {
             "level": "error",
             "code": "hard_cap",
             "action": "caps",
-            "message": caps.hard_cap_message(used_tcu, limits.hard_tcu, resets_at),
+            "message": caps.hard_cap_message(all_tcu, own_hard, resets_at),
         }
-    if limits.warn_tcu and used_tcu >= limits.warn_tcu:
+    if guard_hard and platform_tcu >= guard_hard:
+        return {
+            "level": "error",
+            "code": "guardrail",
+            "action": "caps",
+            "message": caps.hard_cap_message(platform_tcu, guard_hard, resets_at, scope="platform"),
+        }
+    if own_warn is not None and all_tcu >= own_warn:
+        stop = (
+            f"calls stop at your hard cap of {own_hard:,} TCU until {until} or the cap is raised."
+            if own_hard is not None
+            else "you set no hard cap of your own."
+        )
         return {
             "level": "warning",
             "code": "near_cap",
             "action": "caps",
-            "message": f"{used_tcu:,} TCU used this month: past the warn level of {limits.warn_tcu:,}; calls "
-            f"stop at the hard cap of {limits.hard_tcu:,} TCU until "
-            f"{resets_at.astimezone(UTC):%Y-%m-%d} or the cap is raised.",
+            "message": f"{all_tcu:,} TCU used this month: past your warn level of {own_warn:,}; {stop}",
+        }
+    if guard_warn and platform_tcu >= guard_warn:
+        return {
+            "level": "warning",
+            "code": "near_guardrail",
+            "action": "caps",
+            "message": f"{platform_tcu:,} TCU of platform-managed calls this month: past the guardrail's warn "
+            f"level of {guard_warn:,}; platform-managed calls stop at {guard_hard:,} TCU until {until} (your "
+            "own keys and custom endpoints keep working).",
         }
     return None

@@ -10,12 +10,20 @@ from django.db.models import Q, Sum
 
 from billing.models import Plan
 from billing.subscriptions import period_bounds, period_of
-from llm.limits.budget import used_tcu
+from llm.limits.budget import platform_used_tcu, used_tcu
 from llm.models import UsageEvent
 from llm.usage.selectors import platform_tokens_since
 
 # The period helpers live in the `billing.subscriptions` leaf; they stay importable from here.
-__all__ = ["Overage", "overage_of", "period_bounds", "period_of", "platform_tokens", "tcu_used"]
+__all__ = [
+    "Overage",
+    "overage_of",
+    "period_bounds",
+    "period_of",
+    "platform_tcu_used",
+    "platform_tokens",
+    "tcu_used",
+]
 
 log = logging.getLogger(__name__)
 _MTOK = Decimal(1_000_000)
@@ -36,6 +44,20 @@ def tcu_used(*, tenant_id: int, period: str | None = None) -> int:
         except Exception:  # Redis down: the database still knows
             log.warning("TCU counter unavailable for tenant %s; summing events", tenant_id, exc_info=True)
     return int(_events(tenant_id, period).aggregate(t=Sum("tcu"))["t"] or 0)
+
+
+def platform_tcu_used(*, tenant_id: int, period: str | None = None) -> int:
+    """Platform-mode TCU of the period (what the platform's guardrail counts): the live counter when available,
+    else the PostgreSQL sums."""
+    period = period or period_of()
+    if period == period_of():
+        try:
+            return int(platform_used_tcu(tenant_id=tenant_id, period=period))
+        except Exception:  # Redis down: the database still knows
+            log.warning(
+                "platform TCU counter unavailable for tenant %s; summing events", tenant_id, exc_info=True
+            )
+    return int(_events(tenant_id, period).filter(mode="platform").aggregate(t=Sum("tcu"))["t"] or 0)
 
 
 def platform_tokens(*, tenant_id: int, period: str, fast: bool = False) -> int:

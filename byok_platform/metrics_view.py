@@ -21,15 +21,25 @@ class _StateCollector:
     """Gauges read at scrape time: TCU per tenant and cap ratios, open circuits, Celery queue depth."""
 
     def collect(self):
-        used = GaugeMetricFamily("byok_tcu_used", "TCU used this period", labels=["tenant"])
-        ratio = GaugeMetricFamily("byok_tcu_cap_ratio", "TCU used / cap", labels=["tenant", "level"])
-        for slug, tcu, warn, hard in collect_tenant_gauges():
-            used.add_metric([slug], tcu)
-            if warn:
-                ratio.add_metric([slug, "warn"], tcu / warn)
-            if hard:
-                ratio.add_metric([slug, "hard"], tcu / hard)
+        used = GaugeMetricFamily("byok_tcu_used", "TCU used this period, every mode", labels=["tenant"])
+        platform = GaugeMetricFamily(
+            "byok_platform_tcu_used",
+            "TCU of platform-managed calls this period (what the platform's guardrail counts)",
+            labels=["tenant"],
+        )
+        ratio = GaugeMetricFamily(
+            "byok_tcu_cap_ratio",
+            "TCU used / the cap that applies (the tenant's own over every call, else the guardrail over "
+            "platform-managed calls)",
+            labels=["tenant", "level"],
+        )
+        for gauges in collect_tenant_gauges():
+            used.add_metric([gauges.slug], gauges.tcu_used)
+            platform.add_metric([gauges.slug], gauges.platform_tcu_used)
+            for level, value in gauges.ratios.items():
+                ratio.add_metric([gauges.slug, level], value)
         yield used
+        yield platform
         yield ratio
         try:
             client = budget.backend().sync_client()  # Redis, or the embedded default's in-process one

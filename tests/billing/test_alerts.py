@@ -143,6 +143,90 @@ def test_the_same_threshold_alerts_once_per_period(tenant):
 
 
 @pytest.mark.django_db
+def test_a_byok_tenant_without_caps_of_its_own_gets_no_tcu_alert_however_much_it_spends(tenant):
+    after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=10**12, tokens_before=0, tokens_after=0)
+    assert not AlertSent.objects.unscoped().exists()
+
+
+@pytest.mark.django_db
+def test_the_guardrail_alerts_on_platform_tcu_only(tenant, settings):
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 1000, 2000
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    # BYOK spend far past both levels: the guardrail does not count it
+    after_usage(
+        tenant_id=tenant.id,
+        tcu_before=0,
+        tcu_after=50_000,
+        platform_tcu_before=0,
+        platform_tcu_after=900,
+        tokens_before=0,
+        tokens_after=0,
+    )
+    assert not AlertSent.objects.unscoped().exists()
+    after_usage(
+        tenant_id=tenant.id,
+        tcu_before=50_000,
+        tcu_after=52_100,
+        platform_tcu_before=900,
+        platform_tcu_after=2_100,
+        tokens_before=0,
+        tokens_after=0,
+    )
+    sent = {a.threshold: (a.value, a.limit) for a in AlertSent.objects.unscoped().filter(tenant=tenant)}
+    assert sent == {"platform_tcu_warn": (2_100, 1000), "platform_tcu_hard": (2_100, 2000)}
+    titles = sorted(Notification.objects.unscoped().values_list("title", flat=True))
+    assert titles == ["Acme: platform guardrail reached", "Acme: platform guardrail warn level reached"]
+
+
+@pytest.mark.django_db
+def test_own_caps_and_the_guardrail_alert_apart_each_once(tenant, settings):
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 1000, 2000
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=500, hard_tcu=None)
+    for _ in range(2):
+        after_usage(
+            tenant_id=tenant.id,
+            tcu_before=400,
+            tcu_after=1_100,
+            platform_tcu_before=0,
+            platform_tcu_after=1_100,
+            tokens_before=0,
+            tokens_after=0,
+        )
+    assert sorted(AlertSent.objects.unscoped().values_list("threshold", flat=True)) == [
+        "platform_tcu_warn",
+        "tcu_warn",
+    ]
+
+
+@pytest.mark.django_db
+def test_recorded_usage_announces_platform_tcu_to_the_guardrail_alerts(tenant, settings):
+    """Through the metering store: stored events carry platform-mode TCU apart from the rest to the alerts."""
+    from llm.metering.pricing import Usage
+    from llm.metering.queue import record_now
+
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 1000, 2000
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    with _capture(execute=True):
+        record_now(Usage(request_id="req_byok_big", tenant_id=tenant.id, mode="byok", tcu=9_000))
+    assert not AlertSent.objects.unscoped().exists()
+    with _capture(execute=True):
+        record_now(Usage(request_id="req_platform", tenant_id=tenant.id, mode="platform", tcu=1_200))
+    alert = AlertSent.objects.unscoped().get(tenant=tenant)
+    assert (alert.threshold, alert.value, alert.limit) == ("platform_tcu_warn", 1_200, 1000)
+
+
+@pytest.mark.django_db
+def test_the_billing_cycle_check_sends_a_missed_guardrail_alert_from_platform_usage(tenant, settings):
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 1000, 2000
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    make_usage(tenant, tcu=50_000, mode="byok")
+    make_usage(tenant, tcu=1_500, mode="platform")
+    with _capture(execute=True):
+        assert alerts.alerts_check(tenant=tenant, period=period_of()) == ["platform_tcu_warn"]
+
+
+@pytest.mark.django_db
 def test_managed_tiers_alert_at_50_80_and_100_percent_of_included_tokens(tenant):
     assign_plan(tenant=tenant, plan_slug="starter")  # 2M included
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=0, tokens_before=0, tokens_after=1_700_000)

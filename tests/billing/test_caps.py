@@ -1,4 +1,5 @@
-"""Caps: limits precedence (env < plan < tenant), invalidation, the caps API (roles, validation, audit)."""
+"""Caps: the platform's guardrail (env < plan) and the tenant's own caps, invalidation, the caps API (roles,
+validation, audit)."""
 
 from datetime import UTC, datetime
 
@@ -15,11 +16,21 @@ from tenants.roles import Role
 pytestmark = pytest.mark.django_db
 
 
-def test_limits_come_from_the_environment_when_plan_and_tenant_are_silent(tenant, settings):
+def test_the_guardrail_comes_from_the_environment_when_the_plan_is_silent(tenant, settings):
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 1234, 5678
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    limits = limits_for(tenant.id)
+    assert (limits.platform_warn_tcu, limits.platform_hard_tcu) == (1234, 5678)
+    assert (limits.own_warn_tcu, limits.own_hard_tcu) == (None, None)
+    assert (limits.warn_tcu, limits.hard_tcu) == (1234, 5678)  # what applies: the guardrail
+
+
+def test_a_free_byok_tenant_has_no_guardrail_and_no_cap_unless_it_sets_one(tenant, settings):
     settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 1234, 5678
     assign_plan(tenant=tenant, plan_slug="free")
     limits = limits_for(tenant.id)
-    assert (limits.warn_tcu, limits.hard_tcu) == (1234, 5678)
+    assert (limits.platform_warn_tcu, limits.platform_hard_tcu) == (0, 0)
+    assert (limits.warn_tcu, limits.hard_tcu) == (None, None)
     assert limits.plan == "free"
     assert limits.rpm_tenant == 60
     assert limits.max_concurrency == 20
@@ -76,23 +87,36 @@ def test_agent_budget_is_read_for_the_gateway(tenant, agent, manage_client):
     assert agent_budget_tcu(tenant.id, agent.id) == 900
 
 
-def test_hard_cap_message_states_usage_cap_unit_and_reset():
+def test_hard_cap_message_states_which_cap_usage_unit_and_reset():
     msg = hard_cap_message(300_512, 300_000, datetime(2026, 12, 1, tzinfo=UTC))
     assert msg == (
-        "Monthly TCU hard cap reached: 300,512 of 300,000 TCU used. New calls are refused until the "
-        "period resets on 2026-12-01 00:00 UTC or the cap is raised (Billing → Caps)."
+        "Your workspace's monthly TCU hard cap reached: 300,512 of 300,000 TCU used (all calls, every mode). "
+        "New calls are refused until the period resets on 2026-12-01 00:00 UTC or the cap is raised "
+        "(Billing → Caps)."
     )
+
+
+def test_guardrail_message_says_it_is_the_platforms_and_that_own_keys_keep_working():
+    msg = hard_cap_message(750_002, 750_000, datetime(2026, 12, 1, tzinfo=UTC), scope="platform")
+    assert msg.startswith("Monthly guardrail on platform-managed models reached: 750,002 of 750,000 TCU")
+    assert "2026-12-01 00:00 UTC" in msg
+    assert "your own provider keys (BYOK) and custom endpoints keep working" in msg
 
 
 # --- the API ---------------------------------------------------------------------------------------
 
 
-def test_caps_api_reads_the_effective_caps(manage_client, tenant, settings):
+def test_caps_api_reads_the_caps_that_apply_and_each_source(manage_client, tenant, settings):
     settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200_000, 300_000
-    body = manage_client.get("/api/billing/caps").json()
-    assert body["warn_tcu"] == 200_000
-    assert body["hard_tcu"] == 300_000
+    body = manage_client.get("/api/billing/caps").json()  # free, BYOK only: nothing applies
+    assert (body["warn_tcu"], body["hard_tcu"]) == (None, None)
+    assert (body["platform_warn_tcu"], body["platform_hard_tcu"]) == (0, 0)
     assert body["warn_overridden"] is False
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    body = manage_client.get("/api/billing/caps").json()
+    assert (body["warn_tcu"], body["hard_tcu"]) == (200_000, 300_000)
+    assert (body["platform_warn_tcu"], body["platform_hard_tcu"]) == (200_000, 300_000)
+    assert (body["own_warn_tcu"], body["own_hard_tcu"]) == (None, None)
 
 
 def test_caps_api_update_is_effective_and_audited(manage_client, tenant):

@@ -61,6 +61,20 @@ def test_alert_rules_use_the_agreed_metric_names():
 def test_collect_tenant_gauges_reports_usage_and_caps(tenant, other_tenant):
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=100, hard_tcu=1000)
     make_usage(tenant, tcu=250, tokens=10)
-    gauges = {slug: rest for slug, *rest in collect_tenant_gauges()}
-    assert gauges["acme"] == [250, 100, 1000]
-    assert gauges["globex"][0] == 0
+    gauges = {g.slug: g for g in collect_tenant_gauges()}
+    assert (gauges["acme"].tcu_used, gauges["acme"].ratios) == (250, {"warn": 2.5, "hard": 0.25})
+    assert gauges["globex"].tcu_used == 0
+    assert gauges["globex"].ratios == {}  # BYOK only, no cap of its own: nothing to approach
+
+
+@pytest.mark.django_db
+def test_the_guardrail_ratio_counts_platform_tcu_only(tenant, settings):
+    from billing.plans import assign_plan
+
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200, 400
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    make_usage(tenant, tcu=100, mode="platform")
+    make_usage(tenant, tcu=5000, mode="byok")
+    (gauges,) = collect_tenant_gauges()
+    assert (gauges.tcu_used, gauges.platform_tcu_used) == (5100, 100)
+    assert gauges.ratios == {"warn": 0.5, "hard": 0.25}

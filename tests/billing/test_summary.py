@@ -88,3 +88,41 @@ def test_banner_warns_near_the_cap_and_errors_at_the_hard_cap(tenant):
     hard = billing_banner(tenant, used_tcu=250)
     assert hard["code"] == "hard_cap"
     assert "250 of 200 TCU" in hard["message"]
+    assert "Your workspace's" in hard["message"]
+
+
+def test_banner_of_the_guardrail_counts_platform_tcu_and_says_own_keys_keep_working(tenant, settings):
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 100, 200
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    assert billing_banner(tenant, used_tcu=10**9, platform_tcu=50) is None  # BYOK spend never counts
+    assert billing_banner(tenant, used_tcu=0, platform_tcu=150)["code"] == "near_guardrail"
+    hard = billing_banner(tenant, used_tcu=0, platform_tcu=200)
+    assert hard["code"] == "guardrail"
+    assert "200 of 200 TCU of platform-managed calls" in hard["message"]
+    assert "keep working" in hard["message"]
+
+
+def test_a_byok_tenant_without_caps_of_its_own_sees_no_cap_banner(tenant):
+    assert billing_banner(tenant, used_tcu=10**12) is None
+
+
+def test_summary_names_the_guardrail_and_the_own_caps_apart(manage_client, tenant, settings):
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200_000, 300_000
+    make_usage(tenant, tcu=5_000_000, mode="byok")
+    make_usage(tenant, tcu=1_000, mode="platform")
+    body = manage_client.get("/api/billing/summary").json()  # free: no platform spend included
+    assert (body["warn_tcu"], body["hard_tcu"]) == (None, None)
+    assert (body["own_warn_tcu"], body["own_hard_tcu"]) == (None, None)
+    assert (body["platform_warn_tcu"], body["platform_hard_tcu"]) == (0, 0)
+
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    body = manage_client.get("/api/billing/summary").json()
+    assert (body["tcu_used"], body["platform_tcu_used"]) == (5_001_000, 1_000)
+    assert (body["warn_tcu"], body["hard_tcu"]) == (200_000, 300_000)  # the guardrail applies
+    assert (body["platform_warn_tcu"], body["platform_hard_tcu"]) == (200_000, 300_000)
+
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=None, hard_tcu=9_000_000)
+    body = manage_client.get("/api/billing/summary").json()
+    assert (body["warn_tcu"], body["hard_tcu"]) == (200_000, 9_000_000)  # own hard cap, guardrail's warn
+    assert (body["own_warn_tcu"], body["own_hard_tcu"]) == (None, 9_000_000)
+    assert body["platform_hard_tcu"] == 300_000

@@ -23,7 +23,8 @@ Ollama), any other key gets the provider's 401; the model name picks a case: `fa
 `fail-400`, `missing-model` (404), `slow` (3 s before the first byte), `cut` (stream dropped after two chunks),
 `tool` (a tool call to the request's first tool), `drip` (a stream of 50 chunks, 50 ms apart), `stall` (a stream
 that stops for 3 s after two pieces); anything else is
-answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens. Any path under `/status/<code>/`
+answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens (an OpenAI chat answer reports
+`fake.usage` instead when a test sets it). Any path under `/status/<code>/`
 answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`).
 """
 
@@ -55,6 +56,8 @@ class FakeUpstream:
         self.host = host
         self.port = port
         self.requests: list[tuple[str, dict[str, str], Any]] = []
+        # (prompt, completion) tokens the OpenAI chat answer reports instead of 12 / 5: large usage for cap tests.
+        self.usage: tuple[int, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -66,6 +69,7 @@ class FakeUpstream:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.usage = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     @web.middleware
@@ -282,6 +286,7 @@ class FakeUpstream:
                 }
             ]
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
+        prompt_tokens, completion_tokens = self.usage or (PROMPT_TOKENS, COMPLETION_TOKENS)
         if not body.get("stream"):
             message: dict = {"role": "assistant", "content": None if tool_calls else text}
             if tool_calls:
@@ -300,9 +305,9 @@ class FakeUpstream:
                         }
                     ],
                     "usage": {
-                        "prompt_tokens": PROMPT_TOKENS,
-                        "completion_tokens": COMPLETION_TOKENS,
-                        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
                     },
                 }
             )
