@@ -24,7 +24,9 @@ def platform(tenant, settings):
     return tenant
 
 
-def test_an_own_cap_above_the_guardrail_is_accepted_and_leaves_the_guardrail_as_it_is(platform, manage_client):
+def test_an_own_cap_above_the_guardrail_is_accepted_and_leaves_the_guardrail_as_it_is(
+    platform, manage_client
+):
     response = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 10**15}, format="json")
     assert response.status_code == 200, response.content
     limits = limits_for(platform.id)
