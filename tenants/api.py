@@ -178,12 +178,37 @@ class ApiKeyListView(TenantAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class ApiKeyUpdateSerializer(serializers.Serializer):
+    spend_limit_tcu = serializers.IntegerField(
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_TCU,
+        help_text="The key's monthly TCU limit over every call made with it; null = none",
+    )
+
+
 class ApiKeyDetailView(TenantAPIView):
-    required_perms = {"GET": Perm.MANAGE_KEYS, "DELETE": Perm.MANAGE_KEYS}
+    required_perms = {"GET": Perm.MANAGE_KEYS, "PATCH": Perm.MANAGE_KEYS, "DELETE": Perm.MANAGE_KEYS}
 
     @extend_schema(responses=ApiKeySerializer)
     def get(self, request: Request, key_id: int) -> Response:
         return Response(ApiKeySerializer(services.access_apikey(tenant=self.tenant, key_id=key_id)).data)
+
+    @extend_schema(request=ApiKeyUpdateSerializer, responses=ApiKeySerializer)
+    def patch(self, request: Request, key_id: int) -> Response:
+        key = services.access_apikey(tenant=self.tenant, key_id=key_id)
+        data = request.data if isinstance(request.data, dict) else {}
+        unknown = set(data) - {"spend_limit_tcu"}
+        if unknown:
+            return Response({name: ["Unknown field."] for name in sorted(unknown)}, status=400)
+        if "spend_limit_tcu" not in data:
+            return Response({"spend_limit_tcu": ["This field is required (null = no limit)."]}, status=400)
+        ser = ApiKeyUpdateSerializer(data=data)
+        ser.is_valid(raise_exception=True)
+        key = key_service.apikey_set_spend_limit(
+            key=key, actor=self.actor, spend_limit_tcu=ser.validated_data["spend_limit_tcu"]
+        )
+        return Response(ApiKeySerializer(key).data)
 
     @extend_schema(responses=ApiKeySerializer)
     def delete(self, request: Request, key_id: int) -> Response:

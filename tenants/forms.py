@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from .models import Agent
 from .roles import Role, invite_refusal
+from .validators import MAX_TCU
 
 
 def apply_errors(form: forms.Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
@@ -83,6 +84,12 @@ class AgentEditForm(forms.Form):
     is_active = forms.BooleanField(label="Active", required=False)
 
 
+KEY_LIMIT_HELP = (
+    "Optional; calls with this key are refused (402) once its TCU this month reaches it, in every mode (your "
+    "own keys too). 100,000 TCU = $1 of list cost."
+)
+
+
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100)
     scopes = forms.MultipleChoiceField(
@@ -105,10 +112,25 @@ class ApiKeyForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Optional; the key stops working at the start of that day (UTC).",
     )
+    spend_limit_tcu = forms.IntegerField(
+        label="Monthly limit (TCU)",
+        min_value=0,
+        max_value=MAX_TCU,
+        required=False,
+        help_text=KEY_LIMIT_HELP,
+    )
 
     def __init__(self, *args, tenant=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["agent"].queryset = Agent.objects.for_tenant(tenant)  # type: ignore[attr-defined]
+
+
+class KeyLimitForm(forms.Form):
+    """A key's monthly TCU limit, changed on the keys page (one small form per key)."""
+
+    spend_limit_tcu = forms.IntegerField(
+        label="Monthly limit (TCU)", min_value=0, max_value=MAX_TCU, required=False, help_text=KEY_LIMIT_HELP
+    )
 
 
 class AuditFilterForm(forms.Form):

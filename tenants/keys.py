@@ -126,6 +126,33 @@ def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
     return key
 
 
+def apikey_set_spend_limit(*, key: ApiKey, actor: Actor, spend_limit_tcu: object) -> ApiKey:
+    """Set (or clear with None) a key's monthly TCU limit over every call made with it; audited; effective at
+    once (the gateway forgets its cached copy of the key)."""
+    value: int | None = None
+    if spend_limit_tcu is not None:
+        try:
+            value = parse_tcu(spend_limit_tcu)
+        except ValueError as exc:
+            raise ValidationError({"spend_limit_tcu": [str(exc)]}) from None
+    if key.revoked_at is not None:
+        raise ValidationError({"spend_limit_tcu": ["This key is revoked."]})
+    with transaction.atomic():
+        before = key.spend_limit_tcu
+        key.spend_limit_tcu = value
+        key.save(update_fields=["spend_limit_tcu"])
+        audit_record(
+            tenant=key.tenant,
+            actor=actor,
+            action="apikey.spend_limit",
+            obj=key,
+            changes={"spend_limit_tcu": [before, value]},
+        )
+    invalidate_key_cache(key)
+    transaction.on_commit(lambda: invalidate_key_cache(key))
+    return key
+
+
 def invalidate_key_cache(key: ApiKey) -> None:
     cache.delete(_cache_key(key.key_hash))
     key_changed.send(sender=ApiKey, key_hash=key.key_hash)

@@ -29,6 +29,7 @@ from .forms import (
     ApiKeyForm,
     AuditFilterForm,
     InviteForm,
+    KeyLimitForm,
     LoginForm,
     RoleForm,
     SignupForm,
@@ -293,6 +294,8 @@ def agents(request: TenantRequest) -> HttpResponse:
 
 @tenant_required(Perm.MANAGE_KEYS)
 def keys(request: TenantRequest) -> HttpResponse:
+    if request.method == "POST" and request.POST.get("action") == "limit":
+        return _key_limit(request)
     form = ApiKeyForm(request.POST or None, tenant=request.tenant)
     created = None
     if request.method == "POST" and form.is_valid():
@@ -307,6 +310,7 @@ def keys(request: TenantRequest) -> HttpResponse:
                 expires_at=datetime.combine(expires, time.min, tzinfo=timezone.get_fixed_timezone(0))
                 if expires
                 else None,
+                spend_limit_tcu=form.cleaned_data.get("spend_limit_tcu"),
             )
         except ValidationError as exc:
             apply_errors(form, exc)
@@ -314,6 +318,17 @@ def keys(request: TenantRequest) -> HttpResponse:
             # Rendered straight from this response and never stored: the only time the key is shown.
             created = {"key": key, "raw": raw}
             form = ApiKeyForm(tenant=request.tenant)
+    return _keys_page(request, form=form, created=created)
+
+
+def _keys_page(
+    request: TenantRequest,
+    *,
+    form: ApiKeyForm,
+    created: dict | None = None,
+    limit_form: KeyLimitForm | None = None,
+    limit_key_id: int | None = None,
+) -> HttpResponse:
     response = render(
         request,
         "tenants/keys.html",
@@ -321,11 +336,38 @@ def keys(request: TenantRequest) -> HttpResponse:
             "form": form,
             "created": created,
             "keys": ApiKey.objects.for_tenant(request.tenant).select_related("agent"),
+            # The one key whose limit was refused: its field shows what was sent and why.
+            "limit_key_id": limit_key_id,
+            "limit_value": limit_form.data.get("spend_limit_tcu", "") if limit_form is not None else "",
+            "limit_errors": [e for errors in limit_form.errors.values() for e in errors]
+            if limit_form
+            else [],
         },
-        status=400 if form.errors else 200,
+        status=400 if form.errors or (limit_form is not None and limit_form.errors) else 200,
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _key_limit(request: TenantRequest) -> HttpResponse:
+    """Change one key's monthly TCU limit; a bad value is shown next to that key's field."""
+    key = services.access_apikey(tenant=request.tenant, key_id=request.POST.get("key", ""))
+    limit_form = KeyLimitForm(request.POST)
+    if limit_form.is_valid():
+        try:
+            key_service.apikey_set_spend_limit(
+                key=key,
+                actor=Actor.from_request(request),
+                spend_limit_tcu=limit_form.cleaned_data["spend_limit_tcu"],
+            )
+        except ValidationError as exc:
+            apply_errors(limit_form, exc)
+        else:
+            messages.success(request, f"Monthly limit of “{key.name}” saved; it applies to the next call.")
+            return redirect("keys")
+    return _keys_page(
+        request, form=ApiKeyForm(tenant=request.tenant), limit_form=limit_form, limit_key_id=key.id
+    )
 
 
 @require_POST

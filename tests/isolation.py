@@ -59,7 +59,7 @@ def _make_audit(tenant: Tenant) -> tuple[str, str]:
 
 
 register(Endpoint("agents", "/api/agents", _make_agent, update_body={"name": "hijacked"}))
-register(Endpoint("keys", "/api/keys", _make_key, update_body=None))
+register(Endpoint("keys", "/api/keys", _make_key, update_body={"spend_limit_tcu": 1}))
 register(Endpoint("audit", "/api/audit", _make_audit, update_body=None, can_delete=False))
 
 
