@@ -68,19 +68,9 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
     if is_budget:
         if not can_budget:
             return render(request, "403.html", {"needed": Perm.MANAGE_CAPS}, status=403)
-        if budget_form.is_valid():
-            try:
-                agent_budget_set(
-                    tenant=request.tenant,
-                    actor=Actor.from_request(request),
-                    agent=agent,
-                    monthly_tcu=budget_form.cleaned_data["monthly_tcu"],
-                )
-            except ValidationError as exc:
-                apply_errors(budget_form, exc)
-            else:
-                messages.success(request, "Budget saved; it applies to the next call.")
-                return redirect("agent_detail", slug=agent.slug)
+        if _budget_saved(request, agent, budget_form):
+            messages.success(request, "Budget saved; it applies to the next call.")
+            return redirect("agent_detail", slug=agent.slug)
     elif request.method == "POST":
         if not can_manage:
             return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
@@ -115,3 +105,20 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
         },
         status=400 if form.errors or budget_form.errors else 200,
     )
+
+
+def _budget_saved(request: TenantRequest, agent: Agent, form: AgentBudgetForm) -> bool:
+    """Save the agent's budget from the posted form; False with the errors on the form."""
+    if not form.is_valid():
+        return False
+    try:
+        agent_budget_set(
+            tenant=request.tenant,
+            actor=Actor.from_request(request),
+            agent=agent,
+            monthly_tcu=form.cleaned_data["monthly_tcu"],
+        )
+    except ValidationError as exc:
+        apply_errors(form, exc)
+        return False
+    return True

@@ -59,7 +59,9 @@ def test_a_bad_agent_budget_is_a_field_error_and_changes_nothing(tenant, agent, 
 
 def test_billing_members_set_budgets_and_members_only_read_them(tenant, agent):
     billing = _as(tenant, Role.BILLING)
-    assert billing.post(f"/agents/{agent.slug}/", {"action": "budget", "monthly_tcu": "10"}).status_code == 302
+    assert (
+        billing.post(f"/agents/{agent.slug}/", {"action": "budget", "monthly_tcu": "10"}).status_code == 302
+    )
     assert agent_budget_tcu(tenant.id, agent.id) == 10
     member = _as(tenant, Role.MEMBER)
     page = member.get(f"/agents/{agent.slug}/").content.decode()
