@@ -105,6 +105,79 @@ class Plan(models.Model):
             raise ValidationError(errors)
 
 
+class ManagedTier(models.Model):
+    """A managed LLM tier sold per agent (Starter / Pro / Ultra); admins map it to backend models."""
+
+    slug = models.SlugField(max_length=32, unique=True, help_text="starter, pro or ultra.")
+    name = models.CharField(max_length=100, help_text="What customers see, e.g. “Pro”.")
+    internal_name = models.CharField(max_length=100, blank=True, help_text="Economy, Standard or Premium.")
+    description = models.CharField(
+        max_length=300, blank=True, help_text="The plain sentence customers read; no model names."
+    )
+    popular = models.BooleanField(default=False, help_text="Shown with a POPULAR badge.")
+    price_usd = models.DecimalField(
+        "monthly price per agent (USD)", max_digits=10, decimal_places=2, default=Decimal(0)
+    )
+    included_tokens = models.BigIntegerField("included tokens per agent per month", default=0)
+    overage_usd_per_mtok = models.DecimalField(
+        "overage price per 1M tokens (USD)", max_digits=10, decimal_places=4, default=Decimal(0)
+    )
+    sort_order = models.PositiveSmallIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    stripe_plan_id = models.CharField(
+        max_length=100,
+        blank=True,
+        editable=False,
+        help_text="Stripe Plan this tier's price was last synced to.",
+    )
+    # Declared last: from here on `models` in this class body names the field, not django.db.models.
+    models = models.JSONField(
+        "backend models",
+        default=list,
+        help_text='Catalog ids; the first is what `default` calls, e.g. ["openai:gpt-4o-mini", '
+        '"anthropic:claude-haiku-4.5"].',
+    )
+
+    class Meta:
+        ordering = ["sort_order", "slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+
+class ManagedAgent(TenantOwned):
+    """An agent on a managed tier; agent NULL is the workspace's default agent (calls made without an agent).
+
+    Turning managed LLM off ends the row (`ended_at`) rather than deleting it: the period's overage still counts
+    an agent that was managed during it. Live rows are those with `ended_at` NULL (one per agent)."""
+
+    agent = models.ForeignKey(
+        "tenants.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="managed"
+    )
+    tier = models.ForeignKey(ManagedTier, on_delete=models.PROTECT, related_name="agents")
+    enabled_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Empty while the agent is managed.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "agent"],
+                condition=models.Q(ended_at__isnull=True),
+                name="uniq_managed_agent",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=models.Q(agent__isnull=True, ended_at__isnull=True),
+                name="uniq_managed_default_agent",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "ended_at"])]
+        ordering = ["tenant_id", "agent_id", "enabled_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.agent_id or 'default'} on {self.tier_id}"
+
+
 class Subscription(TenantOwned):
     """A tenant's plan, mirrored to Stripe (customer, subscription), and its cap overrides."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
-from billing.models import Plan, Subscription
+from billing.models import ManagedAgent, ManagedTier, Plan, Subscription
 from tenants.models import Agent, Tenant
 
 FREE = "free"
@@ -61,6 +63,62 @@ def get_plan(slug: str | None, *, public_only: bool = False) -> Plan:
         choices = ", ".join(plan_choices(public_only=public_only))
         raise UnknownPlanError({"plan": [f"Unknown plan “{slug[:40]}”. Choose one of: {choices}."]})
     return plan
+
+
+# --- managed tiers ------------------------------------------------------------------------------------
+
+
+def get_tier(slug: str | None) -> ManagedTier | None:
+    """An active managed tier by slug, or None."""
+    if not slug or not isinstance(slug, str):
+        return None
+    return ManagedTier.objects.filter(slug=slug.strip().lower(), is_active=True).first()
+
+
+def tier_choices() -> list[str]:
+    return list(ManagedTier.objects.filter(is_active=True).values_list("slug", flat=True))
+
+
+def _by_agent(rows: list[ManagedAgent]) -> list[ManagedAgent]:
+    rows.sort(key=lambda r: (r.agent_id is not None, r.agent.slug if r.agent else ""))
+    return rows
+
+
+def live_managed(tenant: Tenant | int) -> Any:
+    """The tenant's live ManagedAgent rows (not ended), as a queryset."""
+    return ManagedAgent.objects.for_tenant(tenant).filter(ended_at__isnull=True)
+
+
+def managed_rows(tenant: Tenant | int) -> list[ManagedAgent]:
+    """The tenant's managed agents with their tier and agent: the default agent (agent NULL) first, then by slug."""
+    return _by_agent(list(live_managed(tenant).select_related("tier", "agent")))
+
+
+def managed_rows_of_period(tenant: Tenant | int, period: str) -> list[ManagedAgent]:
+    """Every agent managed at some time during the period, once: its live row, else the one that ended last."""
+    start, end = period_bounds(period)
+    rows = (
+        ManagedAgent.objects.for_tenant(tenant)
+        .filter(enabled_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=start))
+        .select_related("tier", "agent")
+    )
+    chosen: dict[int | None, ManagedAgent] = {}
+    for row in rows:
+        kept = chosen.get(row.agent_id)
+        if kept is None or (
+            kept.ended_at is not None and (row.ended_at is None or row.ended_at > kept.ended_at)
+        ):
+            chosen[row.agent_id] = row
+    return _by_agent(list(chosen.values()))
+
+
+def managed_tier_counts(tenant: Tenant | int) -> dict[str, int]:
+    """Managed agents per tier slug (only tiers with at least one)."""
+    counts: dict[str, int] = {}
+    for slug in live_managed(tenant).values_list("tier__slug", flat=True):
+        counts[slug] = counts.get(slug, 0) + 1
+    return counts
 
 
 # --- the tenant's subscription ------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def seed_reference_data() -> None:
-    """Plans, billing schedules and the model catalog, as the data migrations create them."""
+    """Plans, managed tiers, billing schedules and the model catalog, as the data migrations create them."""
     import importlib
 
     from django.apps import apps
@@ -54,6 +54,7 @@ def seed_reference_data() -> None:
     from llm.config.catalog import seed_catalog
 
     importlib.import_module("billing.migrations.0002_seed_plans").seed(apps, None)
+    importlib.import_module("billing.migrations.0004_managed_tiers_seed").forward(apps, None)
     seed_catalog()
 
 
