@@ -14,10 +14,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Sum
 
-from billing.models import AgentBudget, Plan, Subscription
-from billing.subscriptions import ensure_subscription, free_plan, period_of
+from billing.models import AgentBudget, ManagedTier, Plan, Subscription
+from billing.subscriptions import ensure_subscription, free_plan, live_managed, period_of
 from llm.calls import hot_cache
+from llm.policy import ManagedAccess
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
 from tenants.validators import parse_tcu
@@ -126,28 +128,27 @@ def _load(tenant_id: int) -> dict[str, Any]:
         "markup": str(plan.markup if plan else Decimal(0)),
         "plan_platform": bool(plan and plan.platform_allowed),
         "past_due_since": past_due_since.timestamp() if past_due_since else None,
-        "included_tokens": int(plan.included_tokens if plan else 0),
+        # The allowance alerts (50/80/100 %) watch the plan's and every managed agent's included tokens together.
+        "included_tokens": int(plan.included_tokens if plan else 0) + _managed_included_tokens(tenant_id),
     }
+
+
+def _managed_included_tokens(tenant_id: int) -> int:
+    total = live_managed(tenant_id).aggregate(t=Sum("tier__included_tokens"))["t"]
+    return int(total or 0)
 
 
 def _build(data: dict[str, Any], now: datetime | None = None) -> Limits:
     allowed, reason = bool(data["plan_platform"]), ""
     if not allowed:
         reason = (
-            f"Your plan ({data['plan_name']}) does not include platform-managed models. Use your own "
-            "provider key (BYOK) or a custom endpoint, or choose Economy, Standard or Premium under "
-            "Billing → Plan."
+            f"Your workspace plan ({data['plan_name']}) does not include platform-managed models. Turn on "
+            "“Use managed LLM” on the agent's page (Starter, Pro or Ultra), or use your own provider key "
+            "(BYOK) or a custom endpoint."
         )
     elif data["past_due_since"] is not None:
-        since = datetime.fromtimestamp(data["past_due_since"], UTC)
-        grace_end = since.timestamp() + settings.BILLING_GRACE_DAYS * 86400
-        if (now or datetime.now(UTC)).timestamp() >= grace_end:
-            allowed = False
-            reason = (
-                f"Platform-managed models are paused: a payment has been overdue since {since:%Y-%m-%d}. "
-                "Your own keys (BYOK) and custom endpoints keep working. Update the payment method under "
-                "Billing → Payment to resume."
-            )
+        reason = past_due_reason(data["past_due_since"], now)
+        allowed = not reason
     own_warn, own_hard = data["own_warn_tcu"], data["own_hard_tcu"]
     return Limits(
         plan=data["plan"],
@@ -164,6 +165,21 @@ def _build(data: dict[str, Any], now: datetime | None = None) -> Limits:
         platform_allowed=allowed,
         platform_block_reason=reason,
         included_tokens=data["included_tokens"],
+    )
+
+
+def past_due_reason(past_due_since: float | None, now: datetime | None = None) -> str:
+    """Why platform-managed models are paused ("" when they are not): a payment overdue past the grace period."""
+    if past_due_since is None:
+        return ""
+    since = datetime.fromtimestamp(past_due_since, UTC)
+    grace_end = since.timestamp() + settings.BILLING_GRACE_DAYS * 86400
+    if (now or datetime.now(UTC)).timestamp() < grace_end:
+        return ""
+    return (
+        f"Platform-managed models are paused: a payment has been overdue since {since:%Y-%m-%d}. "
+        "Your own keys (BYOK) and custom endpoints keep working. Update the payment method under "
+        "Billing → Payment to resume."
     )
 
 
@@ -194,9 +210,9 @@ def agent_budget_tcu(tenant_id: int, agent_id: int) -> int | None:
 
 
 def invalidate(tenant_id: int) -> None:
-    """Forget a tenant's cached limits here and in the gateway (its per-process copy)."""
+    """Forget a tenant's cached limits (and managed access) here and in the gateway (its per-process copy)."""
     generation = _generation()
-    cache.delete(_limits_key(tenant_id, generation))
+    cache.delete_many([_limits_key(tenant_id, generation), _managed_key(tenant_id, generation)])
     hot_cache.forget_limits(tenant_id)
 
 
@@ -210,6 +226,67 @@ def invalidate_all(tenant_ids: list[int] | None = None) -> None:
         tenant_ids = list(Subscription.objects.unscoped().values_list("tenant_id", flat=True))
     for tenant_id in tenant_ids:
         hot_cache.forget_limits(tenant_id)
+
+
+# --- managed access (llm's Policy.managed_access and tiers_allowing), cached like the limits -------------
+
+
+def _managed_key(tenant_id: int, generation: int) -> str:
+    return f"billing:managed:v{LIMITS_SCHEMA}:g{generation}:{tenant_id}"
+
+
+def _tiers_key(generation: int) -> str:
+    return f"billing:tiers:v{LIMITS_SCHEMA}:g{generation}"
+
+
+def _tiers() -> dict[str, dict[str, Any]]:
+    """Every tier by slug (inactive ones too: agents already on a tier keep it), as plain data."""
+    key = _tiers_key(_generation())
+    data = cache.get(key)
+    if data is None:
+        data = {
+            t.slug: {"name": t.name, "models": list(t.models), "active": t.is_active, "order": t.sort_order}
+            for t in ManagedTier.objects.all()
+        }
+        cache.set(key, data, LIMITS_TTL)
+    return data
+
+
+def _managed(tenant_id: int) -> dict[str, Any]:
+    """The tenant's managed agents ("" = the default agent → tier slug) and its overdue payment, if any."""
+    key = _managed_key(tenant_id, _generation())
+    data = cache.get(key)
+    if data is None:
+        rows = live_managed(tenant_id).values_list("agent_id", "tier__slug")
+        sub = Subscription.objects.for_tenant(tenant_id).first()
+        past_due = sub.past_due_since if sub and sub.status == Subscription.Status.PAST_DUE else None
+        data = {
+            "agents": {str(agent_id or ""): slug for agent_id, slug in rows},
+            "past_due_since": past_due.timestamp() if past_due else None,
+        }
+        cache.set(key, data, LIMITS_TTL)
+    return data
+
+
+def managed_access(tenant_id: int, agent_id: int | None) -> ManagedAccess | None:
+    """The agent's managed tier (None: the workspace's default agent), or None when the agent is not managed."""
+    data = _managed(tenant_id)
+    slug = data["agents"].get(str(agent_id or ""))
+    tier = _tiers().get(slug) if slug else None
+    if tier is None:
+        return None
+    return ManagedAccess(
+        tier=slug,
+        name=tier["name"],
+        models=tuple(tier["models"]),
+        blocked_reason=past_due_reason(data["past_due_since"]),
+    )
+
+
+def tiers_allowing(model_id: str) -> tuple[str, ...]:
+    """Customer names of the offered tiers whose models include `model_id`, in tier order (cheapest first)."""
+    tiers = sorted(_tiers().values(), key=lambda t: t["order"])
+    return tuple(t["name"] for t in tiers if t["active"] and model_id in t["models"])
 
 
 # --- thresholds -----------------------------------------------------------------------------------
@@ -232,7 +309,7 @@ def thresholds(limits: Limits) -> list[Threshold]:
         out.append(Threshold("platform_tcu_warn", "platform_tcu", limits.platform_warn_tcu))
     if limits.platform_hard_tcu > 0:
         out.append(Threshold("platform_tcu_hard", "platform_tcu", limits.platform_hard_tcu))
-    if limits.tier and limits.included_tokens > 0:
+    if limits.included_tokens > 0:
         for pct in TOKEN_THRESHOLDS:
             out.append(Threshold(f"tokens_{pct}", "tokens", limits.included_tokens * pct // 100))
     return out

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from billing import caps, plans, summary
+from llm.policy import ManagedAccess
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -24,6 +25,12 @@ class BillingPolicy:
 
     def platform_allowed(self, tenant: Tenant) -> bool:
         return plans.plan_allows_platform(tenant)
+
+    def managed_access(self, tenant_id: int, agent_id: int | None) -> ManagedAccess | None:
+        return caps.managed_access(tenant_id, agent_id)
+
+    def tiers_allowing(self, model_id: str) -> tuple[str, ...]:
+        return caps.tiers_allowing(model_id)
 
     def usage_page_context(self, tenant: Tenant) -> dict[str, object]:
         """`caps`: one bar per cap that applies, each saying what it counts; `banner`: billing's banner."""

@@ -1,10 +1,11 @@
-"""What the router needs from the business side (limits, budgets, plans, the usage page's cap banner), declared
-as a protocol and registered at start-up by the app that owns it (billing, in its AppConfig.ready); recorded
-usage is announced with a signal. llm never imports billing, and a missing registration is an error, never a
-silent default (no limits would mean no caps)."""
+"""What the router needs from the business side (limits, budgets, plans, managed tiers, the usage page's cap
+banner), declared as a protocol and registered at start-up by the app that owns it (billing, in its
+AppConfig.ready); recorded usage is announced with a signal. llm never imports billing, and a missing registration
+is an error, never a silent default (no limits would mean no caps)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -51,6 +52,17 @@ class Limits(Protocol):
         """User-facing text when platform mode is not allowed."""
 
 
+@dataclass(frozen=True, slots=True)
+class ManagedAccess:
+    """A managed agent's tier, as resolution needs it: which platform models it may reach."""
+
+    tier: str  # "starter"
+    name: str  # "Starter": what customers see
+    models: tuple[str, ...]  # catalog ids; models[0] is what `default` means
+    # Not empty while the tier is paused (a payment overdue past the grace period): the user-facing reason.
+    blocked_reason: str = ""
+
+
 class Policy(Protocol):
     def limits_for(self, tenant_id: int) -> Limits:
         """The tenant's limits: plan, tier, warn/hard TCU, rate limits, concurrency, markup, platform access."""
@@ -66,6 +78,12 @@ class Policy(Protocol):
 
     def usage_page_context(self, tenant: Tenant) -> dict[str, object]:
         """`caps` and `banner` for the usage page."""
+
+    def managed_access(self, tenant_id: int, agent_id: int | None) -> ManagedAccess | None:
+        """The agent's managed tier (agent None: the workspace's default agent), or None when not managed."""
+
+    def tiers_allowing(self, model_id: str) -> tuple[str, ...]:
+        """Customer names ("Pro", "Ultra") of the offered managed tiers that list the model, cheapest first."""
 
 
 _policy: Policy | None = None
