@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from billing import caps
+from billing.managed import managed_get, managed_set, tier_models_validate
 from billing.models import (
     AgentBudget,
     AlertSent,
     LedgerEntry,
+    ManagedAgent,
+    ManagedTier,
     Notification,
     Plan,
     ReconciliationIssue,
@@ -20,6 +25,8 @@ from billing.models import (
     Subscription,
 )
 from tenants.admin_base import TenantOwnedAdmin
+from tenants.audit import Actor
+from tenants.models import Agent
 
 
 @admin.register(Plan)
@@ -72,6 +79,144 @@ class PlanAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         caps.invalidate_all(list(obj.subscriptions.values_list("tenant_id", flat=True)))
+
+
+class ManagedTierForm(forms.ModelForm):
+    class Meta:
+        model = ManagedTier
+        fields = [
+            "slug",
+            "name",
+            "internal_name",
+            "description",
+            "popular",
+            "sort_order",
+            "is_active",
+            "price_usd",
+            "included_tokens",
+            "overage_usd_per_mtok",
+            "models",
+        ]
+
+    def clean_models(self):
+        return tier_models_validate(self.cleaned_data.get("models"))
+
+
+@admin.register(ManagedTier)
+class ManagedTierAdmin(admin.ModelAdmin):
+    """Platform admins edit the tiers: what customers see, the price, the allowance and the backend models."""
+
+    form = ManagedTierForm
+    list_display = [
+        "slug",
+        "name",
+        "internal_name",
+        "price_usd",
+        "included_tokens",
+        "overage_usd_per_mtok",
+        "models",
+        "popular",
+        "is_active",
+    ]
+    readonly_fields = ["stripe_plan_id"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "slug",
+                    "name",
+                    "internal_name",
+                    "description",
+                    "popular",
+                    "sort_order",
+                    "is_active",
+                ]
+            },
+        ),
+        ("Price", {"fields": ["price_usd", "included_tokens", "overage_usd_per_mtok", "stripe_plan_id"]}),
+        ("Backend models", {"fields": ["models"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The slug is how agents, Stripe Plans and createtenant name a tier: fixed once it exists.
+        return [*self.readonly_fields, "slug"] if obj is not None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or not self._tenant_ids(obj)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        caps.invalidate_all(self._tenant_ids(obj))
+
+    @staticmethod
+    def _tenant_ids(tier: ManagedTier) -> list[int]:
+        rows = ManagedAgent.objects.unscoped().filter(tier=tier)
+        return list(rows.values_list("tenant_id", flat=True).distinct())
+
+
+class AgentChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return f"{obj.tenant.slug} / {obj.slug}"
+
+
+class ManagedAgentForm(forms.ModelForm):
+    # No Meta: the admin builds the fields per request (a tenant-owned FK may only be queried then).
+
+    def clean(self):
+        data = super().clean() or {}
+        tenant, agent = data.get("tenant"), data.get("agent")
+        if tenant is not None and agent is not None and agent.tenant_id != tenant.id:
+            raise ValidationError({"agent": "This agent belongs to another tenant."})
+        return data
+
+
+@admin.register(ManagedAgent)
+class ManagedAgentAdmin(TenantOwnedAdmin):
+    """Operators put an agent (empty = the workspace's default agent) on a tier; the tenant is billed like any
+    other (the Stripe customer and subscription are created by the items sync)."""
+
+    form = ManagedAgentForm
+    list_display = ["tenant", "agent", "tier", "enabled_at", "ended_at"]
+    list_filter = ["tier", ("ended_at", admin.EmptyFieldListFilter)]
+    search_fields = ["tenant__slug", "agent__slug"]
+    raw_id_fields = ["tenant"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return (
+            ["tenant", "agent", "enabled_at", "ended_at"] if obj is not None else ["enabled_at", "ended_at"]
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name != "agent":
+            return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        # Every tenant's agents, named with their tenant (the page renders outside any tenant's scope); the form
+        # refuses one of another tenant than the row's.
+        kwargs["queryset"] = (
+            Agent.objects.unscoped().select_related("tenant").order_by("tenant__slug", "slug")
+        )
+        kwargs["form_class"] = AgentChoiceField
+        kwargs["help_text"] = "Empty: the workspace's default agent (calls made without an agent)."
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _actor(self, request: HttpRequest) -> Actor:
+        return Actor.from_request(request)
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: audited, caches dropped, Stripe follows.
+        row = managed_set(
+            tenant=obj.tenant, actor=self._actor(request), agent=obj.agent, tier_slug=obj.tier.slug
+        )
+        if row is not None:
+            obj.pk, obj.enabled_at = row.pk, row.enabled_at
+
+    def delete_model(self, request, obj):
+        managed_set(tenant=obj.tenant, actor=self._actor(request), agent=obj.agent, tier_slug=None)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset.select_related("tenant", "agent"):
+            if managed_get(tenant=obj.tenant, agent=obj.agent) is not None:
+                managed_set(tenant=obj.tenant, actor=self._actor(request), agent=obj.agent, tier_slug=None)
 
 
 @admin.register(Subscription)

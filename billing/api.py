@@ -8,13 +8,13 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from billing import alerts, caps, notifications, plans
+from billing import alerts, caps, managed, notifications, plans
 from billing.models import Notification, Plan
 from billing.stripe import sync as stripe_sync
 from billing.stripe.client import BillingError
 from billing.summary import billing_summary
 from tenants.api import TenantAPIView
-from tenants.models import User
+from tenants.models import Agent, User
 from tenants.roles import Perm
 from tenants.services import access_agent
 
@@ -134,6 +134,22 @@ class SummaryView(TenantAPIView):
                 "overage_amount_usd": serializers.CharField(),
                 "amount_due_usd": serializers.CharField(),
                 "invoices": serializers.ListField(child=serializers.DictField()),
+                "managed": inline_serializer(
+                    "BillingSummaryManagedAgent",
+                    {
+                        "agent": serializers.CharField(allow_null=True),
+                        "agent_name": serializers.CharField(),
+                        "tier": serializers.CharField(),
+                        "tier_name": serializers.CharField(),
+                        "price_usd": serializers.CharField(),
+                        "included_tokens": serializers.IntegerField(),
+                        "used_tokens": serializers.IntegerField(),
+                        "overage_tokens": serializers.IntegerField(),
+                        "overage_usd_per_mtok": serializers.CharField(),
+                        "overage_amount_usd": serializers.CharField(),
+                    },
+                    many=True,
+                ),
             },
         )
     )
@@ -267,6 +283,86 @@ class AgentBudgetView(TenantAPIView):
             )
         except ValidationError as exc:
             return _field_errors(exc)
+
+
+class ManagedTierSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    popular = serializers.BooleanField()
+    price_usd = serializers.CharField(help_text="Per agent per month.")
+    included_tokens = serializers.IntegerField(help_text="Per agent per month.")
+    overage_usd_per_mtok = serializers.CharField()
+
+
+class ManagedReadSerializer(serializers.Serializer):
+    agent = serializers.CharField(allow_null=True, help_text="null: the workspace's default agent.")
+    tier = serializers.CharField(allow_null=True, help_text="null: managed LLM is off.")
+    enabled_at = serializers.DateTimeField(allow_null=True)
+    tiers = ManagedTierSerializer(many=True, help_text="The tiers on offer.")
+    checkout_url = serializers.URLField(
+        allow_null=True,
+        required=False,
+        help_text="Set when a card is needed: the tier applies once Stripe Checkout is paid.",
+    )
+
+
+class ManagedUpdateSerializer(serializers.Serializer):
+    tier = serializers.CharField(
+        allow_null=True, help_text="starter, pro or ultra; null turns managed LLM off."
+    )
+
+
+class _ManagedBase(TenantAPIView):
+    """Managed LLM for one agent: which tier it is on, and turning it on, changing it or off (paid through Stripe
+    before a tier applies)."""
+
+    required_perms = {"GET": Perm.VIEW_USAGE, "PUT": Perm.MANAGE_CAPS}
+
+    def _read(self, agent: Agent | None) -> Response:
+        return Response(managed.managed_read(tenant=self.tenant, agent=agent))
+
+    def _write(self, request: Request, agent: Agent | None) -> Response:
+        data = request.data if isinstance(request.data, dict) else None
+        if data is None or "tier" not in data:
+            return Response({"tier": ["This field is required (null turns managed LLM off)."]}, status=400)
+        if unknown := set(data) - {"tier"}:
+            return Response({name: ["Unknown field."] for name in sorted(unknown)}, status=400)
+        try:
+            result = plans.managed_change(
+                tenant=self.tenant, actor=self.actor, agent=agent, tier_slug=data["tier"]
+            )
+        except ValidationError as exc:
+            return _field_errors(exc)
+        except BillingError as exc:
+            return _billing_error(exc)
+        body = managed.managed_read(tenant=self.tenant, agent=agent)
+        body["checkout_url"] = result.checkout_url
+        return Response(body)
+
+
+class AgentManagedView(_ManagedBase):
+    """An agent's managed LLM tier; another tenant's agent is answered like a missing one (404)."""
+
+    @extend_schema(responses=ManagedReadSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return self._read(access_agent(tenant=self.tenant, slug_or_id=slug))
+
+    @extend_schema(request=ManagedUpdateSerializer, responses=ManagedReadSerializer)
+    def put(self, request: Request, slug: str) -> Response:
+        return self._write(request, access_agent(tenant=self.tenant, slug_or_id=slug))
+
+
+class DefaultManagedView(_ManagedBase):
+    """The workspace's default agent's managed LLM tier (calls made without an agent)."""
+
+    @extend_schema(responses=ManagedReadSerializer)
+    def get(self, request: Request) -> Response:
+        return self._read(None)
+
+    @extend_schema(request=ManagedUpdateSerializer, responses=ManagedReadSerializer)
+    def put(self, request: Request) -> Response:
+        return self._write(request, None)
 
 
 class AlertWebhookView(TenantAPIView):

@@ -13,6 +13,8 @@ urlpatterns = [
     path("billing/alert-webhook", api.AlertWebhookView.as_view(), name="api-billing-alert-webhook"),
     path("billing/agents/<slug:slug>/budget", api.AgentBudgetView.as_view(), name="api-billing-agent-budget"),
     path("billing/notifications", api.NotificationListView.as_view(), name="api-billing-notifications"),
+    path("agents/<slug:slug>/managed", api.AgentManagedView.as_view(), name="api-agent-managed"),
+    path("managed", api.DefaultManagedView.as_view(), name="api-managed"),
     path(
         "billing/notifications/<int:notification_id>",
         api.NotificationDetailView.as_view(),

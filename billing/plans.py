@@ -1,4 +1,5 @@
-"""Plans and subscriptions: assign a plan (commands, admin), change it (users, through Stripe), read what it allows."""
+"""Plans, managed tiers and the subscription: assign a plan (commands, admin), change a plan or an agent's managed
+tier (users, paid through Stripe before it applies), keep the Stripe subscription in step, read what a plan allows."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from billing import caps
-from billing.models import Plan, Subscription
+from billing.managed import managed_get, managed_set, tier_for_choice
+from billing.models import ManagedAgent, Plan, Subscription
 from billing.stripe import sync as stripe_sync
-from billing.stripe.client import BillingError, as_dict
+from billing.stripe.client import BillingError, stripe_configured
 from billing.stripe.ledger import overage_push
 from billing.subscriptions import (
     FREE,
@@ -20,15 +23,17 @@ from billing.subscriptions import (
     ensure_subscription,
     get_plan,
     local_status,
+    managed_tier_counts,
     period_of,
     plan_choices,
 )
 from tenants.audit import SYSTEM, Actor, audit_record
-from tenants.models import Tenant
+from tenants.models import Agent, Tenant
 
 # The plan lookups live in the `billing.subscriptions` leaf; they stay importable from here.
 __all__ = [
     "FREE",
+    "ManagedChange",
     "PlanChange",
     "UnknownPlanError",
     "assign_plan",
@@ -36,9 +41,11 @@ __all__ = [
     "ensure_subscription",
     "get_plan",
     "local_status",
+    "managed_change",
     "plan_allows_platform",
     "plan_change",
     "plan_choices",
+    "subscription_follow",
 ]
 
 
@@ -88,18 +95,19 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
     if sub.plan_id == plan.id and (not plan.is_paid or sub.stripe_subscription_id):
         return PlanChange(subscription=sub)
     if not plan.is_paid:
+        if sub.stripe_subscription_id and managed_tier_counts(tenant):
+            # The managed tiers stay billed on the same subscription; only the plan's item goes.
+            stripe_sync.subscription_sync_items(tenant, plan=plan)
+            return PlanChange(subscription=_apply_plan(tenant, actor, plan), changed=True)
         if sub.stripe_subscription_id:
-            pushed = overage_push(tenant=tenant, period=period_of())  # onto the final invoice
-            if pushed.action == "failed":
-                raise BillingError(pushed.message, code="overage_push_failed", retryable=True)
-            stripe_sync.subscription_cancel(sub)
+            _cancel_with_final_overage(tenant, sub)
         return PlanChange(
             subscription=_apply_plan(tenant, actor, plan, stripe_subscription_id=""), changed=True
         )
     customer_id = stripe_sync.ensure_customer(tenant)
     if sub.stripe_subscription_id:
-        updated = as_dict(stripe_sync.subscription_change_plan(sub, plan))
-        if not _confirms(updated, plan):
+        updated = stripe_sync.subscription_change_plan(sub, plan)
+        if not _confirms(updated, stripe_sync.stripe_plan_id(plan)):
             raise BillingError(
                 "Stripe did not confirm the new plan, so your plan was not changed. Check your "
                 "payment method (Billing → Payment) and try again.",
@@ -110,7 +118,7 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
         )
     if stripe_sync.customer_has_payment_method(customer_id):
         stripe_sub = stripe_sync.subscription_start(tenant, plan)
-        if not _confirms(stripe_sub, plan):
+        if not _confirms(stripe_sub, stripe_sync.stripe_plan_id(plan)):
             sub.stripe_subscription_id = stripe_sub["id"]
             stripe_sync.subscription_cancel(sub)
             raise BillingError(
@@ -124,7 +132,9 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
             ),
             changed=True,
         )
-    url = stripe_sync.checkout_url(tenant, plan)
+    url = stripe_sync.checkout_url(
+        tenant, stripe_sync.wanted_items(tenant, plan=plan), metadata={"plan": plan.slug}
+    )
     audit_record(
         tenant=tenant,
         actor=actor,
@@ -136,15 +146,18 @@ def plan_change(*, tenant: Tenant, actor: Actor, plan_slug: str) -> PlanChange:
     return PlanChange(subscription=sub, checkout_url=url)
 
 
-def _confirms(stripe_sub: dict[str, Any], plan: Plan) -> bool:
-    """Stripe holds the subscription live (paid or trialing) on this plan's Stripe plan."""
+def _confirms(stripe_sub: dict[str, Any], plan_id: str) -> bool:
+    """Stripe holds the subscription live (paid or trialing) with an item on this Stripe plan."""
     if stripe_sub.get("status") not in {"active", "trialing"}:
         return False
-    items = (stripe_sub.get("items") or {}).get("data") or []
-    stripe_plan = ((items[0].get("plan") or {}).get("id") if items else None) or (
-        stripe_sub.get("plan") or {}
-    ).get("id")
-    return stripe_plan == stripe_sync.stripe_plan_id(plan)
+    return plan_id in stripe_sync.stripe_items(stripe_sub)
+
+
+def _cancel_with_final_overage(tenant: Tenant, sub: Subscription) -> None:
+    pushed = overage_push(tenant=tenant, period=period_of())  # onto the final invoice
+    if pushed.action == "failed":
+        raise BillingError(pushed.message, code="overage_push_failed", retryable=True)
+    stripe_sync.subscription_cancel(sub)
 
 
 def _apply_plan(
@@ -178,3 +191,112 @@ def _apply_plan(
         transaction.on_commit(partial(caps.invalidate, tenant.id))
     caps.invalidate(tenant.id)
     return sub
+
+
+# --- managed tiers per agent ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedChange:
+    managed: ManagedAgent | None  # the agent's row now (None: not managed)
+    checkout_url: str | None = None  # set when a card is needed: send the user there; applied on the webhook
+    changed: bool = False
+
+
+def managed_change(
+    *, tenant: Tenant, actor: Actor, agent: Agent | None, tier_slug: str | None
+) -> ManagedChange:
+    """A user turns managed LLM on for an agent (None: the default agent), changes its tier, or turns it off.
+
+    Off: at once; Stripe follows (one agent less on the item, prorated; the subscription is cancelled with the
+    final overage when nothing is billed any more). On or another tier: it applies once paid for — added to the live
+    subscription (Stripe prorates), or a new subscription charged to the card on file, or else a Stripe Checkout
+    URL; the checkout.session.completed webhook applies it then.
+
+    Raises ValidationError (unknown tier, inactive agent) and `BillingError` (a user-facing message) when Stripe
+    refuses or fails; nothing changes then.
+    """
+    tier = tier_for_choice(tier_slug)
+    if agent is not None and agent.tenant_id != tenant.id:
+        raise ValidationError({"agent": ["No such agent."]})
+    current = managed_get(tenant=tenant, agent=agent)
+    if (current.tier_id if current else None) == (tier.pk if tier else None):
+        return ManagedChange(managed=current)
+    if tier is None or tier.price_usd <= 0:
+        row = managed_set(tenant=tenant, actor=actor, agent=agent, tier_slug=tier.slug if tier else None)
+        return ManagedChange(managed=row, changed=True)
+    if agent is not None and not agent.is_active:
+        raise ValidationError(
+            {"agent": ["This agent is inactive; activate it before turning managed LLM on."]}
+        )
+    counts = managed_tier_counts(tenant)
+    if current is not None:
+        counts[current.tier.slug] -= 1
+    counts[tier.slug] = counts.get(tier.slug, 0) + 1
+    sub = ensure_subscription(tenant)
+    customer_id = stripe_sync.ensure_customer(tenant)  # BillingError when Stripe is not configured
+    wanted = stripe_sync.wanted_items(tenant, tiers=counts)
+    tier_plan = stripe_sync.tier_stripe_plan_id(tier)
+    if sub.stripe_subscription_id:
+        stripe_sub = stripe_sync.subscription_retrieve(sub)
+        if stripe_sub is None or stripe_sub.get("status") in {"canceled", "incomplete_expired"}:
+            raise BillingError(
+                "The Stripe subscription no longer exists; contact us to restore billing.",
+                code="subscription_missing",
+            )
+        changes = stripe_sync.item_changes(stripe_sub, wanted)
+        if changes:
+            stripe_sync.subscription_update_items(sub, changes)
+        row = managed_set(tenant=tenant, actor=actor, agent=agent, tier_slug=tier.slug)
+        return ManagedChange(managed=row, changed=True)
+    if stripe_sync.customer_has_payment_method(customer_id):
+        created = stripe_sync.subscription_create(tenant, wanted, charge=True)
+        if not _confirms(created, tier_plan):
+            sub.stripe_subscription_id = created["id"]
+            stripe_sync.subscription_cancel(sub)
+            raise BillingError(
+                "The first payment failed, so managed LLM was not turned on. Update your card "
+                "(Billing → Payment) and try again.",
+                code="payment_failed",
+            )
+        with transaction.atomic():
+            Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(
+                stripe_subscription_id=created["id"], status=local_status(str(created["status"]))
+            )
+            row = managed_set(tenant=tenant, actor=actor, agent=agent, tier_slug=tier.slug)
+        return ManagedChange(managed=row, changed=True)
+    url = stripe_sync.checkout_url(
+        tenant,
+        wanted,
+        metadata={"managed_tier": tier.slug, "managed_agent": str(agent.pk) if agent else ""},
+        success_path=f"/agents/{agent.slug}/" if agent else "/billing/",
+    )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="billing.managed.checkout",
+        obj=agent,
+        object_type="agent",
+        object_id=str(agent.pk) if agent else "default",
+        object_repr=agent.slug if agent else "workspace default agent",
+        changes={"tier": tier.slug},
+    )
+    return ManagedChange(managed=current, checkout_url=url)
+
+
+def subscription_follow(*, tenant: Tenant) -> str:
+    """Keep the Stripe subscription in step with what the tenant has (the items sync task): items and quantities
+    updated, the subscription created when an operator put the tenant on a paid tier, and cancelled (with the final
+    overage on its last invoice) when nothing is billed any more."""
+    if not stripe_configured():
+        return "skipped"
+    action = stripe_sync.subscription_sync_items(tenant)
+    if action == "empty":
+        sub = ensure_subscription(tenant)
+        _cancel_with_final_overage(tenant, sub)
+        Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(
+            stripe_subscription_id="", quantity=1
+        )
+        caps.invalidate(tenant.id)
+        return "cancelled"
+    return action

@@ -14,7 +14,7 @@ from billing.models import Plan, Subscription
 from billing.stripe.client import BillingError, stripe_configured
 from billing.stripe.sync import list_invoices
 from billing.subscriptions import billable_agents, free_plan, period_bounds, period_of
-from billing.usage import overage_of, platform_tcu_used, tcu_used
+from billing.usage import AgentOverage, overage_of, platform_tcu_used, tcu_used
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,29 @@ def _plan_and_sub(tenant: Tenant) -> tuple[Plan | None, Subscription | None]:
 
 
 def base_price(plan: Plan | None, tenant: Tenant) -> Decimal:
+    """The workspace plan's monthly price (managed tiers are priced per agent on top: `managed_json`)."""
     if plan is None:
         return Decimal(0)
     if plan.per_agent:
         return plan.price_per_agent_usd * billable_agents(tenant)
     return plan.price_flat_usd
+
+
+def managed_json(agent: AgentOverage) -> dict[str, Any]:
+    """One managed agent's line of the summary: what the usage page's per-agent bars read."""
+    return {
+        "agent": agent.agent_slug or None,  # None: the workspace's default agent (calls without an agent)
+        "agent_name": agent.agent_name,
+        "active": agent.active,  # False: managed earlier in the period, off now (its overage still counts)
+        "tier": agent.tier,
+        "tier_name": agent.tier_name,
+        "price_usd": _usd(agent.price_usd),
+        "included_tokens": agent.included_tokens,
+        "used_tokens": agent.used_tokens,
+        "overage_tokens": agent.overage_tokens,
+        "overage_usd_per_mtok": _usd(agent.usd_per_mtok),
+        "overage_amount_usd": _usd(agent.amount_usd),
+    }
 
 
 def billing_summary(
@@ -47,12 +65,8 @@ def billing_summary(
     limits = caps.limits_for(tenant.id)
     used_tcu = tcu_used(tenant_id=tenant.id, period=period)
     used_platform_tcu = platform_tcu_used(tenant_id=tenant.id, period=period)
-    if plan is not None:
-        ov = overage_of(tenant_id=tenant.id, plan=plan, period=period, fast=True)
-        used_tokens, overage_tokens, overage_usd = ov.used_tokens, ov.overage_tokens, ov.amount_usd
-    else:
-        used_tokens, overage_tokens, overage_usd = 0, 0, Decimal(0)
-    base = base_price(plan, tenant)
+    ov = overage_of(tenant_id=tenant.id, period=period, fast=True)
+    base = base_price(plan, tenant) + sum((a.price_usd for a in ov.agents if a.active), Decimal(0))
     invoices: list[dict[str, Any]] = []
     invoices_error = ""
     if with_invoices and sub is not None and sub.stripe_customer_id and stripe_configured():
@@ -78,13 +92,13 @@ def billing_summary(
         "platform_warn_tcu": limits.platform_warn_tcu,
         "platform_hard_tcu": limits.platform_hard_tcu,
         "resets_at": resets_at.isoformat(),
-        "included_tokens": plan.included_tokens if plan else 0,
-        "used_tokens": used_tokens,
-        "overage_tokens": overage_tokens,
-        "overage_usd_per_mtok": _usd(plan.overage_usd_per_mtok) if plan else "0.00",
-        "overage_amount_usd": _usd(overage_usd),
-        "base_amount_usd": _usd(base),
-        "amount_due_usd": _usd(base + overage_usd),
+        "included_tokens": ov.included_tokens,  # the managed agents' allowances together
+        "used_tokens": ov.used_tokens,
+        "overage_tokens": ov.overage_tokens,
+        "overage_amount_usd": _usd(ov.amount_usd),
+        "base_amount_usd": _usd(base),  # the workspace plan + each managed agent's tier
+        "amount_due_usd": _usd(base + ov.amount_usd),
+        "managed": [managed_json(a) for a in ov.agents],
         "invoices": invoices,
         "banner": billing_banner(
             tenant,

@@ -2,9 +2,8 @@
 
 from celery import shared_task
 
-from billing import alerts, cycle
+from billing import alerts, cycle, plans
 from billing.stripe import reconciliation
-from billing.stripe.sync import subscription_sync_quantity
 from tenants.models import Tenant
 
 
@@ -63,6 +62,7 @@ def reconcile(period: str | None = None) -> dict:
     retry_backoff=True,
     max_retries=5,
 )
-def sync_subscription_quantity(tenant_id: int) -> bool:
+def sync_subscription_quantity(tenant_id: int) -> str:
+    """The Stripe subscription's items follow the tenant's managed tiers (and per-agent plan): name unchanged."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()
-    return bool(tenant and subscription_sync_quantity(tenant=tenant))
+    return plans.subscription_follow(tenant=tenant) if tenant else "no tenant"

@@ -91,6 +91,35 @@ def _make_caps(tenant: Tenant) -> tuple[str, str]:
     return "", "171717"
 
 
+def _make_agent_managed(tenant: Tenant) -> tuple[str, str]:
+    from billing.managed import managed_set
+    from tenants.audit import SYSTEM
+    from tenants.services import agent_create
+
+    agent = agent_create(tenant=tenant, actor=SYSTEM, slug="managed-agent-of-a", name="Managed")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug="pro")
+    return f"/api/agents/{agent.slug}/managed", "managed-agent-of-a"
+
+
+def _make_default_managed(tenant: Tenant) -> tuple[str, str]:
+    from billing.managed import managed_set
+    from tenants.audit import SYSTEM
+
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="ultra")
+    return "", '"tier":"ultra"'  # B's own default agent answers with its own tier (none)
+
+
+register(
+    Endpoint(
+        "billing-agent-managed",
+        None,
+        _make_agent_managed,
+        update_body={"tier": None},
+        update_method="put",
+        can_delete=False,
+    )
+)
+register(Endpoint("billing-default-managed", "/api/managed", _make_default_managed, update_body=None))
 register(
     Endpoint(
         "billing-notifications",

@@ -83,7 +83,7 @@ def test_a_route_file_that_is_not_utf8_on_the_routes_page(tenant, owner_client):
 @pytest.fixture
 def paying(tenant, settings):
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    sub = assign_plan(tenant=tenant, plan_slug="pro")
+    sub = assign_plan(tenant=tenant, plan_slug="enterprise")
     Subscription.objects.unscoped().filter(pk=sub.pk).update(
         stripe_customer_id="cus_Malformed", stripe_subscription_id="sub_Malformed"
     )

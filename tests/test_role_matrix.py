@@ -575,6 +575,19 @@ CASES: list[Case] = [
         CAPS,
         body=lambda w: {"monthly_tcu": 100},
     ),
+    # Managed LLM per agent: everyone reads; owners, admins, billing and manage keys change it (Stripe is not
+    # configured here: a paid tier gets past the access check and then fails at Stripe, a 400).
+    Case("api-agent-managed", "GET", _p("/api/agents/matrix-agent/managed"), CONFIG_READ),
+    Case(
+        "api-agent-managed",
+        "PUT",
+        _p("/api/agents/matrix-agent/managed"),
+        CAPS,
+        body=lambda w: {"tier": "pro"},
+        also_through=frozenset({400}),
+    ),
+    Case("api-managed", "GET", _p("/api/managed"), CONFIG_READ),
+    Case("api-managed", "PUT", _p("/api/managed"), CAPS, body=lambda w: {"tier": None}, label="off"),
     Case("api-billing-notifications", "GET", _p("/api/billing/notifications"), CONFIG_READ),
     Case(
         "api-billing-notification",

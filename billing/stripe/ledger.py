@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from billing.models import LedgerEntry, Subscription
+from billing.models import LedgerEntry, ManagedAgent, Subscription
 from billing.stripe.client import BillingError, as_dict, is_missing, stripe_client, stripe_errors
+from billing.subscriptions import period_bounds
 from billing.usage import Overage, overage_of
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 CURRENCY = "usd"
+DESCRIPTION_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,29 @@ def delete_item(item_id: str) -> None:
             raise
 
 
+def _mtok(tokens: int) -> str:
+    """Tokens as the description shows them: 1.2M, 5M, 750k, 900."""
+    if tokens >= 1_000_000:
+        return f"{tokens / 1_000_000:.2f}".rstrip("0").rstrip(".") + "M"
+    if tokens >= 1_000:
+        return f"{tokens / 1_000:.1f}".rstrip("0").rstrip(".") + "k"
+    return str(tokens)
+
+
 def _description(ov: Overage, tenant: Tenant, after_invoice: bool) -> str:
-    text = (
-        f"LLM overage {ov.period} ({tenant.slug}): {ov.overage_tokens:,} tokens beyond the "
-        f"{ov.included_tokens:,} included, at ${ov.usd_per_mtok.normalize():f} per 1M tokens"
-    )
-    return text + (" — remainder after the last invoice" if after_invoice else "")
+    """The invoice item's text, itemised per managed agent: "support-bot (Pro): 1.2M over 5M included, $3.60"."""
+    parts = [
+        f"{a.label} ({a.tier_name}): {_mtok(a.overage_tokens)} over {_mtok(a.included_tokens)} included, "
+        f"${a.amount_usd:.2f}"
+        for a in ov.agents
+        if a.overage_tokens
+    ]
+    text = f"Managed LLM overage {ov.period} ({tenant.slug}): " + "; ".join(parts or ["none"])
+    if after_invoice:
+        text += " — remainder after the last invoice"
+    if len(text) > DESCRIPTION_MAX:  # many agents: the ledger entry and the usage page keep the detail
+        text = text[: DESCRIPTION_MAX - 1] + "…"
+    return text
 
 
 def _sync(entry: LedgerEntry, sub: Subscription, ov: Overage, tenant: Tenant) -> str:
@@ -160,7 +180,7 @@ def overage_push(*, tenant: Tenant, period: str) -> PushResult:
     sub = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     if sub is None:
         return PushResult(tenant.id, period, "skipped", message="no subscription")
-    ov = overage_of(tenant_id=tenant.id, plan=sub.plan, period=period)
+    ov = overage_of(tenant_id=tenant.id, period=period)
     target = ov.amount_cents
     kind = LedgerEntry.Kind.OVERAGE
     entry = LedgerEntry.objects.for_tenant(tenant).filter(period=period, kind=kind).first()
@@ -216,11 +236,10 @@ def _settled(entry: LedgerEntry, target: int) -> bool:
 
 
 def tenants_to_push(period: str) -> list[Tenant]:
-    """Tenants whose plan charges overage, plus any with a ledger entry for the period."""
-    ids = set(
-        Subscription.objects.unscoped()
-        .filter(plan__overage_usd_per_mtok__gt=0)
-        .values_list("tenant_id", flat=True)
-    )
+    """Tenants with agents managed during the period (they may owe overage), plus any with a ledger entry."""
+    start, end = period_bounds(period)
+    managed = ManagedAgent.objects.unscoped().filter(enabled_at__lt=end)
+    managed = managed.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=start))
+    ids = set(managed.values_list("tenant_id", flat=True).distinct())
     ids |= set(LedgerEntry.objects.unscoped().filter(period=period).values_list("tenant_id", flat=True))
     return list(Tenant.objects.filter(id__in=ids).order_by("id"))

@@ -17,8 +17,13 @@ from billing import caps
 from billing.models import LedgerEntry, ReconciliationIssue, ReconciliationRun, Subscription
 from billing.stripe.client import BillingError, stripe_configured
 from billing.stripe.ledger import delete_item, overage_push, pending_items
-from billing.stripe.sync import stripe_quantity, subscription_retrieve, subscription_set_quantity
-from billing.subscriptions import billable_agents, local_status, period_bounds, period_of
+from billing.stripe.sync import (
+    stripe_items,
+    subscription_retrieve,
+    subscription_sync_items,
+    wanted_items_offline,
+)
+from billing.subscriptions import local_status, period_bounds, period_of
 from billing.usage import overage_of
 from llm.models import UsageDaily, UsageEvent
 from llm.usage.rollups import rollup_day
@@ -44,15 +49,8 @@ def reconcile(*, period: str | None = None, repair: bool = True) -> Reconciliati
     findings: list[Finding] = list(check_rollups(period, repair=repair))
     subs = list(Subscription.objects.unscoped().select_related("tenant", "plan").order_by("tenant_id"))
     for sub in subs:
-        if sub.plan.is_paid and not sub.stripe_subscription_id:
-            findings.append(
-                Finding(
-                    sub.tenant,
-                    Kind.SUBSCRIPTION_MISSING,
-                    f"{sub.tenant.slug} is on the paid plan {sub.plan.slug} without a Stripe "
-                    "subscription (assigned by hand?); nothing is being charged.",
-                )
-            )
+        if not sub.stripe_subscription_id and wanted_items_offline(sub.tenant):
+            findings.append(_create_missing(sub, repair=repair))
         if not (sub.stripe_customer_id and stripe_configured()):
             continue
         try:
@@ -147,7 +145,7 @@ def reconcile_ledger(sub: Subscription, period: str, *, repair: bool) -> list[Fi
     entry = (
         LedgerEntry.objects.for_tenant(tenant).filter(period=period, kind=LedgerEntry.Kind.OVERAGE).first()
     )
-    expected = overage_of(tenant_id=tenant.id, plan=sub.plan, period=period).amount_cents
+    expected = overage_of(tenant_id=tenant.id, period=period).amount_cents
 
     if len(ours) > 1:
         keep: dict[str, Any] = next(
@@ -260,21 +258,41 @@ def reconcile_subscription(sub: Subscription, *, repair: bool) -> list[Finding]:
                 repaired=repair,
             )
         )
-    if sub.plan.per_agent:
-        wanted, actual = billable_agents(tenant), stripe_quantity(stripe_sub)
-        if wanted != actual:
-            if repair:
-                subscription_set_quantity(sub, wanted)
-                Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(quantity=wanted)
+    wanted = wanted_items_offline(tenant)
+    actual = {plan_id: quantity for plan_id, (_, quantity) in stripe_items(stripe_sub).items()}
+    if wanted != actual:
+        detail = f"{tenant.slug}: Stripe bills {_items_text(actual)}, the workspace has {_items_text(wanted)}"
+        if not wanted:
             findings.append(
-                Finding(
-                    tenant,
-                    Kind.QUANTITY_DRIFT,
-                    f"{tenant.slug}: Stripe bills {actual} agent(s), {wanted} active",
-                    repaired=repair,
-                )
+                Finding(tenant, Kind.QUANTITY_DRIFT, f"{detail}; a human decides (cancel the subscription?)")
             )
+        else:
+            if repair:
+                subscription_sync_items(tenant)
+            findings.append(Finding(tenant, Kind.QUANTITY_DRIFT, detail, repaired=repair))
     return findings
+
+
+def _items_text(items: dict[str, int]) -> str:
+    return ", ".join(f"{q} x {p}" for p, q in sorted(items.items())) or "nothing"
+
+
+def _create_missing(sub: Subscription, *, repair: bool) -> Finding:
+    """Something billable (a managed tier an operator set, a paid plan assigned by hand) without a Stripe
+    subscription: nothing is being charged. Repaired by creating it (and the customer) when Stripe is set up."""
+    tenant = sub.tenant
+    detail = (
+        f"{tenant.slug} has {_items_text(wanted_items_offline(tenant))} to bill without a Stripe subscription "
+        "(assigned by hand?)"
+    )
+    if not (repair and stripe_configured()):
+        return Finding(tenant, Kind.SUBSCRIPTION_MISSING, detail + "; nothing is being charged.")
+    try:
+        action = subscription_sync_items(tenant)
+    except BillingError as exc:
+        return Finding(tenant, Kind.SUBSCRIPTION_MISSING, f"{detail}; creating it failed: {exc.message}")
+    sub.refresh_from_db()
+    return Finding(tenant, Kind.SUBSCRIPTION_MISSING, f"{detail}; subscription {action}", repaired=True)
 
 
 def _mirror_status(sub: Subscription, remote: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DataError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -17,12 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing import caps
+from billing.managed import managed_end_all, managed_set
 from billing.models import LedgerEntry, Notification, Plan, StripeEvent, Subscription
 from billing.notifications import notification_create
 from billing.stripe.client import stripe_sdk
-from billing.stripe.sync import plan_for_stripe_plan
+from billing.stripe.sync import plan_for_stripe_plan, stripe_items
 from billing.subscriptions import FREE, billable_agents, ensure_subscription, local_status
-from tenants.models import Tenant
+from tenants.audit import SYSTEM
+from tenants.models import Agent, Tenant
 
 log = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE = 300
@@ -138,12 +141,16 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), UTC) if value else None
 
 
-def _stripe_plan_of(obj: dict[str, Any]) -> str | None:
-    items = ((obj.get("items") or {}).get("data")) or []
-    if items:
-        item = items[0]
-        return ((item.get("plan") or {}).get("id")) or ((item.get("price") or {}).get("id"))
-    return (obj.get("plan") or {}).get("id")
+def _workspace_plan_of(obj: dict[str, Any]) -> tuple[Plan | None, int | None]:
+    """The workspace plan a subscription's items bill, with its quantity; managed tiers' items are not plans."""
+    items = stripe_items(obj)
+    for stripe_plan, (_, quantity) in items.items():
+        if plan := plan_for_stripe_plan(stripe_plan):
+            return plan, quantity
+    if not items and (plan := plan_for_stripe_plan((obj.get("plan") or {}).get("id"))):
+        return plan, int(obj.get("quantity") or 1)
+    hint = (obj.get("metadata") or {}).get("plan")
+    return (plan_for_stripe_plan(None, hint), None) if hint else (None, None)
 
 
 def _mark_past_due(tenant: Tenant, sub: Subscription, why: str) -> None:
@@ -182,11 +189,11 @@ def on_subscription(tenant: Tenant, obj: dict[str, Any]) -> str:
     if status in {"canceled", "incomplete_expired"}:
         return on_subscription_deleted(tenant, obj)
     sub.stripe_subscription_id = obj["id"]
-    plan = plan_for_stripe_plan(_stripe_plan_of(obj), (obj.get("metadata") or {}).get("plan"))
+    plan, quantity = _workspace_plan_of(obj)
     if plan is not None and status != "incomplete":
         sub.plan = plan
+        sub.quantity = quantity or sub.quantity
     items = ((obj.get("items") or {}).get("data")) or [{}]
-    sub.quantity = int(items[0].get("quantity") or obj.get("quantity") or sub.quantity)
     sub.current_period_end = _ts(obj.get("current_period_end") or items[0].get("current_period_end"))
     local = local_status(status)
     if local == Subscription.Status.PAST_DUE:
@@ -204,15 +211,28 @@ def on_subscription_deleted(tenant: Tenant, obj: dict[str, Any]) -> str:
     sub = _subscription(tenant)
     if sub.stripe_subscription_id and sub.stripe_subscription_id != obj.get("id"):
         return "stale subscription"
-    sub.plan = Plan.objects.get(slug=FREE)
+    paid_plan = sub.plan.is_paid
+    if paid_plan:
+        sub.plan = Plan.objects.get(slug=FREE)
     sub.stripe_subscription_id, sub.quantity = "", 1
     sub.status, sub.past_due_since = Subscription.Status.ACTIVE, None
     sub.save()
+    # Nothing pays for the managed tiers any more: they end (a new subscription is started by turning one on).
+    ended = managed_end_all(tenant=tenant, actor=SYSTEM)
+    what = " and ".join(
+        part
+        for part in (
+            "your paid plan ended; the workspace is on Free" if paid_plan else "",
+            f"managed LLM is off on {ended} agent(s)" if ended else "",
+        )
+        if part
+    )
     notification_create(
         tenant=tenant,
         level=Notification.Level.WARNING,
         title="Subscription ended",
-        body="Your paid plan ended; the workspace is on Free (your own keys keep working).",
+        body=f"Your subscription ended: {what or 'nothing is billed any more'}. Your own keys (BYOK) and "
+        "custom endpoints keep working.",
     )
     return "subscription deleted"
 
@@ -261,13 +281,33 @@ def on_checkout_completed(tenant: Tenant, obj: dict[str, Any]) -> str:
     sub.stripe_subscription_id = subscription["id"] if isinstance(subscription, dict) else str(subscription)
     if obj.get("customer") and not sub.stripe_customer_id:
         sub.stripe_customer_id = str(obj["customer"])
-    plan = Plan.objects.filter(slug=(obj.get("metadata") or {}).get("plan")).first()
+    metadata = obj.get("metadata") or {}
+    plan = Plan.objects.filter(slug=metadata.get("plan"), is_active=True).first()
     if plan is not None:
         sub.plan = plan
         sub.quantity = billable_agents(tenant) if plan.per_agent else 1
     _clear_past_due(sub)
     sub.save()
+    if metadata.get("managed_tier"):
+        _apply_managed_checkout(tenant, metadata)
     return "checkout completed"
+
+
+def _apply_managed_checkout(tenant: Tenant, metadata: dict[str, Any]) -> None:
+    """The managed tier a user paid for in Checkout: on for that agent (or the default agent)."""
+    agent_id = str(metadata.get("managed_agent") or "")
+    agent = None
+    if agent_id:
+        agent = Agent.objects.for_tenant(tenant).filter(pk=int(agent_id)).first()
+        if agent is None or not agent.is_active:
+            log.warning(
+                "checkout for tenant %s names agent %s, which is gone; nothing applied", tenant.id, agent_id
+            )
+            return
+    try:
+        managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug=str(metadata["managed_tier"]))
+    except ValidationError as exc:  # a tier retired since: the reconciliation reports the paid item
+        log.warning("checkout for tenant %s not applied: %s", tenant.id, exc.messages)
 
 
 HANDLERS: dict[str, Callable[[Tenant, dict[str, Any]], str]] = {

@@ -62,41 +62,39 @@ def _segments(since: datetime | None, daily_end: datetime | None, hourly_end: da
 
 def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
     """Input + output tokens of platform-mode calls since a time, from rollups plus the live hour (fast)."""
+    return sum(platform_tokens_by_agent_since(tenant_id=tenant_id, since=since).values())
+
+
+def platform_tokens_by_agent_since(*, tenant_id: int, since: datetime) -> dict[int | None, int]:
+    """Platform-mode input + output tokens since a time per agent id (None: calls without an agent), from rollups
+    plus the live hour (fast)."""
     last_day = UsageDaily.objects.for_tenant(tenant_id).aggregate(m=Max("day"))["m"]
     last_hour = UsageHourly.objects.for_tenant(tenant_id).aggregate(m=Max("hour"))["m"]
     (d0, d1), hour_spans, event_spans = _segments(
         since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
     )
-    total = 0
-    tokens = Sum("input_tokens") + Sum("output_tokens")
+    totals: dict[int | None, int] = {}
+
+    def add(rows: Any) -> None:
+        for row in rows.order_by().values("agent_id").annotate(t=Sum("input_tokens") + Sum("output_tokens")):
+            totals[row["agent_id"]] = totals.get(row["agent_id"], 0) + int(row["t"] or 0)
+
     daily = UsageDaily.objects.for_tenant(tenant_id).filter(
         mode="platform", day__lt=d1.date() if d1.year > 1 else date.min
     )
     if d0 is not None:
         daily = daily.filter(day__gte=d0.date())
-    total += daily.aggregate(t=tokens)["t"] or 0
+    add(daily)
     if hour_spans:
         hourly_q = Q()
         for a, b in hour_spans:
             hourly_q |= Q(hour__gte=a, hour__lt=b)
-        total += (
-            UsageHourly.objects.for_tenant(tenant_id)
-            .filter(mode="platform")
-            .filter(hourly_q)
-            .aggregate(t=tokens)["t"]
-            or 0
-        )
+        add(UsageHourly.objects.for_tenant(tenant_id).filter(mode="platform").filter(hourly_q))
     events_q = Q()
     for a, e in event_spans:
         events_q |= Q(created_at__gte=a) if e is None else Q(created_at__gte=a, created_at__lt=e)
-    total += (
-        UsageEvent.objects.for_tenant(tenant_id)
-        .filter(mode="platform")
-        .filter(events_q)
-        .aggregate(t=tokens)["t"]
-        or 0
-    )
-    return int(total)
+    add(UsageEvent.objects.for_tenant(tenant_id).filter(mode="platform").filter(events_q))
+    return {agent_id: tokens for agent_id, tokens in totals.items() if tokens}
 
 
 def usage_summary(

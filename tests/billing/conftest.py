@@ -19,7 +19,8 @@ from billing.stripe.client import reset_clients, stripe_client
 from llm.models import UsageEvent
 
 # localstripe pickles its state to a fixed /tmp path; this launcher redirects it to a private file so that
-# this session's instance never shares state with another one on the machine.
+# this session's instance never shares state with another one on the machine, and extends it to subscriptions
+# with several items (Stripe's wire format; see tests/fakes/localstripe_items.py).
 _LAUNCHER = """
 import builtins, sys
 _real_open = builtins.open
@@ -29,11 +30,17 @@ def _open(file, *args, **kwargs):
         file = _path
     return _real_open(file, *args, **kwargs)
 builtins.open = _open
+import importlib.util
+_spec = importlib.util.spec_from_file_location("localstripe_items", sys.argv[3])
+_items = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_items)
+_items.patch()  # several subscription items (tests/fakes/localstripe_items.py)
 from aiohttp import web
 from localstripe.server import app
 web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)
 """
 
+_ITEMS_PATCH = Path(__file__).resolve().parents[1] / "fakes" / "localstripe_items.py"
 WEBHOOK_SECRET = "whsec_test_secret_for_billing_tests"
 
 
@@ -48,7 +55,7 @@ def localstripe_url():
     port = _free_port()
     state = Path(tempfile.mkdtemp(prefix="localstripe-")) / "store.pickle"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCHER, str(port), str(state)],
+        [sys.executable, "-c", _LAUNCHER, str(port), str(state), str(_ITEMS_PATCH)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ},
@@ -106,17 +113,65 @@ def attach_card(tenant, number: str = "4242424242424242") -> str:
     return customer_id
 
 
+def make_managed_paid(tenant, tier: str = "pro", agent=None):
+    """Managed LLM at `tier` for `agent` (None: the default agent), paid with a card, as a user turns it on."""
+    from billing.plans import managed_change
+    from tenants.audit import SYSTEM
+
+    attach_card(tenant)
+    result = managed_change(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug=tier)
+    assert result.checkout_url is None
+    assert result.managed is not None
+    assert result.managed.tier.slug == tier
+    return tenant
+
+
 @pytest.fixture
 def paid_tenant(tenant, stripe_settings):
-    """`tenant` on the Standard (pro) plan with a card and a live Stripe subscription (quantity 1)."""
+    """`tenant` (workspace plan free) with its default agent on managed Pro ($10/agent, 5M included, $3 per 1M
+    over), a card and a live Stripe subscription: one item, the Pro tier, quantity 1."""
+    return make_managed_paid(tenant, "pro")
+
+
+@pytest.fixture
+def paid_plans(db):
+    """Paid public workspace plans (none is seeded any more: the managed tiers are sold per agent), for the plan
+    change mechanics: Team $10 and Business $20 per agent a month, both with platform-managed keys."""
+    from billing.models import Plan
+
+    return [
+        Plan.objects.create(
+            slug=slug,
+            name=name,
+            price_per_agent_usd=Decimal(price),
+            platform_allowed=True,
+            sort_order=order,
+            rpm_tenant=300,
+        )
+        for slug, name, price, order in (("team", "Team", 10, 50), ("business", "Business", 20, 60))
+    ]
+
+
+@pytest.fixture
+def plan_tenant(tenant, stripe_settings, paid_plans):
+    """`tenant` on the paid workspace plan Team with a card and a live Stripe subscription (quantity 1)."""
     from billing.plans import plan_change
     from tenants.audit import SYSTEM
 
     attach_card(tenant)
-    result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+    result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="team")
     assert result.checkout_url is None
     assert result.subscription.stripe_subscription_id
     return tenant
+
+
+def remote_items(stripe, tenant) -> dict[str, int]:
+    """Stripe Plan id → quantity of the tenant's Stripe subscription, as Stripe holds it."""
+    from billing.models import Subscription
+
+    sub_id = Subscription.objects.unscoped().get(tenant=tenant).stripe_subscription_id
+    remote = stripe.v1.subscriptions.retrieve(sub_id)
+    return {i["plan"]["id"]: i["quantity"] for i in remote["items"]["data"]}
 
 
 _counter = {"n": 0}

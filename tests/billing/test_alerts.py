@@ -13,6 +13,7 @@ from django.db import connection
 from billing import alerts
 from billing.caps import after_usage as _after_usage
 from billing.caps import caps_update
+from billing.managed import managed_set
 from billing.models import AlertSent, Notification, Subscription
 from billing.plans import assign_plan
 from billing.usage import period_of
@@ -228,7 +229,7 @@ def test_the_billing_cycle_check_sends_a_missed_guardrail_alert_from_platform_us
 
 @pytest.mark.django_db
 def test_managed_tiers_alert_at_50_80_and_100_percent_of_included_tokens(tenant):
-    assign_plan(tenant=tenant, plan_slug="starter")  # 2M included
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="starter")  # 2M included
     after_usage(tenant_id=tenant.id, tcu_before=0, tcu_after=0, tokens_before=0, tokens_after=1_700_000)
     assert set(AlertSent.objects.unscoped().values_list("threshold", flat=True)) == {"tokens_50", "tokens_80"}
     after_usage(

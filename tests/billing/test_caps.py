@@ -37,22 +37,22 @@ def test_a_free_byok_tenant_has_no_guardrail_and_no_cap_unless_it_sets_one(tenan
 
 
 def test_plan_caps_override_the_environment(tenant):
-    Plan.objects.filter(slug="pro").update(warn_tcu=10_000, hard_tcu=20_000)
-    assign_plan(tenant=tenant, plan_slug="pro")
+    Plan.objects.filter(slug="enterprise").update(warn_tcu=10_000, hard_tcu=20_000)
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     limits = limits_for(tenant.id)
     assert (limits.warn_tcu, limits.hard_tcu) == (10_000, 20_000)
 
 
 def test_tenant_override_beats_the_plan(tenant):
-    Plan.objects.filter(slug="pro").update(warn_tcu=10_000, hard_tcu=20_000)
-    assign_plan(tenant=tenant, plan_slug="pro")
+    Plan.objects.filter(slug="enterprise").update(warn_tcu=10_000, hard_tcu=20_000)
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=500, hard_tcu=None)
     limits = limits_for(tenant.id)
     assert (limits.warn_tcu, limits.hard_tcu) == (500, 20_000)
 
 
 def test_limits_are_cached_and_a_caps_change_invalidates_them(tenant, django_assert_num_queries):
-    assign_plan(tenant=tenant, plan_slug="pro")
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     limits_for(tenant.id)
     with django_assert_num_queries(0):
         limits_for(tenant.id)
@@ -69,11 +69,11 @@ def test_caps_change_reaches_the_gateway_process_cache_at_once(tenant):
 
 
 def test_a_plan_edit_reaches_every_tenant_on_it(tenant, admin_client):
-    assign_plan(tenant=tenant, plan_slug="pro")
-    assert limits_for(tenant.id).rpm_tenant == 300
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    assert limits_for(tenant.id).rpm_tenant is None
     from billing.caps import invalidate_all
 
-    Plan.objects.filter(slug="pro").update(rpm_tenant=7)
+    Plan.objects.filter(slug="enterprise").update(rpm_tenant=7)
     invalidate_all()
     assert limits_for(tenant.id).rpm_tenant == 7
 

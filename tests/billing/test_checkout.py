@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 import pytest
 from rest_framework.test import APIClient
 
-from billing.models import Subscription
+from billing.models import ManagedAgent, Subscription
 from billing.plans import plan_change
 from billing.stripe.client import reset_clients
 from tenants.audit import SYSTEM
@@ -106,8 +106,8 @@ def fake_stripe(settings):
     reset_clients()
 
 
-def test_choosing_a_paid_plan_without_a_card_returns_the_checkout_url(tenant, fake_stripe):
-    result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+def test_choosing_a_paid_plan_without_a_card_returns_the_checkout_url(tenant, fake_stripe, paid_plans):
+    result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="team")
     assert result.checkout_url == CHECKOUT_URL
     sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
     assert sub.plan.slug == "free"  # applied when Stripe confirms (webhook)
@@ -115,15 +115,15 @@ def test_choosing_a_paid_plan_without_a_card_returns_the_checkout_url(tenant, fa
     _, _, form = next(c for c in fake_stripe.calls if c[1] == "/v1/checkout/sessions")
     assert form["mode"] == ["subscription"]
     assert form["customer"] == ["cus_Fake"]
-    assert form["line_items[0][price]"] == ["byok-pro-agent-1000-usd-month"]
-    assert form["subscription_data[metadata][plan]"] == ["pro"]
+    assert form["line_items[0][price]"] == ["byok-team-agent-1000-usd-month"]
+    assert form["subscription_data[metadata][plan]"] == ["team"]
     assert not any("card" in key for _, _, f in fake_stripe.calls for key in f)  # never a card number
 
 
-def test_api_plan_change_and_portal_return_stripe_hosted_urls(tenant, fake_stripe):
+def test_api_plan_change_and_portal_return_stripe_hosted_urls(tenant, fake_stripe, paid_plans):
     client = APIClient()
     client.force_login(Membership.objects.unscoped().get(tenant=tenant).user)
-    body = client.post("/api/billing/plan", {"plan": "ultra"}, format="json").json()
+    body = client.post("/api/billing/plan", {"plan": "business"}, format="json").json()
     assert body["checkout_url"] == CHECKOUT_URL
     assert body["plan"] == "free"
     portal = client.post("/api/billing/portal")
@@ -131,11 +131,32 @@ def test_api_plan_change_and_portal_return_stripe_hosted_urls(tenant, fake_strip
     assert portal.json() == {"url": PORTAL_URL}
 
 
-def test_member_cannot_change_the_plan(tenant, fake_stripe, make_user):
+def test_member_cannot_change_the_plan(tenant, fake_stripe, make_user, paid_plans):
     user = make_user()
     Membership.objects.unscoped().create(tenant=tenant, user=user, role="member")
     client = APIClient()
     client.force_login(user)
     Membership.objects.unscoped().filter(tenant=tenant).exclude(user=user).delete()
-    assert client.post("/api/billing/plan", {"plan": "pro"}, format="json").status_code == 403
+    assert client.post("/api/billing/plan", {"plan": "team"}, format="json").status_code == 403
+    assert client.put("/api/managed", {"tier": "pro"}, format="json").status_code == 403
     assert fake_stripe.calls == []
+
+
+def test_turning_managed_llm_on_without_a_card_returns_the_checkout_url(tenant, agent, fake_stripe):
+    client = APIClient()
+    client.force_login(Membership.objects.unscoped().get(tenant=tenant).user)
+    response = client.put(f"/api/agents/{agent.slug}/managed", {"tier": "pro"}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["checkout_url"] == CHECKOUT_URL
+    assert body["tier"] is None  # applied when Stripe confirms (checkout.session.completed)
+    assert not ManagedAgent.objects.unscoped().filter(tenant=tenant).exists()
+    _, _, form = next(c for c in fake_stripe.calls if c[1] == "/v1/checkout/sessions")
+    assert form["mode"] == ["subscription"]
+    assert form["line_items[0][price]"] == ["byok-tier-pro-1000-usd-month"]
+    assert form["line_items[0][quantity]"] == ["1"]
+    assert "line_items[1][price]" not in form
+    assert form["metadata[managed_tier]"] == ["pro"]
+    assert form["metadata[managed_agent]"] == [str(agent.pk)]
+    assert form["success_url"] == ["http://127.0.0.1:8000/agents/support-bot/?checkout=success"]
+    assert not any("card" in key for _, _, f in fake_stripe.calls for key in f)

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from billing.managed import managed_set
 from billing.models import LedgerEntry, ReconciliationIssue, Subscription
 from billing.stripe.ledger import overage_push
 from billing.stripe.reconciliation import reconcile
@@ -17,7 +18,7 @@ from llm.models import UsageDaily
 from tenants.audit import SYSTEM
 from tenants.services import agent_create
 
-from .conftest import make_usage
+from .conftest import make_usage, remote_items
 
 pytestmark = pytest.mark.django_db
 
@@ -113,25 +114,18 @@ def test_reconciliation_fixes_an_amount_edited_in_stripe(paid_tenant, stripe):
     assert [int(i["amount"]) for i in _items(stripe, paid_tenant)] == [300]
 
 
-def test_reconciliation_repairs_subscription_quantity_drift(paid_tenant, stripe):
-    from django.db.models.signals import post_save
-
-    from billing import signals
-    from tenants.models import Agent
-
-    # Agents added while the quantity sync is off (a lost task): Stripe still bills one.
-    post_save.disconnect(dispatch_uid="billing.agent_saved", sender=Agent)
-    try:
-        agent_create(tenant=paid_tenant, actor=SYSTEM, slug="bot-a", name="A")
-        agent_create(tenant=paid_tenant, actor=SYSTEM, slug="bot-b", name="B")
-        agent_create(tenant=paid_tenant, actor=SYSTEM, slug="bot-c", name="C")
-    finally:
-        signals.connect()
-    sub = Subscription.objects.unscoped().get(tenant=paid_tenant)
+def test_reconciliation_repairs_subscription_item_drift(paid_tenant, stripe):
+    # Agents put on managed tiers while the items sync is lost (its on_commit task never runs here): Stripe still
+    # bills one Pro agent.
+    bots = [agent_create(tenant=paid_tenant, actor=SYSTEM, slug=f"bot-{c}", name=c) for c in "abc"]
+    for bot, tier in zip(bots, ("pro", "pro", "ultra"), strict=True):
+        managed_set(tenant=paid_tenant, actor=SYSTEM, agent=bot, tier_slug=tier)
     run = reconcile(period=period_of())
     assert list(run.issues.values_list("kind", "repaired")) == [("quantity_drift", True)]
-    remote = stripe.v1.subscriptions.retrieve(sub.stripe_subscription_id)
-    assert remote["items"]["data"][0]["quantity"] == 3
+    assert remote_items(stripe, paid_tenant) == {
+        "byok-tier-pro-1000-usd-month": 3,
+        "byok-tier-ultra-2000-usd-month": 1,
+    }
     assert reconcile(period=period_of()).issues_found == 0
 
 
@@ -143,10 +137,22 @@ def test_reconciliation_repairs_a_stale_rollup(tenant):
     assert UsageDaily.objects.unscoped().get(tenant=tenant).tcu == 5
 
 
-def test_reconciliation_reports_what_it_cannot_repair(tenant, stripe):
-    from billing.plans import assign_plan
-
-    assign_plan(tenant=tenant, plan_slug="pro")  # by hand: no Stripe subscription
+def test_reconciliation_reports_what_it_cannot_repair(tenant):
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="pro")  # by hand, and Stripe is not set up
     run = reconcile(period=period_of())
     issue = run.issues.get()
     assert (issue.kind, issue.repaired) == ("subscription_missing", False)
+    assert "1 x byok-tier-pro-1000-usd-month" in issue.detail
+
+
+def test_reconciliation_creates_the_subscription_of_a_tier_set_by_hand(tenant, stripe):
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="pro")  # its sync task never ran
+    run = reconcile(period=period_of())
+    issue = run.issues.get()
+    assert (issue.kind, issue.repaired) == ("subscription_missing", True)
+    sub = Subscription.objects.unscoped().get(tenant=tenant)
+    assert sub.stripe_customer_id
+    assert sub.stripe_subscription_id
+    assert remote_items(stripe, tenant) == {"byok-tier-pro-1000-usd-month": 1}
+    assert stripe.v1.customers.retrieve(sub.stripe_customer_id).metadata["tenant"] == "acme"
+    assert reconcile(period=period_of()).issues_found == 0

@@ -24,7 +24,7 @@ def _items(stripe, tenant):
 
 
 def test_no_overage_pushes_nothing(paid_tenant, stripe):
-    make_usage(paid_tenant, tokens=4_000_000)  # pro includes 5M
+    make_usage(paid_tenant, tokens=4_000_000)  # the default agent's Pro tier includes 5M
     assert overage_push(tenant=paid_tenant, period=period_of()).action == "skipped"
     assert _items(stripe, paid_tenant) == []
     assert not LedgerEntry.objects.unscoped().exists()
@@ -116,7 +116,13 @@ def test_usage_after_the_item_was_invoiced_goes_on_a_new_item(paid_tenant, strip
 def test_each_period_has_its_own_entry(paid_tenant, stripe):
     from django.utils import timezone
 
+    from billing.models import ManagedAgent
+
     last_month = timezone.now().replace(day=1) - timedelta(days=2)
+    # managed since before last month
+    ManagedAgent.objects.unscoped().filter(tenant=paid_tenant).update(
+        enabled_at=last_month - timedelta(days=40)
+    )
     make_usage(paid_tenant, tokens=6_000_000, when=last_month)
     make_usage(paid_tenant, tokens=6_000_000)
     overage_push(tenant=paid_tenant, period=period_of(last_month))
@@ -141,14 +147,9 @@ def test_concurrent_pushes_make_one_item(make_tenant, stripe):
 
     from django.db import connection
 
-    from billing.plans import plan_change
-    from tenants.audit import SYSTEM
+    from .conftest import make_managed_paid
 
-    from .conftest import attach_card
-
-    tenant = make_tenant("parallel")
-    attach_card(tenant)
-    plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+    tenant = make_managed_paid(make_tenant("parallel"), "pro")
     make_usage(tenant, tokens=6_000_000)
     barrier = threading.Barrier(4)
     results = []

@@ -60,28 +60,28 @@ def test_a_tenant_cannot_choose_a_private_plan_on_the_billing_page(tenant):
     assert _sub(tenant).plan.slug == "free"
 
 
-def test_a_paying_tenant_cannot_drop_its_subscription_by_choosing_a_private_plan(paid_tenant, stripe):
-    sub_id = _sub(paid_tenant).stripe_subscription_id
+def test_a_paying_tenant_cannot_drop_its_subscription_by_choosing_a_private_plan(plan_tenant, stripe):
+    sub_id = _sub(plan_tenant).stripe_subscription_id
     client = APIClient()
-    client.force_login(Membership.objects.unscoped().get(tenant=paid_tenant).user)
+    client.force_login(Membership.objects.unscoped().get(tenant=plan_tenant).user)
     response = client.post("/api/billing/plan", {"plan": "enterprise"}, format="json")
     assert response.status_code == 400
     assert "plan" in response.json()
     assert stripe.v1.subscriptions.retrieve(sub_id).status == "active"
-    sub = _sub(paid_tenant)
-    assert sub.plan.slug == "pro"
+    sub = _sub(plan_tenant)
+    assert sub.plan.slug == "team"
     assert sub.stripe_subscription_id == sub_id
 
 
-def test_moving_from_a_paid_plan_to_free_cancels_in_stripe(paid_tenant, stripe):
-    sub_id = _sub(paid_tenant).stripe_subscription_id
+def test_moving_from_a_paid_plan_to_free_cancels_in_stripe(plan_tenant, stripe):
+    sub_id = _sub(plan_tenant).stripe_subscription_id
     client = APIClient()
-    client.force_login(Membership.objects.unscoped().get(tenant=paid_tenant).user)
+    client.force_login(Membership.objects.unscoped().get(tenant=plan_tenant).user)
     response = client.post("/api/billing/plan", {"plan": "free"}, format="json")
     assert response.status_code == 200
     assert response.json()["plan"] == "free"
     assert stripe.v1.subscriptions.retrieve(sub_id).status == "canceled"
-    assert _sub(paid_tenant).stripe_subscription_id == ""
+    assert _sub(plan_tenant).stripe_subscription_id == ""
 
 
 def test_platform_admins_assign_private_plans(db):
@@ -131,13 +131,13 @@ class _StripeWithPendingUpdate:
 
             def do_GET(self) -> None:
                 if self.path.startswith("/v1/subscriptions/"):
-                    return self._answer(self._subscription("byok-pro-agent-1000-usd-month", "active"))
+                    return self._answer(self._subscription("byok-team-agent-1000-usd-month", "active"))
                 return self._answer({"id": self.path.rsplit("/", 1)[1], "object": "plan"})
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.posts.append(self.path)
-                return self._answer(self._subscription("byok-ultra-agent-2000-usd-month", "past_due"))
+                return self._answer(self._subscription("byok-business-agent-2000-usd-month", "past_due"))
 
             def log_message(self, *args) -> None:
                 pass
@@ -147,22 +147,22 @@ class _StripeWithPendingUpdate:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def test_an_upgrade_stripe_does_not_confirm_leaves_the_plan_unchanged(tenant, settings):
+def test_an_upgrade_stripe_does_not_confirm_leaves_the_plan_unchanged(tenant, settings, paid_plans):
     fake = _StripeWithPendingUpdate()
     settings.STRIPE_API_KEY, settings.STRIPE_API_BASE = "sk_test_fake", fake.url
     reset_clients()
     try:
-        assign_plan(tenant=tenant, plan_slug="pro")
+        assign_plan(tenant=tenant, plan_slug="team")
         Subscription.objects.unscoped().filter(tenant=tenant).update(
             stripe_customer_id="cus_Fake", stripe_subscription_id="sub_Fake"
         )
         client = APIClient()
         client.force_login(Membership.objects.unscoped().get(tenant=tenant).user)
-        response = client.post("/api/billing/plan", {"plan": "ultra"}, format="json")
+        response = client.post("/api/billing/plan", {"plan": "business"}, format="json")
         assert "/v1/subscriptions/sub_Fake" in fake.posts  # Stripe was asked
         assert response.status_code == 402
         assert response.json()["code"] == "payment_failed"
-        assert _sub(tenant).plan.slug == "pro"
+        assert _sub(tenant).plan.slug == "team"
     finally:
         fake.server.shutdown()
         reset_clients()

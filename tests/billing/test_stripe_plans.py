@@ -1,4 +1,6 @@
-"""Plan changes through Stripe (localstripe): customer, subscription, quantity, cancel, card errors."""
+"""Workspace plan changes through Stripe (localstripe): customer, subscription, quantity, cancel, card errors.
+No paid workspace plan is seeded any more (managed tiers are sold per agent: test_managed.py); these use the
+paid plans of the `paid_plans` fixture."""
 
 import pytest
 import stripe as stripe_sdk
@@ -7,7 +9,7 @@ from billing.caps import limits_for
 from billing.models import Subscription
 from billing.plans import plan_change
 from billing.stripe.client import BillingError, stripe_errors
-from billing.stripe.sync import ensure_customer, subscription_sync_quantity
+from billing.stripe.sync import ensure_customer, subscription_sync_items
 from tenants.audit import SYSTEM
 from tenants.services import agent_create
 
@@ -28,15 +30,15 @@ def test_customer_is_created_once_with_the_tenant_slug_in_metadata(tenant, strip
     assert len(stripe.v1.customers.list().data) == 1
 
 
-def test_plan_change_with_a_card_on_file_starts_the_subscription(tenant, stripe):
+def test_plan_change_with_a_card_on_file_starts_the_subscription(tenant, stripe, paid_plans):
     agent_create(tenant=tenant, actor=SYSTEM, slug="bot-a", name="A")
     agent_create(tenant=tenant, actor=SYSTEM, slug="bot-b", name="B")
     attach_card(tenant)
-    result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+    result = plan_change(tenant=tenant, actor=SYSTEM, plan_slug="team")
     assert result.checkout_url is None
     assert result.changed
     sub = _sub(tenant)
-    assert sub.plan.slug == "pro"
+    assert sub.plan.slug == "team"
     assert sub.status == "active"
     remote = stripe.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     assert remote["items"]["data"][0]["quantity"] == 2  # one per agent
@@ -44,44 +46,44 @@ def test_plan_change_with_a_card_on_file_starts_the_subscription(tenant, stripe)
     assert limits_for(tenant.id).platform_allowed
 
 
-def test_plan_change_updates_then_cancels_the_subscription(paid_tenant, stripe):
-    sub_id = _sub(paid_tenant).stripe_subscription_id
-    plan_change(tenant=paid_tenant, actor=SYSTEM, plan_slug="ultra")
+def test_plan_change_updates_then_cancels_the_subscription(plan_tenant, stripe):
+    sub_id = _sub(plan_tenant).stripe_subscription_id
+    plan_change(tenant=plan_tenant, actor=SYSTEM, plan_slug="business")
     remote = stripe.v1.subscriptions.retrieve(sub_id)
-    assert remote["items"]["data"][0]["plan"]["amount"] == 2000
-    assert _sub(paid_tenant).plan.slug == "ultra"
-    plan_change(tenant=paid_tenant, actor=SYSTEM, plan_slug="free")
+    assert [i["plan"]["amount"] for i in remote["items"]["data"]] == [2000]
+    assert _sub(plan_tenant).plan.slug == "business"
+    plan_change(tenant=plan_tenant, actor=SYSTEM, plan_slug="free")
     assert stripe.v1.subscriptions.retrieve(sub_id).status == "canceled"
-    sub = _sub(paid_tenant)
+    sub = _sub(plan_tenant)
     assert sub.plan.slug == "free"
     assert sub.stripe_subscription_id == ""
-    assert not limits_for(paid_tenant.id).platform_allowed
+    assert not limits_for(plan_tenant.id).platform_allowed
 
 
-def test_adding_an_agent_updates_the_subscription_quantity(paid_tenant, stripe):
-    agent_create(tenant=paid_tenant, actor=SYSTEM, slug="bot-a", name="A")
-    agent_create(tenant=paid_tenant, actor=SYSTEM, slug="bot-b", name="B")
-    subscription_sync_quantity(tenant=paid_tenant)  # what the on_commit task does
-    remote = stripe.v1.subscriptions.retrieve(_sub(paid_tenant).stripe_subscription_id)
+def test_adding_an_agent_updates_the_subscription_quantity(plan_tenant, stripe):
+    agent_create(tenant=plan_tenant, actor=SYSTEM, slug="bot-a", name="A")
+    agent_create(tenant=plan_tenant, actor=SYSTEM, slug="bot-b", name="B")
+    assert subscription_sync_items(tenant=plan_tenant) == "updated"  # what the on_commit task does
+    remote = stripe.v1.subscriptions.retrieve(_sub(plan_tenant).stripe_subscription_id)
     assert remote["items"]["data"][0]["quantity"] == 2
 
 
-def test_a_declined_card_is_a_clear_message_and_changes_nothing(tenant, stripe):
+def test_a_declined_card_is_a_clear_message_and_changes_nothing(tenant, stripe, paid_plans):
     with pytest.raises(BillingError) as info, stripe_errors("test attach"):
         attach_card(tenant, number="4000000000000002")
     assert info.value.message == "Your card was declined."
     assert info.value.code == "card_declined"
     with pytest.raises(BillingError):
         plan_change(
-            tenant=tenant, actor=SYSTEM, plan_slug="pro"
+            tenant=tenant, actor=SYSTEM, plan_slug="team"
         )  # no card → checkout, which localstripe lacks
     assert _sub(tenant).plan.slug == "free"
 
 
-def test_a_failing_first_payment_leaves_the_plan_unchanged(tenant, stripe):
+def test_a_failing_first_payment_leaves_the_plan_unchanged(tenant, stripe, paid_plans):
     attach_card(tenant, number="4000000000000341")  # attaches, then every charge fails
     with pytest.raises(BillingError) as info:
-        plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+        plan_change(tenant=tenant, actor=SYSTEM, plan_slug="team")
     # real Stripe answers a card error (error_if_incomplete); localstripe an incomplete subscription
     assert info.value.code in {"card_declined", "payment_failed"}
     assert not stripe.v1.subscriptions.list(params={"status": "active"}).data
@@ -89,19 +91,19 @@ def test_a_failing_first_payment_leaves_the_plan_unchanged(tenant, stripe):
     assert not limits_for(tenant.id).platform_allowed
 
 
-def test_stripe_unreachable_is_a_retryable_message(tenant, stripe_settings, settings):
+def test_stripe_unreachable_is_a_retryable_message(tenant, stripe_settings, settings, paid_plans):
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens
     from billing.stripe.client import reset_clients
 
     reset_clients()
     with pytest.raises(BillingError) as info:
-        plan_change(tenant=tenant, actor=SYSTEM, plan_slug="pro")
+        plan_change(tenant=tenant, actor=SYSTEM, plan_slug="team")
     assert info.value.retryable
     assert "could not be reached" in info.value.message
     assert _sub(tenant).stripe_customer_id == ""
 
 
-def test_api_plan_change_answers_with_the_error_message(tenant, stripe, make_user):
+def test_api_plan_change_answers_with_the_error_message(tenant, stripe, make_user, paid_plans):
     from rest_framework.test import APIClient
 
     from tenants.models import Membership
@@ -113,9 +115,9 @@ def test_api_plan_change_answers_with_the_error_message(tenant, stripe, make_use
     assert response.status_code == 400
     assert "plan" in response.json()
     attach_card(tenant)
-    response = client.post("/api/billing/plan", {"plan": "starter"}, format="json")
+    response = client.post("/api/billing/plan", {"plan": "team"}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json() == {"plan": "starter", "status": "active", "checkout_url": None}
+    assert response.json() == {"plan": "team", "status": "active", "checkout_url": None}
 
 
 def test_the_sdk_error_types_are_the_ones_wrapped():

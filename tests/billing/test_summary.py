@@ -6,10 +6,11 @@ import pytest
 from django.utils import timezone
 
 from billing.caps import caps_update
-from billing.plans import assign_plan
+from billing.managed import managed_set
 from billing.summary import billing_banner
 from billing.usage import period_of
 from tenants.audit import SYSTEM
+from tenants.services import agent_create
 
 from .conftest import make_usage
 
@@ -40,14 +41,14 @@ def test_summary_has_the_documented_fields(manage_client, tenant):
 
 
 def test_summary_counts_platform_tokens_overage_and_amount_due(manage_client, tenant, agent):
-    assign_plan(tenant=tenant, plan_slug="starter")  # $5/agent, 2M included, $2 per 1M over
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="starter")  # $5, 2M included, $2 per 1M
     caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=1000, hard_tcu=5000)
     make_usage(tenant, tokens=2_500_000, tcu=700)
     make_usage(tenant, tokens=1_000_000, tcu=100, mode="byok")
     make_usage(tenant, tokens=9_000_000, tcu=900, when=timezone.now() - timedelta(days=40))  # other period
     body = manage_client.get("/api/billing/summary").json()
     assert (body["plan"], body["included_tokens"], body["used_tokens"], body["overage_tokens"]) == (
-        "starter",
+        "free",
         2_000_000,
         2_500_000,
         500_000,
@@ -55,7 +56,58 @@ def test_summary_counts_platform_tokens_overage_and_amount_due(manage_client, te
     assert body["tcu_used"] == 800
     assert (body["warn_tcu"], body["hard_tcu"]) == (1000, 5000)
     assert body["overage_amount_usd"] == "1.00"
-    assert body["amount_due_usd"] == "6.00"  # one agent x $5 + $1 overage
+    assert body["amount_due_usd"] == "6.00"  # the default agent on Starter ($5) + $1 overage; `agent` is BYOK
+
+
+def test_summary_itemises_the_managed_agents(manage_client, tenant, agent):
+    writer = agent_create(tenant=tenant, actor=SYSTEM, slug="writer", name="Writer")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug="pro")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="starter")
+    make_usage(tenant, tokens=6_200_000, agent=agent)  # 1.2M over Pro's 5M at $3 → $3.60
+    make_usage(tenant, tokens=1_000_000)  # the default agent: within Starter's 2M
+    make_usage(
+        tenant, tokens=4_000_000, agent=writer
+    )  # not managed: platform tokens, no allowance, no overage
+    make_usage(tenant, tokens=50_000_000, agent=agent, mode="byok")  # its own key: never counted
+    body = manage_client.get("/api/billing/summary").json()
+    assert body["managed"] == [
+        {
+            "agent": None,
+            "agent_name": "Workspace default",
+            "active": True,
+            "tier": "starter",
+            "tier_name": "Starter",
+            "price_usd": "5.00",
+            "included_tokens": 2_000_000,
+            "used_tokens": 1_000_000,
+            "overage_tokens": 0,
+            "overage_usd_per_mtok": "2.00",
+            "overage_amount_usd": "0.00",
+        },
+        {
+            "agent": "support-bot",
+            "agent_name": "Support bot",
+            "active": True,
+            "tier": "pro",
+            "tier_name": "Pro",
+            "price_usd": "10.00",
+            "included_tokens": 5_000_000,
+            "used_tokens": 6_200_000,
+            "overage_tokens": 1_200_000,
+            "overage_usd_per_mtok": "3.00",
+            "overage_amount_usd": "3.60",
+        },
+    ]
+    assert (body["included_tokens"], body["used_tokens"], body["overage_tokens"]) == (
+        7_000_000,
+        11_200_000,
+        1_200_000,
+    )
+    assert (body["overage_amount_usd"], body["base_amount_usd"], body["amount_due_usd"]) == (
+        "3.60",
+        "15.00",
+        "18.60",
+    )
 
 
 def test_summary_lists_stripe_invoices(paid_tenant, stripe):

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.caps import limits_for
-from billing.models import Notification, StripeEvent, Subscription
+from billing.models import ManagedAgent, Notification, StripeEvent, Subscription
 from billing.summary import billing_banner
 
 from .conftest import WEBHOOK_SECRET
@@ -63,11 +63,12 @@ def invoice(customer: str, status: str = "open") -> dict:
 
 
 @pytest.fixture
-def customer(tenant, settings):
+def customer(tenant, settings, paid_plans):
+    """`tenant` on the paid workspace plan Team (platform-managed keys), known to Stripe as cus_TestAcme."""
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     from billing.plans import assign_plan
 
-    sub = assign_plan(tenant=tenant, plan_slug="pro")
+    sub = assign_plan(tenant=tenant, plan_slug="team")
     Subscription.objects.unscoped().filter(pk=sub.pk).update(
         stripe_customer_id="cus_TestAcme", stripe_subscription_id="sub_TestAcme"
     )
@@ -119,7 +120,7 @@ def test_payment_failed_marks_past_due_and_platform_stops_after_the_grace_period
     assert "BYOK" in limits.platform_block_reason
     assert "overdue" in limits.platform_block_reason
     assert limits.hard_tcu > 0
-    assert limits.plan == "pro"
+    assert limits.plan == "team"
     assert billing_banner(tenant)["code"] == "past_due_blocked"
 
     assert post(event("invoice.paid", invoice(customer, status="paid"))).json()["result"] == "paid"
@@ -143,16 +144,52 @@ def test_subscription_updated_mirrors_plan_quantity_and_status(tenant, customer)
                     "object": "subscription_item",
                     "quantity": 4,
                     "current_period_end": int(time.time()) + 86400,
-                    "price": {"id": "byok-ultra-agent-2000-usd-month"},
+                    "price": {"id": "byok-business-agent-2000-usd-month"},
                 }
             ],
         },
     }
     assert post(event("customer.subscription.updated", obj)).status_code == 200
     sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
-    assert (sub.plan.slug, sub.quantity, sub.status) == ("ultra", 4, "active")
+    assert (sub.plan.slug, sub.quantity, sub.status) == ("business", 4, "active")
     assert sub.current_period_end is not None
-    assert limits_for(tenant.id).tier == "ultra"
+    assert limits_for(tenant.id).plan == "business"
+
+
+def test_a_subscription_of_managed_tiers_leaves_the_workspace_plan_alone(tenant, customer):
+    obj = {
+        "id": "sub_TestAcme",
+        "object": "subscription",
+        "customer": customer,
+        "status": "active",
+        "metadata": {"tenant": "acme"},
+        "items": {
+            "object": "list",
+            "data": [
+                {"id": "si_1", "object": "subscription_item", "quantity": 3, "plan": {"id": tier}}
+                for tier in ("byok-tier-pro-1000-usd-month", "byok-tier-ultra-2000-usd-month")
+            ],
+        },
+    }
+    assert post(event("customer.subscription.updated", obj)).status_code == 200
+    sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
+    assert (sub.plan.slug, sub.quantity, sub.status) == ("team", 1, "active")
+
+
+def test_a_retired_plan_in_stripe_is_not_mirrored_back(tenant, customer):
+    obj = {
+        "id": "sub_TestAcme",
+        "object": "subscription",
+        "customer": customer,
+        "status": "active",
+        "metadata": {"tenant": "acme", "plan": "pro"},
+        "items": {
+            "object": "list",
+            "data": [{"id": "si_1", "quantity": 2, "plan": {"id": "byok-pro-agent-1000-usd-month"}}],
+        },
+    }
+    assert post(event("customer.subscription.updated", obj)).status_code == 200
+    assert Subscription.objects.unscoped().select_related("plan").get(tenant=tenant).plan.slug == "team"
 
 
 def test_subscription_deleted_moves_the_tenant_to_free(tenant, customer):
@@ -169,7 +206,24 @@ def test_subscription_deleted_moves_the_tenant_to_free(tenant, customer):
     assert not limits_for(tenant.id).platform_allowed
 
 
-def test_checkout_completed_applies_the_chosen_plan(tenant, settings):
+def test_subscription_deleted_ends_the_managed_tiers_it_paid_for(tenant, agent, customer):
+    from billing.caps import managed_access
+    from billing.managed import managed_set
+    from tenants.audit import SYSTEM
+    from tenants.models import AuditEvent
+
+    managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug="pro")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="starter")
+    obj = {"id": "sub_TestAcme", "object": "subscription", "customer": customer, "status": "canceled"}
+    assert post(event("customer.subscription.deleted", obj)).status_code == 200
+    assert not ManagedAgent.objects.unscoped().filter(tenant=tenant, ended_at__isnull=True).exists()
+    assert managed_access(tenant.id, agent.id) is None
+    assert AuditEvent.objects.unscoped().filter(tenant=tenant, action="billing.managed.end").count() == 2
+    note = Notification.objects.unscoped().get(tenant=tenant, title="Subscription ended")
+    assert "managed LLM is off on 2 agent(s)" in note.body
+
+
+def test_checkout_completed_applies_the_chosen_plan(tenant, settings, paid_plans):
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     obj = {
         "id": "cs_test_a1",
@@ -179,15 +233,55 @@ def test_checkout_completed_applies_the_chosen_plan(tenant, settings):
         "customer": "cus_New",
         "subscription": "sub_New",
         "client_reference_id": "acme",
-        "metadata": {"tenant": "acme", "plan": "starter"},
+        "metadata": {"tenant": "acme", "plan": "team"},
     }
     assert post(event("checkout.session.completed", obj)).json()["result"] == "checkout completed"
     sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
     assert (sub.plan.slug, sub.stripe_subscription_id, sub.stripe_customer_id) == (
-        "starter",
+        "team",
         "sub_New",
         "cus_New",
     )
+
+
+def test_checkout_completed_turns_the_paid_managed_tier_on(tenant, agent, settings):
+    from billing.caps import managed_access
+
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    obj = {
+        "id": "cs_test_a2",
+        "object": "checkout.session",
+        "mode": "subscription",
+        "status": "complete",
+        "customer": "cus_New",
+        "subscription": "sub_New",
+        "client_reference_id": "acme",
+        "metadata": {"tenant": "acme", "managed_tier": "pro", "managed_agent": str(agent.pk)},
+    }
+    assert post(event("checkout.session.completed", obj)).json()["result"] == "checkout completed"
+    row = ManagedAgent.objects.unscoped().select_related("tier").get(tenant=tenant)
+    assert (row.agent_id, row.tier.slug) == (agent.pk, "pro")
+    sub = Subscription.objects.unscoped().select_related("plan").get(tenant=tenant)
+    assert (sub.plan.slug, sub.stripe_subscription_id) == ("free", "sub_New")
+    assert managed_access(tenant.id, agent.id).tier == "pro"
+
+
+def test_a_checkout_naming_another_tenants_agent_applies_nothing(tenant, other_tenant, settings):
+    from tenants.audit import SYSTEM
+    from tenants.services import agent_create
+
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    theirs = agent_create(tenant=other_tenant, actor=SYSTEM, slug="theirs", name="Theirs")
+    obj = {
+        "id": "cs_test_a3",
+        "object": "checkout.session",
+        "mode": "subscription",
+        "customer": "cus_New",
+        "subscription": "sub_New",
+        "metadata": {"tenant": "acme", "managed_tier": "pro", "managed_agent": str(theirs.pk)},
+    }
+    assert post(event("checkout.session.completed", obj)).status_code == 200
+    assert not ManagedAgent.objects.unscoped().exists()
 
 
 def test_events_for_unknown_customers_are_acknowledged_and_ignored(tenant, customer):

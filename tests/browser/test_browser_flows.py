@@ -177,7 +177,7 @@ def test_dashboard_shows_the_totals_of_real_calls_and_draws_the_chart(page, prov
     from tenants.models import Tenant
 
     signup(page)
-    assign_plan(tenant=Tenant.objects.get(slug="acme"), plan_slug="pro")
+    assign_plan(tenant=Tenant.objects.get(slug="acme"), plan_slug="enterprise")
     page.goto("/keys/")
     page.fill("#id_name", "backend")
     page.check("input[value=gateway]")
@@ -245,7 +245,7 @@ def test_assistant_answers_from_the_fake_provider_and_explains_the_hard_cap(page
 
     signup(page)
     tenant = Tenant.objects.get(slug="acme")
-    assign_plan(tenant=tenant, plan_slug="pro")
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     page.goto("/assistant/")
     page.select_option("#new-model", "openai:gpt-5-mini")
     page.click("button:has-text('New chat')")

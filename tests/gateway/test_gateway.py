@@ -29,7 +29,7 @@ def platform_env(monkeypatch, fake):
 def pro_tenant(tenant):
     from billing.plans import assign_plan
 
-    assign_plan(tenant=tenant, plan_slug="pro")
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     return tenant
 
 

@@ -19,7 +19,7 @@ def paying(tenant, fake, monkeypatch):
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
-    assign_plan(tenant=tenant, plan_slug="pro")
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     reconfigured()
     return tenant
 

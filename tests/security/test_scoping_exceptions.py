@@ -67,6 +67,12 @@ ALLOWED: dict[tuple[str, str], str] = {
         "TenantOwnedAdmin.get_queryset",
     ): "the Django admin: platform admins see every tenant",
     ("tenants.admin", "MembershipInline.get_queryset"): "the Django admin: a tenant's memberships, inline",
+    ("billing.admin", "ManagedTierAdmin._tenant_ids"): (
+        "the Django admin: a tier edit or delete concerns every tenant with an agent on it"
+    ),
+    ("billing.admin", "ManagedAgentAdmin.formfield_for_foreignkey"): (
+        "the Django admin: a platform admin types any tenant's agent id; the form refuses another tenant's"
+    ),
     ("tenants.forms", "ApiKeyForm"): (
         "an empty placeholder (.none()) at class definition, where there is no tenant; __init__ sets the "
         "tenant's agents through for_tenant"

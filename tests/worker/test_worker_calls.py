@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transa
 def pro_tenant(tenant):
     from billing.plans import assign_plan
 
-    assign_plan(tenant=tenant, plan_slug="pro")
+    assign_plan(tenant=tenant, plan_slug="enterprise")
     return tenant
 
 
