@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from billing import caps
-from billing.managed import managed_get, managed_set, tier_models_validate
+from billing.managed import managed_get, managed_set, schedule_items_sync, tier_models_validate
 from billing.models import (
     AgentBudget,
     AlertSent,
@@ -240,6 +243,8 @@ class SubscriptionAdmin(TenantOwnedAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         caps.invalidate(obj.tenant_id)
+        if "plan" in form.changed_data:  # Stripe follows a plan set by hand (items sync)
+            transaction.on_commit(partial(schedule_items_sync, obj.tenant_id))
 
 
 @admin.register(AgentBudget)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from billing import caps
-from billing.managed import managed_get, managed_set, tier_for_choice
+from billing.managed import managed_get, managed_set, schedule_items_sync, tier_for_choice
 from billing.models import ManagedAgent, Plan, Subscription
 from billing.stripe import sync as stripe_sync
 from billing.stripe.client import BillingError, stripe_configured
@@ -50,11 +50,15 @@ __all__ = [
 
 
 def assign_plan(*, tenant: Tenant, plan_slug: str | None, actor: Actor = SYSTEM) -> Subscription:
-    """Put a tenant on a plan locally (createtenant, admins); Stripe is not involved. None → free."""
+    """Put a tenant on a plan (createtenant, admins) without asking it to pay first. None → free. When a paid
+    plan is involved, Stripe follows after the commit (the items sync: customer and subscription created, or the
+    plan's item swapped or dropped)."""
     plan = get_plan(plan_slug)
     with transaction.atomic():
         sub = ensure_subscription(tenant, lock=True)
         before = sub.plan.slug
+        if plan.is_paid or sub.plan.is_paid:
+            transaction.on_commit(partial(schedule_items_sync, tenant.id))
         sub.plan = plan
         sub.quantity = billable_agents(tenant) if plan.per_agent else 1
         sub.save(update_fields=["plan", "quantity", "updated_at"])
@@ -250,16 +254,21 @@ def managed_change(
         row = managed_set(tenant=tenant, actor=actor, agent=agent, tier_slug=tier.slug)
         return ManagedChange(managed=row, changed=True)
     if stripe_sync.customer_has_payment_method(customer_id):
-        created = stripe_sync.subscription_create(tenant, wanted, charge=True)
-        if not _confirms(created, tier_plan):
-            sub.stripe_subscription_id = created["id"]
-            stripe_sync.subscription_cancel(sub)
-            raise BillingError(
-                "The first payment failed, so managed LLM was not turned on. Update your card "
-                "(Billing → Payment) and try again.",
-                code="payment_failed",
-            )
         with transaction.atomic():
+            locked = ensure_subscription(tenant, lock=True)  # one subscription per tenant, even when racing
+            if locked.stripe_subscription_id:
+                raise BillingError(
+                    "Your subscription changed meanwhile; please try again.", code="retry", retryable=True
+                )
+            created = stripe_sync.subscription_create(tenant, wanted, charge=True)
+            if not _confirms(created, tier_plan):
+                locked.stripe_subscription_id = created["id"]
+                stripe_sync.subscription_cancel(locked)
+                raise BillingError(
+                    "The first payment failed, so managed LLM was not turned on. Update your card "
+                    "(Billing → Payment) and try again.",
+                    code="payment_failed",
+                )
             Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(
                 stripe_subscription_id=created["id"], status=local_status(str(created["status"]))
             )

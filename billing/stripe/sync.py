@@ -306,10 +306,15 @@ def subscription_sync_items(tenant: Tenant, *, plan: Plan | None = None) -> str:
     if not sub.stripe_subscription_id:
         if not wanted:
             return "unchanged"
-        created = subscription_create(tenant, wanted)
-        Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(
-            stripe_subscription_id=created["id"], status=local_status(str(created.get("status") or "active"))
-        )
+        with transaction.atomic():
+            sub = ensure_subscription(tenant, lock=True)  # one creator at a time per tenant
+            if sub.stripe_subscription_id:
+                return "unchanged"  # another worker created it while we waited; its sync covers the items
+            created = subscription_create(tenant, wanted)
+            Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(
+                stripe_subscription_id=created["id"],
+                status=local_status(str(created.get("status") or "active")),
+            )
         return "created"
     stripe_sub = subscription_retrieve(sub)
     if stripe_sub is None or stripe_sub.get("status") in {"canceled", "incomplete_expired"}:

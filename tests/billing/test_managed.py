@@ -453,3 +453,14 @@ def test_an_agent_turned_off_mid_period_still_pays_its_overage(tenant, agent, st
         (None, "pro", True),
         ("support-bot", "ultra", True),
     ]
+
+
+def test_a_failing_first_payment_turns_nothing_on(tenant, agent, stripe):
+    attach_card(tenant, number="4000000000000341")  # attaches, then every charge fails
+    response = _put(_owner(tenant), f"/api/agents/{agent.slug}/managed", "pro")
+    assert response.status_code == 402
+    assert response.json()["code"] in {"card_declined", "payment_failed"}
+    assert not ManagedAgent.objects.unscoped().exists()
+    assert not stripe.v1.subscriptions.list(params={"status": "active"}).data
+    assert _sub(tenant).stripe_subscription_id == ""
+    assert policy().managed_access(tenant.id, agent.id) is None

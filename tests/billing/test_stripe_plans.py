@@ -122,3 +122,22 @@ def test_api_plan_change_answers_with_the_error_message(tenant, stripe, make_use
 
 def test_the_sdk_error_types_are_the_ones_wrapped():
     assert issubclass(stripe_sdk.CardError, stripe_sdk.StripeError)
+
+
+def test_a_paid_plan_an_operator_assigns_is_billed(
+    tenant, stripe, paid_plans, django_capture_on_commit_callbacks
+):
+    from billing.plans import assign_plan
+
+    from .conftest import remote_items
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assign_plan(tenant=tenant, plan_slug="team")
+    sub = _sub(tenant)
+    assert sub.stripe_customer_id
+    assert remote_items(stripe, tenant) == {"byok-team-agent-1000-usd-month": 1}
+    assert stripe.v1.subscriptions.retrieve(sub.stripe_subscription_id).collection_method == "send_invoice"
+    with django_capture_on_commit_callbacks(execute=True):
+        assign_plan(tenant=tenant, plan_slug="free")  # nothing billed any more: cancelled
+    assert _sub(tenant).stripe_subscription_id == ""
+    assert stripe.v1.subscriptions.retrieve(sub.stripe_subscription_id).status == "canceled"
