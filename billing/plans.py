@@ -241,18 +241,15 @@ def managed_change(
     customer_id = stripe_sync.ensure_customer(tenant)  # BillingError when Stripe is not configured
     wanted = stripe_sync.wanted_items(tenant, tiers=counts)
     tier_plan = stripe_sync.tier_stripe_plan_id(tier)
-    if sub.stripe_subscription_id:
-        stripe_sub = stripe_sync.subscription_retrieve(sub)
-        if stripe_sub is None or stripe_sub.get("status") in {"canceled", "incomplete_expired"}:
-            raise BillingError(
-                "The Stripe subscription no longer exists; contact us to restore billing.",
-                code="subscription_missing",
-            )
+    stripe_sub = stripe_sync.subscription_retrieve(sub) if sub.stripe_subscription_id else None
+    if stripe_sub is not None and stripe_sub.get("status") not in {"canceled", "incomplete_expired"}:
         changes = stripe_sync.item_changes(stripe_sub, wanted)
         if changes:
-            stripe_sync.subscription_update_items(sub, changes)
+            stripe_sync.subscription_update_items(sub, changes)  # Stripe prorates the new agent
         row = managed_set(tenant=tenant, actor=actor, agent=agent, tier_slug=tier.slug)
         return ManagedChange(managed=row, changed=True)
+    if sub.stripe_subscription_id:  # gone in Stripe (its webhook was missed): start a new one below
+        Subscription.objects.for_tenant(tenant).filter(pk=sub.pk).update(stripe_subscription_id="")
     if stripe_sync.customer_has_payment_method(customer_id):
         with transaction.atomic():
             locked = ensure_subscription(tenant, lock=True)  # one subscription per tenant, even when racing

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from billing.models import ManagedAgent, ManagedTier, Plan, Subscription
 from tenants.models import Agent, Tenant
+from tenants.scoping import TenantScopedQuerySet
 
 FREE = "free"
 
@@ -84,7 +84,7 @@ def _by_agent(rows: list[ManagedAgent]) -> list[ManagedAgent]:
     return rows
 
 
-def live_managed(tenant: Tenant | int) -> Any:
+def live_managed(tenant: Tenant | int) -> TenantScopedQuerySet[ManagedAgent]:
     """The tenant's live ManagedAgent rows (not ended), as a queryset."""
     return ManagedAgent.objects.for_tenant(tenant).filter(ended_at__isnull=True)
 
