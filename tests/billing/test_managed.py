@@ -464,3 +464,17 @@ def test_a_failing_first_payment_turns_nothing_on(tenant, agent, stripe):
     assert not stripe.v1.subscriptions.list(params={"status": "active"}).data
     assert _sub(tenant).stripe_subscription_id == ""
     assert policy().managed_access(tenant.id, agent.id) is None
+
+
+def test_a_subscription_gone_in_stripe_is_replaced_when_a_tier_is_turned_on(paid_tenant, agent, stripe):
+    old = _sub(paid_tenant).stripe_subscription_id
+    stripe.v1.subscriptions.cancel(old)  # and its webhook never arrived
+    response = _put(_owner(paid_tenant), f"/api/agents/{agent.slug}/managed", "ultra")
+    assert response.status_code == 200, response.content
+    new = _sub(paid_tenant).stripe_subscription_id
+    assert new
+    assert new != old
+    assert remote_items(stripe, paid_tenant) == {
+        PRO: 1,
+        ULTRA: 1,
+    }  # the default agent's Pro and the new Ultra
