@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from billing.caps import caps_update
 from billing.managed import managed_set
+from billing.plans import assign_plan
 from billing.summary import billing_banner
 from billing.usage import period_of
 from tenants.audit import SYSTEM
