@@ -14,7 +14,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Sum
 
 from billing.models import AgentBudget, ManagedTier, Plan, Subscription
 from billing.subscriptions import ensure_subscription, free_plan, live_managed, period_of
@@ -30,6 +29,7 @@ LIMITS_SCHEMA = 2  # bump when the cached payload changes shape
 LIMITS_TTL = 300
 _GENERATION_KEY = "billing:limits-generation"
 TOKEN_THRESHOLDS = (50, 80, 100)
+STARTER_INCLUDED_TOKENS = 2_000_000  # the guardrail's unit when no Starter tier row exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +98,21 @@ def guardrail_tcu(*, tenant_id: int, plan: Plan | None) -> tuple[int, int]:
 
     Σ over its managed agents of SPEND_ALERT_TCU_WARN / _HARD × the agent's tier's included tokens / Starter's
     (the env figures are Starter's per agent; Pro and Ultra keep the same ratio to their allowance), plus the
-    workspace plan's own figures when the plan itself includes platform-managed models (enterprise). Until
-    per-agent managed tiers exist, that plan part is the whole guardrail."""
-    if plan is None or not plan.platform_allowed:
-        return 0, 0
-    return _plan_figures(plan)
+    workspace plan's own figures when the plan itself includes platform-managed models (enterprise)."""
+    warn, hard = _plan_figures(plan) if plan is not None and plan.platform_allowed else (0, 0)
+    allowances = _managed_allowances(tenant_id)
+    if allowances:
+        starter = ManagedTier.objects.filter(slug="starter").values_list("included_tokens", flat=True).first()
+        base = starter or STARTER_INCLUDED_TOKENS
+        env_warn, env_hard = settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD
+        warn += sum(env_warn * included // base for included in allowances)
+        hard += sum(env_hard * included // base for included in allowances)
+    return int(warn), int(hard)
+
+
+def _managed_allowances(tenant_id: int) -> list[int]:
+    """The included tokens of each live managed agent's tier."""
+    return [int(n) for n in live_managed(tenant_id).values_list("tier__included_tokens", flat=True)]
 
 
 def _load(tenant_id: int) -> dict[str, Any]:
@@ -129,13 +139,8 @@ def _load(tenant_id: int) -> dict[str, Any]:
         "plan_platform": bool(plan and plan.platform_allowed),
         "past_due_since": past_due_since.timestamp() if past_due_since else None,
         # The allowance alerts (50/80/100 %) watch the plan's and every managed agent's included tokens together.
-        "included_tokens": int(plan.included_tokens if plan else 0) + _managed_included_tokens(tenant_id),
+        "included_tokens": int(plan.included_tokens if plan else 0) + sum(_managed_allowances(tenant_id)),
     }
-
-
-def _managed_included_tokens(tenant_id: int) -> int:
-    total = live_managed(tenant_id).aggregate(t=Sum("tier__included_tokens"))["t"]
-    return int(total or 0)
 
 
 def _build(data: dict[str, Any], now: datetime | None = None) -> Limits:

@@ -478,3 +478,24 @@ def test_a_subscription_gone_in_stripe_is_replaced_when_a_tier_is_turned_on(paid
         PRO: 1,
         ULTRA: 1,
     }  # the default agent's Pro and the new Ultra
+
+
+def test_the_guardrail_is_sized_by_the_managed_agents(tenant, agent, manage_client, settings):
+    from billing.managed import managed_set
+    from billing.plans import assign_plan
+
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200_000, 300_000
+    caps = manage_client.get("/api/billing/caps").json()
+    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (0, 0)  # free, nothing managed
+    writer = agent_create(tenant=tenant, actor=SYSTEM, slug="writer", name="Writer")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug="starter")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug="pro")
+    managed_set(tenant=tenant, actor=SYSTEM, agent=writer, tier_slug="ultra")
+    caps = manage_client.get("/api/billing/caps").json()
+    # Starter's figures per agent, Pro and Ultra in proportion to their included tokens (5M and 10M to 2M)
+    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (1_700_000, 2_550_000)
+    assert (caps["warn_tcu"], caps["hard_tcu"]) == (1_700_000, 2_550_000)  # no caps of its own
+    managed_set(tenant=tenant, actor=SYSTEM, agent=writer, tier_slug=None)
+    assign_plan(tenant=tenant, plan_slug="enterprise")  # a platform plan adds its own figures
+    caps = manage_client.get("/api/billing/caps").json()
+    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (900_000, 1_350_000)
