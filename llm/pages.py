@@ -8,7 +8,7 @@ from typing import Any
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
-from llm.calls.listing import models_for_gateway
+from llm.calls.listing import models_for_gateway, picker_models
 from llm.config import routes as route_service
 from llm.config.preferences import preferences_read
 from llm.models import Thread
@@ -81,12 +81,14 @@ def llm_config_context(request: TenantRequest, agent: Any = None) -> dict[str, A
     """What a page showing the LLM settings and their modal needs (the settings page and the dashboard)."""
     prefs = preferences_read(tenant=request.tenant, agent=agent)
     endpoint = prefs.get("custom_endpoint") or {}
+    # The pickers offer, per mode, the models a call could reach now (the modal's own script filters by them).
+    callable_models = picker_models(tenant_id=request.tenant.id, agent_id=agent.id if agent else None)
     return {
         "key_display": prefs.get("api_key_masked") or endpoint.get("api_key_masked") or "—",
         "prefs": prefs,
         "agent": agent,
         "can_manage": role_has(request.role, Perm.MANAGE_LLM),
-        "config": {"agent": agent.slug if agent else None, "prefs": prefs},
+        "config": {"agent": agent.slug if agent else None, "prefs": prefs, "callable": callable_models},
     }
 
 

@@ -21,6 +21,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.fields import SkipField, empty, get_error_detail
 from rest_framework.settings import api_settings
 
+from llm.calls.resolution import platform_model_refusal
 from llm.config import credentials, preferences, routes, ssrf
 from llm.config.catalog_data import OPENROUTER
 from llm.models import CREDENTIAL_KINDS, Credential, Route
@@ -668,7 +669,7 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
         fallbacks = self._check_fallbacks(attrs, values, eu_required)
         inline_key = endpoint = None
         if values["mode"] == "platform":
-            self._check_platform()
+            self._check_platform(values, fallbacks)
         elif values["mode"] == "byok":
             inline_key = self._check_byok(attrs, values, m, fallbacks)
         else:
@@ -726,10 +727,25 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
         values["fallbacks"] = [f for f, _ in entries]
         return entries
 
-    def _check_platform(self) -> None:
-        allowed, reason = preferences.platform_mode_allowed(self.context["tenant"])
+    def _check_platform(self, values: preferences.PreferenceValues, fallbacks: list[tuple[str, Any]]) -> None:
+        """The agent may use the platform's keys (a managed tier, or a workspace plan that includes them), and
+        the model and each fallback resolve there: in its tier, reachable, priced."""
+        tenant, agent = self.context["tenant"], self.context.get("agent")
+        allowed, reason = preferences.platform_mode_allowed(tenant, agent)
         if not allowed:
             self.problems["mode"] = [reason]
+            return
+        access = preferences.managed_access(tenant, agent)
+        refusal = platform_model_refusal(tenant, access, values["model"]) if values["model"] else None
+        if refusal is not None and "model" not in self.problems:
+            self.problems["model"] = [refusal]
+        messages = []
+        for fid, _ in fallbacks:
+            refusal = platform_model_refusal(tenant, access, fid)
+            if refusal is not None:
+                messages.append(f"{fid}: {refusal}")
+        if messages and "fallbacks" not in self.problems:
+            self.problems["fallbacks"] = messages
 
     def _check_byok(
         self,
@@ -934,6 +950,7 @@ class RouteTargetSerializer(AllErrorsSerializer):
         if "model" in self.problems:
             return "", None
         model_id, m, errors = preferences.check_model(attrs.get("model"), mode=mode, eu_required=False)
+        errors = errors or self._reach(model_id, m, mode, credential)
         if errors:
             self.problems["model"] = errors
         elif self.context["eu_required"]:
@@ -943,6 +960,29 @@ class RouteTargetSerializer(AllErrorsSerializer):
             if not eu:
                 self.problems["model"] = [f"EU data residency is required and {model_id} is not EU-hosted."]
         return model_id, m
+
+    def _reach(self, model_id: str, m: Any, mode: str, credential: Credential | None) -> list[str]:
+        """What the gateway would answer calling the target: the named credential (or, without one, a key of
+        the workspace in byok mode) must reach the model; in platform mode some caller of the route may use the
+        platform's keys (a managed agent, or any under a plan that includes them) and the model resolves there
+        for it."""
+        if mode == "custom":
+            return []
+        if credential is not None:
+            if preferences.has_key_for(model_id, m, {credential.kind}):
+                return []
+            return [f"the credential “{credential.name}” cannot reach {model_id}."]
+        if mode == "byok":
+            if preferences.has_key_for(model_id, m, {c.kind for c in self.context["credentials"].values()}):
+                return []
+            provider = m.provider if m is not None else OPENROUTER
+            also = " or OpenRouter" if provider != OPENROUTER else ""
+            return [f"no API key for {provider}{also} is saved; add one, or name the credential to use."]
+        scopes, reason = self.context["platform"]
+        if not scopes:
+            return [reason]
+        refusals = [platform_model_refusal(self.context["tenant"], access, model_id) for access in scopes]
+        return [] if None in refusals else [str(refusals[0])]
 
     def _params(self, attrs: dict[str, Any], m: Any) -> dict[str, Any]:
         if "params" in self.problems:
@@ -1051,12 +1091,14 @@ class RouteSerializer(AllErrorsSerializer):
             return []
         tenant = self.context["tenant"]
         by_id = {c.pk: c for c in Credential.objects.for_tenant(tenant)}
+        mode = routes.tenant_mode(tenant)
         context = {
             **self.context,
-            "mode": routes.tenant_mode(tenant),
+            "mode": mode,
             "credentials": by_id,
             "credentials_by_name": {c.name: c for c in by_id.values()},
             "eu_required": eu_required,
+            "platform": preferences.platform_scopes(tenant) if mode == "platform" else ([], ""),
         }
         messages: list[str] = []
         cleaned: list[routes.TargetInput] = []

@@ -18,7 +18,7 @@ from django.db import DatabaseError
 from llm.calls import hot_cache
 from llm.calls.circuit import circuit_id
 from llm.calls.errors import GatewayError
-from llm.calls.resolution import RouteError, resolve_route
+from llm.calls.resolution import RouteError, platform_refusal, resolve_route
 from llm.limits import budget
 from llm.metering.pricing import estimate_tokens, prompt_chars, tcu_of
 from llm.policy import policy
@@ -26,7 +26,7 @@ from llm.sync import run_sync
 
 if TYPE_CHECKING:
     from llm.calls.resolution import ResolvedRoute, ResolvedTarget
-    from llm.policy import Limits
+    from llm.policy import Limits, ManagedAccess
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,18 @@ async def agent_budget(tenant_id: int, agent_id: int | None) -> int | None:
     return boxed[0]
 
 
+def _managed_boxed(tenant_id: int, agent_id: int | None) -> tuple[ManagedAccess | None]:
+    return (policy().managed_access(tenant_id, agent_id),)
+
+
+async def managed_access(tenant_id: int, agent_id: int | None) -> ManagedAccess | None:
+    """The agent's managed tier (None: not managed), cached like the limits."""
+    boxed = await _cached(
+        hot_cache.limits, ("managed", tenant_id, agent_id), _managed_boxed, tenant_id, agent_id
+    )
+    return boxed[0]
+
+
 async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> ResolvedRoute:
     try:
         return await _cached(
@@ -177,14 +189,13 @@ async def admit(
     """Check plan, caps, rate limits and concurrency in one Redis round trip; reserve the worst case."""
     limits = await limits_for(ctx.tenant_id)
     primary = targets[0]
-    if primary.mode == "platform" and not limits.platform_allowed:
-        raise GatewayError(
-            403,
-            limits.platform_block_reason
-            or "Your plan does not include platform-managed models; use your own key (BYOK).",
-            type="permission_error",
-            code="platform_mode_not_allowed",
-        )
+    blocked = (
+        platform_refusal(await managed_access(ctx.tenant_id, ctx.agent_id), limits)
+        if primary.mode == "platform"
+        else None
+    )
+    if blocked is not None:
+        raise GatewayError(403, blocked, type="permission_error", code="platform_mode_not_allowed")
     # The tenant's own cap counts every call, in every mode; without one it is counted, never refused (a BYOK or
     # custom tenant is never stopped by the platform). The platform's guardrail is reserved on any call that
     # may reach a platform target, and counts only what one serves (0 = no platform spend included).

@@ -20,7 +20,7 @@ from llm.calls.errors import GatewayError, error_for
 from llm.calls.response_cache import cache_get, cache_key, cache_put, is_deterministic
 from llm.limits import budget
 from llm.metering import metrics
-from llm.metering.pricing import Usage, estimate_tokens, prompt_chars
+from llm.metering.pricing import Usage, estimate_tokens, prompt_chars, reported_cost
 from llm.metering.queue import record_now
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
 from llm.sync import run_sync
@@ -111,9 +111,11 @@ def _count(value: object) -> int:
 
 def usage_from(usage: Usage, upstream_usage: object) -> None:
     """Take the provider's usage block, bounded; the block is rewritten in place so the client is shown exactly
-    what was metered."""
+    what was metered, in OpenAI's shape (a reported `cost` is taken out: it prices the call, see Usage.price)."""
     if not isinstance(upstream_usage, dict) or not upstream_usage:
         return
+    if "cost" in upstream_usage:
+        usage.reported_cost_usd = reported_cost(upstream_usage.pop("cost"))
     usage.input_tokens = _count(upstream_usage.get("prompt_tokens"))
     usage.output_tokens = _count(upstream_usage.get("completion_tokens"))
     details = upstream_usage.get("prompt_tokens_details")
@@ -195,7 +197,12 @@ class Call:
         failed = False
         try:
             if target is not None:
-                usage.price(target.input_usd_per_mtok, target.output_usd_per_mtok, self.markup)
+                usage.price(
+                    target.input_usd_per_mtok,
+                    target.output_usd_per_mtok,
+                    self.markup,
+                    cost_reported=target.cost_reported,
+                )
             metrics.observe(usage)
         except Exception:  # a bug of ours must not cost the settlement: settle, then answer internal_error
             log.exception(

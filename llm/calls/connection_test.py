@@ -23,6 +23,7 @@ from llm.config.preferences import preferences_save
 from llm.config.versions import bump_config_version
 from llm.metering.queue import record_test_call
 from llm.models import Credential
+from llm.policy import policy
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
 from llm.providers.base import scrub_for
 from llm.providers.openai_compat import ollama_tags
@@ -85,16 +86,16 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput |
     none of its saved secrets there: the test sends only those given with it (the serializer validated `data`
     with `new_origin="drop"`).
     """
+    agent_id = agent.id if agent else None
+    access = policy().managed_access(tenant.id, agent_id)
     if data is None:
-        return _resolve_cold(tenant.id, agent.id if agent else None, "default", False).targets[0]
+        return _resolve_cold(tenant.id, agent_id, "default", False, access).targets[0]
 
     holder: dict[str, ResolvedTarget] = {}
     try:
         with transaction.atomic():
             preferences_save(tenant=tenant, agent=agent, actor=SYSTEM, data=data)
-            holder["target"] = _resolve_cold(
-                tenant.id, agent.id if agent else None, "default", False
-            ).targets[0]
+            holder["target"] = _resolve_cold(tenant.id, agent_id, "default", False, access).targets[0]
             raise _Rollback
     except _Rollback:
         pass

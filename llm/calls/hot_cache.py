@@ -75,7 +75,9 @@ routes = TTLCache(ROUTE_TTL)
 
 
 def forget_limits(tenant_id: int) -> None:
-    limits.pop(tenant_id)
+    """The tenant's limits, agent budgets or managed tiers changed: forget them, and the routes resolved under
+    its managed tiers, here and (announced) in the other processes."""
+    _forget_tenant_here(tenant_id)
     _announce(f"limits:{tenant_id}")
 
 
@@ -132,9 +134,7 @@ def apply(message: str) -> None:
     kind, _, ident = message.partition(":")
     if kind == "key":
         keys.pop(ident)
-    elif kind == "limits" and ident.isdigit():
-        limits.pop(int(ident))
-    elif kind == "tenant" and ident.isdigit():
+    elif kind in ("limits", "tenant") and ident.isdigit():
         _forget_tenant_here(int(ident))
 
 

@@ -1,41 +1,61 @@
-"""What `GET /v1/models` lists for a key: `default`, the tenant's routes, the catalog models it may call and the
-models its Ollama servers have pulled (as `ollama:name:size`)."""
+"""What a key may call now, for `GET /v1/models` and the model pickers: `default`, the tenant's routes, the catalog
+models, the custom endpoint's model and the models its Ollama servers have pulled (as `ollama:name:size`), each
+resolved as a call of it would be (`resolution.Resolver`), so what is listed is what calls."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 
-from llm.calls.resolution import models_q_agent
+from llm.calls.resolution import Resolver
 from llm.config import ssrf
+from llm.config.catalog import get_catalog
 from llm.config.credentials import secrets_of
-from llm.models import CatalogModel, Credential, Preferences, Route
+from llm.models import Credential, Route
 from llm.providers import ProviderError
 from llm.providers.openai_compat import ollama_tags
 from llm.sync import from_sync
-from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 
 
 def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
-    tenant = Tenant.objects.get(id=tenant_id)
-    # Not `agent_id__in=[agent_id, None]`: SQL's IN never matches NULL, which would lose the tenant's row.
-    prefs = {
-        p.agent_id: p for p in Preferences.objects.for_tenant(tenant_id).filter(models_q_agent(agent_id))
-    }
-    chosen = prefs.get(agent_id) or prefs.get(None)
-    eu_only = tenant.eu_only or bool(chosen and chosen.eu_only)
-    ids = ["default"]
-    ids += [f"route:{name}" for name in Route.objects.for_tenant(tenant_id).values_list("name", flat=True)]
-    catalog = CatalogModel.objects.filter(enabled=True).exclude(provider_id="custom")
-    if eu_only:
-        catalog = catalog.filter(eu_hosted=True)
-    ids += list(catalog.values_list("id", flat=True))
-    if chosen is not None and chosen.mode == "custom" and chosen.model and chosen.model not in ids:
-        ids.append(chosen.model)
-    ids += [m for m in _ollama_models(tenant_id, eu_only=eu_only) if m not in ids]
+    resolver = Resolver(tenant_id, agent_id)
+    ids = ["default"] if resolver.callable("default") else []
+    for route in Route.objects.for_tenant(tenant_id):
+        if resolver.callable(f"route:{route.name}", route=route):
+            ids.append(f"route:{route.name}")
+    ids += [
+        m.id
+        for m in get_catalog().models.values()
+        if m.enabled
+        and m.provider != "custom"
+        and resolver.callable(m.id, embeddings=m.capabilities == ("embeddings",))
+    ]
+    prefs = resolver.ctx.prefs
+    own = prefs.model if resolver.ctx.mode == "custom" and prefs is not None else ""
+    if own and own not in ids and resolver.callable(own):  # the name the custom endpoint knows
+        ids.append(own)
+    pulled = _ollama_models(tenant_id, eu_only=resolver.ctx.eu_only)
+    ids += [m for m in pulled if m not in ids and resolver.callable(m)]
     return ids
+
+
+def picker_models(*, tenant_id: int, agent_id: int | None) -> dict[str, list[str]]:
+    """The chat models the LLM settings' model pickers offer in platform and byok mode: those a call in that mode
+    could reach now (a managed agent's tier; the providers the saved keys reach). The picker applies its own EU
+    checkbox, so residency is left to it."""
+    chat = [
+        m.id
+        for m in get_catalog().models.values()
+        if m.enabled and m.provider != "custom" and "embeddings" not in m.capabilities
+    ]
+    resolver = Resolver(tenant_id, agent_id, eu_only=False)
+    picks: dict[str, list[str]] = {}
+    for mode in ("platform", "byok"):
+        resolver.use_mode(mode)
+        picks[mode] = [model_id for model_id in chat if resolver.callable(model_id)]
+    return picks
 
 
 OLLAMA_TAGS_TTL, OLLAMA_DOWN_TTL = 30, 10  # seconds a server's list (or its being down) is remembered

@@ -1,11 +1,14 @@
 """Route resolution for the router: a requested model name → the ordered targets (endpoint, key, price) to try.
 
 Reads the catalog, the tenant's preferences, routes and credentials once, then serves warm calls from an
-in-process cache keyed by the tenant's config version, so a warm call runs no query at all.
+in-process cache keyed by the tenant's config version and the agent's managed tier, so a warm call runs no query
+at all. Every target it returns can be priced: a target without a price is refused (a fallback is skipped), except
+an OpenRouter model outside the catalog, which is metered at the cost OpenRouter reports for the call.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,8 +20,10 @@ from typing import TYPE_CHECKING, TypedDict
 from llm.config import catalog, catalog_data, ssrf
 from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
 from llm.config.credentials import ENDPOINT_KINDS, protocol_for_kind, secrets_of
+from llm.config.preferences import PLATFORM_NOT_INCLUDED, tier_refusal
 from llm.config.versions import config_version, forget_version_memo
 from llm.models import Credential, Preferences, Route
+from llm.policy import ManagedAccess, policy
 from tenants.models import Tenant
 
 if TYPE_CHECKING:
@@ -29,11 +34,16 @@ if TYPE_CHECKING:
     from llm.config.catalog import ModelInfo
     from llm.jsontypes import JSONObject
     from llm.models import CatalogModel
+    from llm.policy import Limits
     from llm.providers.base import TargetOptions
 
+log = logging.getLogger(__name__)
+
 _lock = threading.Lock()
-# (tenant, agent, requested model, embeddings, config version) → the resolved route
-_routes: OrderedDict[tuple[int, int | None, str, bool, str], ResolvedRoute] = OrderedDict()
+# (tenant, agent, requested model, embeddings, managed tier, config version) → the resolved route
+_routes: OrderedDict[tuple[int, int | None, str, bool, ManagedAccess | None, str], ResolvedRoute] = (
+    OrderedDict()
+)
 
 
 # --- the router's view of a route -------------------------------------------------------------------
@@ -59,6 +69,16 @@ class ResolvedTarget:
     weight: int = 0
     # the route's defaults (temperature, max_tokens), then a route target's own
     params: JSONObject = field(default_factory=dict)
+    # Metered at the cost the provider reports for the call (OpenRouter's usage accounting): an OpenRouter model
+    # outside the catalog. Its prices above are then the conservative ones (`Catalog.highest_prices`), used to
+    # reserve the worst case at admission and to meter a call whose answer reports no cost.
+    cost_reported: bool = False
+
+    @property
+    def priced(self) -> bool:
+        """Whether a call to it can be metered: the tenant's own endpoints carry their prices (0 when none is
+        set), the platform's and the tenant's provider keys need the catalog's, or the provider's reported cost."""
+        return self.input_usd_per_mtok is not None and self.output_usd_per_mtok is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +91,8 @@ class ResolvedRoute:
 
 
 class RouteError(Exception):
-    """The requested model cannot be resolved; the gateway answers 400 invalid_request_error."""
+    """The requested model cannot be resolved; the gateway answers 400 invalid_request_error. Its message is
+    shown to the tenant: operator details (which environment variable is missing) go to the log instead."""
 
     def __init__(self, message: str, code: str = "model_not_found", param: str = "model"):
         super().__init__(message)
@@ -203,10 +224,8 @@ class _Context:
     prefs: Preferences | None  # the effective row: the agent's, else the tenant's
     credentials: list[Credential]
     eu_only: bool
-
-    @property
-    def mode(self) -> str:
-        return self.prefs.mode if self.prefs is not None else "platform"
+    access: ManagedAccess | None  # the agent's managed tier: its platform-mode calls reach only its models
+    mode: str  # the preferences' mode (platform without preferences)
 
     def credential(self, kind: str) -> Credential | None:
         found = [c for c in self.credentials if c.kind == kind]
@@ -225,7 +244,7 @@ class _Context:
         return self.credential_by_id(self.prefs.custom_endpoint_id) if self.prefs is not None else None
 
 
-def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
+def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | None) -> _Context:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         raise RouteError("Unknown workspace.", code="tenant_not_found")
@@ -235,7 +254,14 @@ def _load_context(tenant_id: int, agent_id: int | None) -> _Context:
     )
     credentials = list(Credential.objects.for_tenant(tenant_id).select_related("data_key"))
     eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
-    return _Context(tenant=tenant, prefs=prefs, credentials=credentials, eu_only=eu_only)
+    return _Context(
+        tenant=tenant,
+        prefs=prefs,
+        credentials=credentials,
+        eu_only=eu_only,
+        access=access,
+        mode=prefs.mode if prefs is not None else "platform",
+    )
 
 
 def models_q_agent(agent_id: int | None) -> Q:
@@ -369,14 +395,27 @@ def _target_for_catalog(
             code="credential_missing",
         )
     _platform_enabled()
+    _check_tier(ctx, m.id, m.name)
     target = platform_target_for(m)
     if target is None:
+        log.warning(
+            "platform model %s unreachable: neither %s_API_KEY nor OPENROUTER_API_KEY is set",
+            m.id,
+            _env_prefix(m.provider),
+        )
         raise RouteError(
-            f"{m.id} is not available on this platform: no {_env_prefix(m.provider)}_API_KEY or "
-            "OPENROUTER_API_KEY is configured.",
+            f"{m.id} is not available on this platform right now; pick another model or use your own key "
+            "(BYOK).",
             code="model_unavailable",
         )
     return target
+
+
+def _check_tier(ctx: _Context, model_id: str, name: str = "") -> None:
+    """A managed agent's platform-mode calls go only to its tier's models."""
+    refusal = tier_refusal(ctx.access, model_id, name)
+    if refusal is not None:
+        raise RouteError(refusal, code="model_not_in_tier")
 
 
 def _platform_enabled() -> None:
@@ -394,13 +433,19 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | Non
     slug = name.split(":", 1)[1]
     if not slug or "/" not in slug:
         raise RouteError("Write OpenRouter models as openrouter:vendor/model.")
-    known = catalog.get_catalog().by_openrouter_id(slug)
+    snapshot = catalog.get_catalog()
+    known = snapshot.by_openrouter_id(slug)
     if credential is None and ctx.mode == "platform":
         _platform_enabled()
+        if ctx.access is not None and name not in ctx.access.models:
+            # The tiers list catalog ids; OpenRouter's way to a model of the tier is that model.
+            _check_tier(ctx, *((known.id, known.name) if known is not None else (name,)))
         key, credential_id, mode = env("OPENROUTER_API_KEY"), None, "platform"
         if not key:
+            log.warning("platform model %s unreachable: OPENROUTER_API_KEY is not set", name)
             raise RouteError(
-                "OpenRouter models are not available on this platform (no OPENROUTER_API_KEY).",
+                "OpenRouter models are not available on this platform right now; use your own OpenRouter key "
+                "(BYOK).",
                 code="model_unavailable",
             )
         secrets: JSONObject = {}
@@ -416,6 +461,16 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | Non
         if credential.base_url:
             _check_endpoint(credential.base_url)
         base = _base_url(OPENROUTER, credential.base_url)
+    # A model the catalog prices is metered at the catalog's price (list cost, like any other); any other one
+    # at the cost OpenRouter reports, reserved (and, without a report, metered) at the catalog's highest prices.
+    priced = (
+        known is not None and known.input_usd_per_mtok is not None and known.output_usd_per_mtok is not None
+    )
+    in_price, out_price = (
+        (known.input_usd_per_mtok, known.output_usd_per_mtok)
+        if known is not None and priced
+        else snapshot.highest_prices()
+    )
     return ResolvedTarget(
         model_id=name,
         provider=OPENROUTER,
@@ -426,12 +481,13 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | Non
         options={"headers": dict(secrets["headers"])} if secrets.get("headers") else {},
         mode=mode,
         credential_id=credential_id,
-        input_usd_per_mtok=known.input_usd_per_mtok if known else None,
-        output_usd_per_mtok=known.output_usd_per_mtok if known else None,
+        input_usd_per_mtok=in_price,
+        output_usd_per_mtok=out_price,
         eu_hosted=False,
         tier=known.tier if known else "",
         max_output_tokens=known.max_output_tokens if known else None,
         capabilities=tuple(known.capabilities) if known else (),
+        cost_reported=not priced,
     )
 
 
@@ -553,58 +609,160 @@ def _eu_filter(targets: list[ResolvedTarget], *, what: str) -> list[ResolvedTarg
     return kept
 
 
-def _resolve_cold(tenant_id: int, agent_id: int | None, model: str, embeddings: bool) -> ResolvedRoute:
-    ctx = _load_context(tenant_id, agent_id)
+def _price_unknown(target: ResolvedTarget) -> RouteError:
+    return RouteError(
+        f"The model {target.model_id} has no known price, so it cannot be metered; ask an admin to add it to "
+        "the catalog or pick a catalog model.",
+        code="model_price_unknown",
+    )
+
+
+def _priced_target(
+    ctx: _Context, name: str, *, credential: Credential | None = None, embeddings: bool = False
+) -> ResolvedTarget:
+    """A model's target, refused when its calls could not be metered (never at $0)."""
+    target = _target_for_name(ctx, name, credential=credential, embeddings=embeddings)
+    if not target.priced:
+        raise _price_unknown(target)
+    return target
+
+
+def _skipped(route_name: str, name: str, exc: RouteError) -> None:
+    """A fallback (or an A/B target) that cannot be called now is left out of the route: said in the log."""
+    level = logging.WARNING if exc.code == "model_price_unknown" else logging.INFO
+    log.log(level, "%s: target %s skipped (%s): %s", route_name, name, exc.code, exc.message)
+
+
+def _default_names(ctx: _Context, embeddings: bool) -> list[str]:
+    """The models `default` tries: the preferences' model and fallbacks (a managed agent's platform calls: those
+    of its tier, its first model when the preferences name none of them)."""
+    primary = ctx.prefs.model if ctx.prefs is not None else _default_model()
+    fallbacks = list(ctx.prefs.fallbacks) if ctx.prefs is not None else []
+    if ctx.access is not None and ctx.mode == "platform":
+        if not ctx.access.models:
+            raise RouteError(
+                f"No model is set up for {ctx.access.name} yet; contact support, or use your own key (BYOK).",
+                code="model_unavailable",
+            )
+        if primary not in ctx.access.models:
+            primary = ctx.access.models[0]
+        fallbacks = [f for f in fallbacks if f in ctx.access.models and f != primary]
+    if embeddings:
+        return [_default_embedding_model(primary)] if ctx.mode != "custom" else [primary]
+    return [primary, *fallbacks]
+
+
+def _default_targets(ctx: _Context, embeddings: bool) -> list[ResolvedTarget]:
+    targets = []
+    for i, name in enumerate(_default_names(ctx, embeddings)):
+        try:
+            targets.append(_with(_priced_target(ctx, name, embeddings=embeddings), params=_params(ctx.prefs)))
+        except RouteError as exc:
+            if i == 0:
+                raise
+            # A fallback that cannot be reached any more (key deleted, model disabled, no price) is skipped.
+            _skipped("default", name, exc)
+    return targets
+
+
+def _route_targets(ctx: _Context, route: Route, embeddings: bool) -> list[ResolvedTarget]:
+    targets = []
+    ab_split = any(s.get("weight") for s in route.targets)
+    for i, spec in enumerate(route.targets):
+        credential = ctx.credential_by_id(spec.get("credential")) if spec.get("credential") else None
+        try:
+            target = _priced_target(ctx, spec["model"], credential=credential, embeddings=embeddings)
+        except RouteError as exc:
+            if i == 0 and not ab_split:
+                raise
+            _skipped(f"route:{route.name}", spec["model"], exc)
+            continue
+        params = {**_params(ctx.prefs), **(spec.get("params") or {})}
+        targets.append(_with(target, weight=int(spec.get("weight") or 0), params=params))
+    if not targets:
+        raise RouteError(f"No target of route:{route.name} can be reached.", code="model_unavailable")
+    return targets
+
+
+def _resolve_in(ctx: _Context, model: str, embeddings: bool, *, route: Route | None = None) -> ResolvedRoute:
+    """The route of a requested model under a loaded context (`route`: the Route a `route:NAME` names, when the
+    caller has it already)."""
     model = (model or "").strip()
     cache_ttl = None
     eu_only = ctx.eu_only
-    weighted = False
     if model == "default":
-        primary = ctx.prefs.model if ctx.prefs is not None else _default_model()
-        names = [primary, *(ctx.prefs.fallbacks if ctx.prefs is not None else [])]
-        if embeddings:
-            names = [_default_embedding_model(primary)] if ctx.mode != "custom" else [primary]
-        targets = []
-        for i, name in enumerate(names):
-            try:
-                targets.append(
-                    _with(_target_for_name(ctx, name, embeddings=embeddings), params=_params(ctx.prefs))
-                )
-            except RouteError:
-                if i == 0:
-                    raise
-                # A fallback that cannot be reached any more (key deleted, model disabled) is skipped.
-        route_name = "default"
+        targets = _default_targets(ctx, embeddings)
     elif model.startswith("route:"):
-        route = Route.objects.for_tenant(tenant_id).filter(name=model[6:]).first()
+        if route is None:
+            route = Route.objects.for_tenant(ctx.tenant.id).filter(name=model[6:]).first()
         if route is None:
             raise RouteError(f"No route named “{model[6:]}”. Create it under /api/llm/routes.")
         eu_only = eu_only or route.eu_only
         cache_ttl = route.cache_ttl_seconds or None
-        targets = []
-        for i, spec in enumerate(route.targets):
-            credential = ctx.credential_by_id(spec.get("credential")) if spec.get("credential") else None
-            try:
-                target = _target_for_name(ctx, spec["model"], credential=credential, embeddings=embeddings)
-            except RouteError:
-                if i == 0 and not any(s.get("weight") for s in route.targets):
-                    raise
-                continue
-            params = {**_params(ctx.prefs), **(spec.get("params") or {})}
-            targets.append(_with(target, weight=int(spec.get("weight") or 0), params=params))
-        if not targets:
-            raise RouteError(f"No target of route:{route.name} can be reached.", code="model_unavailable")
-        weighted = sum(1 for t in targets if t.weight > 0) >= 2
-        route_name = model
+        targets = _route_targets(ctx, route, embeddings)
     else:
-        targets = [_with(_target_for_name(ctx, model, embeddings=embeddings), params=_params(ctx.prefs))]
-        route_name = model
+        targets = [_with(_priced_target(ctx, model, embeddings=embeddings), params=_params(ctx.prefs))]
     if eu_only:
-        targets = _eu_filter(targets, what=route_name if route_name != "default" else targets[0].model_id)
-        weighted = sum(1 for t in targets if t.weight > 0) >= 2
+        targets = _eu_filter(targets, what=model if model != "default" else targets[0].model_id)
+    weighted = sum(1 for t in targets if t.weight > 0) >= 2
     return ResolvedRoute(
-        name=route_name, targets=tuple(targets), weighted=weighted, cache_ttl=cache_ttl, eu_only=eu_only
+        name=model, targets=tuple(targets), weighted=weighted, cache_ttl=cache_ttl, eu_only=eu_only
     )
+
+
+def _resolve_cold(
+    tenant_id: int, agent_id: int | None, model: str, embeddings: bool, access: ManagedAccess | None
+) -> ResolvedRoute:
+    return _resolve_in(_load_context(tenant_id, agent_id, access), model, embeddings)
+
+
+def platform_model_refusal(tenant: Tenant, access: ManagedAccess | None, model_id: str) -> str | None:
+    """Why a platform-mode call of the model would not resolve for an agent on this managed tier (None: it
+    would): outside the tier, unreachable with the platform's keys, or without a price. The preferences and
+    routes validation ask this very resolution, so what saves is what calls."""
+    ctx = _Context(tenant=tenant, prefs=None, credentials=[], eu_only=False, access=access, mode="platform")
+    try:
+        _priced_target(ctx, model_id)
+    except RouteError as exc:
+        return exc.message
+    return None
+
+
+def platform_refusal(access: ManagedAccess | None, limits: Limits) -> str | None:
+    """Why a platform-mode call of this agent is refused (None: it is not). A managed agent reaches its tier
+    (resolution keeps it to the tier's models) unless the tier is paused; any other call needs a workspace plan
+    that includes platform-managed models."""
+    if access is not None:
+        return access.blocked_reason or None
+    if limits.platform_allowed:
+        return None
+    return limits.platform_block_reason or PLATFORM_NOT_INCLUDED
+
+
+class Resolver:
+    """Many model names resolved for one tenant and agent after one load, as calls would resolve them: what the
+    listings ask (`GET /v1/models`, the model pickers), so what is listed is what calls.
+
+    `eu_only` False ignores the residency the preferences ask (a picker filters on its own checkbox)."""
+
+    def __init__(self, tenant_id: int, agent_id: int | None, *, eu_only: bool | None = None):
+        access = policy().managed_access(tenant_id, agent_id)
+        self.ctx = _load_context(tenant_id, agent_id, access)
+        if eu_only is not None:
+            self.ctx.eu_only = eu_only
+        self.platform_refusal = platform_refusal(access, policy().limits_for(tenant_id))
+
+    def use_mode(self, mode: str) -> None:
+        """Resolve from now on as if the preferences were in `mode` (a picker offers each mode's models)."""
+        self.ctx.mode = mode
+
+    def callable(self, model: str, *, embeddings: bool = False, route: Route | None = None) -> bool:
+        """Whether a call naming `model` would be resolved and admitted past the platform-mode check."""
+        try:
+            resolved = _resolve_in(self.ctx, model, embeddings, route=route)
+        except RouteError:
+            return False
+        return resolved.targets[0].mode != "platform" or self.platform_refusal is None
 
 
 _ROUTE_CACHE_SIZE = 5_000
@@ -613,12 +771,14 @@ _ROUTE_CACHE_SIZE = 5_000
 def resolve_route(
     *, tenant_id: int, agent_id: int | None, model: str, embeddings: bool = False
 ) -> ResolvedRoute:
-    """The targets for a requested model; warm calls read only the config version (memoised ~1 s)."""
-    key = (tenant_id, agent_id, model, embeddings, config_version(tenant_id))
+    """The targets for a requested model; warm calls read only the config version (memoised ~1 s) and the
+    agent's managed tier (billing's cached lookup)."""
+    access = policy().managed_access(tenant_id, agent_id)
+    key = (tenant_id, agent_id, model, embeddings, access, config_version(tenant_id))
     route = _routes.get(key)
     if route is not None:
         return route
-    route = _resolve_cold(tenant_id, agent_id, model, embeddings)
+    route = _resolve_cold(tenant_id, agent_id, model, embeddings, access)
     with _lock:
         _routes[key] = route
         while len(_routes) > _ROUTE_CACHE_SIZE:

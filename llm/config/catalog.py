@@ -18,6 +18,9 @@ from llm.models import CatalogModel, Provider
 TIERS = ("flagship", "balanced", "fast", "budget")
 FILTERS = ("eu", "recommended", "provider:NAME")
 _CACHE_TTL = 24 * 3600
+# The conservative price (USD per 1M tokens, input and output) when no enabled catalog model has one: the
+# platform default's list price.
+HIGHEST_PRICES_FALLBACK = (Decimal(3), Decimal(15))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,21 @@ class Catalog:
             if m.openrouter_model_id == openrouter_id:
                 return m
         return None
+
+    def highest_prices(self) -> tuple[Decimal, Decimal]:
+        """The highest input and output prices of the enabled catalog: the conservative price of an OpenRouter
+        model outside the catalog, at which its calls are reserved, and metered when OpenRouter reports no cost."""
+        priced = [
+            m
+            for m in self.models.values()
+            if m.enabled and m.input_usd_per_mtok is not None and m.output_usd_per_mtok is not None
+        ]
+        if not priced:
+            return HIGHEST_PRICES_FALLBACK
+        return (
+            max(m.input_usd_per_mtok for m in priced if m.input_usd_per_mtok is not None),
+            max(m.output_usd_per_mtok for m in priced if m.output_usd_per_mtok is not None),
+        )
 
 
 # --- seeding -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from llm.config import catalog, credentials
 from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
 from llm.config.versions import bump_config_version
 from llm.models import Credential, Preferences
-from llm.policy import policy
+from llm.policy import ManagedAccess, policy
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
 
@@ -60,16 +60,60 @@ class PreferencesInput(TypedDict):
     endpoint: CredentialChange | None
 
 
-def platform_mode_allowed(tenant: Tenant) -> tuple[bool, str]:
-    """Whether the tenant may use the platform's keys: the installation allows it and so does its plan."""
+PLATFORM_NOT_INCLUDED = (
+    "Your workspace plan does not include platform-managed models. Turn on “Use managed LLM” on the agent's page "
+    "(Starter, Pro or Ultra), or use your own provider key (BYOK) or a custom endpoint."
+)
+
+
+def managed_access(tenant: Tenant, agent: Agent | None) -> ManagedAccess | None:
+    """The managed tier of an agent (None: the workspace's default agent), or None when it has none."""
+    return policy().managed_access(tenant.id, agent.id if agent is not None else None)
+
+
+def platform_mode_allowed(tenant: Tenant, agent: Agent | None = None) -> tuple[bool, str]:
+    """Whether calls of the agent (None: the workspace's default agent) may use the platform's keys: the
+    installation allows it, and the agent is on a managed tier that is not paused or the workspace plan includes
+    platform-managed models."""
     if not settings.PLATFORM_MANAGED_LLM_ENABLED:
         return False, "Platform-managed models are turned off on this installation; use your own key (BYOK)."
-
+    access = managed_access(tenant, agent)
+    if access is not None:
+        return not access.blocked_reason, access.blocked_reason
     if not policy().platform_allowed(tenant):
-        return False, (
-            "Your plan does not include platform-managed models; upgrade the plan or use your own key (BYOK)."
-        )
+        return False, PLATFORM_NOT_INCLUDED
     return True, ""
+
+
+def platform_scopes(tenant: Tenant) -> tuple[list[ManagedAccess | None], str]:
+    """The ways the workspace's calls may reach the platform's keys (what a route's platform-mode target is checked
+    against, since any agent may call a route): the managed tier of each of its agents (the default agent's too)
+    that is not paused, and None (any model) when its plan includes platform-managed models. With none, the
+    reason."""
+    if not settings.PLATFORM_MANAGED_LLM_ENABLED:
+        return [], "Platform-managed models are turned off on this installation; use your own key (BYOK)."
+    scopes: list[ManagedAccess | None] = [None] if policy().platform_allowed(tenant) else []
+    paused = ""
+    for agent in [None, *Agent.objects.for_tenant(tenant).filter(is_active=True)]:
+        access = managed_access(tenant, agent)
+        if access is not None and access.blocked_reason:
+            paused = paused or access.blocked_reason
+        elif access is not None and access not in scopes:
+            scopes.append(access)
+    return scopes, paused or PLATFORM_NOT_INCLUDED
+
+
+def tier_refusal(access: ManagedAccess | None, model_id: str, name: str = "") -> str | None:
+    """Why a managed agent may not call a model on the platform's keys (None: it may, or it is not managed): its
+    tier does not list it. The message names the tiers that do, in the words customers see."""
+    if access is None or model_id in access.models:
+        return None
+    shown = name or model_id
+    others = [t for t in policy().tiers_allowing(model_id) if t != access.name]
+    if not others:
+        return f"{shown} is not in {access.name}, and no managed tier includes it; use your own key (BYOK) for it."
+    names = others[0] if len(others) == 1 else ", ".join(others[:-1]) + " and " + others[-1]
+    return f"{shown} is not in {access.name}; {names} {'includes' if len(others) == 1 else 'include'} it."
 
 
 def preferences_get(*, tenant: Tenant, agent: Agent | None) -> Preferences | None:
@@ -130,7 +174,7 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     """The API shape: saved values (or the agent's inherited / the defaults) and the model's catalog metadata."""
     own, prefs = preferences_scope(tenant=tenant, agent=agent)
     values = values_of(prefs)
-    allowed, reason = platform_mode_allowed(tenant)
+    allowed, reason = platform_mode_allowed(tenant, agent)
     byok = _byok_credential(tenant, prefs, values["model"]) if values["mode"] == "byok" else None
     return {
         "agent": agent.slug if agent is not None else None,
@@ -237,6 +281,9 @@ def _catalog_model_errors(model: str, m: Any, *, mode: str, eu_required: bool) -
         return [f"{model} is an embedding model; choose a chat model."]
     if m.provider == "custom" and mode != "custom":
         return ["The custom placeholder needs custom mode."]
+    if mode != "custom" and (m.input_usd_per_mtok is None or m.output_usd_per_mtok is None):
+        # Custom mode prices calls at the endpoint's prices; the catalog's are needed on every other way.
+        return [f"{model} has no price in the catalog, so its calls cannot be metered; choose another model."]
     if eu_required and not m.eu_hosted and mode != "custom":
         return [
             f"EU data residency is required and {model} is not EU-hosted; choose an EU-hosted "

@@ -1,8 +1,9 @@
-"""Pricing of one call: tokens to list cost, TCU and billed amount, and the Usage record (bounded, so the
-database never refuses it)."""
+"""Pricing of one call: tokens to list cost (or the cost the provider reported, for targets priced that way), TCU
+and billed amount, and the Usage record (bounded, so the database never refuses it)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from llm.jsontypes import JSON, JSONObject
@@ -59,13 +62,39 @@ def prompt_chars(body: dict) -> int:
     return total
 
 
+_CENT_MILLIONTH = Decimal("0.00000001")
+# A reported cost above this is not believed (no single call costs a thousand dollars): the tokens are metered at
+# the conservative prices instead, and the event is flagged.
+REPORTED_COST_MAX = Decimal(1000)
+
+
 def cost_of(
     input_tokens: int, output_tokens: int, in_price: Decimal | None, out_price: Decimal | None
 ) -> tuple[Decimal, Decimal]:
     return (
-        (Decimal(input_tokens) * (in_price or 0) / _MTOK).quantize(Decimal("0.00000001")),
-        (Decimal(output_tokens) * (out_price or 0) / _MTOK).quantize(Decimal("0.00000001")),
+        (Decimal(input_tokens) * (in_price or 0) / _MTOK).quantize(_CENT_MILLIONTH),
+        (Decimal(output_tokens) * (out_price or 0) / _MTOK).quantize(_CENT_MILLIONTH),
     )
+
+
+def reported_cost(value: object) -> str | None:
+    """A cost as a provider reported it (USD, a JSON number), or None when it is missing or not believable."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        cost = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    if not cost.is_finite() or cost < 0 or cost > REPORTED_COST_MAX:
+        return None
+    return str(cost.quantize(_CENT_MILLIONTH))
+
+
+def _split(total: Decimal, by_input: Decimal, by_output: Decimal) -> tuple[Decimal, Decimal]:
+    """A reported total split into input and output cost in the proportion the prices give them."""
+    listed = by_input + by_output
+    cost_input = (total * by_input / listed).quantize(_CENT_MILLIONTH) if listed > 0 else total
+    return cost_input, total - cost_input
 
 
 @dataclass(slots=True)
@@ -92,6 +121,10 @@ class Usage:
     cost_output_usd: str = "0"
     cost_usd: str = "0"
     billed_usd: str = "0"
+    # The cost is the conservative price's, not a known one: the provider was to report the cost and did not.
+    cost_estimated: bool = False
+    # What the provider reported the call cost (USD), when it does (not stored: `price` makes it the cost).
+    reported_cost_usd: str | None = None
     tcu: int = 0
     latency_ms: int = 0
     ttft_ms: int | None = None
@@ -102,11 +135,31 @@ class Usage:
     http_status: int = 200
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
-    def price(self, in_price: Decimal | None, out_price: Decimal | None, markup: Decimal | None) -> None:
-        """Fill cost, TCU and billed amount from the catalog prices (zero for cached answers)."""
+    def price(
+        self,
+        in_price: Decimal | None,
+        out_price: Decimal | None,
+        markup: Decimal | None,
+        *,
+        cost_reported: bool = False,
+    ) -> None:
+        """Fill cost, TCU and billed amount from the prices (zero for cached answers). A target priced by the cost
+        its provider reports (`cost_reported`) costs what the answer said; without a report it is metered at its
+        prices (the conservative ones) and flagged `cost_estimated`, never at $0."""
         if self.cached:
             return
         ci, co = cost_of(self.input_tokens, self.output_tokens, in_price, out_price)
+        if cost_reported and self.reported_cost_usd is not None:
+            ci, co = _split(Decimal(self.reported_cost_usd), ci, co)
+        elif cost_reported:
+            self.cost_estimated = True
+            if self.status == "ok":  # a cut or abandoned stream has no report to expect
+                log.warning(
+                    "%s: %s reported no cost for %s; metered at the conservative price",
+                    self.request_id,
+                    self.provider,
+                    self.model,
+                )
         cost = ci + co
         self.cost_input_usd, self.cost_output_usd, self.cost_usd = str(ci), str(co), str(cost)
         self.tcu = tcu_of(cost)
@@ -154,7 +207,7 @@ _MONEY_FIELDS = ("cost_input_usd", "cost_output_usd", "cost_usd", "billed_usd")
 _MONEY_MAX = Decimal("99999999.99999999")  # DecimalField(max_digits=16, decimal_places=8)
 
 
-_BOOL_FIELDS = ("tokens_estimated", "cached")
+_BOOL_FIELDS = ("tokens_estimated", "cached", "cost_estimated")
 
 
 def _bounded_int(value: JSON, top: int) -> int:

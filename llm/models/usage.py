@@ -54,6 +54,12 @@ class UsageEvent(TenantOwned):
     cost_output_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     billed_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    cost_estimated = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="The provider was to report the call's cost (OpenRouter) and did not: metered at the "
+        "conservative price",
+    )
     tcu = models.BigIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -10,7 +10,7 @@ import ssl
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypedDict
+from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict
 from urllib.parse import quote, quote_plus
 
 import httpcore
@@ -53,12 +53,14 @@ class TargetOptions(TypedDict, total=False):
 
 
 class UsageBlock(TypedDict):
-    """OpenAI's `usage` as every adapter reports it (`usage_block`)."""
+    """OpenAI's `usage` as every adapter reports it (`usage_block`); `cost` is what the call cost in USD when the
+    provider says so (OpenRouter's usage accounting: `usage.cost`, in credits of one dollar)."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: dict[str, int]
+    cost: NotRequired[JSON]
 
 
 @dataclass(slots=True)
@@ -565,10 +567,14 @@ async def sse_events(target: Target, response: httpx.Response) -> AsyncGenerator
         await response.aclose()
 
 
-def usage_block(prompt: int, completion: int, cached: int = 0) -> UsageBlock:
-    return {
+def usage_block(prompt: int, completion: int, cached: int = 0, cost: JSON = None) -> UsageBlock:
+    """The usage block; `cost` (as the provider sent it, checked where it is metered) only when there is one."""
+    block: UsageBlock = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
+    if cost is not None:
+        block["cost"] = cost
+    return block

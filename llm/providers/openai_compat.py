@@ -52,6 +52,7 @@ def normalise(result: dict, target: Target) -> dict:
         int(usage.get("prompt_tokens") or 0),
         int(usage.get("completion_tokens") or 0),
         int(details.get("cached_tokens") or 0),
+        usage.get("cost"),  # OpenRouter: what the call cost (USD)
     )
     result.setdefault("object", "chat.completion")
     result.setdefault("created", int(time.time()))
@@ -87,6 +88,7 @@ async def stream_at(target: Target, url: str, headers: dict, body: dict) -> Asyn
                 int(usage.get("prompt_tokens") or 0),
                 int(usage.get("completion_tokens") or 0),
                 int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+                usage.get("cost"),  # OpenRouter: what the call cost (USD), in the stream's last chunk
             )
         yield chunk
     if not finished:

@@ -17,6 +17,16 @@
   function mode() { return ($("input[name=mode]:checked") || {}).value || "platform"; }
   function kind() { return $("#ce_kind").value; }
 
+  // The models a call in the chosen mode could reach now (config.callable, from the server): a managed agent's
+  // tier, the providers the saved keys reach. A key being typed in byok mode makes any priced model reachable
+  // (it is saved with the settings, which the API checks).
+  function offered(m) {
+    const callable = (state.config.callable || {})[mode()];
+    if (!callable) return true;
+    if (mode() === "byok" && $("#api_key").value.trim()) return m.input_usd_per_mtok !== null && m.output_usd_per_mtok !== null;
+    return callable.includes(m.id);
+  }
+
   function fillModels() {
     const eu = $("#eu_only").checked;
     const select = $("#model");
@@ -28,7 +38,7 @@
     fallbacks.innerHTML = "";
     state.providers.forEach(provider => {
       const models = provider.models.filter(m => (!eu || m.eu_hosted) && !(m.capabilities || []).includes("embeddings")
-        && provider.id !== "custom");
+        && provider.id !== "custom" && offered(m));
       if (!models.length) return;
       const group = document.createElement("optgroup");
       group.label = provider.name;
@@ -162,7 +172,8 @@
     }).catch(() => { window.toast("Could not load the model catalog; reload the page to try again.", "error"); });
     openButton.addEventListener("click", () => { clearErrors(); $("#test-result").innerHTML = ""; dialog.showModal(); });
     $("[data-close]", dialog).addEventListener("click", () => dialog.close());
-    $$("input[name=mode]").forEach(r => r.addEventListener("change", showSections));
+    $$("input[name=mode]").forEach(r => r.addEventListener("change", () => { fillModels(); showSections(); }));
+    $("#api_key").addEventListener("input", fillModels);
     $("#ce_kind").addEventListener("change", showSections);
     $("#eu_only").addEventListener("change", fillModels);
     $("#model").addEventListener("change", showModelInfo);

@@ -105,7 +105,11 @@ def test_models_lists_what_the_key_may_call(sdk):
     assert MODEL in ids
 
 
-def test_models_lists_only_eu_hosted_models_once_the_tenant_asks_for_eu_residency(sdk, manage_client):
+def test_models_lists_only_eu_hosted_models_once_the_tenant_asks_for_eu_residency(
+    sdk, manage_client, monkeypatch
+):
+    monkeypatch.setenv("MISTRAL_API_KEY", "sk-test-platform")  # the platform reaches Mistral's EU models
+    reconfigured()
     saved = manage_client.post(
         "/api/llm/preferences",
         {"mode": "platform", "model": "mistral:mistral-large", "eu_only": True},

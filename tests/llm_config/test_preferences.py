@@ -14,11 +14,15 @@ URL = "/api/llm/preferences"
 
 @pytest.fixture
 def plan_allows(monkeypatch):
-    """Billing's plan check, controllable: plan_allows["ok"] = False to refuse platform mode."""
+    """Billing's plan check, controllable: plan_allows["ok"] = False to refuse platform mode. The platform reaches
+    the catalog through OpenRouter (a platform model no key reaches is refused at save, as the gateway would)."""
     import billing.plans
+    from llm.calls.resolution import forget_env
 
     state = {"ok": True}
     monkeypatch.setattr(billing.plans, "plan_allows_platform", lambda tenant: state["ok"])
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-platform-openrouter-0000")
+    forget_env()
     return state
 
 

@@ -105,9 +105,13 @@ def test_platform_without_the_providers_key_goes_through_openrouter(tenant, keys
     assert t.input_usd_per_mtok == Decimal(3)
 
 
-def test_platform_without_any_key_is_a_clear_error(tenant, keys):
-    with pytest.raises(RouteError, match="ANTHROPIC_API_KEY or OPENROUTER_API_KEY"):
+def test_platform_without_any_key_is_a_clear_error_that_names_no_environment_variable(tenant, keys, caplog):
+    with pytest.raises(RouteError) as exc:
         resolve(tenant, "default")
+    assert exc.value.code == "model_unavailable"
+    assert "not available on this platform" in exc.value.message
+    assert "_API_KEY" not in exc.value.message  # the tenant is told; the operator reads the log
+    assert "ANTHROPIC_API_KEY nor OPENROUTER_API_KEY" in caplog.text
     assert resolution.platform_target_for("anthropic:claude-sonnet-4.5") is None
 
 
@@ -195,13 +199,15 @@ def test_openrouter_names(tenant, keys):
     )
     save(tenant, mode="byok", model="openai:gpt-5")
     unknown = resolve(tenant, "openrouter:meta-llama/llama-3.1-70b-instruct").targets[0]
-    assert (unknown.upstream_model, unknown.input_usd_per_mtok, unknown.mode) == (
+    assert (unknown.upstream_model, unknown.mode, unknown.cost_reported) == (
         "meta-llama/llama-3.1-70b-instruct",
-        None,
         "byok",
+        True,
     )
+    # metered at the cost OpenRouter reports; reserved at the catalog's highest prices
+    assert (unknown.input_usd_per_mtok, unknown.output_usd_per_mtok) == (Decimal(3), Decimal(15))
     known = resolve(tenant, "openrouter:openai/gpt-5").targets[0]
-    assert known.input_usd_per_mtok == Decimal("1.25")
+    assert (known.input_usd_per_mtok, known.cost_reported) == (Decimal("1.25"), False)
 
 
 def test_openrouter_names_in_platform_mode_use_the_platform_key(tenant, keys):

@@ -7,7 +7,8 @@ import yaml
 
 from llm.models import Route
 
-pytestmark = pytest.mark.django_db
+# Routes below name platform-mode targets (the workspace has no preferences): the workspace may call them.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("platform_allowed")]
 URL = "/api/llm/routes"
 
 

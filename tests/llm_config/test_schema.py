@@ -36,7 +36,9 @@ def _write_operations():
                 yield method, str(pattern.pattern)
 
 
-def test_each_write_is_validated_by_the_serializer_its_schema_names(manage_client, monkeypatch):
+def test_each_write_is_validated_by_the_serializer_its_schema_names(
+    manage_client, monkeypatch, platform_allowed
+):
     """The request body the schema publishes for each write is the component of the serializer the view really
     validates with (the first whose is_valid runs), with exactly its writable fields."""
     import re
