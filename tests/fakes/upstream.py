@@ -25,7 +25,9 @@ Ollama), any other key gets the provider's 401; the model name picks a case: `fa
 that stops for 3 s after two pieces); anything else is
 answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens (an OpenAI chat answer reports
 `fake.usage` instead when a test sets it). Any path under `/status/<code>/`
-answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`).
+answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`). Like OpenRouter (usage
+accounting), an OpenAI chat answer for a `vendor/model` name also reports what it cost, `usage.cost` =
+REPORTED_COST USD (in the stream's usage chunk too), except for a model named `…/no-cost`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ from aiohttp import web
 
 TEXT = "Hello from fake {protocol}!"
 PROMPT_TOKENS, COMPLETION_TOKENS = 12, 5
+REPORTED_COST = 0.000123  # USD, what an OpenRouter-style answer reports as usage.cost
+
+
+def _cost(model: str) -> dict:
+    """OpenRouter's usage accounting: a `vendor/model` answer says what it cost, unless the model is `…/no-cost`."""
+    return {"cost": REPORTED_COST} if "/" in model and not model.endswith("/no-cost") else {}
 
 
 def _pieces(text: str, n: int = 4) -> list[str]:
@@ -308,6 +316,7 @@ class FakeUpstream:
                         "prompt_tokens": prompt_tokens,
                         "completion_tokens": completion_tokens,
                         "total_tokens": prompt_tokens + completion_tokens,
+                        **_cost(model),
                     },
                 }
             )
@@ -370,6 +379,7 @@ class FakeUpstream:
                         "prompt_tokens": PROMPT_TOKENS,
                         "completion_tokens": completion,
                         "total_tokens": PROMPT_TOKENS + completion,
+                        **_cost(model),
                     },
                 }
             )
