@@ -18,12 +18,14 @@
   function kind() { return $("#ce_kind").value; }
 
   // The models a call in the chosen mode could reach now (config.callable, from the server): a managed agent's
-  // tier, the providers the saved keys reach. A key being typed in byok mode makes any priced model reachable
-  // (it is saved with the settings, which the API checks).
+  // tier, the providers the saved keys reach. In byok mode a key typed here (or, before any key is saved, the one
+  // about to be typed) is saved with the settings, so any priced model can be chosen with it; the API checks.
   function offered(m) {
     const callable = (state.config.callable || {})[mode()];
     if (!callable) return true;
-    if (mode() === "byok" && $("#api_key").value.trim()) return m.input_usd_per_mtok !== null && m.output_usd_per_mtok !== null;
+    if (mode() === "byok" && ($("#api_key").value.trim() || !callable.length)) {
+      return m.input_usd_per_mtok !== null && m.output_usd_per_mtok !== null;
+    }
     return callable.includes(m.id);
   }
 
@@ -124,7 +126,7 @@
       data.custom_endpoint = ce;
       data.model = $("#ce_model").value.trim() || undefined;
     } else {
-      data.model = $("#model").value;
+      data.model = $("#model").value || undefined;  // none offered in this mode: the mode's own error says why
       data.eu_only = $("#eu_only").checked;
       data.fallbacks = Array.from($("#fallbacks").selectedOptions).map(o => o.value).filter(v => v !== data.model);
       if (data.mode === "byok" && $("#api_key").value.trim()) data.api_key = $("#api_key").value.trim();
