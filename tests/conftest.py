@@ -165,3 +165,16 @@ def fake_upstream():
 def fake(fake_upstream):
     fake_upstream.reset()
     return fake_upstream
+
+
+@pytest.fixture
+def platform_allowed(monkeypatch):
+    """The workspace's plan includes platform-managed models and the platform reaches the catalog through
+    OpenRouter, so platform-mode routes and preferences save (a platform target no key reaches is refused at save,
+    as the gateway would refuse it)."""
+    import billing.plans
+    from llm.calls.resolution import forget_env
+
+    monkeypatch.setattr(billing.plans, "plan_allows_platform", lambda tenant: True)
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-platform-openrouter-0000")
+    forget_env()

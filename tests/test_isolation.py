@@ -4,7 +4,8 @@ import pytest
 
 from tests.isolation import ENDPOINTS
 
-pytestmark = pytest.mark.django_db
+# platform_allowed: the routes made name platform-mode targets, which the workspace may then call
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("platform_allowed")]
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)

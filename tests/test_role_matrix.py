@@ -659,8 +659,9 @@ def test_every_route_is_in_the_matrix():
 
 
 @pytest.fixture
-def world(tenant, make_user, fake, settings):
+def world(tenant, make_user, fake, settings, platform_allowed):
     settings.ALLOW_PRIVATE_ENDPOINTS = True  # the fake upstream is on 127.0.0.1
+    # platform_allowed: the routes made and posted name platform-mode targets, which the workspace may then call
     return World(tenant, make_user, fake.url)
 
 

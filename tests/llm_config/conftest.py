@@ -55,15 +55,3 @@ def admin_client(client, make_user):
     User.objects.create_superuser(email="root@example.com", password="correct-horse-battery-9")
     client.login(email="root@example.com", password="correct-horse-battery-9")
     return client
-
-
-@pytest.fixture
-def platform_allowed(monkeypatch):
-    """The workspace's plan includes platform-managed models and the platform reaches the catalog through
-    OpenRouter, so platform-mode routes and preferences save (a platform target no key reaches is refused at save,
-    as the gateway would refuse it)."""
-    import billing.plans
-
-    monkeypatch.setattr(billing.plans, "plan_allows_platform", lambda tenant: True)
-    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-platform-openrouter-0000")
-    resolution.forget_env()

@@ -271,7 +271,7 @@ def test_llm_settings_page_renders_the_modal_with_current_preferences(tenant, ag
     assert "inherits the workspace" in agent_page
 
 
-def test_routes_page_create_edit_export_import_and_errors(tenant):
+def test_routes_page_create_edit_export_import_and_errors(tenant, platform_allowed):
     from llm.models import Route
 
     client = _owner(tenant)
@@ -298,7 +298,7 @@ def test_routes_page_create_edit_export_import_and_errors(tenant):
     assert "YAML" in broken.content.decode()
 
 
-def test_routes_page_answers_a_bad_route_with_the_apis_own_messages(tenant, manage_client):
+def test_routes_page_answers_a_bad_route_with_the_apis_own_messages(tenant, manage_client, platform_allowed):
     """The page and the API run the same serializer: the same body gets the same field errors from both."""
     import html
 
