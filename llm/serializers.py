@@ -658,9 +658,12 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
     custom_endpoint = _EndpointField(help_text="Custom mode: the endpoint (left out: the saved one).")
 
     def validate(self, attrs: Any) -> preferences.PreferencesInput:
-        tenant = self.context["tenant"]
-        _, applying = preferences.preferences_scope(tenant=tenant, agent=self.context.get("agent"))
+        tenant, agent = self.context["tenant"], self.context.get("agent")
+        own, applying = preferences.preferences_scope(tenant=tenant, agent=agent)
         values = preferences.values_of(applying)
+        access = preferences.managed_access(tenant, agent) if own is None and agent is not None else None
+        if access is not None and preferences.follows_tier(agent, own, access):
+            values = preferences.tier_values(values, access)  # what the agent calls with now
         values["mode"] = attrs.get("mode", values["mode"])
         values["eu_only"] = attrs.get("eu_only", values["eu_only"])
         eu_required = bool(values["eu_only"] or tenant.eu_only)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypedDict
 from llm.config import catalog, catalog_data, ssrf
 from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
 from llm.config.credentials import ENDPOINT_KINDS, protocol_for_kind, secrets_of
-from llm.config.preferences import PLATFORM_NOT_INCLUDED, tier_refusal
+from llm.config.preferences import PLATFORM_NOT_INCLUDED, follows_tier, tier_refusal
 from llm.config.versions import config_version, forget_version_memo
 from llm.models import Credential, Preferences, Route
 from llm.policy import ManagedAccess, policy
@@ -225,7 +225,7 @@ class _Context:
     credentials: list[Credential]
     eu_only: bool
     access: ManagedAccess | None  # the agent's managed tier: its platform-mode calls reach only its models
-    mode: str  # the preferences' mode (platform without preferences)
+    mode: str  # the preferences' mode (platform without any, or for a managed agent without its own)
 
     def credential(self, kind: str) -> Credential | None:
         found = [c for c in self.credentials if c.kind == kind]
@@ -249,9 +249,8 @@ def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | 
     if tenant is None:
         raise RouteError("Unknown workspace.", code="tenant_not_found")
     rows = list(Preferences.objects.for_tenant(tenant_id).filter(models_q_agent(agent_id)))
-    prefs = next((p for p in rows if agent_id is not None and p.agent_id == agent_id), None) or next(
-        (p for p in rows if p.agent_id is None), None
-    )
+    own = next((p for p in rows if agent_id is not None and p.agent_id == agent_id), None)
+    prefs = own or next((p for p in rows if p.agent_id is None), None)
     credentials = list(Credential.objects.for_tenant(tenant_id).select_related("data_key"))
     eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
     return _Context(
@@ -260,7 +259,7 @@ def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | 
         credentials=credentials,
         eu_only=eu_only,
         access=access,
-        mode=prefs.mode if prefs is not None else "platform",
+        mode=("platform" if prefs is None or follows_tier(agent_id, own, access) else prefs.mode),
     )
 
 

@@ -85,6 +85,24 @@ def platform_mode_allowed(tenant: Tenant, agent: Agent | None = None) -> tuple[b
     return True, ""
 
 
+def follows_tier(agent: Agent | int | None, own: Preferences | None, access: ManagedAccess | None) -> bool:
+    """Whether an agent calls on its managed tier (platform mode) although the preferences that apply to it say
+    another mode: an agent on a tier without preferences of its own does, since turning managed LLM on is what
+    it asked for, while the workspace's preferences (the default agent's own) are followed as they are."""
+    return agent is not None and own is None and access is not None
+
+
+def tier_values(values: PreferenceValues, access: ManagedAccess) -> PreferenceValues:
+    """Preferences as a managed agent that follows its tier applies them: platform mode, the tier's first model
+    unless the preferences name one of the tier's, and the fallbacks of the tier among theirs."""
+    models = access.models
+    applied = values.copy()
+    applied["mode"] = "platform"
+    applied["model"] = values["model"] if values["model"] in models or not models else models[0]
+    applied["fallbacks"] = [f for f in values["fallbacks"] if f in models and f != applied["model"]]
+    return applied
+
+
 def platform_scopes(tenant: Tenant) -> tuple[list[ManagedAccess | None], str]:
     """The ways the workspace's calls may reach the platform's keys (what a route's platform-mode target is checked
     against, since any agent may call a route): the managed tier of each of its agents (the default agent's too)
@@ -174,6 +192,9 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     """The API shape: saved values (or the agent's inherited / the defaults) and the model's catalog metadata."""
     own, prefs = preferences_scope(tenant=tenant, agent=agent)
     values = values_of(prefs)
+    access = managed_access(tenant, agent)
+    if access is not None and follows_tier(agent, own, access):
+        values = tier_values(values, access)
     allowed, reason = platform_mode_allowed(tenant, agent)
     byok = _byok_credential(tenant, prefs, values["model"]) if values["mode"] == "byok" else None
     return {

@@ -333,3 +333,22 @@ def test_a_managed_agents_preferences_refuse_a_model_outside_its_tier(starter_ag
     saved = _save(manage_client, {"mode": "platform", "model": "minimax:minimax-m2.5"}, agent=agent.slug)
     assert saved.status_code == 200, saved.content
     assert saved.json()["platform_mode_available"] is True
+
+
+def test_a_managed_agent_without_settings_of_its_own_calls_on_its_tier_under_a_byok_workspace(
+    starter_agent, agent, manage_client, gateway_url, tenant, make_key
+):
+    saved = _save(
+        manage_client,
+        {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": "sk-test-anthropic-tenant"},
+    )
+    assert saved.status_code == 200, saved.content
+    starter_agent.chat.completions.create(model="default", messages=HI)
+    _sdk(gateway_url, make_key(tenant, scopes=["gateway"])).chat.completions.create(
+        model="default", messages=HI
+    )
+    managed_call, workspace_call = drain_events()
+    assert (managed_call.mode, managed_call.model) == ("platform", "minimax:minimax-m2.5")
+    assert (workspace_call.mode, workspace_call.model) == ("byok", "anthropic:claude-haiku-4.5")
+    shown = manage_client.get(f"/api/llm/preferences?agent={agent.slug}").json()
+    assert (shown["mode"], shown["model"], shown["inherited"]) == ("platform", "minimax:minimax-m2.5", True)
