@@ -352,3 +352,18 @@ def test_a_managed_agent_without_settings_of_its_own_calls_on_its_tier_under_a_b
     assert (workspace_call.mode, workspace_call.model) == ("byok", "anthropic:claude-haiku-4.5")
     shown = manage_client.get(f"/api/llm/preferences?agent={agent.slug}").json()
     assert (shown["mode"], shown["model"], shown["inherited"]) == ("platform", "minimax:minimax-m2.5", True)
+
+
+def test_a_route_of_a_free_workspace_may_name_a_platform_model_only_a_managed_agent_reaches(
+    starter_agent, manage_client
+):
+    refused = manage_client.post(
+        "/api/llm/routes", {"name": "big", "targets": ["anthropic:claude-sonnet-4"]}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["targets"] == ["Target 1: Claude Sonnet 4 is not in Starter; Ultra includes it."]
+    made = manage_client.post(
+        "/api/llm/routes", {"name": "cheap", "targets": ["minimax:minimax-m2.5"]}, format="json"
+    )
+    assert made.status_code == 201, made.content
+    assert "route:cheap" in [m.id for m in starter_agent.models.list()]
