@@ -229,35 +229,16 @@ def test_an_unreachable_platform_model_names_no_environment_variable(gateway_url
 
 # --- managed tiers ------------------------------------------------------------------------------------------
 
-TIERS = {  # as seeded: Starter (Economy), Pro (Standard), Ultra (Premium)
-    "starter": ("Starter", ("minimax:minimax-m2.5", "mistral:mistral-small")),
-    "pro": ("Pro", ("openai:gpt-4o-mini", "anthropic:claude-haiku-4.5")),
-    "ultra": ("Ultra", ("anthropic:claude-sonnet-4", "openai:gpt-4o")),
-}
-
 
 @pytest.fixture
-def managed(monkeypatch, tenant):
-    """managed(agent, "starter"): put an agent (None: the workspace's default agent) on a managed tier."""
-    from billing.policy import BillingPolicy
-    from llm.calls.resolution import clear_route_cache
-    from llm.policy import ManagedAccess
-
-    on: dict = {}
-
-    def access(self, tenant_id, agent_id):
-        slug = on.get((tenant_id, agent_id))
-        return ManagedAccess(slug, *TIERS[slug]) if slug else None
-
-    def allowing(self, model_id):
-        return tuple(name for name, models in TIERS.values() if model_id in models)
-
-    monkeypatch.setattr(BillingPolicy, "managed_access", access)
-    monkeypatch.setattr(BillingPolicy, "tiers_allowing", allowing)
+def managed(tenant):
+    """managed(agent, "starter"): put an agent (None: the workspace's default agent) on a managed tier, as an
+    operator does (the seeded tiers: Starter, Pro, Ultra)."""
+    from billing.managed import managed_set
+    from tenants.audit import SYSTEM
 
     def put(agent, tier):
-        on[(tenant.id, agent.id if agent is not None else None)] = tier
-        clear_route_cache()
+        managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug=tier)
         reconfigured()
 
     return put
