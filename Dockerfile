@@ -9,4 +9,6 @@ RUN SECRET_KEY=build-only DEBUG=false python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p var && chown -R app var
 USER app
 EXPOSE 8000
-CMD ["uvicorn", "byok_platform.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--proxy-headers"]
+# gunicorn preloads the app and forks uvicorn workers from it (byok_platform/gunicorn.conf.py): the workers share
+# the loaded code copy-on-write instead of each importing everything again.
+CMD ["gunicorn", "byok_platform.asgi:application", "--config", "byok_platform/gunicorn.conf.py"]

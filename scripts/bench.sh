@@ -38,9 +38,19 @@ GW_KEY=$("$PY" "$ROOT/manage.py" createapikey bench --name bench --scopes gatewa
 
 ensure_bench_python
 start_mock "$MOCK_PORT"
-start_bg GW_PID "$RUN_DIR/gateway.log" "$ROOT/.venv/bin/uvicorn" byok_platform.asgi:application \
-    --app-dir "$ROOT" --host 127.0.0.1 --port "$GW_PORT" --workers 2 --loop uvloop --http httptools \
-    --no-access-log --log-level warning
+# What a deployment runs for the gateway: the web workers (uvicorn, 2) and one Celery worker (prefork, one child),
+# under one parent so the harness counts the whole tree (CPU and PSS).
+start_bg GW_PID "$RUN_DIR/gateway.log" bash -c '
+    cd "$0"
+    .venv/bin/celery -A byok_platform worker --concurrency 1 --loglevel warning &
+    if [ "$2" = gunicorn ]; then
+        .venv/bin/gunicorn byok_platform.asgi:application --config byok_platform/gunicorn.conf.py \
+            --bind "127.0.0.1:$1" --log-level warning &
+    else
+        .venv/bin/uvicorn byok_platform.asgi:application --host 127.0.0.1 --port "$1" --workers 2 \
+            --loop uvloop --http httptools --no-access-log --log-level warning &
+    fi
+    wait' "$ROOT" "$GW_PORT" "${BENCH_SERVER:-gunicorn}"
 wait_http "http://127.0.0.1:$GW_PORT/healthz" 60 "$GW_PID" || die "gateway did not start (see $RUN_DIR/gateway.log)"
 
 log "benchmark: byok-gateway"

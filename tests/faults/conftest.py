@@ -89,15 +89,29 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 
 class GatewayProcess:
-    """`byok_platform.asgi:application` under uvicorn in its own process (its lifespan runs the drain loop)."""
+    """`byok_platform.asgi:application` in its own process (its lifespan runs the drain loop): under uvicorn, or
+    under gunicorn with the production configuration (`server="gunicorn"`: preloaded app, forked uvicorn workers)."""
 
-    def __init__(self, log_dir: Path, **env: str):
+    def __init__(self, log_dir: Path, server: str = "uvicorn", **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"gateway-{self.port}.log"
         self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [
+        if server == "gunicorn":
+            command = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "byok_platform.asgi:application",
+                "--config",
+                "byok_platform/gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "warning",
+            ]
+        else:
+            command = [
                 sys.executable,
                 "-m",
                 "uvicorn",
@@ -109,7 +123,9 @@ class GatewayProcess:
                 "--log-level",
                 "warning",
                 "--no-access-log",
-            ],
+            ]
+        self.proc = subprocess.Popen(
+            command,
             cwd=ROOT,
             env=service_env(**env),
             stdout=self._log_file,
@@ -156,8 +172,8 @@ def gateway_process(tmp_path) -> Iterator[Callable[..., GatewayProcess]]:
     """Start gateway processes with extra environment; every one is stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(**env: str) -> GatewayProcess:
-        gateway = GatewayProcess(tmp_path, **env)
+    def start(server: str = "uvicorn", **env: str) -> GatewayProcess:
+        gateway = GatewayProcess(tmp_path, server, **env)
         started.append(gateway)
         return gateway
 
