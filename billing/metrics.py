@@ -1,12 +1,20 @@
-"""Per-tenant TCU gauges for /metrics: `byok_tcu_used{tenant}`, `byok_platform_tcu_used{tenant}` and
-`byok_tcu_cap_ratio{tenant,level}`."""
+"""Billing's figures for /metrics: per-tenant TCU and cap ratios, and the platform's revenue against its list
+cost per tenant (the margin the alert rules watch)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.core.cache import cache
+from django.db.models import F, Max, Q, Sum
 
 from billing.caps import limits_for
-from billing.usage import period_of, platform_tcu_used, tcu_used
+from billing.models import ManagedAgent, Subscription
+from billing.usage import agent_overage, period_bounds, period_of, platform_tcu_used, tcu_used
+from llm.models import UsageEvent, UsageHourly
 from tenants.models import Tenant
 
 
@@ -39,3 +47,147 @@ def collect_tenant_gauges() -> list[TenantGauges]:
                 ratios[level] = platform_used / guard
         out.append(TenantGauges(slug, used, platform_used, ratios))
     return out
+
+
+# --- the platform's margin ---------------------------------------------------------------------------------
+
+MARGIN_CACHE_SECONDS = 60  # a scrape every 15-60 s reads the figures once a minute, not on every scrape
+_CACHE_KEY = "billing:metrics:margin:v1:{period}"
+_ZERO = Decimal(0)
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantMargin:
+    """One tenant's platform money this period (USD): what it pays for platform-managed LLM against what those
+    calls cost the platform at list price. BYOK and custom calls are neither."""
+
+    slug: str
+    managed_usd: Decimal = _ZERO  # managed-tier subscriptions: each agent × its tier's price, prorated
+    overage_usd: Decimal = _ZERO  # per managed agent, tokens beyond its tier's included tokens
+    plan_usd: Decimal = _ZERO  # the price of a paid workspace plan that allows platform keys
+    markup_usd: Decimal = _ZERO  # billed above list cost on platform calls (a plan's markup)
+    cost_usd: Decimal = _ZERO  # list cost of the platform calls
+
+    @property
+    def revenue_usd(self) -> Decimal:
+        return self.managed_usd + self.overage_usd + self.plan_usd + self.markup_usd
+
+
+@dataclass(slots=True)
+class _Sums:
+    cost: Decimal = _ZERO
+    markup: Decimal = _ZERO
+    tokens: int = 0
+
+
+def _platform_sums(start: datetime, end: datetime) -> dict[tuple[int, int | None], _Sums]:
+    """(tenant id, agent id) → platform-mode list cost, markup and tokens of [start, end), every tenant at once: the
+    hourly rollups up to the last hour rolled up, then the events (two aggregate queries, as the usage pages read)."""
+    last_hour = (
+        UsageHourly.objects.unscoped().filter(hour__gte=start, hour__lt=end).aggregate(m=Max("hour"))["m"]
+    )
+    live_from = last_hour + _HOUR if last_hour else start
+    sums: dict[tuple[int, int | None], _Sums] = defaultdict(_Sums)
+    for rows in (
+        UsageHourly.objects.unscoped().filter(mode="platform", hour__gte=start, hour__lt=live_from),
+        UsageEvent.objects.unscoped().filter(mode="platform", created_at__gte=live_from, created_at__lt=end),
+    ):
+        grouped = rows.order_by().values("tenant_id", "agent_id")
+        for r in grouped.annotate(
+            cost=Sum("cost_usd"),
+            markup=Sum(F("billed_usd") - F("cost_usd"), filter=Q(billed_usd__gt=F("cost_usd"))),
+            tokens=Sum("input_tokens") + Sum("output_tokens"),
+        ):
+            acc = sums[(r["tenant_id"], r["agent_id"])]
+            acc.cost += r["cost"] or _ZERO
+            acc.markup += r["markup"] or _ZERO
+            acc.tokens += int(r["tokens"] or 0)
+    return sums
+
+
+def _active_share(row: ManagedAgent, start: datetime, end: datetime) -> Decimal:
+    """The part of the period the row was managed: Stripe bills a tier ahead for the period and prorates an agent
+    that joins or leaves, so a live row counts up to the period's end."""
+    since = max(row.enabled_at, start)
+    until = min(row.ended_at or end, end)
+    if until <= since:
+        return _ZERO
+    return Decimal((until - since).total_seconds()) / Decimal((end - start).total_seconds())
+
+
+def _overage_rows(rows: list[ManagedAgent]) -> list[ManagedAgent]:
+    """Each agent once, as `billing.subscriptions.managed_rows_of_period` picks it: its live row, else the one
+    that ended last (the row the period's overage is billed at)."""
+    chosen: dict[int | None, ManagedAgent] = {}
+    for row in rows:
+        kept = chosen.get(row.agent_id)
+        if kept is None or (
+            kept.ended_at is not None and (row.ended_at is None or row.ended_at > kept.ended_at)
+        ):
+            chosen[row.agent_id] = row
+    return list(chosen.values())
+
+
+def platform_margin(period: str | None = None) -> list[TenantMargin]:
+    """Every tenant's platform revenue and list cost for the period (default: this one), in a handful of queries
+    whatever the number of tenants: active tenants always, others when they have figures; by slug."""
+    period = period or period_of()
+    start, end = period_bounds(period)
+    usage = _platform_sums(start, end)
+    money: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: _ZERO))
+    tokens: dict[int, dict[int | None, int]] = defaultdict(dict)
+    for (tenant_id, agent_id), sums in usage.items():
+        money[tenant_id]["cost_usd"] += sums.cost
+        money[tenant_id]["markup_usd"] += sums.markup
+        tokens[tenant_id][agent_id] = sums.tokens
+
+    managed = (
+        ManagedAgent.objects.unscoped()
+        .filter(enabled_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=start))
+        .select_related("tier", "agent")
+        .order_by("tenant_id", "enabled_at")
+    )
+    by_tenant: dict[int, list[ManagedAgent]] = defaultdict(list)
+    for row in managed:
+        by_tenant[row.tenant_id].append(row)
+        # every row its own span: an agent moved from Starter to Pro mid-period paid a part of each
+        money[row.tenant_id]["managed_usd"] += row.tier.price_usd * _active_share(row, start, end)
+    for tenant_id, rows in by_tenant.items():
+        for row in _overage_rows(rows):
+            used = tokens[tenant_id].get(row.agent_id, 0)
+            money[tenant_id]["overage_usd"] += agent_overage(row, used).amount_usd
+
+    paid_platform_plans = (
+        Subscription.objects.unscoped()
+        .filter(plan__platform_allowed=True)
+        .filter(Q(plan__price_flat_usd__gt=0) | Q(plan__price_per_agent_usd__gt=0))
+        .exclude(status=Subscription.Status.CANCELED)
+        .select_related("plan")
+    )
+    for sub in paid_platform_plans:
+        money[sub.tenant_id]["plan_usd"] += (
+            sub.plan.price_flat_usd + sub.plan.price_per_agent_usd * sub.quantity
+        )
+
+    tenants = Tenant.objects.filter(Q(is_active=True) | Q(id__in=list(money))).values_list("id", "slug")
+    out = [
+        TenantMargin(slug, **{k: _cents(v) for k, v in money.get(tenant_id, {}).items()})
+        for tenant_id, slug in tenants
+    ]
+    return sorted(out, key=lambda m: m.slug)
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def collect_platform_margin() -> list[TenantMargin]:
+    """`platform_margin` of this period for /metrics, computed at most once a minute (shared cache)."""
+    key = _CACHE_KEY.format(period=period_of())
+    cached = cache.get(key)
+    if cached is None:
+        cached = platform_margin()
+        cache.set(key, cached, MARGIN_CACHE_SECONDS)
+    return cached

@@ -11,14 +11,15 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from billing.metrics import collect_tenant_gauges
+from billing.metrics import collect_platform_margin, collect_tenant_gauges
 from llm.limits import budget
 from llm.metering import metrics as _gateway_metrics  # noqa: F401  (registers the gateway's metrics)
 from llm.metering import queue as metering
 
 
 class _StateCollector:
-    """Gauges read at scrape time: TCU per tenant and cap ratios, open circuits, Celery queue depth."""
+    """Gauges read at scrape time: TCU per tenant and cap ratios, the platform's revenue and list cost, open
+    circuits, Celery queue depth."""
 
     def collect(self):
         used = GaugeMetricFamily("byok_tcu_used", "TCU used this period, every mode", labels=["tenant"])
@@ -41,6 +42,7 @@ class _StateCollector:
         yield used
         yield platform
         yield ratio
+        yield from _margin_gauges()
         try:
             client = budget.backend().sync_client()  # Redis, or the embedded default's in-process one
             open_circuits = sum(1 for _ in client.scan_iter(f"{budget.NS}:cb:open:*", count=500))
@@ -66,6 +68,36 @@ class _StateCollector:
         )
         dead.add_metric([], dead_events)
         yield dead
+
+
+def _margin_gauges():
+    """Revenue and list cost of platform-managed LLM this period, per tenant and in total: what the margin alerts
+    compare (ops/prometheus/alerts.yml)."""
+    margins = collect_platform_margin()
+    revenue = GaugeMetricFamily(
+        "byok_platform_revenue_usd",
+        "Platform revenue this period: managed tiers (prorated), overage, a platform plan's price, markup",
+        labels=["tenant"],
+    )
+    cost = GaugeMetricFamily(
+        "byok_platform_cost_usd", "List cost of platform-managed calls this period", labels=["tenant"]
+    )
+    for m in margins:
+        revenue.add_metric([m.slug], float(m.revenue_usd))
+        cost.add_metric([m.slug], float(m.cost_usd))
+    yield revenue
+    yield cost
+    total_revenue = GaugeMetricFamily(
+        "byok_platform_total_revenue_usd", "Platform revenue this period, every tenant", labels=["source"]
+    )
+    for source in ("managed", "overage", "plan", "markup"):
+        total_revenue.add_metric([source], float(sum(getattr(m, f"{source}_usd") for m in margins)))
+    yield total_revenue
+    total_cost = GaugeMetricFamily(
+        "byok_platform_total_cost_usd", "List cost of platform-managed calls this period, every tenant"
+    )
+    total_cost.add_metric([], float(sum(m.cost_usd for m in margins)))
+    yield total_cost
 
 
 # A request that came through a proxy carries one of these; its REMOTE_ADDR is then the proxy's (often loopback,

@@ -186,6 +186,7 @@ def make_usage(
     when=None,
     agent=None,
     cost_usd: Decimal | None = None,
+    billed_usd: Decimal = Decimal(0),
 ) -> UsageEvent:
     """One UsageEvent with `tokens` split half input, half output."""
     _counter["n"] += 1
@@ -201,4 +202,5 @@ def make_usage(
         output_tokens=tokens - tokens // 2,
         tcu=tcu,
         cost_usd=cost_usd if cost_usd is not None else Decimal(tcu) * Decimal("0.00001"),
+        billed_usd=billed_usd,
     )
