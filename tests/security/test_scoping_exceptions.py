@@ -33,6 +33,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
     ("billing.stripe.ledger", "tenants_to_push"): "the billing cycle lists every tenant with overage to push",
     ("billing.caps", "invalidate_all"): "a plan changed: the cached limits of every subscribed tenant go",
+    ("billing.metrics", "_platform_sums"): "/metrics: every tenant's platform list cost",
+    ("billing.metrics", "platform_margin"): "/metrics: every tenant's platform revenue",
     ("billing.stripe.webhooks", "_tenant_for"): (
         "a Stripe webhook names a Stripe customer; its subscription row says which tenant the event is for"
     ),
