@@ -41,6 +41,21 @@ def managed_agents_by_tier(tenant: Tenant) -> dict[str, int]:
     return managed_tier_counts(tenant)
 
 
+def unmanaged_agents(tenant: Tenant) -> list[dict[str, Any]]:
+    """The workspace's default agent (slug None) when it is not managed, then its active agents on no managed tier:
+    what the usage page lists as calling with the workspace's own keys, which we never bill."""
+    rows = live_managed(tenant)
+    managed_ids = rows.filter(agent__isnull=False).values("agent_id")
+    agents = (
+        Agent.objects.for_tenant(tenant).filter(is_active=True).exclude(pk__in=managed_ids).order_by("slug")
+    )
+    out: list[dict[str, Any]] = []
+    if not rows.filter(agent__isnull=True).exists():
+        out.append({"agent": None, "agent_name": "Workspace default (calls without an agent)"})
+    out += [{"agent": a.slug, "agent_name": a.name} for a in agents]
+    return out
+
+
 def managed_get(*, tenant: Tenant, agent: Agent | None) -> ManagedAgent | None:
     """The agent's live row (None: the default agent's), or None when it is not managed."""
     qs = live_managed(tenant).select_related("tier")

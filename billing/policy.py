@@ -33,7 +33,9 @@ class BillingPolicy:
         return caps.tiers_allowing(model_id)
 
     def usage_page_context(self, tenant: Tenant) -> dict[str, object]:
-        """`caps`: one bar per cap that applies, each saying what it counts; `banner`: billing's banner."""
+        """`caps`: one bar per cap that applies, each saying what it counts; `banner`: billing's banner;
+        `managed_usage`: this period's managed agents (tokens used against their included tokens, overage so far:
+        the summary's own figures, so the page and the invoice agree) and the agents on the workspace's own keys."""
         billing = summary.billing_summary(tenant=tenant, with_invoices=False)
         bars = []
         if billing["own_warn_tcu"] is not None or billing["own_hard_tcu"] is not None:
@@ -56,7 +58,11 @@ class BillingPolicy:
                     billing["platform_hard_tcu"],
                 )
             )
-        return {"caps": bars, "banner": billing["banner"]}
+        return {
+            "caps": bars,
+            "banner": billing["banner"],
+            "managed_usage": summary.managed_usage(tenant, billing),
+        }
 
 
 def _bar(label: str, note: str, used: int, warn: int | None, hard: int | None) -> dict[str, object]:

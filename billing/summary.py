@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from billing import caps
+from billing.managed import unmanaged_agents
 from billing.models import Plan, Subscription
 from billing.stripe.client import BillingError, stripe_configured
 from billing.stripe.sync import list_invoices
@@ -109,6 +110,18 @@ def billing_summary(
     if invoices_error:
         body["invoices_error"] = invoices_error
     return body
+
+
+def managed_usage(tenant: Tenant, summary: dict[str, Any]) -> dict[str, Any]:
+    """What the usage and billing pages show per agent (templates/billing/_managed_usage.html): the managed agents
+    of `summary` (a `billing_summary`: the invoice's own figures) and the agents on the workspace's own keys."""
+    return {
+        "period": summary["period"],
+        "rows": summary["managed"],
+        "unmanaged": unmanaged_agents(tenant),
+        "overage_amount_usd": summary["overage_amount_usd"],
+        "plan_covers_platform": summary["platform_allowed"],
+    }
 
 
 def billing_banner(

@@ -55,6 +55,7 @@ def usage(request: TenantRequest) -> HttpResponse:
             "ranges": list(RANGES),
             "caps": caps,
             "banner": banner,
+            "managed_usage": extra.get("managed_usage"),
             "byok_only": byok_only,
             "chart": chart,
         },

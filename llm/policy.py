@@ -77,7 +77,8 @@ class Policy(Protocol):
         """Whether the tenant's plan includes the platform's own keys."""
 
     def usage_page_context(self, tenant: Tenant) -> dict[str, object]:
-        """`caps` and `banner` for the usage page."""
+        """`caps`, `banner` and `managed_usage` (the managed agents' included tokens and overage this period) for
+        the usage page."""
 
     def managed_access(self, tenant_id: int, agent_id: int | None) -> ManagedAccess | None:
         """The agent's managed tier (agent None: the workspace's default agent), or None when not managed."""

@@ -1,4 +1,4 @@
-// Small progressive enhancements: copy buttons, the phone menu, toasts, slug suggestion.
+// Small progressive enhancements: copy buttons, the phone menu, toasts, slug suggestion, the managed LLM switch.
 (function () {
   document.addEventListener("click", function (event) {
     const copy = event.target.closest("[data-copy]");
@@ -44,6 +44,16 @@
   };
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".toast").forEach(function (t) { setTimeout(function () { t.remove(); }, 5000); });
+    // Managed LLM: picking a plan ticks "Use managed LLM"; unticking it dims the plans (kept, not used).
+    document.querySelectorAll("[data-managed-form]").forEach(function (form) {
+      const toggle = form.querySelector("[data-managed-toggle]");
+      const tiers = form.querySelector("[data-managed-tiers]");
+      if (!toggle || !tiers) return;
+      const show = function () { tiers.classList.toggle("off", !toggle.checked); };
+      tiers.addEventListener("change", function () { toggle.checked = true; show(); });
+      toggle.addEventListener("change", show);
+      show();
+    });
     const name = document.getElementById("id_tenant_name");
     const slug = document.getElementById("id_tenant_slug");
     if (name && slug) {
