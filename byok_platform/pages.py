@@ -1,23 +1,33 @@
-"""Pages made of several apps: the dashboard and an agent's page (tenants' objects with llm's usage and settings).
+"""Pages made of several apps: the dashboard, the agents (with their managed LLM tier and the templates a new one
+starts from) and an agent's page (tenants' objects with llm's usage and settings and billing's managed LLM).
 
 They live here, at the top, because tenants is the bottom app and imports neither llm nor billing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from billing.caps import agent_budget_read, agent_budget_set
+from billing.managed import managed_for
+from billing.models import ManagedTier
+from billing.pages import managed_context, managed_message, managed_post, offered_tiers
+from billing.plans import managed_change
+from billing.stripe.client import BillingError
+from byok_platform.agent_templates import TEMPLATES, template_for
 from llm.pages import llm_config_context
 from llm.usage.selectors import usage_summary
 from tenants import services
 from tenants.audit import Actor
 from tenants.decorators import tenant_required
-from tenants.forms import AgentEditForm, apply_errors
+from tenants.forms import AgentEditForm, AgentForm, apply_errors
 from tenants.http import TenantRequest
 from tenants.models import Agent, ApiKey, Membership
 from tenants.roles import Perm, role_has
@@ -51,46 +61,133 @@ def dashboard(request: TenantRequest) -> HttpResponse:
     return render(request, "dashboard.html", context)
 
 
+class AgentCreateForm(AgentForm):
+    """A new agent, from a template or blank, optionally on a managed tier from the start (paid before it applies)."""
+
+    tier = forms.ChoiceField(label="Managed LLM", required=False)
+    template = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, tiers: list[ManagedTier], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tier = self.fields["tier"]
+        assert isinstance(tier, forms.ChoiceField)
+        tier.choices = [("", "Your own key"), *((t.slug, t.name) for t in tiers)]
+
+
+@tenant_required()
+def agents(request: TenantRequest) -> HttpResponse:
+    """The agents, which LLM each uses, and a new agent: from a template (name, description and the recommended
+    managed tier filled in) or blank. Creating one on a paid tier goes through Stripe like the agent page's form."""
+    can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
+    tiers = offered_tiers()
+    by_slug = {t.slug: t for t in tiers}
+    chosen = template_for(
+        request.POST.get("template") if request.method == "POST" else request.GET.get("template")
+    )
+    initial: dict[str, Any] = {}
+    if chosen is not None:
+        initial = {"slug": chosen.slug, "name": chosen.name, "description": chosen.description}
+        initial |= {"template": chosen.key, "tier": chosen.tier if chosen.tier in by_slug else ""}
+    form = AgentCreateForm(request.POST or None, initial=initial, tiers=tiers)
+    if request.method == "POST":
+        if not can_manage:
+            return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
+        if form.is_valid() and (done := _agent_created(request, form)) is not None:
+            return done
+    managed = {row.agent_id: row.tier for row in managed_for(request.tenant) if row.agent_id}
+    agent_rows = [(a, managed.get(a.pk)) for a in Agent.objects.for_tenant(request.tenant)]
+    return render(
+        request,
+        "tenants/agents.html",
+        {
+            "agents": agent_rows,
+            "form": form,
+            "tiers": tiers,
+            "templates": [(t, by_slug.get(t.tier)) for t in TEMPLATES],
+            "chosen": chosen,
+            "can_manage": can_manage,
+            "can_buy": role_has(request.role, Perm.MANAGE_CAPS),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+def _agent_created(request: TenantRequest, form: AgentCreateForm) -> HttpResponse | None:
+    """Create the agent and, when a tier was chosen, put it on that tier: saved, or off to Stripe Checkout to pay.
+    Both or neither: when Stripe refuses, the agent is not created either and the form says why (None)."""
+    tier = form.cleaned_data["tier"] or None
+    if tier is not None and not role_has(request.role, Perm.MANAGE_CAPS):
+        form.add_error("tier", "Only owners, admins and billing members turn on managed LLM.")
+        return None
+    actor = Actor.from_request(request)
+    try:
+        with transaction.atomic():
+            agent = services.agent_create(
+                tenant=request.tenant,
+                actor=actor,
+                slug=form.cleaned_data["slug"],
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+            )
+            result = (
+                managed_change(tenant=request.tenant, actor=actor, agent=agent, tier_slug=tier)
+                if tier
+                else None
+            )
+    except ValidationError as exc:
+        apply_errors(form, exc)
+        return None
+    except BillingError as exc:
+        form.add_error(
+            "tier", f"{exc.message} The agent was not created; choose “Your own key” to create it now."
+        )
+        return None
+    if result is not None and result.checkout_url:
+        return redirect(result.checkout_url)  # Stripe collects the card; back on the agent's page afterwards
+    done = f"Agent “{agent.slug}” created."
+    messages.success(request, f"{done} {managed_message(result, agent)}" if result is not None else done)
+    return redirect("agent_detail", slug=agent.slug)
+
+
 @tenant_required()
 def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
     agent = services.access_agent(tenant=request.tenant, slug_or_id=slug)
-    can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
-    can_budget = role_has(request.role, Perm.MANAGE_CAPS)
-    is_budget = request.method == "POST" and request.POST.get("action") == "budget"
+    # A form without an `action` is the settings form (its Save button names it; older clients leave it out).
+    action = request.POST.get("action", "save") if request.method == "POST" else ""
+    needed = _AGENT_ACTION_PERMS.get(action, Perm.MANAGE_AGENTS)
+    if action and not role_has(request.role, needed):
+        return render(request, "403.html", {"needed": needed}, status=403)
     form = AgentEditForm(
-        request.POST if request.method == "POST" and not is_budget else None,
+        request.POST if action and action not in _AGENT_ACTION_PERMS else None,
         initial={"name": agent.name, "description": agent.description, "is_active": agent.is_active},
     )
     budget_form = AgentBudgetForm(
-        request.POST if is_budget else None,
+        request.POST if action == "budget" else None,
         initial={"monthly_tcu": agent_budget_read(tenant=request.tenant, agent=agent)["monthly_tcu"]},
     )
-    if is_budget:
-        if not can_budget:
-            return render(request, "403.html", {"needed": Perm.MANAGE_CAPS}, status=403)
-        if _budget_saved(request, agent, budget_form):
-            messages.success(request, "Budget saved; it applies to the next call.")
-            return redirect("agent_detail", slug=agent.slug)
-    elif request.method == "POST":
-        if not can_manage:
-            return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
-        if request.POST.get("action") == "delete":
-            services.agent_delete(agent=agent, actor=Actor.from_request(request))
-            messages.success(request, f"Agent “{slug}” deleted.")
-            return redirect("agents")
-        if form.is_valid():
-            try:
-                services.agent_update(agent=agent, actor=Actor.from_request(request), **form.cleaned_data)
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                messages.success(request, "Agent saved.")
-                return redirect("agent_detail", slug=agent.slug)
+    managed_form = None
+    if action == "budget" and _budget_saved(request, agent, budget_form):
+        messages.success(request, "Budget saved; it applies to the next call.")
+        return redirect("agent_detail", slug=agent.slug)
+    if action == "managed":
+        managed_form, done = managed_post(
+            request, agent=agent, done=reverse("agent_detail", args=[agent.slug]) + "#managed"
+        )
+        if done is not None:
+            return done
+    if action == "delete":
+        services.agent_delete(agent=agent, actor=Actor.from_request(request))
+        messages.success(request, f"Agent “{slug}” deleted.")
+        return redirect("agents")
+    if action and action not in _AGENT_ACTION_PERMS and _agent_saved(request, agent, form):
+        messages.success(request, "Agent saved.")
+        return redirect("agent_detail", slug=agent.slug)
     usage = None
     try:
         usage = usage_summary(tenant=request.tenant, range_name="30d", agent=agent)["totals"]
     except DatabaseError:  # usage is an extra here
         usage = None
+    managed = managed_context(request, agent=agent, form=managed_form)
     return render(
         request,
         "tenants/agent_detail.html",
@@ -98,13 +195,31 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
             "agent": agent,
             "form": form,
             "budget_form": budget_form,
-            "can_manage": can_manage,
-            "can_budget": can_budget,
+            "managed": managed,
+            "can_manage": role_has(request.role, Perm.MANAGE_AGENTS),
+            "can_budget": role_has(request.role, Perm.MANAGE_CAPS),
             "usage": usage,
             "keys": agent.api_keys.all(),
         },
-        status=400 if form.errors or budget_form.errors else 200,
+        status=400 if form.errors or budget_form.errors or managed["form"].errors else 200,
     )
+
+
+# The agent page's forms other than its settings (and delete, Perm.MANAGE_AGENTS), with the right each needs: the
+# same as the API's (PUT /api/billing/agents/{slug}/budget and /api/agents/{slug}/managed).
+_AGENT_ACTION_PERMS = {"budget": Perm.MANAGE_CAPS, "managed": Perm.MANAGE_CAPS}
+
+
+def _agent_saved(request: TenantRequest, agent: Agent, form: AgentEditForm) -> bool:
+    """Save the agent's name, description and state from the posted form; False with the errors on the form."""
+    if not form.is_valid():
+        return False
+    try:
+        services.agent_update(agent=agent, actor=Actor.from_request(request), **form.cleaned_data)
+    except ValidationError as exc:
+        apply_errors(form, exc)
+        return False
+    return True
 
 
 def _budget_saved(request: TenantRequest, agent: Agent, form: AgentBudgetForm) -> bool:

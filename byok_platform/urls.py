@@ -39,6 +39,7 @@ urlpatterns = [
     path("", include("llm.page_urls")),
     path("", include("billing.page_urls")),
     path("dashboard/", pages.dashboard, name="dashboard"),
+    path("agents/", pages.agents, name="agents"),
     path("agents/<slug:slug>/", pages.agent_detail, name="agent_detail"),
     path("", include("tenants.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Page URLs of the tenants app (the dashboard and an agent's page are routed in `byok_platform/urls.py`)."""
+"""Page URLs of the tenants app (the dashboard and the agents' pages are routed in `byok_platform/urls.py`)."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -36,7 +36,6 @@ urlpatterns = [
         "members/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"
     ),
     path("invite/<str:token>/", throttled("invite")(views.invite_accept), name="invite_accept"),
-    path("agents/", views.agents, name="agents"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:key_id>/revoke/", views.key_revoke, name="key_revoke"),
     path("audit/", views.audit, name="audit"),

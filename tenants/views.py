@@ -1,6 +1,6 @@
-"""Pages of the tenants app: landing, sign-up, log-in, workspace switcher, members and invitations, agents,
-API keys and the audit log. Thin: parse the form, call the service, render. The dashboard and an agent's page show
-llm's usage too, so they live in `byok_platform/pages.py`."""
+"""Pages of the tenants app: landing, sign-up, log-in, workspace switcher, members and invitations, API keys and
+the audit log. Thin: parse the form, call the service, render. The dashboard and the agents' pages show llm's usage
+and billing's managed LLM too, so they live in `byok_platform/pages.py`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from .audit import Actor
 from .decorators import tenant_required
 from .forms import (
     AcceptSignupForm,
-    AgentForm,
     ApiKeyForm,
     AuditFilterForm,
     InviteForm,
@@ -36,7 +35,7 @@ from .forms import (
     apply_errors,
 )
 from .middleware import SESSION_KEY
-from .models import Agent, ApiKey, AuditEvent, Membership, User
+from .models import ApiKey, AuditEvent, Membership, User
 from .roles import Perm, Role, invite_refusal, removal_refusal, role_change_refusal, role_has
 
 
@@ -258,34 +257,6 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     context = {"invitation": invitation, "form": form, "existing": existing, "error": error}
     return render(
         request, "tenants/invite_accept.html", context, status=400 if error or (form and form.errors) else 200
-    )
-
-
-# --- agents -------------------------------------------------------------------------------------------
-
-
-@tenant_required()
-def agents(request: TenantRequest) -> HttpResponse:
-    can_manage = role_has(request.role, Perm.MANAGE_AGENTS)
-    form = AgentForm(request.POST or None)
-    if request.method == "POST":
-        if not can_manage:
-            return render(request, "403.html", {"needed": Perm.MANAGE_AGENTS}, status=403)
-        if form.is_valid():
-            try:
-                agent = services.agent_create(
-                    tenant=request.tenant, actor=Actor.from_request(request), **form.cleaned_data
-                )
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                messages.success(request, f"Agent “{agent.slug}” created.")
-                return redirect("agent_detail", slug=agent.slug)
-    return render(
-        request,
-        "tenants/agents.html",
-        {"agents": Agent.objects.for_tenant(request.tenant), "form": form, "can_manage": can_manage},
-        status=400 if form.errors else 200,
     )
 
 
