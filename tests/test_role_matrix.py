@@ -301,6 +301,15 @@ CASES: list[Case] = [
         form=True,
         label="budget",
     ),
+    Case(
+        "agent_detail",
+        "POST",
+        _p("/agents/matrix-agent/"),
+        frozenset({OWNER, ADMIN, BILLING}),  # Perm.MANAGE_CAPS, as PUT /api/agents/{slug}/managed
+        body=lambda w: {"action": "managed"},
+        form=True,
+        label="managed",
+    ),
     Case("keys", "GET", _p("/keys/"), OA),
     Case("keys", "POST", _p("/keys/"), OA, body=lambda w: {"name": "k", "scopes": ["gateway"]}, form=True),
     Case(
@@ -337,6 +346,15 @@ CASES: list[Case] = [
         label="someone-elses",
     ),
     Case("billing", "GET", _p("/billing/"), frozenset({OWNER, ADMIN, BILLING})),
+    Case(
+        "billing",
+        "POST",
+        _p("/billing/"),
+        frozenset({OWNER, ADMIN, BILLING}),  # Perm.MANAGE_CAPS, as PUT /api/managed
+        body=lambda w: {"action": "managed"},
+        form=True,
+        label="managed",
+    ),
     Case(
         "billing_change_plan",
         "POST",
