@@ -3,6 +3,8 @@ tenant's own cap counts and stops every call; a BYOK tenant with no cap of its o
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from django.db.models import Sum
@@ -179,4 +181,39 @@ def test_an_own_cap_above_the_guardrail_does_not_raise_it(
     platform_key = make_key(tenant, scopes=["gateway"], agent=agent)
     assert [_call(gateway_url, platform_key).status_code for _ in range(3)] == [200, 200, 402]
     assert "guardrail" in _call(gateway_url, platform_key).json()["error"]["message"]
+    counters_at_rest(tenant.id)
+
+
+def test_the_monthly_request_cap_counts_the_calendar_month_of_the_billing_period(
+    gateway_url, provider, tenant, make_key, manage_client, monkeypatch
+):
+    """Not a rolling 31-day window: the count lives in the month's own bucket, which ends with the month, and the
+    next month starts from zero."""
+    from billing import caps
+    from billing.models import Plan
+
+    provider.usage = (10, 5)
+    _byok(manage_client)
+    Plan.objects.filter(slug="free").update(monthly_request_cap=2)
+    caps.invalidate_all()
+    reconfigured()
+    key = make_key(tenant, scopes=["gateway"])
+    assert [_call(gateway_url, key).status_code for _ in range(2)] == [200, 200]
+    refused = _call(gateway_url, key)
+    assert refused.status_code == 429
+    assert "2 requests this month" in refused.json()["error"]["message"]
+
+    month = budget.period_of()
+    bucket = f"{budget.NS}:rl:monthly:{tenant.id}:{month}"
+    client = budget.backend().sync_client()
+    assert int(client.get(bucket)) == 2
+    _, month_end = budget.period_bounds(month)
+    assert (
+        0 < client.ttl(bucket) <= month_end.timestamp() - time.time() + 3600
+    )  # gone soon after the month ends
+
+    next_month = budget.period_of(month_end)
+    monkeypatch.setattr(budget, "period_of", lambda dt=None: next_month)
+    assert _call(gateway_url, key).status_code == 200  # a new calendar month: a new count
+    assert int(client.get(f"{budget.NS}:rl:monthly:{tenant.id}:{next_month}")) == 1
     counters_at_rest(tenant.id)
