@@ -18,6 +18,7 @@ from django.db import transaction
 from billing.models import AgentBudget, ManagedTier, Plan, Subscription
 from billing.subscriptions import ensure_subscription, free_plan, live_managed, period_of
 from llm.calls import hot_cache
+from llm.config.catalog import get_catalog
 from llm.policy import ManagedAccess
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
@@ -96,23 +97,47 @@ def _plan_figures(plan: Plan | None) -> tuple[int, int]:
 def guardrail_tcu(*, tenant_id: int, plan: Plan | None) -> tuple[int, int]:
     """The platform's guardrail on a tenant's platform-mode TCU per month, (warn, hard): what it buys sizes it.
 
-    Σ over its managed agents of SPEND_ALERT_TCU_WARN / _HARD × the agent's tier's included tokens / Starter's
-    (the env figures are Starter's per agent; Pro and Ultra keep the same ratio to their allowance), plus the
-    workspace plan's own figures when the plan itself includes platform-managed models (enterprise)."""
+    SPEND_ALERT_TCU_WARN / _HARD are Starter's figures per managed agent. Every tier keeps Starter's ratio of cap to
+    allowance, the allowance counted at its worst case: the included tokens all at the highest per-token price among
+    the tier's models. So no managed agent is stopped before its included tokens are used, whatever mix of its
+    tier's models and of input and output it uses, and overage can accrue up to that ratio (1.25× the worst-case
+    allowance with the seeded tiers and defaults). Plus the workspace plan's own figures when the plan itself
+    includes platform-managed models (enterprise)."""
     warn, hard = _plan_figures(plan) if plan is not None and plan.platform_allowed else (0, 0)
-    allowances = _managed_allowances(tenant_id)
-    if allowances:
-        starter = ManagedTier.objects.filter(slug="starter").values_list("included_tokens", flat=True).first()
-        base = starter or STARTER_INCLUDED_TOKENS
+    tiers = list(live_managed(tenant_id).values_list("tier_id", flat=True))
+    if tiers:
+        by_id = {t.id: t for t in ManagedTier.objects.all()}
+        starter = next((t for t in by_id.values() if t.slug == "starter"), None)
+        base = _worst_allowance_usd(starter) if starter is not None else Decimal(0)
         env_warn, env_hard = settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD
-        warn += sum(env_warn * included // base for included in allowances)
-        hard += sum(env_hard * included // base for included in allowances)
+        for tier_id in tiers:
+            tier = by_id[tier_id]
+            scale = (
+                _worst_allowance_usd(tier) / base
+                if base > 0
+                else Decimal(tier.included_tokens) / Decimal(STARTER_INCLUDED_TOKENS)
+            )
+            warn += int(env_warn * scale)
+            hard += int(env_hard * scale)
     return int(warn), int(hard)
 
 
 def _managed_allowances(tenant_id: int) -> list[int]:
     """The included tokens of each live managed agent's tier."""
     return [int(n) for n in live_managed(tenant_id).values_list("tier__included_tokens", flat=True)]
+
+
+def _worst_allowance_usd(tier: ManagedTier) -> Decimal:
+    """A tier's included tokens all at the highest input or output price among its models (list USD)."""
+    catalog = get_catalog()
+    prices = [
+        price
+        for model_id in tier.models or []
+        if (m := catalog.model(model_id)) is not None
+        for price in (m.input_usd_per_mtok, m.output_usd_per_mtok)
+        if price is not None
+    ]
+    return Decimal(tier.included_tokens) * max(prices, default=Decimal(0)) / Decimal(1_000_000)
 
 
 def _load(tenant_id: int) -> dict[str, Any]:

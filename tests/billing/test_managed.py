@@ -4,6 +4,7 @@ the billing cycle, reconciliation, the admin, and what llm's policy answers."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -492,10 +493,42 @@ def test_the_guardrail_is_sized_by_the_managed_agents(tenant, agent, manage_clie
     managed_set(tenant=tenant, actor=SYSTEM, agent=agent, tier_slug="pro")
     managed_set(tenant=tenant, actor=SYSTEM, agent=writer, tier_slug="ultra")
     caps = manage_client.get("/api/billing/caps").json()
-    # Starter's figures per agent, Pro and Ultra in proportion to their included tokens (5M and 10M to 2M)
-    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (1_700_000, 2_550_000)
-    assert (caps["warn_tcu"], caps["hard_tcu"]) == (1_700_000, 2_550_000)  # no caps of its own
+    # Starter's figures per agent; Pro and Ultra keep Starter's ratio of cap to allowance, each allowance at its
+    # worst case (all tokens at the tier's highest per-token price): Starter 2M × $1.20 (MiniMax M2.5 output) =
+    # $2.40, Pro 5M × $5 (Claude Haiku 4.5 output) = $25, Ultra 10M × $15 (Claude Sonnet 4 output) = $150.
+    pro, ultra = Decimal(25) / Decimal("2.4"), Decimal(150) / Decimal("2.4")
+    warn = 200_000 + int(200_000 * pro) + int(200_000 * ultra)
+    hard = 300_000 + int(300_000 * pro) + int(300_000 * ultra)
+    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (warn, hard) == (14_783_333, 22_175_000)
+    assert (caps["warn_tcu"], caps["hard_tcu"]) == (warn, hard)  # no caps of its own
     managed_set(tenant=tenant, actor=SYSTEM, agent=writer, tier_slug=None)
     assign_plan(tenant=tenant, plan_slug="enterprise")  # a platform plan adds its own figures
     caps = manage_client.get("/api/billing/caps").json()
-    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (900_000, 1_350_000)
+    assert (caps["platform_warn_tcu"], caps["platform_hard_tcu"]) == (
+        200_000 + int(200_000 * pro) + 200_000,
+        300_000 + int(300_000 * pro) + 300_000,
+    )
+
+
+@pytest.mark.parametrize("tier_slug", ["starter", "pro", "ultra"])
+def test_no_managed_agent_is_stopped_before_its_included_tokens_are_used(
+    tenant, manage_client, settings, tier_slug
+):
+    """Whatever mix of its tier's models and of input and output an agent uses, its included tokens cost at most
+    the tier's highest per-token price each: the guardrail is above that."""
+    from billing.managed import managed_set
+    from billing.models import ManagedTier
+    from llm.config.catalog import get_catalog
+    from llm.metering.pricing import tcu_of
+
+    settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = 200_000, 300_000
+    tier = ManagedTier.objects.get(slug=tier_slug)
+    managed_set(tenant=tenant, actor=SYSTEM, agent=None, tier_slug=tier_slug)
+    catalog = get_catalog()
+    highest = max(
+        max(catalog.model(m).input_usd_per_mtok, catalog.model(m).output_usd_per_mtok) for m in tier.models
+    )
+    worst_allowance = tcu_of(Decimal(tier.included_tokens) * highest / Decimal(1_000_000))
+    caps = manage_client.get("/api/billing/caps").json()
+    assert caps["platform_hard_tcu"] >= worst_allowance
+    assert caps["platform_warn_tcu"] < caps["platform_hard_tcu"]

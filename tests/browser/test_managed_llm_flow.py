@@ -57,7 +57,7 @@ def provider(monkeypatch, fake, settings):
     settings.SPEND_ALERT_TCU_WARN, settings.SPEND_ALERT_TCU_HARD = (
         200_000,
         300_000,
-    )  # Starter's; Pro: 500k / 750k
+    )  # Starter's; one Pro agent: 2,083,333 / 3,125,000 (its 5M included tokens at Claude Haiku 4.5's $5, ×1.25)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
     for name in ("OPENROUTER_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"):
@@ -148,12 +148,12 @@ def test_a_small_business_buys_pro_for_one_agent_and_pays_its_overage(page, chec
 
     # --- calls: Pro past its 5M included tokens, then stopped by the guardrail; the own key never is -------
     statuses = []
-    for _ in range(8):
+    for _ in range(40):
         statuses.append(_chat(gateway_url, writer_key).status_code)
         if statuses[-1] != 200:
             break
     assert statuses[:2] == [200, 200], statuses  # 8M tokens: 3M past the 5M included
-    assert statuses[-1] == 402, statuses  # the guardrail (750,000 TCU for one Pro agent) stops platform calls
+    assert statuses[-1] == 402, statuses  # the guardrail (3,125,000 TCU for one Pro agent) stops platform calls
     refused = _chat(gateway_url, writer_key).json()["error"]
     assert refused["code"] == "tcu_hard_cap_reached"
     for _ in range(3):  # far past any platform figure: the own key is never stopped by the platform
