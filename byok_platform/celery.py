@@ -5,6 +5,10 @@ import os
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "byok_platform.settings")
+# Celery's Django fixup runs Django's system checks when a worker starts; they load the URLconf and with it the
+# admin, the REST API, the schema generator and every page, none of which a worker runs (about 25 MB a process).
+# The checks run where they belong: `manage.py check --deploy` at deploy time, and in the test suite.
+os.environ.setdefault("CELERY_SKIP_CHECKS", "true")
 
 app = Celery("byok_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")

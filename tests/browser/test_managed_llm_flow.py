@@ -153,7 +153,8 @@ def test_a_small_business_buys_pro_for_one_agent_and_pays_its_overage(page, chec
         if statuses[-1] != 200:
             break
     assert statuses[:2] == [200, 200], statuses  # 8M tokens: 3M past the 5M included
-    assert statuses[-1] == 402, statuses  # the guardrail (3,125,000 TCU for one Pro agent) stops platform calls
+    # The guardrail (3,125,000 TCU for one Pro agent) stops platform calls.
+    assert statuses[-1] == 402, statuses
     refused = _chat(gateway_url, writer_key).json()["error"]
     assert refused["code"] == "tcu_hard_cap_reached"
     for _ in range(3):  # far past any platform figure: the own key is never stopped by the platform

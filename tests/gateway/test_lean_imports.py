@@ -45,3 +45,41 @@ def test_the_admin_still_registers_every_model_once_the_urlconf_loads(client):
     client.get("/healthz")  # the first request loads the URLconf, which runs the admin's autodiscovery
     registered = {m._meta.label for m in admin.site._registry}
     assert {"tenants.Tenant", "llm.CatalogModel", "billing.Plan"} <= registered
+
+
+WORKER_PROBE = """
+import sys
+from byok_platform.celery import app
+app.loader.import_default_modules()  # what a worker does at start: Django set up, every tasks module imported
+print(",".join(m for m in sys.argv[1:] if m in sys.modules))
+"""
+
+
+def test_a_celery_worker_loads_neither_the_urlconf_nor_the_pages():
+    """Celery's Django fixup would run the system checks at start, loading the URLconf with the admin, the API,
+    the schema generator and every page; byok_platform/celery.py turns that off (the checks run at deploy)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "byok_platform.settings"}
+    env.pop("CELERY_SKIP_CHECKS", None)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WORKER_PROBE,
+            "byok_platform.urls",
+            "llm.pages",
+            "billing.pages",
+            "llm.admin",
+            "drf_spectacular.generators",
+            "stripe",
+            "botocore",
+            "llm.tasks",
+            "billing.tasks",
+        ],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "llm.tasks,billing.tasks", out.stdout + out.stderr
