@@ -145,7 +145,8 @@ def smoke(tmp: Path, env: dict[str, str], procs: list[tuple[subprocess.Popen, bo
     check(ready["checks"] == {"database": "ok"}, f"embedded mode: /readyz checks only the database ({ready})")
 
     password = secrets.token_urlsafe(12)
-    manage(env, "createtenant", "smoke", "--owner", "owner@smoke.example.com", "--password", password)
+    # `--password=…` in one argument: a random password may start with "-", which argparse would take for an option.
+    manage(env, "createtenant", "smoke", "--owner", "owner@smoke.example.com", f"--password={password}")
     manage_key = (
         manage(env, "createapikey", "smoke", "--name", "smoke-manage", "--scopes", "manage")
         .strip()
