@@ -72,10 +72,10 @@
       "<div><dt>Capabilities</dt><dd>" + ((m.capabilities || []).join(", ") || "—") + "</dd></div>" +
       "<div><dt>EU-hosted</dt><dd>" + (m.eu_hosted ? "yes" : "no") + "</dd></div>" +
       "<div><dt>Recommended</dt><dd>" + (m.recommended ? "yes" : "no") + "</dd></div></dl>";
-    const max = $("#max_tokens");
-    max.max = m.max_output_tokens || 128000;
-    if (Number(max.value) > Number(max.max)) max.value = max.max;
-    $("#max-tokens-value").textContent = max.value;
+    // The model's output limit bounds both controls; a value above it comes down to it, any other stays as it is.
+    const limit = m.max_output_tokens || 128000, num = $("#max_tokens_num");
+    $("#max_tokens").max = limit; num.max = limit;
+    if (Number(num.value) > limit) { num.value = limit; $("#max_tokens").value = limit; }
   }
 
   function showSections() {
@@ -116,7 +116,7 @@
   }
 
   function body() {
-    const data = { mode: mode(), temperature: Number($("#temperature_num").value), max_tokens: Number($("#max_tokens").value) };
+    const data = { mode: mode(), temperature: Number($("#temperature_num").value), max_tokens: Number($("#max_tokens_num").value) };
     if (data.mode === "custom") {
       const ce = { kind: kind() };
       const put = (id, key) => { const v = $(id).value.trim(); if (v) ce[key] = v; };
@@ -146,7 +146,8 @@
     $("#eu_only").checked = !!p.eu_only;
     $("#eu_only").disabled = !!p.tenant_eu_only;
     $("#temperature").value = p.temperature; $("#temperature_num").value = p.temperature;
-    $("#max_tokens").value = p.max_tokens; $("#max-tokens-value").textContent = p.max_tokens;
+    // The number box holds the exact saved value (the slider snaps to its step of 100, so it never is the source).
+    $("#max_tokens").value = p.max_tokens; $("#max_tokens_num").value = p.max_tokens;
     $("#api-key-saved").textContent = p.api_key_masked ? "Saved key: " + p.api_key_masked + " — leave empty to keep it, type a new one to replace it." : "No key saved yet.";
     const ce = p.custom_endpoint || {};
     if (ce.kind) $("#ce_kind").value = ce.kind;
@@ -181,7 +182,8 @@
     $("#model").addEventListener("change", showModelInfo);
     $("#temperature").addEventListener("input", e => { $("#temperature_num").value = e.target.value; });
     $("#temperature_num").addEventListener("input", e => { $("#temperature").value = e.target.value; });
-    $("#max_tokens").addEventListener("input", e => { $("#max-tokens-value").textContent = e.target.value; });
+    $("#max_tokens").addEventListener("input", e => { $("#max_tokens_num").value = e.target.value; });
+    $("#max_tokens_num").addEventListener("input", e => { $("#max_tokens").value = e.target.value; });
     $("#discover").addEventListener("click", () => {
       const out = $("#discovered");
       out.innerHTML = '<span class="spinner"></span> Asking the server…';

@@ -262,3 +262,44 @@ def test_assistant_answers_from_the_fake_provider_and_explains_the_hard_cap(page
     page.click("#send")
     page.wait_for_selector(".msg.assistant.error")
     assert "hard cap" in page.inner_text(".msg.assistant.error").lower()
+
+
+def test_max_tokens_has_a_number_box_and_an_untouched_value_saves_unchanged(page, provider_env):
+    """The slider moves by 100; the exact value lives in the number box beside it, so saving without touching it
+    keeps the saved value (it used to save 4096 as 4100 and audit it as changed)."""
+    from tenants.models import AuditEvent
+
+    signup(page)
+    page.goto("/settings/llm/")
+    page.click("#open-llm-config")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    page.fill("#api_key", "sk-test-byok-5678")
+    page.click("#save")
+    page.wait_for_selector("text=sk-…5678")
+    saved = Preferences.objects.unscoped().get()
+    first = saved.max_tokens
+    assert first % 100 != 0, "the default is not on the slider's steps, so the test shows the snapping"
+
+    page.click("#open-llm-config")
+    page.click("summary:has-text('Advanced')")
+    assert page.input_value("#max_tokens_num") == str(first)
+    page.fill("#temperature_num", "0.3")  # change something else; leave max tokens alone
+    page.click("#save")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector("[data-summary=params]:has-text('0.3')")
+    saved.refresh_from_db()
+    assert saved.max_tokens == first
+    last = AuditEvent.objects.unscoped().filter(action__startswith="llm.preferences").order_by("-id").first()
+    assert last is not None
+    assert "max_tokens" not in (last.changes or {})
+
+    page.click("#open-llm-config")
+    page.click("summary:has-text('Advanced')")
+    page.fill("#max_tokens_num", "3333")
+    assert page.input_value("#max_tokens") == "3300"  # the slider follows, on its step
+    page.click("#save")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector("[data-summary=params]:has-text('3333')")
+    saved.refresh_from_db()
+    assert saved.max_tokens == 3333
