@@ -2,7 +2,7 @@
 // of the chosen mode and endpoint kind, tests the connection, and saves through the API (whose field errors are
 // shown next to their fields; nothing is saved on error).
 (function () {
-  const state = { models: [], byId: {}, config: null };
+  const state = { models: [], byId: {}, config: null, unplaced: [] };
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const csrf = () => (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
@@ -89,7 +89,30 @@
   function clearErrors() {
     $$("[data-error]").forEach(el => { el.innerHTML = ""; });
     $$(".field.has-error").forEach(el => el.classList.remove("has-error"));
-    const top = $("#form-error"); top.hidden = true; top.textContent = "";
+    state.unplaced = [];
+    summarize();
+  }
+
+  // One summary at the top of the modal: the fields that need attention, and any error that has no field.
+  function summarize() {
+    const names = $$(".field.has-error").map(f => { const l = $("label", f); return l ? l.textContent.trim() : ""; })
+      .filter(Boolean);
+    const parts = names.length ? ["Check " + (names.length === 1 ? "this field" : "these fields") + ": " + names.join(", ") + "."] : [];
+    const top = $("#form-error");
+    top.textContent = parts.concat(state.unplaced).join(" ");
+    top.hidden = !top.textContent;
+  }
+
+  // An error goes as soon as its field changes, and so does the connection test's answer (it was about other values).
+  function fieldChanged(event) {
+    const field = event.target.closest(".field");
+    if (field && field.classList.contains("has-error")) {
+      field.classList.remove("has-error");
+      $$("[data-error]", field).forEach(el => { el.innerHTML = ""; });
+    }
+    $$('[data-error="custom_endpoint"]').forEach(el => { if (event.target.closest("[data-section=custom]")) el.innerHTML = ""; });
+    $("#test-result").innerHTML = "";
+    summarize();
   }
 
   function showErrors(body, prefix) {
@@ -102,9 +125,10 @@
         list.innerHTML = "<li>" + text.replace(/</g, "&lt;") + "</li>";
         const field = list.closest(".field"); if (field) field.classList.add("has-error");
       } else {
-        const top = $("#form-error"); top.hidden = false; top.textContent += (top.textContent ? " " : "") + name + ": " + text;
+        state.unplaced.push(text);
       }
     });
+    summarize();
   }
 
   // Bring the first error into view, opening the Advanced section when that is where it is.
@@ -175,7 +199,13 @@
     }).catch(() => { window.toast("Could not load the model catalog; reload the page to try again.", "error"); });
     openButton.addEventListener("click", () => { clearErrors(); $("#test-result").innerHTML = ""; dialog.showModal(); });
     $("[data-close]", dialog).addEventListener("click", () => dialog.close());
-    $$("input[name=mode]").forEach(r => r.addEventListener("change", () => { fillModels(); showSections(); }));
+    // A new mode is a new form: the errors and the connection test's answer of the old one go.
+    $$("input[name=mode]").forEach(r => r.addEventListener("change", () => {
+      clearErrors(); $("#test-result").innerHTML = ""; fillModels(); showSections();
+    }));
+    ["input", "change"].forEach(type => $("#llm-form").addEventListener(type, event => {
+      if (event.target.name !== "mode") fieldChanged(event);
+    }));
     $("#api_key").addEventListener("input", fillModels);
     $("#ce_kind").addEventListener("change", showSections);
     $("#eu_only").addEventListener("change", fillModels);

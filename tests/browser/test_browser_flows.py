@@ -303,3 +303,36 @@ def test_max_tokens_has_a_number_box_and_an_untouched_value_saves_unchanged(page
     page.wait_for_selector("[data-summary=params]:has-text('3333')")
     saved.refresh_from_db()
     assert saved.max_tokens == 3333
+
+
+def test_errors_clear_when_their_field_or_the_mode_changes_under_one_summary(page, provider_env):
+    signup(page)
+    page.goto("/settings/llm/")
+    page.click("#open-llm-config")
+    page.check("input[name=mode][value=custom]")
+    page.fill("#ce_base_url", "ftp://models.example.com")
+    page.fill("#ce_model", "llama3:8b")
+    page.click("summary:has-text('Advanced')")
+    page.fill("#temperature_num", "3")
+    page.click("#save")
+    page.wait_for_selector("[data-error='custom_endpoint.base_url'] li", state="visible")
+    assert page.is_visible("[data-error=temperature] li")
+    summary = page.inner_text("#form-error")
+    assert "Base URL" in summary
+    assert "Temperature" in summary
+
+    page.fill("#ce_base_url", "https://models.example.com/v1")  # corrected: its error goes at once
+    assert page.inner_text("[data-error='custom_endpoint.base_url']") == ""
+    assert "Base URL" not in page.inner_text("#form-error")
+    assert "Temperature" in page.inner_text("#form-error")  # the other one stays until it is fixed
+    page.fill("#temperature_num", "0.5")
+    assert page.inner_text("[data-error=temperature]") == ""
+    assert not page.is_visible("#form-error")
+
+    page.fill("#temperature_num", "9")
+    page.click("#save")
+    page.wait_for_selector("[data-error=temperature] li", state="visible")
+    page.check("input[name=mode][value=byok]")  # a new mode: the old form's errors go
+    assert page.inner_text("[data-error=temperature]") == ""
+    assert not page.is_visible("#form-error")
+    assert Preferences.objects.unscoped().count() == 0
