@@ -85,9 +85,15 @@ def clear_redis_namespace() -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
+    from llm.config import catalog
+
+    # The catalog's per-process memo is keyed by the config version kept in Redis; clearing Redis restarts the
+    # versions, so a memo left by a test that edited the catalog could answer for the same number in the next one.
     clear_redis_namespace()
+    catalog.forget_memo()
     yield
     clear_redis_namespace()
+    catalog.forget_memo()
 
 
 @pytest.fixture
