@@ -81,9 +81,10 @@ def stripe_plan_id(plan: Plan) -> str:
     return f"byok-{plan.slug}-{unit}-{cents}-{CURRENCY}-month"
 
 
-def ensure_stripe_plan(plan: Plan) -> str:
-    """The Stripe Plan (single-item subscriptions) for a paid plan, created when missing."""
-    plan_id = stripe_plan_id(plan)
+def _retrieve_or_create_plan(
+    plan_id: str, *, cents: int, product: str, nickname: str, metadata: dict[str, str]
+) -> None:
+    """The Stripe Plan `plan_id` (monthly, USD), created when Stripe does not have it."""
     client = stripe_client()
     try:
         with stripe_errors("plan retrieve"):
@@ -97,13 +98,25 @@ def ensure_stripe_plan(plan: Plan) -> str:
                     "id": plan_id,
                     "currency": CURRENCY,
                     "interval": "month",
-                    "amount": _cents(plan.price_per_agent_usd if plan.per_agent else plan.price_flat_usd),
-                    "product": {"name": f"BYOK {plan.name}"},
-                    "nickname": plan.name,
-                    "metadata": {"plan": plan.slug},
+                    "amount": cents,
+                    "product": {"name": product},
+                    "nickname": nickname,
+                    "metadata": metadata,
                 },
                 options={"idempotency_key": f"byok-plan-{plan_id}"},
             )
+
+
+def ensure_stripe_plan(plan: Plan) -> str:
+    """The Stripe Plan (single-item subscriptions) for a paid plan, created when missing."""
+    plan_id = stripe_plan_id(plan)
+    _retrieve_or_create_plan(
+        plan_id,
+        cents=_cents(plan.price_per_agent_usd if plan.per_agent else plan.price_flat_usd),
+        product=f"BYOK {plan.name}",
+        nickname=plan.name,
+        metadata={"plan": plan.slug},
+    )
     if plan.stripe_plan_id != plan_id:
         Plan.objects.filter(pk=plan.pk).update(stripe_plan_id=plan_id)
         plan.stripe_plan_id = plan_id
@@ -118,26 +131,13 @@ def tier_stripe_plan_id(tier: ManagedTier) -> str:
 def ensure_tier_stripe_plan(tier: ManagedTier) -> str:
     """The Stripe Plan for a managed tier, created when missing."""
     plan_id = tier_stripe_plan_id(tier)
-    client = stripe_client()
-    try:
-        with stripe_errors("tier plan retrieve"):
-            client.v1.plans.retrieve(plan_id)
-    except BillingError as exc:
-        if not is_missing(exc):
-            raise
-        with stripe_errors("tier plan create"):
-            client.v1.plans.create(
-                params={
-                    "id": plan_id,
-                    "currency": CURRENCY,
-                    "interval": "month",
-                    "amount": _cents(tier.price_usd),
-                    "product": {"name": f"Managed LLM {tier.name} (per agent)"},
-                    "nickname": tier.name,
-                    "metadata": {"tier": tier.slug},
-                },
-                options={"idempotency_key": f"byok-plan-{plan_id}"},
-            )
+    _retrieve_or_create_plan(
+        plan_id,
+        cents=_cents(tier.price_usd),
+        product=f"Managed LLM {tier.name} (per agent)",
+        nickname=tier.name,
+        metadata={"tier": tier.slug},
+    )
     if tier.stripe_plan_id != plan_id:
         ManagedTier.objects.filter(pk=tier.pk).update(stripe_plan_id=plan_id)
         tier.stripe_plan_id = plan_id
