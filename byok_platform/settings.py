@@ -190,6 +190,8 @@ CRYPTOGRAPHY_KEY = CRYPTOGRAPHY_KEYS[0]
 # --- LLM routing, caps and billing ------------------------------------------------------
 PLATFORM_MANAGED_LLM_ENABLED = env.bool("PLATFORM_MANAGED_LLM_ENABLED", default=True)
 ALLOW_PRIVATE_ENDPOINTS = env.bool("ALLOW_PRIVATE_ENDPOINTS", default=DEBUG)
+# OpenRouter's consent page for "Connect OpenRouter" (OAuth PKCE); the key exchange is <OPENROUTER_BASE_URL>/auth/keys
+OPENROUTER_AUTH_URL = env.str("OPENROUTER_AUTH_URL", default="https://openrouter.ai/auth")
 TCU_USD = env.float("TCU_USD", default=0.00001)
 SPEND_ALERT_TCU_WARN = env.int("SPEND_ALERT_TCU_WARN", default=200_000)
 SPEND_ALERT_TCU_HARD = env.int("SPEND_ALERT_TCU_HARD", default=300_000)

@@ -326,6 +326,11 @@ CASES: list[Case] = [
     Case("usage", "GET", _p("/usage/"), PEOPLE),
     Case("usage_csv", "GET", _p("/usage.csv"), PEOPLE),
     Case("llm_settings", "GET", _p("/settings/llm/"), PEOPLE),
+    # Linking an OpenRouter account: off to OpenRouter's consent page, and back (nothing pending here: a message)
+    Case(
+        "openrouter_connect", "POST", _p("/settings/llm/openrouter/connect"), OA, body=lambda w: {}, form=True
+    ),
+    Case("openrouter_callback", "GET", _p("/settings/llm/openrouter/callback?code=abc"), OA),
     Case("routes", "GET", _p("/routes/"), PEOPLE),
     Case(
         "routes",
