@@ -238,6 +238,14 @@ class RouteExportView(TenantAPIView):
 
     @extend_schema(
         operation_id="llm_routes_export",
+        parameters=[
+            OpenApiParameter(
+                "dialect",
+                str,
+                enum=["routes", "llm_config"],
+                description="`llm_config`: the seed's `llm_config:` document instead of `version: 1` routes",
+            )
+        ],
         responses={
             (200, "application/yaml"): {
                 "type": "object",
@@ -246,8 +254,12 @@ class RouteExportView(TenantAPIView):
         },
     )
     def get(self, request: Request) -> HttpResponse:
-        response = HttpResponse(routes.routes_export(tenant=self.tenant), content_type="application/yaml")
-        response["Content-Disposition"] = f'attachment; filename="routes-{self.tenant.slug}.yaml"'
+        if request.query_params.get("dialect") == "llm_config":
+            text, name = routes.routes_export_llm_config(tenant=self.tenant), "llm-config"
+        else:
+            text, name = routes.routes_export(tenant=self.tenant), "routes"
+        response = HttpResponse(text, content_type="application/yaml")
+        response["Content-Disposition"] = f'attachment; filename="{name}-{self.tenant.slug}.yaml"'
         return response
 
 

@@ -231,11 +231,12 @@ def routes(request: TenantRequest) -> HttpResponse:
         action = request.POST.get("action")
         actor = Actor.from_request(request)
         try:
-            if action == "export":
-                response = HttpResponse(
-                    route_service.routes_export(tenant=request.tenant), content_type="application/yaml"
-                )
-                response["Content-Disposition"] = 'attachment; filename="routes.yaml"'
+            if action in ("export", "export_llm_config"):
+                seed = action == "export_llm_config"
+                export = route_service.routes_export_llm_config if seed else route_service.routes_export
+                response = HttpResponse(export(tenant=request.tenant), content_type="application/yaml")
+                filename = "llm-config.yaml" if seed else "routes.yaml"
+                response["Content-Disposition"] = f'attachment; filename="{filename}"'
                 return response
             if action == "import":
                 result = _route_import(request, actor)

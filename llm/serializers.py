@@ -22,7 +22,7 @@ from rest_framework.fields import SkipField, empty, get_error_detail
 from rest_framework.settings import api_settings
 
 from llm.calls.resolution import platform_model_refusal
-from llm.config import credentials, preferences, routes, ssrf
+from llm.config import credentials, llm_config_doc, preferences, routes, ssrf
 from llm.config.catalog_data import OPENROUTER
 from llm.models import CREDENTIAL_KINDS, Credential, Route
 
@@ -1176,7 +1176,16 @@ class RouteImportSerializer(AllErrorsSerializer):
     def validate(self, attrs: Any) -> routes.RoutesImport:
         self.raise_problems()
         text = _text(attrs["file"] if "file" in attrs else attrs.get("yaml") or "")
-        entries = _document_routes(routes.load_document(text) if text else None)
+        doc = routes.load_document(text) if text else None
+        if llm_config_doc.is_llm_config(doc):
+            try:
+                entries = llm_config_doc.route_entries(
+                    doc, credentials=list(Credential.objects.for_tenant(self.context["tenant"]))
+                )
+            except llm_config_doc.NotReadable as exc:
+                raise ValidationError({"yaml": exc.messages}) from None
+        else:
+            entries = _document_routes(doc)
         existing = {r.name: r for r in Route.objects.for_tenant(self.context["tenant"])}
         errors: dict[str, Any] = {}
         plan: list[tuple[Route | None, routes.RouteInput]] = []
@@ -1211,7 +1220,9 @@ def _document_routes(doc: Any) -> list[Any]:
     if isinstance(doc, list):
         doc = {"routes": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("routes"), list):
-        raise ValidationError({"yaml": ["Expected a document with a “routes:” list."]})
+        raise ValidationError(
+            {"yaml": ["Expected a document with a “routes:” list (or an “llm_config:” mapping)."]}
+        )
     if doc.get("version", routes.EXPORT_VERSION) != routes.EXPORT_VERSION:
         raise ValidationError({"yaml": ["Unsupported version; this server reads version 1."]})
     return doc["routes"]

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 
+from llm.config import llm_config_doc
 from llm.config.preferences import preferences_get
 from llm.config.versions import bump_config_version
 from llm.models import Credential, Route
@@ -177,6 +178,12 @@ def routes_export(*, tenant: Tenant) -> str:
             entry["eu_only"] = True
         routes.append(entry)
     return yaml.safe_dump({"version": EXPORT_VERSION, "routes": routes}, sort_keys=False, allow_unicode=True)
+
+
+def routes_export_llm_config(*, tenant: Tenant) -> str:
+    """Every route as an `llm_config:` document (`llm.config.llm_config_doc`): keys and endpoints by name."""
+    by_id = {c.pk: c for c in Credential.objects.for_tenant(tenant)}
+    return llm_config_doc.export(list(Route.objects.for_tenant(tenant)), by_id)
 
 
 class _ImportRefused(Exception):
