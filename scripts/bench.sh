@@ -38,11 +38,11 @@ GW_KEY=$("$PY" "$ROOT/manage.py" createapikey bench --name bench --scopes gatewa
 
 ensure_bench_python
 start_mock "$MOCK_PORT"
-# What a deployment runs for the gateway: the web workers (uvicorn, 2) and one Celery worker (prefork, one child),
+# What a deployment runs for the gateway: the web workers (2) and one Celery worker (the settings' pool: threads),
 # under one parent so the harness counts the whole tree (CPU and PSS).
 start_bg GW_PID "$RUN_DIR/gateway.log" bash -c '
     cd "$0"
-    .venv/bin/celery -A byok_platform worker --concurrency 1 --loglevel warning &
+    .venv/bin/celery -A byok_platform worker --loglevel warning &
     if [ "$2" = gunicorn ]; then
         .venv/bin/gunicorn byok_platform.asgi:application --config byok_platform/gunicorn.conf.py \
             --bind "127.0.0.1:$1" --log-level warning &

@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
-    """Start `celery -A byok_platform worker` against this test run's database and a private Redis queue."""
+def celery_worker_process(request, transactional_db, fake_upstream, monkeypatch):
+    """Start `celery -A byok_platform worker` against this test run's database and a private Redis queue, with the
+    pool the settings choose (threads) or, parametrized indirectly, another one (prefork)."""
+    pool = getattr(request, "param", None)
     from byok_platform.celery import app
 
     db = settings.DATABASES["default"]
@@ -36,6 +38,9 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
         "USAGE_DRAIN_INTERVAL": "3600",
         "LOG_LEVEL": "WARNING",
     }
+    if pool is not None:
+        env["CELERY_WORKER_POOL"] = pool
+        env["CELERY_WORKER_CONCURRENCY"] = "2"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -48,10 +53,6 @@ def celery_worker_process(transactional_db, fake_upstream, monkeypatch):
             queue,
             "-n",
             f"{queue}@localhost",
-            "--concurrency",
-            "2",
-            "--pool",
-            "prefork",
             "-l",
             "WARNING",
             "--without-heartbeat",

@@ -1,5 +1,7 @@
 """Assistant replies and batch jobs run by a real Celery worker, through the same router and metering."""
 
+import os
+
 import pytest
 
 from llm.metering import queue as metering
@@ -36,7 +38,14 @@ def test_assistant_reply_is_produced_by_the_worker(celery_worker_process, pro_te
     assert event.user_id == owner.id
 
 
-def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, manage_client):
+@pytest.mark.parametrize("celery_worker_process", [None, "prefork"], indirect=True, ids=["threads", "prefork"])
+def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, manage_client, request):
+    from byok_platform.celery import app
+
+    stats = app.control.inspect(destination=[f"test-{os.getpid()}@localhost"], timeout=5).stats() or {}
+    (pool,) = [worker["pool"]["implementation"] for worker in stats.values()]
+    expected = "prefork" if request.node.callspec.params["celery_worker_process"] else "thread"
+    assert expected in pool  # the settings' default is one process with threads; prefork stays supported
     body = {
         "model": "openai:gpt-5-mini",
         "concurrency": 2,
