@@ -23,6 +23,7 @@ from llm.metering import metrics
 from llm.metering.pricing import Usage, estimate_tokens, prompt_chars, reported_cost
 from llm.metering.queue import record_now
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
+from llm.providers.base import PASSTHROUGH
 from llm.sync import run_sync
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ def provider_target(target: ResolvedTarget) -> Target:
 
 
 def upstream_body(body: dict, target: ResolvedTarget) -> dict:
-    """The request with the route's defaults filled in where the client left them out."""
+    """The request with the route's defaults filled in where the client left them out (and a Messages request's
+    original, `PASSTHROUGH`, only for a target that speaks Anthropic)."""
+    if PASSTHROUGH in body and target.protocol != "anthropic":
+        body = {k: v for k, v in body.items() if k != PASSTHROUGH}
     params = target.params or {}
     if not params:
         return body

@@ -21,13 +21,17 @@ from django.db import connections
 from llm import sync
 from llm.calls import hot_cache
 from llm.calls.admission import CallContext, _cached, resolve
-from llm.calls.call import Call, retry_unsettled
+from llm.calls.call import Call, provider_target, retry_unsettled
 from llm.calls.checks import check_chat, check_embeddings
 from llm.calls.errors import GatewayError, error_for
 from llm.calls.listing import models_for_gateway
+from llm.gateway import anthropic_messages as am
 from llm.metering import metrics
+from llm.metering.pricing import estimate_tokens, prompt_chars
 from llm.metering.queue import drain
 from llm.providers import ProviderError, aclose_clients
+from llm.providers import anthropic as anthropic_adapter
+from llm.providers.base import NATIVE_EVENT, PASSTHROUGH
 from llm.sync import pool, run_sync
 from tenants.keys import KEY_PREFIX, KeyInfo, hash_key, key_info_by_hash, touch_last_used
 
@@ -97,9 +101,10 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Send, exc: GatewayError, request_id: str) -> None:
+async def _error(send: Send, exc: GatewayError, request_id: str, *, anthropic: bool = False) -> None:
     extra = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else None
-    await _respond(send, exc.status, exc.body(), request_id, extra)
+    body = am.error_body(exc) if anthropic else exc.body()
+    await _respond(send, exc.status, body, request_id, extra)
 
 
 def presented_key(scope: HTTPScope) -> str:
@@ -221,16 +226,18 @@ class Exchange:
     """One `/v1` request as the entry point sees it: its context and call, so that whatever ends the request,
     an admitted call is settled exactly once (see `app`)."""
 
-    __slots__ = ("call", "ctx")
+    __slots__ = ("anthropic", "call", "ctx")
 
     def __init__(self) -> None:
         self.ctx: CallContext | None = None
         self.call: Call | None = None
+        self.anthropic = False  # errors in Anthropic's shape (the Messages ingress)
 
 
 async def chat_completions(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
+    body.pop(PASSTHROUGH, None)  # only the Messages ingress sets it
     ctx = ex.ctx = _context(info, "chat")
     check_chat(body)
 
@@ -242,7 +249,7 @@ async def chat_completions(scope: HTTPScope, receive: Receive, send: Send, ex: E
         extra = [(b"x-byok-cache", b"hit" if call.cache_hit else b"miss")] if route.cache_ttl else None
         await _respond(send, 200, dumps(result), ctx.request_id, extra)
         return
-    await _stream(send, receive, call, ctx, _stream_wants_usage(body))
+    await _stream(receive, call, _SSE(send, ctx.request_id, _stream_wants_usage(body)))
 
 
 async def _unless_hung_up(receive: Receive, call: Call, work: Awaitable[T]) -> T:
@@ -285,37 +292,84 @@ def _for_client(chunk: dict, wants_usage: bool) -> dict | None:
 
 
 class _SSE:
-    """The response side of a stream: starts the response on the first event, knows whether it started."""
+    """The response side of an OpenAI stream: starts the response on the first event, knows whether it started;
+    a failure after the start travels as the stream's last event."""
 
-    __slots__ = ("headers", "send", "started")
+    __slots__ = ("headers", "send", "started", "wants_usage")
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    def __init__(self, send: Send, request_id: str, wants_usage: bool = False) -> None:
         self.send = send
         self.headers = [*_SSE_HEADERS, (b"x-request-id", request_id.encode())]
         self.started = False
+        self.wants_usage = wants_usage
 
     async def start(self) -> None:
         if not self.started:
             await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
             self.started = True
 
-    async def event(self, chunk: dict) -> None:
+    async def write(self, data: bytes) -> None:
         await self.start()
         try:
-            await self.send(
-                {"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True}
-            )
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception:  # the server's way of saying the client left varies (OSError, RuntimeError…)
             log.debug("stream send failed: the client is gone", exc_info=True)
             raise ClientGone from None
+
+    async def event(self, chunk: dict) -> None:
+        out = _for_client(chunk, self.wants_usage)
+        if out is not None:
+            await self.write(b"data: " + dumps(out) + b"\n\n")
 
     async def done(self) -> None:
         await self.start()
         await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
+    def error_bytes(self, exc: GatewayError) -> bytes:
+        return b"data: " + exc.body() + b"\n\n"
 
-async def _stream(send: Send, receive: Receive, call: Call, ctx: CallContext, wants_usage: bool) -> None:
-    sse = _SSE(send, ctx.request_id)
+    async def error(self, exc: GatewayError) -> None:
+        """After the first byte the status is sent; an error travels as a final SSE event, as OpenAI does."""
+        try:
+            await self.send({"type": "http.response.body", "body": self.error_bytes(exc), "more_body": False})
+        except Exception:
+            log.debug("client gone before the stream error could be sent", exc_info=True)
+
+
+class _MessagesSSE(_SSE):
+    """The response side of a Messages stream: Anthropic's events, relayed as Anthropic sent them when it served
+    the call, else translated from the router's OpenAI chunks."""
+
+    __slots__ = ("native", "translator")
+
+    def __init__(self, send: Send, request_id: str, requested: str) -> None:
+        super().__init__(send, request_id)
+        self.translator = am.StreamTranslator(requested)
+        self.native: bool | None = None  # decided by the first chunk (failover happens only before it)
+
+    async def event(self, chunk: dict) -> None:
+        raw = chunk.get(NATIVE_EVENT)
+        if self.native is None:
+            self.native = raw is not None
+        if self.native:
+            if raw is not None:
+                kind, data = raw
+                await self.write(am.sse(kind, data.encode() if isinstance(data, str) else data))
+            return
+        events = self.translator.feed(chunk)
+        if events:
+            await self.write(b"".join(am.sse(kind, payload) for kind, payload in events))
+
+    async def done(self) -> None:
+        await self.start()
+        tail = b"" if self.native else b"".join(am.sse(k, p) for k, p in self.translator.finish())
+        await self.send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def error_bytes(self, exc: GatewayError) -> bytes:
+        return am.error_event(exc)
+
+
+async def _stream(receive: Receive, call: Call, sse: _SSE) -> None:
     gen = call.stream()
     gone = asyncio.Event()
     this = asyncio.current_task()
@@ -325,13 +379,11 @@ async def _stream(send: Send, receive: Receive, call: Call, ctx: CallContext, wa
         async for chunk in gen:
             if gone.is_set():
                 raise ClientGone
-            out = _for_client(chunk, wants_usage)
-            if out is not None:
-                await sse.event(out)
+            await sse.event(chunk)
     except GatewayError as exc:
         if not sse.started:
             raise
-        await _sse_error(send, exc)
+        await sse.error(exc)
         return
     except ClientGone:
         await gen.aclose()
@@ -346,22 +398,22 @@ async def _stream(send: Send, receive: Receive, call: Call, ctx: CallContext, wa
         await _aclose(gen)
         if not sse.started:
             raise
-        await _stream_failed(send, call, exc)
+        await _stream_failed(sse, call, exc)
         return
     finally:
         watcher.cancel()
     await sse.done()
 
 
-async def _stream_failed(send: Send, call: Call, exc: Exception) -> None:
+async def _stream_failed(sse: _SSE, call: Call, exc: Exception) -> None:
     """After the first byte the status is sent: the failure travels as the stream's last event."""
 
     if isinstance(exc, ProviderError):
-        await _sse_error(send, error_for(exc))
+        await sse.error(error_for(exc))
     else:
         log.exception("gateway stream error")
         await call.abort(exc)
-        await _sse_error(send, _internal())
+        await sse.error(_internal())
 
 
 async def _aclose(gen: AsyncGenerator[dict, None]) -> None:
@@ -380,14 +432,74 @@ def _internal() -> GatewayError:
     )
 
 
-async def _sse_error(send: Send, exc: GatewayError) -> None:
-    """After the first byte the status is sent; an error travels as a final SSE event, as OpenAI does."""
-    try:
-        await send(
-            {"type": "http.response.body", "body": b"data: " + exc.body() + b"\n\n", "more_body": False}
-        )
-    except Exception:
-        log.debug("client gone before the stream error could be sent", exc_info=True)
+def _header(scope: HTTPScope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+_claude_names: dict[str, tuple[float, str]] = {}  # Anthropic model name → the gateway's model, for a minute
+
+
+async def _gateway_model(requested: str) -> str:
+    if not am.is_anthropic_name(requested):
+        return requested
+    now = time.monotonic()
+    known = _claude_names.get(requested)
+    if known is not None and now - known[0] < 60:
+        return known[1]
+    model = await run_sync(am.gateway_model, requested)
+    if len(_claude_names) > 1000:
+        _claude_names.clear()
+    _claude_names[requested] = (now, model)
+    return model
+
+
+async def _messages_call(
+    scope: HTTPScope, receive: Receive, ex: Exchange, *, counting: bool = False
+) -> tuple[dict, dict, str]:
+    """Authenticate and read a Messages request: (the request, its chat body, the model the client named)."""
+    ex.anthropic = True
+    info = await authenticate(scope)
+    request = _parse_json(await _read_body(receive))
+    requested = am.requested_model(request)
+    model = await _gateway_model(requested)
+    body = am.to_chat(request, model=model, beta=_header(scope, b"anthropic-beta"), counting=counting)
+    ex.ctx = _context(info, "chat")
+    check_chat(body)
+    return request, body, requested
+
+
+async def messages(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    """`POST /v1/messages`: Anthropic's Messages API on the same router, admission, metering and caps."""
+    _, body, requested = await _messages_call(scope, receive, ex)
+    ctx = cast("CallContext", ex.ctx)
+    route = await resolve(ctx, body["model"])
+    call = ex.call = Call(ctx, route, body)
+    await call.start()
+    if not body.get("stream"):
+        result = await _unless_hung_up(receive, call, call.complete())
+        await _respond(send, 200, dumps(am.from_chat(result, requested)), ctx.request_id)
+        return
+    await _stream(receive, call, _MessagesSSE(send, ctx.request_id, requested))
+
+
+async def count_tokens(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    """`POST /v1/messages/count_tokens`: Anthropic's own count where the model is Anthropic's (free, unmetered),
+    else the gateway's estimate (the one admission reserves by)."""
+    request, body, _ = await _messages_call(scope, receive, ex, counting=True)
+    ctx = cast("CallContext", ex.ctx)
+    route = await resolve(ctx, body["model"])
+    target = route.targets[0] if route.targets else None
+    if target is not None and target.protocol == "anthropic":
+        try:
+            tokens = await anthropic_adapter.count_tokens(provider_target(target), request)
+        except ProviderError as exc:
+            raise error_for(exc) from None
+    else:
+        tokens = estimate_tokens(prompt_chars(body))
+    await _respond(send, 200, orjson.dumps({"input_tokens": tokens}), ctx.request_id)
 
 
 async def embeddings(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
@@ -429,6 +541,8 @@ ROUTES = {
     ("POST", "/v1/chat/completions"): chat_completions,
     ("POST", "/v1/embeddings"): embeddings,
     ("GET", "/v1/models"): list_models,
+    ("POST", "/v1/messages"): messages,
+    ("POST", "/v1/messages/count_tokens"): count_tokens,
 }
 
 
@@ -446,13 +560,13 @@ async def app(scope: HTTPScope, receive: Receive, send: Send) -> None:
             raise GatewayError(
                 404,
                 f"Unknown endpoint {scope['path']}; this gateway serves /v1/chat/completions, "
-                "/v1/embeddings and /v1/models.",
+                "/v1/embeddings, /v1/models, /v1/messages and /v1/messages/count_tokens.",
                 code="unknown_url",
             )
         await handler(scope, receive, send, ex)
     except GatewayError as exc:
         await _settle(ex, exc)
-        await _error(send, exc, ex.ctx.request_id if ex.ctx else fallback_id)
+        await _error(send, exc, ex.ctx.request_id if ex.ctx else fallback_id, anthropic=ex.anthropic)
     except ClientGone:
         await _settle(ex, None)
     except asyncio.CancelledError:
@@ -462,7 +576,9 @@ async def app(scope: HTTPScope, receive: Receive, send: Send) -> None:
         log.exception("gateway error")
         await _settle(ex, exc)
         try:
-            await _error(send, _internal(), ex.ctx.request_id if ex.ctx else fallback_id)
+            await _error(
+                send, _internal(), ex.ctx.request_id if ex.ctx else fallback_id, anthropic=ex.anthropic
+            )
         except Exception:
             log.debug("could not send the error response", exc_info=True)
 

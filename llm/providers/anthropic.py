@@ -15,6 +15,9 @@ from collections.abc import AsyncGenerator
 import orjson
 
 from llm.providers.base import (
+    NATIVE_EVENT,
+    NATIVE_MESSAGE,
+    PASSTHROUGH,
     ProviderError,
     Target,
     UsageBlock,
@@ -41,8 +44,12 @@ def _url(target: Target) -> str:
     return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
 
 
-def _headers(target: Target) -> dict:
-    return {"x-api-key": target.api_key, "anthropic-version": VERSION}
+def _headers(target: Target, body: dict | None = None) -> dict:
+    headers = {"x-api-key": target.api_key, "anthropic-version": VERSION}
+    beta = ((body or {}).get(PASSTHROUGH) or {}).get("beta")
+    if beta:
+        headers["anthropic-beta"] = beta  # betas the gateway does not know are the client's business
+    return headers
 
 
 def _image(part: dict) -> dict:
@@ -65,7 +72,23 @@ def _content(content) -> list[dict]:
     return blocks
 
 
+def _passthrough(target: Target, body: dict, *, stream: bool) -> dict | None:
+    """The client's own Messages request, for this target's model, with the checked max_tokens."""
+    original = (body.get(PASSTHROUGH) or {}).get("request")
+    if not isinstance(original, dict):
+        return None
+    native = {k: v for k, v in original.items() if k != "stream"}
+    native["model"] = target.model
+    native["max_tokens"] = body.get("max_tokens") or original.get("max_tokens") or 4096
+    if stream:
+        native["stream"] = True
+    return native
+
+
 def to_native(target: Target, body: dict, *, stream: bool) -> dict:
+    native_request = _passthrough(target, body, stream=stream)
+    if native_request is not None:
+        return native_request
     system, messages = _messages(body.get("messages", []))
     native: dict = {
         "model": target.model,
@@ -195,10 +218,14 @@ async def chat(target: Target, body: dict) -> dict:
         target,
         "POST",
         _url(target),
-        headers=_headers(target),
+        headers=_headers(target, body),
         json_body=to_native(target, body, stream=False),
     )
-    return from_native(json_of(target, response), target)
+    data = json_of(target, response)
+    result = from_native(data, target)
+    if PASSTHROUGH in body:
+        result[NATIVE_MESSAGE] = data
+    return result
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
@@ -206,10 +233,11 @@ async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
         target,
         "POST",
         _url(target),
-        headers=_headers(target),
+        headers=_headers(target, body),
         json_body=to_native(target, body, stream=True),
         stream=True,
     )
+    relay = PASSTHROUGH in body
     base = {"id": "", "object": "chat.completion.chunk", "created": int(time.time()), "model": target.model}
     usage: dict = {}
     tool_index: dict[int, int] = {}
@@ -218,6 +246,8 @@ async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
     async for event, data in sse_events(target, response):
         payload = orjson.loads(data) if data else {}
         kind = payload.get("type", event)
+        if relay and kind != "error":  # an error is raised below: the router answers it (and may fail over)
+            yield {**base, "choices": [], NATIVE_EVENT: (kind, data)}
         if kind == "message_start":
             message = payload.get("message", {})
             base["id"] = message.get("id", "")
@@ -313,3 +343,14 @@ async def list_models(target: Target) -> list[str]:
     url = base + ("/models" if base.endswith("/v1") else "/v1/models")
     data = json_of(target, await send(target, "GET", url, headers=_headers(target)))
     return [m.get("id") for m in data.get("data", []) if m.get("id")]
+
+
+async def count_tokens(target: Target, request: dict) -> int:
+    """Anthropic's own count of a Messages request's input tokens (`POST /v1/messages/count_tokens`, free)."""
+    native = {
+        k: v for k, v in request.items() if k not in ("max_tokens", "stream", "metadata", "temperature")
+    }
+    native["model"] = target.model
+    url = _url(target) + "/count_tokens"
+    data = json_of(target, await send(target, "POST", url, headers=_headers(target), json_body=native))
+    return int(data.get("input_tokens") or 0)

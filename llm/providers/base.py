@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 
 KINDS = ("auth", "rate_limit", "not_found", "bad_request", "timeout", "unavailable")
 
+# Set by the Messages ingress (llm.gateway.anthropic_messages) on the chat body: the client's own Anthropic request,
+# which the Anthropic adapter sends as it is (cache_control, thinking, documents, server tools…) instead of a
+# translation; it keeps the native answer beside the OpenAI-shaped one the router meters (a reply's
+# NATIVE_MESSAGE, a streamed chunk's NATIVE_EVENT), so the client gets what Anthropic sent.
+PASSTHROUGH = "_anthropic"
+NATIVE_EVENT = "_anthropic_event"
+NATIVE_MESSAGE = "_anthropic_message"
+
 
 @dataclass(slots=True, frozen=True)
 class Timeouts:

@@ -21,7 +21,8 @@ Shapes relied on (from the providers' API references):
 Behaviour is chosen by the request: keys starting `sk-test-` are valid (OpenAI paths also accept no key, like
 Ollama), any other key gets the provider's 401; the model name picks a case: `fail-429`, `fail-500`, `fail-503`,
 `fail-400`, `missing-model` (404), `slow` (3 s before the first byte), `cut` (stream dropped after two chunks),
-`tool` (a tool call to the request's first tool), `drip` (a stream of 50 chunks, 50 ms apart), `stall` (a stream
+`tool` (a tool call to the request's first tool; also any model when the request forces a tool: OpenAI's
+`tool_choice` "required" or a function, Anthropic's {"type": "any" | "tool"}), `drip` (a stream of 50 chunks, 50 ms apart), `stall` (a stream
 that stops for 3 s after two pieces); anything else is
 answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens (an OpenAI chat answer reports
 `fake.usage` instead when a test sets it). Any path under `/status/<code>/`
@@ -46,6 +47,7 @@ from aiohttp import web
 
 TEXT = "Hello from fake {protocol}!"
 PROMPT_TOKENS, COMPLETION_TOKENS = 12, 5
+COUNTED_TOKENS = 37  # what the fake Anthropic's /v1/messages/count_tokens answers
 REPORTED_COST = 0.000123  # USD, what an OpenRouter-style answer reports as usage.cost
 
 
@@ -104,6 +106,7 @@ class FakeUpstream:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self.azure_embeddings)
         app.router.add_post("/v1/messages", self.anthropic_messages)
+        app.router.add_post("/v1/messages/count_tokens", self.anthropic_count_tokens)
         app.router.add_post("/v1beta/models/{model:[^:/]+}:{method}", self.gemini)
         app.router.add_post("/v2/chat", self.cohere_chat)
         app.router.add_post("/model/{model}/converse", self.bedrock_converse)
@@ -284,7 +287,8 @@ class FakeUpstream:
             await asyncio.sleep(3)
         text = TEXT.format(protocol=protocol)
         tool_calls = None
-        if model == "tool" and body.get("tools"):
+        forced = body.get("tool_choice") == "required" or isinstance(body.get("tool_choice"), dict)
+        if (model == "tool" or forced) and body.get("tools"):
             name = body["tools"][0]["function"]["name"]
             tool_calls = [
                 {
@@ -455,6 +459,15 @@ class FakeUpstream:
             {"type": "error", "error": {"type": type_, "message": message}}, status=status, headers=headers
         )
 
+    async def anthropic_count_tokens(self, request: web.Request):
+        """Anthropic's token count: {"input_tokens": N}; N = COUNTED_TOKENS, so a test sees Anthropic counted."""
+        body = await self._record(request)
+        if not request.headers.get("x-api-key", "").startswith("sk-test-"):
+            return self._anthropic_error(401, "authentication_error", "invalid x-api-key")
+        if not body.get("messages"):
+            return self._anthropic_error(400, "invalid_request_error", "messages: Field required")
+        return web.json_response({"input_tokens": COUNTED_TOKENS})
+
     async def anthropic_messages(self, request: web.Request):
         body = await self._record(request)
         key = request.headers.get("x-api-key", "")
@@ -494,7 +507,8 @@ class FakeUpstream:
             await asyncio.sleep(3)
         text = TEXT.format(protocol="anthropic")
         tool = None
-        if model == "tool" and body.get("tools"):
+        forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
+        if (model == "tool" or forced) and body.get("tools"):
             tool = {
                 "type": "tool_use",
                 "id": "toolu_" + uuid.uuid4().hex[:8],

@@ -38,7 +38,9 @@ def test_assistant_reply_is_produced_by_the_worker(celery_worker_process, pro_te
     assert event.user_id == owner.id
 
 
-@pytest.mark.parametrize("celery_worker_process", [None, "prefork"], indirect=True, ids=["threads", "prefork"])
+@pytest.mark.parametrize(
+    "celery_worker_process", [None, "prefork"], indirect=True, ids=["threads", "prefork"]
+)
 def test_batch_job_runs_every_request_once(celery_worker_process, pro_tenant, manage_client, request):
     from byok_platform.celery import app
 
