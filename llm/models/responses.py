@@ -22,7 +22,8 @@ class StoredResponse(TenantOwned):
     body = models.JSONField(help_text="The response object as it was answered.")
     input_items = models.JSONField(default=list, help_text="This response's own input items.")
     conversation = models.JSONField(
-        default=list, help_text="The chat messages through this response's output: what a follow-up continues."
+        default=list,
+        help_text="The chat messages through this response's output: what a follow-up continues.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
