@@ -18,4 +18,5 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "drain-usage-events": {"task": "llm.drain_usage_events", "schedule": 5.0},
     "rollup-usage": {"task": "llm.rollup_usage", "schedule": 600.0},
+    "purge-stored-responses": {"task": "llm.purge_stored_responses", "schedule": 3600.0},
 }

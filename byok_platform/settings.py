@@ -197,6 +197,8 @@ ALLOW_PRIVATE_ENDPOINTS = env.bool("ALLOW_PRIVATE_ENDPOINTS", default=DEBUG)
 # OpenRouter's consent page for "Connect OpenRouter" (OAuth PKCE); the key exchange is <OPENROUTER_BASE_URL>/auth/keys
 OPENROUTER_AUTH_URL = env.str("OPENROUTER_AUTH_URL", default="https://openrouter.ai/auth")
 TCU_USD = env.float("TCU_USD", default=0.00001)
+# Responses API answers stored with `store: true` (the default) are kept this many days; 0 keeps none
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 SPEND_ALERT_TCU_WARN = env.int("SPEND_ALERT_TCU_WARN", default=200_000)
 SPEND_ALERT_TCU_HARD = env.int("SPEND_ALERT_TCU_HARD", default=300_000)
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from llm.metering import queue as metering
+from llm.runtime import responses_store
 from llm.runtime.assistant import reply_run
 from llm.runtime.jobs import job_run
 from llm.usage import rollups as usage
@@ -35,3 +36,9 @@ def assistant_reply(message_id: int) -> None:
 @shared_task(name="llm.run_job", acks_late=True)
 def run_job(job_id: int) -> None:
     job_run(job_id)
+
+
+@shared_task(name="llm.purge_stored_responses", acks_late=True)
+def purge_stored_responses() -> int:
+    """Delete stored Responses API answers past `RESPONSES_RETENTION_DAYS`."""
+    return responses_store.purge_expired()

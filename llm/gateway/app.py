@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar, cast
+from urllib.parse import parse_qs
 
 import orjson
 from django.conf import settings
@@ -26,12 +27,14 @@ from llm.calls.checks import check_chat, check_embeddings
 from llm.calls.errors import GatewayError, error_for
 from llm.calls.listing import models_for_gateway
 from llm.gateway import anthropic_messages as am
+from llm.gateway import responses_api as ra
 from llm.metering import metrics
 from llm.metering.pricing import estimate_tokens, prompt_chars
 from llm.metering.queue import drain
 from llm.providers import ProviderError, aclose_clients
 from llm.providers import anthropic as anthropic_adapter
 from llm.providers.base import NATIVE_EVENT, PASSTHROUGH
+from llm.runtime import responses_store
 from llm.sync import pool, run_sync
 from tenants.keys import KEY_PREFIX, KeyInfo, hash_key, key_info_by_hash, touch_last_used
 
@@ -369,6 +372,33 @@ class _MessagesSSE(_SSE):
         return am.error_event(exc)
 
 
+class _ResponsesSSE(_SSE):
+    """The response side of a Responses stream: the Responses events, then the answer stored (`store`)."""
+
+    __slots__ = ("saved", "translator")
+
+    def __init__(self, send: Send, request_id: str, translator: ra.StreamTranslator, saved: _Saver) -> None:
+        super().__init__(send, request_id)
+        self.translator = translator
+        self.saved = saved
+
+    async def event(self, chunk: dict) -> None:
+        events = [] if self.started else self.translator.start()
+        events += self.translator.feed(chunk)
+        if events:
+            await self.write(b"".join(ra.sse(kind, payload) for kind, payload in events))
+
+    async def done(self) -> None:
+        events, final, assistant = self.translator.finish()
+        await self.saved(final, assistant)
+        await self.start()
+        body = b"".join(ra.sse(kind, payload) for kind, payload in events)
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def error_bytes(self, exc: GatewayError) -> bytes:
+        return b"".join(ra.sse(kind, payload) for kind, payload in self.translator.failed(exc))
+
+
 async def _stream(receive: Receive, call: Call, sse: _SSE) -> None:
     gen = call.stream()
     gone = asyncio.Event()
@@ -502,6 +532,159 @@ async def count_tokens(scope: HTTPScope, receive: Receive, send: Send, ex: Excha
     await _respond(send, 200, orjson.dumps({"input_tokens": tokens}), ctx.request_id)
 
 
+_Saver = Callable[[dict, dict], Awaitable[None]]
+
+
+async def _conversation(info: KeyInfo, request: dict) -> list[dict]:
+    """The conversation a request continues (`previous_response_id`), empty without one."""
+    previous = request.get("previous_response_id")
+    if previous is None:
+        return []
+    if not isinstance(previous, str) or not previous or len(previous) > 64:
+        raise GatewayError(400, "`previous_response_id` must be a response id.", param="previous_response_id")
+    found = await run_sync(responses_store.conversation_of, info.tenant_id, previous)
+    if found is None:
+        raise GatewayError(
+            400,
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return found
+
+
+def _saver(info: KeyInfo, request: dict, items: list[dict], conversation: list[dict]) -> _Saver:
+    """What keeps an answer (`store`, the default): its body, its input items and the conversation through it.
+    A store that fails costs the follow-ups, not the answer the client paid for."""
+    store = request.get("store", True) is not False
+
+    async def save(body: dict, assistant: dict) -> None:
+        if not store:
+            return
+        try:
+            await run_sync(
+                responses_store.save,
+                tenant_id=info.tenant_id,
+                api_key_id=info.id,
+                agent_id=info.agent_id,
+                body=body,
+                items=items,
+                conversation=[*conversation, assistant],
+            )
+        except Exception:
+            log.exception("storing response %s failed; it cannot be continued or read back", body.get("id"))
+
+    return save
+
+
+async def responses_create(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    """`POST /v1/responses`: OpenAI's Responses API bridged onto the router (every provider, every mode)."""
+    info = await authenticate(scope)
+    request = _parse_json(await _read_body(receive))
+    ctx = ex.ctx = _context(info, "chat")
+    items = ra.input_items(request)
+    history = await _conversation(info, request)
+    body = ra.to_chat(request, items, history)
+    check_chat(body)
+    route = await resolve(ctx, body["model"])
+    call = ex.call = Call(ctx, route, body)
+    await call.start()
+    response_id, created = ra.new_id("resp"), int(time.time())
+    first = (
+        1
+        if body["messages"] and body["messages"][0]["role"] == "system" and request.get("instructions")
+        else 0
+    )
+    save = _saver(info, request, items, body["messages"][first:])
+    if not body.get("stream"):
+        result = await _unless_hung_up(receive, call, call.complete())
+        out, assistant = ra.from_chat(response_id, request, result, created)
+        await save(out, assistant)
+        await _respond(send, 200, dumps(out), ctx.request_id)
+        return
+    translator = ra.StreamTranslator(response_id, request, created)
+    await _stream(receive, call, _ResponsesSSE(send, ctx.request_id, translator, save))
+
+
+def _response_id(scope: HTTPScope) -> tuple[str, str]:
+    """(id, what follows it) of a `/v1/responses/{id}[/input_items]` path."""
+    rest = scope["path"].rstrip("/")[len("/v1/responses/") :]
+    response_id, _, tail = rest.partition("/")
+    return response_id, tail
+
+
+def _no_response(response_id: str) -> GatewayError:
+    shown = response_id[:64]
+    return GatewayError(
+        404, f"No response found with id '{shown}'.", code="not_found", error_kind="not_found"
+    )
+
+
+async def response_get(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    info = await authenticate(scope)
+    ex.ctx = _context(info, "chat")
+    response_id, _ = _response_id(scope)
+    body = await run_sync(responses_store.body_of, info.tenant_id, response_id)
+    if body is None:
+        raise _no_response(response_id)
+    await _respond(send, 200, dumps(body), ex.ctx.request_id)
+
+
+async def response_delete(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    info = await authenticate(scope)
+    ex.ctx = _context(info, "chat")
+    response_id, _ = _response_id(scope)
+    if not await run_sync(responses_store.delete, info.tenant_id, response_id):
+        raise _no_response(response_id)
+    body = {"id": response_id, "object": "response.deleted", "deleted": True}
+    await _respond(send, 200, dumps(body), ex.ctx.request_id)
+
+
+async def response_input_items(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
+    info = await authenticate(scope)
+    ex.ctx = _context(info, "chat")
+    response_id, _ = _response_id(scope)
+    items = await run_sync(responses_store.input_items_of, info.tenant_id, response_id)
+    if items is None:
+        raise _no_response(response_id)
+    query = _query(scope)
+    ordered = list(items) if query.get("order") == "asc" else list(reversed(items))
+    after = query.get("after")
+    if after:
+        ids = [i.get("id") for i in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    limit = min(max(int(query["limit"]) if query.get("limit", "").isdigit() else 20, 1), 100)
+    page = ordered[:limit]
+    body = {
+        "object": "list",
+        "data": page,
+        "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None,
+        "has_more": len(ordered) > limit,
+    }
+    await _respond(send, 200, dumps(body), ex.ctx.request_id)
+
+
+def _query(scope: HTTPScope) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+
+
+def _dynamic_route(method: str, path: str) -> Handler | None:
+    """Routes with an id in the path: `/v1/responses/{id}` and `/v1/responses/{id}/input_items`."""
+    if not path.startswith("/v1/responses/"):
+        return None
+    response_id, _, tail = path[len("/v1/responses/") :].partition("/")
+    if not response_id:
+        return None
+    if tail == "" and method == "GET":
+        return response_get
+    if tail == "" and method == "DELETE":
+        return response_delete
+    if tail == "input_items" and method == "GET":
+        return response_input_items
+    return None
+
+
 async def embeddings(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
@@ -537,19 +720,23 @@ async def list_models(scope: HTTPScope, receive: Receive, send: Send, ex: Exchan
     await _respond(send, 200, body, ctx.request_id)
 
 
-ROUTES = {
+Handler = Callable[["HTTPScope", "Receive", "Send", Exchange], Awaitable[None]]
+
+ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/chat/completions"): chat_completions,
     ("POST", "/v1/embeddings"): embeddings,
     ("GET", "/v1/models"): list_models,
     ("POST", "/v1/messages"): messages,
     ("POST", "/v1/messages/count_tokens"): count_tokens,
+    ("POST", "/v1/responses"): responses_create,
 }
 
 
 async def app(scope: HTTPScope, receive: Receive, send: Send) -> None:
     """ASGI entry for `/v1/*`."""
 
-    handler = ROUTES.get((scope["method"], scope["path"].rstrip("/") or "/"))
+    path = scope["path"].rstrip("/") or "/"
+    handler = ROUTES.get((scope["method"], path)) or _dynamic_route(scope["method"], path)
     ex = Exchange()
     fallback_id = "req_" + uuid.uuid4().hex
     try:
@@ -560,7 +747,7 @@ async def app(scope: HTTPScope, receive: Receive, send: Send) -> None:
             raise GatewayError(
                 404,
                 f"Unknown endpoint {scope['path']}; this gateway serves /v1/chat/completions, "
-                "/v1/embeddings, /v1/models, /v1/messages and /v1/messages/count_tokens.",
+                "/v1/embeddings, /v1/models, /v1/messages, /v1/messages/count_tokens and /v1/responses.",
                 code="unknown_url",
             )
         await handler(scope, receive, send, ex)

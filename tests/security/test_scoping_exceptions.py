@@ -22,6 +22,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llm.usage.rollups", "rollup_pending"): (
         "the rollup schedule finds every tenant with events to roll up; each tenant's rollup is for_tenant"
     ),
+    ("llm.runtime.responses_store", "purge_expired"): (
+        "the retention schedule deletes every tenant's stored Responses API answers past their expiry"
+    ),
     ("llm.limits.budget", "_rebuild_used"): (
         "rebuilds a Redis budget counter keyed by its own id alone (a tenant, an API key or an agent, each "
         "unique platform-wide): the counter carries no tenant to scope by"
