@@ -1037,6 +1037,14 @@ class RouteSerializer(AllErrorsSerializer):
     )
     cache_ttl_seconds = CacheTtlField()
     eu_only = StrictBooleanField(required=False)
+    fallback_on = serializers.ListField(
+        child=serializers.ChoiceField(routes.FALLBACK_ON),
+        required=False,
+        allow_null=True,
+        max_length=len(routes.FALLBACK_ON),
+        help_text="Failures that also fall back to the next target: content_policy (a provider's content "
+        "policy refused the request). Rate limits, timeouts, outages and a too small context window always do.",
+    )
     model = serializers.CharField(read_only=True, help_text="What to send as `model`: route:NAME")
     # DRF formats a field's messages with str.format: the braces of the example are doubled
     targets = _TargetsField(
@@ -1056,7 +1064,7 @@ class RouteSerializer(AllErrorsSerializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if self.instance is not None and not self.partial and isinstance(data, Mapping):
-            data = {"description": "", "cache_ttl_seconds": None, "eu_only": False, **data}
+            data = {"description": "", "cache_ttl_seconds": None, "eu_only": False, "fallback_on": [], **data}
         return super().to_internal_value(data)
 
     def validate_name(self, name: str) -> str:
@@ -1083,7 +1091,13 @@ class RouteSerializer(AllErrorsSerializer):
             cache_ttl_seconds=attrs.get("cache_ttl_seconds", route.cache_ttl_seconds if route else None),
             eu_only=eu_only,
             targets=targets,
+            fallback_on=sorted(
+                set((attrs["fallback_on"] or []) if "fallback_on" in attrs else self._kept_fallback_on())
+            ),
         )
+
+    def _kept_fallback_on(self) -> list[str]:
+        return list(self.instance.fallback_on or []) if self.instance is not None else []
 
     def _targets(self, given: Any, *, eu_required: bool) -> list[routes.TargetInput]:
         if not isinstance(given, list) or not given:

@@ -163,6 +163,9 @@ class Call:
         # The usage of an answer already received: if anything fails after it, abort() still meters it.
         self.answered: tuple[Usage, ResolvedTarget] | None = None
         self.markup: Decimal | None = None
+        # After a target said the request does not fit its context window: that window (0: not known). Only a
+        # target with a larger (or unknown) one is tried next.
+        self.outgrown: int | None = None
 
     def _check_prices(self) -> None:
         for t in self.targets[:1]:
@@ -190,6 +193,35 @@ class Call:
         indexed = list(enumerate(self.targets))
         usable = [(i, t) for i, t in indexed if circuit_id(t) not in self.open_circuits]
         return usable or indexed[:1]  # every breaker open: still try the primary rather than fail blind
+
+    def _fits(self, target: ResolvedTarget) -> bool:
+        """Whether a target may take a request that did not fit an earlier target's context window."""
+        return self.outgrown is None or target.context_length is None or target.context_length > self.outgrown
+
+    async def _moves_on(self, exc: ProviderError, target: ResolvedTarget) -> bool:
+        """Whether a failure of this target moves on to the next one: rate limits, timeouts and outages (a breaker
+        counts them), a context window too small (to a larger one), a content policy refusal where the route says
+        so (`fallback_on`). Anything else is the request's own fault and is answered at once."""
+        if exc.kind == "context_length":
+            self.outgrown = max(self.outgrown or 0, target.context_length or 0)
+            return True
+        if exc.kind == "content_policy":
+            return "content_policy" in self.route.fallback_on
+        if _should_fail_over(exc, target):
+            await record_failure(target)
+            return True
+        return False
+
+    def _final_error(self, exc: ProviderError, target: ResolvedTarget | None) -> GatewayError:
+        error = error_for(exc)
+        if exc.kind == "context_length" and target is not None:
+            window = f" ({target.context_length:,} tokens)" if target.context_length else ""
+            others = "; no other target of this route has a larger one" if len(self.targets) > 1 else ""
+            error.message = (
+                f"The request does not fit the context window of {target.model_id}{window}{others}. "
+                f"Shorten it or route it to a model with a larger window. ({exc.message})"
+            )
+        return error
 
     async def finish(self, usage: Usage, target: ResolvedTarget | None) -> None:
         """Price the usage, settle the reservation and queue the event (durable before the reply ends)."""
@@ -283,6 +315,8 @@ class Call:
         last_target: ResolvedTarget | None = None
         depth = 0
         for depth, target in self._candidates():
+            if not self._fits(target):
+                continue
             adapter = get_adapter(target.protocol)
             body = upstream_body(self.body, target)
             send = adapter.embeddings if call_kind == "embeddings" else adapter.chat
@@ -295,8 +329,7 @@ class Call:
                 raise
             except ProviderError as exc:
                 last_exc, last_target = exc, target
-                if _should_fail_over(exc, target):
-                    await record_failure(target)
+                if await self._moves_on(exc, target):
                     continue
                 break
             except Exception as exc:
@@ -313,7 +346,7 @@ class Call:
                 await cache_put(rkey, result, int(ttl or 0))
             return result
         # A route has at least one target, so the loop ran and every way out of it but `return` set last_exc.
-        error = error_for(cast("ProviderError", last_exc))
+        error = self._final_error(cast("ProviderError", last_exc), last_target)
         await self.fail(error, last_target, depth)
         raise error
 
@@ -323,6 +356,8 @@ class Call:
         last_target: ResolvedTarget | None = None
         depth = 0
         for depth, target in self._candidates():
+            if not self._fits(target):
+                continue
             adapter = get_adapter(target.protocol)
             gen = adapter.stream_chat(provider_target(target), upstream_body(self.body, target))
             try:
@@ -336,8 +371,7 @@ class Call:
             except ProviderError as exc:
                 last_exc, last_target = exc, target
                 await gen.aclose()
-                if _should_fail_over(exc, target):
-                    await record_failure(target)
+                if await self._moves_on(exc, target):
                     continue
                 break
             except Exception as exc:
@@ -358,7 +392,7 @@ class Call:
                 await relay.aclose()  # a client gone mid-stream closes the upstream and meters what was sent
             return
         # A route has at least one target, so the loop ran and every way out of it but `return` set last_exc.
-        error = error_for(cast("ProviderError", last_exc))
+        error = self._final_error(cast("ProviderError", last_exc), last_target)
         await self.fail(error, last_target, depth)
         raise error
 

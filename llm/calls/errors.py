@@ -57,6 +57,14 @@ def error_for(exc: ProviderError) -> GatewayError:
         return GatewayError(502, exc.message, type="api_error", code="upstream_auth", error_kind=kind)
     if kind == "not_found":
         return GatewayError(502, exc.message, type="api_error", code="model_not_found", error_kind=kind)
+    if kind == "context_length":
+        return GatewayError(
+            400, exc.message, type="invalid_request_error", code="context_length_exceeded", error_kind=kind
+        )
+    if kind == "content_policy":
+        return GatewayError(
+            400, exc.message, type="invalid_request_error", code="content_policy_violation", error_kind=kind
+        )
     if kind == "bad_request":
         return GatewayError(
             400, exc.message, type="invalid_request_error", code="upstream_bad_request", error_kind=kind

@@ -73,6 +73,7 @@ class ResolvedTarget:
     # outside the catalog. Its prices above are then the conservative ones (`Catalog.highest_prices`), used to
     # reserve the worst case at admission and to meter a call whose answer reports no cost.
     cost_reported: bool = False
+    context_length: int | None = None  # the model's context window in tokens, where the catalog knows it
 
     @property
     def priced(self) -> bool:
@@ -88,6 +89,7 @@ class ResolvedRoute:
     weighted: bool
     cache_ttl: int | None
     eu_only: bool
+    fallback_on: frozenset[str] = frozenset()  # opt-in failures that fall back too (Route.fallback_on)
 
 
 class RouteError(Exception):
@@ -170,6 +172,7 @@ def _catalog_target(
         tier=m.tier,
         max_output_tokens=m.max_output_tokens,
         capabilities=tuple(m.capabilities),
+        context_length=m.context_length,
     )
 
 
@@ -689,6 +692,7 @@ def _resolve_in(ctx: _Context, model: str, embeddings: bool, *, route: Route | N
     model = (model or "").strip()
     cache_ttl = None
     eu_only = ctx.eu_only
+    fallback_on: frozenset[str] = frozenset()
     if model == "default":
         targets = _default_targets(ctx, embeddings)
     elif model.startswith("route:"):
@@ -698,6 +702,7 @@ def _resolve_in(ctx: _Context, model: str, embeddings: bool, *, route: Route | N
             raise RouteError(f"No route named “{model[6:]}”. Create it under /api/llm/routes.")
         eu_only = eu_only or route.eu_only
         cache_ttl = route.cache_ttl_seconds or None
+        fallback_on = frozenset(route.fallback_on or ())
         targets = _route_targets(ctx, route, embeddings)
     else:
         targets = [_with(_priced_target(ctx, model, embeddings=embeddings), params=_params(ctx.prefs))]
@@ -705,7 +710,12 @@ def _resolve_in(ctx: _Context, model: str, embeddings: bool, *, route: Route | N
         targets = _eu_filter(targets, what=model if model != "default" else targets[0].model_id)
     weighted = sum(1 for t in targets if t.weight > 0) >= 2
     return ResolvedRoute(
-        name=model, targets=tuple(targets), weighted=weighted, cache_ttl=cache_ttl, eu_only=eu_only
+        name=model,
+        targets=tuple(targets),
+        weighted=weighted,
+        cache_ttl=cache_ttl,
+        eu_only=eu_only,
+        fallback_on=fallback_on,
     )
 
 

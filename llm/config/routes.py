@@ -28,6 +28,7 @@ MAX_CACHE_TTL = 7 * 24 * 3600
 EXPORT_VERSION = 1
 MAX_IMPORT_BYTES = 256 * 1024
 MAX_IMPORT_DEPTH = 20
+FALLBACK_ON = ("content_policy",)  # opt-in failures a route may fall back on (`Route.fallback_on`)
 
 
 class TargetInput(TypedDict):
@@ -45,6 +46,7 @@ class RouteInput(TypedDict):
     targets: list[TargetInput]
     cache_ttl_seconds: int | None
     eu_only: bool
+    fallback_on: list[str]
 
 
 class RoutesImport(TypedDict):
@@ -101,6 +103,7 @@ def route_json(route: Route, *, credential_names: dict[int, str] | None = None) 
         "weighted": sum(1 for t in route.targets if t.get("weight")) >= 2,
         "cache_ttl_seconds": route.cache_ttl_seconds,
         "eu_only": route.eu_only,
+        "fallback_on": list(route.fallback_on or []),
         "created_at": route.created_at,
         "updated_at": route.updated_at,
     }
@@ -176,6 +179,8 @@ def routes_export(*, tenant: Tenant) -> str:
             entry["cache_ttl_seconds"] = route.cache_ttl_seconds
         if route.eu_only:
             entry["eu_only"] = True
+        if route.fallback_on:
+            entry["fallback_on"] = list(route.fallback_on)
         routes.append(entry)
     return yaml.safe_dump({"version": EXPORT_VERSION, "routes": routes}, sort_keys=False, allow_unicode=True)
 

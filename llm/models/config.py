@@ -245,6 +245,9 @@ class Route(TenantOwned):
     targets = models.JSONField(default=list)
     cache_ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
     eu_only = models.BooleanField(default=False)
+    # Failures that also move on to the next target, besides rate limits, timeouts and outages (always) and a
+    # context window too small (to a target with a larger one, always): ["content_policy"]
+    fallback_on = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

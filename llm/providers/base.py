@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
     from llm.jsontypes import JSON
 
-KINDS = ("auth", "rate_limit", "not_found", "bad_request", "timeout", "unavailable")
+KINDS = (
+    "auth",
+    "rate_limit",
+    "not_found",
+    "bad_request",
+    "context_length",  # the request is longer than the model's context window (a 400 naming it)
+    "content_policy",  # the provider's content policy refused the request (a 400 naming it)
+    "timeout",
+    "unavailable",
+)
 
 # Set by the Messages ingress (llm.gateway.anthropic_messages) on the chat body: the client's own Anthropic request,
 # which the Anthropic adapter sends as it is (cache_control, thinking, documents, server tools…) instead of a
@@ -259,6 +268,28 @@ def timeout_of(target: Target) -> httpx.Timeout:
 # --- errors ---------------------------------------------------------------------------------------
 
 _NOT_FOUND_HINTS = ("model_not_found", "does not exist", "not found", "unknown model", "no such model")
+# How providers word a request longer than the context window: OpenAI and the OpenAI-compatible ones
+# (`context_length_exceeded`, "maximum context length is N tokens"), Anthropic ("prompt is too long: N tokens > M
+# maximum"), Gemini ("exceeds the maximum number of tokens allowed"), Bedrock ("Input is too long"), Mistral, vLLM.
+_CONTEXT_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "context length",
+    "prompt is too long",
+    "input is too long",
+    "exceeds the maximum number of tokens",
+    "too many tokens",
+)
+# A content policy refusal: OpenAI (`content_policy_violation`), Azure OpenAI (`content_filter`,
+# ResponsibleAIPolicyViolation), Bedrock guardrails.
+_POLICY_HINTS = (
+    "content_policy",
+    "content policy",
+    "content_filter",
+    "responsibleaipolicyviolation",
+    "guardrail",
+)
 
 
 REDACTED = "[REDACTED]"
@@ -358,12 +389,32 @@ def error_from_response(target: Target, status: int, raw: bytes, headers: Mappin
     elif status == 429:
         kind = "rate_limit"
     elif status in (400, 413, 422):
-        kind = "bad_request"
+        kind = _bad_request_kind(f"{lowered} {_error_code(raw)}")
     else:
         kind = "unavailable"
     return upstream_error(
         target, kind, f"answered {status}", detail, status=status, retry_after=_retry_after(headers)
     )
+
+
+def _error_code(raw: bytes) -> str:
+    """The machine-readable part of an error body (OpenAI's `code` and `type`), lowered; empty if none."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ""
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return ""
+    return f"{err.get('code') or ''} {err.get('type') or ''} {err.get('status') or ''}".lower()
+
+
+def _bad_request_kind(lowered: str) -> str:
+    if any(h in lowered for h in _CONTEXT_HINTS):
+        return "context_length"
+    if any(h in lowered for h in _POLICY_HINTS):
+        return "content_policy"
+    return "bad_request"
 
 
 def error_from_exception(target: Target, exc: BaseException) -> ProviderError:

@@ -25,7 +25,9 @@ Ollama), any other key gets the provider's 401; the model name picks a case: `fa
 `tool_choice` "required" or a function, Anthropic's {"type": "any" | "tool"}), `drip` (a stream of 50 chunks, 50 ms apart), `stall` (a stream
 that stops for 3 s after two pieces); anything else is
 answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens (an OpenAI chat answer reports
-`fake.usage` instead when a test sets it). Any path under `/status/<code>/`
+`fake.usage` instead when a test sets it). A prompt saying `overflow:<upstream model>` gets that provider's
+context-window error (OpenAI, Anthropic, Gemini), `policy:<upstream model>` OpenAI's content policy refusal. Any path
+under `/status/<code>/`
 answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`). Like OpenRouter (usage
 accounting), an OpenAI chat answer for a `vendor/model` name also reports what it cost, `usage.cost` =
 REPORTED_COST USD (in the stream's usage chunk too), except for a model named `…/no-cost`.
@@ -54,6 +56,22 @@ REPORTED_COST = 0.000123  # USD, what an OpenRouter-style answer reports as usag
 def _cost(model: str) -> dict:
     """OpenRouter's usage accounting: a `vendor/model` answer says what it cost, unless the model is `…/no-cost`."""
     return {"cost": REPORTED_COST} if "/" in model and not model.endswith("/no-cost") else {}
+
+
+def _refusal(body: Any, model: str) -> str | None:
+    """A request whose text says `overflow:<model>` does not fit that model's context window, one that says
+    `policy:<model>` is refused by its content policy: each provider answers in its own words (fallback tests)."""
+    text = orjson.dumps(body).decode() if body is not None else ""
+    if f"overflow:{model}" in text:
+        return "context"
+    if f"policy:{model}" in text:
+        return "policy"
+    return None
+
+
+def _anthropic_tool_wanted(body: dict, model: str) -> bool:
+    forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
+    return (model == "tool" or forced) and bool(body.get("tools"))
 
 
 def _pieces(text: str, n: int = 4) -> list[str]:
@@ -269,6 +287,21 @@ class FakeUpstream:
         return None
 
     # --- OpenAI -------------------------------------------------------------------------------------
+    def _openai_refusal(self, body: dict, model: str) -> web.Response | None:
+        refused = _refusal(body, model)
+        if refused == "context":
+            return self._openai_error(
+                400,
+                "This model's maximum context length is 400000 tokens. However, your messages resulted in "
+                "512000 tokens. Please reduce the length of the messages.",
+                "context_length_exceeded",
+            )
+        if refused == "policy":
+            return self._openai_error(
+                400, "Your request was rejected as a result of our safety system.", "content_policy_violation"
+            )
+        return None
+
     async def openai_chat(
         self, request: web.Request, protocol: str = "openai_compat", auth_header: str = "authorization"
     ):
@@ -277,7 +310,7 @@ class FakeUpstream:
         if denied is not None:
             return denied
         model = body.get("model") or request.match_info.get("deployment", "")
-        failure = self._openai_case(model)
+        failure = self._openai_case(model) or self._openai_refusal(body, model)
         if failure is not None:
             return failure
         odd = await self._odd_case(request, model, body)
@@ -468,14 +501,25 @@ class FakeUpstream:
             return self._anthropic_error(400, "invalid_request_error", "messages: Field required")
         return web.json_response({"input_tokens": COUNTED_TOKENS})
 
-    async def anthropic_messages(self, request: web.Request):
-        body = await self._record(request)
+    def _anthropic_case(self, request: web.Request, body: dict, model: str) -> web.Response | None:
+        """Anthropic's own refusals: the key, the version header, a context window too small."""
         key = request.headers.get("x-api-key", "")
         if not key.startswith("sk-test-"):
             return self._anthropic_error(401, "authentication_error", f"invalid x-api-key {key}")
         if not request.headers.get("anthropic-version"):
             return self._anthropic_error(400, "invalid_request_error", "anthropic-version header is required")
+        if _refusal(body, model) == "context":
+            return self._anthropic_error(
+                400, "invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum"
+            )
+        return None
+
+    async def anthropic_messages(self, request: web.Request):
+        body = await self._record(request)
         model = body.get("model", "")
+        refused = self._anthropic_case(request, body, model)
+        if refused is not None:
+            return refused
         if model == "fail-429":
             return self._anthropic_error(
                 429,
@@ -507,8 +551,7 @@ class FakeUpstream:
             await asyncio.sleep(3)
         text = TEXT.format(protocol="anthropic")
         tool = None
-        forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
-        if (model == "tool" or forced) and body.get("tools"):
+        if _anthropic_tool_wanted(body, model):
             tool = {
                 "type": "tool_use",
                 "id": "toolu_" + uuid.uuid4().hex[:8],
@@ -618,6 +661,12 @@ class FakeUpstream:
                 400 if not key else 403, f"API key not valid: {key}", "PERMISSION_DENIED"
             )
         model, method = request.match_info["model"], request.match_info["method"]
+        if _refusal(body, model) == "context":
+            return self._google_error(
+                400,
+                "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+                "INVALID_ARGUMENT",
+            )
         if model == "fail-429":
             return self._google_error(
                 429, "Resource has been exhausted", "RESOURCE_EXHAUSTED", {"retry-after": "7"}
