@@ -214,3 +214,52 @@ def test_a_chat_completions_client_cannot_smuggle_a_native_request(
     sent = fake.requests[-1][2]
     assert sent["model"] == "claude-haiku-4-5"
     assert sent["max_tokens"] == 10
+
+
+@pytest.mark.parametrize("mode", ["byok", "custom"])
+def test_messages_and_responses_in_every_mode(
+    gateway_url, tenant, make_key, manage_client, fake, monkeypatch, mode
+):
+    """BYOK (the tenant's own OpenAI key) and custom (its own OpenAI-compatible endpoint): the same two SDKs work,
+    metered once each in that mode."""
+    import openai
+
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")  # where the tenant's own OpenAI key calls, here
+    if mode == "byok":
+        saved = manage_client.post(
+            "/api/llm/preferences",
+            {
+                "mode": "byok",
+                "model": "openai:gpt-5-mini",
+                "api_key": "sk-test-tenant-0001",
+                "api_key_provider": "openai",
+            },
+            format="json",
+        )
+    else:
+        saved = manage_client.post(
+            "/api/llm/preferences",
+            {
+                "mode": "custom",
+                "model": "llama3:8b",
+                "custom_endpoint": {"kind": "openai_compatible", "base_url": fake.url + "/v1"},
+            },
+            format="json",
+        )
+    assert saved.status_code in (200, 201), saved.content
+    reconfigured()
+    key = make_key(tenant, scopes=["gateway"])
+    message = anthropic.Anthropic(base_url=gateway_url, api_key=key, max_retries=0).messages.create(
+        model="default", max_tokens=100, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert message.content[0].text == "Hello from fake openai_compat!"
+    response = openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0).responses.create(
+        model="default", input="Hi"
+    )
+    assert response.output_text == "Hello from fake openai_compat!"
+    events = drain_events()
+    assert [e.mode for e in events] == [mode, mode]
+    if mode == "byok":
+        assert {fake_headers["authorization"] for _, fake_headers, _ in fake.requests} == {
+            "Bearer sk-test-tenant-0001"
+        }
