@@ -2,19 +2,28 @@
 # `make bench`: the gateway overhead bench (../shared/bench) against this project as production runs it
 # (uvicorn, 2 workers, DEBUG=false, PostgreSQL + Redis) and LiteLLM in the same sitting; prints the table.
 #
+# Scenarios: the harness's chat, stream, embeddings, messages, messages-stream, and this project's responses and
+# responses-stream (scripts/bench_ext: the shared mock and load generator with OpenAI's Responses API added; the
+# harness runs from a directory of links to the shared files with those two replaced, LiteLLM's run too).
+#
 # Env: BENCH_DIR (../shared/bench), REQUESTS (500), REPEATS (3), CONCURRENCY (1,16), SCENARIOS (chat,stream),
 #      SKIP_LITELLM=1 to measure only this gateway, GW_PORT (8300), MOCK_PORT (8100), BENCH_DB (byok_bench).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$ROOT/../shared/bench}
 [ -f "$BENCH_DIR/overhead.py" ] || { echo "bench harness not found at $BENCH_DIR (set BENCH_DIR)"; exit 1; }
+RUN_DIR=${RUN_DIR:-/tmp/byok-bench-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$RUN_DIR/harness"
+export BENCH_ORIG_DIR=$(cd "$BENCH_DIR" && pwd)
+for f in "$BENCH_ORIG_DIR"/*; do ln -sf "$f" "$RUN_DIR/harness/"; done
+rm -f "$RUN_DIR/harness/mock_upstream.py" "$RUN_DIR/harness/overhead.py"
+cp "$ROOT/scripts/bench_ext/mock_upstream.py" "$ROOT/scripts/bench_ext/overhead.py" "$RUN_DIR/harness/"
+BENCH_DIR=$RUN_DIR/harness
 # shellcheck source=/dev/null
 source "$BENCH_DIR/lib.sh"
 
 REQUESTS=${REQUESTS:-500} REPEATS=${REPEATS:-3} CONCURRENCY=${CONCURRENCY:-1,16} SCENARIOS=${SCENARIOS:-chat,stream}
 GW_PORT=${GW_PORT:-8300} MOCK_PORT=${MOCK_PORT:-8100} BENCH_DB=${BENCH_DB:-byok_bench}
-RUN_DIR=${RUN_DIR:-/tmp/byok-bench-$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$RUN_DIR"
 PY=$ROOT/.venv/bin/python
 
 trap 'stop_all_started' EXIT
@@ -26,6 +35,7 @@ export DEBUG=false SECRET_KEY=bench-$(od -An -N16 -tx8 /dev/urandom | tr -d ' \n
 export ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=false CELERY_TASK_ALWAYS_EAGER=false
 export CACHE_KEY_PREFIX=byok-bench LOG_LEVEL=WARNING
 export OPENAI_API_KEY=sk-mock-upstream OPENAI_BASE_URL=http://127.0.0.1:$MOCK_PORT/v1
+export ANTHROPIC_API_KEY=sk-mock-upstream ANTHROPIC_BASE_URL=http://127.0.0.1:$MOCK_PORT
 export PROMETHEUS_MULTIPROC_DIR=$RUN_DIR/prom && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $BENCH_DB" >/dev/null
@@ -71,6 +81,7 @@ if [ "${SKIP_LITELLM:-0}" != 1 ]; then
     [ -x /tmp/litellm-venv/bin/litellm ] && SKIP=--skip-install
     # LiteLLM reads DATABASE_URL / REDIS_URL too: run it with none of this project's variables.
     env -u DATABASE_URL -u REDIS_URL -u DEBUG -u SECRET_KEY -u ALLOWED_HOSTS -u OPENAI_API_KEY -u OPENAI_BASE_URL \
+        -u ANTHROPIC_API_KEY -u ANTHROPIC_BASE_URL \
         -u PROMETHEUS_MULTIPROC_DIR -u CACHE_KEY_PREFIX -u CELERY_TASK_ALWAYS_EAGER -u SECURE_SSL_REDIRECT \
         bash "$BENCH_DIR/litellm_baseline.sh" $SKIP --requests "$REQUESTS" --repeats "$REPEATS" \
         --concurrency "$CONCURRENCY" --scenarios "$SCENARIOS" --out "$RUN_DIR/litellm"
