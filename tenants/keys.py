@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -65,12 +65,20 @@ def apikey_create(
     agent: Agent | None = None,
     expires_at: datetime | None = None,
     spend_limit_tcu: int | None = None,
+    rename_if_taken: bool = False,
 ) -> tuple[ApiKey, str]:
-    """Create a key; return it with the plaintext, which is never stored or shown again."""
+    """Create a key; return it with the plaintext, which is never stored or shown again.
+
+    Names are unique among a tenant's keys in use: a taken one is refused, or, for scripts that create a key
+    each run (`rename_if_taken`), numbered ("bench 2")."""
     errors: dict[str, list[str]] = {}
-    name = (name or "").strip()
+    name = (name or "").strip()[:100]
     if not name:
         errors["name"] = ["Give the key a name."]
+    elif rename_if_taken:
+        name = _free_name(tenant, name)
+    elif _name_taken(tenant, name):
+        errors["name"] = [_NAME_TAKEN.format(name=name)]
     scopes = list(dict.fromkeys(scopes or [ApiKeyScope.GATEWAY]))
     unknown = [s for s in scopes if s not in VALID_SCOPES]
     if unknown:
@@ -87,6 +95,39 @@ def apikey_create(
     if errors:
         raise ValidationError(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    try:
+        key = _insert(tenant, actor, raw, name, scopes, agent, expires_at, spend_limit_tcu)
+    except IntegrityError:  # a concurrent create took the name between the check and the insert
+        raise ValidationError({"name": [_NAME_TAKEN.format(name=name)]}) from None
+    return key, raw
+
+
+_NAME_TAKEN = "A key named “{name}” is already in use in this workspace; choose another name."
+
+
+def _name_taken(tenant: Tenant, name: str) -> bool:
+    return ApiKey.objects.for_tenant(tenant).filter(name__iexact=name, revoked_at__isnull=True).exists()
+
+
+def _free_name(tenant: Tenant, name: str) -> str:
+    candidate, n = name, 1
+    while _name_taken(tenant, candidate):
+        n += 1
+        suffix = f" {n}"
+        candidate = name[: 100 - len(suffix)] + suffix
+    return candidate
+
+
+def _insert(
+    tenant: Tenant,
+    actor: Actor,
+    raw: str,
+    name: str,
+    scopes: list[str],
+    agent: Agent | None,
+    expires_at: datetime | None,
+    spend_limit_tcu: int | None,
+) -> ApiKey:
     with transaction.atomic():
         key = ApiKey.objects.for_tenant(tenant).create(
             name=name,
@@ -111,7 +152,7 @@ def apikey_create(
                 "expires_at": expires_at.isoformat() if expires_at else None,
             },
         )
-    return key, raw
+    return key
 
 
 def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:

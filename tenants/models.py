@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .roles import Role
@@ -107,7 +108,11 @@ class Agent(TenantOwned):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_agent_slug")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_agent_slug"),
+            # Two agents called the same are told apart by nobody on the usage page.
+            models.UniqueConstraint("tenant", Lower("name"), name="uniq_agent_name"),
+        ]
         ordering = ["slug"]
 
     def __str__(self) -> str:
@@ -141,6 +146,15 @@ class ApiKey(TenantOwned):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Among the keys still in use; a revoked key's name may be given to its replacement.
+            models.UniqueConstraint(
+                "tenant",
+                Lower("name"),
+                condition=models.Q(revoked_at__isnull=True),
+                name="uniq_active_apikey_name",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"

@@ -416,8 +416,18 @@ def invitation_accept(*, token: str, user: User) -> Membership:
 # --- agents ------------------------------------------------------------------------------------
 
 
+def _agent_name_taken(tenant: Tenant, name: str, *, exclude: int | None = None) -> bool:
+    same = Agent.objects.for_tenant(tenant).filter(name__iexact=name)
+    return (same.exclude(id=exclude) if exclude is not None else same).exists()
+
+
+def _agent_name_error(name: str) -> list[str]:
+    return [f"An agent named “{name}” already exists in this workspace; choose another name."]
+
+
 def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", description: str = "") -> Agent:
     slug = (slug or "").strip().lower()
+    name = (name or slug).strip()[:150]
     errors: dict[str, list[str]] = {}
     try:
         slug_validator(slug)
@@ -425,12 +435,14 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
         errors["slug"] = list(exc.messages)
     if not errors and Agent.objects.for_tenant(tenant).filter(slug=slug).exists():
         errors["slug"] = [f"An agent “{slug}” already exists in this workspace."]
+    if name and _agent_name_taken(tenant, name):
+        errors["name"] = _agent_name_error(name)
     if errors:
         raise ValidationError(errors)
     try:
         with transaction.atomic():
             agent = Agent.objects.for_tenant(tenant).create(
-                slug=slug, name=(name or slug).strip()[:150], description=description or ""
+                slug=slug, name=name, description=description or ""
             )
             audit_record(
                 tenant=tenant,
@@ -439,22 +451,42 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
                 obj=agent,
                 changes={"slug": slug, "name": agent.name},
             )
-    except IntegrityError:
-        raise ValidationError({"slug": [f"An agent “{slug}” already exists in this workspace."]}) from None
+    except IntegrityError:  # a concurrent create won the race for the slug or the name
+        if Agent.objects.for_tenant(tenant).filter(slug=slug).exists():
+            raise ValidationError(
+                {"slug": [f"An agent “{slug}” already exists in this workspace."]}
+            ) from None
+        raise ValidationError({"name": _agent_name_error(name)}) from None
     return agent
 
 
 def agent_update(*, agent: Agent, actor: Actor, **fields: object) -> Agent:
     allowed = {"name", "description", "is_active"}
+    if isinstance(fields.get("name"), str):
+        fields["name"] = str(fields["name"]).strip()
     changes = {k: v for k, v in fields.items() if k in allowed and getattr(agent, k) != v}
-    if "name" in changes and not str(changes["name"]).strip():
+    if "name" in changes and not str(changes["name"]):
         raise ValidationError({"name": ["The name cannot be empty."]})
+    if "name" in changes and _agent_name_taken(agent.tenant, str(changes["name"]), exclude=agent.pk):
+        raise ValidationError({"name": _agent_name_error(str(changes["name"]))})
     if changes:
-        with transaction.atomic():
-            for k, v in changes.items():
+        before = {k: getattr(agent, k) for k in changes}
+        try:
+            with transaction.atomic():
+                for k, v in changes.items():
+                    setattr(agent, k, v)
+                agent.save(update_fields=list(changes))
+                audit_record(
+                    tenant=agent.tenant,
+                    actor=actor,
+                    action="agent.update",
+                    obj=agent,
+                    changes={k: [before[k], v] for k, v in changes.items()},
+                )
+        except IntegrityError:
+            for k, v in before.items():
                 setattr(agent, k, v)
-            agent.save(update_fields=list(changes))
-            audit_record(tenant=agent.tenant, actor=actor, action="agent.update", obj=agent, changes=changes)
+            raise ValidationError({"name": _agent_name_error(str(changes["name"]))}) from None
     return agent
 
 

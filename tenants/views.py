@@ -98,12 +98,14 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
 
 # --- members and invitations ------------------------------------------------------------------------
 
+_NEW_INVITE = "tenants.new_invite_link"
+
 
 @tenant_required()
 def members(request: TenantRequest) -> HttpResponse:
     can_manage = role_has(request.role, Perm.MANAGE_MEMBERS)
     form = InviteForm(request.POST or None, inviter_role=request.role)
-    invite_link = None
+    invite_link = request.session.pop(_NEW_INVITE, None) if request.method == "GET" else None
     if request.method == "POST":
         if not can_manage:
             return render(request, "403.html", {"needed": Perm.MANAGE_MEMBERS}, status=403)
@@ -119,7 +121,9 @@ def members(request: TenantRequest) -> HttpResponse:
                 apply_errors(form, exc)
             else:
                 messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
-                form = InviteForm(inviter_role=request.role)
+                # Shown once on the page this redirects to, so a reload does not send the invitation again.
+                request.session[_NEW_INVITE] = invite_link
+                return redirect("members")
     rows = []
     for m in Membership.objects.for_tenant(request.tenant).select_related("user").order_by("created_at"):
         is_self = m.user_id == request.user.pk
@@ -263,12 +267,16 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
 # --- API keys -----------------------------------------------------------------------------------------
 
 
+# The key just created, kept in the session between the POST and the page it redirects to, and popped there:
+# reloading that page neither creates a second key nor shows this one again.
+_NEW_KEY = "tenants.new_api_key"
+
+
 @tenant_required(Perm.MANAGE_KEYS)
 def keys(request: TenantRequest) -> HttpResponse:
     if request.method == "POST" and request.POST.get("action") == "limit":
         return _key_limit(request)
     form = ApiKeyForm(request.POST or None, tenant=request.tenant)
-    created = None
     if request.method == "POST" and form.is_valid():
         expires = form.cleaned_data.get("expires_at")
         try:
@@ -286,10 +294,18 @@ def keys(request: TenantRequest) -> HttpResponse:
         except ValidationError as exc:
             apply_errors(form, exc)
         else:
-            # Rendered straight from this response and never stored: the only time the key is shown.
-            created = {"key": key, "raw": raw}
-            form = ApiKeyForm(tenant=request.tenant)
-    return _keys_page(request, form=form, created=created)
+            request.session[_NEW_KEY] = {"tenant": request.tenant.id, "id": key.id, "raw": raw}
+            return redirect("keys")
+    return _keys_page(request, form=form, created=_pop_new_key(request) if request.method == "GET" else None)
+
+
+def _pop_new_key(request: TenantRequest) -> dict | None:
+    """The key created just before this page, with its plaintext, once; None on any later view."""
+    new = request.session.pop(_NEW_KEY, None)
+    if not isinstance(new, dict) or new.get("tenant") != request.tenant.id:
+        return None
+    key = ApiKey.objects.for_tenant(request.tenant).filter(id=int(new.get("id") or 0)).first()
+    return {"key": key, "raw": new.get("raw", "")} if key is not None else None
 
 
 def _keys_page(

@@ -129,8 +129,9 @@ def other_tenant(make_tenant) -> Tenant:
 @pytest.fixture
 def make_key(db):
     def make(tenant: Tenant, scopes=("gateway", "manage"), agent=None, **kwargs) -> str:
+        kwargs.setdefault("name", "test")
         _, raw = apikey_create(
-            tenant=tenant, actor=SYSTEM, name="test", scopes=list(scopes), agent=agent, **kwargs
+            tenant=tenant, actor=SYSTEM, scopes=list(scopes), agent=agent, rename_if_taken=True, **kwargs
         )
         return raw
 

@@ -198,3 +198,35 @@ def test_createapikey_with_another_tenants_agent_fails(tenant, other_tenant):
     with pytest.raises(CommandError, match="No agent"):
         call_command("createapikey", tenant.slug, "--agent", "theirs")
     assert ApiKey.objects.unscoped().filter(tenant=tenant).count() == 0
+
+
+def test_a_key_name_in_use_is_a_field_error_and_changes_nothing(manage_client, tenant):
+    first = manage_client.post("/api/keys", {"name": "prod"}, format="json")
+    assert first.status_code == 201
+    again = manage_client.post("/api/keys", {"name": "Prod"}, format="json")
+    assert again.status_code == 400
+    assert "already in use" in again.json()["name"][0]
+    assert ApiKey.objects.unscoped().filter(tenant=tenant, name__iexact="prod").count() == 1
+
+
+def test_an_agent_name_in_use_is_a_field_error_on_create_and_rename(manage_client, tenant):
+    manage_client.post("/api/agents", {"slug": "one", "name": "Support"}, format="json")
+    manage_client.post("/api/agents", {"slug": "two", "name": "Sales"}, format="json")
+    dup = manage_client.post("/api/agents", {"slug": "three", "name": "SUPPORT"}, format="json")
+    assert dup.status_code == 400
+    assert "name" in dup.json()
+    renamed = manage_client.patch("/api/agents/two", {"name": "Support"}, format="json")
+    assert renamed.status_code == 400
+    assert "name" in renamed.json()
+    assert Agent.objects.unscoped().get(tenant=tenant, slug="two").name == "Sales"
+    assert Agent.objects.unscoped().filter(tenant=tenant).count() == 2
+
+
+def test_createapikey_run_twice_with_one_name_numbers_the_second(tenant, capsys):
+    call_command("createapikey", tenant.slug, "--name", "bench")
+    call_command("createapikey", tenant.slug, "--name", "bench")
+    assert "“bench 2”" in capsys.readouterr().out
+    assert sorted(ApiKey.objects.unscoped().filter(tenant=tenant).values_list("name", flat=True)) == [
+        "bench",
+        "bench 2",
+    ]

@@ -78,7 +78,7 @@ def test_billing_members_set_budgets_and_members_only_read_them(tenant, agent):
 def test_a_new_key_can_carry_a_monthly_limit(tenant):
     client = _as(tenant)
     response = client.post("/keys/", {"name": "limited", "scopes": ["gateway"], "spend_limit_tcu": "5000"})
-    assert response.status_code == 200
+    assert response.status_code == 302
     assert ApiKey.objects.unscoped().get(tenant=tenant, name="limited").spend_limit_tcu == 5000
 
 

@@ -107,7 +107,7 @@ def _invite(tenant, email, role, capture):
 
 def test_invite_a_new_user_who_signs_up_from_the_link(tenant, django_capture_on_commit_callbacks):
     response = _invite(tenant, "dave@example.com", "admin", django_capture_on_commit_callbacks)
-    assert response.status_code == 200
+    assert (response.status_code, response.url) == (302, "/members/")
     link = re.search(r"(/invite/[^/\s]+/)", mail.outbox[-1].body).group(1)
     guest = Client()
     weak = guest.post(link, {"name": "Dave", "password": "123"})
@@ -202,7 +202,9 @@ def test_agents_create_duplicate_edit_delete(tenant):
 
 def test_key_is_shown_once_then_only_masked_and_revocable(tenant):
     client = _owner(tenant)
-    page = client.post("/keys/", {"name": "prod", "scopes": ["gateway"]})
+    created = client.post("/keys/", {"name": "prod", "scopes": ["gateway"]})
+    assert (created.status_code, created.url) == (302, "/keys/")
+    page = client.get("/keys/")
     raw = re.search(r"byok-[A-Za-z0-9_\-]{40,}", page.content.decode()).group(0)
     assert 'data-copy="new-key-value"' in page.content.decode()
     assert page["Cache-Control"] == "no-store"
@@ -213,6 +215,56 @@ def test_key_is_shown_once_then_only_masked_and_revocable(tenant):
     client.post(f"/keys/{key.id}/revoke/")
     key.refresh_from_db()
     assert key.revoked_at is not None
+
+
+def test_creating_a_key_redirects_so_a_reload_creates_nothing(tenant):
+    client = _owner(tenant)
+    created = client.post("/keys/", {"name": "prod", "scopes": ["gateway"]})
+    assert created.status_code == 302
+    first = client.get("/keys/").content.decode()
+    assert "Copy it now" in first
+    again = client.get("/keys/").content.decode()
+    assert "Copy it now" not in again
+    assert not re.search(r"byok-[A-Za-z0-9_\-]{40,}", again)
+    assert ApiKey.objects.unscoped().filter(tenant=tenant).count() == 1
+
+
+def test_a_key_name_in_use_is_refused_and_nothing_is_created(tenant):
+    client = _owner(tenant)
+    client.post("/keys/", {"name": "prod", "scopes": ["gateway"]})
+    dup = client.post("/keys/", {"name": "PROD ", "scopes": ["gateway"]})
+    assert dup.status_code == 400
+    assert "already in use" in dup.content.decode()
+    assert ApiKey.objects.unscoped().filter(tenant=tenant).count() == 1
+    key = ApiKey.objects.unscoped().get(tenant=tenant)
+    client.post(f"/keys/{key.id}/revoke/")
+    assert client.post("/keys/", {"name": "prod", "scopes": ["gateway"]}).status_code == 302
+
+
+def test_an_agent_name_in_use_is_refused_on_create_and_rename(tenant):
+    client = _owner(tenant)
+    client.post("/agents/", {"slug": "one", "name": "Support"})
+    client.post("/agents/", {"slug": "two", "name": "Sales"})
+    dup = client.post("/agents/", {"slug": "three", "name": "support"})
+    assert dup.status_code == 400
+    assert "already exists" in dup.content.decode()
+    renamed = client.post("/agents/two/", {"action": "save", "name": "Support", "is_active": "on"})
+    assert renamed.status_code == 400
+    assert "already exists" in renamed.content.decode()
+    assert sorted(Agent.objects.unscoped().filter(tenant=tenant).values_list("name", flat=True)) == [
+        "Sales",
+        "Support",
+    ]
+
+
+def test_inviting_redirects_so_a_reload_sends_nothing_again(tenant, django_capture_on_commit_callbacks):
+    client = _owner(tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post("/members/", {"email": "zed@example.com", "role": "member"})
+    assert sent.status_code == 302
+    assert "/invite/" in client.get("/members/").content.decode()
+    assert "/invite/" not in client.get("/members/").content.decode()
+    assert len(mail.outbox) == 1
 
 
 def test_key_form_errors(tenant):

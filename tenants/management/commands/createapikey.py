@@ -36,6 +36,7 @@ class Command(BaseCommand):
                 name=name,
                 scopes=[s.strip() for s in scopes.split(",") if s.strip()],
                 agent=bound,
+                rename_if_taken=True,  # scripts create a key on every run; the name printed is the one given
             )
         except ValidationError as exc:
             raise CommandError(
