@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from tenants.http import TenantRequest
 
 from . import keys as key_service
-from . import services
+from . import services, vocabulary
 from .audit import Actor
 from .models import Agent, ApiKey, AuditEvent, Tenant
 from .roles import Perm
@@ -223,6 +223,12 @@ class ApiKeyDetailView(TenantAPIView):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_display", read_only=True)
+    description = serializers.SerializerMethodField(
+        help_text="What happened, in words (e.g. “Created an API key”)"
+    )
+
+    def get_description(self, event: AuditEvent) -> str:
+        return vocabulary.action_label(event.action)
 
     class Meta:
         model = AuditEvent
@@ -231,6 +237,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "created_at",
             "actor",
             "action",
+            "description",
             "object_type",
             "object_id",
             "object_repr",

@@ -37,10 +37,14 @@ def client_ip(request: Any) -> str | None:
     return meta.get("REMOTE_ADDR") or None
 
 
+def is_secret_name(name: str) -> bool:
+    """`api_key`, `secret_access_key`, `bearer_token`, `apikey`: the last word of the name decides, so
+    `max_tokens`, `key_id` and `api_key_masked` (already masked) are not secrets."""
+    return name.lower().rsplit("_", 1)[-1].endswith(SECRET_FIELD_MARKERS)
+
+
 def _safe_value(name: str, value: Any) -> Any:
-    if any(marker in name.lower() for marker in SECRET_FIELD_MARKERS) and not name.endswith(
-        ("_masked", "_id")
-    ):
+    if is_secret_name(name):
         return "[changed]" if value else value
     if isinstance(value, models.Model):
         return str(value)

@@ -134,5 +134,21 @@ class KeyLimitForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, label="Action starts with")
-    actor = forms.CharField(required=False, label="Actor e-mail")
+    q = forms.CharField(
+        required=False,
+        label="What",
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. key, agent, budget, role", "type": "search"}),
+    )
+    actor = forms.CharField(
+        required=False, label="Who", max_length=254, widget=forms.TextInput(attrs={"placeholder": "e-mail"})
+    )
+    # Older links and scripts filter by action code prefix (`?action=apikey.`); still honoured, not shown.
+    action = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean() or {}
+        for name in ("q", "actor", "action"):
+            if "\x00" in (data.get(name) or ""):
+                self.add_error(name, "Null characters are not allowed.")
+        return data

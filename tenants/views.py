@@ -12,6 +12,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -20,7 +21,7 @@ from django.views.decorators.http import require_POST
 from tenants.http import TenantRequest
 
 from . import keys as key_service
-from . import services
+from . import services, vocabulary
 from .audit import Actor
 from .decorators import tenant_required
 from .forms import (
@@ -372,16 +373,37 @@ def key_revoke(request: TenantRequest, key_id: int) -> HttpResponse:
 @tenant_required(Perm.VIEW_AUDIT)
 def audit(request: TenantRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
-    events = AuditEvent.objects.for_tenant(request.tenant).select_related("actor_user", "actor_key")
+    events: QuerySet[AuditEvent] = AuditEvent.objects.for_tenant(request.tenant).select_related(
+        "actor_user", "actor_key"
+    )
     if form.is_valid():
-        if form.cleaned_data["action"]:
-            events = events.filter(action__startswith=form.cleaned_data["action"])
-        if form.cleaned_data["actor"]:
-            events = events.filter(actor_user__email__icontains=form.cleaned_data["actor"])
+        events = _audit_filtered(request, events, form.cleaned_data)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "tenants/audit.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+def _audit_filtered(request: TenantRequest, events: QuerySet[AuditEvent], data: dict) -> QuerySet[AuditEvent]:
+    """Plain words find an event by what happened ("key" finds "Created an API key"), by the object's name, or
+    by an action code prefix; the actor filter by e-mail."""
+    if words := data.get("q", "").strip():
+        known = list(
+            AuditEvent.objects.for_tenant(request.tenant)
+            .order_by()
+            .values_list("action", flat=True)
+            .distinct()
+        )
+        events = events.filter(
+            Q(action__in=vocabulary.audit_search_actions(words, known))
+            | Q(action__istartswith=words)
+            | Q(object_repr__icontains=words)
+        )
+    if data.get("action"):
+        events = events.filter(action__startswith=data["action"])
+    if data.get("actor"):
+        events = events.filter(actor_user__email__icontains=data["actor"])
+    return events
 
 
 def handler403(request: HttpRequest, exception=None) -> HttpResponse:

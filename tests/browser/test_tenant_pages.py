@@ -34,3 +34,36 @@ def test_reloading_after_creating_a_key_creates_nothing_and_a_name_in_use_is_ref
     assert "already in use" in page.inner_text("#id_name-errors")
     assert ApiKey.objects.unscoped().count() == 1
     shot(page, "keys-duplicate-name")
+
+
+def test_the_audit_log_reads_in_words_before_and_after_and_filters_by_plain_words(page):
+    from tenants.audit import SYSTEM, audit_record
+    from tenants.models import Tenant
+
+    signup(page)
+    _create_key(page, "prod")
+    page.wait_for_selector("#new-key")
+    tenant = Tenant.objects.get(slug="acme")
+    # What saving the LLM settings records (llm.config.preferences), secrets included.
+    audit_record(
+        tenant=tenant,
+        actor=SYSTEM,
+        action="llm.preferences.save",
+        object_repr="LLM preferences (workspace default)",
+        changes={"mode": [None, "custom"], "max_tokens": [4096, 8000], "api_key_masked": "sk-…abcd"},
+    )
+    page.goto("/audit/")
+    row = page.locator("tr", has_text="Changed the LLM settings")
+    text = row.inner_text()
+    assert "Mode: none → Your own endpoint" in text
+    assert "Max tokens: 4,096 → 8,000" in text
+    assert "API key: changed" in text
+    for raw in ("None", "'custom'", "[changed]", "abcd", "llm.preferences.save", "max_tokens"):
+        assert raw not in text, raw
+
+    page.fill("#id_q", "key")
+    page.click("button:has-text('Filter')")
+    page.wait_for_selector("text=Created an API key")
+    assert page.locator("tbody tr").count() == 1
+    assert "Changed the LLM settings" not in page.inner_text("main")
+    shot(page, "audit-words")

@@ -389,3 +389,42 @@ def test_alert_webhook_setting_and_notifications_page(tenant):
     page = client.get("/notifications/").content.decode()
     assert "Warn cap crossed" in page
     assert "Mark read" in page
+
+
+def test_audit_page_shows_changes_in_words_and_finds_events_by_plain_words(tenant):
+    from tenants.audit import SYSTEM, audit_record
+
+    client = _owner(tenant)
+    client.post("/keys/", {"name": "words-key", "scopes": ["gateway"]})
+    audit_record(
+        tenant=tenant,
+        actor=SYSTEM,
+        action="llm.preferences.save",
+        changes={"mode": ["byok", "custom"], "max_tokens": [4096, 8000], "api_key": "x"},
+    )
+    page = client.get("/audit/").content.decode()
+    assert "Mode</span>: Your own key → Your own endpoint" in page
+    assert "Max tokens</span>: 4,096 → 8,000" in page
+    assert "API key</span>: changed" in page
+    assert "[changed]" not in page
+    for words, expected, unexpected in [
+        ("key", "Created an API key", "Changed the LLM settings"),
+        ("llm settings", "Changed the LLM settings", "Created an API key"),
+        ("apikey.", "Created an API key", "Changed the LLM settings"),
+        ("words-key", "Created an API key", "Changed the LLM settings"),
+    ]:
+        found = client.get("/audit/", {"q": words}).content.decode()
+        assert expected in found, words
+        assert unexpected not in found, words
+
+
+def test_max_tokens_is_audited_as_a_value_not_as_a_secret(tenant):
+    from tenants.audit import SYSTEM, audit_record
+
+    event = audit_record(
+        tenant=tenant,
+        actor=SYSTEM,
+        action="x",
+        changes={"max_tokens": [1, 2], "bearer_token": "t", "apikey": "k"},
+    )
+    assert event.changes == {"max_tokens": [1, 2], "bearer_token": "[changed]", "apikey": "[changed]"}

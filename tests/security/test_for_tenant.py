@@ -53,7 +53,7 @@ def test_create_by_id_fills_the_tenant_id_in(tenant):
 
 def test_create_accepts_its_own_tenant_named_again(tenant):
     Agent.objects.for_tenant(tenant).create(tenant=tenant, slug="same", name="S")
-    Agent.objects.for_tenant(tenant).create(tenant_id=tenant.id, slug="same-id", name="S")
+    Agent.objects.for_tenant(tenant).create(tenant_id=tenant.id, slug="same-id", name="S2")
     assert _slugs(Agent.objects.for_tenant(tenant)) == ["same", "same-id"]
 
 
