@@ -181,7 +181,7 @@ def key_state(key: ApiKey) -> str:
 def value_text(field: str, value: object) -> str:
     """A stored value as a person reads it: "none", "yes", the mode's or role's name, a comma-separated list."""
     if value is None or value == "" or value == []:
-        return "none"
+        return "never" if field == "expires_at" else "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     vocabulary = _VALUE_WORDS.get(field)

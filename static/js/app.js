@@ -1,14 +1,37 @@
 // Small progressive enhancements: copy buttons, the phone menu, toasts, slug suggestion, the managed LLM switch.
 (function () {
+  // Copy the text of the element a [data-copy] button names. The Clipboard API needs a secure context (HTTPS or
+  // localhost); elsewhere the text is selected and copied the older way, and left selected if even that fails.
+  function copyFrom(button) {
+    const source = document.getElementById(button.dataset.copy);
+    if (!source) return;
+    const text = source.textContent.trim();
+    const label = button.dataset.label || button.textContent;
+    button.dataset.label = label;
+    const done = function (ok) {
+      button.textContent = ok ? "Copied" : "Press Ctrl+C to copy";
+      setTimeout(function () { button.textContent = label; }, 2000);
+    };
+    const fallback = function () {
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      let ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      if (ok) selection.removeAllRanges();
+      done(ok);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { done(true); }, fallback);
+    } else {
+      fallback();
+    }
+  }
   document.addEventListener("click", function (event) {
     const copy = event.target.closest("[data-copy]");
-    if (copy) {
-      const text = document.getElementById(copy.dataset.copy).textContent.trim();
-      navigator.clipboard.writeText(text).then(function () {
-        copy.textContent = "Copied";
-        setTimeout(function () { copy.textContent = "Copy"; }, 2000);
-      });
-    }
+    if (copy) copyFrom(copy);
     const toggle = event.target.closest(".menu-toggle");
     if (toggle) {
       const nav = document.getElementById("sidenav");

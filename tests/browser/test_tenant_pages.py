@@ -67,3 +67,61 @@ def test_the_audit_log_reads_in_words_before_and_after_and_filters_by_plain_word
     assert page.locator("tbody tr").count() == 1
     assert "Changed the LLM settings" not in page.inner_text("main")
     shot(page, "audit-words")
+
+
+def _context(browser, live_server, width: int):
+    height = 844 if width < 500 else 800
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=live_server.url)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, page, errors
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_phone_and_desktop_keep_row_actions_in_view_and_snippets_copy(browser, live_server, width):
+    from tenants.models import ApiKey
+
+    context, page, errors = _context(browser, live_server, width)
+    try:
+        signup(page, name="Acme AI with a rather long workspace name")
+        page.goto("/dashboard/")
+        page.click("[data-copy='gateway-snippet']")
+        page.wait_for_selector("[data-copy='gateway-snippet']:has-text('Copied')")
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        assert copied.startswith("from openai import OpenAI")
+        assert 'model="default"' in copied
+        snippet = page.locator("#gateway-snippet").bounding_box()
+        assert snippet["x"] + snippet["width"] <= width  # wrapped, nothing clipped on the right
+
+        _create_key(page, "a key with a fairly long descriptive name")
+        page.wait_for_selector("#new-key")
+        page.click("[data-copy='new-key-value']")
+        page.wait_for_selector("[data-copy='new-key-value']:has-text('Copied')")
+        assert page.evaluate("() => navigator.clipboard.readText()").startswith("byok-")
+        page.goto("/keys/")
+        revoke = page.locator("button:has-text('Revoke')")
+        revoke.scroll_into_view_if_needed()
+        box = revoke.bounding_box()
+        assert box["x"] >= 0  # in view, no sideways scrolling
+        assert box["x"] + box["width"] <= width
+        page.on("dialog", lambda dialog: dialog.accept())
+        revoke.click()
+        page.wait_for_selector("[data-key-state='revoked']")
+        assert ApiKey.objects.unscoped().get().revoked_at is not None
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+
+        if width < 500:  # the switcher lives in the menu on phones, as wide as the menu
+            assert not page.locator("#tenant-switch").is_visible()
+            page.click(".menu-toggle")
+            switcher = page.locator("#tenant-switch-nav")
+            assert switcher.is_visible()
+            assert switcher.bounding_box()["width"] >= width - 60
+        else:
+            assert page.locator("#tenant-switch").is_visible()
+        shot(page, f"keys-phone-{width}")
+    finally:
+        context.close()
+    assert errors == []
