@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from .models import Agent
 from .roles import Role, invite_refusal
+from .services import signup_errors, slug_suggestion
 from .validators import MAX_TCU
 
 
@@ -24,7 +25,23 @@ def apply_errors(form: forms.Form, exc: ValidationError, rename: dict[str, str] 
             form.add_error(None, message)
 
 
-class SignupForm(forms.Form):
+class WorkspaceForm(forms.Form):
+    """A new workspace's name and id; the id is suggested from the name when left empty."""
+
+    tenant_name = forms.CharField(label="Workspace name", max_length=150)
+    tenant_slug = forms.CharField(
+        label="Workspace id",
+        max_length=50,
+        required=False,
+        help_text="Lowercase letters, digits and hyphens; used in URLs and the CLI. Suggested from the name.",
+    )
+
+    def clean_tenant_slug(self) -> str:
+        slug = (self.cleaned_data.get("tenant_slug") or "").strip().lower()
+        return slug or slug_suggestion(self.cleaned_data.get("tenant_name") or "")
+
+
+class SignupForm(WorkspaceForm):
     name = forms.CharField(label="Your name", max_length=150, required=False)
     email = forms.EmailField(label="Work e-mail")
     password = forms.CharField(
@@ -32,12 +49,29 @@ class SignupForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="At least 10 characters; not a common password.",
     )
-    tenant_name = forms.CharField(label="Workspace name", max_length=150)
-    tenant_slug = forms.CharField(
-        label="Workspace id",
-        max_length=50,
-        help_text="Lowercase letters, digits and hyphens; used in URLs and the CLI.",
-    )
+    field_order = ["name", "email", "password", "tenant_name", "tenant_slug"]
+
+    def add_service_errors(self) -> None:
+        """After the form's own checks failed, the service's checks of the fields that passed them (a weak
+        password, a taken e-mail or id), so every problem shows after one submit."""
+        data = self.cleaned_data
+        errors = signup_errors(
+            email=data.get("email", ""),
+            password=data.get("password", ""),
+            name=data.get("name", ""),
+            tenant_slug=data.get("tenant_slug", ""),
+        )
+        for field, messages in errors.items():
+            if data.get(field) and field not in self.errors:
+                for message in messages:
+                    self.add_error(field, message)
+
+    def ask_password_again(self) -> None:
+        """A password is never sent back to the browser: after a failed submit, say it must be typed again."""
+        note = "Enter your password again: it is not kept when the form has errors."
+        field = self.fields["password"]
+        field.help_text = f"{note} {field.help_text}"
+        self["password"].help_text = field.help_text  # the bound field copied it when the form was checked
 
 
 class LoginForm(AuthenticationForm):

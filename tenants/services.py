@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import timedelta
 
 from django.conf import settings
@@ -95,6 +97,21 @@ def _slug_errors(slug: str) -> list[str]:
     return []
 
 
+def slug_suggestion(name: str) -> str:
+    """A workspace id from its name, accents dropped: "Ünïcode Café & Co" → "unicode-cafe-co" (the sign-up page's
+    script suggests the same as the name is typed)."""
+    text = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:50].strip("-")
+
+
+def signup_errors(*, email: str, password: str, name: str, tenant_slug: str) -> dict[str, list[str]]:
+    """Everything `signup` would refuse about these values, so a form shows every problem after one submit."""
+    errors = _user_errors((email or "").strip().lower(), password, name)
+    if slug_errors := _slug_errors((tenant_slug or "").strip().lower()):
+        errors["tenant_slug"] = slug_errors
+    return errors
+
+
 def user_create(*, email: str, password: str, name: str = "") -> User:
     email = (email or "").strip().lower()
     errors = _user_errors(email, password, name)
@@ -109,10 +126,7 @@ def signup(
     """Create the user, the tenant and the owner membership, all or nothing."""
     email = (email or "").strip().lower()
     slug = (tenant_slug or "").strip().lower()
-    errors = _user_errors(email, password, name)
-    if slug_errors := _slug_errors(slug):
-        errors["tenant_slug"] = slug_errors
-    if errors:
+    if errors := signup_errors(email=email, password=password, name=name, tenant_slug=slug):
         raise ValidationError(errors)
     with transaction.atomic():
         user = User.objects.create_user(email=email, password=password, name=name)

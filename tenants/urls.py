@@ -26,6 +26,7 @@ urlpatterns = [
         "password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"
     ),
     path("workspace/switch/", views.switch_tenant, name="switch_tenant"),
+    path("workspace/new/", views.workspace_new, name="workspace_new"),
     path("members/", views.members, name="members"),
     path("members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path("members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),

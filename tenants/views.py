@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, time
+from typing import cast
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
@@ -33,6 +35,7 @@ from .forms import (
     LoginForm,
     RoleForm,
     SignupForm,
+    WorkspaceForm,
     apply_errors,
 )
 from .middleware import SESSION_KEY
@@ -48,25 +51,57 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("dashboard")
+        return redirect("workspace_new")  # signed up already: another workspace is made from the switcher
     form = SignupForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                user, tenant = services.signup(
+                    email=form.cleaned_data["email"],
+                    password=form.cleaned_data["password"],
+                    name=form.cleaned_data["name"],
+                    tenant_name=form.cleaned_data["tenant_name"],
+                    tenant_slug=form.cleaned_data["tenant_slug"],
+                )
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                request.session[SESSION_KEY] = tenant.id
+                messages.success(request, f"Welcome! Your workspace “{tenant.name}” is ready.")
+                return redirect("dashboard")
+        else:
+            form.add_service_errors()
+        form.ask_password_again()
+    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def workspace_new(request: HttpRequest) -> HttpResponse:
+    """Someone already signed up creates another workspace (from the switcher), becomes its owner, lands in it."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user, tenant = services.signup(
-                email=form.cleaned_data["email"],
-                password=form.cleaned_data["password"],
-                name=form.cleaned_data["name"],
-                tenant_name=form.cleaned_data["tenant_name"],
-                tenant_slug=form.cleaned_data["tenant_slug"],
+            tenant = services.tenant_create(
+                slug=form.cleaned_data["tenant_slug"],
+                name=form.cleaned_data["tenant_name"],
+                owner=cast(User, request.user),
+                actor=Actor.from_request(request),
             )
         except ValidationError as exc:
-            apply_errors(form, exc)
+            apply_errors(form, exc, rename={"slug": "tenant_slug", "name": "tenant_name"})
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[SESSION_KEY] = tenant.id
-            messages.success(request, f"Welcome! Your workspace “{tenant.name}” is ready.")
+            messages.success(request, f"Workspace “{tenant.name}” created; you are its owner.")
             return redirect("dashboard")
-    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+    in_workspace = getattr(request, "tenant", None) is not None
+    return render(
+        request,
+        "tenants/workspace_new.html",
+        {"form": form, "base_template": "base.html" if in_workspace else "public.html"},
+        status=400 if form.errors else 200,
+    )
 
 
 class LoginView(auth_views.LoginView):
@@ -79,6 +114,8 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("login")
     tenant_id = request.POST.get("tenant", "")
+    if tenant_id == "new":  # the switcher's last choice
+        return redirect("workspace_new")
     membership = None
     if (
         tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) <= 18

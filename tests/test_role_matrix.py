@@ -202,6 +202,16 @@ CASES: list[Case] = [
         body=lambda w: {"tenant": w.tenant.id},
         form=True,
     ),
+    # Anyone logged in may create a workspace of their own (and owns only that one); keys never.
+    Case("workspace_new", "GET", _p("/workspace/new/"), PEOPLE),
+    Case(
+        "workspace_new",
+        "POST",
+        _p("/workspace/new/"),
+        PEOPLE,
+        body=lambda w: {"tenant_name": "Side project", "tenant_slug": "side-project"},
+        form=True,
+    ),
     Case("members", "GET", _p("/members/"), PEOPLE),
     Case(
         "members",

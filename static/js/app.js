@@ -67,6 +67,17 @@
   };
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll(".toast").forEach(function (t) { setTimeout(function () { t.remove(); }, 5000); });
+    // A form sent back with errors: the first field in error gets the focus (and says so to screen readers).
+    const firstError = document.querySelector(".field.has-error input, .field.has-error select, .field.has-error textarea");
+    if (firstError) {
+      document.querySelectorAll(".field.has-error").forEach(function (field) {
+        const control = field.querySelector("input, select, textarea");
+        const list = field.querySelector(".errorlist[id]");
+        if (control) control.setAttribute("aria-invalid", "true");
+        if (control && list) control.setAttribute("aria-describedby", list.id);
+      });
+      firstError.focus();
+    }
     // Managed LLM: picking a plan ticks "Use managed LLM"; unticking it dims the plans (kept, not used).
     document.querySelectorAll("[data-managed-form]").forEach(function (form) {
       const toggle = form.querySelector("[data-managed-toggle]");
@@ -84,7 +95,9 @@
       slug.addEventListener("input", function () { edited = true; });
       name.addEventListener("input", function () {
         if (edited) return;
-        slug.value = name.value.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50);
+        // Accents dropped, not turned into hyphens: "Ünïcode Café & Co" → "unicode-cafe-co" (as the server does).
+        slug.value = name.value.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+          .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50).replace(/-+$/, "");
       });
     }
   });

@@ -125,3 +125,42 @@ def test_phone_and_desktop_keep_row_actions_in_view_and_snippets_copy(browser, l
     finally:
         context.close()
     assert errors == []
+
+
+def test_signup_shows_every_error_at_once_focuses_the_first_and_a_user_adds_a_workspace(page, make_tenant):
+    from tenants.models import Membership, Tenant
+
+    make_tenant("unicode-cafe-co")  # the id the name suggests is taken
+    page.goto("/signup/")
+    page.fill("#id_name", "Ada")
+    page.fill("#id_email", "ada@example")
+    page.fill("#id_password", "password")
+    page.type("#id_tenant_name", "Ünïcode Café & Co")
+    assert page.input_value("#id_tenant_slug") == "unicode-cafe-co"
+    page.click("button[type=submit]")
+    page.wait_for_selector("#id_email-errors")
+    for field in ("email", "password", "tenant_slug"):  # all three problems after one submit
+        assert page.locator(f"#id_{field}-errors").is_visible(), field
+    assert page.evaluate("() => document.activeElement.id") == "id_email"
+    assert page.input_value("#id_name") == "Ada"
+    assert page.input_value("#id_tenant_name") == "Ünïcode Café & Co"
+    assert page.input_value("#id_password") == ""
+    assert "Enter your password again" in page.inner_text(".field:has(#id_password)")
+    shot(page, "signup-errors")
+
+    page.fill("#id_email", "ada@example.com")
+    page.fill("#id_password", "a-sturdy-passphrase-42")
+    page.fill("#id_tenant_slug", "ada-co")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard/")
+
+    page.select_option("#tenant-switch", "new")
+    page.wait_for_url("**/workspace/new/")
+    page.type("#id_tenant_name", "Side Project")
+    assert page.input_value("#id_tenant_slug") == "side-project"
+    page.click("button:has-text('Create workspace')")
+    page.wait_for_url("**/dashboard/")
+    page.wait_for_selector("h1:has-text('Side Project')")
+    side = Tenant.objects.get(slug="side-project")
+    assert Membership.objects.unscoped().get(tenant=side).user.email == "ada@example.com"
+    assert page.locator("#tenant-switch option:checked").inner_text() == "Side Project"

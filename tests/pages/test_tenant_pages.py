@@ -74,6 +74,50 @@ def test_duplicate_slug_and_email_are_refused(client, tenant):
     assert Tenant.objects.filter(slug="other-slug").count() == 0
 
 
+def test_signup_shows_every_error_at_once_keeps_the_other_fields_and_asks_for_the_password_again(
+    client, tenant
+):
+    response = _signup(
+        client, email="not-an-email", password="password", tenant_slug=tenant.slug, name="Ada L"
+    )
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert set(form.errors) == {"email", "password", "tenant_slug"}
+    body = response.content.decode()
+    assert "too common" in body
+    assert "already exists" in body
+    assert 'value="Ada L"' in body
+    assert 'value="Acme AI"' in body
+    assert 'value="password"' not in body  # the password itself is never sent back
+    assert "Enter your password again" in body
+
+
+def test_signup_suggests_the_workspace_id_from_the_name_without_accents(client):
+    response = _signup(client, tenant_name="Ünïcode Café & Co", tenant_slug="")
+    assert response.status_code == 302
+    assert Tenant.objects.get(slug="unicode-cafe-co").name == "Ünïcode Café & Co"
+
+
+def test_a_signed_up_user_creates_another_workspace_and_lands_in_it(tenant, other_tenant):
+    client = _owner(tenant)
+    assert client.get("/signup/").url == "/workspace/new/"
+    assert client.post("/workspace/switch/", {"tenant": "new"}).url == "/workspace/new/"
+    taken = client.post("/workspace/new/", {"tenant_name": "Theirs", "tenant_slug": other_tenant.slug})
+    assert taken.status_code == 400
+    assert "already exists" in taken.content.decode()
+    assert (
+        not Membership.objects.unscoped()
+        .filter(tenant=other_tenant, user__email="owner@acme.example.com")
+        .exists()
+    )
+    created = client.post("/workspace/new/", {"tenant_name": "Side Project", "tenant_slug": ""})
+    assert created.url == "/dashboard/"
+    side = Tenant.objects.get(slug="side-project")
+    assert Membership.objects.unscoped().get(tenant=side).role == "owner"
+    assert client.session["tenant_id"] == side.id
+    assert "Side Project" in client.get("/dashboard/").content.decode()
+
+
 def test_login_and_logout(client, tenant):
     User.objects.create_user(email="bob@example.com", password=PASSWORD)
     bad = client.post("/login/", {"username": "bob@example.com", "password": "wrong"})
