@@ -22,6 +22,7 @@ from billing.pages import managed_context, managed_message, managed_post, offere
 from billing.plans import managed_change
 from billing.stripe.client import BillingError
 from byok_platform.agent_templates import TEMPLATES, template_for
+from llm.config.preferences import preferences_delete
 from llm.pages import llm_config_context
 from llm.usage.selectors import usage_summary
 from tenants import services
@@ -41,7 +42,8 @@ class AgentBudgetForm(forms.Form):
         max_value=MAX_TCU,
         required=False,
         help_text="Calls made as this agent are refused (402) once its TCU this month reaches it, in every "
-        "mode (your own keys too). Empty = no budget. 100,000 TCU = $1 of list cost.",
+        "mode (your own keys too). Empty = no budget of its own; the workspace's caps apply either way. "
+        "100,000 TCU = $1 of list cost.",
     )
 
 
@@ -179,6 +181,10 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
         services.agent_delete(agent=agent, actor=Actor.from_request(request))
         messages.success(request, f"Agent “{slug}” deleted.")
         return redirect("agents")
+    if action == "reset_llm":
+        if preferences_delete(tenant=request.tenant, agent=agent, actor=Actor.from_request(request)):
+            messages.success(request, f"“{agent.name}” now uses the workspace's LLM settings.")
+        return redirect(reverse("agent_detail", args=[agent.slug]) + "#llm")
     if action and action not in _AGENT_ACTION_PERMS and _agent_saved(request, agent, form):
         messages.success(request, "Agent saved.")
         return redirect("agent_detail", slug=agent.slug)
@@ -192,11 +198,13 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
         request,
         "tenants/agent_detail.html",
         {
+            # The LLM card and the configuration modal for this agent, opened here so saving comes back here.
+            **llm_config_context(request, agent),
             "agent": agent,
             "form": form,
             "budget_form": budget_form,
             "managed": managed,
-            "can_manage": role_has(request.role, Perm.MANAGE_AGENTS),
+            "can_edit": role_has(request.role, Perm.MANAGE_AGENTS),
             "can_budget": role_has(request.role, Perm.MANAGE_CAPS),
             "usage": usage,
             "keys": agent.api_keys.all(),
@@ -206,8 +214,12 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
 
 
 # The agent page's forms other than its settings (and delete, Perm.MANAGE_AGENTS), with the right each needs: the
-# same as the API's (PUT /api/billing/agents/{slug}/budget and /api/agents/{slug}/managed).
-_AGENT_ACTION_PERMS = {"budget": Perm.MANAGE_CAPS, "managed": Perm.MANAGE_CAPS}
+# same as the API's (PUT /api/billing/agents/{slug}/budget, /api/agents/{slug}/managed, DELETE /api/llm/preferences).
+_AGENT_ACTION_PERMS = {
+    "budget": Perm.MANAGE_CAPS,
+    "managed": Perm.MANAGE_CAPS,
+    "reset_llm": Perm.MANAGE_LLM,  # as DELETE /api/llm/preferences?agent=SLUG
+}
 
 
 def _agent_saved(request: TenantRequest, agent: Agent, form: AgentEditForm) -> bool:

@@ -320,6 +320,15 @@ CASES: list[Case] = [
         form=True,
         label="managed",
     ),
+    Case(
+        "agent_detail",
+        "POST",
+        _p("/agents/matrix-agent/"),
+        OA,  # Perm.MANAGE_LLM, as DELETE /api/llm/preferences?agent=SLUG
+        body=lambda w: {"action": "reset_llm"},
+        form=True,
+        label="reset-llm",
+    ),
     Case("keys", "GET", _p("/keys/"), OA),
     Case("keys", "POST", _p("/keys/"), OA, body=lambda w: {"name": "k", "scopes": ["gateway"]}, form=True),
     Case(
@@ -369,6 +378,15 @@ CASES: list[Case] = [
         body=lambda w: {"action": "managed"},
         form=True,
         label="managed",
+    ),
+    Case(
+        "agent_detail",
+        "POST",
+        _p("/agents/matrix-agent/"),
+        OA,  # Perm.MANAGE_LLM, as DELETE /api/llm/preferences?agent=SLUG
+        body=lambda w: {"action": "reset_llm"},
+        form=True,
+        label="reset-llm",
     ),
     Case(
         "billing_change_plan",

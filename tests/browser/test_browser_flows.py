@@ -108,15 +108,15 @@ def test_an_agent_gets_its_own_settings_through_the_same_modal(page):
     page.fill("#id_name", "Support bot")
     page.click("text=Create agent")
     page.wait_for_url("**/agents/support-bot/")
-    page.click("text=Configure this agent's LLM")
+    page.click("text=Give this agent its own settings")
     page.wait_for_selector("#llm-modal[open]")
     assert "support-bot" in page.inner_text("#llm-modal-title")
     page.check("input[name=mode][value=byok]")
     page.select_option("#model", "mistral:mistral-medium-3.1")
     page.fill("#api_key", "sk-mistral-agent-9876")
     page.click("#save")
-    page.wait_for_selector("text=This agent has its own settings")
-    assert "configure" not in page.url
+    page.wait_for_selector("#llm-inheritance >> text=Overrides the workspace's LLM settings")
+    assert page.url.endswith("/agents/support-bot/")  # saved from the agent's page, back on it
     assert not page.is_visible("#llm-modal")
     own = Preferences.objects.unscoped().get(agent__slug="support-bot")
     assert own.mode == "byok"

@@ -164,3 +164,51 @@ def test_signup_shows_every_error_at_once_focuses_the_first_and_a_user_adds_a_wo
     side = Tenant.objects.get(slug="side-project")
     assert Membership.objects.unscoped().get(tenant=side).user.email == "ada@example.com"
     assert page.locator("#tenant-switch option:checked").inner_text() == "Side Project"
+
+
+def test_an_agent_page_says_what_it_inherits_and_resets_to_the_workspace_settings(page):
+    from llm.models import Preferences
+    from tenants.audit import SYSTEM
+    from tenants.keys import apikey_create, apikey_revoke
+    from tenants.models import Agent
+
+    signup(page)
+    page.goto("/agents/")
+    page.fill("#id_slug", "support-bot")
+    page.fill("#id_name", "Support bot")
+    page.click("text=Create agent")
+    page.wait_for_url("**/agents/support-bot/")
+    agent = Agent.objects.unscoped().get(slug="support-bot")
+    key, _ = apikey_create(tenant=agent.tenant, actor=SYSTEM, name="bot key", scopes=["gateway"], agent=agent)
+    apikey_revoke(key=key, actor=SYSTEM)
+    page.reload()
+    inheritance = page.inner_text("#llm-inheritance")
+    assert "Uses the workspace's LLM settings" in inheritance
+    assert page.locator("#llm [data-summary='model']").inner_text().strip()  # the model it uses
+    assert page.locator("button:has-text('Reset to workspace settings')").count() == 0
+    assert page.locator("#id_monthly_tcu").is_visible()  # its own budget
+    assert page.inner_text("[data-key-state]") == "Revoked"  # the keys page's word
+
+    page.click("text=Give this agent its own settings")
+    page.wait_for_selector("#llm-modal[open]")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "mistral:mistral-medium-3.1")
+    page.fill("#api_key", "sk-mistral-agent-9876")
+    page.click("#save")
+    page.wait_for_selector("#llm-inheritance >> text=Overrides the workspace's LLM settings")
+    assert page.url.endswith("/agents/support-bot/")
+    assert "mistral:mistral-medium-3.1" in page.inner_text("#llm")
+    assert "Your own key" in page.inner_text("#llm")
+
+    messages: list[str] = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.dismiss()))
+    page.click("button:has-text('Reset to workspace settings')")
+    page.wait_for_timeout(300)
+    assert "Reset “Support bot” to the workspace's LLM settings?" in messages[0]
+    assert Preferences.objects.unscoped().filter(agent=agent).exists()  # cancelled: nothing changed
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Reset to workspace settings')")
+    page.wait_for_selector("text=now uses the workspace's LLM settings")
+    assert "Uses the workspace's LLM settings" in page.inner_text("#llm-inheritance")
+    assert not Preferences.objects.unscoped().filter(agent=agent).exists()
+    shot(page, "agent-inherits")

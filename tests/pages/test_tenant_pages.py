@@ -472,3 +472,32 @@ def test_max_tokens_is_audited_as_a_value_not_as_a_secret(tenant):
         changes={"max_tokens": [1, 2], "bearer_token": "t", "apikey": "k"},
     )
     assert event.changes == {"max_tokens": [1, 2], "bearer_token": "[changed]", "apikey": "[changed]"}
+
+
+def test_resetting_an_agents_llm_drops_only_its_own_settings(tenant, make_user):
+    from llm.config.preferences import preferences_read
+
+    client = _owner(tenant)
+    client.post("/agents/", {"slug": "helper", "name": "Helper"})
+    agent = Agent.objects.unscoped().get(tenant=tenant, slug="helper")
+    saved = client.post(
+        "/api/llm/preferences?agent=helper",
+        {
+            "mode": "custom",
+            "model": "llama3",
+            "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"},
+        },
+        content_type="application/json",
+    )
+    assert saved.status_code in (200, 201), saved.content
+    assert "Overrides the workspace" in client.get("/agents/helper/").content.decode()
+    member = make_user("plain-member@example.com")
+    Membership.objects.unscoped().create(tenant=tenant, user=member, role="member")
+    other = Client()
+    other.force_login(member)
+    assert other.post("/agents/helper/", {"action": "reset_llm"}).status_code == 403
+    assert preferences_read(tenant=tenant, agent=agent)["inherited"] is False
+    done = client.post("/agents/helper/", {"action": "reset_llm"})
+    assert done.status_code == 302
+    assert preferences_read(tenant=tenant, agent=agent)["inherited"] is True
+    assert AuditEvent.objects.unscoped().filter(tenant=tenant, action="llm.preferences.delete").count() == 1
