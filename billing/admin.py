@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from billing import caps
@@ -355,4 +356,4 @@ class ReconciliationIssueAdmin(admin.ModelAdmin):
     @admin.action(description="Mark selected issues resolved")
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet) -> None:
         n = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
-        self.message_user(request, f"{n} issue(s) marked resolved.", messages.SUCCESS)
+        self.message_user(request, f"{n} issue{pluralize(n)} marked resolved.", messages.SUCCESS)

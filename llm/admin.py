@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import pluralize
 
 from llm.config.versions import bump_config_version
 from llm.metering import queue as metering
@@ -67,7 +68,9 @@ def _set_enabled(
     for obj in objects:
         modeladmin.log_change(request, obj, f"{word} (bulk action).")
     bump_config_version()
-    modeladmin.message_user(request, f"{word} {len(objects)} model(s).", messages.SUCCESS)
+    modeladmin.message_user(
+        request, f"{word} {len(objects)} model{pluralize(len(objects))}.", messages.SUCCESS
+    )
 
 
 @admin.action(description="Enable the selected models")
@@ -228,10 +231,10 @@ def usage_dead_letters_view(request: HttpRequest) -> Any:
         ids = request.POST.getlist("ids")
         if request.POST.get("action") == "requeue":
             count = metering.requeue_dead_letters(ids or None)
-            messages.success(request, f"{count} event(s) put back on the usage queue.")
+            messages.success(request, f"{count} event{pluralize(count)} put back on the usage queue.")
         elif request.POST.get("action") == "discard" and ids:
             count = metering.discard_dead_letters(ids)
-            messages.warning(request, f"{count} event(s) discarded.")
+            messages.warning(request, f"{count} event{pluralize(count)} discarded.")
         return redirect("admin:llm_usage_dead_letters")
     context = {
         **admin.site.each_context(request),

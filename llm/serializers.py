@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.template.defaultfilters import pluralize
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -917,7 +918,7 @@ class RouteTargetSerializer(AllErrorsSerializer):
     params = ParamsField(required=False, allow_null=True, help_text="temperature, max_tokens")
 
     def unknown_problems(self, keys: set[Any]) -> Problems:
-        return {"unknown": [f"unknown field(s) {', '.join(field_names(keys))}."]}
+        return {"unknown": [f"unknown field{pluralize(len(keys))} {', '.join(field_names(keys))}."]}
 
     def validate(self, attrs: Any) -> routes.TargetInput:
         credential = self._credential(attrs.get("credential"))

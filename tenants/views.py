@@ -162,9 +162,15 @@ def members(request: TenantRequest) -> HttpResponse:
                 # Shown once on the page this redirects to, so a reload does not send the invitation again.
                 request.session[_NEW_INVITE] = invite_link
                 return redirect("members")
+    memberships = list(
+        Membership.objects.for_tenant(request.tenant).select_related("user").order_by("created_at")
+    )
+    owners = sum(1 for m in memberships if m.role == Role.OWNER)
     rows = []
-    for m in Membership.objects.for_tenant(request.tenant).select_related("user").order_by("created_at"):
+    for m in memberships:
         is_self = m.user_id == request.user.pk
+        # The only owner can be neither removed nor demoted (the service refuses it): offer neither.
+        last_owner = m.role == Role.OWNER and owners <= 1
         choices = [
             (value, label)
             for value, label in Role.choices
@@ -175,8 +181,10 @@ def members(request: TenantRequest) -> HttpResponse:
         rows.append(
             {
                 "m": m,
-                "choices": choices if len(choices) > 1 else [],
-                "can_remove": removal_refusal(actor_role=request.role, target=m.role) is None,
+                "last_owner": last_owner,
+                "choices": choices if len(choices) > 1 and not last_owner else [],
+                "can_remove": not last_owner
+                and removal_refusal(actor_role=request.role, target=m.role) is None,
             }
         )
     context = {
@@ -188,6 +196,7 @@ def members(request: TenantRequest) -> HttpResponse:
         "form": form,
         "can_manage": can_manage,
         "invite_link": invite_link,
+        "roles": [(value, label, vocabulary.ROLE_DESCRIPTIONS[value]) for value, label in Role.choices],
     }
     return render(request, "tenants/members.html", context, status=400 if form.errors else 200)
 

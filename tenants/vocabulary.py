@@ -33,10 +33,11 @@ ENDPOINT_KINDS: dict[str, str] = {
 }
 ROLES: dict[str, str] = {"owner": "Owner", "admin": "Admin", "member": "Member", "billing": "Billing"}
 ROLE_DESCRIPTIONS: dict[str, str] = {
-    "owner": "Everything, including billing and other owners.",
-    "admin": "Everything except billing and owners: LLM settings, keys, agents, members, audit log.",
-    "member": "Uses the assistant and the API; sees settings and usage.",
-    "billing": "The plan, invoices and spend caps; sees settings and usage.",
+    "owner": "Everything, including the plan and payment and who else is an owner.",
+    "admin": "Everything but the plan, payment and the owner role: LLM settings, API keys, agents, members, "
+    "spend caps and the audit log.",
+    "member": "Uses the assistant; sees the LLM settings, agents and usage.",
+    "billing": "The plan, payment, invoices and spend caps; sees the LLM settings and usage.",
 }
 SCOPES: dict[str, str] = {"gateway": "Gateway", "manage": "Manage"}
 KEY_STATES: dict[str, str] = {"active": "Active", "revoked": "Revoked", "expired": "Expired"}

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DataError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -223,7 +224,7 @@ def on_subscription_deleted(tenant: Tenant, obj: dict[str, Any]) -> str:
         part
         for part in (
             "your paid plan ended; the workspace is on Free" if paid_plan else "",
-            f"managed LLM is off on {ended} agent(s)" if ended else "",
+            f"managed LLM is off on {ended} agent{pluralize(ended)}" if ended else "",
         )
         if part
     )

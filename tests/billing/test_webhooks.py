@@ -220,7 +220,7 @@ def test_subscription_deleted_ends_the_managed_tiers_it_paid_for(tenant, agent, 
     assert managed_access(tenant.id, agent.id) is None
     assert AuditEvent.objects.unscoped().filter(tenant=tenant, action="billing.managed.end").count() == 2
     note = Notification.objects.unscoped().get(tenant=tenant, title="Subscription ended")
-    assert "managed LLM is off on 2 agent(s)" in note.body
+    assert "managed LLM is off on 2 agents" in note.body
 
 
 def test_checkout_completed_applies_the_chosen_plan(tenant, settings, paid_plans):

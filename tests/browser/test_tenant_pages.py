@@ -212,3 +212,40 @@ def test_an_agent_page_says_what_it_inherits_and_resets_to_the_workspace_setting
     assert "Uses the workspace's LLM settings" in page.inner_text("#llm-inheritance")
     assert not Preferences.objects.unscoped().filter(agent=agent).exists()
     shot(page, "agent-inherits")
+
+
+def test_members_explain_roles_hide_the_last_owners_remove_and_the_menu_counts_unread_notifications(page):
+    from billing.notifications import notification_create
+    from tenants.audit import SYSTEM
+    from tenants.models import Membership, Tenant, User
+    from tenants.services import agent_create
+
+    signup(page)
+    tenant = Tenant.objects.get(slug="acme")
+    agent_create(tenant=tenant, actor=SYSTEM, slug="one-bot")
+    page.goto("/dashboard/")
+    agents_card = page.inner_text(".card:has(h2:has-text('Agents'))")
+    assert "1 agent:" in agents_card
+    assert "attribute usage" not in agents_card  # "1 agent attribute usage" was the old sentence
+
+    page.goto("/members/")
+    roles = page.inner_text("#roles")
+    assert "Billing" in roles
+    assert "spend caps" in roles
+    assert page.locator("button:has-text('Remove')").count() == 0  # the only owner
+    assert "The only owner" in page.inner_text("tbody")
+    second = User.objects.create_user(email="second@example.com", password="a-sturdy-passphrase-42")
+    Membership.objects.for_tenant(tenant).create(user=second, role="owner")
+    page.reload()
+    assert page.locator("button:has-text('Remove')").count() == 2
+
+    assert page.locator("#unread-count").count() == 0
+    notification_create(tenant=tenant, title="You are close to your cap")
+    notification_create(tenant=tenant, title="Payment failed")
+    page.goto("/members/")
+    assert page.inner_text("#unread-count").startswith("2")
+    page.click("nav >> text=Notifications")
+    page.click("form:has(input[name=id]) >> nth=0 >> button:has-text('Mark read')")
+    page.wait_for_url("**/notifications/")
+    assert page.inner_text("#unread-count").startswith("1")
+    shot(page, "members-roles")

@@ -501,3 +501,12 @@ def test_resetting_an_agents_llm_drops_only_its_own_settings(tenant, make_user):
     assert done.status_code == 302
     assert preferences_read(tenant=tenant, agent=agent)["inherited"] is True
     assert AuditEvent.objects.unscoped().filter(tenant=tenant, action="llm.preferences.delete").count() == 1
+
+
+def test_members_page_offers_neither_remove_nor_demotion_for_the_only_owner(tenant):
+    page = _owner(tenant).get("/members/")
+    row = page.context["rows"][0]
+    assert (row["last_owner"], row["can_remove"], row["choices"]) == (True, False, [])
+    body = page.content.decode()
+    assert "What each role can do" in body
+    assert "/remove/" not in body
