@@ -233,7 +233,7 @@ def member_role(request: TenantRequest, membership_id: int) -> HttpResponse:
         lambda: services.membership_change_role(
             membership=membership, role=role, actor=Actor.from_request(request)
         ),
-        f"{membership.user.email} is now {role}.",
+        f"{membership.user.email} is now {vocabulary.role_label(role)}.",
     )
 
 
@@ -303,7 +303,10 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
                 error = " ".join(exc.messages)
             else:
                 request.session[SESSION_KEY] = membership.tenant_id
-                messages.success(request, f"You joined {invitation.tenant.name} as {membership.role}.")
+                messages.success(
+                    request,
+                    f"You joined {invitation.tenant.name} as {vocabulary.role_label(membership.role)}.",
+                )
                 return redirect("dashboard")
     context = {"invitation": invitation, "form": form, "existing": existing, "error": error}
     return render(
