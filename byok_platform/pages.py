@@ -22,7 +22,7 @@ from billing.pages import managed_context, managed_message, managed_post, offere
 from billing.plans import managed_change
 from billing.stripe.client import BillingError
 from byok_platform.agent_templates import TEMPLATES, template_for
-from llm.config.preferences import preferences_delete
+from llm.config.preferences import preferences_delete, preferences_read
 from llm.pages import llm_config_context
 from llm.usage.selectors import usage_summary
 from tenants import services
@@ -194,12 +194,19 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
     except DatabaseError:  # usage is an extra here
         usage = None
     managed = managed_context(request, agent=agent, form=managed_form)
+    llm = llm_config_context(request, agent)
+    # Inheriting nothing: the workspace has no settings of its own and no managed LLM to fall back on.
+    llm["nothing_to_inherit"] = (
+        llm["prefs"]["inherited"]
+        and not llm["prefs"]["platform_mode_available"]
+        and not preferences_read(tenant=request.tenant, agent=None)["saved"]
+    )
     return render(
         request,
         "tenants/agent_detail.html",
         {
             # The LLM card and the configuration modal for this agent, opened here so saving comes back here.
-            **llm_config_context(request, agent),
+            **llm,
             "agent": agent,
             "form": form,
             "budget_form": budget_form,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 from tests.browser.conftest import shot, signup
 
@@ -182,9 +183,23 @@ def test_an_agent_page_says_what_it_inherits_and_resets_to_the_workspace_setting
     key, _ = apikey_create(tenant=agent.tenant, actor=SYSTEM, name="bot key", scopes=["gateway"], agent=agent)
     apikey_revoke(key=key, actor=SYSTEM)
     page.reload()
+    assert "The workspace has no LLM settings yet" in page.inner_text("#llm")
+
+    _, manage = apikey_create(tenant=agent.tenant, actor=SYSTEM, name="setup", scopes=["manage"])
+    saved = Client(HTTP_AUTHORIZATION=f"Bearer {manage}").post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "llama3",
+            "custom_endpoint": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"},
+        },
+        content_type="application/json",
+    )
+    assert saved.status_code in (200, 201), saved.content
+    page.reload()
     inheritance = page.inner_text("#llm-inheritance")
     assert "Uses the workspace's LLM settings" in inheritance
-    assert page.locator("#llm [data-summary='model']").inner_text().strip()  # the model it uses
+    assert "Your own endpoint · model llama3" in page.inner_text("#llm")  # the mode and model it uses
     assert page.locator("button:has-text('Reset to workspace settings')").count() == 0
     assert page.locator("#id_monthly_tcu").is_visible()  # its own budget
     assert page.inner_text("[data-key-state]") == "Revoked"  # the keys page's word
