@@ -38,6 +38,12 @@ class CapsSerializer(serializers.Serializer):
     hard_tcu = serializers.IntegerField(
         allow_null=True, help_text="Your own hard cap over all calls, every mode; null = none"
     )
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Set a hard cap at or below this month's usage anyway (it refuses every paid call at once); "
+        "without it such a cap is refused with a hard_tcu error",
+    )
 
 
 class CapsReadSerializer(serializers.Serializer):
@@ -74,7 +80,7 @@ class CapsView(TenantAPIView):
     @extend_schema(request=CapsSerializer, responses=CapsReadSerializer)
     def put(self, request: Request) -> Response:
         data = request.data if isinstance(request.data, dict) else {}
-        unknown = set(data) - {"warn_tcu", "hard_tcu"}
+        unknown = set(data) - {"warn_tcu", "hard_tcu", "confirm"}
         if unknown:
             return Response({name: ["Unknown field."] for name in sorted(unknown)}, status=400)
         missing = {"warn_tcu", "hard_tcu"} - set(data) if request.method == "PUT" else set()
@@ -83,14 +89,23 @@ class CapsView(TenantAPIView):
                 {name: ["This field is required (null = no cap of your own)."] for name in missing},
                 status=400,
             )
+        confirm = data.get("confirm", False)
+        if not isinstance(confirm, bool):
+            return Response({"confirm": ["Must be true or false."]}, status=400)
         current = caps.caps_read(tenant=self.tenant)
         warn = data.get("warn_tcu", current["own_warn_tcu"])
         hard = data.get("hard_tcu", current["own_hard_tcu"])
         try:
             return Response(
-                caps.caps_update(tenant=self.tenant, actor=self.actor, warn_tcu=warn, hard_tcu=hard)
+                caps.caps_update(
+                    tenant=self.tenant, actor=self.actor, warn_tcu=warn, hard_tcu=hard, confirm=confirm
+                )
             )
         except ValidationError as exc:
+            if caps.needs_confirm(exc):
+                return Response(
+                    {"hard_tcu": [f'{exc.messages[0]} Send "confirm": true to set it anyway.']}, status=400
+                )
             return _field_errors(exc)
 
     patch = put

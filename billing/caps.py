@@ -19,7 +19,9 @@ from billing.models import AgentBudget, ManagedTier, Plan, Subscription
 from billing.subscriptions import ensure_subscription, free_plan, live_managed, period_of
 from llm.calls import hot_cache
 from llm.config.catalog import get_catalog
+from llm.limits.budget import used_tcu
 from llm.policy import ManagedAccess
+from llm.templatetags.money import usd
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
 from tenants.validators import parse_tcu
@@ -445,12 +447,46 @@ def _validate_tcu(name: str, value: Any, errors: dict[str, list[str]]) -> int | 
         return None
 
 
-def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -> dict[str, Any]:
+def tcu_in_usd(tcu: int) -> Decimal:
+    """The list cost in USD that `tcu` TCU stand for (TCU_USD each)."""
+    return Decimal(tcu) * Decimal(str(settings.TCU_USD))
+
+
+def _used_now(tenant_id: int) -> int:
+    """TCU used this period as the gateway counts them (0 when its store cannot say: only a cap of 0 then asks)."""
+    try:
+        return int(used_tcu(tenant_id=tenant_id, seed=False))  # a read: leaves the gateway's counter alone
+    except Exception:  # the store is down; the check below still catches a cap of 0
+        log.warning("TCU counter unavailable for tenant %s", tenant_id, exc_info=True)
+        return 0
+
+
+def blocking_cap_message(*, hard: int, used: int) -> str:
+    """Why a new hard cap needs confirming: at or below what is used already, it refuses paid calls at once."""
+    return (
+        f"A hard cap of {hard:,} TCU ({usd(tcu_in_usd(hard))}) is at or below the {used:,} TCU "
+        f"({usd(tcu_in_usd(used))}) already used this month, so every new call that costs anything would be "
+        "refused (402) from now until the month ends (calls that cost nothing still pass)."
+    )
+
+
+def needs_confirm(exc: ValidationError) -> bool:
+    """Whether `caps_update` refused only for want of `confirm` (a hard cap that blocks paid calls now)."""
+    errors = getattr(exc, "error_dict", {})
+    return set(errors) == {"hard_tcu"} and all(e.code == "confirm" for e in errors["hard_tcu"])
+
+
+def caps_update(
+    *, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any, confirm: bool = False
+) -> dict[str, Any]:
     """Set the tenant's own warn/hard caps (None = none); audited; effective at once.
 
     They count all the tenant's metered TCU in every mode (that is how a BYOK tenant caps its own provider
     bill). The platform's guardrail is a separate counter: an own cap below it stops platform-managed calls
-    sooner (the tenant lowers it), one above it never lets them past it (the tenant cannot raise it)."""
+    sooner (the tenant lowers it), one above it never lets them past it (the tenant cannot raise it).
+
+    A new hard cap at or below this month's usage would refuse every paid call at once: it is refused with a
+    `hard_tcu` error of code `confirm` unless `confirm` is true (the API's `"confirm": true`, the page's box)."""
     errors: dict[str, list[str]] = {}
     warn = _validate_tcu("warn_tcu", warn_tcu, errors)
     hard = _validate_tcu("hard_tcu", hard_tcu, errors)
@@ -463,6 +499,16 @@ def caps_update(*, tenant: Tenant, actor: Actor, warn_tcu: Any, hard_tcu: Any) -
     with transaction.atomic():
         sub = ensure_subscription(tenant, lock=True)
         before = {"warn_tcu": sub.warn_tcu_override, "hard_tcu": sub.hard_tcu_override}
+        if hard is not None and hard != sub.hard_tcu_override and not confirm:
+            used = _used_now(tenant.id)
+            if hard <= used:
+                raise ValidationError(
+                    {
+                        "hard_tcu": [
+                            ValidationError(blocking_cap_message(hard=hard, used=used), code="confirm")
+                        ]
+                    }
+                )
         sub.warn_tcu_override, sub.hard_tcu_override = warn, hard
         sub.save(update_fields=["warn_tcu_override", "hard_tcu_override", "updated_at"])
         audit_record(

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing.alerts import alert_webhook_read, alert_webhook_set, recent_alerts
-from billing.caps import caps_read, caps_update
+from billing.caps import caps_read, caps_update, needs_confirm, tcu_in_usd
 from billing.managed import managed_get
 from billing.models import ManagedTier, Plan
 from billing.notifications import notification_mark_read, notifications_for
@@ -47,9 +47,39 @@ class CapsForm(forms.Form):
         min_value=0,
         max_value=MAX_TCU,
         required=False,
-        help_text="Every new call is refused (402) once reached. Empty = no hard cap of your own. "
-        "100,000 TCU = $1 of list cost.",
+        help_text="Every new call that costs anything is refused (402) once reached. Empty = no hard cap of "
+        "your own. 100,000 TCU = $1 of list cost.",
     )
+    # Asked for only when the service says the hard cap would refuse paid calls at once (see caps_update).
+    confirm = forms.BooleanField(
+        label="Yes, set this hard cap: refuse every paid call from now on", required=False
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("warn_tcu", "hard_tcu"):
+            self.fields[name].widget.attrs.update({"placeholder": "plan default", "inputmode": "numeric"})
+
+    @property
+    def asks_confirm(self) -> bool:
+        """Show the confirmation box: the service asked for it, or the user already ticked it."""
+        return bool(self.data.get("confirm")) or any(
+            e.code == "confirm" for e in self.errors.as_data().get("hard_tcu", [])
+        )
+
+
+def cap_sources(caps: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per field, whether a cap of the tenant's own is set and what applies without it (the plan's default)."""
+    guardrail = {"warn_tcu": caps["platform_warn_tcu"], "hard_tcu": caps["platform_hard_tcu"]}
+    return {
+        name: {
+            "own": caps[f"own_{name}"],
+            "own_usd": tcu_in_usd(caps[f"own_{name}"]) if caps[f"own_{name}"] is not None else None,
+            "default": guardrail[name] or None,
+            "default_usd": tcu_in_usd(guardrail[name]) if guardrail[name] else None,
+        }
+        for name in ("warn_tcu", "hard_tcu")
+    }
 
 
 class ManagedForm(forms.Form):
@@ -185,6 +215,8 @@ def billing(request: TenantRequest) -> HttpResponse:
         {
             "s": summary,
             "form": form,
+            "cap_fields": [{"field": form[name], **source} for name, source in cap_sources(caps).items()],
+            "tcu_usd": caps["tcu_usd"],
             "plans": plans,
             "can_billing": role_has(request.role, Perm.MANAGE_BILLING),
             "webhook": alert_webhook_read(tenant=request.tenant),
@@ -219,9 +251,16 @@ def _caps_saved(request: TenantRequest, form: CapsForm) -> bool:
             actor=Actor.from_request(request),
             warn_tcu=form.cleaned_data["warn_tcu"],
             hard_tcu=form.cleaned_data["hard_tcu"],
+            confirm=form.cleaned_data["confirm"],
         )
     except ValidationError as exc:
-        apply_errors(form, exc)
+        if needs_confirm(exc):
+            form.add_error(
+                "hard_tcu",
+                ValidationError(f"{exc.messages[0]} Tick the box below to set it anyway.", code="confirm"),
+            )
+        else:
+            apply_errors(form, exc)
         return False
     return True
 

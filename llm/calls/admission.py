@@ -183,6 +183,17 @@ def _worst_case_tcu(body: dict, target: ResolvedTarget, *, embeddings: bool = Fa
     return budget.clamp(tcu_of((Decimal(prompt) * in_p + outputs * out_p) / Decimal(1_000_000)))
 
 
+def _costs_nothing(target: ResolvedTarget) -> bool:
+    """Whether every call to the target is metered at $0 (both prices zero, no provider-reported cost)."""
+    return (
+        target.input_usd_per_mtok is not None
+        and target.output_usd_per_mtok is not None
+        and target.input_usd_per_mtok <= 0
+        and target.output_usd_per_mtok <= 0
+        and not target.cost_reported
+    )
+
+
 async def admit(
     ctx: CallContext, body: dict, targets: list[ResolvedTarget], *, embeddings: bool = False
 ) -> tuple[budget.Reservation, set[str]]:
@@ -199,14 +210,17 @@ async def admit(
     # The tenant's own cap counts every call, in every mode; without one it is counted, never refused (a BYOK or
     # custom tenant is never stopped by the platform). The platform's guardrail is reserved on any call that
     # may reach a platform target, and counts only what one serves (0 = no platform spend included).
-    scopes = [budget.Scope("tenant", ctx.tenant_id, limits.own_hard_tcu)]
+    # Caps limit spend: a call that cannot cost anything (every target free, e.g. the tenant's own unpriced
+    # endpoint) is counted but never refused by one, not even by a cap of 0 or one already reached.
+    free = all(_costs_nothing(t) for t in targets)
+    scopes = [budget.Scope("tenant", ctx.tenant_id, None if free else limits.own_hard_tcu)]
     if any(t.mode == "platform" for t in targets):
-        scopes.append(budget.Scope("platform", ctx.tenant_id, limits.platform_hard_tcu))
+        scopes.append(budget.Scope("platform", ctx.tenant_id, None if free else limits.platform_hard_tcu))
     if ctx.api_key_id is not None and ctx.key_spend_limit is not None:
-        scopes.append(budget.Scope("key", ctx.api_key_id, ctx.key_spend_limit))
+        scopes.append(budget.Scope("key", ctx.api_key_id, None if free else ctx.key_spend_limit))
     agent_cap = await agent_budget(ctx.tenant_id, ctx.agent_id)
     if agent_cap is not None and ctx.agent_id is not None:
-        scopes.append(budget.Scope("agent", ctx.agent_id, agent_cap))
+        scopes.append(budget.Scope("agent", ctx.agent_id, None if free else agent_cap))
     rates = []
     if limits.rpm_tenant:
         rates.append(budget.RateLimit("tenant", ctx.tenant_id, limits.rpm_tenant, 60))

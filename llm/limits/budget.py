@@ -486,9 +486,12 @@ class RedisBackend:
         await _aguard(self._async_entry()[2], keys=keys, args=args)
         reservation.settled = True
 
-    def used(self, scope: Scope, period: str) -> int:
+    def used(self, scope: Scope, period: str, *, seed: bool = True) -> int:
+        """Settled TCU of the period; a missing counter is rebuilt from PostgreSQL (and kept, when `seed`)."""
         client = self.sync_client()
         value = client.get(scope.used_key(period))
+        if value is None and not seed:
+            return _rebuild_used(scope, period)
         if value is None:
             self._seed(scope, period)
             value = client.get(scope.used_key(period))
@@ -570,9 +573,9 @@ def reset_backend() -> None:
     _backend = None
 
 
-def used_tcu(*, tenant_id: int, period: str | None = None) -> int:
-    """TCU settled so far in the period (UTC month) for a tenant, every mode."""
-    return backend().used(Scope("tenant", tenant_id, None), period or period_of())
+def used_tcu(*, tenant_id: int, period: str | None = None, seed: bool = True) -> int:
+    """TCU settled so far in the period (UTC month) for a tenant, every mode (`seed`: keep a rebuilt counter)."""
+    return backend().used(Scope("tenant", tenant_id, None), period or period_of(), seed=seed)
 
 
 def platform_used_tcu(*, tenant_id: int, period: str | None = None) -> int:

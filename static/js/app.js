@@ -88,6 +88,28 @@
       toggle.addEventListener("change", show);
       show();
     });
+    // Caps: the dollars a TCU figure stands for, as it is typed, and a word when a hard cap would stop paid calls now.
+    document.querySelectorAll("[data-caps-form]").forEach(function (form) {
+      const rate = Number(form.dataset.tcuUsd), used = Number(form.dataset.tcuUsed);
+      const warning = form.querySelector("[data-cap-warning]");
+      const update = function (input) {
+        const out = form.querySelector('[data-usd-for="' + input.id + '"]');
+        const text = input.value.trim(), n = Number(text);
+        const valid = text !== "" && /^\d+$/.test(text);
+        if (out) out.textContent = valid ? "= " + window.usd(n * rate) : "";
+        if (warning && input.name === "hard_tcu") {
+          // Once the server has asked (the confirmation box is there), its message says it.
+          const blocks = valid && n <= used && !form.querySelector("[name=confirm]");
+          warning.hidden = !blocks;
+          warning.textContent = blocks ? "At or below the " + used.toLocaleString("en-US") +
+            " TCU already used this month: every paid call would be refused at once. You will be asked to confirm." : "";
+        }
+      };
+      form.querySelectorAll("input[name=warn_tcu], input[name=hard_tcu]").forEach(function (input) {
+        input.addEventListener("input", function () { update(input); });
+        update(input);
+      });
+    });
     const name = document.getElementById("id_tenant_name");
     const slug = document.getElementById("id_tenant_slug");
     if (name && slug) {

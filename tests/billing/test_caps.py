@@ -166,3 +166,34 @@ def test_caps_api_is_for_owner_admin_and_billing(tenant, make_user, role, allowe
     if not allowed:
         assert write.status_code == 403
         assert limits_for(tenant.id).hard_tcu != 20
+
+
+def test_a_hard_cap_at_or_below_this_months_usage_needs_confirm(manage_client, tenant, monkeypatch):
+    """Such a cap refuses every paid call at once: the API says so and saves nothing until asked with confirm."""
+    from llm.limits import budget
+
+    monkeypatch.setattr(budget.RedisBackend, "used", lambda self, scope, period, **kw: 5_000)
+    for hard in (0, 5_000):
+        refused = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": hard}, format="json")
+        assert refused.status_code == 400
+        (message,) = refused.json()["hard_tcu"]
+        assert f"A hard cap of {hard:,} TCU" in message
+        assert "5,000 TCU ($0.05) already used this month" in message
+        assert 'Send "confirm": true' in message
+        assert limits_for(tenant.id).own_hard_tcu is None
+    assert not AuditEvent.objects.unscoped().filter(tenant=tenant, action="billing.caps.update").exists()
+    above = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 5_001}, format="json")
+    assert above.status_code == 200, above.content
+    confirmed = manage_client.put(
+        "/api/billing/caps", {"warn_tcu": None, "hard_tcu": 0, "confirm": True}, format="json"
+    )
+    assert confirmed.status_code == 200, confirmed.content
+    assert limits_for(tenant.id).own_hard_tcu == 0
+    # The cap already set is not asked about again when only the warn level changes
+    again = manage_client.put("/api/billing/caps", {"warn_tcu": 0, "hard_tcu": 0}, format="json")
+    assert again.status_code == 200, again.content
+    bad = manage_client.put(
+        "/api/billing/caps", {"warn_tcu": 0, "hard_tcu": 0, "confirm": "yes"}, format="json"
+    )
+    assert bad.status_code == 400
+    assert "confirm" in bad.json()

@@ -257,7 +257,7 @@ def test_assistant_answers_from_the_fake_provider_and_explains_the_hard_cap(page
     assert "Hello from fake" in reply
     assert "12 in / 5 out · $0.000013" in reply
     shot(page, "assistant")
-    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=0, hard_tcu=0)
+    caps_update(tenant=tenant, actor=SYSTEM, warn_tcu=0, hard_tcu=0, confirm=True)
     page.fill("#content", "Again?")
     page.click("#send")
     page.wait_for_selector(".msg.assistant.error")

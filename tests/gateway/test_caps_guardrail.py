@@ -217,3 +217,45 @@ def test_the_monthly_request_cap_counts_the_calendar_month_of_the_billing_period
     assert _call(gateway_url, key).status_code == 200  # a new calendar month: a new count
     assert int(client.get(f"{budget.NS}:rl:monthly:{tenant.id}:{next_month}")) == 1
     counters_at_rest(tenant.id)
+
+
+def _custom(manage_client, fake, *, price: int) -> None:
+    """The workspace calls its own OpenAI-compatible server (the fake) at `price` USD per 1M tokens each way."""
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "llama3:8b",
+            "custom_endpoint": {
+                "kind": "openai_compatible",
+                "base_url": fake.url + "/v1",
+                "input_usd_per_mtok": price,
+                "output_usd_per_mtok": price,
+            },
+        },
+        format="json",
+    )
+    assert saved.status_code in (200, 201), saved.content
+    reconfigured()
+
+
+def test_a_hard_cap_of_zero_refuses_paid_calls_but_never_calls_that_cost_nothing(
+    gateway_url, provider, tenant, make_key, manage_client
+):
+    """A hard cap limits spend: a call to the tenant's own free endpoint spends nothing, so a cap of 0 (or one
+    already reached) does not stop it; the same endpoint with a price is stopped."""
+    capped = manage_client.put(
+        "/api/billing/caps", {"warn_tcu": 0, "hard_tcu": 0, "confirm": True}, format="json"
+    )
+    assert capped.status_code == 200, capped.content
+    _custom(manage_client, provider, price=0)
+    key = make_key(tenant, scopes=["gateway"])
+    assert [_call(gateway_url, key).status_code for _ in range(2)] == [200, 200]
+    counters_at_rest(tenant.id)
+    _custom(manage_client, provider, price=1)
+    refused = _call(gateway_url, key)
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["code"] == "tcu_hard_cap_reached"
+    counters_at_rest(tenant.id)
+    drain_events()
+    assert _modes_used() == {"custom": 0}
