@@ -20,7 +20,7 @@ from billing.managed import managed_get
 from billing.models import ManagedTier, Plan
 from billing.notifications import notification_mark_read, notifications_for
 from billing.plans import ManagedChange, managed_change, plan_change
-from billing.stripe.client import BillingError
+from billing.stripe.client import NOT_CONFIGURED_MESSAGE, BillingError, stripe_configured
 from billing.stripe.sync import portal_url
 from billing.summary import billing_summary, managed_usage
 from tenants.audit import Actor
@@ -145,6 +145,8 @@ def managed_context(
         "who": _who(agent),
         "can_change": role_has(request.role, Perm.MANAGE_CAPS),
         "notice": notice,
+        # Without Stripe no paid tier can be taken (turning one off still works): said, not left to fail.
+        "payments_ready": stripe_configured(),
     }
 
 
@@ -219,6 +221,8 @@ def billing(request: TenantRequest) -> HttpResponse:
             "tcu_usd": caps["tcu_usd"],
             "plans": plans,
             "can_billing": role_has(request.role, Perm.MANAGE_BILLING),
+            "payments_ready": stripe_configured(),
+            "payments_off": NOT_CONFIGURED_MESSAGE,
             "webhook": alert_webhook_read(tenant=request.tenant),
             "webhook_error": webhook_error,
             "new_secret": new_secret,

@@ -24,7 +24,11 @@ GENERIC_MESSAGE = (
 UNAVAILABLE_MESSAGE = (
     "Our payment provider could not be reached; nothing was changed. Please try again in a minute."
 )
-NOT_CONFIGURED_MESSAGE = "Billing is not configured on this installation (STRIPE_API_KEY is empty)."
+# Tenant-facing: plain words (the operator's setting is STRIPE_API_KEY, documented in the README).
+NOT_CONFIGURED_MESSAGE = (
+    "Payments are not set up on this installation yet, so paid plans, managed LLM and the payment method cannot "
+    "be changed here. Ask whoever runs this installation to connect Stripe."
+)
 
 _clients: dict[tuple[str, str], stripe.StripeClient] = {}
 

@@ -55,18 +55,33 @@
     if (a < 0.01) return sign + "$" + a.toFixed(6).replace(/0+$/, "");
     return sign + "$" + a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   };
+  // A message from a script: news fades after 5 s, an error stays until its close button is pressed; each can be
+  // dismissed. (The page's own messages are inline at its top, `_notices.html`, and stay until dismissed.)
   window.toast = function (text, kind) {
     const box = document.getElementById("toasts");
     if (!box) return;
+    const error = kind === "error";
     const item = document.createElement("div");
-    item.className = "toast" + (kind === "error" ? " error" : "");
-    item.setAttribute("role", "status");
-    item.textContent = text;
+    item.className = "toast" + (error ? " error" : "");
+    item.setAttribute("role", error ? "alert" : "status");
+    const body = document.createElement("span");
+    body.className = "notice-text";
+    body.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "notice-close";
+    close.setAttribute("data-dismiss", "");
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "×";
+    item.append(body, close);
     box.appendChild(item);
-    setTimeout(function () { item.remove(); }, 5000);
+    if (!error) setTimeout(function () { item.remove(); }, 5000);
   };
+  document.addEventListener("click", function (event) {
+    const dismiss = event.target.closest("[data-dismiss]");
+    if (dismiss) dismiss.closest(".notice, .toast").remove();
+  });
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll(".toast").forEach(function (t) { setTimeout(function () { t.remove(); }, 5000); });
     // A form sent back with errors: the first field in error gets the focus (and says so to screen readers).
     const firstError = document.querySelector(".field.has-error input, .field.has-error select, .field.has-error textarea");
     if (firstError) {
