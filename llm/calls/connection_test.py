@@ -16,6 +16,7 @@ from django.db import transaction
 from llm.calls.admission import CallContext
 from llm.calls.call import Call
 from llm.calls.errors import GatewayError
+from llm.calls.hints import problem_hint
 from llm.calls.resolution import ResolvedRoute, ResolvedTarget, RouteError, _resolve_cold
 from llm.config import ssrf
 from llm.config.credentials import credential_mark_verified, origin_of
@@ -105,44 +106,16 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput |
 
 
 def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
-    where = target.base_url if target else "the endpoint"
-    lowered = message.lower()
-    if kind == "auth":
-        return (
-            "The key was refused (401/403). Check that it was copied completely, is still active and belongs "
-            "to this provider or endpoint."
-        )
-    if kind == "rate_limit":
-        return (
-            "The provider answered 429: the account has no credit left or is rate-limited. Check the billing "
-            "page of the provider, or try again in a minute."
-        )
-    if kind == "not_found":
-        return f"The endpoint does not know the model “{target.upstream_model if target else '?'}”. Pick one it offers."
-    if kind == "bad_request":
-        return "The provider rejected the test request; check the model name and the endpoint's settings."
-    if kind == "timeout":
-        return (
-            f"No answer from {where} within {PING_TIMEOUT:g} s: the server may be overloaded, or the URL may not "
-            "point to an LLM API."
-        )
-    if kind == "blocked":
-        return "Only public http(s) endpoints may be called here; use the endpoint's public address."
-    if kind == "config":
-        return "Fix the LLM settings (mode, model, key or endpoint) and test again."
-    if "refused" in lowered:
-        return (
-            f"Nothing is listening at {where}. Is the server (e.g. Ollama: `ollama serve`) running, and are the "
-            "host and port in the URL right?"
-        )
-    if "dns" in lowered:
-        return f"The host name in {where} does not resolve: check the spelling of the URL."
-    if "tls" in lowered or "certificate" in lowered:
-        return (
-            "The TLS handshake failed: the certificate is not trusted or the server does not speak https on "
-            "that port (try http:// for a local server)."
-        )
-    return f"Could not reach {where}: check the URL and that the server is up."
+    if target is None:
+        return problem_hint(kind, message, seconds=PING_TIMEOUT)
+    return problem_hint(
+        kind,
+        message,
+        base_url=target.base_url,
+        provider=target.provider,
+        model=target.upstream_model,
+        seconds=PING_TIMEOUT,
+    )
 
 
 async def _ping(target: ResolvedTarget) -> _Outcome:
@@ -328,7 +301,11 @@ def ollama_models(*, base_url: str, api_key: str = "") -> OllamaModels:
         names = from_sync(ollama_tags, base_url, api_key)
     except ProviderError as exc:
         raise ValidationError(
-            {"base_url": [f"{exc.message}. {_hint(exc.kind, exc.message, None)}"]}
+            {
+                "base_url": [
+                    f"{exc.message}. {problem_hint(exc.kind, exc.message, base_url=base_url, provider='ollama')}"
+                ]
+            }
         ) from None
     models = sorted({f"ollama:{n}" if ":" in n else f"ollama:{n}:latest" for n in names if n})
     return {"base_url": base_url, "models": models}

@@ -23,8 +23,10 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after: int | None = None,
         error_kind: str = "",
+        provider: str = "",
     ):
         super().__init__(message)
+        self.provider = provider  # the provider (or own endpoint's kind) that failed, for hints; "" when none
         self.status = status
         self.message = message
         self.type = type
@@ -50,23 +52,57 @@ def error_for(exc: ProviderError) -> GatewayError:
             code="rate_limit_exceeded",
             retry_after=int(exc.retry_after or 1),
             error_kind=kind,
+            provider=exc.provider,
         )
     if kind == "timeout":
-        return GatewayError(504, exc.message, type="api_error", code="upstream_timeout", error_kind=kind)
+        return GatewayError(
+            504,
+            exc.message,
+            type="api_error",
+            code="upstream_timeout",
+            error_kind=kind,
+            provider=exc.provider,
+        )
     if kind == "auth":
-        return GatewayError(502, exc.message, type="api_error", code="upstream_auth", error_kind=kind)
+        return GatewayError(
+            502, exc.message, type="api_error", code="upstream_auth", error_kind=kind, provider=exc.provider
+        )
     if kind == "not_found":
-        return GatewayError(502, exc.message, type="api_error", code="model_not_found", error_kind=kind)
+        return GatewayError(
+            502, exc.message, type="api_error", code="model_not_found", error_kind=kind, provider=exc.provider
+        )
     if kind == "context_length":
         return GatewayError(
-            400, exc.message, type="invalid_request_error", code="context_length_exceeded", error_kind=kind
+            400,
+            exc.message,
+            type="invalid_request_error",
+            code="context_length_exceeded",
+            error_kind=kind,
+            provider=exc.provider,
         )
     if kind == "content_policy":
         return GatewayError(
-            400, exc.message, type="invalid_request_error", code="content_policy_violation", error_kind=kind
+            400,
+            exc.message,
+            type="invalid_request_error",
+            code="content_policy_violation",
+            error_kind=kind,
+            provider=exc.provider,
         )
     if kind == "bad_request":
         return GatewayError(
-            400, exc.message, type="invalid_request_error", code="upstream_bad_request", error_kind=kind
+            400,
+            exc.message,
+            type="invalid_request_error",
+            code="upstream_bad_request",
+            error_kind=kind,
+            provider=exc.provider,
         )
-    return GatewayError(502, exc.message, type="api_error", code="upstream_unavailable", error_kind=kind)
+    return GatewayError(
+        502,
+        exc.message,
+        type="api_error",
+        code="upstream_unavailable",
+        error_kind=kind,
+        provider=exc.provider,
+    )

@@ -46,6 +46,9 @@ class Message(TenantOwned):
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     tcu = models.BigIntegerField(default=0)
     error = models.TextField(blank=True)
+    # What failed (a provider error kind, or "cap", "rate", "config") and what to do about it, in plain words.
+    error_kind = models.CharField(max_length=32, blank=True)
+    error_hint = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -10,11 +10,13 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
 from llm.calls.admission import CallContext
 from llm.calls.entry import chat_streamed, error_text, run
 from llm.calls.errors import GatewayError
+from llm.calls.hints import gateway_problem
 from llm.models import Message, Thread
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant, User
@@ -87,6 +89,15 @@ def message_post(*, thread: Thread, content: str, model: str | None = None) -> t
     return user_msg, reply
 
 
+def error_help(message: Message) -> dict[str, str] | None:
+    """Where a failed reply's remedy is: Billing for a cap, the LLM settings for a provider or settings problem."""
+    if message.status != Message.Status.ERROR or message.error_kind in ("", "rate", "internal"):
+        return None
+    if message.error_kind == "cap":
+        return {"text": "Open Billing", "url": reverse("billing")}
+    return {"text": "Open LLM settings", "url": reverse("llm_settings")}
+
+
 def message_progress(message: Message) -> dict:
     """The reply as the page sees it: partial text while streaming (from Redis), final text after."""
     content = message.content
@@ -103,6 +114,8 @@ def message_progress(message: Message) -> dict:
         "cost_usd": float(message.cost_usd),
         "tcu": message.tcu,
         "error": message.error,
+        "error_hint": message.error_hint,
+        "error_help": error_help(message),
         "created_at": message.created_at.isoformat(),
     }
 
@@ -145,8 +158,13 @@ def reply_run(message_id: int) -> None:
             exc.__class__.__name__,
             exc_info=not isinstance(exc, GatewayError),
         )
+        kind, hint = (
+            gateway_problem(exc)
+            if isinstance(exc, GatewayError)
+            else ("internal", "Something went wrong on our side; send again in a moment.")
+        )
         Message.objects.for_tenant(thread.tenant_id).filter(id=reply.id).update(
-            status=Message.Status.ERROR, error=error_text(exc)
+            status=Message.Status.ERROR, error=error_text(exc), error_kind=kind, error_hint=hint
         )
         cache.delete(_progress_key(reply.id))
         return

@@ -16,10 +16,26 @@
     d.textContent = m.model + " · " + m.input_tokens + " in / " + m.output_tokens + " out · " + window.usd(m.cost_usd);
     return d;
   }
+  // A failed reply: what failed, what to do about it, and a link to where it is done (same as _reply_error.html).
+  function showError(el, m) {
+    el.textContent = "";
+    const add = function (tag, cls, text) {
+      const part = document.createElement(tag);
+      part.className = cls;
+      part.textContent = text;
+      el.appendChild(part);
+      return part;
+    };
+    add("span", "msg-error", m.error);
+    if (m.error_hint) add("span", "msg-hint", m.error_hint);
+    if (m.error_help) add("a", "msg-help", m.error_help.text).href = m.error_help.url;
+    el.classList.add("error");
+    el.dataset.status = "error";
+  }
   function poll(thread, el, id) {
     fetch("/api/llm/threads/" + thread + "/messages/" + id, { credentials: "same-origin" }).then(r => r.json()).then(m => {
       if (m.status === "done") { el.textContent = m.content; el.appendChild(meta(m)); el.dataset.status = "done"; return; }
-      if (m.status === "error") { el.textContent = m.error; el.classList.add("error"); el.dataset.status = "error"; return; }
+      if (m.status === "error") { showError(el, m); return; }
       el.textContent = m.content || "…";
       setTimeout(() => poll(thread, el, id), 300);
     });
