@@ -8,7 +8,7 @@ from typing import Any
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
-from llm.calls.listing import models_for_gateway, picker_models
+from llm.calls.listing import picker_models
 from llm.config import routes as route_service
 from llm.config.preferences import preferences_read
 from llm.models import Thread
@@ -134,13 +134,10 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
             flash.success(request, "Thread deleted.")
             return redirect("assistant")
     threads = Thread.objects.for_tenant(request.tenant).filter(user=user)[:100]
-    models = [
-        m for m in models_for_gateway(tenant_id=request.tenant.id, agent_id=None) if "embedding" not in m
-    ]
     context = {
         "threads": threads,
         "thread": thread,
-        "models": models,
+        "model_groups": assistant_service.model_choices(tenant_id=request.tenant.id),
         "history": [assistant_service.message_progress(m) for m in thread.messages.all()] if thread else [],
     }
     return render(request, "llm/assistant.html", context)

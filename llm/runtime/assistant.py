@@ -17,6 +17,8 @@ from llm.calls.admission import CallContext
 from llm.calls.entry import chat_streamed, error_text, run
 from llm.calls.errors import GatewayError
 from llm.calls.hints import gateway_problem
+from llm.calls.listing import models_for_gateway
+from llm.config.catalog import Catalog, get_catalog
 from llm.models import Message, Thread
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant, User
@@ -24,6 +26,38 @@ from tenants.models import Agent, Tenant, User
 log = logging.getLogger(__name__)
 _PROGRESS_TTL = 600
 MAX_CONTEXT_MESSAGES = 40
+
+
+ModelChoices = list[tuple[str, list[tuple[str, str]]]]  # (group label, [(model id, label)])
+
+
+def _is_embedding(model_id: str, catalog: Catalog) -> bool:
+    info = catalog.model(model_id)
+    if info is not None:
+        return "embeddings" in info.capabilities
+    return "embed" in model_id.lower()  # a pulled Ollama model: nomic-embed-text, mxbai-embed-large, …
+
+
+def model_choices(*, tenant_id: int) -> ModelChoices:
+    """The chat models a new chat may use, grouped as people look for them: the workspace's default and routes,
+    then each provider's models by name, then the tenant's own endpoint; never an embedding model."""
+    catalog = get_catalog()
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for model_id in models_for_gateway(tenant_id=tenant_id, agent_id=None):
+        if _is_embedding(model_id, catalog):
+            continue
+        info = catalog.model(model_id)
+        if model_id == "default":
+            group, label = "This workspace", "Workspace default (LLM settings)"
+        elif model_id.startswith("route:"):
+            group, label = "This workspace", f"Route “{model_id.removeprefix('route:')}”"
+        elif info is not None and info.provider != "ollama":
+            provider = catalog.providers.get(info.provider)
+            group, label = (provider.name if provider else info.provider), info.name
+        else:
+            group, label = "Your own endpoint", model_id.removeprefix("ollama:")
+        groups.setdefault(group, []).append((model_id, label))
+    return list(groups.items())
 
 
 def _progress_key(message_id: int) -> str:

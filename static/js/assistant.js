@@ -32,13 +32,23 @@
     el.classList.add("error");
     el.dataset.status = "error";
   }
+  // Send waits while a reply is on its way: one question at a time, as the reply is the next turn's context.
+  let waiting = 0;
+  function busy(delta) {
+    waiting = Math.max(0, waiting + delta);
+    const send = document.getElementById("send");
+    if (!send) return;
+    send.disabled = waiting > 0;
+    send.textContent = waiting > 0 ? "Replying…" : "Send";
+  }
   function poll(thread, el, id) {
     fetch("/api/llm/threads/" + thread + "/messages/" + id, { credentials: "same-origin" }).then(r => r.json()).then(m => {
-      if (m.status === "done") { el.textContent = m.content; el.appendChild(meta(m)); el.dataset.status = "done"; return; }
-      if (m.status === "error") { showError(el, m); return; }
+      if (m.status === "done") { el.textContent = m.content; el.appendChild(meta(m)); el.dataset.status = "done"; busy(-1); return; }
+      if (m.status === "error") { showError(el, m); busy(-1); return; }
       el.textContent = m.content || "…";
+      el.dataset.status = m.status;
       setTimeout(() => poll(thread, el, id), 300);
-    });
+    }).catch(() => { setTimeout(() => poll(thread, el, id), 2000); });
   }
   document.addEventListener("DOMContentLoaded", function () {
     const box = document.getElementById("messages");
@@ -46,7 +56,7 @@
     if (!box || !form) return;
     const thread = box.dataset.thread;
     box.scrollTop = box.scrollHeight;
-    box.querySelectorAll("[data-status=pending],[data-status=streaming]").forEach(el => poll(thread, el, el.dataset.message));
+    box.querySelectorAll("[data-status=pending],[data-status=streaming]").forEach(el => { busy(1); poll(thread, el, el.dataset.message); });
     const textarea = document.getElementById("content");
     textarea.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); } });
     form.addEventListener("submit", function (event) {
@@ -54,13 +64,19 @@
       const content = textarea.value.trim();
       const errors = document.getElementById("composer-error");
       errors.innerHTML = "";
-      if (!content) return;
-      const send = document.getElementById("send"); send.disabled = true;
+      if (!content || waiting > 0) return;
+      busy(1);
       fetch("/api/llm/threads/" + thread + "/messages", { method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() }, body: JSON.stringify({ content }) })
         .then(r => r.json().then(b => ({ status: r.status, body: b }))).then(({ status, body }) => {
-          send.disabled = false;
-          if (status !== 202) { errors.innerHTML = "<li>" + Object.values(body).flat().join(" ") + "</li>"; return; }
+          if (status !== 202) {
+            busy(-1);
+            errors.textContent = "";
+            const item = document.createElement("li");
+            item.textContent = Object.values(body).flat().join(" ");
+            errors.appendChild(item);
+            return;
+          }
           const empty = document.getElementById("empty-thread"); if (empty) empty.remove();
           textarea.value = "";
           bubble(box, "user", body.message.content, body.message.id);

@@ -90,6 +90,8 @@ def test_targets_may_name_a_credential(manage_client):
         ({"name": "Bad Name", "targets": ["openai:gpt-5"]}, "name"),
         ({"name": "chat", "targets": []}, "targets"),
         ({"name": "chat", "targets": ["nope:nope"]}, "targets"),
+        ({"name": "chat", "targets": ["not-a-model"]}, "targets"),  # a bare name: no custom endpoint knows it
+        ({"name": "chat", "targets": ["openai:not-a-model"]}, "targets"),
         ({"name": "chat", "targets": [{"model": "openai:gpt-5", "weight": -1}]}, "targets"),
         (
             {"name": "chat", "targets": [{"model": "openai:gpt-5", "weight": 5}, "openai:gpt-5-mini"]},
