@@ -651,6 +651,14 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
     temperature = TemperatureField()
     max_tokens = MaxTokensField()
     fallbacks = FallbacksField(help_text="Ordered model ids.")
+    embedding_model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        trim_whitespace=True,
+        help_text="The model /v1/embeddings calls for `default` (empty: the chat model's provider's embedding "
+        "model when it has one; an agent's empty value follows the workspace's).",
+    )
     api_key_provider = LaterTextField(help_text="Whose key api_key is (default: inferred); byok mode.")
     provider = LaterTextField(help_text="The same as api_key_provider.")
     api_key = LaterTextField(
@@ -671,6 +679,7 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
         m = self._check_model(attrs, values, eu_required)
         self._check_params(attrs, values, m)
         fallbacks = self._check_fallbacks(attrs, values, eu_required)
+        embedding = self._check_embedding(attrs, values, eu_required)
         inline_key = endpoint = None
         if values["mode"] == "platform":
             self._check_platform(values, fallbacks)
@@ -678,6 +687,8 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
             inline_key = self._check_byok(attrs, values, m, fallbacks)
         else:
             endpoint = self._check_custom(attrs, applying, eu_required)
+        if embedding is not None:
+            self._check_embedding_reach(values["mode"], embedding, inline_key)
         self.raise_problems()
         return preferences.PreferencesInput(values=values, inline_key=inline_key, endpoint=endpoint)
 
@@ -730,6 +741,46 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
             self.problems["fallbacks"] = messages
         values["fallbacks"] = [f for f, _ in entries]
         return entries
+
+    def _check_embedding(
+        self, attrs: dict[str, Any], values: preferences.PreferenceValues, eu_required: bool
+    ) -> tuple[str, Any] | None:
+        """The embedding model of `default` (a catalog one is returned, for `_check_embedding_reach`)."""
+        if "embedding_model" in self.problems:
+            return None
+        name, m, errors = preferences.check_embedding_model(
+            attrs.get("embedding_model", values["embedding_model"]),
+            mode=values["mode"],
+            eu_required=eu_required,
+        )
+        values["embedding_model"] = name
+        if errors:
+            self.problems["embedding_model"] = errors
+            return None
+        return (name, m) if name and m is not None else None
+
+    def _check_embedding_reach(
+        self, mode: str, embedding: tuple[str, Any], inline_key: preferences.CredentialChange | None
+    ) -> None:
+        """A catalog embedding model is called like the chat model: the platform's keys reach it (in the agent's
+        tier), or a saved (or just given) key of its provider or OpenRouter does."""
+        tenant, agent = self.context["tenant"], self.context.get("agent")
+        name, m = embedding
+        problem = None
+        if mode == "platform":
+            allowed, _ = preferences.platform_mode_allowed(tenant, agent)
+            access = preferences.managed_access(tenant, agent)
+            problem = platform_model_refusal(tenant, access, name, embeddings=True) if allowed else None
+        elif mode == "byok":
+            kinds = set(Credential.objects.for_tenant(tenant).values_list("kind", flat=True))
+            if inline_key is not None:
+                kinds.add(inline_key["kind"])
+            if not preferences.has_key_for(name, m, kinds):
+                problem = (
+                    f"No API key for {m.provider} or OpenRouter is saved; add one, or choose another model."
+                )
+        if problem is not None:
+            self.problems["embedding_model"] = [problem]
 
     def _check_platform(self, values: preferences.PreferenceValues, fallbacks: list[tuple[str, Any]]) -> None:
         """The agent may use the platform's keys (a managed tier, or a workspace plan that includes them), and

@@ -229,6 +229,9 @@ class _Context:
     eu_only: bool
     access: ManagedAccess | None  # the agent's managed tier: its platform-mode calls reach only its models
     mode: str  # the preferences' mode (platform without any, or for a managed agent without its own)
+    embedding_model: str = (
+        ""  # what `default` embeds with: the effective row's, else the workspace's ("" = none)
+    )
 
     def credential(self, kind: str) -> Credential | None:
         found = [c for c in self.credentials if c.kind == kind]
@@ -256,6 +259,7 @@ def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | 
     prefs = own or next((p for p in rows if p.agent_id is None), None)
     credentials = list(Credential.objects.for_tenant(tenant_id).select_related("data_key"))
     eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
+    workspace = next((p for p in rows if p.agent_id is None), None)
     return _Context(
         tenant=tenant,
         prefs=prefs,
@@ -263,6 +267,8 @@ def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | 
         eu_only=eu_only,
         access=access,
         mode=("platform" if prefs is None or follows_tier(agent_id, own, access) else prefs.mode),
+        embedding_model=(prefs.embedding_model if prefs is not None else "")
+        or (workspace.embedding_model if workspace is not None else ""),
     )
 
 
@@ -568,13 +574,23 @@ def _default_model() -> str:
     return PLATFORM_DEFAULT_MODEL
 
 
-def _default_embedding_model(primary: str) -> str:
+def _default_embedding_model(ctx: _Context, primary: str) -> str:
+    """What `default` embeds with: the preferences' embedding model (an agent without one: the workspace's), else
+    the chat model's provider's embedding model; never the chat model itself, never another provider's model."""
+    if ctx.embedding_model:
+        return ctx.embedding_model
     snapshot = catalog.get_catalog()
-    provider = primary.split(":", 1)[0]
-    for m in snapshot.models.values():
-        if m.provider == provider and "embeddings" in m.capabilities and m.enabled:
-            return m.id
-    return "openai:text-embedding-3-small"
+    chat = snapshot.model(primary)
+    if ctx.mode != "custom" and chat is not None:
+        for m in snapshot.models.values():
+            if m.provider == chat.provider and "embeddings" in m.capabilities and m.enabled:
+                return m.id
+    raise RouteError(
+        f"No embedding model is set for `default`, and the chat model {primary} cannot embed. Name an embedding "
+        "model in the request (e.g. openai:text-embedding-3-small; GET /v1/models lists them), or set the "
+        "workspace's embedding model (LLM settings; embedding_model in POST /api/llm/preferences).",
+        code="embedding_model_missing",
+    )
 
 
 def _params(source: Preferences | None) -> JSONObject:
@@ -650,7 +666,7 @@ def _default_names(ctx: _Context, embeddings: bool) -> list[str]:
             primary = ctx.access.models[0]
         fallbacks = [f for f in fallbacks if f in ctx.access.models and f != primary]
     if embeddings:
-        return [_default_embedding_model(primary)] if ctx.mode != "custom" else [primary]
+        return [_default_embedding_model(ctx, primary)]
     return [primary, *fallbacks]
 
 
@@ -725,13 +741,15 @@ def _resolve_cold(
     return _resolve_in(_load_context(tenant_id, agent_id, access), model, embeddings)
 
 
-def platform_model_refusal(tenant: Tenant, access: ManagedAccess | None, model_id: str) -> str | None:
+def platform_model_refusal(
+    tenant: Tenant, access: ManagedAccess | None, model_id: str, *, embeddings: bool = False
+) -> str | None:
     """Why a platform-mode call of the model would not resolve for an agent on this managed tier (None: it
     would): outside the tier, unreachable with the platform's keys, or without a price. The preferences and
     routes validation ask this very resolution, so what saves is what calls."""
     ctx = _Context(tenant=tenant, prefs=None, credentials=[], eu_only=False, access=access, mode="platform")
     try:
-        _priced_target(ctx, model_id)
+        _priced_target(ctx, model_id, embeddings=embeddings)
     except RouteError as exc:
         return exc.message
     return None

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "max_tokens": 4096,
     "eu_only": False,
     "fallbacks": [],
+    "embedding_model": "",
 }
 MAX_FALLBACKS = 5
 MIN_TOKENS, MAX_TOKENS = 100, 128_000
@@ -41,6 +42,7 @@ class PreferenceValues(TypedDict):
     max_tokens: int
     eu_only: bool
     fallbacks: list[str]
+    embedding_model: str  # "" = the chat model's provider's embedding model (the workspace's, for an agent)
 
 
 class CredentialChange(TypedDict):
@@ -100,6 +102,7 @@ def tier_values(values: PreferenceValues, access: ManagedAccess) -> PreferenceVa
     applied["mode"] = "platform"
     applied["model"] = values["model"] if values["model"] in models or not models else models[0]
     applied["fallbacks"] = [f for f in values["fallbacks"] if f in models and f != applied["model"]]
+    applied["embedding_model"] = values["embedding_model"] if values["embedding_model"] in models else ""
     return applied
 
 
@@ -295,6 +298,44 @@ def check_model(model: Any, *, mode: str, eu_required: bool) -> tuple[str, Any, 
     return model, None, _uncatalogued_model_errors(model, snapshot, mode=mode)
 
 
+def check_embedding_model(model: Any, *, mode: str, eu_required: bool) -> tuple[str, Any, list[str]]:
+    """(model id, catalog entry or None, errors) for the embedding model of `default` ("" = none chosen): a catalog
+    model that embeds in platform and byok mode; in custom mode also a name the endpoint knows."""
+    if model is None or (isinstance(model, str) and not model.strip()):
+        return "", None, []
+    if not isinstance(model, str):
+        return "", None, ["Enter a model id as text (empty = none)."]
+    model = model.strip()
+    if len(model) > 200:
+        return model, None, ["A model name has at most 200 characters."]
+    m = catalog.get_catalog().model(model)
+    if m is None:
+        if mode == "custom" and not model.startswith("openrouter:"):
+            return model, None, []  # the name the tenant's own endpoint knows (or ollama:name:size)
+        return model, None, [f"{model} is not an embedding model of the catalog (GET /api/llm/models)."]
+    if "embeddings" not in m.capabilities:
+        return (
+            model,
+            m,
+            [f"{model} is a chat model; choose an embedding model such as openai:text-embedding-3-small."],
+        )
+    if not m.enabled:
+        return model, m, [f"The model {model} is disabled; choose another one."]
+    if m.input_usd_per_mtok is None:
+        return (
+            model,
+            m,
+            [f"{model} has no price in the catalog, so its calls cannot be metered; choose another model."],
+        )
+    if eu_required and not m.eu_hosted:
+        return (
+            model,
+            m,
+            [f"EU data residency is required and {model} is not EU-hosted; choose an EU-hosted model."],
+        )
+    return model, m, []
+
+
 def _catalog_model_errors(model: str, m: Any, *, mode: str, eu_required: bool) -> list[str]:
     if not m.enabled:
         return [f"The model {model} is disabled; choose another one."]
@@ -383,6 +424,7 @@ def values_of(prefs: Preferences | None) -> PreferenceValues:
             max_tokens=DEFAULTS["max_tokens"],
             eu_only=DEFAULTS["eu_only"],
             fallbacks=list(DEFAULTS["fallbacks"]),
+            embedding_model=DEFAULTS["embedding_model"],
         )
     return PreferenceValues(
         mode=prefs.mode,
@@ -391,6 +433,7 @@ def values_of(prefs: Preferences | None) -> PreferenceValues:
         max_tokens=prefs.max_tokens,
         eu_only=prefs.eu_only,
         fallbacks=list(prefs.fallbacks or []),
+        embedding_model=prefs.embedding_model,
     )
 
 
@@ -409,7 +452,7 @@ def preferences_save(
     in its context), with the inline key and custom endpoint they carry, in one transaction."""
     existing, base = preferences_scope(tenant=tenant, agent=agent)
     values, inline_key, endpoint = data["values"], data["inline_key"], data["endpoint"]
-    fields = ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks")
+    fields = ("mode", "model", "temperature", "max_tokens", "eu_only", "fallbacks", "embedding_model")
     with transaction.atomic():
         prefs = existing or Preferences(tenant=tenant, agent=agent)
         before = {k: getattr(prefs, k) for k in fields} if existing else {}
@@ -426,6 +469,7 @@ def preferences_save(
             values["fallbacks"],
         )
         prefs.temperature = Decimal(str(values["temperature"]))
+        prefs.embedding_model = values["embedding_model"]
         prefs.save()
         after = {k: getattr(prefs, k) for k in fields}
         changes: dict[str, Any] = {

@@ -208,6 +208,9 @@ class Preferences(TenantOwned):
     max_tokens = models.PositiveIntegerField(default=4096)
     eu_only = models.BooleanField(default=False)
     fallbacks = models.JSONField(default=list, blank=True)
+    # What `/v1/embeddings` calls for `model: "default"` ("" = the chat model's provider's embedding model when it
+    # has one; an agent's empty value follows the workspace's).
+    embedding_model = models.CharField(max_length=200, blank=True, default="")
     credential = models.ForeignKey(
         Credential,
         null=True,

@@ -348,7 +348,13 @@ def test_embeddings(tenant, keys):
         resolve(tenant, "openai:text-embedding-3-small", embeddings=True).targets[0].upstream_model
         == "text-embedding-3-small"
     )
-    assert resolve(tenant, "default", embeddings=True).targets[0].capabilities == ("embeddings",)
+    # No preferences: the platform's default chat model (Anthropic) cannot embed and none is chosen: a clear
+    # refusal, not another provider's model behind the tenant's back
+    with pytest.raises(RouteError) as missing:
+        resolve(tenant, "default", embeddings=True)
+    assert missing.value.code == "embedding_model_missing"
+    save(tenant, mode="platform", model="openai:gpt-5")
+    assert resolve(tenant, "default", embeddings=True).targets[0].model_id == "openai:text-embedding-3-small"
     with pytest.raises(RouteError):
         resolve(tenant, "openai:gpt-5", embeddings=True)
     with pytest.raises(RouteError):
