@@ -57,8 +57,8 @@ def test_byok_test_and_assistant_on_an_unresolvable_provider_blame_the_server_no
     result = page.inner_text("#test-result")
     assert "spelling" not in result
     assert "This server could not look up api.openai.invalid" in result
-    page.click("#save")
-    page.wait_for_load_state("networkidle")
+    with page.expect_navigation():  # saved, the settings page reloads
+        page.click("#save")
     page.wait_for_selector("text=sk-…dns1")
 
     reply = _ask(page, "Hello?")
@@ -79,8 +79,8 @@ def test_the_assistant_tells_to_pull_a_model_ollama_does_not_have(page, ollama):
     page.select_option("#ce_kind", "openai_compatible")  # Ollama's OpenAI-compatible API
     page.fill("#ce_base_url", ollama.url + "/v1")
     page.fill("#ce_model", "llama3.1:70b")
-    page.click("#save")
-    page.wait_for_load_state("networkidle")
+    with page.expect_navigation():  # saved, the settings page reloads
+        page.click("#save")
     reply = _ask(page, "Hi")
     assert "`ollama pull llama3.1:70b`" in reply.locator(".msg-hint").inner_text()
     assert reply.locator("a.msg-help").inner_text() == "Open LLM settings"
