@@ -106,8 +106,8 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput |
 
 
 def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
-    if target is None:
-        return problem_hint(kind, message, seconds=PING_TIMEOUT)
+    if target is None:  # an address the user typed (discovery, an endpoint that cannot be resolved)
+        return problem_hint(kind, message, seconds=PING_TIMEOUT, own_endpoint=True)
     return problem_hint(
         kind,
         message,

@@ -45,10 +45,14 @@ def problem_hint(
     provider: str = "",
     model: str = "",
     seconds: float | None = None,
+    own_endpoint: bool | None = None,
 ) -> str:
-    """The remedy for a failure of `kind` ("auth", "timeout", … or "blocked", "config") whose text is `message`."""
+    """The remedy for a failure of `kind` ("auth", "timeout", … or "blocked", "config") whose text is `message`.
+
+    `own_endpoint`: whether the user typed the address (default: the provider is one of the tenant's own endpoint
+    kinds)."""
     lowered = message.lower()
-    own = provider in OWN_ENDPOINT_KINDS
+    own = provider in OWN_ENDPOINT_KINDS if own_endpoint is None else own_endpoint
     ollama = (
         provider == "ollama"
         or ":11434" in base_url
