@@ -56,9 +56,10 @@ def dashboard(request: TenantRequest) -> HttpResponse:
         "members": Membership.objects.for_tenant(tenant).count(),
     }
     try:
-        context["usage"] = usage_summary(tenant=tenant, range_name="30d")["totals"]
+        summary = usage_summary(tenant=tenant, range_name="30d")
+        context["usage"], context["usage_tests"] = summary["totals"], summary["tests"]
     except DatabaseError:  # usage is an extra on this page; never break the dashboard for it
-        context["usage"] = None
+        context["usage"] = context["usage_tests"] = None
     context.update(llm_config_context(request))  # the LLM card and its configuration modal
     return render(request, "dashboard.html", context)
 

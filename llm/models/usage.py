@@ -88,6 +88,8 @@ class UsageRollup(TenantOwned):
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=16, blank=True)
+    # Connection tests are kept apart from traffic (pages show them on their own; billing counts them).
+    request_type = models.CharField(max_length=16, blank=True, default="")
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
@@ -111,7 +113,7 @@ class UsageDaily(UsageRollup):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "day", "agent", "model", "mode"],
+                fields=["tenant", "day", "agent", "model", "provider", "mode", "request_type"],
                 name="uniq_usage_daily",
                 nulls_distinct=False,
             )
@@ -130,7 +132,7 @@ class UsageHourly(UsageRollup):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "hour", "agent", "model", "mode"],
+                fields=["tenant", "hour", "agent", "model", "provider", "mode", "request_type"],
                 name="uniq_usage_hourly",
                 nulls_distinct=False,
             )

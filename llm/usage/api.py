@@ -29,6 +29,18 @@ _totals = inline_serializer(
 )
 
 
+_tests = inline_serializer(
+    "UsageConnectionTests",
+    {
+        "requests": serializers.IntegerField(),
+        "errors": serializers.IntegerField(),
+        "cost_usd": serializers.FloatField(),
+        "billed_usd": serializers.FloatField(),
+        "tcu": serializers.IntegerField(),
+    },
+)
+
+
 class UsageView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_USAGE}
 
@@ -42,6 +54,7 @@ class UsageView(TenantAPIView):
             {
                 "range": serializers.CharField(),
                 "totals": _totals,
+                "tests": _tests,
                 "by_model": serializers.ListField(child=serializers.DictField()),
                 "by_day": serializers.ListField(child=serializers.DictField()),
                 "by_agent": serializers.ListField(child=serializers.DictField()),

@@ -20,6 +20,9 @@ LATENCY_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 600
 
 _ZERO = Decimal(0)
 
+# What a rollup row is per: connection tests (request type "test") are kept apart from traffic.
+_KEY = ("agent_id", "model", "provider", "mode", "request_type")
+
 
 def _bucket_aggregates(prefix: str = "b") -> dict[str, Any]:
     return {
@@ -92,6 +95,7 @@ def _rollup_rows(model: type, tenant_id: int, key: dict[str, Any], rows: Any) ->
             model=r["model"],
             provider=r["provider"],
             mode=r["mode"],
+            request_type=r["request_type"],
             requests=r["requests"],
             errors=r["errors"],
             input_tokens=r["input_tokens"] or 0,
@@ -112,7 +116,7 @@ def rollup_hour(*, tenant_id: int, hour: datetime) -> int:
     rows = (
         UsageEvent.objects.for_tenant(tenant_id)
         .filter(created_at__gte=hour, created_at__lt=hour + HOUR)
-        .values("agent_id", "model", "provider", "mode")
+        .values(*_KEY)
         .annotate(**_event_aggregates(), **_bucket_aggregates())
     )
     objs = _rollup_rows(UsageHourly, tenant_id, {"hour": hour}, rows)
@@ -134,14 +138,11 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
     start = _day_start(day)
     merged: dict[tuple, dict[str, Any]] = {}
     for h in UsageHourly.objects.for_tenant(tenant_id).filter(hour__gte=start, hour__lt=start + DAY):
-        key = (h.agent_id, h.model, h.provider, h.mode)
+        key = (h.agent_id, h.model, h.provider, h.mode, h.request_type)
         row = merged.setdefault(
             key,
             {
-                "agent_id": h.agent_id,
-                "model": h.model,
-                "provider": h.provider,
-                "mode": h.mode,
+                **dict(zip(_KEY, key, strict=True)),
                 **dict.fromkeys(_SUMS, 0),
                 "cost_usd": _ZERO,
                 "billed_usd": _ZERO,

@@ -134,9 +134,18 @@ def usage_summary(
             events.filter(agent=agent),
         )
 
-    groups: dict[str, dict[tuple, dict[str, Any]]] = {"model": {}, "day": {}, "agent": {}}
+    groups: dict[str, dict[tuple, dict[str, Any]]] = {"model": {}, "day": {}, "agent": {}, "tests": {}}
     totals = _empty()
-    fields = ("model", "provider", "agent_id", *_SUMS, "cost_usd", "billed_usd", "latency_hist")
+    fields = (
+        "model",
+        "provider",
+        "agent_id",
+        "request_type",
+        *_SUMS,
+        "cost_usd",
+        "billed_usd",
+        "latency_hist",
+    )
     for r in daily.values("day", *fields):
         _fold(groups, totals, r, list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS), r["day"])
     for r in hourly.values("hour", *fields):
@@ -149,16 +158,19 @@ def usage_summary(
         )
     live = (
         events.annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values("day", "model", "provider", "agent_id")
+        .values("day", "model", "provider", "agent_id", "request_type")
         .annotate(**_event_aggregates(), **_bucket_aggregates())
     )
     for r in live:
         _fold(groups, totals, r, _histogram(r), r["day"])
 
     agent_slugs = dict(Agent.objects.for_tenant(tenant).values_list("id", "slug"))
+    tests = _render(groups["tests"].get(("test",), _empty()))
     return {
         "range": range_name,
         "totals": _render(totals),
+        # Connection tests, apart from the traffic above (platform-key tests are billed all the same).
+        "tests": {name: tests[name] for name in ("requests", "errors", "cost_usd", "billed_usd", "tcu")},
         "by_model": sorted(
             ({"model": k[0], "provider": k[1], **_render(v)} for k, v in groups["model"].items()),
             key=lambda x: (-x["requests"], x["model"]),
@@ -197,6 +209,9 @@ def _add(bucket: dict[str, Any], r: dict[str, Any], hist: list[int]) -> None:
 
 
 def _fold(groups, totals, r, hist, day) -> None:
+    if r["request_type"] == "test":
+        _add(groups["tests"].setdefault(("test",), _empty()), r, hist)
+        return
     _add(totals, r, hist)
     for name, key in (("model", (r["model"], r["provider"])), ("day", (day,)), ("agent", (r["agent_id"],))):
         _add(groups[name].setdefault(key, _empty()), r, hist)

@@ -1,0 +1,40 @@
+"""Honest numbers on the dashboard and the usage page (#15 points 9–15), driven as a user would."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import signup
+from tests.browser.test_browser_flows import provider_env  # noqa: F401  (the fake provider behind platform keys)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _test_connection(page, key: str, verdict: str) -> None:
+    page.fill("#api_key", key)
+    page.click("#test-connection")
+    page.wait_for_selector(f".test-result.{verdict}")
+
+
+def test_connection_tests_are_not_traffic(page, provider_env):  # noqa: F811
+    """Three Test-connection clicks (one refused) before any real call: no requests, no error rate, a line of
+    their own on the dashboard and the usage page."""
+    signup(page)
+    page.goto("/settings/llm/")
+    page.click("#open-llm-config")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    _test_connection(page, "sk-wrong-key-1234", "fail")
+    _test_connection(page, "sk-test-byok-5678", "ok")
+    page.click("#test-connection")
+    page.wait_for_selector("#test-result.ok, .test-result.ok")
+
+    page.goto("/dashboard/")
+    assert page.inner_text(".card.stat >> nth=0").split()[-1] == "0"  # Requests (30 days)
+    assert page.inner_text(".card.stat >> nth=3").split()[-2:] == ["0", "%"]  # Error rate
+    tests_line = page.locator("[data-connection-tests]")
+    assert "Connection tests: 3 (1 failed)" in tests_line.inner_text()
+
+    page.goto("/usage/?range=24h")
+    assert page.inner_text(".card.stat >> nth=0").split()[-1] == "0"
+    assert "Connection tests: 3 (1 failed)" in page.inner_text("[data-connection-tests]")

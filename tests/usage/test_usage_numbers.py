@@ -1,0 +1,65 @@
+"""`GET /api/llm/usage` numbers that hold up (#15 "Honest numbers"): connection tests apart from traffic, exact
+totals whatever the rollup lag, p95 from the events, one row per model, the baseline comparison."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from itertools import count
+
+import pytest
+from django.utils import timezone
+
+from llm.models import UsageEvent
+from llm.usage.rollups import rollup_pending
+
+pytestmark = pytest.mark.django_db
+
+_ids = count(1)
+
+
+def _event(tenant, *, ago=timedelta(minutes=5), **fields):
+    values = {
+        "model": "openai:gpt-5-mini",
+        "provider": "openai",
+        "mode": "byok",
+        "latency_ms": 100,
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "cost_usd": Decimal("0.000125"),
+        "tcu": 13,
+    } | fields
+    return UsageEvent.objects.unscoped().create(
+        tenant=tenant, request_id=f"n{next(_ids)}", created_at=timezone.now() - ago, **values
+    )
+
+
+def test_connection_tests_are_counted_apart_from_traffic(manage_client, tenant):
+    for ago in (timedelta(hours=3), timedelta(minutes=1)):
+        _event(tenant, ago=ago, request_type="test", mode="platform", billed_usd=Decimal("0.0002"))
+        _event(tenant, ago=ago, request_type="test", status="error", input_tokens=0, output_tokens=0)
+    _event(tenant, ago=timedelta(hours=2))
+    for rolled in (False, True):
+        if rolled:
+            rollup_pending()
+        body = manage_client.get("/api/llm/usage?range=24h").json()
+        assert body["totals"]["requests"] == 1, rolled
+        assert body["totals"]["errors"] == 0
+        assert body["totals"]["error_rate"] == 0.0
+        assert sum(d["requests"] for d in body["by_day"]) == 1
+        assert [m["requests"] for m in body["by_model"]] == [1]
+        assert body["tests"]["requests"] == 4
+        assert body["tests"]["errors"] == 2
+        assert body["tests"]["billed_usd"] == pytest.approx(0.0004)
+
+
+def test_platform_tests_stay_in_billing(tenant):
+    from billing.usage import period_bounds, period_of, platform_tokens
+
+    period = period_of()
+    into_period = timezone.now() - period_bounds(period)[0]
+    for ago in (into_period - timedelta(seconds=1), timedelta(seconds=1)):
+        _event(tenant, ago=ago, request_type="test", mode="platform")
+    assert platform_tokens(tenant_id=tenant.id, period=period) == 300
+    rollup_pending()
+    assert platform_tokens(tenant_id=tenant.id, period=period, fast=True) == 300
