@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ from billing.stripe.sync import (
 )
 from billing.subscriptions import local_status, period_bounds, period_of
 from billing.usage import overage_of
-from llm.models import UsageDaily, UsageEvent
+from llm.models import UsageDaily, UsageEvent, UsageWatermark
 from llm.usage.rollups import rollup_day
 from tenants.models import Tenant
 
@@ -81,22 +81,31 @@ def reconcile(*, period: str | None = None, repair: bool = True) -> Reconciliati
 
 
 def check_rollups(period: str, *, repair: bool) -> list[Finding]:
-    """Complete days of the period whose UsageDaily sums differ from their UsageEvents."""
+    """Complete days of the period whose UsageDaily sums differ from the UsageEvents they hold: the events up to
+    each tenant's rollup watermark, on the days wholly before it (the rest is read live, so it cannot drift)."""
     start, end = period_bounds(period)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     end = min(end, today)
     if end <= start:
         return []
+    reach: dict[tuple[int, date], list[int]] = defaultdict(list)
+    for mark in UsageWatermark.objects.unscoped():
+        reach[(mark.event_id, mark.through.astimezone(UTC).date())].append(mark.tenant_id)
+    held_events, held_days = Q(pk__in=[]), Q(pk__in=[])
+    for (event_id, days_end), tenant_ids in reach.items():
+        days_end_at = datetime.combine(days_end, datetime.min.time(), tzinfo=UTC)
+        held_events |= Q(tenant_id__in=tenant_ids, id__lte=event_id, created_at__lt=days_end_at)
+        held_days |= Q(tenant_id__in=tenant_ids, day__lt=days_end)
     events = (
         UsageEvent.objects.unscoped()
-        .filter(created_at__gte=start, created_at__lt=end)
+        .filter(held_events, created_at__gte=start, created_at__lt=end)
         .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("tenant_id", "day")
         .annotate(requests=Count("id"), tokens=Sum("input_tokens"), out=Sum("output_tokens"), tcu=Sum("tcu"))
     )
     rollups = (
         UsageDaily.objects.unscoped()
-        .filter(day__gte=start.date(), day__lt=end.date())
+        .filter(held_days, day__gte=start.date(), day__lt=end.date())
         .values("tenant_id", "day")
         .annotate(
             requests=Sum("requests"), tokens=Sum("input_tokens"), out=Sum("output_tokens"), tcu=Sum("tcu")

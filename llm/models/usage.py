@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tenants.scoping import TenantOwned
 
-__all__ = ["UsageDaily", "UsageEvent", "UsageHourly"]
+__all__ = ["UsageDaily", "UsageEvent", "UsageHourly", "UsageWatermark"]
 
 
 class UsageEvent(TenantOwned):
@@ -141,3 +141,19 @@ class UsageHourly(UsageRollup):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour} {self.model}"
+
+
+class UsageWatermark(TenantOwned):
+    """How far a tenant's rollups reach: they hold its events with an id up to `event_id` created before `through`
+    (a whole hour). Reads add the events past it live, so totals are exact however far the rollups lag; `version`
+    changes with every rollup write, so a read that straddled one reads again."""
+
+    event_id = models.BigIntegerField(default=0)
+    through = models.DateTimeField()
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="uniq_usage_watermark")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} ≤ #{self.event_id} before {self.through}"

@@ -3,16 +3,18 @@ a latency histogram so p95 works from rollups."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from llm.models import UsageDaily, UsageEvent, UsageHourly
+from llm.models import UsageDaily, UsageEvent, UsageHourly, UsageWatermark
 
 # Upper bounds (ms) of the latency histogram kept in rollups; p95 is read from it.
 LATENCY_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 10**9)
@@ -111,26 +113,47 @@ def _rollup_rows(model: type, tenant_id: int, key: dict[str, Any], rows: Any) ->
     ]
 
 
-def rollup_hour(*, tenant_id: int, hour: datetime) -> int:
-    """Recompute one tenant-hour from its events (idempotent: replaces the hour's rows)."""
+def rollup_hour(*, tenant_id: int, hour: datetime, upto_id: int | None = None) -> int:
+    """Recompute one tenant-hour from its events with an id up to `upto_id` (default: the tenant's watermark, or
+    every event before the tenant's first rollup); idempotent: replaces the hour's rows."""
+    if upto_id is None:
+        upto_id = UsageWatermark.objects.for_tenant(tenant_id).values_list("event_id", flat=True).first()
+    events = UsageEvent.objects.for_tenant(tenant_id).filter(created_at__gte=hour, created_at__lt=hour + HOUR)
     rows = (
-        UsageEvent.objects.for_tenant(tenant_id)
-        .filter(created_at__gte=hour, created_at__lt=hour + HOUR)
+        (events if upto_id is None else events.filter(id__lte=upto_id))
         .values(*_KEY)
         .annotate(**_event_aggregates(), **_bucket_aggregates())
     )
     objs = _rollup_rows(UsageHourly, tenant_id, {"hour": hour}, rows)
-    with transaction.atomic():
-        UsageHourly.objects.for_tenant(tenant_id).filter(hour=hour).delete()
-        UsageHourly.objects.for_tenant(tenant_id).bulk_create(objs)
+    UsageHourly.objects.for_tenant(tenant_id).filter(hour=hour).delete()
+    UsageHourly.objects.for_tenant(tenant_id).bulk_create(objs)
     return len(objs)
 
 
+def _rollup(*, tenant_id: int, hours: set[datetime], days: set[date], mark: UsageWatermark) -> int:
+    """Recompute a tenant's hours (events up to the mark's id), then its days that are whole before the mark,
+    and save the mark, all in one transaction: a read sees the rollups and their watermark change together."""
+    written = 0
+    with transaction.atomic():
+        for hour in sorted(hours):
+            written += rollup_hour(tenant_id=tenant_id, hour=hour, upto_id=mark.event_id)
+        for day in sorted(days | {h.date() for h in hours}):
+            if _day_start(day) + DAY <= mark.through:  # only whole days go to the daily table
+                written += _day_from_hours(tenant_id=tenant_id, day=day)
+        mark.version += 1
+        mark.save()
+    return written
+
+
 def rollup_day(*, tenant_id: int, day: date) -> int:
-    """Recompute one tenant-day from its events: its 24 hours, then the day (idempotent)."""
+    """Recompute one tenant-day from its events up to the tenant's watermark: its hours, then the day (idempotent;
+    reconciliation repairs drift with it). Nothing before the first rollup of the tenant."""
+    mark = UsageWatermark.objects.for_tenant(tenant_id).first()
+    if mark is None:
+        return 0
     start = _day_start(day)
-    written = sum(rollup_hour(tenant_id=tenant_id, hour=start + HOUR * i) for i in range(24))
-    return written + _day_from_hours(tenant_id=tenant_id, day=day)
+    hours = {start + HOUR * i for i in range(24) if start + HOUR * i < mark.through}
+    return _rollup(tenant_id=tenant_id, hours=hours, days={day}, mark=mark)
 
 
 def _day_from_hours(*, tenant_id: int, day: date) -> int:
@@ -155,9 +178,8 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
         row["billed_usd"] += h.billed_usd
         row["hist"] = [a + b for a, b in zip(row["hist"], h.latency_hist or row["hist"], strict=False)]
     objs = _rollup_rows(UsageDaily, tenant_id, {"day": day}, merged.values())
-    with transaction.atomic():
-        UsageDaily.objects.for_tenant(tenant_id).filter(day=day).delete()
-        UsageDaily.objects.for_tenant(tenant_id).bulk_create(objs)
+    UsageDaily.objects.for_tenant(tenant_id).filter(day=day).delete()
+    UsageDaily.objects.for_tenant(tenant_id).bulk_create(objs)
     return len(objs)
 
 
@@ -165,33 +187,53 @@ _SUMS = ("requests", "errors", "input_tokens", "output_tokens", "tcu", "latency_
 
 
 def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
-    """Roll up every complete hour (and then every complete day) not rolled up yet; redo the last
-    `redo_hours` so that late-drained events are counted. Safe to run any number of times."""
+    """Roll up, per tenant, every whole hour with events the rollups do not hold yet: new hours, and older hours
+    that got events since (a late drain, a backlog), found by the event id past the tenant's watermark; then the
+    days these complete. The last `redo_hours` before the previous run's end are redone as well, for an event
+    whose insert committed after a later one's. Safe to run any number of times."""
     now = now or timezone.now()
     current_hour = _floor_hour(now)
-    written = 0
-    firsts = (
+    top = UsageEvent.objects.unscoped().aggregate(m=Max("id"))["m"]
+    if top is None:
+        return 0
+    marks = {m.tenant_id: m for m in UsageWatermark.objects.unscoped()}
+    oldest_id = min((m.event_id for m in marks.values()), default=0)
+    oldest_end = min((m.through for m in marks.values()), default=None)
+    pending = Q(id__gt=oldest_id)
+    if oldest_end is not None:
+        pending |= Q(created_at__gte=oldest_end - HOUR * redo_hours)
+    found = (
         UsageEvent.objects.unscoped()
-        .filter(created_at__lt=current_hour)
-        .values("tenant_id")
-        .annotate(first=Min("created_at"))
+        .filter(pending, id__lte=top, created_at__lt=current_hour)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("tenant_id", "hour")
+        .annotate(last=Max("id"))
     )
-    for row in firsts:
-        tenant_id = row["tenant_id"]
-        last = UsageHourly.objects.for_tenant(tenant_id).aggregate(m=Max("hour"))["m"]
-        hour = (
-            _floor_hour(row["first"])
-            if last is None
-            else max(_floor_hour(row["first"]), last - HOUR * (redo_hours - 1))
-        )
-        touched_days = set()
-        while hour < current_hour:
-            written += rollup_hour(tenant_id=tenant_id, hour=hour)
-            touched_days.add(hour.date())
-            hour += HOUR
-        for day in sorted(touched_days):
-            if _day_start(day) + DAY <= current_hour:  # only whole days go to the daily table
-                written += _day_from_hours(tenant_id=tenant_id, day=day)
+    hours: dict[int, set[datetime]] = defaultdict(set)
+    for row in found:
+        mark = marks.get(row["tenant_id"])
+        if mark is None or row["last"] > mark.event_id or row["hour"] >= mark.through - HOUR * redo_hours:
+            hours[row["tenant_id"]].add(row["hour"])
+    written = 0
+    idle = []
+    for tenant_id in set(hours) | set(marks):
+        mark = marks.get(tenant_id)
+        days: set[date] = set()
+        if mark is not None:  # days that end between the tenant's last run and this one are whole now
+            day = mark.through.astimezone(UTC).date()
+            while _day_start(day) + DAY <= current_hour:
+                if _day_start(day) + DAY > mark.through:
+                    days.add(day)
+                day += DAY
+        if mark is not None and not hours[tenant_id] and not days:
+            idle.append(mark.pk)  # nothing of this tenant's changes: only its watermark moves on
+            continue
+        mark = mark or UsageWatermark(tenant_id=tenant_id)
+        mark.event_id, mark.through = top, current_hour
+        written += _rollup(tenant_id=tenant_id, hours=hours[tenant_id], days=days, mark=mark)
+    UsageWatermark.objects.unscoped().filter(pk__in=idle).update(
+        event_id=top, through=current_hour, version=F("version") + 1
+    )
     return written
 
 

@@ -1,21 +1,22 @@
-"""Reads of usage: the summary a page or the API shows for a range (rollups for whole hours and days, live events
-for the rest), and a tenant's platform tokens since a moment."""
+"""Reads of usage: the summary a page or the API shows for a range (rollups for whole hours and days up to the
+tenant's watermark, live events for the rest), and a tenant's platform tokens since a moment."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import Max, Q, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from llm.models import UsageDaily, UsageEvent, UsageHourly
+from llm.models import UsageDaily, UsageEvent, UsageHourly, UsageWatermark
 from llm.usage.rollups import (
     _SUMS,
     _ZERO,
-    DAY,
-    HOUR,
     LATENCY_BUCKETS_MS,
     _bucket_aggregates,
     _ceil_day,
@@ -36,139 +37,98 @@ RANGES = {
 }
 
 
-def _segments(since: datetime | None, daily_end: datetime | None, hourly_end: datetime | None):
-    """Split [since, now) into what daily rows, hourly rows and live events each cover, without overlap."""
-    if since is None:
-        h0 = d0 = None
+_T = TypeVar("_T")
+
+Mark = tuple[int, datetime | None, int]  # a tenant's watermark: (event id, through, version)
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What to read for a range, without overlap: daily rows, hourly rows and the events the rollups do not hold
+    (both ends of the range the rollups cannot split, and every event past the tenant's watermark)."""
+
+    daily: QuerySet[UsageDaily]
+    hourly: QuerySet[UsageHourly]
+    events: QuerySet[UsageEvent]
+
+
+def _mark(tenant_id: int) -> Mark:
+    row = UsageWatermark.objects.for_tenant(tenant_id).values_list("event_id", "through", "version").first()
+    return row or (0, None, -1)
+
+
+def sources(tenant_id: int, since: datetime | None, mark: Mark, *, hourly_only: bool = False) -> Sources:
+    """The rows to read for [since, now) given the tenant's watermark (`hourly_only`: no daily rows, for hour
+    buckets)."""
+    upto, through, _ = mark
+    daily = UsageDaily.objects.for_tenant(tenant_id)
+    hourly = UsageHourly.objects.for_tenant(tenant_id)
+    events = UsageEvent.objects.for_tenant(tenant_id)
+    if through is None:  # never rolled up: everything is live
+        return Sources(daily.none(), hourly.none(), events.filter(created_at__gte=since) if since else events)
+    h0 = _ceil_hour(since) if since else None
+    d0 = _ceil_day(since) if since else None
+    days_end = _day_start(through.astimezone(UTC).date())  # the days wholly rolled up end here
+    hour_q = Q(hour__lt=through) & (Q(hour__gte=h0) if h0 else Q())
+    if hourly_only or (d0 is not None and d0 >= days_end):
+        daily = daily.none()
     else:
-        h0, d0 = _ceil_hour(since), _ceil_day(since)
-    if hourly_end is None:
-        hourly_end = h0 if h0 is not None else datetime.min.replace(tzinfo=UTC)
-    if daily_end is None or (d0 is not None and daily_end < d0):
-        daily_end = d0 if d0 is not None else datetime.min.replace(tzinfo=UTC)
-    daily_end = min(daily_end, hourly_end)
-    days = (d0, daily_end)
-    hours = []
-    if h0 is not None:
-        hours.append((h0, min(d0 or h0, daily_end)))
-    hours.append((max(daily_end, h0) if h0 is not None else daily_end, hourly_end))
-    hours = [(a, b) for a, b in hours if a < b]
-    live_start = max(hourly_end, since) if since is not None else hourly_end
-    events: list[tuple[datetime, datetime | None]] = [(live_start, None)]
-    if since is not None and h0 is not None and since < min(h0, hourly_end):
-        events.append((since, min(h0, hourly_end)))
-    return days, hours, events
+        daily = daily.filter(day__lt=days_end.date(), **({"day__gte": d0.date()} if d0 else {}))
+        hour_q &= Q(hour__gte=days_end) | (Q(hour__lt=d0) if d0 else Q(pk__in=[]))
+    live = Q(created_at__gte=through) | Q(id__gt=upto)
+    if since is not None:
+        live = Q(created_at__gte=since) & (Q(created_at__lt=h0) | live)
+    return Sources(daily, hourly.filter(hour_q), events.filter(live))
+
+
+def consistent(tenant_id: int, read: Callable[[Mark], _T]) -> _T:
+    """`read` with the tenant's watermark, again if a rollup wrote meanwhile (its rows and watermark change in
+    one transaction, but a read is several statements)."""
+    for _ in range(3):
+        mark = _mark(tenant_id)
+        result = read(mark)
+        if _mark(tenant_id)[2] == mark[2]:
+            break
+    return result
 
 
 def platform_tokens_since(*, tenant_id: int, since: datetime) -> int:
-    """Input + output tokens of platform-mode calls since a time, from rollups plus the live hour (fast)."""
+    """Input + output tokens of platform-mode calls since a time, from rollups plus the events past them (fast)."""
     return sum(platform_tokens_by_agent_since(tenant_id=tenant_id, since=since).values())
 
 
 def platform_tokens_by_agent_since(*, tenant_id: int, since: datetime) -> dict[int | None, int]:
     """Platform-mode input + output tokens since a time per agent id (None: calls without an agent), from rollups
-    plus the live hour (fast)."""
-    last_day = UsageDaily.objects.for_tenant(tenant_id).aggregate(m=Max("day"))["m"]
-    last_hour = UsageHourly.objects.for_tenant(tenant_id).aggregate(m=Max("hour"))["m"]
-    (d0, d1), hour_spans, event_spans = _segments(
-        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
-    )
-    totals: dict[int | None, int] = {}
+    plus the events past them (fast). Connection tests on platform keys count: they are billed."""
 
-    def add(rows: Any) -> None:
-        for row in rows.order_by().values("agent_id").annotate(t=Sum("input_tokens") + Sum("output_tokens")):
-            totals[row["agent_id"]] = totals.get(row["agent_id"], 0) + int(row["t"] or 0)
+    def read(mark: Mark) -> dict[int | None, int]:
+        totals: dict[int | None, int] = defaultdict(int)
+        src = sources(tenant_id, since, mark)
+        for rows in (src.daily, src.hourly, src.events):
+            grouped = rows.filter(mode="platform").order_by().values("agent_id")
+            for row in grouped.annotate(t=Sum("input_tokens") + Sum("output_tokens")):
+                totals[row["agent_id"]] += int(row["t"] or 0)
+        return {agent_id: tokens for agent_id, tokens in totals.items() if tokens}
 
-    daily = UsageDaily.objects.for_tenant(tenant_id).filter(
-        mode="platform", day__lt=d1.date() if d1.year > 1 else date.min
-    )
-    if d0 is not None:
-        daily = daily.filter(day__gte=d0.date())
-    add(daily)
-    if hour_spans:
-        hourly_q = Q()
-        for a, b in hour_spans:
-            hourly_q |= Q(hour__gte=a, hour__lt=b)
-        add(UsageHourly.objects.for_tenant(tenant_id).filter(mode="platform").filter(hourly_q))
-    events_q = Q()
-    for a, e in event_spans:
-        events_q |= Q(created_at__gte=a) if e is None else Q(created_at__gte=a, created_at__lt=e)
-    add(UsageEvent.objects.for_tenant(tenant_id).filter(mode="platform").filter(events_q))
-    return {agent_id: tokens for agent_id, tokens in totals.items() if tokens}
+    return consistent(tenant_id, read)
 
 
 def usage_summary(
     *, tenant: Tenant, range_name: str = "30d", agent: Agent | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The `/api/llm/usage` body: totals, by model, by day and by agent for the range."""
+    """The `/api/llm/usage` body: totals, by model, by day and by agent for the range, and the connection tests
+    apart. Exact whatever the rollups' lag: rollups up to the tenant's watermark, the events past it."""
     if range_name not in RANGES:
         raise ValueError(range_name)
     now = now or timezone.now()
     span = RANGES[range_name]
     since = now - span if span else None
-    last_day = UsageDaily.objects.for_tenant(tenant).aggregate(m=Max("day"))["m"]
-    last_hour = UsageHourly.objects.for_tenant(tenant).aggregate(m=Max("hour"))["m"]
-    (d0, d1), hour_spans, event_spans = _segments(
-        since, _day_start(last_day) + DAY if last_day else None, last_hour + HOUR if last_hour else None
-    )
-
-    daily = UsageDaily.objects.for_tenant(tenant).filter(day__lt=d1.date() if d1.year > 1 else date.min)
-    if d0 is not None:
-        daily = daily.filter(day__gte=d0.date())
-    hourly_q = Q()
-    for a, b in hour_spans:
-        hourly_q |= Q(hour__gte=a, hour__lt=b)
-    hourly = (
-        UsageHourly.objects.for_tenant(tenant).filter(hourly_q)
-        if hour_spans
-        else UsageHourly.objects.for_tenant(tenant).none()
-    )
-    events_q = Q()
-    for a, b in event_spans:
-        events_q |= Q(created_at__gte=a) if b is None else Q(created_at__gte=a, created_at__lt=b)
-    events = UsageEvent.objects.for_tenant(tenant).filter(events_q)
-    if agent is not None:
-        daily, hourly, events = (
-            daily.filter(agent=agent),
-            hourly.filter(agent=agent),
-            events.filter(agent=agent),
-        )
-
-    groups: dict[str, dict[tuple, dict[str, Any]]] = {"model": {}, "day": {}, "agent": {}, "tests": {}}
-    totals = _empty()
-    fields = (
-        "model",
-        "provider",
-        "agent_id",
-        "request_type",
-        *_SUMS,
-        "cost_usd",
-        "billed_usd",
-        "latency_hist",
-    )
-    for r in daily.values("day", *fields):
-        _fold(groups, totals, r, list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS), r["day"])
-    for r in hourly.values("hour", *fields):
-        _fold(
-            groups,
-            totals,
-            r,
-            list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS),
-            r["hour"].astimezone(UTC).date(),
-        )
-    live = (
-        events.annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values("day", "model", "provider", "agent_id", "request_type")
-        .annotate(**_event_aggregates(), **_bucket_aggregates())
-    )
-    for r in live:
-        _fold(groups, totals, r, _histogram(r), r["day"])
-
+    groups = consistent(tenant.id, lambda mark: _read(tenant, sources(tenant.id, since, mark), agent))
     agent_slugs = dict(Agent.objects.for_tenant(tenant).values_list("id", "slug"))
     tests = _render(groups["tests"].get(("test",), _empty()))
     return {
         "range": range_name,
-        "totals": _render(totals),
+        "totals": _render(groups["totals"].get((), _empty())),
         # Connection tests, apart from the traffic above (platform-key tests are billed all the same).
         "tests": {name: tests[name] for name in ("requests", "errors", "cost_usd", "billed_usd", "tcu")},
         "by_model": sorted(
@@ -186,6 +146,47 @@ def usage_summary(
     }
 
 
+Groups = dict[str, dict[tuple, dict[str, Any]]]
+
+
+def _read(tenant: Tenant, src: Sources, agent: Agent | None) -> Groups:
+    daily, hourly, events = src.daily, src.hourly, src.events
+    if agent is not None:
+        daily, hourly, events = (
+            daily.filter(agent=agent),
+            hourly.filter(agent=agent),
+            events.filter(agent=agent),
+        )
+    groups: Groups = {"totals": {}, "model": {}, "day": {}, "agent": {}, "tests": {}}
+    fields = (
+        "model",
+        "provider",
+        "agent_id",
+        "request_type",
+        *_SUMS,
+        "cost_usd",
+        "billed_usd",
+        "latency_hist",
+    )
+    for r in daily.values("day", *fields):
+        _fold(groups, r, list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS), r["day"])
+    for r in hourly.values("hour", *fields):
+        _fold(
+            groups,
+            r,
+            list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS),
+            r["hour"].astimezone(UTC).date(),
+        )
+    live = (
+        events.annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", "model", "provider", "agent_id", "request_type")
+        .annotate(**_event_aggregates(), **_bucket_aggregates())
+    )
+    for r in live:
+        _fold(groups, r, _histogram(r), r["day"])
+    return groups
+
+
 def _empty() -> dict[str, Any]:
     return {
         "requests": 0,
@@ -200,7 +201,7 @@ def _empty() -> dict[str, Any]:
     }
 
 
-def _add(bucket: dict[str, Any], r: dict[str, Any], hist: list[int]) -> None:
+def _add(bucket: dict[str, Any], r: Mapping[str, Any], hist: list[int]) -> None:
     for name in _SUMS:
         bucket[name] += int(r.get(name) or 0)
     bucket["cost_usd"] += r.get("cost_usd") or _ZERO
@@ -208,11 +209,11 @@ def _add(bucket: dict[str, Any], r: dict[str, Any], hist: list[int]) -> None:
     bucket["hist"] = [a + b for a, b in zip(bucket["hist"], hist, strict=False)]
 
 
-def _fold(groups, totals, r, hist, day) -> None:
+def _fold(groups: Groups, r: Mapping[str, Any], hist: list[int], day: date) -> None:
     if r["request_type"] == "test":
         _add(groups["tests"].setdefault(("test",), _empty()), r, hist)
         return
-    _add(totals, r, hist)
+    _add(groups["totals"].setdefault((), _empty()), r, hist)
     for name, key in (("model", (r["model"], r["provider"])), ("day", (day,)), ("agent", (r["agent_id"],))):
         _add(groups[name].setdefault(key, _empty()), r, hist)
 

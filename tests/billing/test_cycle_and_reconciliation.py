@@ -15,6 +15,7 @@ from billing.stripe.ledger import overage_push
 from billing.stripe.reconciliation import reconcile
 from billing.usage import period_of
 from llm.models import UsageDaily
+from llm.usage.rollups import rollup_pending
 from tenants.audit import SYSTEM
 from tenants.services import agent_create
 
@@ -132,6 +133,8 @@ def test_reconciliation_repairs_subscription_item_drift(paid_tenant, stripe):
 def test_reconciliation_repairs_a_stale_rollup(tenant):
     yesterday = timezone.now() - timedelta(days=1)
     make_usage(tenant, tokens=100, tcu=5, when=yesterday)
+    rollup_pending()
+    UsageDaily.objects.unscoped().filter(tenant=tenant).update(tcu=0)  # gone stale
     run = reconcile(period=period_of(yesterday))  # yesterday's period: a complete day exists on the 1st too
     assert list(run.issues.values_list("kind", "repaired")) == [("rollup_drift", True)]
     assert UsageDaily.objects.unscoped().get(tenant=tenant).tcu == 5

@@ -38,3 +38,40 @@ def test_connection_tests_are_not_traffic(page, provider_env):  # noqa: F811
     page.goto("/usage/?range=24h")
     assert page.inner_text(".card.stat >> nth=0").split()[-1] == "0"
     assert "Connection tests: 3 (1 failed)" in page.inner_text("[data-connection-tests]")
+
+
+def _acme():
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="acme")
+
+
+def _stat(page, label: str) -> str:
+    """The value of the stat card with this label."""
+    return (
+        page.locator(".card.stat", has=page.locator(".label", has_text=label)).locator(".value").inner_text()
+    )
+
+
+def test_usage_counts_events_the_schedule_has_not_rolled_up(page):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from llm.usage.rollups import rollup_pending
+    from tests.usage.test_usage_numbers import _event
+
+    signup(page)
+    tenant = _acme()
+    for hours in (50, 30, 5, 2):
+        _event(tenant, ago=timedelta(hours=hours))
+    rollup_pending(now=timezone.now() - timedelta(hours=4))  # then beat stopped
+    for hours in (40, 20, 3, 1):
+        for _ in range(3):
+            _event(tenant, ago=timedelta(hours=hours, minutes=5))
+    page.goto("/usage/?range=all")
+    assert _stat(page, "Requests") == "16"
+    page.goto("/usage/?range=24h")
+    assert _stat(page, "Requests") == "11"
+    page.goto("/dashboard/")
+    assert _stat(page, "Requests") == "16"
