@@ -98,8 +98,8 @@ class UsageRollup(TenantOwned):
     billed_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     tcu = models.BigIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
-    # Latency histogram (bucket upper bounds in llm.usage.rollups.LATENCY_BUCKETS_MS) so p95 works from rollups.
-    latency_hist = models.JSONField(default=list)
+    # Latency digest (calls per logarithmic bucket, see llm.usage.rollups.DIGEST_STEPS) so p95 works from rollups.
+    latency_digest = models.JSONField(default=dict)
 
     class Meta:
         abstract = True

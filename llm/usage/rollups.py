@@ -1,8 +1,9 @@
 """Usage rollups: events summed per hour (UsageHourly) and day (UsageDaily) by the schedule, idempotently, with
-a latency histogram so p95 works from rollups."""
+a latency digest so p95 works from rollups."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -10,27 +11,23 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Count, F, IntegerField, Max, Q, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Floor, Greatest, Ln, TruncHour
 from django.utils import timezone
 
 from llm.models import UsageDaily, UsageEvent, UsageHourly, UsageWatermark
 
-# Upper bounds (ms) of the latency histogram kept in rollups; p95 is read from it.
-LATENCY_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 10**9)
-
+# The latency digest: per logarithmic bucket (DIGEST_STEPS buckets per factor e, each ~5 % wide, keyed by the
+# bucket's number) the calls in it and their summed latency; a percentile is read as its bucket's mean, so it is
+# within the bucket's ~5 % of the events' own (exact when the bucket's calls took the same time).
+DIGEST_STEPS = 20
 
 _ZERO = Decimal(0)
 
 # What a rollup row is per: connection tests (request type "test") are kept apart from traffic.
 _KEY = ("agent_id", "model", "provider", "mode", "request_type")
 
-
-def _bucket_aggregates(prefix: str = "b") -> dict[str, Any]:
-    return {
-        f"{prefix}{i}": Count("id", filter=Q(latency_ms__lte=bound))
-        for i, bound in enumerate(LATENCY_BUCKETS_MS)
-    }
+_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "tcu", "latency_ms_sum")
 
 
 def _event_aggregates() -> dict[str, Any]:
@@ -46,23 +43,58 @@ def _event_aggregates() -> dict[str, Any]:
     }
 
 
-def _histogram(row: Mapping[str, Any]) -> list[int]:
-    """Per-bucket (not cumulative) counts from the cumulative filtered counts of one aggregate row."""
-    cumulative = [int(row.get(f"b{i}") or 0) for i in range(len(LATENCY_BUCKETS_MS))]
-    return [c - (cumulative[i - 1] if i else 0) for i, c in enumerate(cumulative)]
+def _latency_bucket() -> Cast:
+    return Cast(Floor(Ln(Greatest(F("latency_ms"), Value(1))) * Value(float(DIGEST_STEPS))), IntegerField())
 
 
-def p95_from(hist: list[int]) -> int:
-    total = sum(hist)
+def empty_sums() -> dict[str, Any]:
+    return {**dict.fromkeys(_SUMS, 0), "cost_usd": _ZERO, "billed_usd": _ZERO, "digest": {}}
+
+
+Digest = Mapping[str, list[int]]  # bucket number → [calls, their summed latency in ms]
+
+
+def add_sums(into: dict[str, Any], row: Mapping[str, Any], digest: Digest) -> None:
+    """Add a row's sums and a latency digest into `into` (an `empty_sums()`)."""
+    for name in _SUMS:
+        into[name] += int(row.get(name) or 0)
+    into["cost_usd"] += row.get("cost_usd") or _ZERO
+    into["billed_usd"] += row.get("billed_usd") or _ZERO
+    merged = into["digest"]
+    for bucket, (n, ms) in digest.items():
+        was = merged.get(bucket, (0, 0))
+        merged[bucket] = [was[0] + n, was[1] + ms]
+
+
+def event_sums(events: QuerySet[UsageEvent], fields: tuple[str, ...], **exprs: Any) -> list[dict[str, Any]]:
+    """The events summed per `fields` (and named expressions), each row with its latency digest."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    names = (*fields, *exprs)
+    rows = (
+        events.order_by().values(*fields, **exprs, bucket=_latency_bucket()).annotate(**_event_aggregates())
+    )
+    for r in rows:
+        key = tuple(r[n] for n in names)
+        into = merged.get(key)
+        if into is None:
+            into = merged[key] = {**dict(zip(names, key, strict=True)), **empty_sums()}
+        add_sums(into, r, {str(r["bucket"]): [r["requests"], int(r["latency_ms_sum"] or 0)]})
+    return list(merged.values())
+
+
+def p95_from(digest: Digest) -> int:
+    """The 95th percentile latency (ms, nearest rank) from a digest: the mean of the bucket it falls in."""
+    total = sum(n for n, _ in digest.values())
     if not total:
         return 0
-    target = 0.95 * total
+    rank = math.ceil(0.95 * total)
     running = 0
-    for count, bound in zip(hist, LATENCY_BUCKETS_MS, strict=False):
-        running += count
-        if running >= target:
-            return bound if bound < 10**9 else LATENCY_BUCKETS_MS[-2]
-    return LATENCY_BUCKETS_MS[-2]
+    for bucket in sorted(digest, key=int):
+        n, ms = digest[bucket]
+        running += n
+        if running >= rank:
+            break
+    return round(ms / n) if n else 0
 
 
 HOUR = timedelta(hours=1)
@@ -106,7 +138,7 @@ def _rollup_rows(model: type, tenant_id: int, key: dict[str, Any], rows: Any) ->
             billed_usd=r["billed_usd"] or _ZERO,
             tcu=r["tcu"] or 0,
             latency_ms_sum=r["latency_ms_sum"] or 0,
-            latency_hist=r["hist"] if "hist" in r else _histogram(r),
+            latency_digest=r["digest"],
             **key,
         )
         for r in rows
@@ -119,11 +151,7 @@ def rollup_hour(*, tenant_id: int, hour: datetime, upto_id: int | None = None) -
     if upto_id is None:
         upto_id = UsageWatermark.objects.for_tenant(tenant_id).values_list("event_id", flat=True).first()
     events = UsageEvent.objects.for_tenant(tenant_id).filter(created_at__gte=hour, created_at__lt=hour + HOUR)
-    rows = (
-        (events if upto_id is None else events.filter(id__lte=upto_id))
-        .values(*_KEY)
-        .annotate(**_event_aggregates(), **_bucket_aggregates())
-    )
+    rows = event_sums(events if upto_id is None else events.filter(id__lte=upto_id), _KEY)
     objs = _rollup_rows(UsageHourly, tenant_id, {"hour": hour}, rows)
     UsageHourly.objects.for_tenant(tenant_id).filter(hour=hour).delete()
     UsageHourly.objects.for_tenant(tenant_id).bulk_create(objs)
@@ -162,28 +190,14 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
     merged: dict[tuple, dict[str, Any]] = {}
     for h in UsageHourly.objects.for_tenant(tenant_id).filter(hour__gte=start, hour__lt=start + DAY):
         key = (h.agent_id, h.model, h.provider, h.mode, h.request_type)
-        row = merged.setdefault(
-            key,
-            {
-                **dict(zip(_KEY, key, strict=True)),
-                **dict.fromkeys(_SUMS, 0),
-                "cost_usd": _ZERO,
-                "billed_usd": _ZERO,
-                "hist": [0] * len(LATENCY_BUCKETS_MS),
-            },
+        row = merged.setdefault(key, {**dict(zip(_KEY, key, strict=True)), **empty_sums()})
+        add_sums(
+            row, {name: getattr(h, name) for name in (*_SUMS, "cost_usd", "billed_usd")}, h.latency_digest
         )
-        for name in _SUMS:
-            row[name] += getattr(h, name)
-        row["cost_usd"] += h.cost_usd
-        row["billed_usd"] += h.billed_usd
-        row["hist"] = [a + b for a, b in zip(row["hist"], h.latency_hist or row["hist"], strict=False)]
     objs = _rollup_rows(UsageDaily, tenant_id, {"day": day}, merged.values())
     UsageDaily.objects.for_tenant(tenant_id).filter(day=day).delete()
     UsageDaily.objects.for_tenant(tenant_id).bulk_create(objs)
     return len(objs)
-
-
-_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "tcu", "latency_ms_sum")
 
 
 def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:

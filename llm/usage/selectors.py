@@ -16,14 +16,13 @@ from django.utils import timezone
 from llm.models import UsageDaily, UsageEvent, UsageHourly, UsageWatermark
 from llm.usage.rollups import (
     _SUMS,
-    _ZERO,
-    LATENCY_BUCKETS_MS,
-    _bucket_aggregates,
+    Digest,
     _ceil_day,
     _ceil_hour,
     _day_start,
-    _event_aggregates,
-    _histogram,
+    add_sums,
+    empty_sums,
+    event_sums,
     p95_from,
 )
 from tenants.models import Agent, Tenant
@@ -125,10 +124,10 @@ def usage_summary(
     since = now - span if span else None
     groups = consistent(tenant.id, lambda mark: _read(tenant, sources(tenant.id, since, mark), agent))
     agent_slugs = dict(Agent.objects.for_tenant(tenant).values_list("id", "slug"))
-    tests = _render(groups["tests"].get(("test",), _empty()))
+    tests = _render(groups["tests"].get(("test",), empty_sums()))
     return {
         "range": range_name,
-        "totals": _render(groups["totals"].get((), _empty())),
+        "totals": _render(groups["totals"].get((), empty_sums())),
         # Connection tests, apart from the traffic above (platform-key tests are billed all the same).
         "tests": {name: tests[name] for name in ("requests", "errors", "cost_usd", "billed_usd", "tcu")},
         "by_model": sorted(
@@ -166,56 +165,27 @@ def _read(tenant: Tenant, src: Sources, agent: Agent | None) -> Groups:
         *_SUMS,
         "cost_usd",
         "billed_usd",
-        "latency_hist",
+        "latency_digest",
     )
     for r in daily.values("day", *fields):
-        _fold(groups, r, list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS), r["day"])
+        _fold(groups, r, r["latency_digest"], r["day"])
     for r in hourly.values("hour", *fields):
-        _fold(
-            groups,
-            r,
-            list(r["latency_hist"]) or [0] * len(LATENCY_BUCKETS_MS),
-            r["hour"].astimezone(UTC).date(),
-        )
-    live = (
-        events.annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values("day", "model", "provider", "agent_id", "request_type")
-        .annotate(**_event_aggregates(), **_bucket_aggregates())
+        _fold(groups, r, r["latency_digest"], r["hour"].astimezone(UTC).date())
+    live = event_sums(
+        events, ("model", "provider", "agent_id", "request_type"), day=TruncDate("created_at", tzinfo=UTC)
     )
     for r in live:
-        _fold(groups, r, _histogram(r), r["day"])
+        _fold(groups, r, r["digest"], r["day"])
     return groups
 
 
-def _empty() -> dict[str, Any]:
-    return {
-        "requests": 0,
-        "errors": 0,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "tcu": 0,
-        "latency_ms_sum": 0,
-        "cost_usd": _ZERO,
-        "billed_usd": _ZERO,
-        "hist": [0] * len(LATENCY_BUCKETS_MS),
-    }
-
-
-def _add(bucket: dict[str, Any], r: Mapping[str, Any], hist: list[int]) -> None:
-    for name in _SUMS:
-        bucket[name] += int(r.get(name) or 0)
-    bucket["cost_usd"] += r.get("cost_usd") or _ZERO
-    bucket["billed_usd"] += r.get("billed_usd") or _ZERO
-    bucket["hist"] = [a + b for a, b in zip(bucket["hist"], hist, strict=False)]
-
-
-def _fold(groups: Groups, r: Mapping[str, Any], hist: list[int], day: date) -> None:
+def _fold(groups: Groups, r: Mapping[str, Any], digest: Digest, day: date) -> None:
     if r["request_type"] == "test":
-        _add(groups["tests"].setdefault(("test",), _empty()), r, hist)
+        add_sums(groups["tests"].setdefault(("test",), empty_sums()), r, digest)
         return
-    _add(groups["totals"].setdefault((), _empty()), r, hist)
+    add_sums(groups["totals"].setdefault((), empty_sums()), r, digest)
     for name, key in (("model", (r["model"], r["provider"])), ("day", (day,)), ("agent", (r["agent_id"],))):
-        _add(groups[name].setdefault(key, _empty()), r, hist)
+        add_sums(groups[name].setdefault(key, empty_sums()), r, digest)
 
 
 def _render(b: dict[str, Any]) -> dict[str, Any]:
@@ -230,5 +200,5 @@ def _render(b: dict[str, Any]) -> dict[str, Any]:
         "billed_usd": float(round(b["billed_usd"], 6)),
         "tcu": b["tcu"],
         "avg_latency_ms": round(b["latency_ms_sum"] / requests, 1) if requests else 0.0,
-        "p95_latency_ms": p95_from(b["hist"]),
+        "p95_latency_ms": p95_from(b["digest"]),
     }

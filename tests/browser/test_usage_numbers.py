@@ -75,3 +75,21 @@ def test_usage_counts_events_the_schedule_has_not_rolled_up(page):
     assert _stat(page, "Requests") == "11"
     page.goto("/dashboard/")
     assert _stat(page, "Requests") == "16"
+
+
+def test_p95_latency_is_what_the_calls_took(page):
+    """160 ms calls showed a p95 of "250 ms" (the bound of the histogram bucket they fell in)."""
+    from datetime import timedelta
+
+    from llm.usage.rollups import rollup_pending
+    from tests.usage.test_usage_numbers import _event
+
+    signup(page)
+    tenant = _acme()
+    for i in range(20):
+        _event(tenant, ago=timedelta(hours=2, minutes=i), latency_ms=160)
+    rollup_pending()
+    _event(tenant, ago=timedelta(minutes=1), latency_ms=160)  # and one live
+    page.goto("/usage/?range=24h")
+    assert _stat(page, "p95 latency").endswith("/ 160 ms")
+    assert "160 ms" in page.locator("table").first.inner_text()

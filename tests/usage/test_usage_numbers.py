@@ -109,3 +109,27 @@ def test_reconciliation_finds_no_drift_in_events_past_the_watermark(tenant):
     _event(tenant, ago=timedelta(days=1, hours=2))  # late: read live until the next rollup, not a drift
     period = period_of(timezone.now() - timedelta(days=1))
     assert check_rollups(period, repair=False) == []
+
+
+def _true_p95(latencies: list[int]) -> int:
+    ordered = sorted(latencies)
+    return ordered[-(-95 * len(ordered) // 100) - 1]  # nearest rank
+
+
+def test_p95_is_the_events_own_not_a_bucket_bound(manage_client, tenant):
+    """~1,090 ms streams read as 2,000 ms and 160 ms calls as 250 ms when p95 was a histogram bucket's bound."""
+    streams = [1050 + (i * 37) % 90 for i in range(40)]
+    for i, ms in enumerate(streams):
+        _event(tenant, ago=timedelta(hours=2 + i % 3), latency_ms=ms, model="anthropic:claude-sonnet-4.5")
+    for i in range(20):
+        _event(tenant, ago=timedelta(hours=1, minutes=i), latency_ms=160)
+    for rolled in (False, True):
+        if rolled:
+            rollup_pending()
+        body = manage_client.get("/api/llm/usage?range=24h").json()
+        p95 = {m["model"]: m["p95_latency_ms"] for m in body["by_model"]}
+        assert p95["openai:gpt-5-mini"] == 160, rolled
+        assert abs(p95["anthropic:claude-sonnet-4.5"] - _true_p95(streams)) <= 0.05 * _true_p95(streams), (
+            rolled
+        )
+        assert abs(body["totals"]["p95_latency_ms"] - _true_p95([*streams, *[160] * 20])) <= 60, rolled
