@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from llm.calls.listing import picker_models
 from llm.config import routes as route_service
@@ -15,7 +17,7 @@ from llm.models import Thread
 from llm.policy import policy
 from llm.runtime import assistant as assistant_service
 from llm.serializers import RouteImportSerializer, RouteSerializer
-from llm.usage.selectors import RANGES, usage_summary
+from llm.usage.selectors import METRICS, RANGES, usage_summary
 from tenants.audit import Actor
 from tenants.decorators import tenant_required
 from tenants.http import TenantRequest
@@ -24,14 +26,48 @@ from tenants.roles import Perm, role_has
 from tenants.services import access_agent
 
 
-def _summary(request: TenantRequest):
+def _summary(request: TenantRequest, *, detail: bool = False):
     range_name = request.GET.get("range", "30d")
     if range_name not in RANGES:
         range_name = "30d"
     agent = None
     if request.GET.get("agent"):
         agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
-    return usage_summary(tenant=request.tenant, range_name=range_name, agent=agent), agent
+    summary = usage_summary(tenant=request.tenant, range_name=range_name, agent=agent, detail=detail)
+    return summary, agent
+
+
+def _chart(summary: dict[str, Any]) -> dict[str, Any]:
+    """The usage chart's series: per hour for 24h, else per day, every bucket of the range on the axis."""
+    if "by_hour" in summary:
+        buckets = summary["by_hour"]
+        labels = [datetime.fromisoformat(b["hour"]).strftime("%H:%M") for b in buckets]
+        unit = "hour"
+    else:
+        buckets = _every_day(summary)
+        labels = [date.fromisoformat(b["day"]).strftime("%b %-d") for b in buckets]
+        unit = "day"
+    return {
+        "unit": unit,
+        "labels": labels,
+        "requests": [b["requests"] for b in buckets],
+        "cost": [b["cost_usd"] for b in buckets],
+    }
+
+
+def _every_day(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The range's days, those without calls too (zeros), from its first day with calls for "all"."""
+    found = {d["day"]: d for d in summary["by_day"]}
+    if not found:
+        return []
+    span = RANGES[summary["range"]]
+    today = timezone.now().astimezone(UTC).date()
+    day = (timezone.now() - span).astimezone(UTC).date() if span else date.fromisoformat(min(found))
+    out = []
+    while day <= today:
+        out.append(found.get(day.isoformat(), {"day": day.isoformat(), "requests": 0, "cost_usd": 0.0}))
+        day += timedelta(days=1)
+    return out
 
 
 @tenant_required(Perm.VIEW_USAGE)
@@ -40,11 +76,6 @@ def usage(request: TenantRequest) -> HttpResponse:
     extra = policy().usage_page_context(request.tenant)
     caps, banner = extra.get("caps"), extra.get("banner")
     byok_only = bool(summary["by_model"]) and summary["totals"]["billed_usd"] == 0
-    chart = {
-        "labels": [d["day"] for d in summary["by_day"]],
-        "requests": [d["requests"] for d in summary["by_day"]],
-        "cost": [d["cost_usd"] for d in summary["by_day"]],
-    }
     return render(
         request,
         "llm/usage.html",
@@ -57,24 +88,34 @@ def usage(request: TenantRequest) -> HttpResponse:
             "banner": banner,
             "managed_usage": extra.get("managed_usage"),
             "byok_only": byok_only,
-            "chart": chart,
+            "chart": _chart(summary),
         },
     )
 
 
+# The CSV's columns per view; `rows` (the default): one row per day × model × agent.
+_CSV_FIELDS = {
+    "rows": ("day", "model", "model_name", "mode", "agent", *METRICS),
+    "by_day": ("day", *METRICS),
+    "by_model": ("model", "label", "mode", "mode_label", "provider", "provider_label", *METRICS),
+    "by_agent": ("agent", *METRICS),
+}
+
+
 @tenant_required(Perm.VIEW_USAGE)
 def usage_csv(request: TenantRequest) -> HttpResponse:
-    summary, _ = _summary(request)
-    view = request.GET.get("view", "by_day")
-    if view not in ("by_day", "by_model", "by_agent"):
+    """The range's usage as CSV, header first: per day × model × agent by default, or one of the page's
+    breakdowns (`view=by_day|by_model|by_agent`)."""
+    view = request.GET.get("view", "rows")
+    if view not in _CSV_FIELDS:
         raise Http404
+    summary, _ = _summary(request, detail=view == "rows")
     rows = summary[view]
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="usage-{summary["range"]}-{view}.csv"'
-    if rows:
-        writer = csv.DictWriter(response, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    writer = csv.DictWriter(response, fieldnames=_CSV_FIELDS[view], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
     return response
 
 

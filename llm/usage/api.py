@@ -57,6 +57,9 @@ class UsageView(TenantAPIView):
                 "tests": _tests,
                 "by_model": serializers.ListField(child=serializers.DictField()),
                 "by_day": serializers.ListField(child=serializers.DictField()),
+                "by_hour": serializers.ListField(
+                    child=serializers.DictField(), required=False, help_text="Range 24h only: every hour"
+                ),
                 "by_agent": serializers.ListField(child=serializers.DictField()),
             },
         ),

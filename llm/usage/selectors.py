@@ -10,12 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db.models import Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from llm.models import UsageDaily, UsageEvent, UsageHourly, UsageWatermark
+from llm.usage.labels import ModelNames, mode_label
 from llm.usage.rollups import (
     _SUMS,
+    HOUR,
     Digest,
     _ceil_day,
     _ceil_hour,
@@ -37,6 +39,20 @@ RANGES = {
 
 
 _T = TypeVar("_T")
+
+# The figures of a total, a breakdown's row or a CSV row.
+METRICS = (
+    "requests",
+    "errors",
+    "error_rate",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "billed_usd",
+    "tcu",
+    "avg_latency_ms",
+    "p95_latency_ms",
+)
 
 Mark = tuple[int, datetime | None, int]  # a tenant's watermark: (event id, through, version)
 
@@ -113,26 +129,37 @@ def platform_tokens_by_agent_since(*, tenant_id: int, since: datetime) -> dict[i
 
 
 def usage_summary(
-    *, tenant: Tenant, range_name: str = "30d", agent: Agent | None = None, now: datetime | None = None
+    *,
+    tenant: Tenant,
+    range_name: str = "30d",
+    agent: Agent | None = None,
+    now: datetime | None = None,
+    detail: bool = False,
 ) -> dict[str, Any]:
-    """The `/api/llm/usage` body: totals, by model, by day and by agent for the range, and the connection tests
-    apart. Exact whatever the rollups' lag: rollups up to the tenant's watermark, the events past it."""
+    """The `/api/llm/usage` body: totals, by model (as the user knows it, per mode), by day (and by hour for 24h)
+    and by agent for the range, and the connection tests apart. Exact whatever the rollups' lag: rollups up to
+    the tenant's watermark, the events past it. `detail` adds `rows`: per day × model × agent (the CSV)."""
     if range_name not in RANGES:
         raise ValueError(range_name)
     now = now or timezone.now()
     span = RANGES[range_name]
     since = now - span if span else None
-    groups = consistent(tenant.id, lambda mark: _read(tenant, sources(tenant.id, since, mark), agent))
+    hourly = range_name == "24h"
+    names = ModelNames()
+    groups = consistent(
+        tenant.id,
+        lambda mark: _read(sources(tenant.id, since, mark, hourly_only=hourly), agent, names, hourly=hourly),
+    )
     agent_slugs = dict(Agent.objects.for_tenant(tenant).values_list("id", "slug"))
     tests = _render(groups["tests"].get(("test",), empty_sums()))
-    return {
+    body: dict[str, Any] = {
         "range": range_name,
         "totals": _render(groups["totals"].get((), empty_sums())),
         # Connection tests, apart from the traffic above (platform-key tests are billed all the same).
         "tests": {name: tests[name] for name in ("requests", "errors", "cost_usd", "billed_usd", "tcu")},
         "by_model": sorted(
-            ({"model": k[0], "provider": k[1], **_render(v)} for k, v in groups["model"].items()),
-            key=lambda x: (-x["requests"], x["model"]),
+            (_model_row(k, v, names) for k, v in groups["model"].items()),
+            key=lambda x: (-x["requests"], x["label"], x["mode"]),
         ),
         "by_day": [{"day": k[0].isoformat(), **_render(v)} for k, v in sorted(groups["day"].items())],
         "by_agent": sorted(
@@ -143,49 +170,95 @@ def usage_summary(
             key=lambda x: (-x["requests"], x["agent"] or ""),
         ),
     }
+    if hourly:
+        body["by_hour"] = _hours(groups["hour"], since or now, now)
+    if detail:
+        body["rows"] = [
+            {
+                "day": day.isoformat(),
+                "model": model,
+                "model_name": names.known_name(model, mode),
+                "mode": mode_label(mode),
+                "agent": agent_slugs.get(agent_id) if agent_id else None,
+                **_render(v),
+            }
+            for (day, model, mode, agent_id), v in sorted(
+                groups["rows"].items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] or 0)
+            )
+        ]
+    return body
+
+
+def _hours(found: dict[tuple, dict[str, Any]], since: datetime, now: datetime) -> list[dict[str, Any]]:
+    """Every hour of the range, those without calls too (a chart's axis)."""
+    hour, last = _ceil_hour(since) - HOUR, now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    out = []
+    while hour <= last:
+        out.append({"hour": hour.isoformat(), **_render(found.get((hour,), empty_sums()))})
+        hour += HOUR
+    return out
+
+
+def _model_row(key: tuple, sums: dict[str, Any], names: ModelNames) -> dict[str, Any]:
+    model, mode = key
+    providers = sorted(sums["providers"].items(), key=lambda kv: -kv[1])
+    return {
+        "model": model,
+        "label": names.known_name(model, mode),
+        "mode": mode,
+        "mode_label": mode_label(mode),
+        "provider": providers[0][0] if providers else "",
+        "provider_label": ", ".join(names.provider(p) for p, _ in providers),
+        **_render(sums),
+    }
 
 
 Groups = dict[str, dict[tuple, dict[str, Any]]]
 
 
-def _read(tenant: Tenant, src: Sources, agent: Agent | None) -> Groups:
-    daily, hourly, events = src.daily, src.hourly, src.events
+def _read(src: Sources, agent: Agent | None, names: ModelNames, *, hourly: bool) -> Groups:
+    daily, hourly_rows, events = src.daily, src.hourly, src.events
     if agent is not None:
-        daily, hourly, events = (
+        daily, hourly_rows, events = (
             daily.filter(agent=agent),
-            hourly.filter(agent=agent),
+            hourly_rows.filter(agent=agent),
             events.filter(agent=agent),
         )
-    groups: Groups = {"totals": {}, "model": {}, "day": {}, "agent": {}, "tests": {}}
-    fields = (
-        "model",
-        "provider",
-        "agent_id",
-        "request_type",
-        *_SUMS,
-        "cost_usd",
-        "billed_usd",
-        "latency_digest",
-    )
-    for r in daily.values("day", *fields):
-        _fold(groups, r, r["latency_digest"], r["day"])
-    for r in hourly.values("hour", *fields):
-        _fold(groups, r, r["latency_digest"], r["hour"].astimezone(UTC).date())
-    live = event_sums(
-        events, ("model", "provider", "agent_id", "request_type"), day=TruncDate("created_at", tzinfo=UTC)
-    )
-    for r in live:
-        _fold(groups, r, r["digest"], r["day"])
+    groups: Groups = {name: {} for name in ("totals", "model", "day", "hour", "agent", "tests", "rows")}
+    fields = ("model", "provider", "mode", "agent_id", "request_type", *_SUMS, "cost_usd", "billed_usd")
+    for r in daily.values("day", *fields, "latency_digest"):
+        _fold(groups, names, r, r["latency_digest"], r["day"], None)
+    for r in hourly_rows.values("hour", *fields, "latency_digest"):
+        at = r["hour"].astimezone(UTC)
+        _fold(groups, names, r, r["latency_digest"], at.date(), at if hourly else None)
+    by: dict[str, Any] = {"day": TruncDate("created_at", tzinfo=UTC)}
+    if hourly:
+        by["hour"] = TruncHour("created_at", tzinfo=UTC)
+    for r in event_sums(events, ("model", "provider", "mode", "agent_id", "request_type"), **by):
+        _fold(groups, names, r, r["digest"], r["day"], r["hour"].astimezone(UTC) if hourly else None)
     return groups
 
 
-def _fold(groups: Groups, r: Mapping[str, Any], digest: Digest, day: date) -> None:
+def _fold(
+    groups: Groups, names: ModelNames, r: Mapping[str, Any], digest: Digest, day: date, hour: datetime | None
+) -> None:
     if r["request_type"] == "test":
         add_sums(groups["tests"].setdefault(("test",), empty_sums()), r, digest)
         return
-    add_sums(groups["totals"].setdefault((), empty_sums()), r, digest)
-    for name, key in (("model", (r["model"], r["provider"])), ("day", (day,)), ("agent", (r["agent_id"],))):
+    model = names.known_id(r["model"], r["mode"])
+    keys = {
+        "totals": (),
+        "model": (model, r["mode"]),
+        "day": (day,),
+        "agent": (r["agent_id"],),
+        "rows": (day, model, r["mode"], r["agent_id"]),
+    }
+    if hour is not None:
+        keys["hour"] = (hour,)
+    for name, key in keys.items():
         add_sums(groups[name].setdefault(key, empty_sums()), r, digest)
+    providers = groups["model"][keys["model"]].setdefault("providers", {})
+    providers[r["provider"]] = providers.get(r["provider"], 0) + int(r.get("requests") or 0)
 
 
 def _render(b: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.browser.conftest import signup
+from tests.browser.conftest import shot, signup
 from tests.browser.test_browser_flows import provider_env  # noqa: F401  (the fake provider behind platform keys)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -93,3 +95,108 @@ def test_p95_latency_is_what_the_calls_took(page):
     page.goto("/usage/?range=24h")
     assert _stat(page, "p95 latency").endswith("/ 160 ms")
     assert "160 ms" in page.locator("table").first.inner_text()
+
+
+def _model_mix(tenant) -> None:
+    """The same catalog model managed (through OpenAI, and once through OpenRouter) and with the tenant's own
+    key, and two calls a custom endpoint served (one under a catalog id, one under a `custom:` id)."""
+    from datetime import timedelta
+
+    from tests.usage.test_usage_numbers import _event
+
+    managed = {"mode": "platform", "model": "openai:gpt-5-mini"}
+    _event(tenant, ago=timedelta(hours=3), provider="openai", **managed)
+    _event(tenant, ago=timedelta(hours=2), provider="openai", status="error", **managed)
+    _event(tenant, ago=timedelta(hours=2), provider="openrouter", latency_ms=1200, **managed)
+    _event(tenant, ago=timedelta(days=2), provider="openai", mode="byok", model="openai:gpt-5-mini")
+    custom = {"mode": "custom", "provider": "openai_compatible"}
+    _event(tenant, ago=timedelta(hours=1), model="openai:gpt-5-mini", **custom)
+    _event(tenant, ago=timedelta(hours=1), model="custom:byok:openai:gpt-5", input_tokens=1_234_567, **custom)
+
+
+def _inside(page, inner, outer) -> bool:
+    a, b = inner.bounding_box(), outer.bounding_box()
+    return a["x"] >= b["x"] - 0.5 and a["x"] + a["width"] <= b["x"] + b["width"] + 0.5
+
+
+def test_by_model_has_one_row_per_model_as_the_user_knows_it(page):
+    signup(page)
+    _model_mix(_acme())
+    page.goto("/usage/?range=7d")
+    rows = page.locator("#by-model tbody tr")
+    texts = [" | ".join(t.split("\t")) for t in rows.all_inner_texts()]
+    assert rows.count() == 4, texts
+    managed = rows.filter(has_text="Managed")
+    assert managed.count() == 1
+    assert "GPT-5 Mini" in managed.inner_text()
+    assert "OpenAI, OpenRouter" in managed.inner_text()
+    assert "3" in managed.locator("td[data-label=Requests]").inner_text()
+    assert managed.locator("td[data-label=Errors]").inner_text().startswith("1")
+    own = rows.filter(has_text="Own key")
+    assert "GPT-5 Mini" in own.inner_text()
+    endpoint = rows.filter(has_text="Custom endpoint")
+    assert endpoint.count() == 2
+    names = sorted(endpoint.locator(".model-name").all_inner_texts())
+    assert names == [
+        "gpt-5",
+        "gpt-5-mini",
+    ]  # what the endpoint was asked for, not catalog names or router ids
+    assert "OpenAI-compatible endpoint" in endpoint.first.inner_text()
+    assert "custom:" not in page.inner_text("#by-model")
+    assert page.locator("#by-model th", has_text="Errors").count() == 1
+    shot(page, "usage-by-model")
+    for width, height in ((1280, 800), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        card = page.locator("#by-model")
+        for cell in ("td[data-label=Cost]", "td[data-label=p95]"):
+            for i in range(rows.count()):
+                assert _inside(page, rows.nth(i).locator(cell), card), (width, cell, i)
+        assert _inside(page, page.locator("#by-model table"), card), width
+
+
+def test_csv_is_per_day_model_and_agent_with_a_header(page):
+    import csv
+    import io
+
+    from tenants.audit import SYSTEM
+    from tenants.services import agent_create
+    from tests.usage.test_usage_numbers import _event
+
+    signup(page)
+    tenant = _acme()
+    _model_mix(tenant)
+    bot = agent_create(tenant=tenant, actor=SYSTEM, slug="support-bot")
+    from datetime import timedelta
+
+    _event(tenant, ago=timedelta(hours=3), agent=bot, mode="platform", provider="openai")
+    page.goto("/usage/?range=7d")
+    with page.expect_download() as download:
+        page.click("text=CSV")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows, "rows under a header"
+    assert list(rows[0])[:5] == ["day", "model", "model_name", "mode", "agent"]
+    keys = [(r["day"], r["model"], r["mode"], r["agent"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    bot_rows = [r for r in rows if r["agent"] == "support-bot"]
+    assert [(r["model_name"], r["mode"], r["requests"]) for r in bot_rows] == [("GPT-5 Mini", "Managed", "1")]
+    assert sum(int(r["requests"]) for r in rows) == 7
+    empty = page.request.get("/usage.csv?range=24h&agent=support-bot&view=by_day")
+    assert empty.text().splitlines()[0].startswith("day,requests,errors")
+
+
+def test_24h_charts_by_hour_and_an_empty_range_says_so(page):
+    import json
+
+    signup(page)
+    page.goto("/usage/?range=24h")
+    assert page.locator("#usage-chart").count() == 0
+    assert "No calls in this range" in page.inner_text("#usage-empty")
+    _model_mix(_acme())
+    page.goto("/usage/?range=24h")
+    page.wait_for_selector("#usage-chart")
+    assert "by hour" in page.inner_text("main")
+    data = json.loads(page.locator("#chart-data").text_content())
+    assert data["unit"] == "hour"
+    assert len(data["labels"]) in (24, 25)
+    assert sum(data["requests"]) == 5
+    assert sorted(data["requests"])[-1] == 2

@@ -133,3 +133,33 @@ def test_p95_is_the_events_own_not_a_bucket_bound(manage_client, tenant):
             rolled
         )
         assert abs(body["totals"]["p95_latency_ms"] - _true_p95([*streams, *[160] * 20])) <= 60, rolled
+
+
+def test_by_model_is_one_row_per_model_as_known_with_mode_and_provider(manage_client, tenant):
+    from tests.browser.test_usage_numbers import _model_mix
+
+    _model_mix(tenant)
+    for rolled in (False, True):
+        if rolled:
+            rollup_pending()
+        rows = manage_client.get("/api/llm/usage?range=7d").json()["by_model"]
+        got = {(r["label"], r["mode"]): (r["requests"], r["errors"], r["provider_label"]) for r in rows}
+        assert got == {
+            ("GPT-5 Mini", "platform"): (3, 1, "OpenAI, OpenRouter"),
+            ("GPT-5 Mini", "byok"): (1, 0, "OpenAI"),
+            ("gpt-5", "custom"): (1, 0, "OpenAI-compatible endpoint"),
+            ("gpt-5-mini", "custom"): (1, 0, "OpenAI-compatible endpoint"),
+        }, rolled
+        assert {r["model"] for r in rows} == {"openai:gpt-5-mini", "gpt-5", "gpt-5-mini"}
+
+
+def test_24h_has_every_hour(manage_client, tenant):
+    _event(tenant, ago=timedelta(hours=5))
+    live = _event(tenant, ago=timedelta(seconds=1))
+    rollup_pending()
+    body = manage_client.get("/api/llm/usage?range=24h").json()
+    assert len(body["by_hour"]) in (24, 25)
+    assert sum(h["requests"] for h in body["by_hour"]) == 2
+    hour = live.created_at.replace(minute=0, second=0, microsecond=0).isoformat()
+    assert [h["requests"] for h in body["by_hour"] if h["hour"] == hour] == [1]
+    assert "by_hour" not in manage_client.get("/api/llm/usage?range=7d").json()
