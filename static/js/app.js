@@ -46,7 +46,8 @@
     const message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
   });
-  // Money as the `usd` template filter shows it: cents, or the fractions of a cent one call costs.
+  // Numbers as the `usd` and `num` template filters show them (llm/templatetags/money.py), the same on every page.
+  // Money: cents, or the fractions of a cent one call costs.
   window.usd = function (value) {
     const n = Number(value), a = Math.abs(n), sign = n < 0 ? "-" : "";
     if (!isFinite(n)) return "—";
@@ -57,6 +58,12 @@
   };
   // A message from a script: news fades after 5 s, an error stays until its close button is pressed; each can be
   // dismissed. (The page's own messages are inline at its top, `_notices.html`, and stay until dismissed.)
+  // A count or a measure with thousands separators: 1180 → "1,180"; `places` decimals, none by default.
+  window.num = function (value, places) {
+    const n = Number(value), digits = places || 0;
+    if (value === null || value === undefined || value === "" || !isFinite(n)) return "—";
+    return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  };
   window.toast = function (text, kind) {
     const box = document.getElementById("toasts");
     if (!box) return;

@@ -13,7 +13,7 @@
   function meta(m) {
     const d = document.createElement("div");
     d.className = "meta";
-    d.textContent = m.model + " · " + m.input_tokens + " in / " + m.output_tokens + " out · " + window.usd(m.cost_usd);
+    d.textContent = m.model + " · " + window.num(m.input_tokens) + " in / " + window.num(m.output_tokens) + " out · " + window.usd(m.cost_usd);
     return d;
   }
   // A failed reply: what failed, what to do about it, and a link to where it is done (same as _reply_error.html).

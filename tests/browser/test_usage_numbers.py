@@ -200,3 +200,52 @@ def test_24h_charts_by_hour_and_an_empty_range_says_so(page):
     assert len(data["labels"]) in (24, 25)
     assert sum(data["requests"]) == 5
     assert sorted(data["requests"])[-1] == 2
+
+
+def test_numbers_read_the_same_on_every_page(page, provider_env):  # noqa: F811
+    """1,180 calls read "1,180" on the dashboard as on the usage page, and the assistant's cost reads the same
+    while the reply streams in as after a reload."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.plans import assign_plan
+    from llm.config.versions import bump_config_version
+    from llm.models import CatalogModel, UsageEvent
+
+    signup(page)
+    tenant = _acme()
+    UsageEvent.objects.for_tenant(tenant).bulk_create(
+        UsageEvent(
+            tenant=tenant,
+            request_id=f"bulk-{i}",
+            created_at=timezone.now() - timedelta(hours=2),
+            model="openai:gpt-5-mini",
+            provider="openai",
+            mode="byok",
+            input_tokens=1000,
+            latency_ms=1090,
+        )
+        for i in range(1180)
+    )
+    page.goto("/dashboard/")
+    assert _stat(page, "Requests") == "1,180"
+    assert _stat(page, "Tokens") == "1,180,000 / 0"
+    page.goto("/usage/?range=7d")
+    assert _stat(page, "Requests") == "1,180"
+    assert _stat(page, "p95 latency") == "1,090 / 1,090 ms"
+
+    assign_plan(tenant=tenant, plan_slug="enterprise")
+    CatalogModel.objects.filter(pk="openai:gpt-5-mini").update(input_usd_per_mtok=0, output_usd_per_mtok=0)
+    bump_config_version()
+    page.goto("/assistant/")
+    page.select_option("#new-model", "openai:gpt-5-mini")
+    page.click("button:has-text('New chat')")
+    page.wait_for_url("**/assistant/*/")
+    page.fill("#content", "Hello there")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant[data-status=done] .meta")
+    live = page.inner_text(".msg.assistant .meta")
+    assert live.endswith("12 in / 5 out · $0.00")
+    page.reload()
+    assert page.inner_text(".msg.assistant .meta") == live

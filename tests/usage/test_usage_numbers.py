@@ -163,3 +163,19 @@ def test_24h_has_every_hour(manage_client, tenant):
     hour = live.created_at.replace(minute=0, second=0, microsecond=0).isoformat()
     assert [h["requests"] for h in body["by_hour"] if h["hour"] == hour] == [1]
     assert "by_hour" not in manage_client.get("/api/llm/usage?range=7d").json()
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "shown"),
+    [
+        (1180, 0, "1,180"),
+        (1090.4, 0, "1,090"),
+        ("2.5", 0, "3"),
+        (1234567.891, 2, "1,234,567.89"),
+        (None, 0, "—"),
+    ],
+)
+def test_num_reads_as_people_write_numbers(value, places, shown):
+    from llm.templatetags.money import num
+
+    assert num(value, places) == shown
