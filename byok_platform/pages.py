@@ -58,8 +58,9 @@ def dashboard(request: TenantRequest) -> HttpResponse:
     try:
         summary = usage_summary(tenant=tenant, range_name="30d")
         context["usage"], context["usage_tests"] = summary["totals"], summary["tests"]
+        context["usage_baseline"] = summary["baseline"]
     except DatabaseError:  # usage is an extra on this page; never break the dashboard for it
-        context["usage"] = context["usage_tests"] = None
+        context["usage"] = context["usage_tests"] = context["usage_baseline"] = None
     context.update(llm_config_context(request))  # the LLM card and its configuration modal
     return render(request, "dashboard.html", context)
 

@@ -18,7 +18,7 @@ from django.template.defaultfilters import pluralize
 
 from llm.config.versions import bump_config_version
 from llm.metering import queue as metering
-from llm.models import CatalogModel, Credential, Preferences, Provider, Route
+from llm.models import CatalogModel, CostBaseline, Credential, Preferences, Provider, Route
 from tenants.admin_base import TenantOwnedAdmin
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,17 @@ class TenantConfigAdmin(TenantOwnedAdmin):
         super().delete_queryset(request, queryset)
         for tenant_id in tenant_ids:
             bump_config_version(tenant_id)
+
+
+@admin.register(CostBaseline)
+class CostBaselineAdmin(admin.ModelAdmin):
+    """One row: the model usage pages compare costs with (the platform default while there is none)."""
+
+    list_display = ["model"]
+    autocomplete_fields = ["model"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not CostBaseline.objects.exists()
 
 
 @admin.register(Credential)

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from tenants.scoping import TenantOwned
 
-__all__ = ["UsageDaily", "UsageEvent", "UsageHourly", "UsageWatermark"]
+__all__ = ["CostBaseline", "UsageDaily", "UsageEvent", "UsageHourly", "UsageWatermark"]
 
 
 class UsageEvent(TenantOwned):
@@ -157,3 +157,24 @@ class UsageWatermark(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} ≤ #{self.event_id} before {self.through}"
+
+
+class CostBaseline(models.Model):
+    """The model the dashboard and the usage page compare costs with: what the period's calls would have cost on
+    it (its list prices × their tokens) beside what they cost. A platform setting, one row, edited in admin;
+    without it, the platform default model (Claude Sonnet 4.5)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    model = models.ForeignKey(
+        "llm.CatalogModel",
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Calls' costs are compared with what they would have cost on this model.",
+    )
+
+    class Meta:
+        verbose_name = "cost baseline"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="one_cost_baseline")]
+
+    def __str__(self) -> str:
+        return f"Costs compared with {self.model_id}"

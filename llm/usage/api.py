@@ -41,6 +41,21 @@ _tests = inline_serializer(
 )
 
 
+_baseline = inline_serializer(
+    "UsageBaseline",
+    {
+        "model": serializers.CharField(),
+        "name": serializers.CharField(),
+        "cost_usd": serializers.FloatField(help_text="What the range's calls would have cost on this model"),
+        "saving_usd": serializers.FloatField(
+            help_text="That minus what they cost (negative: they cost more)"
+        ),
+        "saving_pct": serializers.FloatField(),
+    },
+    allow_null=True,
+)
+
+
 class UsageView(TenantAPIView):
     required_perms = {"GET": Perm.VIEW_USAGE}
 
@@ -55,6 +70,7 @@ class UsageView(TenantAPIView):
                 "range": serializers.CharField(),
                 "totals": _totals,
                 "tests": _tests,
+                "baseline": _baseline,
                 "by_model": serializers.ListField(child=serializers.DictField()),
                 "by_day": serializers.ListField(child=serializers.DictField()),
                 "by_hour": serializers.ListField(

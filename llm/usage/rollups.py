@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -73,6 +74,8 @@ def event_sums(events: QuerySet[UsageEvent], fields: tuple[str, ...], **exprs: A
     rows = (
         events.order_by().values(*fields, **exprs, bucket=_latency_bucket()).annotate(**_event_aggregates())
     )
+    with _hash_aggregate():
+        rows = list(rows)
     for r in rows:
         key = tuple(r[n] for n in names)
         into = merged.get(key)
@@ -80,6 +83,19 @@ def event_sums(events: QuerySet[UsageEvent], fields: tuple[str, ...], **exprs: A
             into = merged[key] = {**dict(zip(names, key, strict=True)), **empty_sums()}
         add_sums(into, r, {str(r["bucket"]): [r["requests"], int(r["latency_ms_sum"] or 0)]})
     return list(merged.values())
+
+
+@contextmanager
+def _hash_aggregate() -> Iterator[None]:
+    """PostgreSQL plans the digest's GROUP BY as a sort of every event (it cannot tell the buckets are few) and
+    JIT-compiles it; hashing is several times faster and the compile costs more than it saves at this size."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off")
+        yield  # on an error the block rolls back, and the settings with it
+        cursor.execute("SET LOCAL enable_sort TO DEFAULT; SET LOCAL jit TO DEFAULT")
 
 
 def p95_from(digest: Digest) -> int:

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
-from llm.models import UsageDaily, UsageEvent, UsageHourly, UsageWatermark
+from llm.config.catalog_data import PLATFORM_DEFAULT_MODEL
+from llm.config.versions import global_version
+from llm.models import CatalogModel, CostBaseline, UsageDaily, UsageEvent, UsageHourly, UsageWatermark
 from llm.usage.labels import ModelNames, mode_label
 from llm.usage.rollups import (
     _SUMS,
@@ -22,6 +25,7 @@ from llm.usage.rollups import (
     _ceil_day,
     _ceil_hour,
     _day_start,
+    _event_aggregates,
     add_sums,
     empty_sums,
     event_sums,
@@ -148,13 +152,22 @@ def usage_summary(
     names = ModelNames()
     groups = consistent(
         tenant.id,
-        lambda mark: _read(sources(tenant.id, since, mark, hourly_only=hourly), agent, names, hourly=hourly),
+        lambda mark: _read(
+            sources(tenant.id, since, mark, hourly_only=hourly),
+            agent,
+            names,
+            hourly=hourly,
+            detail=detail,
+            rolled_key=_rolled_key(tenant.id, mark, since, agent, hourly=hourly, detail=detail),
+        ),
     )
     agent_slugs = dict(Agent.objects.for_tenant(tenant).values_list("id", "slug"))
     tests = _render(groups["tests"].get(("test",), empty_sums()))
+    totals = groups["totals"].get((), empty_sums())
     body: dict[str, Any] = {
         "range": range_name,
-        "totals": _render(groups["totals"].get((), empty_sums())),
+        "totals": _render(totals),
+        "baseline": baseline_comparison(totals),
         # Connection tests, apart from the traffic above (platform-key tests are billed all the same).
         "tests": {name: tests[name] for name in ("requests", "errors", "cost_usd", "billed_usd", "tcu")},
         "by_model": sorted(
@@ -189,12 +202,37 @@ def usage_summary(
     return body
 
 
+def baseline_comparison(sums: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the calls would have cost on the baseline model (its list prices × their tokens) and the saving, or
+    None without a priced one. The baseline is the model an admin set (admin: Cost baseline), else the platform default."""
+    chosen = CostBaseline.objects.values_list("model_id", flat=True).first() or PLATFORM_DEFAULT_MODEL
+    baseline = CatalogModel.objects.filter(pk=chosen).only("id", "name", *_PRICES).first()
+    if baseline is None or baseline.input_usd_per_mtok is None or baseline.output_usd_per_mtok is None:
+        return None
+    on_baseline = (
+        sums["input_tokens"] * baseline.input_usd_per_mtok
+        + sums["output_tokens"] * baseline.output_usd_per_mtok
+    ) / 1_000_000
+    saving = on_baseline - sums["cost_usd"]
+    return {
+        "model": baseline.id,
+        "name": baseline.name,
+        "cost_usd": float(round(on_baseline, 6)),
+        "saving_usd": float(round(saving, 6)),
+        "saving_pct": round(float(100 * saving / on_baseline), 1) if on_baseline else 0.0,
+    }
+
+
+_PRICES = ("input_usd_per_mtok", "output_usd_per_mtok")
+
+
 def _hours(found: dict[tuple, dict[str, Any]], since: datetime, now: datetime) -> list[dict[str, Any]]:
-    """Every hour of the range, those without calls too (a chart's axis)."""
+    """Every hour of the range, those without calls too (a chart's axis); sums, no latency."""
     hour, last = _ceil_hour(since) - HOUR, now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     out = []
     while hour <= last:
-        out.append({"hour": hour.isoformat(), **_render(found.get((hour,), empty_sums()))})
+        sums = _render(found.get((hour,), empty_sums()))
+        out.append({"hour": hour.isoformat(), **{k: v for k, v in sums.items() if "latency" not in k}})
         hour += HOUR
     return out
 
@@ -216,7 +254,27 @@ def _model_row(key: tuple, sums: dict[str, Any], names: ModelNames) -> dict[str,
 Groups = dict[str, dict[tuple, dict[str, Any]]]
 
 
-def _read(src: Sources, agent: Agent | None, names: ModelNames, *, hourly: bool) -> Groups:
+def _rolled_key(
+    tenant_id: int, mark: Mark, since: datetime | None, agent: Agent | None, *, hourly: bool, detail: bool
+) -> str | None:
+    """The cache key of what the rollups give a read: it changes with every rollup write (the watermark's
+    version), the range's first hour and the catalog (model names)."""
+    if mark[1] is None:
+        return None
+    start = _ceil_hour(since).isoformat() if since else "all"
+    shape = f"{agent.pk if agent else '-'}:{int(hourly)}:{int(detail)}"
+    return f"llm:usage:rolled:{tenant_id}:{mark[0]}:{mark[2]}:{start}:{shape}:{global_version()}"
+
+
+def _read(
+    src: Sources,
+    agent: Agent | None,
+    names: ModelNames,
+    *,
+    hourly: bool,
+    detail: bool,
+    rolled_key: str | None,
+) -> Groups:
     daily, hourly_rows, events = src.daily, src.hourly, src.events
     if agent is not None:
         daily, hourly_rows, events = (
@@ -224,23 +282,40 @@ def _read(src: Sources, agent: Agent | None, names: ModelNames, *, hourly: bool)
             hourly_rows.filter(agent=agent),
             events.filter(agent=agent),
         )
-    groups: Groups = {name: {} for name in ("totals", "model", "day", "hour", "agent", "tests", "rows")}
-    fields = ("model", "provider", "mode", "agent_id", "request_type", *_SUMS, "cost_usd", "billed_usd")
-    for r in daily.values("day", *fields, "latency_digest"):
-        _fold(groups, names, r, r["latency_digest"], r["day"], None)
-    for r in hourly_rows.values("hour", *fields, "latency_digest"):
-        at = r["hour"].astimezone(UTC)
-        _fold(groups, names, r, r["latency_digest"], at.date(), at if hourly else None)
-    by: dict[str, Any] = {"day": TruncDate("created_at", tzinfo=UTC)}
-    if hourly:
-        by["hour"] = TruncHour("created_at", tzinfo=UTC)
-    for r in event_sums(events, ("model", "provider", "mode", "agent_id", "request_type"), **by):
-        _fold(groups, names, r, r["digest"], r["day"], r["hour"].astimezone(UTC) if hourly else None)
+    # The rollups' part is folded once per rollup write (it is most of the work at millions of events).
+    groups: Groups | None = cache.get(rolled_key) if rolled_key else None
+    if groups is None:
+        groups = {name: {} for name in ("totals", "model", "day", "hour", "agent", "tests", "rows")}
+        fields = ("model", "provider", "mode", "agent_id", "request_type", *_SUMS, "cost_usd", "billed_usd")
+        for r in daily.values("day", *fields, "latency_digest"):
+            _fold(groups, names, r, r["latency_digest"], r["day"], None, detail=detail)
+        for r in hourly_rows.values("hour", *fields, "latency_digest"):
+            at = r["hour"].astimezone(UTC)
+            _fold(groups, names, r, r["latency_digest"], at.date(), at if hourly else None, detail=detail)
+        if rolled_key:
+            cache.set(rolled_key, groups, _ROLLED_TTL)
+    day = {"day": TruncDate("created_at", tzinfo=UTC)}
+    for r in event_sums(events, ("model", "provider", "mode", "agent_id", "request_type"), **day):
+        _fold(groups, names, r, r["digest"], r["day"], None, detail=detail)
+    if hourly:  # the chart's hours: sums only (no latency digest per hour; it would multiply the rows by 24)
+        traffic = events.exclude(request_type="test").order_by()
+        for r in traffic.values(hour=TruncHour("created_at", tzinfo=UTC)).annotate(**_event_aggregates()):
+            add_sums(groups["hour"].setdefault((r["hour"].astimezone(UTC),), empty_sums()), r, {})
     return groups
 
 
+_ROLLED_TTL = 3600
+
+
 def _fold(
-    groups: Groups, names: ModelNames, r: Mapping[str, Any], digest: Digest, day: date, hour: datetime | None
+    groups: Groups,
+    names: ModelNames,
+    r: Mapping[str, Any],
+    digest: Digest,
+    day: date,
+    hour: datetime | None,
+    *,
+    detail: bool,
 ) -> None:
     if r["request_type"] == "test":
         add_sums(groups["tests"].setdefault(("test",), empty_sums()), r, digest)
@@ -251,12 +326,13 @@ def _fold(
         "model": (model, r["mode"]),
         "day": (day,),
         "agent": (r["agent_id"],),
-        "rows": (day, model, r["mode"], r["agent_id"]),
     }
-    if hour is not None:
-        keys["hour"] = (hour,)
+    if detail:
+        keys["rows"] = (day, model, r["mode"], r["agent_id"])
     for name, key in keys.items():
         add_sums(groups[name].setdefault(key, empty_sums()), r, digest)
+    if hour is not None:
+        add_sums(groups["hour"].setdefault((hour,), empty_sums()), r, {})
     providers = groups["model"][keys["model"]].setdefault("providers", {})
     providers[r["provider"]] = providers.get(r["provider"], 0) + int(r.get("requests") or 0)
 

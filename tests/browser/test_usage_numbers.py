@@ -249,3 +249,19 @@ def test_numbers_read_the_same_on_every_page(page, provider_env):  # noqa: F811
     assert live.endswith("12 in / 5 out · $0.00")
     page.reload()
     assert page.inner_text(".msg.assistant .meta") == live
+
+
+def test_dashboard_and_usage_show_the_cost_on_the_baseline_model(page):
+    from tests.usage.test_usage_numbers import _million_in_100k_out
+
+    signup(page)
+    _million_in_100k_out(_acme())
+    for url in ("/dashboard/", "/usage/?range=7d"):
+        page.goto(url)
+        box = page.locator("[data-cost-comparison]")
+        text = " ".join(box.inner_text().split())
+        assert "Compared with Claude Sonnet 4.5" in text, url
+        assert "These calls cost $0.45; on Claude Sonnet 4.5 they would have cost $4.50" in text, url
+        assert "you saved $4.05 (90.0 %)" in text, url
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert _inside(page, page.locator("[data-cost-comparison] p"), page.locator("[data-cost-comparison]"))

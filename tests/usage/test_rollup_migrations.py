@@ -54,3 +54,11 @@ def test_watermark_and_digest_migrations_both_ways(tenant, latest):
     _hourly_row(apps, tenant.id, requests=2, latency_digest={"101": [2, 320]})
     apps = _migrate(("llm", "0008_usage_rollup_request_type"))
     assert not apps.get_model("llm", "UsageHourly")._base_manager.exists()
+
+
+def test_cost_baseline_migration_both_ways(latest):
+    apps = _migrate(("llm", "0011_cost_baseline"))
+    apps.get_model("llm", "CostBaseline")._base_manager.create(model_id="openai:gpt-5")
+    apps = _migrate(("llm", "0010_usage_latency_digest"))
+    with pytest.raises(LookupError):
+        apps.get_model("llm", "CostBaseline")

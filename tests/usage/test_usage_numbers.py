@@ -179,3 +179,53 @@ def test_num_reads_as_people_write_numbers(value, places, shown):
     from llm.templatetags.money import num
 
     assert num(value, places) == shown
+
+
+def _million_in_100k_out(tenant):
+    _event(
+        tenant,
+        ago=timedelta(hours=2),
+        input_tokens=1_000_000,
+        output_tokens=100_000,
+        cost_usd=Decimal("0.45"),  # gpt-5-mini: $0.25 + $0.20
+    )
+
+
+def test_baseline_is_what_the_calls_would_have_cost_on_sonnet(manage_client, tenant):
+    _million_in_100k_out(tenant)
+    _event(tenant, ago=timedelta(hours=1), request_type="test", input_tokens=10**6)  # not traffic
+    for rolled in (False, True):
+        if rolled:
+            rollup_pending()
+        baseline = manage_client.get("/api/llm/usage?range=7d").json()["baseline"]
+        assert baseline == {
+            "model": "anthropic:claude-sonnet-4.5",
+            "name": "Claude Sonnet 4.5",
+            "cost_usd": 4.5,  # 1M × $3 + 0.1M × $15
+            "saving_usd": 4.05,
+            "saving_pct": 90.0,
+        }, rolled
+
+
+def test_admins_move_the_baseline_in_django_admin(manage_client, client, tenant):
+    from llm.models import CatalogModel, CostBaseline
+    from tenants.models import User
+
+    _million_in_100k_out(tenant)
+    User.objects.create_superuser(email="root@example.com", password="correct-horse-battery-9")
+    client.login(email="root@example.com", password="correct-horse-battery-9")
+    response = client.post("/admin/llm/costbaseline/add/", {"model": "openai:gpt-5"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert client.get("/admin/llm/costbaseline/add/").status_code == 403  # one row: edit it
+    gpt5 = CatalogModel.objects.get(pk="openai:gpt-5")
+    baseline = manage_client.get("/api/llm/usage?range=7d").json()["baseline"]
+    assert baseline["model"] == "openai:gpt-5"
+    want = (1_000_000 * gpt5.input_usd_per_mtok + 100_000 * gpt5.output_usd_per_mtok) / 1_000_000
+    assert baseline["cost_usd"] == pytest.approx(float(want))
+    CostBaseline.objects.all().delete()  # none set: the platform default
+    assert (
+        manage_client.get("/api/llm/usage?range=7d").json()["baseline"]["model"]
+        == "anthropic:claude-sonnet-4.5"
+    )
+    CatalogModel.objects.filter(pk="anthropic:claude-sonnet-4.5").update(input_usd_per_mtok=None)
+    assert manage_client.get("/api/llm/usage?range=7d").json()["baseline"] is None  # unpriced: no comparison
