@@ -13,7 +13,7 @@ from django.db import connection
 from llm.models import UsageEvent
 from llm.usage.selectors import usage_summary
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 def test_all_time_totals_are_exact_and_fast_with_a_day_not_rolled_up(tenant, capsys):
