@@ -13,7 +13,7 @@ def clear_rollups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0007_usage_cost_estimated"),
+        ("llm", "0009_route_fallback_on"),
         ("tenants", "0001_initial"),
     ]
 
