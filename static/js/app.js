@@ -56,14 +56,14 @@
     if (a < 0.01) return sign + "$" + a.toFixed(6).replace(/0+$/, "");
     return sign + "$" + a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   };
-  // A message from a script: news fades after 5 s, an error stays until its close button is pressed; each can be
-  // dismissed. (The page's own messages are inline at its top, `_notices.html`, and stay until dismissed.)
   // A count or a measure with thousands separators: 1180 → "1,180"; `places` decimals, none by default.
   window.num = function (value, places) {
     const n = Number(value), digits = places || 0;
     if (value === null || value === undefined || value === "" || !isFinite(n)) return "—";
     return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   };
+  // A message from a script: news fades after 5 s, an error stays until its close button is pressed; each can be
+  // dismissed. (The page's own messages are inline at its top, `_notices.html`, and stay until dismissed.)
   window.toast = function (text, kind) {
     const box = document.getElementById("toasts");
     if (!box) return;

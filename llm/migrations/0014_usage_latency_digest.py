@@ -14,7 +14,7 @@ def clear_rollups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0011_usage_watermark"),
+        ("llm", "0013_usage_watermark"),
     ]
 
     operations = [

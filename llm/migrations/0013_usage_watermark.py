@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0010_usage_rollup_request_type"),
+        ("llm", "0012_usage_rollup_request_type"),
         ("tenants", "0001_initial"),
     ]
 

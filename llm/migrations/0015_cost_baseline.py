@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0012_usage_latency_digest"),
+        ("llm", "0014_usage_latency_digest"),
     ]
 
     operations = [

@@ -13,7 +13,7 @@ def clear_rollups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0009_route_fallback_on"),
+        ("llm", "0011_preferences_embedding_model"),
         ("tenants", "0001_initial"),
     ]
 
