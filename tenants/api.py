@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -38,10 +39,24 @@ class TenantAPIView(APIView):
 # --- agents ----------------------------------------------------------------------------------
 
 
+ALLOWED_MODELS_HELP = (
+    "Models and routes this may call: exact ids (openai:gpt-5-mini), provider patterns (openai:*), routes "
+    "(route:support, route:*) or default; anything else is refused with 403. Empty = every model."
+)
+
+
+def _allowed_models_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(allow_blank=True), required=False, help_text=ALLOWED_MODELS_HELP
+    )
+
+
 class AgentSerializer(serializers.ModelSerializer):
+    allowed_models = _allowed_models_field()
+
     class Meta:
         model = Agent
-        fields = ["id", "slug", "name", "description", "is_active", "created_at"]
+        fields = ["id", "slug", "name", "description", "is_active", "allowed_models", "created_at"]
         read_only_fields = ["id", "created_at"]
         extra_kwargs = {"name": {"required": False}, "slug": {"validators": []}}
 
@@ -64,6 +79,7 @@ class AgentListView(TenantAPIView):
             slug=ser.validated_data["slug"],
             name=ser.validated_data.get("name", ""),
             description=ser.validated_data.get("description", ""),
+            allowed_models=ser.validated_data.get("allowed_models"),
         )
         return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
@@ -85,7 +101,8 @@ class AgentDetailView(TenantAPIView):
         agent = services.access_agent(tenant=self.tenant, slug_or_id=slug)
         ser = AgentSerializer(agent, data=request.data, partial=True)
         ser.is_valid(raise_exception=True)
-        fields = {k: v for k, v in ser.validated_data.items() if k in {"name", "description", "is_active"}}
+        editable = {"name", "description", "is_active", "allowed_models"}
+        fields = {k: v for k, v in ser.validated_data.items() if k in editable}
         agent = services.agent_update(agent=agent, actor=self.actor, **fields)
         return Response(AgentSerializer(agent).data)
 
@@ -121,6 +138,9 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "revoked_at",
             "last_used_at",
             "spend_limit_tcu",
+            "allowed_models",
+            "rotated_at",
+            "previous_expires_at",
             "is_active",
             "created_at",
         ]
@@ -135,6 +155,7 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     spend_limit_tcu = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=MAX_TCU
     )
+    allowed_models = _allowed_models_field()
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
@@ -172,6 +193,7 @@ class ApiKeyListView(TenantAPIView):
             agent=agent,
             expires_at=data.get("expires_at"),
             spend_limit_tcu=data.get("spend_limit_tcu"),
+            allowed_models=data.get("allowed_models"),
         )
         body = ApiKeySerializer(key).data
         body["key"] = raw
@@ -183,8 +205,10 @@ class ApiKeyUpdateSerializer(serializers.Serializer):
         allow_null=True,
         min_value=0,
         max_value=MAX_TCU,
+        required=False,
         help_text="The key's monthly TCU limit over every call made with it; null = none",
     )
+    allowed_models = _allowed_models_field()
 
 
 class ApiKeyDetailView(TenantAPIView):
@@ -198,16 +222,24 @@ class ApiKeyDetailView(TenantAPIView):
     def patch(self, request: Request, key_id: int) -> Response:
         key = services.access_apikey(tenant=self.tenant, key_id=key_id)
         data = request.data if isinstance(request.data, dict) else {}
-        unknown = set(data) - {"spend_limit_tcu"}
+        unknown = set(data) - {"spend_limit_tcu", "allowed_models"}
         if unknown:
             return Response({name: ["Unknown field."] for name in sorted(unknown)}, status=400)
-        if "spend_limit_tcu" not in data:
-            return Response({"spend_limit_tcu": ["This field is required (null = no limit)."]}, status=400)
+        if not data:
+            return Response(
+                {"spend_limit_tcu": ["Send spend_limit_tcu (null = no limit) or allowed_models."]}, status=400
+            )
         ser = ApiKeyUpdateSerializer(data=data)
         ser.is_valid(raise_exception=True)
-        key = key_service.apikey_set_spend_limit(
-            key=key, actor=self.actor, spend_limit_tcu=ser.validated_data["spend_limit_tcu"]
-        )
+        with transaction.atomic():
+            if "allowed_models" in ser.validated_data:
+                key = key_service.apikey_set_allowed_models(
+                    key=key, actor=self.actor, allowed_models=ser.validated_data["allowed_models"]
+                )
+            if "spend_limit_tcu" in data:
+                key = key_service.apikey_set_spend_limit(
+                    key=key, actor=self.actor, spend_limit_tcu=ser.validated_data["spend_limit_tcu"]
+                )
         return Response(ApiKeySerializer(key).data)
 
     @extend_schema(responses=ApiKeySerializer)
@@ -216,6 +248,35 @@ class ApiKeyDetailView(TenantAPIView):
             key=services.access_apikey(tenant=self.tenant, key_id=key_id), actor=self.actor
         )
         return Response(ApiKeySerializer(key).data)
+
+
+class ApiKeyRotateSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=key_service.GRACE_MAX_SECONDS,
+        default=key_service.GRACE_DEFAULT_SECONDS,
+        help_text="How long the old secret keeps working, in seconds (0 = stops now; at most 7 days; "
+        "default 24 hours).",
+    )
+
+
+class ApiKeyRotateView(TenantAPIView):
+    """A new secret under the same key id; the old one keeps working for the grace period, then stops."""
+
+    required_perms = {"POST": Perm.MANAGE_KEYS}
+
+    @extend_schema(request=ApiKeyRotateSerializer, responses={200: ApiKeyCreatedSerializer})
+    def post(self, request: Request, key_id: int) -> Response:
+        key = services.access_apikey(tenant=self.tenant, key_id=key_id)
+        ser = ApiKeyRotateSerializer(data=request.data if isinstance(request.data, dict) else {})
+        ser.is_valid(raise_exception=True)
+        key, raw = key_service.apikey_rotate(
+            key=key, actor=self.actor, grace_seconds=ser.validated_data["grace_seconds"]
+        )
+        body = ApiKeySerializer(key).data
+        body["key"] = raw
+        return Response(body)
 
 
 # --- audit log ----------------------------------------------------------------------------------

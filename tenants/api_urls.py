@@ -9,6 +9,7 @@ urlpatterns = [
     path("agents/<slug:slug>", api.AgentDetailView.as_view(), name="api-agent"),
     path("keys", api.ApiKeyListView.as_view(), name="api-keys"),
     path("keys/<int:key_id>", api.ApiKeyDetailView.as_view(), name="api-key"),
+    path("keys/<int:key_id>/rotate", api.ApiKeyRotateView.as_view(), name="api-key-rotate"),
     path("audit", api.AuditListView.as_view(), name="api-audit"),
     path("invitations", members_api.InvitationListView.as_view(), name="api-invitations"),
     path(

@@ -105,6 +105,8 @@ class Agent(TenantOwned):
     name = models.CharField(max_length=150)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
+    # Models and routes its keys may call (tenants/allowlist.py); empty = any.
+    allowed_models = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -131,7 +133,13 @@ class ApiKey(TenantOwned):
     prefix = models.CharField(max_length=16, help_text="First characters, for recognising a key.")
     last4 = models.CharField(max_length=4)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # After a rotation the previous secret keeps working until previous_expires_at (the grace period).
+    previous_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    previous_expires_at = models.DateTimeField(null=True, blank=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
     scopes = models.JSONField(default=list)
+    # Models and routes the key may call (tenants/allowlist.py); empty = any.
+    allowed_models = models.JSONField(default=list, blank=True)
     agent = models.ForeignKey(
         Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
     )

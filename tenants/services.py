@@ -17,7 +17,9 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
+from .allowlist import parse_allow_list
 from .audit import SYSTEM, Actor, audit_record
+from .keys import invalidate_key_cache
 from .models import Agent, ApiKey, Invitation, Membership, Tenant, User, slug_validator
 from .roles import Perm, Role, invite_refusal, removal_refusal, role_change_refusal, role_has
 
@@ -439,7 +441,15 @@ def _agent_name_error(name: str) -> list[str]:
     return [f"An agent named “{name}” already exists in this workspace; choose another name."]
 
 
-def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", description: str = "") -> Agent:
+def agent_create(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    slug: str,
+    name: str = "",
+    description: str = "",
+    allowed_models: object = None,
+) -> Agent:
     slug = (slug or "").strip().lower()
     name = (name or slug).strip()[:150]
     errors: dict[str, list[str]] = {}
@@ -447,6 +457,11 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
         slug_validator(slug)
     except ValidationError as exc:
         errors["slug"] = list(exc.messages)
+    allowed: list[str] = []
+    try:
+        allowed = parse_allow_list(allowed_models)
+    except ValueError as exc:
+        errors["allowed_models"] = [str(exc)]
     if not errors and Agent.objects.for_tenant(tenant).filter(slug=slug).exists():
         errors["slug"] = [f"An agent “{slug}” already exists in this workspace."]
     if name and _agent_name_taken(tenant, name):
@@ -456,14 +471,14 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
     try:
         with transaction.atomic():
             agent = Agent.objects.for_tenant(tenant).create(
-                slug=slug, name=name, description=description or ""
+                slug=slug, name=name, description=description or "", allowed_models=allowed
             )
             audit_record(
                 tenant=tenant,
                 actor=actor,
                 action="agent.create",
                 obj=agent,
-                changes={"slug": slug, "name": agent.name},
+                changes={"slug": slug, "name": agent.name, "allowed_models": allowed},
             )
     except IntegrityError:  # a concurrent create won the race for the slug or the name
         if Agent.objects.for_tenant(tenant).filter(slug=slug).exists():
@@ -475,9 +490,14 @@ def agent_create(*, tenant: Tenant, actor: Actor, slug: str, name: str = "", des
 
 
 def agent_update(*, agent: Agent, actor: Actor, **fields: object) -> Agent:
-    allowed = {"name", "description", "is_active"}
+    allowed = {"name", "description", "is_active", "allowed_models"}
     if isinstance(fields.get("name"), str):
         fields["name"] = str(fields["name"]).strip()
+    if "allowed_models" in fields:
+        try:
+            fields["allowed_models"] = parse_allow_list(fields["allowed_models"])
+        except ValueError as exc:
+            raise ValidationError({"allowed_models": [str(exc)]}) from None
     changes = {k: v for k, v in fields.items() if k in allowed and getattr(agent, k) != v}
     if "name" in changes and not str(changes["name"]):
         raise ValidationError({"name": ["The name cannot be empty."]})
@@ -501,10 +521,25 @@ def agent_update(*, agent: Agent, actor: Actor, **fields: object) -> Agent:
             for k, v in before.items():
                 setattr(agent, k, v)
             raise ValidationError({"name": _agent_name_error(str(changes["name"]))}) from None
+        if "allowed_models" in changes:
+            _forget_agent_keys(agent)
     return agent
 
 
+def _forget_agent_keys(agent: Agent) -> None:
+    """The gateway caches an agent's allow-list with each of its keys: forget them (now and after commit)."""
+    keys = list(ApiKey.objects.for_tenant(agent.tenant_id).filter(agent_id=agent.pk))
+
+    def forget() -> None:
+        for key in keys:
+            invalidate_key_cache(key)
+
+    forget()
+    transaction.on_commit(forget)
+
+
 def agent_delete(*, agent: Agent, actor: Actor) -> None:
+    _forget_agent_keys(agent)  # cached with the agent (its id and allow-list); forgotten again after commit
     with transaction.atomic():
         audit_record(tenant=agent.tenant, actor=actor, action="agent.delete", obj=agent)
         agent.delete()

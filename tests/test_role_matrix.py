@@ -416,6 +416,13 @@ CASES: list[Case] = [
         body=lambda w: {"spend_limit_tcu": 100},
     ),
     Case("api-key", "DELETE", lambda w, p: f"/api/keys/{w.key_id}", CONFIG_WRITE),
+    Case(
+        "api-key-rotate",
+        "POST",
+        lambda w, p: f"/api/keys/{w.key_id}/rotate",
+        CONFIG_WRITE,
+        body=lambda w: {"grace_seconds": 60},
+    ),
     Case("api-audit", "GET", _p("/api/audit"), CONFIG_WRITE),
     Case("api-invitations", "GET", _p("/api/invitations"), OA),
     Case("api-invitations", "POST", _p("/api/invitations"), OA, body=lambda w: {"email": "n@example.com"}),

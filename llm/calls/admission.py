@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -23,6 +23,7 @@ from llm.limits import budget
 from llm.metering.pricing import estimate_tokens, prompt_chars, tcu_of
 from llm.policy import policy
 from llm.sync import run_sync
+from tenants.allowlist import allows, describe
 
 if TYPE_CHECKING:
     from llm.calls.resolution import ResolvedRoute, ResolvedTarget
@@ -66,6 +67,9 @@ class CallContext:
     key_spend_limit: int | None = None
     agent_id: int | None = None
     user_id: int | None = None
+    # The key's and its agent's allow-lists (tenants/allowlist.py; empty = anything), from the cached KeyInfo.
+    key_allowed_models: tuple[str, ...] = ()
+    agent_allowed_models: tuple[str, ...] = ()
     request_id: str = field(default_factory=lambda: "req_" + uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
 
@@ -146,6 +150,42 @@ async def managed_access(tenant_id: int, agent_id: int | None) -> ManagedAccess 
 
 
 async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> ResolvedRoute:
+    """The route of a requested model, within what the key and its agent may call (403 otherwise)."""
+    route = await _resolve_any(ctx, model, embeddings=embeddings)
+    if ctx.key_allowed_models or ctx.agent_allowed_models:
+        route = _within_allow_lists(ctx, route)
+    return route
+
+
+def _within_allow_lists(ctx: CallContext, route: ResolvedRoute) -> ResolvedRoute:
+    """A route is checked by its name (whatever its targets); `default` and a model by what they resolve to, a
+    `default` fallback outside a list being left out of the call. No query: the lists came with the key."""
+    for patterns, whose in ((ctx.key_allowed_models, "key"), (ctx.agent_allowed_models, "key's agent")):
+        if not patterns:
+            continue
+        if route.name.startswith("route:") or (route.name == "default" and "default" in patterns):
+            if not allows(patterns, route.name):
+                raise _not_allowed(whose, patterns)
+            continue
+        if not allows(patterns, route.targets[0].model_id) and not allows(patterns, route.name):
+            raise _not_allowed(whose, patterns)
+        kept = tuple(t for t in route.targets if allows(patterns, t.model_id))
+        if route.name == "default" and len(kept) < len(route.targets):
+            route = replace(route, targets=kept, weighted=sum(1 for t in kept if t.weight > 0) >= 2)
+    return route
+
+
+def _not_allowed(whose: str, patterns: tuple[str, ...]) -> GatewayError:
+    return GatewayError(
+        403,
+        f"This {whose} may call only: {describe(patterns)}.",
+        type="permission_error",
+        code="model_not_allowed",
+        param="model",
+    )
+
+
+async def _resolve_any(ctx: CallContext, model: str, *, embeddings: bool = False) -> ResolvedRoute:
     try:
         return await _cached(
             hot_cache.routes,

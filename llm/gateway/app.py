@@ -36,6 +36,7 @@ from llm.providers import anthropic as anthropic_adapter
 from llm.providers.base import NATIVE_EVENT, PASSTHROUGH
 from llm.runtime import responses_store
 from llm.sync import pool, run_sync
+from tenants.allowlist import allows
 from tenants.keys import KEY_PREFIX, KeyInfo, hash_key, key_info_by_hash, touch_last_used
 
 if TYPE_CHECKING:
@@ -207,6 +208,8 @@ def _context(info: KeyInfo, request_type: str) -> CallContext:
         api_key_id=info.id,
         key_spend_limit=info.spend_limit_tcu,
         agent_id=info.agent_id,
+        key_allowed_models=info.allowed_models,
+        agent_allowed_models=info.agent_allowed_models,
     )
 
 
@@ -709,6 +712,8 @@ async def list_models(scope: HTTPScope, receive: Receive, send: Send, ex: Exchan
         tenant_id=info.tenant_id,
         agent_id=info.agent_id,
     )
+    if info.allowed_models or info.agent_allowed_models:
+        data = [m for m in data if await _may_call(ctx, m)]
     body = orjson.dumps(
         {
             "object": "list",
@@ -718,6 +723,19 @@ async def list_models(scope: HTTPScope, receive: Receive, send: Send, ex: Exchan
         }
     )
     await _respond(send, 200, body, ctx.request_id)
+
+
+async def _may_call(ctx: CallContext, model: str) -> bool:
+    """Whether the key (and its agent) may call a listed model: `default` as it resolves, a custom endpoint's own
+    model name by its `custom:` id."""
+    if model == "default":
+        try:
+            await resolve(ctx, model)
+        except GatewayError:
+            return False
+        return True
+    model_id = model if ":" in model else f"custom:{model}"
+    return all(allows(p, model_id) for p in (ctx.key_allowed_models, ctx.agent_allowed_models))
 
 
 Handler = Callable[["HTTPScope", "Receive", "Send", Exchange], Awaitable[None]]
