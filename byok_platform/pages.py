@@ -163,7 +163,12 @@ def agent_detail(request: TenantRequest, slug: str) -> HttpResponse:
         return render(request, "403.html", {"needed": needed}, status=403)
     form = AgentEditForm(
         request.POST if action and action not in _AGENT_ACTION_PERMS else None,
-        initial={"name": agent.name, "description": agent.description, "is_active": agent.is_active},
+        initial={
+            "name": agent.name,
+            "description": agent.description,
+            "is_active": agent.is_active,
+            "allowed_models": agent.allowed_models,
+        },
     )
     budget_form = AgentBudgetForm(
         request.POST if action == "budget" else None,

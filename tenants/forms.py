@@ -6,6 +6,8 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from .allowlist import ALLOW_LIST_HELP, parse_allow_list
+from .keys import GRACE_DEFAULT_SECONDS
 from .models import Agent
 from .roles import Role, invite_refusal
 from .services import signup_errors, slug_suggestion
@@ -112,10 +114,33 @@ class AgentForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
+class AllowListField(forms.CharField):
+    """Models and routes, comma- or newline-separated; cleaned to a list by the service's own parser."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(
+            label="May call",
+            required=False,
+            widget=forms.Textarea(attrs={"rows": 2, "placeholder": "openai:*, route:support"}),
+            help_text=ALLOW_LIST_HELP,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def prepare_value(self, value: object) -> object:
+        return "\n".join(value) if isinstance(value, (list, tuple)) else value
+
+    def clean(self, value: object) -> list[str]:  # type: ignore[override]
+        try:
+            return parse_allow_list(super().clean(value))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 class AgentEditForm(forms.Form):
     name = forms.CharField(max_length=150)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     is_active = forms.BooleanField(label="Active", required=False)
+    allowed_models = AllowListField()
 
 
 KEY_LIMIT_HELP = (
@@ -153,6 +178,7 @@ class ApiKeyForm(forms.Form):
         required=False,
         help_text=KEY_LIMIT_HELP,
     )
+    allowed_models = AllowListField()
 
     def __init__(self, *args, tenant=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -164,6 +190,25 @@ class KeyLimitForm(forms.Form):
 
     spend_limit_tcu = forms.IntegerField(
         label="Monthly limit (TCU)", min_value=0, max_value=MAX_TCU, required=False, help_text=KEY_LIMIT_HELP
+    )
+
+
+GRACE_CHOICES = [
+    (0, "Stops now"),
+    (3600, "1 hour"),
+    (GRACE_DEFAULT_SECONDS, "24 hours"),
+    (7 * 24 * 3600, "7 days"),
+]
+
+
+class KeyRotateForm(forms.Form):
+    """A key's rotation on the keys page: how long the current secret keeps working."""
+
+    grace_seconds = forms.TypedChoiceField(
+        label="Current secret keeps working for",
+        choices=GRACE_CHOICES,
+        coerce=int,
+        initial=GRACE_DEFAULT_SECONDS,
     )
 
 

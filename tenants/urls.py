@@ -39,5 +39,6 @@ urlpatterns = [
     path("invite/<str:token>/", throttled("invite")(views.invite_accept), name="invite_accept"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:key_id>/revoke/", views.key_revoke, name="key_revoke"),
+    path("keys/<int:key_id>/rotate/", views.key_rotate, name="key_rotate"),
     path("audit/", views.audit, name="audit"),
 ]

@@ -32,6 +32,7 @@ from .forms import (
     AuditFilterForm,
     InviteForm,
     KeyLimitForm,
+    KeyRotateForm,
     LoginForm,
     RoleForm,
     SignupForm,
@@ -340,6 +341,7 @@ def keys(request: TenantRequest) -> HttpResponse:
                 if expires
                 else None,
                 spend_limit_tcu=form.cleaned_data.get("spend_limit_tcu"),
+                allowed_models=form.cleaned_data.get("allowed_models"),
             )
         except ValidationError as exc:
             apply_errors(form, exc)
@@ -350,12 +352,14 @@ def keys(request: TenantRequest) -> HttpResponse:
 
 
 def _pop_new_key(request: TenantRequest) -> dict | None:
-    """The key created just before this page, with its plaintext, once; None on any later view."""
+    """The key created (or rotated) just before this page, with its plaintext, once; None on any later view."""
     new = request.session.pop(_NEW_KEY, None)
     if not isinstance(new, dict) or new.get("tenant") != request.tenant.id:
         return None
     key = ApiKey.objects.for_tenant(request.tenant).filter(id=int(new.get("id") or 0)).first()
-    return {"key": key, "raw": new.get("raw", "")} if key is not None else None
+    if key is None:
+        return None
+    return {"key": key, "raw": new.get("raw", ""), "rotated": bool(new.get("rotated"))}
 
 
 def _keys_page(
@@ -372,6 +376,8 @@ def _keys_page(
         {
             "form": form,
             "created": created,
+            "rotate_form": KeyRotateForm(),
+            "now_utc": timezone.now(),
             "keys": ApiKey.objects.for_tenant(request.tenant).select_related("agent"),
             # The one key whose limit was refused: its field shows what was sent and why.
             "limit_key_id": limit_key_id,
@@ -405,6 +411,27 @@ def _key_limit(request: TenantRequest) -> HttpResponse:
     return _keys_page(
         request, form=ApiKeyForm(tenant=request.tenant), limit_form=limit_form, limit_key_id=key.id
     )
+
+
+@require_POST
+@tenant_required(Perm.MANAGE_KEYS)
+def key_rotate(request: TenantRequest, key_id: int) -> HttpResponse:
+    """A new secret for the key (the old one keeps working for the chosen grace period); the new one is shown once,
+    on the keys page this redirects to (post/redirect/get: a reload neither rotates again nor shows it again)."""
+    key = services.access_apikey(tenant=request.tenant, key_id=key_id)
+    form = KeyRotateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose how long the current secret keeps working.")
+        return redirect("keys")
+    try:
+        key, raw = key_service.apikey_rotate(
+            key=key, actor=Actor.from_request(request), grace_seconds=form.cleaned_data["grace_seconds"]
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("keys")
+    request.session[_NEW_KEY] = {"tenant": request.tenant.id, "id": key.id, "raw": raw, "rotated": True}
+    return redirect("keys")
 
 
 @require_POST

@@ -116,3 +116,15 @@ def test_another_tenants_key_cannot_be_rotated(other_client, tenant, make_key):
     assert key.key_hash == hash_key(old)
     assert key.rotated_at is None
     assert not AuditEvent.objects.unscoped().filter(action="apikey.rotate").exists()
+
+
+def test_another_tenants_key_cannot_be_rotated_from_the_keys_page(client, tenant, other_tenant, make_key):
+    from tenants.models import Membership
+
+    key, old = _key(tenant, make_key)
+    client.force_login(Membership.objects.unscoped().get(tenant=other_tenant, role="owner").user)
+    answer = client.post(f"/keys/{key.id}/rotate/", {"grace_seconds": "0"})
+    assert answer.status_code == 404
+    key.refresh_from_db()
+    assert key.key_hash == hash_key(old)
+    assert key.rotated_at is None

@@ -151,18 +151,27 @@ async def managed_access(tenant_id: int, agent_id: int | None) -> ManagedAccess 
 
 async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> ResolvedRoute:
     """The route of a requested model, within what the key and its agent may call (403 otherwise)."""
+    scoped = bool(ctx.key_allowed_models or ctx.agent_allowed_models)
+    if scoped and ":" in model:  # a model id or route named outright: refused before anything is looked up
+        for patterns, whose in _allow_lists(ctx):
+            if not allows(patterns, model.strip()):
+                raise _not_allowed(whose, patterns)
     route = await _resolve_any(ctx, model, embeddings=embeddings)
-    if ctx.key_allowed_models or ctx.agent_allowed_models:
-        route = _within_allow_lists(ctx, route)
-    return route
+    return _within_allow_lists(ctx, route) if scoped else route
+
+
+def _allow_lists(ctx: CallContext) -> list[tuple[tuple[str, ...], str]]:
+    return [
+        (patterns, whose)
+        for patterns, whose in ((ctx.key_allowed_models, "key"), (ctx.agent_allowed_models, "key's agent"))
+        if patterns
+    ]
 
 
 def _within_allow_lists(ctx: CallContext, route: ResolvedRoute) -> ResolvedRoute:
     """A route is checked by its name (whatever its targets); `default` and a model by what they resolve to, a
     `default` fallback outside a list being left out of the call. No query: the lists came with the key."""
-    for patterns, whose in ((ctx.key_allowed_models, "key"), (ctx.agent_allowed_models, "key's agent")):
-        if not patterns:
-            continue
+    for patterns, whose in _allow_lists(ctx):
         if route.name.startswith("route:") or (route.name == "default" and "default" in patterns):
             if not allows(patterns, route.name):
                 raise _not_allowed(whose, patterns)
