@@ -163,7 +163,7 @@ async def resolve(ctx: CallContext, model: str, *, embeddings: bool = False) -> 
 def _allow_lists(ctx: CallContext) -> list[tuple[tuple[str, ...], str]]:
     return [
         (patterns, whose)
-        for patterns, whose in ((ctx.key_allowed_models, "key"), (ctx.agent_allowed_models, "key's agent"))
+        for patterns, whose in ((ctx.key_allowed_models, "key"), (ctx.agent_allowed_models, "agent"))
         if patterns
     ]
 

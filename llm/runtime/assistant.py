@@ -154,6 +154,14 @@ def message_progress(message: Message) -> dict:
     }
 
 
+def _agent_allow_list(tenant_id: int, agent_id: int | None) -> tuple[str, ...]:
+    """What the thread's agent may call (empty = anything): its replies are held to it, as its keys are."""
+    if agent_id is None:
+        return ()
+    allowed = Agent.objects.for_tenant(tenant_id).filter(id=agent_id).values_list("allowed_models", flat=True)
+    return tuple(allowed.first() or ())
+
+
 def reply_run(message_id: int) -> None:
     """Produce the reply of a pending assistant message (the Celery task's body)."""
     reply = Message.objects.unscoped().select_related("thread").filter(id=message_id).first()
@@ -168,7 +176,11 @@ def reply_run(message_id: int) -> None:
     )
     messages = [{"role": m.role, "content": m.content} for m in reversed(history)]
     ctx = CallContext(
-        tenant_id=thread.tenant_id, request_type="assistant", agent_id=thread.agent_id, user_id=thread.user_id
+        tenant_id=thread.tenant_id,
+        request_type="assistant",
+        agent_id=thread.agent_id,
+        user_id=thread.user_id,
+        agent_allowed_models=_agent_allow_list(thread.tenant_id, thread.agent_id),
     )
     Message.objects.for_tenant(thread.tenant_id).filter(id=reply.id).update(
         status=Message.Status.STREAMING, request_id=ctx.request_id

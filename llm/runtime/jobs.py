@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from asgiref.sync import sync_to_async
 from celery import current_app
@@ -19,7 +20,7 @@ from llm.calls.entry import chat_once, run
 from llm.calls.errors import GatewayError
 from llm.models import Job, JobItem
 from tenants.audit import Actor, audit_record
-from tenants.models import ApiKey, Tenant
+from tenants.models import Agent, ApiKey, Tenant
 
 log = logging.getLogger(__name__)
 MAX_ITEMS = 1000
@@ -143,22 +144,38 @@ def job_run(job_id: int) -> None:
     Job.objects.for_tenant(job.tenant_id).filter(id=job.id).update(status=final, finished_at=timezone.now())
 
 
-def _key_spend_limit(tenant_id: int, api_key_id: int | None) -> int | None:
-    """The monthly limit of the key a job was created with: its items spend under it, as on /v1."""
+class _KeyScope(NamedTuple):
+    spend_limit_tcu: int | None = None
+    allowed_models: tuple[str, ...] = ()
+    agent_allowed_models: tuple[str, ...] = ()
+
+
+def _key_scope(tenant_id: int, api_key_id: int | None, agent_id: int | None) -> _KeyScope:
+    """The monthly limit and the allow-lists of the key a job was created with (and of its agent): its items
+    spend and call under them, as on /v1."""
+    agent_allowed: tuple[str, ...] = ()
+    if agent_id is not None:
+        agent = (
+            Agent.objects.for_tenant(tenant_id).filter(id=agent_id).values_list("allowed_models", flat=True)
+        )
+        agent_allowed = tuple(agent.first() or ())
     if api_key_id is None:
-        return None
-    return (
+        return _KeyScope(agent_allowed_models=agent_allowed)
+    row = (
         ApiKey.objects.for_tenant(tenant_id)
         .filter(id=api_key_id)
-        .values_list("spend_limit_tcu", flat=True)
+        .values("spend_limit_tcu", "allowed_models")
         .first()
     )
+    if row is None:
+        return _KeyScope(agent_allowed_models=agent_allowed)
+    return _KeyScope(row["spend_limit_tcu"], tuple(row["allowed_models"] or ()), agent_allowed)
 
 
 async def _run_items(job: Job, items: list[JobItem]) -> None:
     semaphore = asyncio.Semaphore(job.concurrency)
     cancelled = asyncio.Event()
-    key_limit = await sync_to_async(_key_spend_limit)(job.tenant_id, job.api_key_id)
+    scope = await sync_to_async(_key_scope)(job.tenant_id, job.api_key_id, job.agent_id)
 
     def is_cancelled() -> bool:
         return Job.objects.for_tenant(job.tenant_id).filter(id=job.id, cancel_requested=True).exists()
@@ -172,9 +189,11 @@ async def _run_items(job: Job, items: list[JobItem]) -> None:
                 tenant_id=job.tenant_id,
                 request_type="job",
                 api_key_id=job.api_key_id,
-                key_spend_limit=key_limit,
+                key_spend_limit=scope.spend_limit_tcu,
                 agent_id=job.agent_id,
                 user_id=job.user_id,
+                key_allowed_models=scope.allowed_models,
+                agent_allowed_models=scope.agent_allowed_models,
             )
             body = {**item.request, "model": item.request.get("model") or job.model}
             try:

@@ -121,7 +121,7 @@ def test_an_agents_allow_list_applies_to_its_keys_and_changes_at_once(
     assert _chat(gw, key, OPENAI).status_code == 200
     refused = _chat(gw, key, ANTHROPIC)
     assert refused.status_code == 403
-    assert refused.json()["error"]["message"] == f"This key's agent may call only: {OPENAI}."
+    assert refused.json()["error"]["message"] == f"This agent may call only: {OPENAI}."
 
     # Widened through the API: the gateway's cached copy of the key is forgotten, no waiting for it to expire.
     changed = manage_client.patch(
@@ -195,3 +195,47 @@ def test_every_sdk_header_gets_the_same_checks(gw, pro_tenant, make_key, header)
     listed = gw.get("/v1/models", headers=_bearer(good) if header == "authorization" else {header: good})
     assert listed.status_code == 200
     assert all(m["id"].startswith("openai:") for m in listed.json()["data"])
+
+
+def test_a_batch_job_made_with_a_key_calls_only_what_the_key_may(pro_tenant, make_key):
+    """Jobs run on Celery (eagerly here), not /v1, and are held to the same list."""
+    from rest_framework.test import APIClient
+
+    from llm.models import Job
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(pro_tenant, allowed_models=['openai:*'])}")
+    items = [{"messages": [{"role": "user", "content": "hi"}]}]
+    jobs = {}
+    for model in (OPENAI, ANTHROPIC):
+        created = client.post("/api/llm/jobs", {"model": model, "requests": items}, format="json")
+        assert created.status_code in (200, 201, 202), created.content
+        jobs[model] = Job.objects.unscoped().get(pk=created.json()["id"])
+    assert (jobs[OPENAI].done_count, jobs[OPENAI].failed_count) == (1, 0)
+    assert (jobs[ANTHROPIC].done_count, jobs[ANTHROPIC].failed_count) == (0, 1)
+    failed = jobs[ANTHROPIC].items.get()
+    assert failed.error == {
+        "status": 403,
+        "code": "model_not_allowed",
+        "message": "This key may call only: openai:*.",
+    }
+
+
+def test_an_agents_assistant_thread_calls_only_what_the_agent_may(pro_tenant):
+    from llm.models import Message
+    from llm.runtime.assistant import message_post, reply_run, thread_create
+    from tenants.audit import SYSTEM
+    from tenants.models import Membership
+    from tenants.services import agent_create
+
+    agent = agent_create(tenant=pro_tenant, actor=SYSTEM, slug="helper", allowed_models=["openai:*"])
+    owner = Membership.objects.unscoped().get(tenant=pro_tenant, role="owner").user
+    replies = {}
+    for model in (OPENAI, ANTHROPIC):
+        thread = thread_create(tenant=pro_tenant, user=owner, model=model, agent=agent)
+        _, reply = message_post(thread=thread, content="hi")
+        reply_run(reply.id)  # what the Celery task runs (idempotent if it ran eagerly already)
+        replies[model] = Message.objects.unscoped().get(id=reply.id)
+    assert replies[OPENAI].status == "done"
+    assert replies[ANTHROPIC].status == "error"
+    assert "This agent may call only: openai:*." in replies[ANTHROPIC].error
