@@ -239,3 +239,18 @@ def test_an_agents_assistant_thread_calls_only_what_the_agent_may(pro_tenant):
     assert replies[OPENAI].status == "done"
     assert replies[ANTHROPIC].status == "error"
     assert "This agent may call only: openai:*." in replies[ANTHROPIC].error
+
+
+def test_the_messages_api_is_held_to_the_list_too(gw, pro_tenant, make_key):
+    """Anthropic's Messages ingress (`x-api-key`, Claude Code's model names): the same check, Anthropic's error."""
+    key = make_key(pro_tenant, scopes=["gateway"], allowed_models=["openai:*"])
+    refused = gw.post(
+        "/v1/messages",
+        json={"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+    )
+    assert refused.status_code == 403
+    body = refused.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "permission_error"
+    assert body["error"]["message"] == "This key may call only: openai:*."
