@@ -69,7 +69,18 @@ class ApiKeyAdmin(TenantOwnedAdmin):
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix", "tenant__slug"]
     exclude = ["key_hash"]
-    readonly_fields = ["prefix", "last4", "last_used_at", "created_at", "created_by"]
+    # The allow-list and rotation change through the tenant's services (validated, audited, announced to the
+    # gateway), not here.
+    readonly_fields = [
+        "prefix",
+        "last4",
+        "allowed_models",
+        "rotated_at",
+        "previous_expires_at",
+        "last_used_at",
+        "created_at",
+        "created_by",
+    ]
     actions = ["revoke_keys"]
 
     def has_add_permission(self, request):

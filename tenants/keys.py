@@ -37,7 +37,8 @@ def hash_key(raw: str) -> str:
 
 
 def _cache_key(key_hash: str) -> str:
-    return f"apikey:{key_hash}"
+    # v2: KeyInfo gained the allow-lists; entries cached by a previous release are not read back.
+    return f"apikey:v2:{key_hash}"
 
 
 @dataclass(frozen=True, slots=True)

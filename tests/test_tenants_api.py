@@ -230,3 +230,11 @@ def test_createapikey_run_twice_with_one_name_numbers_the_second(tenant, capsys)
         "bench",
         "bench 2",
     ]
+
+
+def test_createapikey_takes_an_allow_list(tenant, capsys):
+    call_command("createapikey", tenant.slug, "--allow", "openai:*, route:support")
+    raw = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key_info(raw).allowed_models == ("openai:*", "route:support")
+    with pytest.raises(CommandError, match="allowed_models"):
+        call_command("createapikey", tenant.slug, "--allow", "gpt 4")

@@ -1,4 +1,4 @@
-"""createapikey SLUG [--name N] [--scopes gateway,manage] [--agent AGENT]"""
+"""createapikey SLUG [--name N] [--scopes gateway,manage] [--agent AGENT] [--allow openai:*,route:NAME]"""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -18,8 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="cli")
         parser.add_argument("--scopes", default="gateway")
         parser.add_argument("--agent", default=None, help="Agent slug or id of this tenant")
+        parser.add_argument(
+            "--allow",
+            default="",
+            help="Comma-separated models and routes the key may call (openai:*, route:NAME, default); none = any",
+        )
 
-    def handle(self, *args, slug, name, scopes, agent, **options):
+    def handle(self, *args, slug, name, scopes, agent, allow, **options):
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"No tenant “{slug}”.")
@@ -37,6 +42,7 @@ class Command(BaseCommand):
                 scopes=[s.strip() for s in scopes.split(",") if s.strip()],
                 agent=bound,
                 rename_if_taken=True,  # scripts create a key on every run; the name printed is the one given
+                allowed_models=allow,
             )
         except ValidationError as exc:
             raise CommandError(
