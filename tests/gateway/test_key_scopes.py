@@ -254,3 +254,23 @@ def test_the_messages_api_is_held_to_the_list_too(gw, pro_tenant, make_key):
     assert body["type"] == "error"
     assert body["error"]["type"] == "permission_error"
     assert body["error"]["message"] == "This key may call only: openai:*."
+
+
+def test_defaults_fallbacks_outside_the_list_are_left_out(pro_tenant):
+    from llm.calls.admission import CallContext, resolve
+    from llm.config.preferences import preferences_save
+    from llm.sync import from_sync
+    from tenants.audit import SYSTEM
+    from tests.llm_config.inputs import preferences_input
+
+    preferences_save(
+        tenant=pro_tenant,
+        agent=None,
+        actor=SYSTEM,
+        data=preferences_input(pro_tenant, None, mode="platform", model=OPENAI, fallbacks=[ANTHROPIC]),
+    )
+    reconfigured()
+    open_route = from_sync(resolve, CallContext(tenant_id=pro_tenant.id), "default")
+    assert [t.model_id for t in open_route.targets] == [OPENAI, ANTHROPIC]
+    scoped = CallContext(tenant_id=pro_tenant.id, key_allowed_models=("openai:*",))
+    assert [t.model_id for t in from_sync(resolve, scoped, "default").targets] == [OPENAI]
