@@ -274,3 +274,15 @@ def test_defaults_fallbacks_outside_the_list_are_left_out(pro_tenant):
     assert [t.model_id for t in open_route.targets] == [OPENAI, ANTHROPIC]
     scoped = CallContext(tenant_id=pro_tenant.id, key_allowed_models=("openai:*",))
     assert [t.model_id for t in from_sync(resolve, scoped, "default").targets] == [OPENAI]
+
+
+def test_the_responses_api_is_held_to_the_list_too(gw, pro_tenant, make_key):
+    key = make_key(pro_tenant, scopes=["gateway"], allowed_models=["openai:*"])
+    refused = gw.post("/v1/responses", json={"model": ANTHROPIC, "input": "hi"}, headers=_bearer(key))
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    assert refused.json()["error"]["message"] == "This key may call only: openai:*."
+    assert (
+        gw.post("/v1/responses", json={"model": OPENAI, "input": "hi"}, headers=_bearer(key)).status_code
+        == 200
+    )
