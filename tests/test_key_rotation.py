@@ -71,6 +71,9 @@ def test_rotation_is_audited_without_any_secret(manage_client, tenant, make_key)
     text = repr(event.__dict__)
     for secret in (old, new, hash_key(old), hash_key(new), old[12:-4], new[12:-4]):
         assert secret not in text
+    audit = manage_client.get("/api/audit?action=apikey.rotate")
+    assert new not in audit.content.decode()
+    assert "Gave an API key a new secret" in audit.content.decode()
 
 
 @pytest.mark.parametrize(
