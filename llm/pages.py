@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from llm.calls.listing import picker_models
 from llm.config import routes as route_service
-from llm.config.preferences import preferences_read
+from llm.config.preferences import llm_configured, preferences_read
 from llm.models import Thread
 from llm.policy import policy
 from llm.runtime import assistant as assistant_service
@@ -176,6 +176,8 @@ def assistant(request: TenantRequest, thread_id: int | None = None) -> HttpRespo
             return redirect("assistant")
     threads = Thread.objects.for_tenant(request.tenant).filter(user=user)[:100]
     context = {
+        "llm_configured": llm_configured(tenant=request.tenant),
+        "can_manage": role_has(request.role, Perm.MANAGE_LLM),
         "threads": threads,
         "thread": thread,
         "model_groups": assistant_service.model_choices(tenant_id=request.tenant.id),

@@ -99,6 +99,9 @@ class CredentialRefSerializer(serializers.Serializer):
 class PreferencesSerializer(serializers.Serializer):
     agent = serializers.CharField(allow_null=True)
     saved = serializers.BooleanField()
+    configured = serializers.BooleanField(
+        help_text="Something to call with: saved preferences, or platform models through a managed tier or the plan."
+    )
     inherited = serializers.BooleanField()
     mode = serializers.CharField()
     model = serializers.CharField()

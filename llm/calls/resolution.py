@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, TypedDict
 from llm.config import catalog, catalog_data, ssrf
 from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
 from llm.config.credentials import ENDPOINT_KINDS, protocol_for_kind, secrets_of
-from llm.config.preferences import PLATFORM_NOT_INCLUDED, follows_tier, tier_refusal
+from llm.config.preferences import (
+    PLATFORM_NOT_INCLUDED,
+    follows_tier,
+    not_configured_message,
+    tier_refusal,
+)
 from llm.config.versions import config_version, forget_version_memo
 from llm.models import Credential, Preferences, Route
 from llm.policy import ManagedAccess, policy
@@ -232,6 +237,10 @@ class _Context:
     embedding_model: str = (
         ""  # what `default` embeds with: the effective row's, else the workspace's ("" = none)
     )
+    # No preferences, no managed tier and no plan with platform-managed models: nothing to call with on the
+    # platform's keys, so a platform-mode target says "not configured" (not which model the defaults name).
+    unconfigured: bool = False
+    agent_id: int | None = None
 
     def credential(self, kind: str) -> Credential | None:
         found = [c for c in self.credentials if c.kind == kind]
@@ -260,6 +269,7 @@ def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | 
     credentials = list(Credential.objects.for_tenant(tenant_id).select_related("data_key"))
     eu_only = bool(tenant.eu_only or (prefs is not None and prefs.eu_only))
     workspace = next((p for p in rows if p.agent_id is None), None)
+    unconfigured = prefs is None and access is None and not _platform_allowed(tenant)
     return _Context(
         tenant=tenant,
         prefs=prefs,
@@ -269,7 +279,20 @@ def _load_context(tenant_id: int, agent_id: int | None, access: ManagedAccess | 
         mode=("platform" if prefs is None or follows_tier(agent_id, own, access) else prefs.mode),
         embedding_model=(prefs.embedding_model if prefs is not None else "")
         or (workspace.embedding_model if workspace is not None else ""),
+        unconfigured=unconfigured,
+        agent_id=agent_id,
     )
+
+
+def _platform_allowed(tenant: Tenant) -> bool:
+    from django.conf import settings
+
+    return bool(settings.PLATFORM_MANAGED_LLM_ENABLED) and policy().platform_allowed(tenant)
+
+
+def _check_configured(ctx: _Context) -> None:
+    if ctx.unconfigured:
+        raise RouteError(not_configured_message(agent=ctx.agent_id is not None), code="llm_not_configured")
 
 
 def models_q_agent(agent_id: int | None) -> Q:
@@ -402,6 +425,7 @@ def _target_for_catalog(
             "add one in the LLM settings.",
             code="credential_missing",
         )
+    _check_configured(ctx)
     _platform_enabled()
     _check_tier(ctx, m.id, m.name)
     target = platform_target_for(m)
@@ -444,6 +468,7 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | Non
     snapshot = catalog.get_catalog()
     known = snapshot.by_openrouter_id(slug)
     if credential is None and ctx.mode == "platform":
+        _check_configured(ctx)
         _platform_enabled()
         if ctx.access is not None and name not in ctx.access.models:
             # The tiers list catalog ids; OpenRouter's way to a model of the tier is that model.

@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from llm.config import catalog, credentials
 from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
@@ -68,6 +69,17 @@ PLATFORM_NOT_INCLUDED = (
 )
 
 
+def not_configured_message(*, agent: bool = False) -> str:
+    """What every surface says to a workspace (or an agent of it) that has no LLM yet: no saved preferences, no
+    managed tier, and a plan without platform-managed models. With the page where an owner or admin sets one up."""
+    url = settings.SITE_URL.rstrip("/") + reverse("llm_settings") + "?configure"
+    whom = "this agent or its workspace" if agent else "this workspace"
+    return (
+        f"No LLM is configured for {whom} yet. An owner or admin can set one up (your own provider key, "
+        f"your own endpoint, or managed LLM) in the LLM settings: {url}"
+    )
+
+
 def managed_access(tenant: Tenant, agent: Agent | None) -> ManagedAccess | None:
     """The managed tier of an agent (None: the workspace's default agent), or None when it has none."""
     return policy().managed_access(tenant.id, agent.id if agent is not None else None)
@@ -85,6 +97,13 @@ def platform_mode_allowed(tenant: Tenant, agent: Agent | None = None) -> tuple[b
     if not policy().platform_allowed(tenant):
         return False, PLATFORM_NOT_INCLUDED
     return True, ""
+
+
+def llm_configured(*, tenant: Tenant, agent: Agent | None = None) -> bool:
+    """Whether the agent (None: the workspace) has something to call with: saved preferences (its own or the
+    workspace's), or the platform's keys through a managed tier or the plan."""
+    _, prefs = preferences_scope(tenant=tenant, agent=agent)
+    return prefs is not None or platform_mode_allowed(tenant, agent)[0]
 
 
 def follows_tier(agent: Agent | int | None, own: Preferences | None, access: ManagedAccess | None) -> bool:
@@ -203,6 +222,9 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     return {
         "agent": agent.slug if agent is not None else None,
         "saved": own is not None,
+        # Something to call with: saved preferences (the agent's or the workspace's), or the platform's keys
+        # through a managed tier or the plan. Without, every page says "not configured" and links the modal.
+        "configured": prefs is not None or allowed,
         "inherited": agent is not None and own is None,
         **values,
         "eu_only": values["eu_only"] or tenant.eu_only,

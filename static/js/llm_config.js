@@ -32,8 +32,11 @@
   function fillModels() {
     const eu = $("#eu_only").checked;
     const select = $("#model");
-    const current = select.value || state.config.prefs.model;
+    const p = state.config.prefs;
+    // Preselected only what is saved for this mode: nothing the user never chose (a placeholder asks instead).
+    const current = select.value || (p.configured && p.mode === mode() ? p.model : "");
     select.innerHTML = "";
+    select.appendChild(new Option("Choose a model…", ""));
     const fallbacks = $("#fallbacks");
     const chosenFallbacks = new Set(Array.from(fallbacks.selectedOptions).map(o => o.value).concat(
       fallbacks.options.length ? [] : state.config.prefs.fallbacks || []));
@@ -135,7 +138,7 @@
   function revealErrors() {
     const first = $(".has-error") || (!$("#form-error").hidden && $("#form-error"));
     if (!first) return;
-    const details = first.closest("details"); if (details) details.open = true;
+    $$(".has-error").forEach(field => { const details = field.closest("details"); if (details) details.open = true; });
     first.scrollIntoView({ block: "nearest" });
   }
 
@@ -150,7 +153,7 @@
       data.custom_endpoint = ce;
       data.model = $("#ce_model").value.trim() || undefined;
     } else {
-      data.model = $("#model").value || undefined;  // none offered in this mode: the mode's own error says why
+      data.model = $("#model").value;  // empty: "Choose a model." (nothing is saved that the user did not pick)
       data.eu_only = $("#eu_only").checked;
       data.fallbacks = Array.from($("#fallbacks").selectedOptions).map(o => o.value).filter(v => v !== data.model);
       if (data.mode === "byok" && $("#api_key").value.trim()) data.api_key = $("#api_key").value.trim();
@@ -160,13 +163,15 @@
 
   function load() {
     const p = state.config.prefs;
-    const radio = $('input[name=mode][value="' + p.mode + '"]');
-    if (radio) radio.checked = true;
     const platform = $('input[name=mode][value=platform]');
     if (!p.platform_mode_available) {
       platform.disabled = true;
       $("[data-platform-reason]").textContent = " " + (p.platform_mode_reason || "");
     }
+    // Saved settings open on their mode; a workspace with none opens on the first mode it can use.
+    const usable = $$("input[name=mode]").filter(r => !r.disabled);
+    const radio = p.configured ? $('input[name=mode][value="' + p.mode + '"]') : usable[0];
+    if (radio) radio.checked = true;
     $("#eu_only").checked = !!p.eu_only;
     $("#eu_only").disabled = !!p.tenant_eu_only;
     $("#temperature").value = p.temperature; $("#temperature_num").value = p.temperature;

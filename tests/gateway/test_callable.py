@@ -207,6 +207,11 @@ def test_models_of_a_free_workspace_without_keys_list_nothing_it_cannot_call(
 def test_a_free_workspace_in_platform_mode_is_told_to_use_managed_llm_without_env_names(
     gateway_url, tenant, make_key, platform_env
 ):
+    from llm.models import Preferences
+
+    # saved in platform mode while the plan included platform models (a downgrade since)
+    Preferences.objects.for_tenant(tenant).create(tenant=tenant, mode="platform", model="openai:gpt-5-mini")
+    reconfigured()
     with pytest.raises(openai.PermissionDeniedError) as info:
         _sdk(gateway_url, make_key(tenant, scopes=["gateway"])).chat.completions.create(
             model="openai:gpt-5-mini", messages=HI
@@ -299,9 +304,9 @@ def test_another_agent_of_the_free_workspace_stays_off_the_platform(
 
     writer = agent_create(tenant=tenant, actor=SYSTEM, slug="writer", name="Writer")
     sdk = _sdk(gateway_url, make_key(tenant, scopes=["gateway"], agent=writer))
-    with pytest.raises(openai.PermissionDeniedError) as info:
+    with pytest.raises(openai.BadRequestError) as info:
         sdk.chat.completions.create(model="minimax:minimax-m2.5", messages=HI)
-    assert info.value.body["code"] == "platform_mode_not_allowed"
+    assert info.value.body["code"] == "llm_not_configured"  # nothing saved and no tier of its own
     assert [m.id for m in sdk.models.list()] == []
 
 

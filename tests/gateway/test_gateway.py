@@ -451,6 +451,10 @@ def test_plan_rate_limit_is_429_with_retry_after(gw, sdk, pro_tenant):
 
 
 def test_free_plan_cannot_use_platform_keys(gateway_url, tenant, make_key, platform_env):
+    from llm.models import Preferences
+
+    Preferences.objects.for_tenant(tenant).create(tenant=tenant, mode="platform", model=MODEL)
+    reconfigured()
     client = openai.OpenAI(
         base_url=gateway_url + "/v1", api_key=make_key(tenant, scopes=["gateway"]), max_retries=0
     )

@@ -58,6 +58,16 @@ def test_free_plan_shows_platform_mode_unavailable(manage_client):
     body = manage_client.get(URL).json()
     assert body["platform_mode_available"] is False
     assert "plan" in body["platform_mode_reason"]
+    assert body["configured"] is False  # nothing saved and no platform access: nothing to call with
+
+
+def test_configured_once_saved_or_when_the_plan_includes_platform_models(manage_client, plan_allows):
+    assert manage_client.get(URL).json()["configured"] is True  # the plan's platform models
+    plan_allows["ok"] = False
+    assert manage_client.get(URL).json()["configured"] is False
+    saved = _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini", "api_key": SECRET})
+    assert saved.status_code == 200, saved.json()
+    assert saved.json()["configured"] is True
 
 
 def test_save_platform_mode(manage_client, plan_allows):

@@ -117,10 +117,39 @@ def test_platform_without_any_key_is_a_clear_error_that_names_no_environment_var
 
 def test_platform_disabled_on_the_installation(tenant, keys, settings):
     keys("ANTHROPIC")
+    save(tenant, mode="platform", model="anthropic:claude-haiku-4.5")
     settings.PLATFORM_MANAGED_LLM_ENABLED = False
     with pytest.raises(RouteError) as exc:
         resolve(tenant, "default")
     assert exc.value.code == "platform_mode_disabled"
+
+
+def test_without_preferences_and_without_platform_access_the_workspace_is_not_configured(
+    tenant, keys, settings, monkeypatch
+):
+    """Not "claude-sonnet-4.5 is not available": the workspace never chose a model. The message says where to set
+    one up and names no environment variable, with or without platform keys on the installation."""
+    import billing.plans
+
+    monkeypatch.setattr(billing.plans, "plan_allows_platform", lambda tenant: False)
+    for platform_keys in ((), ("ANTHROPIC", "OPENROUTER")):
+        keys(*platform_keys)
+        for model in (
+            "default",
+            "anthropic:claude-sonnet-4.5",
+            "openrouter:meta-llama/llama-3.1-70b-instruct",
+        ):
+            with pytest.raises(RouteError) as exc:
+                resolve(tenant, model)
+            assert exc.value.code == "llm_not_configured"
+            assert exc.value.message.startswith("No LLM is configured for this workspace yet")
+            assert exc.value.message.endswith("/settings/llm/?configure")
+            assert "_API_KEY" not in exc.value.message
+    settings.PLATFORM_MANAGED_LLM_ENABLED = False
+    monkeypatch.setattr(billing.plans, "plan_allows_platform", lambda tenant: True)
+    with pytest.raises(RouteError) as exc:
+        resolve(tenant, "default")
+    assert exc.value.code == "llm_not_configured"
 
 
 def test_default_with_fallbacks_and_params(tenant, keys):

@@ -1,0 +1,119 @@
+"""Issue #15: the LLM configuration as a first-time user meets it: an unconfigured workspace says so everywhere, the
+modal keeps each mode's input apart, fallbacks are an ordered list, Discover models speaks both wire formats, and
+routes survive a change of mode."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from llm.models import Preferences
+from tenants.audit import SYSTEM
+from tenants.keys import apikey_create
+from tenants.models import Tenant
+from tests.browser.conftest import shot, signup
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ENV_NAMES = re.compile(r"[A-Z]+_(API_KEY|BASE_URL)")
+
+
+@pytest.fixture
+def platform_keys(monkeypatch, fake):
+    """The installation has platform keys (OpenRouter's reaches the default model): an unconfigured Free workspace
+    must still be told it is unconfigured, not that its plan lacks a model it never chose."""
+    from llm.calls import hot_cache
+    from llm.calls.resolution import forget_env
+
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake.url + "/v1")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-test-platform-router")
+    forget_env()
+    hot_cache.clear()
+    yield fake
+    forget_env()
+
+
+def _gateway_key(slug: str = "acme") -> str:
+    tenant = Tenant.objects.get(slug=slug)
+    _, plaintext = apikey_create(tenant=tenant, actor=SYSTEM, name="backend", scopes=["gateway"])
+    return plaintext
+
+
+@pytest.mark.parametrize("keys_on_platform", [False, True], ids=["no-platform-keys", "platform-keys"])
+def test_an_unconfigured_free_workspace_is_unconfigured_everywhere(
+    page, gateway_url, request, keys_on_platform
+):
+    if keys_on_platform:
+        request.getfixturevalue("platform_keys")
+    signup(page)
+
+    # Dashboard and settings page: the same words, with a link that opens the modal.
+    dashboard = page.inner_text("#llm-summary")
+    assert "Not configured yet" in dashboard
+    page.goto("/settings/llm/")
+    summary = page.inner_text("#llm-summary")
+    assert "Not configured yet" in summary
+    assert "platform" not in summary.lower()
+    assert "claude-sonnet" not in summary
+    page.click("#llm-summary >> text=Configure the LLM")
+    page.wait_for_selector("#llm-modal[open]")
+
+    # The modal opens on the first mode the workspace can use, with nothing preselected it never chose.
+    assert page.is_disabled("input[name=mode][value=platform]")
+    assert not page.is_checked("input[name=mode][value=platform]")
+    assert page.is_checked("input[name=mode][value=byok]")
+    assert page.input_value("#model") == ""
+    assert page.inner_text("#model-info").strip() == ""
+    shot(page, "llm-modal-first-use")
+
+    # The assistant says the same thing, without a model the user never chose or a server variable.
+    page.goto("/assistant/")
+    assert "Not configured yet" in page.inner_text("#llm-not-configured")
+    assert page.get_attribute("#llm-not-configured a", "href").endswith("/settings/llm/?configure")
+    page.click("button:has-text('New chat')")
+    page.wait_for_url("**/assistant/*/")
+    page.fill("#content", "Hello there")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant.error")
+    error = page.inner_text(".msg.assistant.error")
+    assert "No LLM is configured for this workspace yet" in error
+    assert "/settings/llm/" in error
+    assert "claude-sonnet" not in error
+    assert not ENV_NAMES.search(error)
+
+    # The gateway: DESIGN.md's error shape, the same message.
+    key = _gateway_key()
+    for model in ("default", "anthropic:claude-sonnet-4.5"):
+        answer = httpx.post(
+            gateway_url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=20,
+        )
+        assert answer.status_code == 400, answer.text
+        body = answer.json()["error"]
+        assert body["type"] == "invalid_request_error"
+        assert body["code"] == "llm_not_configured"
+        assert body["message"].startswith("No LLM is configured for this workspace yet")
+        assert "/settings/llm/?configure" in body["message"]
+        assert not ENV_NAMES.search(body["message"])
+        assert "claude-sonnet" not in body["message"]
+    assert Preferences.objects.unscoped().count() == 0
+
+
+def test_once_configured_every_surface_shows_the_settings(page):
+    signup(page)
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    page.fill("#api_key", "sk-test-byok-5678")
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Bring your own key')")
+    assert "Not configured" not in page.inner_text("main")
+    page.goto("/dashboard/")
+    assert "Not configured" not in page.inner_text("#llm-summary")
+    assert "openai:gpt-5-mini" in page.inner_text("#llm-summary")
+    page.goto("/assistant/")
+    assert not page.is_visible("#llm-not-configured")
