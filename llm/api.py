@@ -19,8 +19,9 @@ from rest_framework.serializers import Serializer
 
 from llm import serializers as s
 from llm.calls import connection_test
+from llm.calls.resolution import route_problems
 from llm.config import catalog, credentials, preferences, routes
-from llm.models import Credential
+from llm.models import Credential, Route
 from tenants.api import TenantAPIView
 from tenants.models import Agent
 from tenants.roles import Perm
@@ -163,8 +164,18 @@ class PreferencesView(_ValidatingView):
     def post(self, request: Request) -> Response:
         agent = _agent(request, self.tenant)
         data = self.validated(s.PreferencesWriteSerializer, agent=agent)
+        before = _unreachable_targets(self.tenant) if agent is None else set()
         preferences.preferences_save(tenant=self.tenant, agent=agent, actor=self.actor, data=data)
-        return Response(preferences.preferences_read(tenant=self.tenant, agent=agent))
+        # The workspace's settings decide how a route target without a credential is reached: say which targets
+        # this change leaves unreachable (calls through their routes fall through to the next target that works).
+        after = _unreachable_targets(self.tenant) if agent is None else set()
+        warnings = [
+            {"route": f"route:{name}", "model": model, "reason": reason}
+            for name, model, reason in sorted(after - before)
+        ]
+        return Response(
+            {**preferences.preferences_read(tenant=self.tenant, agent=agent), "route_warnings": warnings}
+        )
 
     @extend_schema(
         operation_id="llm_preferences_reset",
@@ -180,6 +191,14 @@ class PreferencesView(_ValidatingView):
             )
         preferences.preferences_delete(tenant=self.tenant, agent=agent, actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _unreachable_targets(tenant) -> set[tuple[str, str, str]]:
+    """(route name, target model, why) for every route target a workspace call cannot reach now."""
+    routes_ = list(Route.objects.for_tenant(tenant))
+    names = {r.pk: r.name for r in routes_}
+    found = route_problems(tenant.id, routes_) if routes_ else {}
+    return {(names[pk], p["model"], p["reason"]) for pk, problems in found.items() for p in problems}
 
 
 class RouteListView(_ValidatingView):

@@ -11,9 +11,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from llm.calls.listing import picker_models
+from llm.calls.resolution import route_problems
 from llm.config import routes as route_service
 from llm.config.preferences import llm_configured, preferences_read
-from llm.models import Thread
+from llm.models import Route, Thread
 from llm.policy import policy
 from llm.runtime import assistant as assistant_service
 from llm.serializers import RouteImportSerializer, RouteSerializer
@@ -140,7 +141,24 @@ def llm_settings(request: TenantRequest) -> HttpResponse:
     agent = None
     if request.GET.get("agent"):
         agent = access_agent(tenant=request.tenant, slug_or_id=request.GET["agent"])
-    return render(request, "llm/settings.html", llm_config_context(request, agent))
+    context = llm_config_context(request, agent)
+    if agent is None:
+        context["broken_routes"] = [r for r in _routes_with_problems(request.tenant) if r["problems"]]
+    return render(request, "llm/settings.html", context)
+
+
+def _routes_with_problems(tenant: Any) -> list[dict[str, Any]]:
+    """The routes (as `route_json` shows them) with `problems`: the targets a workspace call cannot reach now."""
+    rows = list(Route.objects.for_tenant(tenant))
+    listed = route_service.routes_list(tenant=tenant)
+    problems = route_problems(tenant.id, rows) if rows else {}
+    for route in listed:
+        route["problems"] = {p["model"]: p["reason"] for p in problems.get(route["id"], [])}
+        route["reachable"] = len(route["problems"]) < len(route["targets"])
+        route["primary_skipped"] = (
+            bool(route["targets"]) and route["targets"][0]["model"] in route["problems"]
+        )
+    return listed
 
 
 @tenant_required(Perm.USE_ASSISTANT)
@@ -310,7 +328,7 @@ def routes(request: TenantRequest) -> HttpResponse:
         request,
         "llm/routes.html",
         {
-            "routes": route_service.routes_list(tenant=request.tenant),
+            "routes": _routes_with_problems(request.tenant),
             "form": form,
             "errors": errors,
             "can_manage": can_manage,

@@ -96,6 +96,12 @@ class CredentialRefSerializer(serializers.Serializer):
     api_key_masked = serializers.CharField(allow_null=True)
 
 
+class RouteWarningSerializer(serializers.Serializer):
+    route = serializers.CharField(help_text="route:NAME")
+    model = serializers.CharField()
+    reason = serializers.CharField()
+
+
 class PreferencesSerializer(serializers.Serializer):
     agent = serializers.CharField(allow_null=True)
     saved = serializers.BooleanField()
@@ -117,6 +123,11 @@ class PreferencesSerializer(serializers.Serializer):
     platform_mode_available = serializers.BooleanField()
     platform_mode_reason = serializers.CharField()
     updated_at = serializers.DateTimeField(allow_null=True)
+    route_warnings = RouteWarningSerializer(
+        many=True,
+        required=False,
+        help_text="After a save of the workspace's settings: the route targets it left unreachable.",
+    )
 
 
 class RouteImportResultSerializer(serializers.Serializer):

@@ -709,22 +709,71 @@ def _default_targets(ctx: _Context, embeddings: bool) -> list[ResolvedTarget]:
 
 
 def _route_targets(ctx: _Context, route: Route, embeddings: bool) -> list[ResolvedTarget]:
+    """The route's targets that can be called now, in order. A target that cannot (its mode changed since the
+    route was saved, a key deleted, a model disabled) is skipped, the primary too: the call falls through to the
+    next target that works, as it would on a failing upstream (the Routes page marks the skipped ones). With none
+    left, the first target's reason is the error."""
     targets = []
-    ab_split = any(s.get("weight") for s in route.targets)
-    for i, spec in enumerate(route.targets):
+    first_error: RouteError | None = None
+    for spec in route.targets:
         credential = ctx.credential_by_id(spec.get("credential")) if spec.get("credential") else None
         try:
             target = _priced_target(ctx, spec["model"], credential=credential, embeddings=embeddings)
         except RouteError as exc:
-            if i == 0 and not ab_split:
-                raise
+            first_error = first_error or exc
             _skipped(f"route:{route.name}", spec["model"], exc)
             continue
         params = {**_params(ctx.prefs), **(spec.get("params") or {})}
         targets.append(_with(target, weight=int(spec.get("weight") or 0), params=params))
     if not targets:
-        raise RouteError(f"No target of route:{route.name} can be reached.", code="model_unavailable")
+        if first_error is not None and len(route.targets) == 1:
+            raise first_error
+        reason = f" ({first_error.message})" if first_error is not None else ""
+        raise RouteError(f"No target of route:{route.name} can be reached{reason}.", code="model_unavailable")
     return targets
+
+
+class TargetProblem(TypedDict):
+    """A route target a call cannot reach now, and why (the router's own words)."""
+
+    model: str
+    reason: str
+
+
+def route_problems(tenant_id: int, routes: list[Route]) -> dict[int, list[TargetProblem]]:
+    """Per route id, the targets a call of the workspace (no agent) through it cannot reach now, as the router
+    resolves and admits them: what the Routes page marks and a change of settings warns about."""
+    access = policy().managed_access(tenant_id, None)
+    ctx = _load_context(tenant_id, None, access)
+    refusal = platform_refusal(access, policy().limits_for(tenant_id))
+    found: dict[int, list[TargetProblem]] = {}
+    for route in routes:
+        problems: list[TargetProblem] = []
+        for spec in route.targets:
+            credential = ctx.credential_by_id(spec.get("credential")) if spec.get("credential") else None
+            reason = _target_problem(ctx, spec["model"], credential, refusal)
+            if reason is not None:
+                problems.append(TargetProblem(model=spec["model"], reason=reason))
+        if problems:
+            found[route.pk] = problems
+    return found
+
+
+def _target_problem(
+    ctx: _Context, model: str, credential: Credential | None, platform_refused: str | None
+) -> str | None:
+    try:
+        target = _priced_target(ctx, model, credential=credential)
+    except RouteError as exc:
+        if exc.code != "model_not_chat":
+            return exc.message
+        try:  # an embedding model: an embeddings route
+            target = _priced_target(ctx, model, credential=credential, embeddings=True)
+        except RouteError as again:
+            return again.message
+    if target.mode == "platform" and platform_refused is not None:
+        return platform_refused
+    return None
 
 
 def _resolve_in(ctx: _Context, model: str, embeddings: bool, *, route: Route | None = None) -> ResolvedRoute:

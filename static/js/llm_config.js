@@ -161,6 +161,33 @@
     return data;
   }
 
+  function reloadPage() {
+    const next = new URL(window.location.href);
+    next.searchParams.delete("configure");  // do not open the modal again on the reloaded page
+    setTimeout(() => window.location.replace(next), 600);
+  }
+
+  function showRouteWarnings(warnings) {
+    const box = $("#route-warnings");
+    box.innerHTML = "";
+    const head = document.createElement("strong");
+    head.textContent = "Saved. With these settings, some routes cannot reach every target:";
+    const list = document.createElement("ul");
+    warnings.forEach(w => {
+      const item = document.createElement("li");
+      item.textContent = w.route + " → " + w.model + ": " + w.reason;
+      list.appendChild(item);
+    });
+    const tail = document.createElement("p");
+    tail.textContent = "Calls through these routes fall through to their next target that works. ";
+    const link = document.createElement("a");
+    link.href = "/routes/"; link.textContent = "Review the routes";
+    tail.appendChild(link);
+    box.append(head, list, tail);
+    box.hidden = false;
+    box.scrollIntoView({ block: "nearest" });
+  }
+
   function load() {
     const p = state.config.prefs;
     const platform = $('input[name=mode][value=platform]');
@@ -202,8 +229,11 @@
       openButton.disabled = false;
       if (new URLSearchParams(window.location.search).has("configure")) openButton.click();  // "Configure" links
     }).catch(() => { window.toast("Could not load the model catalog; reload the page to try again.", "error"); });
-    openButton.addEventListener("click", () => { clearErrors(); $("#test-result").innerHTML = ""; dialog.showModal(); });
+    openButton.addEventListener("click", () => {
+      clearErrors(); $("#test-result").innerHTML = ""; $("#route-warnings").hidden = true; dialog.showModal();
+    });
     $("[data-close]", dialog).addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => { if (state.saved) reloadPage(); });
     // A new mode is a new form: the errors and the connection test's answer of the old one go.
     $$("input[name=mode]").forEach(r => r.addEventListener("change", () => {
       clearErrors(); $("#test-result").innerHTML = ""; fillModels(); showSections();
@@ -256,11 +286,11 @@
       api("/api/llm/preferences", { method: "POST", body: JSON.stringify(body()) }).then(({ status, body }) => {
         save.disabled = false;
         if (status === 200 || status === 201) {
+          state.saved = true;
+          // Route targets this change left unreachable: said here, before the page reloads (on Close).
+          if ((body.route_warnings || []).length) { showRouteWarnings(body.route_warnings); return; }
           dialog.close();
           window.toast("LLM settings saved.");
-          const next = new URL(window.location.href);
-          next.searchParams.delete("configure");  // do not open the modal again on the reloaded page
-          setTimeout(() => window.location.replace(next), 600);
         } else { showErrors(body); revealErrors(); }
       });
     });

@@ -117,3 +117,94 @@ def test_once_configured_every_surface_shows_the_settings(page):
     assert "openai:gpt-5-mini" in page.inner_text("#llm-summary")
     page.goto("/assistant/")
     assert not page.is_visible("#llm-not-configured")
+
+
+@pytest.fixture
+def openai_at_fake(monkeypatch, fake):
+    """Workspace keys for OpenAI reach the fake provider (no platform key on the installation)."""
+    from llm.calls import hot_cache
+    from llm.calls.resolution import forget_env
+
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    forget_env()
+    hot_cache.clear()
+    yield fake
+    forget_env()
+
+
+def _save_custom(page, base_url: str, model: str) -> None:
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.check("input[name=mode][value=custom]")
+    page.fill("#ce_base_url", base_url)
+    page.fill("#ce_model", model)
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Enterprise custom')")
+
+
+def test_a_mode_change_warns_about_the_routes_it_breaks_and_calls_fall_through(
+    page, gateway_url, openai_at_fake
+):
+    from llm.metering import queue as metering
+    from llm.models import UsageEvent
+
+    fake = openai_at_fake
+    signup(page)
+    # An OpenAI key saved earlier (what the route's second target will use once the workspace is on BYOK).
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    page.fill("#api_key", "sk-test-byok-5678")
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Bring your own key')")
+    _save_custom(page, fake.url + "/v1", "gpt-4o-mini")
+
+    page.goto("/routes/")
+    page.fill("#r-name", "support")
+    page.fill("#r-targets", "custom:gpt-4o-mini\nopenai:gpt-5-mini")
+    page.click("button:has-text('Save route')")
+    page.wait_for_selector("text=Route “support” saved")
+    assert not page.is_visible("[data-unreachable]")
+
+    # Back to BYOK: the route's custom target cannot be reached any more; the save says so before reloading.
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.check("input[name=mode][value=byok]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    page.click("#save")
+    page.wait_for_selector("#route-warnings:visible")
+    warning = page.inner_text("#route-warnings")
+    assert "route:support" in warning
+    assert "custom:gpt-4o-mini" in warning
+    assert "fall through" in warning
+    shot(page, "llm-modal-route-warning")
+    page.click("#llm-modal [data-close]")
+    page.wait_for_selector("[data-summary=mode]:has-text('Bring your own key')")
+    assert "route:support" in page.inner_text("#route-warnings")
+
+    # The Routes page marks the target with the reason.
+    page.goto("/routes/")
+    row = page.locator("tr[data-route=support]")
+    assert "Primary skipped" in row.inner_text()
+    assert row.locator("[data-unreachable]").count() == 1
+    assert "custom:gpt-4o-mini" in row.locator("[data-unreachable] >> xpath=..").inner_text()
+    assert row.locator("[data-reason]").inner_text().strip()
+    shot(page, "routes-marked")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert row.locator("[data-unreachable]").is_visible()
+    assert row.locator("[data-reason]").is_visible()
+
+    # A call through the route falls through to its second target instead of a 400.
+    fake.reset()
+    key = _gateway_key()
+    answer = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "route:support", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=20,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"].startswith("Hello from fake")
+    assert [r[2]["model"] for r in fake.requests if r[0].endswith("/chat/completions")] == ["gpt-5-mini"]
+    metering.flush()
+    assert UsageEvent.objects.unscoped().get(request_type="chat").model == "openai:gpt-5-mini"

@@ -376,3 +376,28 @@ def test_saves_are_audited(manage_client, plan_allows):
     _post(manage_client, {"mode": "platform", "model": "openai:gpt-5"})
     events = manage_client.get("/api/audit?action=llm.preferences").json()
     assert events[0]["changes"]["model"] == [None, "openai:gpt-5"]
+
+
+def test_a_save_that_leaves_route_targets_unreachable_names_them(manage_client):
+    custom = {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}
+    assert (
+        _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini", "api_key": SECRET}).status_code
+        == 200
+    )
+    first = _post(manage_client, {"mode": "custom", "model": "gpt-4o-mini", "custom_endpoint": custom})
+    assert first.status_code == 200, first.json()
+    assert first.json()["route_warnings"] == []
+    route = manage_client.post(
+        "/api/llm/routes",
+        {"name": "support", "targets": ["custom:gpt-4o-mini", "openai:gpt-5-mini"]},
+        format="json",
+    )
+    assert route.status_code == 201, route.json()
+
+    back = _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini"})
+    assert back.status_code == 200, back.json()
+    (warning,) = back.json()["route_warnings"]
+    assert (warning["route"], warning["model"]) == ("route:support", "custom:gpt-4o-mini")
+    assert warning["reason"]
+    again = _post(manage_client, {"temperature": 0.5})  # already unreachable before: no new warning
+    assert again.json()["route_warnings"] == []

@@ -475,3 +475,41 @@ def test_call_time_ssrf_check_when_dns_changes(tenant, keys, dns, settings):
         resolve(tenant, "default")
     assert exc.value.code == "endpoint_blocked"
     assert "private" in exc.value.message
+
+
+def test_a_route_whose_primary_a_mode_change_broke_falls_through_and_is_reported(tenant, keys):
+    """Saved under custom mode, `custom:gpt-4o-mini` names the workspace's endpoint; after a switch to BYOK it
+    names nothing. A call through the route goes to the next target that works (not a 400), and route_problems
+    says which target is skipped and why; with no target left the error names the first one's reason."""
+    credential_create(
+        tenant=tenant, actor=SYSTEM, data=credential_input(tenant, kind="openai", api_key="sk-test-openai-1")
+    )
+    save(
+        tenant,
+        mode="custom",
+        model="gpt-4o-mini",
+        custom_endpoint={"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"},
+    )
+    route = route_create(
+        tenant=tenant,
+        actor=SYSTEM,
+        data=route_input(tenant, name="support", targets=["custom:gpt-4o-mini", "openai:gpt-5-mini"]),
+    )
+    assert resolution.route_problems(tenant.id, [route]) == {}
+    assert [t.mode for t in resolve(tenant, "route:support").targets] == ["custom", "custom"]
+
+    save(tenant, mode="byok", model="openai:gpt-5-mini")
+    resolved = resolve(tenant, "route:support")
+    assert [(t.model_id, t.mode) for t in resolved.targets] == [("openai:gpt-5-mini", "byok")]
+    (problem,) = resolution.route_problems(tenant.id, [route])[route.pk]
+    assert problem["model"] == "custom:gpt-4o-mini"
+    assert "Unknown model" in problem["reason"]
+
+    route.targets = [{"model": "custom:gpt-4o-mini"}, {"model": "mistral:mistral-large"}]
+    route.save()
+    versions.bump_config_version(tenant.id)
+    with pytest.raises(RouteError) as exc:
+        resolve(tenant, "route:support")
+    assert exc.value.code == "model_unavailable"
+    assert "No target of route:support can be reached" in exc.value.message
+    assert "custom:gpt-4o-mini" in exc.value.message
