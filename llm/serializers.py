@@ -118,6 +118,10 @@ class PreferencesSerializer(serializers.Serializer):
     fallbacks = serializers.ListField(child=serializers.CharField())
     api_key_masked = serializers.CharField(allow_null=True)
     credential = CredentialRefSerializer(allow_null=True)
+    saved_keys = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Per provider (and openrouter): the masked key a BYOK call would use, whatever the mode.",
+    )
     custom_endpoint = CustomEndpointReadSerializer(allow_null=True)
     model_info = CatalogModelSerializer(allow_null=True)
     platform_mode_available = serializers.BooleanField()

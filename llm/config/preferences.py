@@ -210,6 +210,19 @@ def _byok_credential(tenant: Tenant, prefs: Preferences | None, model: str) -> C
     ) or credentials.credential_for_kind(tenant_id=tenant.id, kind=OPENROUTER)
 
 
+def saved_provider_keys(tenant: Tenant, prefs: Preferences | None) -> dict[str, str]:
+    """Per provider (and OpenRouter), the masked key a BYOK call would use: the one the preferences saved with
+    them, else the newest of that provider (the router's own choice), whatever mode is saved now."""
+    rows = list(Credential.objects.for_tenant(tenant).filter(kind__in=credentials.PROVIDER_KINDS))
+    chosen: dict[str, Credential] = {}
+    for c in sorted(rows, key=lambda c: (c.rotated_at or c.created_at, c.created_at, c.pk)):
+        chosen[c.kind] = c  # the newest last
+    pinned = next((c for c in rows if prefs is not None and c.pk == prefs.credential_id), None)
+    if pinned is not None:
+        chosen[pinned.kind] = pinned
+    return {kind: c.api_key_masked for kind, c in chosen.items() if c.api_key_masked}
+
+
 def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
     """The API shape: saved values (or the agent's inherited / the defaults) and the model's catalog metadata."""
     own, prefs = preferences_scope(tenant=tenant, agent=agent)
@@ -235,6 +248,7 @@ def preferences_read(*, tenant: Tenant, agent: Agent | None) -> dict[str, Any]:
             if byok is not None
             else None
         ),
+        "saved_keys": saved_provider_keys(tenant, prefs),
         "custom_endpoint": _endpoint_json(prefs.custom_endpoint if prefs is not None else None),
         "model_info": catalog.model_json(values["model"]),
         "platform_mode_available": allowed,

@@ -2,7 +2,8 @@
 // of the chosen mode and endpoint kind, tests the connection, and saves through the API (whose field errors are
 // shown next to their fields; nothing is saved on error).
 (function () {
-  const state = { models: [], byId: {}, config: null, unplaced: [] };
+  const state = { models: [], byId: {}, config: null, unplaced: [], drafts: null, saved: false };
+  const MAX_FALLBACKS = 5;
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const csrf = () => (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
@@ -29,36 +30,130 @@
     return callable.includes(m.id);
   }
 
-  function fillModels() {
+  // Each mode keeps its own unsaved model and fallbacks until the modal is closed; reopening shows what is saved.
+  // Only the saved mode has a saved model: the others start with nothing chosen.
+  function savedDrafts() {
+    const p = state.config.prefs, drafts = {};
+    ["platform", "byok", "custom"].forEach(m => {
+      const mine = p.configured && p.mode === m;
+      drafts[m] = { model: mine ? p.model : "", fallbacks: mine ? (p.fallbacks || []).slice() : [] };
+    });
+    return drafts;
+  }
+  function draft() { return state.drafts[mode()]; }
+
+  function chatModels() {
     const eu = $("#eu_only").checked;
+    return state.providers.map(provider => ({ provider, models: provider.models.filter(m => (!eu || m.eu_hosted)
+      && !(m.capabilities || []).includes("embeddings") && provider.id !== "custom" && offered(m)) }))
+      .filter(group => group.models.length);
+  }
+
+  function fillModels() {
     const select = $("#model");
-    const p = state.config.prefs;
-    // Preselected only what is saved for this mode: nothing the user never chose (a placeholder asks instead).
-    const current = select.value || (p.configured && p.mode === mode() ? p.model : "");
+    const current = draft().model;
     select.innerHTML = "";
     select.appendChild(new Option("Choose a model…", ""));
-    const fallbacks = $("#fallbacks");
-    const chosenFallbacks = new Set(Array.from(fallbacks.selectedOptions).map(o => o.value).concat(
-      fallbacks.options.length ? [] : state.config.prefs.fallbacks || []));
-    fallbacks.innerHTML = "";
-    state.providers.forEach(provider => {
-      const models = provider.models.filter(m => (!eu || m.eu_hosted) && !(m.capabilities || []).includes("embeddings")
-        && provider.id !== "custom" && offered(m));
-      if (!models.length) return;
+    chatModels().forEach(({ provider, models }) => {
       const group = document.createElement("optgroup");
       group.label = provider.name;
-      const fgroup = group.cloneNode();
-      models.forEach(m => {
-        const option = new Option(m.name + (m.recommended ? " ★" : "") + (m.eu_hosted ? " · EU" : ""), m.id);
-        group.appendChild(option);
-        const f = new Option(m.name, m.id, false, chosenFallbacks.has(m.id));
-        fgroup.appendChild(f);
-      });
+      models.forEach(m => group.appendChild(new Option(m.name + (m.recommended ? " ★" : "") + (m.eu_hosted ? " · EU" : ""), m.id)));
       select.appendChild(group);
-      fallbacks.appendChild(fgroup);
     });
-    if (state.byId[current] && (!eu || state.byId[current].eu_hosted)) select.value = current;
+    select.value = current;
+    if (select.value !== current) select.value = "";  // not offered here (EU filter, no key): nothing chosen
+    fillFallbackPick();
     showModelInfo();
+    keyHint();
+  }
+
+  // Fallbacks: an ordered list the user builds (add, move up/down, remove); the saved order is this order.
+  function fillFallbackPick() {
+    const pick = $("#fallback-pick"), d = draft();
+    pick.innerHTML = "";
+    pick.appendChild(new Option("Add a fallback model…", ""));
+    chatModels().forEach(({ provider, models }) => {
+      const group = document.createElement("optgroup");
+      group.label = provider.name;
+      models.filter(m => m.id !== $("#model").value && !d.fallbacks.includes(m.id))
+        .forEach(m => group.appendChild(new Option(m.name, m.id)));
+      if (group.children.length) pick.appendChild(group);
+    });
+  }
+
+  function renderFallbacks() {
+    const list = $("#fallbacks"), items = draft().fallbacks;
+    list.innerHTML = "";
+    items.forEach((id, i) => {
+      const li = document.createElement("li");
+      li.dataset.model = id;
+      const row = document.createElement("div");
+      const name = document.createElement("span");
+      name.className = "name";
+      const m = state.byId[id];
+      name.textContent = m ? m.name + " (" + id + ")" : id;
+      row.appendChild(name);
+      [["up", "↑", "Move " + id + " up", i === 0], ["down", "↓", "Move " + id + " down", i === items.length - 1],
+        ["remove", "Remove", "Remove " + id, false]].forEach(([action, text, label, disabled]) => {
+        const b = document.createElement("button");
+        b.type = "button"; b.className = "btn small" + (action === "remove" ? " danger" : "");
+        b.dataset.fallback = action; b.dataset.index = i; b.textContent = text;
+        b.setAttribute("aria-label", label); b.disabled = disabled;
+        row.appendChild(b);
+      });
+      li.appendChild(row);
+      list.appendChild(li);
+    });
+    $("#fallback-add").disabled = items.length >= MAX_FALLBACKS;
+    fillFallbackPick();
+  }
+
+  function changeFallbacks(event) {
+    const b = event.target.closest("button[data-fallback]");
+    if (!b) return;
+    const items = draft().fallbacks, i = Number(b.dataset.index);
+    if (b.dataset.fallback === "remove") items.splice(i, 1);
+    else {
+      const j = b.dataset.fallback === "up" ? i - 1 : i + 1;
+      if (j < 0 || j >= items.length) return;
+      [items[i], items[j]] = [items[j], items[i]];
+    }
+    renderFallbacks();
+    const again = $('#fallbacks button[data-fallback="' + b.dataset.fallback + '"][data-index="' +
+      (b.dataset.fallback === "up" ? i - 1 : b.dataset.fallback === "down" ? i + 1 : i) + '"]');
+    if (again && !again.disabled) again.focus();  // keep the keyboard where it was
+  }
+
+  function addFallback() {
+    const source = mode() === "custom" ? $("#fallback-name") : $("#fallback-pick");
+    const name = source.value.trim(), items = draft().fallbacks;
+    if (!name || items.includes(name) || items.length >= MAX_FALLBACKS) return;
+    items.push(name);
+    source.value = "";
+    renderFallbacks();
+  }
+
+  // The saved BYOK key a call of the chosen model would use (its provider's, else OpenRouter's), whatever the
+  // saved mode: what "Test connection" sends when the key field is left empty.
+  function keyHint() {
+    const keys = state.config.prefs.saved_keys || {};
+    const label = id => id === "openrouter" ? "OpenRouter" : ((state.providers.find(p => p.id === id) || {}).name || id);
+    const m = state.byId[$("#model").value];
+    const box = $("#api-key-saved");
+    const typed = $("#api_key").value.trim() ? " The key typed above replaces it when you save." : "";
+    if (m && !keys[m.provider] && !keys.openrouter && typed) {
+      box.textContent = "The key typed above is saved (encrypted) with these settings.";
+      return;
+    }
+    if (m) {
+      const kind = keys[m.provider] ? m.provider : (keys.openrouter ? "openrouter" : "");
+      box.textContent = kind
+        ? "Saved " + label(kind) + " key: " + keys[kind] + " (used for this model) — leave empty to keep it, type a new one to replace it." + typed
+        : "No " + label(m.provider) + (m.provider === "openrouter" ? "" : " or OpenRouter") + " key saved yet: enter one.";
+      return;
+    }
+    const saved = Object.keys(keys);
+    box.textContent = saved.length ? "Saved keys: " + saved.map(k => label(k) + " " + keys[k]).join(", ") + "." : "No key saved yet.";
   }
 
   function showModelInfo() {
@@ -87,6 +182,7 @@
     $$("[data-section=custom]").forEach(el => { el.hidden = m !== "custom"; });
     $$("[data-section=model]").forEach(el => { el.hidden = m === "custom"; });
     $$("[data-kind]").forEach(el => { el.hidden = !el.dataset.kind.split(" ").includes(kind()); });
+    $$("[data-fallback-source]").forEach(el => { el.hidden = (el.dataset.fallbackSource === "custom") !== (m === "custom"); });
   }
 
   function clearErrors() {
@@ -155,9 +251,9 @@
     } else {
       data.model = $("#model").value;  // empty: "Choose a model." (nothing is saved that the user did not pick)
       data.eu_only = $("#eu_only").checked;
-      data.fallbacks = Array.from($("#fallbacks").selectedOptions).map(o => o.value).filter(v => v !== data.model);
       if (data.mode === "byok" && $("#api_key").value.trim()) data.api_key = $("#api_key").value.trim();
     }
+    data.fallbacks = draft().fallbacks.filter(v => v !== data.model);  // in the order of the list
     return data;
   }
 
@@ -204,13 +300,19 @@
     $("#temperature").value = p.temperature; $("#temperature_num").value = p.temperature;
     // The number box holds the exact saved value (the slider snaps to its step of 100, so it never is the source).
     $("#max_tokens").value = p.max_tokens; $("#max_tokens_num").value = p.max_tokens;
-    $("#api-key-saved").textContent = p.api_key_masked ? "Saved key: " + p.api_key_masked + " — leave empty to keep it, type a new one to replace it." : "No key saved yet.";
+    // Everything typed and not saved goes: the form shows what is saved, per mode.
+    state.drafts = savedDrafts();
+    $("#api_key").value = "";
     const ce = p.custom_endpoint || {};
-    if (ce.kind) $("#ce_kind").value = ce.kind;
-    ["base_url", "deployment", "api_version", "region", "access_key_id"].forEach(k => { if (ce[k]) $("#ce_" + k).value = ce[k]; });
+    $("#ce_kind").value = ce.kind || "openai_compatible";
+    ["base_url", "deployment", "api_version", "region", "access_key_id"].forEach(k => { $("#ce_" + k).value = ce[k] || ""; });
+    ["api_key", "secret_access_key"].forEach(k => { $("#ce_" + k).value = ""; });
     $("[data-ce-saved]").textContent = ce.api_key_masked ? "Saved: " + ce.api_key_masked + " — leave empty to keep it." : "";
-    if (p.mode === "custom") $("#ce_model").value = p.model || "";
+    $("#ce_model").value = state.drafts.custom.model;
+    $("#fallback-name").value = "";
+    $("#discovered").innerHTML = "";
     fillModels();
+    renderFallbacks();
     showSections();
   }
 
@@ -224,19 +326,19 @@
     openButton.disabled = true;
     fetch("/api/llm/models", { credentials: "same-origin" }).then(r => r.json()).then(data => {
       state.providers = data.providers || [];
-      state.providers.forEach(p => p.models.forEach(m => { state.byId[m.id] = m; }));
+      state.providers.forEach(p => p.models.forEach(m => { m.provider = p.id; state.byId[m.id] = m; }));
       load();
       openButton.disabled = false;
       if (new URLSearchParams(window.location.search).has("configure")) openButton.click();  // "Configure" links
     }).catch(() => { window.toast("Could not load the model catalog; reload the page to try again.", "error"); });
     openButton.addEventListener("click", () => {
-      clearErrors(); $("#test-result").innerHTML = ""; $("#route-warnings").hidden = true; dialog.showModal();
+      load(); clearErrors(); $("#test-result").innerHTML = ""; $("#route-warnings").hidden = true; dialog.showModal();
     });
     $("[data-close]", dialog).addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => { if (state.saved) reloadPage(); });
     // A new mode is a new form: the errors and the connection test's answer of the old one go.
     $$("input[name=mode]").forEach(r => r.addEventListener("change", () => {
-      clearErrors(); $("#test-result").innerHTML = ""; fillModels(); showSections();
+      clearErrors(); $("#test-result").innerHTML = ""; fillModels(); renderFallbacks(); showSections();
     }));
     ["input", "change"].forEach(type => $("#llm-form").addEventListener(type, event => {
       if (event.target.name !== "mode") fieldChanged(event);
@@ -244,7 +346,15 @@
     $("#api_key").addEventListener("input", fillModels);
     $("#ce_kind").addEventListener("change", showSections);
     $("#eu_only").addEventListener("change", fillModels);
-    $("#model").addEventListener("change", showModelInfo);
+    $("#model").addEventListener("change", () => {
+      draft().model = $("#model").value; showModelInfo(); keyHint(); fillFallbackPick();
+    });
+    $("#ce_model").addEventListener("input", () => { state.drafts.custom.model = $("#ce_model").value; });
+    $("#fallbacks").addEventListener("click", changeFallbacks);
+    $("#fallback-add").addEventListener("click", addFallback);
+    $("#fallback-name").addEventListener("keydown", event => {
+      if (event.key === "Enter") { event.preventDefault(); addFallback(); }
+    });
     $("#temperature").addEventListener("input", e => { $("#temperature_num").value = e.target.value; });
     $("#temperature_num").addEventListener("input", e => { $("#temperature").value = e.target.value; });
     $("#max_tokens").addEventListener("input", e => { $("#max_tokens_num").value = e.target.value; });

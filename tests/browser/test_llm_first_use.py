@@ -208,3 +208,123 @@ def test_a_mode_change_warns_about_the_routes_it_breaks_and_calls_fall_through(
     assert [r[2]["model"] for r in fake.requests if r[0].endswith("/chat/completions")] == ["gpt-5-mini"]
     metering.flush()
     assert UsageEvent.objects.unscoped().get(request_type="chat").model == "openai:gpt-5-mini"
+
+
+def _fallbacks(page) -> list[str]:
+    return page.eval_on_selector_all("#fallbacks li", "items => items.map(li => li.dataset.model)")
+
+
+def _add_fallback(page, model: str) -> None:
+    page.select_option("#fallback-pick", model)
+    page.click("#fallback-add")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_fallbacks_are_an_ordered_list_saved_in_the_users_order(page, width):
+    from llm.config import catalog
+
+    page.set_viewport_size({"width": width, "height": 844})
+    signup(page)
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    page.fill("#api_key", "sk-or-v1-test-router-1234")  # an OpenRouter key reaches every fallback below
+    page.click("summary:has-text('Advanced')")
+    assert page.is_visible("#fallback-pick")
+    offered = page.eval_on_selector_all("#fallback-pick option", "os => os.map(o => o.value).filter(Boolean)")
+    assert "openai:gpt-5-mini" not in offered, "the primary is no fallback"
+    assert all(catalog.get_catalog().model(m) is not None for m in offered)
+
+    _add_fallback(page, "anthropic:claude-haiku-4.5")
+    _add_fallback(page, "google:gemini-2.5-flash")
+    _add_fallback(page, "openai:gpt-5")
+    assert _fallbacks(page) == ["anthropic:claude-haiku-4.5", "google:gemini-2.5-flash", "openai:gpt-5"]
+    page.click("#fallbacks button[aria-label='Move google:gemini-2.5-flash up']")
+    assert _fallbacks(page) == ["google:gemini-2.5-flash", "anthropic:claude-haiku-4.5", "openai:gpt-5"]
+    page.click("#fallbacks button[aria-label='Remove openai:gpt-5']")
+    assert _fallbacks(page) == ["google:gemini-2.5-flash", "anthropic:claude-haiku-4.5"]
+    assert page.is_disabled("#fallbacks button[aria-label='Move google:gemini-2.5-flash up']")
+    assert page.is_disabled("#fallbacks button[aria-label='Move anthropic:claude-haiku-4.5 down']")
+    box = page.locator("#fallbacks button[aria-label='Remove anthropic:claude-haiku-4.5']").bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= width, "the row's buttons fit the screen"
+    shot(page, f"llm-fallbacks-{width}")
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Bring your own key')")
+
+    saved = Preferences.objects.unscoped().get(agent=None)
+    assert saved.fallbacks == ["google:gemini-2.5-flash", "anthropic:claude-haiku-4.5"]
+    api = page.request.get("/api/llm/preferences").json()
+    assert api["fallbacks"] == ["google:gemini-2.5-flash", "anthropic:claude-haiku-4.5"]
+    assert re.search(r"gemini-2\.5-flash\s*→\s*anthropic:claude-haiku-4\.5", page.inner_text("#llm-summary"))
+    page.click("#open-llm-config")
+    assert _fallbacks(page) == ["google:gemini-2.5-flash", "anthropic:claude-haiku-4.5"]
+
+
+def test_custom_mode_fallbacks_are_names_the_endpoint_knows(page, fake):
+    signup(page)
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.check("input[name=mode][value=custom]")
+    page.fill("#ce_base_url", fake.url + "/v1")
+    page.fill("#ce_model", "llama3:8b")
+    page.click("summary:has-text('Advanced')")
+    assert not page.is_visible("#fallback-pick"), "no catalog models in custom mode"
+    page.fill("#fallback-name", "qwen2.5:7b")
+    page.press("#fallback-name", "Enter")
+    page.fill("#fallback-name", "gpt-fake")
+    page.click("#fallback-add")
+    page.click("#fallbacks button[aria-label='Move gpt-fake up']")
+    assert _fallbacks(page) == ["gpt-fake", "qwen2.5:7b"]
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Enterprise custom')")
+    saved = Preferences.objects.unscoped().get(agent=None)
+    assert (saved.model, saved.fallbacks) == ("llama3:8b", ["gpt-fake", "qwen2.5:7b"])
+
+
+def test_each_mode_shows_what_is_saved_and_keeps_its_unsaved_input_until_close(page, openai_at_fake):
+    fake = openai_at_fake
+    signup(page)
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.select_option("#model", "openai:gpt-5-mini")
+    page.fill("#api_key", "sk-test-byok-5678")
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Bring your own key')")
+    _save_custom(page, fake.url + "/v1", "gpt-4o-mini")
+    before = list(Preferences.objects.unscoped().values("mode", "model", "fallbacks"))
+
+    page.click("#open-llm-config")
+    assert page.is_checked("input[name=mode][value=custom]")
+    assert page.input_value("#ce_model") == "gpt-4o-mini"
+    page.check("input[name=mode][value=byok]")
+    assert page.input_value("#model") == "", "no model the user never chose for this mode"
+    assert page.inner_text("#model-info").strip() == ""
+    assert "sk-…5678" in page.inner_text("#api-key-saved"), "the saved key is shown, not 'No key saved yet'"
+    page.select_option("#model", "openai:gpt-5-mini")
+    hint = page.inner_text("#api-key-saved")
+    assert "OpenAI" in hint
+    assert "sk-…5678" in hint
+    page.click("#test-connection")
+    page.wait_for_selector(".test-result.ok")  # the saved key the hint names
+    page.click("summary:has-text('Advanced')")
+    _add_fallback(page, "openai:gpt-5")
+
+    page.check("input[name=mode][value=custom]")
+    assert page.input_value("#ce_model") == "gpt-4o-mini"
+    assert _fallbacks(page) == []
+    page.fill("#ce_model", "llama3:8b")
+    page.check("input[name=mode][value=byok]")
+    assert page.input_value("#model") == "openai:gpt-5-mini"
+    assert _fallbacks(page) == ["openai:gpt-5"]
+    page.check("input[name=mode][value=custom]")
+    assert page.input_value("#ce_model") == "llama3:8b"
+
+    page.click("#llm-modal [data-close]")  # closed unsaved: reopened, the modal shows what is saved
+    page.click("#open-llm-config")
+    assert page.is_checked("input[name=mode][value=custom]")
+    assert page.input_value("#ce_model") == "gpt-4o-mini"
+    page.check("input[name=mode][value=byok]")
+    assert page.input_value("#model") == ""
+    assert _fallbacks(page) == []
+    assert list(Preferences.objects.unscoped().values("mode", "model", "fallbacks")) == before

@@ -401,3 +401,20 @@ def test_a_save_that_leaves_route_targets_unreachable_names_them(manage_client):
     assert warning["reason"]
     again = _post(manage_client, {"temperature": 0.5})  # already unreachable before: no new warning
     assert again.json()["route_warnings"] == []
+
+
+def test_saved_provider_keys_are_shown_whatever_the_saved_mode(manage_client):
+    assert manage_client.get(URL).json()["saved_keys"] == {}
+    assert (
+        _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini", "api_key": SECRET}).status_code
+        == 200
+    )
+    custom = {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}
+    assert (
+        _post(manage_client, {"mode": "custom", "model": "llama3:8b", "custom_endpoint": custom}).status_code
+        == 200
+    )
+    body = manage_client.get(URL).json()
+    assert body["mode"] == "custom"
+    assert body["saved_keys"] == {"openai": SECRET[:3] + "…" + SECRET[-4:]}
+    assert SECRET not in str(body)
