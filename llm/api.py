@@ -360,3 +360,23 @@ class OllamaModelsView(_ValidatingView):
 
     def _discover(self, base_url: str, api_key: str) -> Response:
         return Response(connection_test.ollama_models(base_url=base_url, api_key=api_key))
+
+
+class EndpointModelsView(_ValidatingView):
+    """Discover models: what an OpenAI-compatible server (GET /v1/models) or an Ollama server (GET /api/tags)
+    serves, for the custom endpoint the modal describes."""
+
+    required_perms = {"POST": Perm.MANAGE_LLM}
+
+    @extend_schema(
+        operation_id="llm_endpoint_models",
+        request=s.EndpointDiscoverySerializer,
+        responses=s.EndpointModelsSerializer,
+    )
+    def post(self, request: Request) -> Response:
+        data = self.validated(s.EndpointDiscoverySerializer)
+        return Response(
+            connection_test.endpoint_models(
+                tenant=self.tenant, base_url=data.get("base_url") or "", api_key=data.get("api_key") or ""
+            )
+        )

@@ -15,4 +15,5 @@ urlpatterns = [
     path("llm/routes/<str:route_id>", api.RouteDetailView.as_view(), name="llm-route"),
     path("llm/test-connection", api.ConnectionTestView.as_view(), name="llm-test-connection"),
     path("llm/ollama/models", api.OllamaModelsView.as_view(), name="llm-ollama-models"),
+    path("llm/endpoint-models", api.EndpointModelsView.as_view(), name="llm-endpoint-models"),
 ]

@@ -154,6 +154,13 @@ class ConnectionTestSerializer(serializers.Serializer):
     error = ConnectionErrorSerializer(allow_null=True)
 
 
+class EndpointModelsSerializer(serializers.Serializer):
+    base_url = serializers.CharField()
+    # a field named like Field.source: the metaclass takes it as a field, which mypy cannot see
+    source = serializers.ChoiceField(choices=["openai", "ollama"], help_text="Which list answered.")  # type: ignore[assignment]
+    models = serializers.ListField(child=serializers.CharField(), help_text="Names the endpoint knows.")
+
+
 class OllamaModelsSerializer(serializers.Serializer):
     base_url = serializers.CharField()
     models = serializers.ListField(child=serializers.CharField())
@@ -1330,3 +1337,13 @@ class OllamaDiscoverySerializer(AllErrorsSerializer):
 
     base_url = _AnyTextField(help_text="The Ollama server, e.g. http://127.0.0.1:11434")
     api_key = _AnyTextField(write_only=True, help_text="A bearer token, when the server wants one.")
+
+
+class EndpointDiscoverySerializer(AllErrorsSerializer):
+    """A custom endpoint to list the models of (unsaved: as typed in the modal)."""
+
+    base_url = _AnyTextField(help_text="The server's base URL, e.g. http://localhost:8000/v1")
+    api_key = _AnyTextField(
+        write_only=True,
+        help_text="Its bearer token; left out: the one saved for an endpoint at the same origin.",
+    )

@@ -605,6 +605,13 @@ CASES: list[Case] = [
         CONFIG_WRITE,
         body=lambda w: {"base_url": w.fake_url},
     ),
+    Case(
+        "llm-endpoint-models",
+        "POST",
+        _p("/api/llm/endpoint-models"),
+        CONFIG_WRITE,
+        body=lambda w: {"base_url": f"{w.fake_url}/v1"},
+    ),
     # --- billing API ---------------------------------------------------------------------------------
     Case("api-billing-caps", "GET", _p("/api/billing/caps"), CAPS),
     Case(

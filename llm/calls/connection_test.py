@@ -19,7 +19,7 @@ from llm.calls.errors import GatewayError
 from llm.calls.hints import problem_hint
 from llm.calls.resolution import ResolvedRoute, ResolvedTarget, RouteError, _resolve_cold
 from llm.config import ssrf
-from llm.config.credentials import credential_mark_verified, origin_of
+from llm.config.credentials import ENDPOINT_KINDS, credential_mark_verified, origin_of, secrets_of
 from llm.config.preferences import preferences_save
 from llm.config.versions import bump_config_version
 from llm.metering.queue import record_test_call
@@ -27,7 +27,7 @@ from llm.models import Credential
 from llm.policy import policy
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
 from llm.providers.base import scrub_for
-from llm.providers.openai_compat import ollama_tags
+from llm.providers.openai_compat import list_models, ollama_tags
 from llm.sync import from_sync
 from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, ApiKey, Tenant, User
@@ -63,6 +63,15 @@ class OllamaModels(TypedDict):
     """Ollama discovery's answer: the server asked and what it has pulled, as `ollama:name:size` ids."""
 
     base_url: str
+    models: list[str]
+
+
+class EndpointModels(TypedDict):
+    """Discovery's answer for a custom endpoint: the models it serves, as names it knows (what the modal's model
+    field takes), and which list answered: `openai` (GET {base_url}/models) or `ollama` (GET /api/tags)."""
+
+    base_url: str
+    source: str
     models: list[str]
 
 
@@ -309,3 +318,71 @@ def ollama_models(*, base_url: str, api_key: str = "") -> OllamaModels:
         ) from None
     models = sorted({f"ollama:{n}" if ":" in n else f"ollama:{n}:latest" for n in names if n})
     return {"base_url": base_url, "models": models}
+
+
+DISCOVERY_TIMEOUT = 10.0
+
+
+def _saved_endpoint_key(tenant: Tenant, base_url: str) -> str:
+    """The bearer token the tenant saved for an endpoint at this very origin (a stored secret goes only to the
+    origin it was saved for), else none."""
+    origin = origin_of(base_url)
+    saved = Credential.objects.for_tenant(tenant).filter(kind__in=ENDPOINT_KINDS).order_by("-pk")
+    for credential in saved:
+        if credential.base_url and origin_of(credential.base_url) == origin:
+            key = secrets_of(credential).get("api_key")
+            if key:
+                return str(key)
+    return ""
+
+
+def _discovery_problem(exc: ProviderError, base_url: str) -> str:
+    if exc.kind in ("not_found", "bad_request"):
+        return (
+            f"{base_url} answered neither an OpenAI-compatible model list (GET /v1/models) nor Ollama's "
+            "(GET /api/tags). Check the base URL: for vLLM, LM Studio and most servers it ends in /v1, for "
+            "Ollama it is e.g. http://localhost:11434/v1."
+        )
+    if exc.kind == "auth":
+        return "The server refused the request (401/403): enter its API key / bearer token, or check it."
+    if exc.kind == "timeout":
+        return (
+            f"No answer from {base_url} within {DISCOVERY_TIMEOUT:g} s: is the server up and the URL right?"
+        )
+    return _hint(exc.kind, exc.message, None).replace("the endpoint", base_url)
+
+
+def endpoint_models(*, tenant: Tenant, base_url: str, api_key: str = "") -> EndpointModels:
+    """The models an OpenAI-compatible server (vLLM, LM Studio, Ollama's /v1, …) lists at `{base_url}/models`,
+    else, when that list is not there, those an Ollama server lists at /api/tags. The URL is SSRF-checked; without
+    a key typed, the one saved for an endpoint at the same origin is sent. Errors are field errors in plain words.
+    """
+    base_url = (base_url or "").strip().rstrip("/")
+    if not base_url:
+        raise ValidationError(
+            {"base_url": ["Enter the server's base URL first, e.g. http://localhost:11434/v1."]}
+        )
+    try:
+        ssrf.check_url(base_url)
+    except ssrf.BlockedAddress as exc:
+        raise ValidationError({"base_url": [str(exc)]}) from None
+    key = api_key.strip() or _saved_endpoint_key(tenant, base_url)
+    target = Target(
+        provider="custom",
+        protocol="openai_compat",
+        base_url=base_url,
+        api_key=key,
+        timeouts=Timeouts(connect=5.0, first_byte=DISCOVERY_TIMEOUT, idle=DISCOVERY_TIMEOUT),
+    )
+    try:
+        names = from_sync(list_models, target)
+        return {"base_url": base_url, "source": "openai", "models": sorted({n for n in names if n})}
+    except ProviderError as exc:
+        problem = exc
+    if problem.kind in ("not_found", "bad_request"):  # no OpenAI model list there: Ollama's own API?
+        try:
+            names = from_sync(ollama_tags, base_url, key, read_timeout=DISCOVERY_TIMEOUT)
+            return {"base_url": base_url, "source": "ollama", "models": sorted({n for n in names if n})}
+        except ProviderError:
+            pass
+    raise ValidationError({"base_url": [_discovery_problem(problem, base_url)]})

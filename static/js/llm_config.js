@@ -257,6 +257,45 @@
     return data;
   }
 
+  // Discover models: the server's own list (OpenAI's GET /v1/models, else Ollama's /api/tags), to pick from; its
+  // names also feed the fallbacks' suggestions. Problems are said in words, never as the API's JSON.
+  function discover() {
+    const out = $("#discovered");
+    out.innerHTML = '<span class="spinner"></span> Asking the server for its models…';
+    const payload = { base_url: $("#ce_base_url").value.trim() };
+    if ($("#ce_api_key").value.trim()) payload.api_key = $("#ce_api_key").value.trim();
+    api("/api/llm/endpoint-models", { method: "POST", body: JSON.stringify(payload) }).then(({ status, body }) => {
+      out.innerHTML = "";
+      if (status !== 200) {
+        const said = [].concat(body.base_url || body.api_key || body.detail || []).join(" ");
+        out.textContent = said || "Could not ask the server for its models; try again.";
+        out.classList.add("error");
+        return;
+      }
+      out.classList.remove("error");
+      const names = body.models || [];
+      const lead = document.createElement("p");
+      lead.textContent = names.length ? "Pick a model (" + names.length + " on this server):" : "The server lists no models yet.";
+      out.appendChild(lead);
+      const list = document.createElement("div");
+      list.className = "endpoint-models";
+      const suggestions = $("#endpoint-models");
+      suggestions.innerHTML = "";
+      names.forEach(name => {
+        const b = document.createElement("button");
+        b.type = "button"; b.className = "btn small"; b.textContent = name; b.dataset.endpointModel = name;
+        b.addEventListener("click", () => {
+          $("#ce_model").value = name; state.drafts.custom.model = name;
+          $$("[data-endpoint-model]", list).forEach(o => o.setAttribute("aria-pressed", String(o === b)));
+        });
+        b.setAttribute("aria-pressed", String(name === $("#ce_model").value));
+        list.appendChild(b);
+        suggestions.appendChild(new Option(name, name));
+      });
+      out.appendChild(list);
+    }).catch(() => { out.textContent = "Could not ask the server for its models; try again."; });
+  }
+
   function reloadPage() {
     const next = new URL(window.location.href);
     next.searchParams.delete("configure");  // do not open the modal again on the reloaded page
@@ -359,21 +398,7 @@
     $("#temperature_num").addEventListener("input", e => { $("#temperature").value = e.target.value; });
     $("#max_tokens").addEventListener("input", e => { $("#max_tokens_num").value = e.target.value; });
     $("#max_tokens_num").addEventListener("input", e => { $("#max_tokens").value = e.target.value; });
-    $("#discover").addEventListener("click", () => {
-      const out = $("#discovered");
-      out.innerHTML = '<span class="spinner"></span> Asking the server…';
-      fetch("/api/llm/ollama/models?base_url=" + encodeURIComponent($("#ce_base_url").value), { credentials: "same-origin" })
-        .then(r => r.json().then(b => ({ status: r.status, body: b }))).then(({ status, body }) => {
-          if (status !== 200) { out.textContent = (body.error && body.error.hint) || JSON.stringify(body); return; }
-          const names = (body.models || []).map(m => typeof m === "string" ? m : m.id);
-          out.innerHTML = names.length ? "Found: " : "No models on this server.";
-          names.forEach(name => {
-            const b = document.createElement("button"); b.type = "button"; b.className = "btn small"; b.textContent = name;
-            b.addEventListener("click", () => { $("#ce_model").value = name.replace(/^ollama:/, ""); });
-            out.appendChild(b);
-          });
-        });
-    });
+    $("#discover").addEventListener("click", discover);
     $("#test-connection").addEventListener("click", () => {
       const out = $("#test-result");
       out.innerHTML = '<span class="spinner" role="status" aria-label="Testing"></span> Testing the connection…';

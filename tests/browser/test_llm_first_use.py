@@ -328,3 +328,59 @@ def test_each_mode_shows_what_is_saved_and_keeps_its_unsaved_input_until_close(p
     assert page.input_value("#model") == ""
     assert _fallbacks(page) == []
     assert list(Preferences.objects.unscoped().values("mode", "model", "fallbacks")) == before
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_discover_models_speaks_openai_and_ollama_and_never_shows_json(page, fake, width):
+    page.set_viewport_size({"width": width, "height": 844})
+    signup(page)
+    page.goto("/settings/llm/?configure")
+    page.wait_for_selector("#llm-modal[open]")
+    page.check("input[name=mode][value=custom]")
+
+    # A vLLM server behind a token: without it, the refusal in words.
+    page.fill("#ce_base_url", fake.url + "/vllm/v1")
+    page.click("#discover")
+    page.wait_for_selector("#discovered:not(:empty):not(:has(.spinner))")
+    said = page.inner_text("#discovered")
+    assert "refused" in said
+    assert "{" not in said
+    assert "[" not in said
+
+    page.fill("#ce_api_key", "sk-test-vllm-1234")
+    page.click("#discover")
+    page.wait_for_selector("[data-endpoint-model='Qwen/Qwen2.5-7B-Instruct']")
+    assert page.eval_on_selector_all("[data-endpoint-model]", "bs => bs.map(b => b.textContent)") == [
+        "Qwen/Qwen2.5-7B-Instruct",
+        "meta-llama/Llama-3.1-8B-Instruct",
+    ]
+    page.click("[data-endpoint-model='Qwen/Qwen2.5-7B-Instruct']")
+    assert page.input_value("#ce_model") == "Qwen/Qwen2.5-7B-Instruct"
+    box = page.locator("[data-endpoint-model='meta-llama/Llama-3.1-8B-Instruct']").bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= width
+    shot(page, f"llm-discover-{width}")
+    page.click("#save")
+    page.wait_for_selector("[data-summary=mode]:has-text('Enterprise custom')")
+    saved = Preferences.objects.unscoped().get(agent=None)
+    assert saved.model == "Qwen/Qwen2.5-7B-Instruct"
+
+    # Reopened, the saved token is used for the same server; the fallback field suggests its models.
+    page.click("#open-llm-config")
+    page.click("#discover")
+    page.wait_for_selector("[data-endpoint-model='meta-llama/Llama-3.1-8B-Instruct']")
+    assert page.eval_on_selector_all("#endpoint-models option", "os => os.map(o => o.value)") == [
+        "Qwen/Qwen2.5-7B-Instruct",
+        "meta-llama/Llama-3.1-8B-Instruct",
+    ]
+
+    # An Ollama server answers /api/tags; a URL that is neither says what to check.
+    page.fill("#ce_base_url", fake.url)
+    page.click("#discover")
+    page.wait_for_selector("[data-endpoint-model='qwen2.5:7b']")
+    page.fill("#ce_base_url", fake.url + "/nothing/v1")
+    page.click("#discover")
+    page.wait_for_selector("#discovered:not(:empty):not(:has(.spinner))")
+    said = page.inner_text("#discovered")
+    assert "Check the base URL" in said
+    assert "{" not in said

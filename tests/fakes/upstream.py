@@ -6,6 +6,8 @@ Shapes relied on (from the providers' API references):
   `{"error": {"message", "type", "param", "code"}}` with 401/404/429(+Retry-After)/5xx.
 - Azure OpenAI: the same bodies at /openai/deployments/{deployment}/chat/completions?api-version=…, `api-key` header.
 - Ollama: GET /api/tags → {"models": [{"name": "llama3:8b", …}]}.
+- vLLM (started with --api-key): GET /vllm/v1/models (Bearer required) → {"object": "list", "data": [{"id", …}]}
+  and POST /vllm/v1/chat/completions; no /vllm/api/tags (404), like a server that is not Ollama.
 - Gemini: POST /v1beta/models/{model}:generateContent | :streamGenerateContent?alt=sse | :batchEmbedContents with
   `x-goog-api-key`; {candidates[{content{role, parts}, finishReason}], usageMetadata{promptTokenCount,
   candidatesTokenCount}}; errors {"error": {"code", "message", "status"}}.
@@ -120,6 +122,9 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self.openai_embeddings)
         app.router.add_get("/v1/models", self.openai_models)
         app.router.add_get("/api/tags", self.ollama_tags)
+        # A vLLM-style server behind a bearer token: OpenAI's model list and chat under /vllm/v1, no Ollama API.
+        app.router.add_get("/vllm/v1/models", self.vllm_models)
+        app.router.add_post("/vllm/v1/chat/completions", self.openai_chat)
         app.router.add_get("/slow/api/tags", self.slow_ollama_tags)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self.azure_embeddings)
@@ -457,6 +462,24 @@ class FakeUpstream:
                 "data": [
                     {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                     for m in ("gpt-fake", "llama3:8b")
+                ],
+            }
+        )
+
+    async def vllm_models(self, request: web.Request):
+        """vLLM started with --api-key: every request needs the bearer token (`sk-test-…`)."""
+        await self._record(request)
+        if not request.headers.get("authorization"):
+            return self._openai_error(401, "Unauthorized", "invalid_api_key")
+        denied = self._openai_auth(request)
+        if denied is not None:
+            return denied
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": 32768}
+                    for m in ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct")
                 ],
             }
         )

@@ -209,3 +209,73 @@ def test_ollama_discovery_is_ssrf_checked(manage_client, settings):
     )
     assert response.status_code == 400
     assert "private" in response.json()["base_url"][0]
+
+
+# --- Discover models for a custom endpoint ------------------------------------------------------------------
+
+DISCOVER = "/api/llm/endpoint-models"
+
+
+def test_discovery_asks_an_openai_compatible_server_for_its_model_list(manage_client, fake):
+    fake.reset()
+    body = manage_client.post(
+        DISCOVER, {"base_url": fake.url + "/vllm/v1", "api_key": "sk-test-vllm-1"}, format="json"
+    )
+    assert body.status_code == 200, body.json()
+    assert body.json() == {
+        "base_url": fake.url + "/vllm/v1",
+        "source": "openai",
+        "models": ["Qwen/Qwen2.5-7B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"],
+    }
+    assert [path for path, _, _ in fake.requests] == ["/vllm/v1/models"]
+
+
+def test_discovery_falls_back_to_ollamas_own_list(manage_client, fake):
+    body = manage_client.post(DISCOVER, {"base_url": fake.url}, format="json").json()
+    assert (body["source"], body["models"]) == ("ollama", ["llama3:8b", "qwen2.5:7b"])
+
+
+def test_discovery_problems_are_plain_words(manage_client, fake):
+    refused = manage_client.post(DISCOVER, {"base_url": fake.url + "/vllm/v1"}, format="json")
+    assert refused.status_code == 400
+    assert "refused" in refused.json()["base_url"][0]
+    neither = manage_client.post(DISCOVER, {"base_url": fake.url + "/nothing/v1"}, format="json")
+    assert "neither an OpenAI-compatible model list" in neither.json()["base_url"][0]
+    down = manage_client.post(DISCOVER, {"base_url": f"http://127.0.0.1:{_free_port()}/v1"}, format="json")
+    assert "Nothing is listening" in down.json()["base_url"][0]
+    empty = manage_client.post(DISCOVER, {}, format="json")
+    assert "base URL" in empty.json()["base_url"][0]
+
+
+def test_discovery_is_ssrf_checked(manage_client, settings):
+    settings.ALLOW_PRIVATE_ENDPOINTS = False
+    response = manage_client.post(DISCOVER, {"base_url": "http://10.0.0.5:8000/v1"}, format="json")
+    assert response.status_code == 400
+    assert "private" in response.json()["base_url"][0]
+
+
+def test_discovery_sends_a_saved_token_only_to_its_own_origin_and_tenant(manage_client, other_client, fake):
+    saved = manage_client.post(
+        "/api/llm/preferences",
+        {
+            "mode": "custom",
+            "model": "Qwen/Qwen2.5-7B-Instruct",
+            "custom_endpoint": {
+                "kind": "openai_compatible",
+                "base_url": fake.url + "/vllm/v1",
+                "api_key": "sk-test-vllm-saved",
+            },
+        },
+        format="json",
+    )
+    assert saved.status_code == 200, saved.json()
+    fake.reset()
+    mine = manage_client.post(DISCOVER, {"base_url": fake.url + "/vllm/v1"}, format="json")
+    assert mine.status_code == 200, mine.json()
+    assert fake.requests[-1][1]["authorization"] == "Bearer sk-test-vllm-saved"
+    theirs = other_client.post(DISCOVER, {"base_url": fake.url + "/vllm/v1"}, format="json")
+    assert theirs.status_code == 400
+    assert "authorization" not in fake.requests[-1][1]
+    elsewhere = manage_client.post(DISCOVER, {"base_url": "http://localhost:1/v1"}, format="json")
+    assert elsewhere.status_code == 400
+    assert "sk-test-vllm-saved" not in str(elsewhere.json())

@@ -20,6 +20,7 @@ def test_schema_documents_every_endpoint(manage_client):
         "/api/llm/routes/import": {"post"},
         "/api/llm/test-connection": {"post"},
         "/api/llm/ollama/models": {"get", "post"},
+        "/api/llm/endpoint-models": {"post"},
     }.items():
         assert path in paths, path
         assert methods <= set(paths[path]), (path, set(paths[path]))
@@ -62,7 +63,9 @@ def test_each_write_is_validated_by_the_serializer_its_schema_names(
 
     monkeypatch.setattr(serializers.Serializer, "is_valid", spy)
     operations = list(_write_operations())
-    assert len(operations) == 10, operations  # credentials ×3, preferences, routes ×3, import, test, Ollama
+    assert len(operations) == 11, (
+        operations
+    )  # credentials ×3, preferences, routes ×3, import, test, Ollama, discovery
     for method, pattern in operations:
         path = "/api/" + re.sub(r"<\w+:(\w+)>", lambda m: str(ids[m[1]]), pattern)
         documented = "/api/" + re.sub(r"<\w+:(\w+)>", r"{\1}", pattern)
