@@ -180,7 +180,7 @@ def test_a_mode_change_warns_about_the_routes_it_breaks_and_calls_fall_through(
     shot(page, "llm-modal-route-warning")
     page.click("#llm-modal [data-close]")
     page.wait_for_selector("[data-summary=mode]:has-text('Bring your own key')")
-    assert "route:support" in page.inner_text("#route-warnings")
+    assert "route:support" in page.inner_text("#routes-unreachable")
 
     # The Routes page marks the target with the reason.
     page.goto("/routes/")
