@@ -589,6 +589,12 @@ def _target_for_name(
     if endpoint is not None:
         upstream = name.split(":", 1)[1] if name.startswith("custom:") else name
         return _endpoint_target(endpoint, model_id=f"custom:{upstream}", upstream=upstream)
+    if name.startswith("custom:"):
+        raise RouteError(
+            f"{name} is a model of the workspace's own endpoint, which is used in custom mode only; the LLM "
+            "settings are not in custom mode now. Switch back to custom mode, or point the route at a model "
+            "this mode reaches."
+        )
     raise RouteError(
         f"Unknown model “{name}”. Use a catalog id such as {_default_model()}, openrouter:vendor/model, "
         "ollama:name:size, route:NAME or default."
