@@ -75,7 +75,7 @@ class AgentCreateForm(AgentForm):
         super().__init__(*args, **kwargs)
         tier = self.fields["tier"]
         assert isinstance(tier, forms.ChoiceField)
-        tier.choices = [("", "Your own key"), *((t.slug, t.name) for t in tiers)]
+        tier.choices = [("", "Bring your own key"), *((t.slug, t.name) for t in tiers)]
 
 
 @tenant_required()
@@ -143,7 +143,7 @@ def _agent_created(request: TenantRequest, form: AgentCreateForm) -> HttpRespons
         return None
     except BillingError as exc:
         form.add_error(
-            "tier", f"{exc.message} The agent was not created; choose “Your own key” to create it now."
+            "tier", f"{exc.message} The agent was not created; choose “Bring your own key” to create it now."
         )
         return None
     if result is not None and result.checkout_url:

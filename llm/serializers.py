@@ -23,7 +23,7 @@ from rest_framework.fields import SkipField, empty, get_error_detail
 from rest_framework.settings import api_settings
 
 from llm.calls.resolution import platform_model_refusal
-from llm.config import credentials, llm_config_doc, preferences, routes, ssrf
+from llm.config import catalog, credentials, llm_config_doc, preferences, routes, ssrf
 from llm.config.catalog_data import OPENROUTER
 from llm.models import CREDENTIAL_KINDS, Credential, Route
 
@@ -164,6 +164,12 @@ class EndpointModelsSerializer(serializers.Serializer):
 class OllamaModelsSerializer(serializers.Serializer):
     base_url = serializers.CharField()
     models = serializers.ListField(child=serializers.CharField())
+
+
+def provider_name(provider: str) -> str:
+    """A provider as people call it (`openai` → OpenAI)."""
+    info = catalog.get_catalog().providers.get(provider)
+    return info.name if info is not None else provider
 
 
 # --- validation machinery ------------------------------------------------------------------------------------
@@ -849,9 +855,9 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
         if missing_key and "model" not in self.problems and "api_key" not in self.problems:
             provider = m.provider if m is not None else OPENROUTER
             self.problems["api_key"] = [
-                f"Add an API key for {provider}"
-                + (" or OpenRouter" if provider != OPENROUTER else "")
-                + " (field api_key), or save one first."
+                f"Enter your {provider_name(provider)} API key"
+                + (" (or an OpenRouter key)" if provider != OPENROUTER else "")
+                + " to call this model."
             ]
         missing = [fid for fid, fm in fallbacks if not preferences.has_key_for(fid, fm, kinds)]
         if missing and "fallbacks" not in self.problems:

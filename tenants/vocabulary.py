@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 MODES: dict[str, str] = {
     "platform": "Managed LLM",
-    "byok": "Your own key",
-    "custom": "Your own endpoint",
+    "byok": "Bring your own key",
+    "custom": "Enterprise custom endpoint",
 }
 MODE_DESCRIPTIONS: dict[str, str] = {
     "platform": "Our models, billed per agent with your plan.",

@@ -55,7 +55,7 @@ def model_choices(*, tenant_id: int) -> ModelChoices:
             provider = catalog.providers.get(info.provider)
             group, label = (provider.name if provider else info.provider), info.name
         else:
-            group, label = "Your own endpoint", model_id.removeprefix("ollama:")
+            group, label = "Enterprise custom endpoint", model_id.removeprefix("ollama:")
         groups.setdefault(group, []).append((model_id, label))
     return list(groups.items())
 

@@ -4,6 +4,14 @@
 (function () {
   const state = { models: [], byId: {}, config: null, unplaced: [], drafts: null, saved: false };
   const MAX_FALLBACKS = 5;
+  // A failed connection test in words (the API's `kind`), and the endpoint kinds as people call them.
+  const FAILURES = {
+    auth: "The key was refused", rate_limit: "The provider is rate limiting this key", not_found: "The model was not found",
+    bad_request: "The provider refused the request", timeout: "No answer in time", unavailable: "Could not connect",
+    context_length: "The request is too long for this model", content_policy: "The provider's content policy refused it",
+  };
+  const KIND_NAMES = { openai_compatible: "The endpoint", azure_openai: "Azure OpenAI", bedrock: "AWS Bedrock", ollama: "Ollama" };
+  const plainProvider = text => text.replace(/^(openai_compatible|azure_openai|bedrock|ollama)\b:?/, kind => KIND_NAMES[kind.replace(":", "")]);
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const csrf = () => (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
@@ -408,8 +416,8 @@
           out.innerHTML = '<div class="test-result ok">Connected: ' + String(body.model).replace(/</g, "&lt;") + " answered in " + body.latency_ms + " ms.</div>";
         } else if (status === 200) {
           const e = body.error || {};
-          out.innerHTML = '<div class="test-result fail"><strong>' + (e.kind || "error") + ":</strong> " +
-            String(e.message || "").replace(/</g, "&lt;") + "<br>" + String(e.hint || "").replace(/</g, "&lt;") + "</div>";
+          out.innerHTML = '<div class="test-result fail"><strong>' + (FAILURES[e.kind] || "It did not work") + ".</strong> " +
+            plainProvider(String(e.message || "")).replace(/</g, "&lt;") + "<br>" + String(e.hint || "").replace(/</g, "&lt;") + "</div>";
         } else { clearErrors(); showErrors(body); revealErrors(); out.innerHTML = ""; return; }
         out.scrollIntoView({ block: "nearest" });
       });

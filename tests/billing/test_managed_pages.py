@@ -325,7 +325,7 @@ def test_when_stripe_refuses_the_agent_is_not_created_either(tenant, stripe):
     response = _as(tenant).post("/agents/", {"slug": "writer", "tier": "pro"})
     assert response.status_code == 400
     assert 'id="id_tier-errors"' in response.content.decode()
-    assert "The agent was not created; choose “Your own key” to create it now." in _text(response)
+    assert "The agent was not created; choose “Bring your own key” to create it now." in _text(response)
     assert not Agent.objects.unscoped().filter(tenant=tenant).exists()
     assert _managed(tenant) == []
 

@@ -126,7 +126,7 @@ def test_a_small_business_buys_pro_for_one_agent_and_pays_its_overage(page, chec
     page.goto("/agents/")
     rows = page.inner_text("table")
     assert re.search(r"content-writer\s+Content writer\s+Managed · Pro", rows)
-    assert re.search(r"helpdesk\s+Helpdesk\s+Your own key", rows)
+    assert re.search(r"helpdesk\s+Helpdesk\s+Bring your own key", rows)
 
     tenant = Tenant.objects.get(slug="acme")
     stripe = stripe_client()

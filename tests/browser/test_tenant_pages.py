@@ -56,7 +56,7 @@ def test_the_audit_log_reads_in_words_before_and_after_and_filters_by_plain_word
     page.goto("/audit/")
     row = page.locator("tr", has_text="Changed the LLM settings")
     text = row.inner_text()
-    assert "Mode: none → Your own endpoint" in text
+    assert "Mode: none → Enterprise custom endpoint" in text
     assert "Max tokens: 4,096 → 8,000" in text
     assert "API key: changed" in text
     for raw in ("None", "'custom'", "[changed]", "abcd", "llm.preferences.save", "max_tokens"):
@@ -199,7 +199,9 @@ def test_an_agent_page_says_what_it_inherits_and_resets_to_the_workspace_setting
     page.reload()
     inheritance = page.inner_text("#llm-inheritance")
     assert "Uses the workspace's LLM settings" in inheritance
-    assert "Your own endpoint · model llama3" in page.inner_text("#llm")  # the mode and model it uses
+    assert "Enterprise custom endpoint · model llama3" in page.inner_text(
+        "#llm"
+    )  # the mode and model it uses
     assert page.locator("button:has-text('Reset to workspace settings')").count() == 0
     assert page.locator("#id_monthly_tcu").is_visible()  # its own budget
     assert page.inner_text("[data-key-state]") == "Revoked"  # the keys page's word
@@ -213,7 +215,7 @@ def test_an_agent_page_says_what_it_inherits_and_resets_to_the_workspace_setting
     page.wait_for_selector("#llm-inheritance >> text=Overrides the workspace's LLM settings")
     assert page.url.endswith("/agents/support-bot/")
     assert "mistral:mistral-medium-3.1" in page.inner_text("#llm")
-    assert "Your own key" in page.inner_text("#llm")
+    assert "Bring your own key" in page.inner_text("#llm")
 
     messages: list[str] = []
     page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.dismiss()))

@@ -447,7 +447,7 @@ def test_audit_page_shows_changes_in_words_and_finds_events_by_plain_words(tenan
         changes={"mode": ["byok", "custom"], "max_tokens": [4096, 8000], "api_key": "x"},
     )
     page = client.get("/audit/").content.decode()
-    assert "Mode</span>: Your own key → Your own endpoint" in page
+    assert "Mode</span>: Bring your own key → Enterprise custom endpoint" in page
     assert "Max tokens</span>: 4,096 → 8,000" in page
     assert "API key</span>: changed" in page
     assert "[changed]" not in page
