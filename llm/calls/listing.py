@@ -42,19 +42,22 @@ def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
 
 
 def picker_models(*, tenant_id: int, agent_id: int | None) -> dict[str, list[str]]:
-    """The chat models the LLM settings' model pickers offer in platform and byok mode: those a call in that mode
-    could reach now (a managed agent's tier; the providers the saved keys reach). The picker applies its own EU
-    checkbox, so residency is left to it."""
-    chat = [
-        m.id
+    """The models the LLM settings' pickers offer in platform and byok mode (chat models for the model and the
+    fallbacks, embedding models for the embedding model): those a call in that mode could reach now (a managed
+    agent's tier; the providers the saved keys reach). The picker applies its own EU checkbox, so residency is left
+    to it."""
+    models = [
+        (m.id, "embeddings" in m.capabilities)
         for m in get_catalog().models.values()
-        if m.enabled and m.provider != "custom" and "embeddings" not in m.capabilities
+        if m.enabled and m.provider != "custom"
     ]
     resolver = Resolver(tenant_id, agent_id, eu_only=False)
     picks: dict[str, list[str]] = {}
     for mode in ("platform", "byok"):
         resolver.use_mode(mode)
-        picks[mode] = [model_id for model_id in chat if resolver.callable(model_id)]
+        picks[mode] = [
+            model_id for model_id, embeds in models if resolver.callable(model_id, embeddings=embeds)
+        ]
     return picks
 
 

@@ -57,7 +57,28 @@
       .filter(group => group.models.length);
   }
 
+  // The embedding model `default` calls on /v1/embeddings: one the workspace can call, or the chat model's
+  // provider's own (none chosen). In custom mode it is a name the endpoint knows, set through the API.
+  function fillEmbeddings() {
+    const select = $("#embedding_model"), saved = state.config.prefs.embedding_model || "";
+    const current = select.dataset.touched ? select.value : saved;
+    select.innerHTML = "";
+    select.appendChild(new Option("The chat model's provider's embedding model", ""));
+    state.providers.forEach(provider => {
+      const models = provider.models.filter(m => (m.capabilities || []).includes("embeddings") && offered(m));
+      if (!models.length) return;
+      const group = document.createElement("optgroup");
+      group.label = provider.name;
+      models.forEach(m => group.appendChild(new Option(m.name, m.id)));
+      select.appendChild(group);
+    });
+    select.value = current;
+    if (select.value !== current) select.value = "";
+    $("#embedding-field").hidden = mode() === "custom";
+  }
+
   function fillModels() {
+    fillEmbeddings();
     const select = $("#model");
     const current = draft().model;
     select.innerHTML = "";
@@ -258,6 +279,7 @@
       data.model = $("#ce_model").value.trim() || undefined;
     } else {
       data.model = $("#model").value;  // empty: "Choose a model." (nothing is saved that the user did not pick)
+      data.embedding_model = $("#embedding_model").value;
       data.eu_only = $("#eu_only").checked;
       if (data.mode === "byok" && $("#api_key").value.trim()) data.api_key = $("#api_key").value.trim();
     }
@@ -358,6 +380,7 @@
     $("#ce_model").value = state.drafts.custom.model;
     $("#fallback-name").value = "";
     $("#discovered").innerHTML = "";
+    delete $("#embedding_model").dataset.touched;
     fillModels();
     renderFallbacks();
     showSections();
@@ -404,6 +427,7 @@
     });
     $("#temperature").addEventListener("input", e => { $("#temperature_num").value = e.target.value; });
     $("#temperature_num").addEventListener("input", e => { $("#temperature").value = e.target.value; });
+    $("#embedding_model").addEventListener("change", e => { e.target.dataset.touched = "1"; });
     $("#max_tokens").addEventListener("input", e => { $("#max_tokens_num").value = e.target.value; });
     $("#max_tokens_num").addEventListener("input", e => { $("#max_tokens").value = e.target.value; });
     $("#discover").addEventListener("click", discover);
