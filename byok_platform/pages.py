@@ -263,3 +263,9 @@ def _budget_saved(request: TenantRequest, agent: Agent, form: AgentBudgetForm) -
         apply_errors(form, exc)
         return False
     return True
+
+
+@tenant_required()
+def api_reference(request: TenantRequest) -> HttpResponse:
+    """The REST API's reference inside the app's layout: Swagger UI from our own static files, on the schema."""
+    return render(request, "api_reference.html")

@@ -41,6 +41,12 @@ urlpatterns = [
     path("dashboard/", pages.dashboard, name="dashboard"),
     path("agents/", pages.agents, name="agents"),
     path("agents/<slug:slug>/", pages.agent_detail, name="agent_detail"),
+    # Swagger UI carries inline styles of its own.
+    path(
+        "api-reference/",
+        csp_update({"style-src": ["'unsafe-inline'"]})(pages.api_reference),
+        name="api_reference",
+    ),
     path("", include("tenants.urls")),
 ]
 

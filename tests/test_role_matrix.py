@@ -192,6 +192,7 @@ CASES: list[Case] = [
     Case("invite_accept", "GET", lambda w, p: f"/invite/{w.invite_token()}/", ALL),
     Case("api-schema", "GET", _p("/api/schema/"), ALL - {GATEWAY}),
     Case("api-docs", "GET", _p("/api/docs/"), ALL - {GATEWAY}),
+    Case("api_reference", "GET", _p("/api-reference/"), PEOPLE),
     # --- tenant pages (a session; keys are sent to log in) -----------------------------------------
     Case("dashboard", "GET", _p("/dashboard/"), PEOPLE),
     Case(
