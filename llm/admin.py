@@ -91,6 +91,8 @@ class CatalogModelAdmin(CatalogAdminMixin, admin.ModelAdmin):
         "provider",
         "input_usd_per_mtok",
         "output_usd_per_mtok",
+        "cache_read_usd_per_mtok",
+        "cache_write_usd_per_mtok",
         "eu_hosted",
         "tier",
         "recommended",
@@ -115,7 +117,19 @@ class CatalogModelAdmin(CatalogAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["id", "provider", "name", "tier", "enabled", "recommended", "sort_order"]}),
         ("Upstream ids", {"fields": ["native_model_id", "openrouter_model_id"]}),
-        ("Prices (USD per 1M tokens)", {"fields": ["input_usd_per_mtok", "output_usd_per_mtok"]}),
+        (
+            "Prices (USD per 1M tokens)",
+            {
+                "fields": [
+                    "input_usd_per_mtok",
+                    "output_usd_per_mtok",
+                    "cache_read_usd_per_mtok",
+                    "cache_write_usd_per_mtok",
+                ],
+                "description": "Tokens read from or written to the provider's prompt cache are billed at the "
+                "cache prices; leave one empty to bill those tokens at the input price.",
+            },
+        ),
         (
             "Limits and capabilities",
             {

@@ -113,9 +113,15 @@ def _count(value: object) -> int:
     return min(max(int(value), 0), _MAX_TOKENS_PER_CALL)
 
 
+def _detail(details: object, name: str, most: int) -> int:
+    return min(_count(details.get(name)), most) if isinstance(details, dict) else 0
+
+
 def usage_from(usage: Usage, upstream_usage: object) -> None:
     """Take the provider's usage block, bounded; the block is rewritten in place so the client is shown exactly
-    what was metered, in OpenAI's shape (a reported `cost` is taken out: it prices the call, see Usage.price)."""
+    what was metered, in OpenAI's shape (a reported `cost` is taken out: it prices the call, see Usage.price).
+
+    Cache reads and writes are parts of the prompt and reasoning a part of the completion, never more than it."""
     if not isinstance(upstream_usage, dict) or not upstream_usage:
         return
     if "cost" in upstream_usage:
@@ -123,14 +129,24 @@ def usage_from(usage: Usage, upstream_usage: object) -> None:
     usage.input_tokens = _count(upstream_usage.get("prompt_tokens"))
     usage.output_tokens = _count(upstream_usage.get("completion_tokens"))
     details = upstream_usage.get("prompt_tokens_details")
-    usage.cached_tokens = (
-        min(_count(details.get("cached_tokens")), usage.input_tokens) if isinstance(details, dict) else 0
+    usage.cached_tokens = _detail(details, "cached_tokens", usage.input_tokens)
+    usage.cache_write_tokens = _detail(
+        details, "cache_write_tokens", usage.input_tokens - usage.cached_tokens
     )
+    completion_details = upstream_usage.get("completion_tokens_details")
+    usage.reasoning_tokens = _detail(completion_details, "reasoning_tokens", usage.output_tokens)
     upstream_usage["prompt_tokens"] = usage.input_tokens
     upstream_usage["completion_tokens"] = usage.output_tokens
     upstream_usage["total_tokens"] = usage.input_tokens + usage.output_tokens
-    if isinstance(details, dict) and "cached_tokens" in details:
-        details["cached_tokens"] = usage.cached_tokens
+    if isinstance(details, dict):
+        for name, value in (
+            ("cached_tokens", usage.cached_tokens),
+            ("cache_write_tokens", usage.cache_write_tokens),
+        ):
+            if name in details:
+                details[name] = value
+    if isinstance(completion_details, dict) and "reasoning_tokens" in completion_details:
+        completion_details["reasoning_tokens"] = usage.reasoning_tokens
 
 
 def _unexpected(target: ResolvedTarget, exc: BaseException) -> ProviderError:
@@ -238,6 +254,8 @@ class Call:
                     target.output_usd_per_mtok,
                     self.markup,
                     cost_reported=target.cost_reported,
+                    cache_read_price=target.cache_read_usd_per_mtok,
+                    cache_write_price=target.cache_write_usd_per_mtok,
                 )
             metrics.observe(usage)
         except Exception:  # a bug of ours must not cost the settlement: settle, then answer internal_error

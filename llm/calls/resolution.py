@@ -79,6 +79,9 @@ class ResolvedTarget:
     # reserve the worst case at admission and to meter a call whose answer reports no cost.
     cost_reported: bool = False
     context_length: int | None = None  # the model's context window in tokens, where the catalog knows it
+    # The prompt cache's prices (the catalog's); None: the input price.
+    cache_read_usd_per_mtok: Decimal | None = None
+    cache_write_usd_per_mtok: Decimal | None = None
 
     @property
     def priced(self) -> bool:
@@ -178,6 +181,8 @@ def _catalog_target(
         max_output_tokens=m.max_output_tokens,
         capabilities=tuple(m.capabilities),
         context_length=m.context_length,
+        cache_read_usd_per_mtok=m.cache_read_usd_per_mtok,
+        cache_write_usd_per_mtok=m.cache_write_usd_per_mtok,
     )
 
 
@@ -521,6 +526,8 @@ def _openrouter_target(ctx: _Context, name: str, *, credential: Credential | Non
         max_output_tokens=known.max_output_tokens if known else None,
         capabilities=tuple(known.capabilities) if known else (),
         cost_reported=not priced,
+        cache_read_usd_per_mtok=known.cache_read_usd_per_mtok if known is not None and priced else None,
+        cache_write_usd_per_mtok=known.cache_write_usd_per_mtok if known is not None and priced else None,
     )
 
 

@@ -51,6 +51,9 @@ class ModelInfo:
     tier: str
     enabled: bool
     sort_order: int
+    # The prompt cache's prices; None: the input price.
+    cache_read_usd_per_mtok: Decimal | None = None
+    cache_write_usd_per_mtok: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +109,16 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _columns(model_cls: Any) -> set[str]:
+    """The fields a model class has: a data migration's historical class may predate some of the seed's."""
+    return {name for f in model_cls._meta.concrete_fields for name in (f.name, f.attname)}
+
+
 def _seed_rows(model_cls: Any, rows: list[dict[str, Any]], *, force: bool, result: SeedResult) -> None:
     existing = {obj.pk: obj for obj in model_cls.objects.filter(pk__in=[r["id"] for r in rows])}
+    columns = _columns(model_cls)
     for row in rows:
-        data = {k: v for k, v in row.items() if k != "id"}
+        data = {k: v for k, v in row.items() if k != "id" and k in columns}
         obj = existing.get(row["id"])
         if obj is None:
             model_cls.objects.create(
@@ -153,7 +162,10 @@ def seed_catalog(*, force: bool = False, provider_model: Any = None, catalog_mod
 def _unedited(obj: Any) -> bool:
     """The row holds exactly what the seed last wrote (no admin made or changed it)."""
     seeded = obj.seeded_values or {}
-    return bool(seeded) and all(_same(getattr(obj, name), value) for name, value in seeded.items())
+    columns = _columns(type(obj))  # a migration's historical class may lack fields the seed wrote since
+    return bool(seeded) and all(
+        _same(getattr(obj, name), value) for name, value in seeded.items() if name in columns
+    )
 
 
 def catalog_rows_add(*, ids: Collection[str], provider_model: Any, catalog_model: Any) -> int:
@@ -168,6 +180,29 @@ def catalog_rows_add(*, ids: Collection[str], provider_model: Any, catalog_model
         present = set(model_cls.objects.filter(pk__in=[r["id"] for r in wanted]).values_list("pk", flat=True))
         _seed_rows(model_cls, [r for r in wanted if r["id"] not in present], force=False, result=result)
     return result.created
+
+
+def catalog_fields_fill(*, fields: Collection[str], catalog_model: Any) -> int:
+    """Fill fields new to the catalog (`fields`) on the approved models a database has, from the approved list;
+    returns how many rows changed. For the data migration that adds them: a row whose prices an admin edited is
+    left alone (its new fields stay empty, which means "as the input price"), and stays so when the catalog is
+    seeded again (the approved values are recorded as seeded, so the row reads as edited)."""
+    wanted = {r["id"]: r for r in catalog_data.MODELS if any(r.get(f) is not None for f in fields)}
+    prices = ("input_usd_per_mtok", "output_usd_per_mtok")
+    changed = 0
+    for obj in catalog_model.objects.filter(pk__in=list(wanted)):
+        seeded = dict(obj.seeded_values or {})
+        if not seeded:  # an admin made this row under an approved id: not the seed's
+            continue
+        edited = any(name not in seeded or not _same(getattr(obj, name), seeded[name]) for name in prices)
+        for name in fields:
+            if not edited:
+                setattr(obj, name, wanted[obj.pk].get(name))
+            seeded[name] = _jsonable(wanted[obj.pk].get(name))
+        obj.seeded_values = seeded
+        obj.save(update_fields=[*fields, "seeded_values"])
+        changed += not edited
+    return changed
 
 
 def catalog_rows_remove(*, ids: Collection[str], provider_model: Any, catalog_model: Any) -> int:
@@ -224,6 +259,8 @@ def _load() -> Catalog:
             tier=m.tier,
             enabled=m.enabled,
             sort_order=m.sort_order,
+            cache_read_usd_per_mtok=m.cache_read_usd_per_mtok,
+            cache_write_usd_per_mtok=m.cache_write_usd_per_mtok,
         )
     if not models:
         # An empty catalog is never intended (a flushed test database, a skipped migration): load the list.

@@ -2,6 +2,17 @@
 
 Prices are the approved list; context lengths, output limits and capabilities follow the providers'
 published model cards. `seed_catalog` (and the data migration) load this; admins edit it in Django admin.
+
+Prompt-cache prices (`cache_read`, `cache_write`; none: the input price) from the providers' price lists:
+- Anthropic (platform.claude.com/docs/en/about-claude/pricing, "Prompt caching"): a cache hit costs 0.1x the
+  input price, a 5-minute cache write 1.25x: Sonnet 4 and 4.5 $0.30 / $3.75 on $3, Haiku 4.5 $0.10 / $1.25 on $1.
+  (The gateway cannot tell a 1-hour write, 2x, from a 5-minute one in the usage: it prices writes at 5 minutes.)
+- OpenAI (openai.com/api/pricing, "Cached input"; writes are free): GPT-5 and GPT-5 Codex $0.125, GPT-5 mini
+  $0.025, GPT-4o $1.25, GPT-4o mini $0.075.
+- Google (ai.google.dev/gemini-api/docs/pricing, "Context caching price", text): Gemini 2.5 Flash $0.03, 2.5
+  Flash-Lite $0.01 (90% off input; storage per hour is billed apart and not metered here); there is no write
+  price per token.
+Other models have none: their cached tokens are metered at the input price, never below the provider's bill.
 """
 
 from __future__ import annotations
@@ -151,6 +162,8 @@ def _m(
     recommended: bool = False,
     notes: str = "",
     sort_order: int | None = None,
+    cache_read: str | None = None,
+    cache_write: str | None = None,
 ) -> dict[str, Any]:
     capabilities = set(caps.split())
     return {
@@ -161,6 +174,8 @@ def _m(
         "openrouter_model_id": openrouter,
         "input_usd_per_mtok": Decimal(price_in) if price_in is not None else None,
         "output_usd_per_mtok": Decimal(price_out) if price_out is not None else None,
+        "cache_read_usd_per_mtok": Decimal(cache_read) if cache_read is not None else None,
+        "cache_write_usd_per_mtok": Decimal(cache_write) if cache_write is not None else None,
         "context_length": context,
         "max_output_tokens": max_out,
         "reasoning": "reasoning" in capabilities,
@@ -191,6 +206,8 @@ MODELS: list[dict[str, Any]] = [
         "flagship",
         recommended=True,
         notes="The platform default.",
+        cache_read="0.30",
+        cache_write="3.75",
     ),
     _m(
         "anthropic:claude-haiku-4.5",
@@ -204,6 +221,8 @@ MODELS: list[dict[str, Any]] = [
         "reasoning vision tools coding",
         "fast",
         recommended=True,
+        cache_read="0.10",
+        cache_write="1.25",
     ),
     _m(
         "anthropic:claude-sonnet-4",
@@ -217,6 +236,8 @@ MODELS: list[dict[str, Any]] = [
         "reasoning vision tools coding",
         "flagship",
         sort_order=25,
+        cache_read="0.30",
+        cache_write="3.75",
     ),
     _m(
         "openai:gpt-5",
@@ -230,6 +251,7 @@ MODELS: list[dict[str, Any]] = [
         "reasoning vision tools coding",
         "flagship",
         recommended=True,
+        cache_read="0.125",
     ),
     _m(
         "openai:gpt-5-mini",
@@ -243,6 +265,7 @@ MODELS: list[dict[str, Any]] = [
         "reasoning vision tools coding",
         "fast",
         recommended=True,
+        cache_read="0.025",
     ),
     _m(
         "openai:gpt-5-codex",
@@ -255,6 +278,7 @@ MODELS: list[dict[str, Any]] = [
         128_000,
         "reasoning vision tools coding",
         "flagship",
+        cache_read="0.125",
     ),
     _m(
         "openai:gpt-4o",
@@ -268,6 +292,7 @@ MODELS: list[dict[str, Any]] = [
         "vision tools coding",
         "flagship",
         sort_order=53,
+        cache_read="1.25",
     ),
     _m(
         "openai:gpt-4o-mini",
@@ -281,6 +306,7 @@ MODELS: list[dict[str, Any]] = [
         "vision tools coding",
         "budget",
         sort_order=56,
+        cache_read="0.075",
     ),
     _m(
         "mistral:mistral-large",
@@ -348,6 +374,7 @@ MODELS: list[dict[str, Any]] = [
         "reasoning vision tools coding",
         "fast",
         recommended=True,
+        cache_read="0.03",
     ),
     _m(
         "google:gemini-2.5-flash-lite",
@@ -360,6 +387,7 @@ MODELS: list[dict[str, Any]] = [
         65_536,
         "reasoning vision tools",
         "budget",
+        cache_read="0.01",
     ),
     _m(
         "deepseek:deepseek-v3.1",

@@ -69,10 +69,26 @@ REPORTED_COST_MAX = Decimal(1000)
 
 
 def cost_of(
-    input_tokens: int, output_tokens: int, in_price: Decimal | None, out_price: Decimal | None
+    input_tokens: int,
+    output_tokens: int,
+    in_price: Decimal | None,
+    out_price: Decimal | None,
+    *,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    cache_read_price: Decimal | None = None,
+    cache_write_price: Decimal | None = None,
 ) -> tuple[Decimal, Decimal]:
+    """Input and output cost in USD. `input_tokens` counts the whole prompt: the part read from the provider's
+    prompt cache is priced at the cache-read price, the part written to it at the cache-write price (either, when
+    the catalog has none, at the input price), the rest at the input price. Reasoning is part of the output."""
+    fresh = max(input_tokens - cache_read_tokens - cache_write_tokens, 0)
+    in_price = in_price or Decimal(0)
+    read_price = in_price if cache_read_price is None else cache_read_price
+    write_price = in_price if cache_write_price is None else cache_write_price
+    input_cost = fresh * in_price + cache_read_tokens * read_price + cache_write_tokens * write_price
     return (
-        (Decimal(input_tokens) * (in_price or 0) / _MTOK).quantize(_CENT_MILLIONTH),
+        (Decimal(input_cost) / _MTOK).quantize(_CENT_MILLIONTH),
         (Decimal(output_tokens) * (out_price or 0) / _MTOK).quantize(_CENT_MILLIONTH),
     )
 
@@ -115,7 +131,11 @@ class Usage:
     variant: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    # Parts of input_tokens: read from the provider's prompt cache (cached_tokens) and written to it; and the part
+    # of output_tokens the model spent reasoning (billed as output, recorded apart).
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     tokens_estimated: bool = False
     cost_input_usd: str = "0"
     cost_output_usd: str = "0"
@@ -142,13 +162,24 @@ class Usage:
         markup: Decimal | None,
         *,
         cost_reported: bool = False,
+        cache_read_price: Decimal | None = None,
+        cache_write_price: Decimal | None = None,
     ) -> None:
         """Fill cost, TCU and billed amount from the prices (zero for cached answers). A target priced by the cost
         its provider reports (`cost_reported`) costs what the answer said; without a report it is metered at its
         prices (the conservative ones) and flagged `cost_estimated`, never at $0."""
         if self.cached:
             return
-        ci, co = cost_of(self.input_tokens, self.output_tokens, in_price, out_price)
+        ci, co = cost_of(
+            self.input_tokens,
+            self.output_tokens,
+            in_price,
+            out_price,
+            cache_read_tokens=self.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            cache_read_price=cache_read_price,
+            cache_write_price=cache_write_price,
+        )
         if cost_reported and self.reported_cost_usd is not None:
             ci, co = _split(Decimal(self.reported_cost_usd), ci, co)
         elif cost_reported:
@@ -190,6 +221,8 @@ _INT_FIELDS = {
     "input_tokens": 2**31 - 1,
     "output_tokens": 2**31 - 1,
     "cached_tokens": 2**31 - 1,
+    "cache_write_tokens": 2**31 - 1,
+    "reasoning_tokens": 2**31 - 1,
     "tcu": 2**63 - 1,
     "latency_ms": 2**31 - 1,
     "ttft_ms": 2**31 - 1,

@@ -83,6 +83,22 @@ class CatalogModel(models.Model):
     output_usd_per_mtok = models.DecimalField(
         "output USD / 1M tokens", max_digits=12, decimal_places=6, null=True, blank=True
     )
+    cache_read_usd_per_mtok = models.DecimalField(
+        "cache-read USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Input tokens read from the provider's prompt cache; empty: the input price.",
+    )
+    cache_write_usd_per_mtok = models.DecimalField(
+        "cache-write USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Input tokens written to the provider's prompt cache; empty: the input price.",
+    )
     context_length = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning = models.BooleanField(default=False)

@@ -48,7 +48,11 @@ class UsageEvent(TenantOwned):
     variant = models.CharField(max_length=200, blank=True, help_text="A/B: the target chosen")
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
+    # Parts of input_tokens: read from the provider's prompt cache (priced at the cache-read price) and written to
+    # it (at the cache-write price); and the part of output_tokens spent reasoning (billed as output).
+    cached_tokens = models.PositiveIntegerField("cache-read tokens", default=0)
+    cache_write_tokens = models.PositiveIntegerField("cache-write tokens", default=0, db_default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0, db_default=0)
     tokens_estimated = models.BooleanField(default=False)
     cost_input_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     cost_output_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)

@@ -172,9 +172,12 @@ def _tools(tools: list[dict], choice: object) -> dict:
 
 
 def _usage(u: dict) -> UsageBlock:
+    """Anthropic's `input_tokens` leaves out the tokens read from and written to the prompt cache: the prompt is
+    the three together. Thinking is billed as output and counted in `output_tokens` (not reported apart)."""
     cached = int(u.get("cache_read_input_tokens") or 0)
-    prompt = int(u.get("input_tokens") or 0) + cached + int(u.get("cache_creation_input_tokens") or 0)
-    return usage_block(prompt, int(u.get("output_tokens") or 0), cached)
+    written = int(u.get("cache_creation_input_tokens") or 0)
+    prompt = int(u.get("input_tokens") or 0) + cached + written
+    return usage_block(prompt, int(u.get("output_tokens") or 0), cached, cache_write=written)
 
 
 def from_native(data: dict, target: Target) -> dict:

@@ -70,13 +70,17 @@ class TargetOptions(TypedDict, total=False):
 
 
 class UsageBlock(TypedDict):
-    """OpenAI's `usage` as every adapter reports it (`usage_block`); `cost` is what the call cost in USD when the
-    provider says so (OpenRouter's usage accounting: `usage.cost`, in credits of one dollar)."""
+    """OpenAI's `usage` as every adapter reports it (`usage_block`): `prompt_tokens` counts every input token,
+    those read from and written to the provider's prompt cache included (`prompt_tokens_details.cached_tokens`,
+    `.cache_write_tokens`); `completion_tokens` counts every output token, reasoning included
+    (`completion_tokens_details.reasoning_tokens`). `cost` is what the call cost in USD when the provider says so
+    (OpenRouter's usage accounting: `usage.cost`, in credits of one dollar)."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: dict[str, int]
+    completion_tokens_details: dict[str, int]
     cost: NotRequired[JSON]
 
 
@@ -626,14 +630,37 @@ async def sse_events(target: Target, response: httpx.Response) -> AsyncGenerator
         await response.aclose()
 
 
-def usage_block(prompt: int, completion: int, cached: int = 0, cost: JSON = None) -> UsageBlock:
-    """The usage block; `cost` (as the provider sent it, checked where it is metered) only when there is one."""
+def token_count(value: object) -> int:
+    """A count from a provider's usage as an int; anything that is not a number counts 0 (metering bounds it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0
+    try:
+        return int(value)
+    except OverflowError:  # infinity
+        return 0
+
+
+def usage_block(
+    prompt: int,
+    completion: int,
+    cached: int = 0,
+    cost: JSON = None,
+    *,
+    cache_write: int = 0,
+    reasoning: int = 0,
+) -> UsageBlock:
+    """The usage block; `prompt` and `completion` are totals (cache reads and writes, reasoning included), the
+    details say how much of them was what. `cost` (as the provider sent it, checked where it is metered) only when
+    there is one."""
     block: UsageBlock = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
+    if cache_write:  # not OpenAI's (its cache is written free); named as OpenRouter and Azure name it
+        block["prompt_tokens_details"]["cache_write_tokens"] = cache_write
     if cost is not None:
         block["cost"] = cost
     return block

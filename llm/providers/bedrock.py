@@ -155,10 +155,15 @@ def to_native(body: dict) -> dict:
 
 
 def _usage(u: dict) -> UsageBlock:
+    """Converse's `inputTokens` leaves out the tokens read from and written to the prompt cache (its `totalTokens`
+    adds all four): the prompt is the three together. Reasoning is not reported apart from `outputTokens`."""
+    cached = int(u.get("cacheReadInputTokens") or 0)
+    written = int(u.get("cacheWriteInputTokens") or 0)
     return usage_block(
-        int(u.get("inputTokens") or 0),
+        int(u.get("inputTokens") or 0) + cached + written,
         int(u.get("outputTokens") or 0),
-        int(u.get("cacheReadInputTokens") or 0),
+        cached,
+        cache_write=written,
     )
 
 

@@ -115,10 +115,14 @@ def to_native(body: dict) -> dict:
 
 
 def _usage(meta: dict) -> UsageBlock:
+    """`promptTokenCount` includes the cached content (`cachedContentTokenCount`); `candidatesTokenCount` leaves
+    out the thinking (`thoughtsTokenCount`), which is billed as output: the completion is the two together."""
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
     return usage_block(
         int(meta.get("promptTokenCount") or 0),
-        int(meta.get("candidatesTokenCount") or 0),
+        int(meta.get("candidatesTokenCount") or 0) + thoughts,
         int(meta.get("cachedContentTokenCount") or 0),
+        reasoning=thoughts,
     )
 
 

@@ -14,9 +14,11 @@ from llm.providers.base import (
     ProviderError,
     Target,
     Timeouts,
+    UsageBlock,
     json_of,
     send,
     sse_events,
+    token_count,
     upstream_error,
     usage_block,
 )
@@ -45,15 +47,26 @@ def request_body(target: Target, body: dict, *, stream: bool) -> dict:
     return out
 
 
-def normalise(result: dict, target: Target) -> dict:
-    usage = result.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    result["usage"] = usage_block(
+def _usage(usage: dict) -> UsageBlock:
+    """OpenAI's usage with its details: cache reads (`prompt_tokens_details.cached_tokens`), cache writes where
+    the server reports them (`cache_write_tokens`, as OpenRouter and Azure do) and reasoning
+    (`completion_tokens_details.reasoning_tokens`); `cost` is OpenRouter's, what the call cost (USD)."""
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    return usage_block(
         int(usage.get("prompt_tokens") or 0),
         int(usage.get("completion_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-        usage.get("cost"),  # OpenRouter: what the call cost (USD)
+        int(prompt_details.get("cached_tokens") or 0),
+        usage.get("cost"),
+        cache_write=token_count(prompt_details.get("cache_write_tokens")),
+        reasoning=token_count(completion_details.get("reasoning_tokens")),
     )
+
+
+def normalise(result: dict, target: Target) -> dict:
+    result["usage"] = _usage(result.get("usage") or {})
     result.setdefault("object", "chat.completion")
     result.setdefault("created", int(time.time()))
     return result
@@ -84,12 +97,7 @@ async def stream_at(target: Target, url: str, headers: dict, body: dict) -> Asyn
             raise upstream_error(target, "unavailable", "stream error", err.get("message", ""))
         usage = chunk.get("usage")
         if usage:
-            chunk["usage"] = usage_block(
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-                int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
-                usage.get("cost"),  # OpenRouter: what the call cost (USD), in the stream's last chunk
-            )
+            chunk["usage"] = _usage(usage)  # in the stream's last chunk
         yield chunk
     if not finished:
         raise ProviderError(

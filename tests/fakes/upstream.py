@@ -27,9 +27,10 @@ Ollama), any other key gets the provider's 401; the model name picks a case: `fa
 `tool_choice` "required" or a function, Anthropic's {"type": "any" | "tool"}), `drip` (a stream of 50 chunks, 50 ms apart), `stall` (a stream
 that stops for 3 s after two pieces); anything else is
 answered "Hello from fake <protocol>!" with usage 12 prompt / 5 completion tokens (an OpenAI chat answer reports
-`fake.usage` instead when a test sets it). A prompt saying `overflow:<upstream model>` gets that provider's
-context-window error (OpenAI, Anthropic, Gemini), `policy:<upstream model>` OpenAI's content policy refusal. Any path
-under `/status/<code>/`
+`fake.usage` instead when a test sets it; every chat answer, streamed or not, reports `fake.usage_details`, with
+cache reads / writes and reasoning in its protocol's own fields, when a test sets it). A prompt saying
+`overflow:<upstream model>` gets that provider's context-window error (OpenAI, Anthropic, Gemini),
+`policy:<upstream model>` OpenAI's content policy refusal. Any path under `/status/<code>/`
 answers that status (a base URL that always fails, e.g. `http://…/status/503/v1`). Like OpenRouter (usage
 accounting), an OpenAI chat answer for a `vendor/model` name also reports what it cost, `usage.cost` =
 REPORTED_COST USD (in the stream's usage chunk too), except for a model named `…/no-cost`.
@@ -44,6 +45,7 @@ import struct
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -53,6 +55,73 @@ TEXT = "Hello from fake {protocol}!"
 PROMPT_TOKENS, COMPLETION_TOKENS = 12, 5
 COUNTED_TOKENS = 37  # what the fake Anthropic's /v1/messages/count_tokens answers
 REPORTED_COST = 0.000123  # USD, what an OpenRouter-style answer reports as usage.cost
+
+
+@dataclass(frozen=True)
+class UsageDetails:
+    """Usage every chat answer reports instead of 12 / 5 when a test sets `fake.usage_details`, streamed or not,
+    each protocol in its own wire format. Counted as OpenAI counts: `prompt` is every input token (the cache reads
+    and writes included), `completion` every output token (reasoning included)."""
+
+    prompt: int
+    completion: int
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+    def openai(self) -> dict:
+        """`prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`; a cache write as
+        OpenRouter and Azure report it (`prompt_tokens_details.cache_write_tokens`)."""
+        details: dict = {"cached_tokens": self.cache_read}
+        if self.cache_write:
+            details["cache_write_tokens"] = self.cache_write
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": details,
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning},
+        }
+
+    def anthropic(self) -> dict:
+        """`input_tokens` leaves the cache reads and writes out; thinking is inside `output_tokens`."""
+        return {
+            "input_tokens": self.prompt - self.cache_read - self.cache_write,
+            "cache_creation_input_tokens": self.cache_write,
+            "cache_read_input_tokens": self.cache_read,
+            "output_tokens": self.completion,
+        }
+
+    def gemini(self) -> dict:
+        """`promptTokenCount` includes `cachedContentTokenCount`; `candidatesTokenCount` leaves out
+        `thoughtsTokenCount` (Gemini has no per-call cache write: a write is counted as plain prompt)."""
+        meta = {
+            "promptTokenCount": self.prompt,
+            "candidatesTokenCount": self.completion - self.reasoning,
+            "totalTokenCount": self.prompt + self.completion,
+        }
+        if self.cache_read:
+            meta["cachedContentTokenCount"] = self.cache_read
+        if self.reasoning:
+            meta["thoughtsTokenCount"] = self.reasoning
+        return meta
+
+    def bedrock(self) -> dict:
+        """Converse: `inputTokens` leaves the cache reads and writes out, `totalTokens` adds all four."""
+        usage = {
+            "inputTokens": self.prompt - self.cache_read - self.cache_write,
+            "outputTokens": self.completion,
+            "totalTokens": self.prompt + self.completion,
+        }
+        if self.cache_read:
+            usage["cacheReadInputTokens"] = self.cache_read
+        if self.cache_write:
+            usage["cacheWriteInputTokens"] = self.cache_write
+        return usage
+
+    def cohere(self) -> dict:
+        tokens = {"input_tokens": self.prompt, "output_tokens": self.completion}
+        return {"billed_units": dict(tokens), "tokens": tokens}
 
 
 def _cost(model: str) -> dict:
@@ -88,6 +157,8 @@ class FakeUpstream:
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         # (prompt, completion) tokens the OpenAI chat answer reports instead of 12 / 5: large usage for cap tests.
         self.usage: tuple[int, int] | None = None
+        # Usage with cache reads / writes and reasoning every chat answer reports (see UsageDetails).
+        self.usage_details: UsageDetails | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -100,6 +171,11 @@ class FakeUpstream:
     def reset(self) -> None:
         self.requests.clear()
         self.usage = None
+        self.usage_details = None
+
+    def _wire_usage(self, protocol: str, default: dict) -> dict:
+        """The usage a chat answer of `protocol` reports: `usage_details` in its wire format when a test set it."""
+        return getattr(self.usage_details, protocol)() if self.usage_details else default
 
     # --- lifecycle -------------------------------------------------------------------------------
     @web.middleware
@@ -358,6 +434,7 @@ class FakeUpstream:
                         "prompt_tokens": prompt_tokens,
                         "completion_tokens": completion_tokens,
                         "total_tokens": prompt_tokens + completion_tokens,
+                        **(self.usage_details.openai() if self.usage_details else {}),
                         **_cost(model),
                     },
                 }
@@ -421,6 +498,7 @@ class FakeUpstream:
                         "prompt_tokens": PROMPT_TOKENS,
                         "completion_tokens": completion,
                         "total_tokens": PROMPT_TOKENS + completion,
+                        **(self.usage_details.openai() if self.usage_details else {}),
                         **_cost(model),
                     },
                 }
@@ -582,7 +660,9 @@ class FakeUpstream:
                 "input": {"city": "Paris"},
             }
         mid = "msg_" + uuid.uuid4().hex[:12]
-        usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
+        usage = self._wire_usage(
+            "anthropic", {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
+        )
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -613,7 +693,8 @@ class FakeUpstream:
                     "model": model,
                     "content": [],
                     "stop_reason": None,
-                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
+                    # the prompt's counts come first (the output so far is 1), the output's in message_delta
+                    "usage": {**usage, "output_tokens": 1},
                 },
             },
         )
@@ -662,7 +743,7 @@ class FakeUpstream:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": COMPLETION_TOKENS},
+                "usage": {"output_tokens": usage["output_tokens"]},
             },
         )
         await emit("message_stop", {"type": "message_stop"})
@@ -712,6 +793,8 @@ class FakeUpstream:
             "candidatesTokenCount": COMPLETION_TOKENS,
             "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS,
         }
+        if self.usage_details:
+            usage = self.usage_details.gemini()
         tools = body.get("tools") or []
         if model == "tool" and tools:
             name = tools[0]["functionDeclarations"][0]["name"]
@@ -774,6 +857,8 @@ class FakeUpstream:
             "billed_units": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
             "tokens": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
         }
+        if self.usage_details:
+            usage = self.usage_details.cohere()
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -866,6 +951,8 @@ class FakeUpstream:
             "outputTokens": COMPLETION_TOKENS,
             "totalTokens": PROMPT_TOKENS + COMPLETION_TOKENS,
         }
+        if self.usage_details:
+            usage = self.usage_details.bedrock()
         tools = ((body.get("toolConfig") or {}).get("tools")) or []
         tool = None
         if model == "tool" and tools:
