@@ -98,6 +98,10 @@ class UsageRollup(TenantOwned):
     errors = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    # parts of the tokens above, as on UsageEvent
+    cache_read_tokens = models.BigIntegerField(default=0, db_default=0)
+    cache_write_tokens = models.BigIntegerField(default=0, db_default=0)
+    reasoning_tokens = models.BigIntegerField(default=0, db_default=0)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     billed_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     tcu = models.BigIntegerField(default=0)

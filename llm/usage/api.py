@@ -20,6 +20,13 @@ _totals = inline_serializer(
         "error_rate": serializers.FloatField(),
         "input_tokens": serializers.IntegerField(),
         "output_tokens": serializers.IntegerField(),
+        "cache_read_tokens": serializers.IntegerField(
+            help_text="Part of input_tokens read from prompt caches"
+        ),
+        "cache_write_tokens": serializers.IntegerField(
+            help_text="Part of input_tokens written to prompt caches"
+        ),
+        "reasoning_tokens": serializers.IntegerField(help_text="Part of output_tokens spent reasoning"),
         "cost_usd": serializers.FloatField(),
         "billed_usd": serializers.FloatField(),
         "tcu": serializers.IntegerField(),

@@ -28,7 +28,17 @@ _ZERO = Decimal(0)
 # What a rollup row is per: connection tests (request type "test") are kept apart from traffic.
 _KEY = ("agent_id", "model", "provider", "mode", "request_type")
 
-_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "tcu", "latency_ms_sum")
+_SUMS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",  # parts of the input and output tokens: read from / written to prompt caches, reasoning
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "tcu",
+    "latency_ms_sum",
+)
 
 
 def _event_aggregates() -> dict[str, Any]:
@@ -37,6 +47,9 @@ def _event_aggregates() -> dict[str, Any]:
         "errors": Count("id", filter=~Q(status="ok")),
         "input_tokens": Sum("input_tokens"),
         "output_tokens": Sum("output_tokens"),
+        "cache_read_tokens": Sum("cached_tokens"),
+        "cache_write_tokens": Sum("cache_write_tokens"),
+        "reasoning_tokens": Sum("reasoning_tokens"),
         "cost_usd": Sum("cost_usd"),
         "billed_usd": Sum("billed_usd"),
         "tcu": Sum("tcu"),
@@ -150,6 +163,9 @@ def _rollup_rows(model: type, tenant_id: int, key: dict[str, Any], rows: Any) ->
             errors=r["errors"],
             input_tokens=r["input_tokens"] or 0,
             output_tokens=r["output_tokens"] or 0,
+            cache_read_tokens=r["cache_read_tokens"] or 0,
+            cache_write_tokens=r["cache_write_tokens"] or 0,
+            reasoning_tokens=r["reasoning_tokens"] or 0,
             cost_usd=r["cost_usd"] or _ZERO,
             billed_usd=r["billed_usd"] or _ZERO,
             tcu=r["tcu"] or 0,

@@ -345,6 +345,10 @@ def _render(b: dict[str, Any]) -> dict[str, Any]:
         "error_rate": round(b["errors"] / requests, 4) if requests else 0.0,
         "input_tokens": b["input_tokens"],
         "output_tokens": b["output_tokens"],
+        # parts of the two above: read from and written to the providers' prompt caches, spent reasoning
+        "cache_read_tokens": b["cache_read_tokens"],
+        "cache_write_tokens": b["cache_write_tokens"],
+        "reasoning_tokens": b["reasoning_tokens"],
         "cost_usd": float(round(b["cost_usd"], 6)),
         "billed_usd": float(round(b["billed_usd"], 6)),
         "tcu": b["tcu"],

@@ -146,3 +146,16 @@ def test_fast_platform_tokens_equal_the_exact_sum(tenant):
     assert platform_tokens(tenant_id=tenant.id, period=period, fast=True) == exact
     rollup_pending()
     assert platform_tokens(tenant_id=tenant.id, period=period, fast=True) == exact
+
+
+def test_cache_and_reasoning_tokens_are_shown_apart_before_and_after_rollups(manage_client, tenant):
+    for n, ago in enumerate((timedelta(days=3), timedelta(minutes=5)), start=1):
+        event = _event(tenant, n, ago=ago, tokens=(1000, 400))
+        event.cached_tokens, event.cache_write_tokens, event.reasoning_tokens = 600, 100, 150
+        event.save()
+    before = manage_client.get("/api/llm/usage?range=30d").json()
+    expected = {"cache_read_tokens": 1200, "cache_write_tokens": 200, "reasoning_tokens": 300}
+    assert {k: before["totals"][k] for k in expected} == expected
+    assert {k: before["by_model"][0][k] for k in expected} == expected
+    assert rollup_pending() > 0
+    assert manage_client.get("/api/llm/usage?range=30d").json() == before
