@@ -35,6 +35,12 @@ class CatalogModelSerializer(serializers.Serializer):
     name = serializers.CharField()
     input_usd_per_mtok = serializers.FloatField(allow_null=True)
     output_usd_per_mtok = serializers.FloatField(allow_null=True)
+    cache_read_usd_per_mtok = serializers.FloatField(
+        allow_null=True, help_text="Input tokens read from the prompt cache; null: the input price"
+    )
+    cache_write_usd_per_mtok = serializers.FloatField(
+        allow_null=True, help_text="Input tokens written to the prompt cache; null: the input price"
+    )
     context_length = serializers.IntegerField(allow_null=True)
     max_output_tokens = serializers.IntegerField(allow_null=True)
     capabilities = serializers.ListField(child=serializers.CharField())

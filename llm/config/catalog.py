@@ -294,12 +294,18 @@ def forget_memo() -> None:
 # --- the listing API -------------------------------------------------------------------------------
 
 
+def _float(price: Decimal | None) -> float | None:
+    return float(price) if price is not None else None
+
+
 def _model_json(m: ModelInfo) -> dict[str, Any]:
     return {
         "id": m.id,
         "name": m.name,
         "input_usd_per_mtok": float(m.input_usd_per_mtok) if m.input_usd_per_mtok is not None else None,
         "output_usd_per_mtok": float(m.output_usd_per_mtok) if m.output_usd_per_mtok is not None else None,
+        "cache_read_usd_per_mtok": _float(m.cache_read_usd_per_mtok),
+        "cache_write_usd_per_mtok": _float(m.cache_write_usd_per_mtok),
         "context_length": m.context_length,
         "max_output_tokens": m.max_output_tokens,
         "capabilities": list(m.capabilities),

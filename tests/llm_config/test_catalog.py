@@ -68,6 +68,8 @@ def test_list_models_grouped_by_provider(manage_client):
         "name": "Claude Sonnet 4.5",
         "input_usd_per_mtok": 3.0,
         "output_usd_per_mtok": 15.0,
+        "cache_read_usd_per_mtok": 0.3,
+        "cache_write_usd_per_mtok": 3.75,
         "context_length": 200000,
         "max_output_tokens": 64000,
         "capabilities": ["reasoning", "vision", "tools", "coding"],
@@ -196,3 +198,19 @@ def test_admin_price_edit_invalidates_the_cache(admin_client, manage_client):
     body = manage_client.get("/api/llm/models?filter=provider:openai").json()
     mini = next(m for m in body["providers"][0]["models"] if m["id"] == "openai:gpt-5-mini")
     assert mini["input_usd_per_mtok"] == 0.5
+
+
+def test_admin_edits_the_cache_prices(admin_client, manage_client):
+    manage_client.get("/api/llm/models")
+    url = "/admin/llm/catalogmodel/openai:gpt-5-mini/change/"
+    page = admin_client.get(url)
+    assert "cache-read usd / 1m tokens" in page.content.decode().lower()
+    form = page.context["adminform"].form
+    assert form.initial["cache_read_usd_per_mtok"] == Decimal("0.025")
+    data = {name: ("" if value is None else value) for name, value in form.initial.items()}
+    data = {k: v for k, v in data.items() if not isinstance(v, bool) or v}
+    data.update(cache_read_usd_per_mtok="0.02", cache_write_usd_per_mtok="", provider="openai")
+    assert admin_client.post(url, data).status_code == 302
+    body = manage_client.get("/api/llm/models?filter=provider:openai").json()
+    mini = next(m for m in body["providers"][0]["models"] if m["id"] == "openai:gpt-5-mini")
+    assert (mini["cache_read_usd_per_mtok"], mini["cache_write_usd_per_mtok"]) == (0.02, None)
