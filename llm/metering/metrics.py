@@ -28,6 +28,13 @@ TTFT = Histogram(
     buckets=_LAT_BUCKETS,
 )
 TOKENS = Counter("byok_tokens", "Tokens metered", ["tenant", "mode", "direction"])
+# Parts of the tokens above (not to be added to them): input read from / written to prompt caches, output spent
+# reasoning.
+TOKEN_PARTS = Counter(
+    "byok_token_parts",
+    "Parts of the metered tokens: cache_read and cache_write (input), reasoning (output)",
+    ["tenant", "mode", "part"],
+)
 COST = Counter("byok_cost_usd", "Provider list cost in USD", ["tenant", "mode"])
 BILLED = Counter("byok_billed_usd", "Amount billed to tenants in USD", ["tenant", "mode"])
 CACHE_HITS = Counter("byok_cache_hits", "Responses served from the response cache", ["tenant"])
@@ -78,6 +85,13 @@ def observe(usage: Any) -> None:
         TOKENS.labels(tenant, mode, "input").inc(usage.input_tokens)
     if usage.output_tokens:
         TOKENS.labels(tenant, mode, "output").inc(usage.output_tokens)
+    for part, count in (
+        ("cache_read", usage.cached_tokens),
+        ("cache_write", usage.cache_write_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    ):
+        if count:
+            TOKEN_PARTS.labels(tenant, mode, part).inc(count)
     cost = float(usage.cost_usd)
     if cost:
         COST.labels(tenant, mode).inc(cost)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from prometheus_client import REGISTRY
+
 from llm.calls.call import usage_from
+from llm.metering import metrics
 from llm.metering.pricing import Usage, cost_of
 from llm.providers import anthropic, bedrock, gemini, openai_compat
 
@@ -112,3 +115,29 @@ def test_cache_tokens_cost_their_price_or_the_input_price():
         3000,
         Decimal("0.033"),
     )
+
+
+def test_metrics_count_the_parts_apart():
+    def sample(part: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "byok_token_parts_total", {"tenant": "987654", "mode": "byok", "part": part}
+        )
+        return value or 0.0
+
+    before = {part: sample(part) for part in ("cache_read", "cache_write", "reasoning")}
+    usage = Usage(
+        request_id="m",
+        tenant_id=987654,
+        mode="byok",
+        input_tokens=100,
+        output_tokens=10,
+        cached_tokens=60,
+        cache_write_tokens=10,
+        reasoning_tokens=4,
+    )
+    metrics.observe(usage)
+    assert {part: sample(part) - before[part] for part in before} == {
+        "cache_read": 60,
+        "cache_write": 10,
+        "reasoning": 4,
+    }
