@@ -22,7 +22,7 @@ def fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0007_usage_cost_estimated"),
+        ("llm", "0008_stored_response"),
     ]
 
     operations = [
