@@ -1,6 +1,6 @@
 """`GET /api/llm/usage`: the same figures before and after rollups, ranges, agent filter, p95."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from llm.models import UsageDaily, UsageEvent, UsageHourly
 from llm.usage.rollups import rollup_pending
+from llm.usage.selectors import usage_summary
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +160,17 @@ def test_cache_and_reasoning_tokens_are_shown_apart_before_and_after_rollups(man
     assert {k: before["by_model"][0][k] for k in expected} == expected
     assert rollup_pending() > 0
     assert manage_client.get("/api/llm/usage?range=30d").json() == before
+
+
+def test_a_day_whose_last_calls_came_early_is_still_counted_after_rollups(tenant):
+    """The newest hourly row can end before the newest whole day does (no call in that day's later hours): the
+    day is read from its hours then, not lost between the daily rows and the live events."""
+    now = datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
+    for n, at in enumerate(
+        (datetime(2026, 11, 28, 2, 27, tzinfo=UTC), datetime(2026, 12, 1, 2, 22, tzinfo=UTC))
+    ):
+        _event(tenant, n, ago=timezone.now() - at)
+    before = usage_summary(tenant=tenant, range_name="30d", now=now)
+    assert before["totals"]["requests"] == 2
+    assert rollup_pending(now=now) > 0
+    assert usage_summary(tenant=tenant, range_name="30d", now=now) == before
