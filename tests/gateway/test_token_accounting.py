@@ -1,13 +1,15 @@
 """Exact token accounting, a golden matrix through the gateway: each provider's fake answers with cache reads,
 cache writes and reasoning in its own wire format, streamed and not; the UsageEvent keeps them apart and costs,
 to the cent, what the catalog's prices say (cache reads at the cache-read price, writes at the cache-write price,
-reasoning as output), exactly the same streamed as not."""
+reasoning as output), exactly the same streamed as not; through chat completions, Anthropic's Messages API and
+OpenAI's Responses API alike."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
+import anthropic
 import openai
 import pytest
 from django.conf import settings
@@ -161,3 +163,91 @@ def test_tokens_and_cost_streamed_and_not(
         streamed.billed_usd,
         streamed.tcu,
     )
+
+
+# Through Anthropic's Messages API (`POST /v1/messages`): to an Anthropic target the request passes through and
+# the answer's own usage comes back; to an OpenAI-compatible one it is translated. Either way the client sees the
+# prompt split Anthropic's way and the call is metered as above.
+MESSAGES = {
+    # upstream: (model named by the client, env prefix, base URL suffix, metered model, (input, output) USD)
+    # Claude Haiku 4.5: 30k × $1 + 60k × $0.10 + 10k × $1.25; 20k × $5
+    "anthropic": ("claude-haiku-4-5", "ANTHROPIC", "", "anthropic:claude-haiku-4.5", ("0.0485", "0.1")),
+    # GPT-5 mini: 30k × $0.25 + 60k × $0.025 + 10k × $0.25 (no write price); 20k × $2
+    "openai_compat": ("openai:gpt-5-mini", "OPENAI", "/v1", "openai:gpt-5-mini", ("0.0115", "0.04")),
+}
+
+
+@pytest.mark.parametrize("upstream", list(MESSAGES))
+def test_messages_api_meters_the_cache_the_same_streamed_and_not(
+    gateway_url, fake, enterprise, make_key, monkeypatch, upstream
+):
+    model, prefix, suffix, metered, cost = MESSAGES[upstream]
+    monkeypatch.setenv(f"{prefix}_API_KEY", "sk-test-platform")
+    monkeypatch.setenv(f"{prefix}_BASE_URL", fake.url + suffix)
+    reconfigured()
+    reasoning = REASONING if upstream == "openai_compat" else 0
+    fake.usage_details = UsageDetails(PROMPT, COMPLETION, READ, WRITE, reasoning)
+    client = anthropic.Anthropic(
+        base_url=gateway_url,
+        api_key=make_key(enterprise, scopes=["gateway"]),
+        max_retries=0,
+        timeout=20,
+    )
+    messages = [{"role": "user", "content": "Hi"}]
+    reply = client.messages.create(model=model, max_tokens=200, messages=messages)
+    with client.messages.stream(model=model, max_tokens=200, messages=messages) as stream:
+        streamed = stream.get_final_message()
+    for usage in (reply.usage, streamed.usage):
+        assert (
+            usage.input_tokens,
+            usage.cache_read_input_tokens,
+            usage.cache_creation_input_tokens,
+            usage.output_tokens,
+        ) == (PROMPT - READ - WRITE, READ, WRITE, COMPLETION)
+
+    events = drain_events()
+    assert len(events) == 2
+    cost_input, cost_output = (Decimal(c) for c in cost)
+    for event in events:
+        assert (event.model, event.status) == (metered, "ok")
+        assert (event.input_tokens, event.output_tokens) == (PROMPT, COMPLETION)
+        assert (event.cached_tokens, event.cache_write_tokens, event.reasoning_tokens) == (
+            READ,
+            WRITE,
+            reasoning,
+        )
+        assert (event.cost_input_usd, event.cost_output_usd) == (cost_input, cost_output)
+    plain, stream_event = events
+    assert (plain.cost_usd, plain.billed_usd, plain.tcu) == (
+        stream_event.cost_usd,
+        stream_event.billed_usd,
+        stream_event.tcu,
+    )
+
+
+def test_responses_api_shows_and_meters_cache_reads_and_reasoning_the_same_streamed_and_not(
+    gateway_url, fake, enterprise, make_key, monkeypatch
+):
+    model, prefix, suffix = PLATFORM["openai"]
+    monkeypatch.setenv(f"{prefix}_API_KEY", "sk-test-platform")
+    monkeypatch.setenv(f"{prefix}_BASE_URL", fake.url + suffix)
+    reconfigured()
+    fake.usage_details = UsageDetails(PROMPT, COMPLETION, READ, 0, REASONING)
+    client = openai.OpenAI(
+        base_url=gateway_url + "/v1",
+        api_key=make_key(enterprise, scopes=["gateway"]),
+        max_retries=0,
+        timeout=20,
+    )
+    reply = client.responses.create(model=model, input="Hi")
+    events = list(client.responses.create(model=model, input="Hi", stream=True))
+    for usage in (reply.usage, events[-1].response.usage):
+        assert usage is not None
+        assert (usage.input_tokens, usage.output_tokens) == (PROMPT, COMPLETION)
+        assert usage.input_tokens_details.cached_tokens == READ
+        assert usage.output_tokens_details.reasoning_tokens == REASONING
+    plain, streamed = drain_events()
+    for event in (plain, streamed):
+        assert (event.cached_tokens, event.cache_write_tokens, event.reasoning_tokens) == (READ, 0, REASONING)
+        assert (event.cost_input_usd, event.cost_output_usd) == (Decimal("0.0575"), Decimal("0.2"))
+    assert (plain.cost_usd, plain.tcu) == (streamed.cost_usd, streamed.tcu)
