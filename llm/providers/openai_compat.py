@@ -55,10 +55,14 @@ def _usage(usage: dict) -> UsageBlock:
     completion_details = usage.get("completion_tokens_details")
     prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
     completion_details = completion_details if isinstance(completion_details, dict) else {}
+    # DeepSeek reports its cache hits at the top (`prompt_cache_hit_tokens`), not in the details
+    cached = token_count(prompt_details.get("cached_tokens")) or token_count(
+        usage.get("prompt_cache_hit_tokens")
+    )
     return usage_block(
         int(usage.get("prompt_tokens") or 0),
         int(usage.get("completion_tokens") or 0),
-        int(prompt_details.get("cached_tokens") or 0),
+        cached,
         usage.get("cost"),
         cache_write=token_count(prompt_details.get("cache_write_tokens")),
         reasoning=token_count(completion_details.get("reasoning_tokens")),

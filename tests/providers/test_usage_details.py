@@ -59,6 +59,8 @@ def test_each_protocol_counts_the_whole_prompt_and_completion():
             }
         )
     ) == (100, 7, 60, 10, 2)
+    deepseek = {"prompt_tokens": 100, "completion_tokens": 7, "prompt_cache_hit_tokens": 60}
+    assert _split(openai_compat._usage(deepseek)) == (100, 7, 60, 0, 0)
 
 
 def test_odd_details_are_bounded_by_what_they_are_parts_of():
