@@ -1,4 +1,4 @@
-"""Migration 0012 (exact token accounting) run by Django's migration executor: it fills the approved cache-read and
+"""Migration 0016 (exact token accounting) run by Django's migration executor: it fills the approved cache-read and
 cache-write prices on the seeded models, leaves rows whose prices an admin edited (or that an admin made) alone,
 and a later seed keeps them so."""
 
@@ -15,8 +15,8 @@ from llm.models import CatalogModel
 
 pytestmark = pytest.mark.django_db
 
-BEFORE = ("llm", "0011_preferences_embedding_model")
-MIGRATION = ("llm", "0012_exact_token_accounting")
+BEFORE = ("llm", "0015_cost_baseline")
+MIGRATION = ("llm", "0016_exact_token_accounting")
 
 
 def _migrate(target: tuple[str, str]) -> None:

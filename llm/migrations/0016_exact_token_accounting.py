@@ -22,7 +22,7 @@ def fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0011_preferences_embedding_model"),
+        ("llm", "0015_cost_baseline"),
     ]
 
     operations = [
