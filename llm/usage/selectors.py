@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.core.cache import cache
@@ -209,8 +210,13 @@ def baseline_comparison(sums: Mapping[str, Any]) -> dict[str, Any] | None:
     baseline = CatalogModel.objects.filter(pk=chosen).only("id", "name", *_PRICES).first()
     if baseline is None or baseline.input_usd_per_mtok is None or baseline.output_usd_per_mtok is None:
         return None
+    # Priced as the calls were: their prompt-cache reads and writes at the baseline's cache prices.
+    read, written = int(sums.get("cache_read_tokens") or 0), int(sums.get("cache_write_tokens") or 0)
+    in_price = baseline.input_usd_per_mtok
     on_baseline = (
-        sums["input_tokens"] * baseline.input_usd_per_mtok
+        max(sums["input_tokens"] - read - written, 0) * in_price
+        + read * _or(baseline.cache_read_usd_per_mtok, in_price)
+        + written * _or(baseline.cache_write_usd_per_mtok, in_price)
         + sums["output_tokens"] * baseline.output_usd_per_mtok
     ) / 1_000_000
     saving = on_baseline - sums["cost_usd"]
@@ -223,7 +229,11 @@ def baseline_comparison(sums: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-_PRICES = ("input_usd_per_mtok", "output_usd_per_mtok")
+_PRICES = ("input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok", "cache_write_usd_per_mtok")
+
+
+def _or(price: Decimal | None, otherwise: Decimal) -> Decimal:
+    return otherwise if price is None else price
 
 
 def _hours(found: dict[tuple, dict[str, Any]], since: datetime, now: datetime) -> list[dict[str, Any]]:

@@ -174,3 +174,12 @@ def test_a_day_whose_last_calls_came_early_is_still_counted_after_rollups(tenant
     assert before["totals"]["requests"] == 2
     assert rollup_pending(now=now) > 0
     assert usage_summary(tenant=tenant, range_name="30d", now=now) == before
+
+
+def test_the_baseline_comparison_prices_cache_reads_and_writes_as_the_calls_had_them(manage_client, tenant):
+    event = _event(tenant, 1, ago=timedelta(hours=1), model="openai:gpt-5-mini", tokens=(10**6, 10**5))
+    event.cached_tokens, event.cache_write_tokens = 600_000, 100_000
+    event.save()
+    baseline = manage_client.get("/api/llm/usage?range=7d").json()["baseline"]
+    # Claude Sonnet 4.5: 300k × $3 + 600k read × $0.30 + 100k written × $3.75 + 100k out × $15
+    assert baseline["cost_usd"] == pytest.approx(2.955)
