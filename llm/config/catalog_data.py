@@ -6,7 +6,8 @@ published model cards. `seed_catalog` (and the data migration) load this; admins
 Prompt-cache prices (`cache_read`, `cache_write`; none: the input price) from the providers' price lists:
 - Anthropic (platform.claude.com/docs/en/about-claude/pricing, "Prompt caching"): a cache hit costs 0.1x the
   input price, a 5-minute cache write 1.25x: Sonnet 4 and 4.5 $0.30 / $3.75 on $3, Haiku 4.5 $0.10 / $1.25 on $1.
-  (The gateway cannot tell a 1-hour write, 2x, from a 5-minute one in the usage: it prices writes at 5 minutes.)
+  (Every write is priced at the 5-minute rate: the 1-hour writes, 2x, that Anthropic reports apart in
+  `usage.cache_creation.ephemeral_1h_input_tokens` are not priced apart yet.)
 - OpenAI (openai.com/api/pricing, "Cached input"; writes are free): GPT-5 and GPT-5 Codex $0.125, GPT-5 mini
   $0.025, GPT-4o $1.25, GPT-4o mini $0.075.
 - Google (ai.google.dev/gemini-api/docs/pricing, "Context caching price", text): Gemini 2.5 Flash $0.03, 2.5
