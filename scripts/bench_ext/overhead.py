@@ -54,7 +54,8 @@ def validate(name, resp, expect_usage=True):
     datas = [line[5:].strip() for line in lines if line.startswith(b"data:")]
     if not datas or not resp.t_first:
         raise oh.HttpError(f"stream had no text: {body[:300]!r}")
-    if json.loads(datas[-1]).get("type") != "response.completed":
+    events = [d for d in datas if d != b"[DONE]"]  # some servers end the stream as Chat Completions do
+    if not events or json.loads(events[-1]).get("type") != "response.completed":
         raise oh.HttpError("responses stream did not end with response.completed")
 
 
