@@ -23,7 +23,7 @@ from llm.metering import metrics
 from llm.metering.pricing import Usage, estimate_tokens, prompt_chars, reported_cost
 from llm.metering.queue import record_now
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
-from llm.providers.base import PASSTHROUGH
+from llm.providers.base import PASSTHROUGH, RESPONSES_PASSTHROUGH, speaks_responses
 from llm.sync import run_sync
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ def upstream_body(body: dict, target: ResolvedTarget) -> dict:
     original, `PASSTHROUGH`, only for a target that speaks Anthropic)."""
     if PASSTHROUGH in body and target.protocol != "anthropic":
         body = {k: v for k, v in body.items() if k != PASSTHROUGH}
+    if RESPONSES_PASSTHROUGH in body and not speaks_responses(target.provider, target.protocol):
+        body = {k: v for k, v in body.items() if k != RESPONSES_PASSTHROUGH}
     params = target.params or {}
     if not params:
         return body

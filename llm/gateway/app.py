@@ -33,7 +33,7 @@ from llm.metering.pricing import estimate_tokens, prompt_chars
 from llm.metering.queue import drain
 from llm.providers import ProviderError, aclose_clients
 from llm.providers import anthropic as anthropic_adapter
-from llm.providers.base import NATIVE_EVENT, PASSTHROUGH
+from llm.providers.base import NATIVE_EVENT, PASSTHROUGH, RESPONSES_PASSTHROUGH
 from llm.runtime import responses_store
 from llm.sync import pool, run_sync
 from tenants.allowlist import allows
@@ -243,7 +243,8 @@ class Exchange:
 async def chat_completions(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
-    body.pop(PASSTHROUGH, None)  # only the Messages ingress sets it
+    body.pop(PASSTHROUGH, None)  # only the Messages and Responses ingresses set these
+    body.pop(RESPONSES_PASSTHROUGH, None)
     ctx = ex.ctx = _context(info, "chat")
     check_chat(body)
 
@@ -378,20 +379,45 @@ class _MessagesSSE(_SSE):
 class _ResponsesSSE(_SSE):
     """The response side of a Responses stream: the Responses events, then the answer stored (`store`)."""
 
-    __slots__ = ("saved", "translator")
+    __slots__ = ("final", "native", "saved", "translator")
 
     def __init__(self, send: Send, request_id: str, translator: ra.StreamTranslator, saved: _Saver) -> None:
         super().__init__(send, request_id)
         self.translator = translator
         self.saved = saved
+        self.native: bool | None = None  # OpenAI's own events, relayed (decided by the first chunk)
+        self.final: dict | None = None
 
     async def event(self, chunk: dict) -> None:
+        raw = chunk.get(NATIVE_EVENT)
+        if self.native is None:
+            self.native = raw is not None
+        if self.native:
+            if raw is not None:
+                await self._relay(*raw)
+            return
         events = [] if self.started else self.translator.start()
         events += self.translator.feed(chunk)
         if events:
             await self.write(b"".join(ra.sse(kind, payload) for kind, payload in events))
 
+    async def _relay(self, kind: str, payload: dict) -> None:
+        """OpenAI's event as it sent it, its Response under the gateway's id; the completed one is kept."""
+        if isinstance(payload.get("response"), dict):
+            t = self.translator
+            payload = {**payload, "response": ra.ours(t.response_id, t.request, payload["response"])}
+            if kind == "response.completed":
+                self.final = payload["response"]
+        await self.write(ra.sse(kind, payload))
+
     async def done(self) -> None:
+        if self.native and self.final is not None:
+            output = self.final.get("output") or []
+            assistant = ra.assistant_of(output)
+            await self.saved(self.final, assistant)
+            await self.start()
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         events, final, assistant = self.translator.finish()
         await self.saved(final, assistant)
         await self.start()
@@ -589,6 +615,7 @@ async def responses_create(scope: HTTPScope, receive: Receive, send: Send, ex: E
     history = await _conversation(info, request)
     body = ra.to_chat(request, items, history)
     check_chat(body)
+    body[RESPONSES_PASSTHROUGH] = ra.passthrough(request, items, history)
     route = await resolve(ctx, body["model"])
     call = ex.call = Call(ctx, route, body)
     await call.start()

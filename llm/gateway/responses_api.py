@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from llm.calls.errors import GatewayError
+from llm.providers.base import NATIVE_RESPONSE
 
 MAX_ITEMS = 100_000
 ECHOED = (
@@ -206,6 +207,94 @@ def to_chat(request: dict, items: list[dict], history: list[dict]) -> dict:
     return body
 
 
+def messages_to_items(messages: list[dict]) -> list[dict]:
+    """Chat messages (a stored conversation) as Responses input items, for a target that speaks Responses."""
+    items: list[dict] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "tool":
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": m.get("tool_call_id", ""),
+                    "output": str(content or ""),
+                }
+            )
+            continue
+        if content:
+            kind = "output_text" if role == "assistant" else "input_text"
+            parts = (
+                [{"type": kind, "text": content}]
+                if isinstance(content, str)
+                else [_item_part(p, kind) for p in content]
+            )
+            items.append({"type": "message", "role": role, "content": parts})
+        for call in m.get("tool_calls") or ():
+            function = call.get("function") or {}
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.get("id", ""),
+                    "name": function.get("name", ""),
+                    "arguments": function.get("arguments", ""),
+                }
+            )
+    return items
+
+
+def _item_part(part: dict, kind: str) -> dict:
+    if part.get("type") == "image_url":
+        return {"type": "input_image", "image_url": (part.get("image_url") or {}).get("url", "")}
+    return {"type": kind, "text": str(part.get("text", ""))}
+
+
+def assistant_of(output: list) -> dict:
+    """The assistant message a native Response's output continues the conversation with."""
+    text = "".join(
+        str(part.get("text", ""))
+        for item in output
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
+    calls = [
+        {
+            "id": item.get("call_id", ""),
+            "type": "function",
+            "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "")},
+        }
+        for item in output
+        if isinstance(item, dict) and item.get("type") == "function_call"
+    ]
+    assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        assistant["tool_calls"] = calls
+    return assistant
+
+
+def passthrough(request: dict, items: list[dict], history: list[dict]) -> dict:
+    """What a target on OpenAI's own API gets instead of the translation: the request, the whole input as items."""
+    return {"request": request, "input": messages_to_items(history) + [_without_ids(i) for i in items]}
+
+
+def _without_ids(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k != "id"}
+
+
+def ours(response_id: str, request: dict, native: dict) -> dict:
+    """A Response as OpenAI sent it, under the gateway's id and with what the gateway keeps (chaining, storage)."""
+    body = {
+        **native,
+        "id": response_id,
+        "previous_response_id": request.get("previous_response_id"),
+        "store": request.get("store", True) is not False,
+    }
+    for name in ECHOED:  # OpenAI echoes the request's settings; where an answer leaves one out, the request's
+        if body.get(name) is None and request.get(name) is not None:
+            body[name] = request[name]
+    return body
+
+
 # --- reply -----------------------------------------------------------------------------------------------
 
 
@@ -307,12 +396,16 @@ def response_object(
 
 
 def from_chat(response_id: str, request: dict, result: dict, created_at: int) -> tuple[dict, dict]:
-    """(the Response object, the assistant message the conversation continues with) of a chat answer."""
+    """(the Response object, the assistant message the conversation continues with) of a chat answer (the native
+    Response when OpenAI's own API served it)."""
     choice = (result.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     assistant = {"role": "assistant", "content": message.get("content")}
     if message.get("tool_calls"):
         assistant["tool_calls"] = message["tool_calls"]
+    native = result.get(NATIVE_RESPONSE)
+    if isinstance(native, dict):
+        return ours(response_id, request, native), assistant
     body = response_object(
         response_id,
         request,

@@ -46,6 +46,16 @@ KINDS = (
 PASSTHROUGH = "_anthropic"
 NATIVE_EVENT = "_anthropic_event"
 NATIVE_MESSAGE = "_anthropic_message"
+# Set by the Responses ingress (llm.gateway.responses_api): the client's Responses request and the whole input (the
+# stored conversation as items), which a target on OpenAI's own API gets as a Responses request; its answer is kept
+# beside the chat-shaped one the router meters (a reply's NATIVE_RESPONSE, a streamed chunk's NATIVE_EVENT).
+RESPONSES_PASSTHROUGH = "_responses"
+NATIVE_RESPONSE = "_responses_native"
+
+
+def speaks_responses(provider: str, protocol: str) -> bool:
+    """Whether a target takes OpenAI's Responses API natively: OpenAI's own API."""
+    return provider == "openai" and protocol == "openai_compat"
 
 
 @dataclass(slots=True, frozen=True)

@@ -10,20 +10,23 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
+from llm.providers import openai_responses
 from llm.providers.base import (
+    RESPONSES_PASSTHROUGH,
     ProviderError,
     Target,
     Timeouts,
     UsageBlock,
     json_of,
     send,
+    speaks_responses,
     sse_events,
     token_count,
     upstream_error,
     usage_block,
 )
 
-_DROP = ("model",)
+_DROP = ("model", RESPONSES_PASSTHROUGH)
 
 
 def _headers(target: Target) -> dict:
@@ -112,10 +115,16 @@ async def stream_at(target: Target, url: str, headers: dict, body: dict) -> Asyn
 
 
 async def chat(target: Target, body: dict) -> dict:
+    if RESPONSES_PASSTHROUGH in body and speaks_responses(target.provider, target.protocol):
+        return await openai_responses.chat(target, body)
     return await chat_at(target, _url(target, "/chat/completions"), _headers(target), body)
 
 
 async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
+    if RESPONSES_PASSTHROUGH in body and speaks_responses(target.provider, target.protocol):
+        async for chunk in openai_responses.stream_chat(target, body):
+            yield chunk
+        return
     async for chunk in stream_at(target, _url(target, "/chat/completions"), _headers(target), body):
         yield chunk
 

@@ -83,6 +83,16 @@ class UsageDetails:
             "completion_tokens_details": {"reasoning_tokens": self.reasoning},
         }
 
+    def responses(self) -> dict:
+        """OpenAI's Responses API: `input_tokens_details.cached_tokens`, `output_tokens_details.reasoning_tokens`."""
+        return {
+            "input_tokens": self.prompt,
+            "input_tokens_details": {"cached_tokens": self.cache_read},
+            "output_tokens": self.completion,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "total_tokens": self.prompt + self.completion,
+        }
+
     def anthropic(self) -> dict:
         """`input_tokens` leaves the cache reads and writes out; thinking is inside `output_tokens`."""
         return {
@@ -197,6 +207,7 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self.openai_chat)
         app.router.add_post("/v1/embeddings", self.openai_embeddings)
         app.router.add_get("/v1/models", self.openai_models)
+        app.router.add_post("/v1/responses", self.openai_responses)
         app.router.add_get("/api/tags", self.ollama_tags)
         # A vLLM-style server behind a bearer token: OpenAI's model list and chat under /vllm/v1, no Ollama API.
         app.router.add_get("/vllm/v1/models", self.vllm_models)
@@ -528,6 +539,102 @@ class FakeUpstream:
                 "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
             }
         )
+
+    async def openai_responses(self, request: web.Request):
+        """OpenAI's Responses API: a Response object, or its stream of events (response.created … .completed); a
+        forced function tool (`tool_choice` "required" or a function) answers with a function_call item."""
+        body = await self._record(request)
+        denied = self._openai_auth(request)
+        if denied is not None:
+            return denied
+        model = str(body.get("model") or "")
+        failure = self._openai_case(model)
+        if failure is not None:
+            return failure
+        tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+        forced = body.get("tool_choice") == "required" or isinstance(body.get("tool_choice"), dict)
+        rid, text = "resp_" + uuid.uuid4().hex[:12], TEXT.format(protocol="openai_responses")
+        if tools and (forced or model == "tool"):
+            item = {
+                "type": "function_call",
+                "id": "fc_" + uuid.uuid4().hex[:8],
+                "call_id": "call_" + uuid.uuid4().hex[:8],
+                "name": tools[0]["name"],
+                "arguments": '{"city": "Paris"}',
+                "status": "completed",
+            }
+        else:
+            content = [{"type": "output_text", "text": text, "annotations": []}]
+            item = {
+                "type": "message",
+                "id": "msg_" + uuid.uuid4().hex[:8],
+                "status": "completed",
+                "role": "assistant",
+                "content": content,
+            }
+        usage = self._wire_usage("responses", UsageDetails(PROMPT_TOKENS, COMPLETION_TOKENS).responses())
+        done = {
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "output": [item],
+            "usage": usage,
+            "error": None,
+            "incomplete_details": None,
+        }
+        if not body.get("stream"):
+            return web.json_response(done)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        seq = iter(range(10_000))
+
+        async def emit(kind: str, **fields: Any) -> None:
+            data = orjson.dumps({"type": kind, "sequence_number": next(seq), **fields})
+            await response.write(f"event: {kind}\n".encode() + b"data: " + data + b"\n\n")
+
+        start = {**done, "status": "in_progress", "output": [], "usage": None}
+        await emit("response.created", response=start)
+        await emit("response.in_progress", response=start)
+        if item["type"] == "message":
+            await emit(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "status": "in_progress", "content": []},
+            )
+            at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+            await emit(
+                "response.content_part.added",
+                **at,
+                part={"type": "output_text", "text": "", "annotations": []},
+            )
+            for piece in _pieces(text):
+                await emit("response.output_text.delta", **at, delta=piece, logprobs=[])
+            await emit("response.output_text.done", **at, text=text, logprobs=[])
+            await emit("response.content_part.done", **at, part=item["content"][0])
+        else:
+            await emit(
+                "response.output_item.added",
+                output_index=0,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            await emit(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=0,
+                delta=item["arguments"],
+            )
+            await emit(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=0,
+                arguments=item["arguments"],
+            )
+        await emit("response.output_item.done", output_index=0, item=item)
+        await emit("response.completed", response=done)
+        await response.write_eof()
+        return response
 
     async def openai_models(self, request: web.Request):
         await self._record(request)

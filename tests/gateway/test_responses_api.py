@@ -15,8 +15,11 @@ from tests.gateway.conftest import drain_events, reconfigured
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# OpenAI's own API speaks Responses: the request goes to it as one (passed through); any other target gets the
+# bridge onto chat (an OpenAI-compatible provider, Anthropic).
 UPSTREAMS = {
-    "openai_compat": ("openai:gpt-5-mini", "OPENAI", "/v1"),
+    "openai_responses": ("openai:gpt-5-mini", "OPENAI", "/v1"),
+    "openai_compat": ("mistral:mistral-small", "MISTRAL", "/v1"),
     "anthropic": ("anthropic:claude-haiku-4.5", "ANTHROPIC", ""),
 }
 WEATHER = {
@@ -122,17 +125,14 @@ def test_function_tool_round_trip_with_previous_response_id(client, upstream, fa
 
 
 def test_chained_responses_carry_the_conversation(client, fake, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
-    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    monkeypatch.setenv("MISTRAL_API_KEY", "sk-test-platform")
+    monkeypatch.setenv("MISTRAL_BASE_URL", fake.url + "/v1")
     reconfigured()
-    first = client.responses.create(
-        model="openai:gpt-5-mini", input="My name is Ada.", instructions="Be kind."
-    )
-    second = client.responses.create(
-        model="openai:gpt-5-mini", previous_response_id=first.id, input="What is my name?"
-    )
+    model = "mistral:mistral-small"
+    first = client.responses.create(model=model, input="My name is Ada.", instructions="Be kind.")
+    second = client.responses.create(model=model, previous_response_id=first.id, input="What is my name?")
     third = client.responses.create(
-        model="openai:gpt-5-mini", previous_response_id=second.id, input=[{"role": "user", "content": "And?"}]
+        model=model, previous_response_id=second.id, input=[{"role": "user", "content": "And?"}]
     )
     assert third.output_text.startswith("Hello from fake")
     messages = fake.requests[-1][2]["messages"]
@@ -140,8 +140,46 @@ def test_chained_responses_carry_the_conversation(client, fake, monkeypatch):
     assert messages[0]["content"] == "My name is Ada."  # the first call's instructions are not carried over
     assert messages[-1]["content"] == "And?"
     with pytest.raises(openai.BadRequestError) as missing:
-        client.responses.create(model="openai:gpt-5-mini", previous_response_id="resp_nope", input="Hi")
+        client.responses.create(model=model, previous_response_id="resp_nope", input="Hi")
     assert missing.value.body["param"] == "previous_response_id"
+
+
+def test_openai_gets_a_responses_request_with_the_whole_conversation(client, fake, monkeypatch):
+    """Passed through to OpenAI's own Responses API: the gateway keeps the chain (OpenAI stores nothing), so the
+    upstream gets the whole input as items and never the gateway's response ids."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    reconfigured()
+    first = client.responses.create(
+        model="openai:gpt-5-mini", input="My name is Ada.", instructions="Be kind."
+    )
+    second = client.responses.create(
+        model="openai:gpt-5-mini",
+        previous_response_id=first.id,
+        input="What is my name?",
+        max_output_tokens=64,
+    )
+    assert second.output_text == "Hello from fake openai_responses!"
+    assert second.id.startswith("resp_")
+    assert second.id != first.id
+    assert second.previous_response_id == first.id
+    path, _, sent = fake.requests[-1]
+    assert path == "/v1/responses"
+    assert sent["model"] == "gpt-5-mini"
+    assert sent["store"] is False
+    assert "previous_response_id" not in sent
+    assert sent["max_output_tokens"] == 64
+    assert [(i["type"], i.get("role")) for i in sent["input"]] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]
+    assert sent["input"][1]["content"][0] == {
+        "type": "output_text",
+        "text": "Hello from fake openai_responses!",
+    }
+    events = drain_events()
+    assert [(e.model, e.input_tokens, e.output_tokens) for e in events] == [("openai:gpt-5-mini", 12, 5)] * 2
 
 
 def test_stored_responses_belong_to_their_tenant_and_follow_store_and_retention(
