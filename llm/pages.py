@@ -249,6 +249,7 @@ def _route_save(request: TenantRequest, actor: Any, form: dict[str, Any]) -> str
             "description": form["description"],
             "targets": _targets_from_text(form["targets"]),
             "cache_ttl_seconds": int(ttl) if ttl.isascii() and ttl.isdigit() else (ttl or None),
+            "fallback_on": ["content_policy"] if form["fallback_on"] == "content_policy" else [],
         },
         partial=True,
         context={"tenant": request.tenant},
@@ -282,7 +283,14 @@ def routes(request: TenantRequest) -> HttpResponse:
 
     can_manage = role_has(request.role, Perm.MANAGE_LLM)
     errors: dict = {}
-    form = {"name": "", "description": "", "targets": "", "cache_ttl_seconds": "", "id": ""}
+    form = {
+        "name": "",
+        "description": "",
+        "targets": "",
+        "cache_ttl_seconds": "",
+        "id": "",
+        "fallback_on": "",
+    }
     if request.method == "POST" and not can_manage:
         return render(request, "403.html", {"needed": Perm.MANAGE_LLM, "role": request.role}, status=403)
     if request.method == "POST":
@@ -323,6 +331,7 @@ def routes(request: TenantRequest) -> HttpResponse:
             "targets": _targets_to_text(route["targets"]),
             "cache_ttl_seconds": route["cache_ttl_seconds"] or "",
             "id": route["id"],
+            "fallback_on": "content_policy" if "content_policy" in route["fallback_on"] else "",
         }
     return render(
         request,

@@ -49,3 +49,22 @@ def test_routes_page_imports_and_exports_llm_config(page, platform_allowed):
     }
     assert doc["llm_config"]["default"]["model"] == "claude-sonnet-4.5"
     shot(page, "routes-llm-config")
+
+
+def test_a_route_falls_back_on_content_policy_when_its_box_is_ticked(page, platform_allowed):
+    from llm.models import Route
+
+    signup(page)
+    page.goto("/routes/")
+    page.fill("#r-name", "lenient")
+    page.fill("#r-targets", "openai:gpt-5-mini\nanthropic:claude-haiku-4.5")
+    page.check("#r-fallback-policy")
+    page.click("button[value=save]")
+    page.wait_for_selector("text=route:lenient")
+    assert Route.objects.unscoped().get(name="lenient").fallback_on == ["content_policy"]
+    page.goto(f"/routes/?edit={Route.objects.unscoped().get(name='lenient').id}")
+    assert page.is_checked("#r-fallback-policy")
+    page.uncheck("#r-fallback-policy")
+    page.click("button[value=save]")
+    page.wait_for_selector("text=route:lenient")
+    assert Route.objects.unscoped().get(name="lenient").fallback_on == []
