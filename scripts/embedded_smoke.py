@@ -5,7 +5,8 @@ Redis, no Celery broker, no DJANGO_ALLOW_ASYNC_UNSAFE — called as a new user w
 
 Starts the fake provider (`python -m tests.fakes.upstream`) and `make run` on free ports, creates a tenant and keys
 with the management commands, points the tenant at the fake through the REST API (custom endpoint), then does a
-chat, a stream with usage, embeddings and models.list through the SDK, and waits (with a deadline) for the calls
+chat, a stream with usage, embeddings and models.list through the SDK, a Messages call with the `anthropic` SDK, two
+chained Responses calls, and waits (with a deadline) for the calls
 to show in `GET /api/llm/usage`. Everything it starts is stopped and its files removed; exit status 0 on success.
 """
 
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 
@@ -207,14 +209,28 @@ def smoke(tmp: Path, env: dict[str, str], procs: list[tuple[subprocess.Popen, bo
     models = [m.id for m in client.models.list()]
     check("gpt-fake" in models, "models.list offers the custom model")
 
+    claude = anthropic.Anthropic(base_url=app, api_key=gateway_key, max_retries=0, timeout=30)
+    message = claude.messages.create(
+        model="default", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+    )
+    check(message.content[0].text == "Hello from fake openai_compat!", "Anthropic Messages (anthropic SDK)")
+
+    first = client.responses.create(model="default", input="My name is Ada.")
+    second = client.responses.create(model="default", previous_response_id=first.id, input="And my name?")
+    check(
+        second.output_text == "Hello from fake openai_compat!"
+        and client.responses.retrieve(first.id).id == first.id,
+        "Responses, stored and chained (previous_response_id)",
+    )
+
     def usage_shows_all() -> dict | None:
         totals = api.get("/api/llm/usage").json()["totals"]
-        return totals if totals["requests"] >= 3 else None
+        return totals if totals["requests"] >= 6 else None
 
     totals = wait_for(usage_shows_all, "the calls to show in /api/llm/usage", 30)
     check(
-        totals["requests"] == 3 and totals["errors"] == 0 and totals["input_tokens"] > 0,
-        f"usage shows the 3 calls ({totals['requests']} requests, {totals['input_tokens']} input tokens)",
+        totals["requests"] == 6 and totals["errors"] == 0 and totals["input_tokens"] > 0,
+        f"usage shows the 6 calls ({totals['requests']} requests, {totals['input_tokens']} input tokens)",
     )
 
 
