@@ -265,3 +265,34 @@ def test_messages_and_responses_in_every_mode(
         assert {fake_headers["authorization"] for _, fake_headers, _ in fake.requests} == {
             "Bearer sk-test-tenant-0001"
         }
+
+
+def test_messages_and_responses_stop_at_the_hard_cap_like_any_call(
+    gateway_url, enterprise, make_key, manage_client, fake, monkeypatch
+):
+    import openai
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    capped = manage_client.put("/api/billing/caps", {"warn_tcu": None, "hard_tcu": 1}, format="json")
+    assert capped.status_code == 200, capped.content
+    reconfigured()
+    key = make_key(enterprise, scopes=["gateway"])
+    sdk = openai.OpenAI(base_url=gateway_url + "/v1", api_key=key, max_retries=0)
+    sdk.chat.completions.create(
+        model="openai:gpt-5-mini", messages=[{"role": "user", "content": "Hi"}]
+    )  # past 1 TCU
+    fake.reset()
+    with pytest.raises(anthropic.APIStatusError) as messages:
+        anthropic.Anthropic(base_url=gateway_url, api_key=key, max_retries=0).messages.create(
+            model="openai:gpt-5-mini", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert messages.value.status_code == 402
+    assert messages.value.body["error"]["type"] == "billing_error"
+    assert "hard cap" in messages.value.body["error"]["message"]
+    with pytest.raises(openai.APIStatusError) as responses:
+        sdk.responses.create(model="openai:gpt-5-mini", input="Hi")
+    assert responses.value.status_code == 402
+    assert responses.value.body["code"] == "tcu_hard_cap_reached"
+    assert fake.requests == []  # nothing reached the provider
+    assert [e.cost_usd > 0 for e in drain_events()] == [True]  # the refused calls cost nothing
