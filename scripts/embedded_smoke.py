@@ -213,7 +213,11 @@ def smoke(tmp: Path, env: dict[str, str], procs: list[tuple[subprocess.Popen, bo
     message = claude.messages.create(
         model="default", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
     )
-    check(message.content[0].text == "Hello from fake openai_compat!", "Anthropic Messages (anthropic SDK)")
+    block = message.content[0]
+    check(
+        isinstance(block, anthropic.types.TextBlock) and block.text == "Hello from fake openai_compat!",
+        "Anthropic Messages (anthropic SDK)",
+    )
 
     first = client.responses.create(model="default", input="My name is Ada.")
     second = client.responses.create(model="default", previous_response_id=first.id, input="And my name?")
