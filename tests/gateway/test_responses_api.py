@@ -232,3 +232,20 @@ def test_bad_requests_are_openai_errors_and_nothing_is_metered(client, fake, mon
         client.responses.create(model="openai:gpt-5-mini", input="Hi", tools=[{"type": "web_search"}])
     assert "only function tools" in server_tool.value.body["message"]
     assert drain_events() == []
+
+
+def test_stored_responses_go_with_their_tenant_and_the_prompt_never_reaches_the_logs(
+    client, tenant, fake, monkeypatch, caplog
+):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    reconfigured()
+    secret_prompt = "the launch code is " + "7" * 12
+    stored = client.responses.create(model="openai:gpt-5-mini", input=secret_prompt, stream=False)
+    assert StoredResponse.objects.unscoped().filter(response_id=stored.id).exists()
+    assert secret_prompt not in caplog.text
+    tenant.delete()
+    assert not StoredResponse.objects.unscoped().filter(response_id=stored.id).exists()
