@@ -22,4 +22,6 @@ def test_embedded_default_serves_the_openai_sdk_and_shows_usage():
         timeout=400,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "usage shows the 3 calls" in done.stdout
+    assert "usage shows the 6 calls" in done.stdout
+    assert "Anthropic Messages (anthropic SDK)" in done.stdout
+    assert "Responses, stored and chained" in done.stdout
