@@ -41,68 +41,28 @@ class GatewayError(Exception):
         )
 
 
+# A provider error's kind → the gateway's answer: (status, OpenAI error type, code); any other kind is unavailable.
+_ANSWERS: dict[str, tuple[int, str, str]] = {
+    "rate_limit": (429, "rate_limit_error", "rate_limit_exceeded"),
+    "timeout": (504, "api_error", "upstream_timeout"),
+    "auth": (502, "api_error", "upstream_auth"),
+    "not_found": (502, "api_error", "model_not_found"),
+    "context_length": (400, "invalid_request_error", "context_length_exceeded"),
+    "content_policy": (400, "invalid_request_error", "content_policy_violation"),
+    "bad_request": (400, "invalid_request_error", "upstream_bad_request"),
+}
+_UNAVAILABLE = (502, "api_error", "upstream_unavailable")
+
+
 def error_for(exc: ProviderError) -> GatewayError:
     """The gateway's answer once every target failed with this provider error."""
-    kind = exc.kind
-    if kind == "rate_limit":
-        return GatewayError(
-            429,
-            f"{exc.message}",
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            retry_after=int(exc.retry_after or 1),
-            error_kind=kind,
-            provider=exc.provider,
-        )
-    if kind == "timeout":
-        return GatewayError(
-            504,
-            exc.message,
-            type="api_error",
-            code="upstream_timeout",
-            error_kind=kind,
-            provider=exc.provider,
-        )
-    if kind == "auth":
-        return GatewayError(
-            502, exc.message, type="api_error", code="upstream_auth", error_kind=kind, provider=exc.provider
-        )
-    if kind == "not_found":
-        return GatewayError(
-            502, exc.message, type="api_error", code="model_not_found", error_kind=kind, provider=exc.provider
-        )
-    if kind == "context_length":
-        return GatewayError(
-            400,
-            exc.message,
-            type="invalid_request_error",
-            code="context_length_exceeded",
-            error_kind=kind,
-            provider=exc.provider,
-        )
-    if kind == "content_policy":
-        return GatewayError(
-            400,
-            exc.message,
-            type="invalid_request_error",
-            code="content_policy_violation",
-            error_kind=kind,
-            provider=exc.provider,
-        )
-    if kind == "bad_request":
-        return GatewayError(
-            400,
-            exc.message,
-            type="invalid_request_error",
-            code="upstream_bad_request",
-            error_kind=kind,
-            provider=exc.provider,
-        )
+    status, type_, code = _ANSWERS.get(exc.kind, _UNAVAILABLE)
     return GatewayError(
-        502,
+        status,
         exc.message,
-        type="api_error",
-        code="upstream_unavailable",
-        error_kind=kind,
+        type=type_,
+        code=code,
+        retry_after=int(exc.retry_after or 1) if exc.kind == "rate_limit" else None,
+        error_kind=exc.kind,
         provider=exc.provider,
     )
