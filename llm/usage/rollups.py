@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count, F, IntegerField, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Floor, Greatest, Ln, TruncHour
 from django.utils import timezone
@@ -109,6 +109,33 @@ def _hash_aggregate() -> Iterator[None]:
         cursor.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off")
         yield  # on an error the block rolls back, and the settings with it
         cursor.execute("SET LOCAL enable_sort TO DEFAULT; SET LOCAL jit TO DEFAULT")
+
+
+def latest_event_id() -> int:
+    """The highest event id visible now (one index read)."""
+    return UsageEvent.objects.unscoped().aggregate(m=Max("id"))["m"] or 0
+
+
+def seal_event_id() -> int | None:
+    """An event id no insert still to commit can be below: every event up to it is visible now and final.
+
+    PostgreSQL hands an id out when a row is inserted, not when it commits, so a read can see id 101 while the
+    transaction holding 100 is still open. A SHARE lock on the table waits for the transactions writing events
+    (an INSERT holds ROW EXCLUSIVE until its transaction ends) and holds new ones off while the highest id is
+    read, a moment. None when the lock is not had within 50 ms, or inside a transaction (it could not be let go
+    before that ends); the caller then treats every event as unsealed. SQLite writes one transaction at a time:
+    what is visible there is final."""
+    if connection.vendor != "postgresql":
+        return latest_event_id()
+    if connection.in_atomic_block:
+        return None
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '50ms'")
+            cursor.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN SHARE MODE")
+            return latest_event_id()
+    except OperationalError:  # the lock was not had in time (a long write, a vacuum): nothing is sealed
+        return None
 
 
 def p95_from(digest: Digest) -> int:
@@ -239,8 +266,10 @@ def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
     whose insert committed after a later one's. Safe to run any number of times."""
     now = now or timezone.now()
     current_hour = _floor_hour(now)
-    top = UsageEvent.objects.unscoped().aggregate(m=Max("id"))["m"]
-    if top is None:
+    top = seal_event_id()
+    if top is None:  # not sealed: the redone hours take in an insert that commits after a later one
+        top = latest_event_id()
+    if not top:
         return 0
     marks = {m.tenant_id: m for m in UsageWatermark.objects.unscoped()}
     oldest_id = min((m.event_id for m in marks.values()), default=0)

@@ -30,7 +30,9 @@ from llm.usage.rollups import (
     add_sums,
     empty_sums,
     event_sums,
+    latest_event_id,
     p95_from,
+    seal_event_id,
 )
 from tenants.models import Agent, Tenant
 
@@ -64,12 +66,16 @@ Mark = tuple[int, datetime | None, int]  # a tenant's watermark: (event id, thro
 
 @dataclass(frozen=True, slots=True)
 class Sources:
-    """What to read for a range, without overlap: daily rows, hourly rows and the events the rollups do not hold
-    (both ends of the range the rollups cannot split, and every event past the tenant's watermark)."""
+    """What to read for a range, without overlap: daily rows, hourly rows, the events of the range's first
+    partial hour (`edge`: the rollups cannot split it) and the events past the tenant's watermark (`live`)."""
 
     daily: QuerySet[UsageDaily]
     hourly: QuerySet[UsageHourly]
-    events: QuerySet[UsageEvent]
+    edge: QuerySet[UsageEvent]
+    live: QuerySet[UsageEvent]
+
+    def events(self) -> tuple[QuerySet[UsageEvent], QuerySet[UsageEvent]]:
+        return self.edge, self.live
 
 
 def _mark(tenant_id: int) -> Mark:
@@ -85,7 +91,8 @@ def sources(tenant_id: int, since: datetime | None, mark: Mark, *, hourly_only: 
     hourly = UsageHourly.objects.for_tenant(tenant_id)
     events = UsageEvent.objects.for_tenant(tenant_id)
     if through is None:  # never rolled up: everything is live
-        return Sources(daily.none(), hourly.none(), events.filter(created_at__gte=since) if since else events)
+        live = events.filter(created_at__gte=since) if since else events
+        return Sources(daily.none(), hourly.none(), events.none(), live)
     h0 = _ceil_hour(since) if since else None
     d0 = _ceil_day(since) if since else None
     days_end = _day_start(through.astimezone(UTC).date())  # the days wholly rolled up end here
@@ -95,10 +102,11 @@ def sources(tenant_id: int, since: datetime | None, mark: Mark, *, hourly_only: 
     else:
         daily = daily.filter(day__lt=days_end.date(), **({"day__gte": d0.date()} if d0 else {}))
         hour_q &= Q(hour__gte=days_end) | (Q(hour__lt=d0) if d0 else Q(pk__in=[]))
-    live = Q(created_at__gte=through) | Q(id__gt=upto)
-    if since is not None:
-        live = Q(created_at__gte=since) & (Q(created_at__lt=h0) | live)
-    return Sources(daily, hourly.filter(hour_q), events.filter(live))
+    live = events.filter(Q(created_at__gte=through) | Q(id__gt=upto))
+    if since is None:
+        return Sources(daily, hourly.filter(hour_q), events.none(), live)
+    edge = events.filter(created_at__gte=since, created_at__lt=h0)
+    return Sources(daily, hourly.filter(hour_q), edge, live.filter(created_at__gte=h0))
 
 
 def consistent(tenant_id: int, read: Callable[[Mark], _T]) -> _T:
@@ -124,7 +132,7 @@ def platform_tokens_by_agent_since(*, tenant_id: int, since: datetime) -> dict[i
     def read(mark: Mark) -> dict[int | None, int]:
         totals: dict[int | None, int] = defaultdict(int)
         src = sources(tenant_id, since, mark)
-        for rows in (src.daily, src.hourly, src.events):
+        for rows in (src.daily, src.hourly, *src.events()):
             grouped = rows.filter(mode="platform").order_by().values("agent_id")
             for row in grouped.annotate(t=Sum("input_tokens") + Sum("output_tokens")):
                 totals[row["agent_id"]] += int(row["t"] or 0)
@@ -266,14 +274,12 @@ Groups = dict[str, dict[tuple, dict[str, Any]]]
 
 def _rolled_key(
     tenant_id: int, mark: Mark, since: datetime | None, agent: Agent | None, *, hourly: bool, detail: bool
-) -> str | None:
-    """The cache key of what the rollups give a read: it changes with every rollup write (the watermark's
-    version), the range's first hour and the catalog (model names)."""
-    if mark[1] is None:
-        return None
+) -> str:
+    """The cache key of a read's folded rollups and sealed events: it changes with every rollup write (the
+    watermark's version), the range's first hour and the catalog (model names)."""
     start = _ceil_hour(since).isoformat() if since else "all"
     shape = f"{agent.pk if agent else '-'}:{int(hourly)}:{int(detail)}"
-    return f"llm:usage:rolled:{tenant_id}:{mark[0]}:{mark[2]}:{start}:{shape}:{global_version()}"
+    return f"llm:usage:read:{tenant_id}:{mark[0]}:{mark[2]}:{start}:{shape}:{global_version()}"
 
 
 def _read(
@@ -283,38 +289,61 @@ def _read(
     *,
     hourly: bool,
     detail: bool,
-    rolled_key: str | None,
+    rolled_key: str,
 ) -> Groups:
-    daily, hourly_rows, events = src.daily, src.hourly, src.events
+    """The groups of a read: the rollups' rows and the events past the watermark up to a sealed id are folded
+    once and cached (most of the work at millions of events, or with a backlog the schedule has not rolled up);
+    each read adds the events after the sealed id and the range's first partial hour, and moves the seal on when
+    many events came since."""
+    daily, hourly_rows, edge, live = src.daily, src.hourly, src.edge, src.live
     if agent is not None:
-        daily, hourly_rows, events = (
+        daily, hourly_rows, edge, live = (
             daily.filter(agent=agent),
             hourly_rows.filter(agent=agent),
-            events.filter(agent=agent),
+            edge.filter(agent=agent),
+            live.filter(agent=agent),
         )
-    # The rollups' part is folded once per rollup write (it is most of the work at millions of events).
-    groups: Groups | None = cache.get(rolled_key) if rolled_key else None
-    if groups is None:
-        groups = {name: {} for name in ("totals", "model", "day", "hour", "agent", "tests", "rows")}
+    cached: tuple[Groups, int] | None = cache.get(rolled_key)
+    if cached is None:
+        groups: Groups = {name: {} for name in ("totals", "model", "day", "hour", "agent", "tests", "rows")}
         fields = ("model", "provider", "mode", "agent_id", "request_type", *_SUMS, "cost_usd", "billed_usd")
         for r in daily.values("day", *fields, "latency_digest"):
             _fold(groups, names, r, r["latency_digest"], r["day"], None, detail=detail)
         for r in hourly_rows.values("hour", *fields, "latency_digest"):
             at = r["hour"].astimezone(UTC)
             _fold(groups, names, r, r["latency_digest"], at.date(), at if hourly else None, detail=detail)
-        if rolled_key:
-            cache.set(rolled_key, groups, _ROLLED_TTL)
-    day = {"day": TruncDate("created_at", tzinfo=UTC)}
-    for r in event_sums(events, ("model", "provider", "mode", "agent_id", "request_type"), **day):
-        _fold(groups, names, r, r["digest"], r["day"], None, detail=detail)
-    if hourly:  # the chart's hours: sums only (no latency digest per hour; it would multiply the rows by 24)
-        traffic = events.exclude(request_type="test").order_by()
-        for r in traffic.values(hour=TruncHour("created_at", tzinfo=UTC)).annotate(**_event_aggregates()):
-            add_sums(groups["hour"].setdefault((r["hour"].astimezone(UTC),), empty_sums()), r, {})
+        sealed = 0
+    else:
+        groups, sealed = cached
+    top = seal_event_id() if cached is None or latest_event_id() - sealed > _SEAL_AFTER else None
+    if top is not None and top > sealed:
+        _fold_events(groups, names, live.filter(id__gt=sealed, id__lte=top), hourly=hourly, detail=detail)
+        sealed = top
+    if cached is None or top is not None:
+        cache.set(rolled_key, (groups, sealed), _ROLLED_TTL)
+    fresh = live.filter(id__gt=sealed) if sealed else live
+    _fold_events(groups, names, edge | fresh, hourly=hourly, detail=detail)
     return groups
 
 
 _ROLLED_TTL = 3600
+# Move a read's seal on when the events table grew by more than this many ids since (ids are shared by all
+# tenants, so this bounds the tenant's unsealed events a read sums live).
+_SEAL_AFTER = 5000
+
+
+def _fold_events(
+    groups: Groups, names: ModelNames, events: QuerySet[UsageEvent], *, hourly: bool, detail: bool
+) -> None:
+    if events.query.is_empty():
+        return
+    fields = ("model", "provider", "mode", "agent_id", "request_type")
+    for row in event_sums(events, fields, day=TruncDate("created_at", tzinfo=UTC)):
+        _fold(groups, names, row, row["digest"], row["day"], None, detail=detail)
+    if hourly:  # the chart's hours: sums only (no latency digest per hour; it would multiply the rows by 24)
+        traffic = events.exclude(request_type="test").order_by()
+        for r in traffic.values(hour=TruncHour("created_at", tzinfo=UTC)).annotate(**_event_aggregates()):
+            add_sums(groups["hour"].setdefault((r["hour"].astimezone(UTC),), empty_sums()), r, {})
 
 
 def _fold(

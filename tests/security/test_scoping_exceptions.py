@@ -22,6 +22,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llm.usage.rollups", "rollup_pending"): (
         "the rollup schedule finds every tenant with events to roll up; each tenant's rollup is for_tenant"
     ),
+    ("llm.usage.rollups", "latest_event_id"): (
+        "the highest event id of the whole table: ids are one sequence for every tenant, and a seal must cover "
+        "every insert still open, whoever's; reads then filter for_tenant"
+    ),
     ("llm.runtime.responses_store", "purge_expired"): (
         "the retention schedule deletes every tenant's stored Responses API answers past their expiry"
     ),

@@ -12,8 +12,10 @@ from django.db import connection
 
 from llm.models import UsageEvent
 from llm.usage.selectors import usage_summary
+from tests.conftest import clear_redis_namespace
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+# Transactional: the read seals the events it folded, which it never does inside a transaction.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_all_time_totals_are_exact_and_fast_with_a_day_not_rolled_up(tenant, capsys):
@@ -23,10 +25,18 @@ def test_all_time_totals_are_exact_and_fast_with_a_day_not_rolled_up(tenant, cap
     capsys.readouterr()
     want = UsageEvent.objects.for_tenant(tenant).count()
     assert want == 230_000
-    best = float("inf")
-    for _ in range(5):
+    clear_redis_namespace()  # nothing folded yet: the first read sums the rollups and the backlog
+    took = []
+    for _ in range(6):
         started = time.perf_counter()
         body = usage_summary(tenant=tenant, range_name="all")
-        best = min(best, time.perf_counter() - started)
+        took.append(time.perf_counter() - started)
         assert body["totals"]["requests"] == want
-    assert best < 0.150, f"usage_summary(range=all) took {best * 1000:.0f} ms"
+    first, best = took[0], min(took[1:])
+    assert first < 0.300, f"the first usage_summary(range=all) took {first * 1000:.0f} ms"
+    assert best < 0.150, f"usage_summary(range=all) took {best * 1000:.0f} ms after the first"
+    # the events after the seal are read live, and the next read is as fast
+    call_command("generate_usage", tenant.slug, events=1_000, days=1, agents=3, no_rollup=True)
+    started = time.perf_counter()
+    assert usage_summary(tenant=tenant, range_name="all")["totals"]["requests"] == want + 1_000
+    assert time.perf_counter() - started < 0.150
