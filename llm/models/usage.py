@@ -154,7 +154,8 @@ class UsageHourly(UsageRollup):
 class UsageWatermark(TenantOwned):
     """How far a tenant's rollups reach: they hold its events with an id up to `event_id` created before `through`
     (a whole hour). Reads add the events past it live, so totals are exact however far the rollups lag; `version`
-    changes with every rollup write, so a read that straddled one reads again."""
+    changes with every rollup write, so a read that straddled one reads again (not when a run only moves an idle
+    tenant's mark on: no event of its lies between the two, so the figures are the same)."""
 
     event_id = models.BigIntegerField(default=0)
     through = models.DateTimeField()

@@ -276,10 +276,11 @@ def _rolled_key(
     tenant_id: int, mark: Mark, since: datetime | None, agent: Agent | None, *, hourly: bool, detail: bool
 ) -> str:
     """The cache key of a read's folded rollups and sealed events: it changes with every rollup write (the
-    watermark's version), the range's first hour and the catalog (model names)."""
+    watermark's version, not its id: a run that only moves an idle tenant's mark on changes no figure), the
+    range's first hour and the catalog (model names)."""
     start = _ceil_hour(since).isoformat() if since else "all"
     shape = f"{agent.pk if agent else '-'}:{int(hourly)}:{int(detail)}"
-    return f"llm:usage:read:{tenant_id}:{mark[0]}:{mark[2]}:{start}:{shape}:{global_version()}"
+    return f"llm:usage:read:{tenant_id}:{mark[2]}:{start}:{shape}:{global_version()}"
 
 
 def _read(

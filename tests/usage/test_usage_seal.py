@@ -120,3 +120,23 @@ def test_no_seal_inside_a_transaction(tenant):
     with transaction.atomic():
         assert seal_event_id() is None
     assert seal_event_id() == UsageEvent.objects.unscoped().values_list("id", flat=True).get()
+
+
+def test_a_run_that_only_moves_an_idle_tenants_mark_keeps_the_reads_folded(tenant, other_tenant):
+    _event(tenant, ago=timedelta(hours=3))
+    rollup_pending()
+    assert _requests(tenant) == 1  # folds the rollups
+    _event(other_tenant, ago=timedelta(hours=2))  # another tenant's late event: this one is idle
+    rollup_pending()
+    with CaptureQueriesContext(connection) as queries:
+        assert _requests(tenant) == 1
+    assert not [
+        q for q in queries.captured_queries if "llm_usagehourly" in q["sql"] or "llm_usagedaily" in q["sql"]
+    ]
+    _event(
+        tenant, ago=timedelta(hours=2)
+    )  # now it has an hour to roll up: its figures change, and are read anew
+    rollup_pending()
+    with CaptureQueriesContext(connection) as queries:
+        assert _requests(tenant) == 2
+    assert [q for q in queries.captured_queries if "llm_usagehourly" in q["sql"]]
