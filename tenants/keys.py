@@ -238,23 +238,7 @@ def apikey_set_allowed_models(*, key: ApiKey, actor: Actor, allowed_models: obje
         allowed = parse_allow_list(allowed_models)
     except ValueError as exc:
         raise ValidationError({"allowed_models": [str(exc)]}) from None
-    if key.revoked_at is not None:
-        raise ValidationError({"allowed_models": ["This key is revoked."]})
-    if allowed != key.allowed_models:
-        with transaction.atomic():
-            before = key.allowed_models
-            key.allowed_models = allowed
-            key.save(update_fields=["allowed_models"])
-            audit_record(
-                tenant=key.tenant,
-                actor=actor,
-                action="apikey.allowed_models",
-                obj=key,
-                changes={"allowed_models": [before, allowed]},
-            )
-        invalidate_key_cache(key)
-        transaction.on_commit(lambda: invalidate_key_cache(key))
-    return key
+    return _set_key_field(key, actor, "allowed_models", allowed, action="apikey.allowed_models")
 
 
 def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
@@ -263,9 +247,7 @@ def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
             audit_record(tenant=key.tenant, actor=actor, action="apikey.revoke", obj=key)
-        # Now, and again after commit: a reader between the two could re-cache the old state.
-        invalidate_key_cache(key)
-        transaction.on_commit(lambda: invalidate_key_cache(key))
+        _forget_now_and_after_commit(key)
     return key
 
 
@@ -278,22 +260,29 @@ def apikey_set_spend_limit(*, key: ApiKey, actor: Actor, spend_limit_tcu: object
             value = parse_tcu(spend_limit_tcu)
         except ValueError as exc:
             raise ValidationError({"spend_limit_tcu": [str(exc)]}) from None
+    return _set_key_field(key, actor, "spend_limit_tcu", value, action="apikey.spend_limit")
+
+
+def _set_key_field(key: ApiKey, actor: Actor, field: str, value: object, *, action: str) -> ApiKey:
+    """Change one setting of a live key (a revoked one refuses), audited with before → after; nothing is written
+    or audited when the value is the same."""
     if key.revoked_at is not None:
-        raise ValidationError({"spend_limit_tcu": ["This key is revoked."]})
+        raise ValidationError({field: ["This key is revoked."]})
+    before = getattr(key, field)
+    if value == before:
+        return key
     with transaction.atomic():
-        before = key.spend_limit_tcu
-        key.spend_limit_tcu = value
-        key.save(update_fields=["spend_limit_tcu"])
-        audit_record(
-            tenant=key.tenant,
-            actor=actor,
-            action="apikey.spend_limit",
-            obj=key,
-            changes={"spend_limit_tcu": [before, value]},
-        )
+        setattr(key, field, value)
+        key.save(update_fields=[field])
+        audit_record(tenant=key.tenant, actor=actor, action=action, obj=key, changes={field: [before, value]})
+    _forget_now_and_after_commit(key)
+    return key
+
+
+def _forget_now_and_after_commit(key: ApiKey) -> None:
+    # Now, and again after commit: a reader between the two could re-cache the old state.
     invalidate_key_cache(key)
     transaction.on_commit(lambda: invalidate_key_cache(key))
-    return key
 
 
 def invalidate_key_cache(key: ApiKey) -> None:
