@@ -135,6 +135,7 @@ def usage_from(usage: Usage, upstream_usage: object) -> None:
     usage.cache_write_tokens = _detail(
         details, "cache_write_tokens", usage.input_tokens - usage.cached_tokens
     )
+    usage.cache_write_1h_tokens = _detail(details, "cache_write_1h_tokens", usage.cache_write_tokens)
     completion_details = upstream_usage.get("completion_tokens_details")
     usage.reasoning_tokens = _detail(completion_details, "reasoning_tokens", usage.output_tokens)
     upstream_usage["prompt_tokens"] = usage.input_tokens
@@ -144,6 +145,7 @@ def usage_from(usage: Usage, upstream_usage: object) -> None:
         for name, value in (
             ("cached_tokens", usage.cached_tokens),
             ("cache_write_tokens", usage.cache_write_tokens),
+            ("cache_write_1h_tokens", usage.cache_write_1h_tokens),
         ):
             if name in details:
                 details[name] = value

@@ -68,6 +68,11 @@ _CENT_MILLIONTH = Decimal("0.00000001")
 REPORTED_COST_MAX = Decimal(1000)
 
 
+# Anthropic's list price of a prompt-cache write kept an hour (`cache_control: {"ttl": "1h"}`): twice the input
+# price (5 minutes: 1.25 times, the catalog's cache-write price). Only Anthropic reports writes by duration.
+CACHE_WRITE_1H_INPUT_MULTIPLE = Decimal(2)
+
+
 def cost_of(
     input_tokens: int,
     output_tokens: int,
@@ -76,17 +81,26 @@ def cost_of(
     *,
     cache_read_tokens: int = 0,
     cache_write_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
     cache_read_price: Decimal | None = None,
     cache_write_price: Decimal | None = None,
 ) -> tuple[Decimal, Decimal]:
     """Input and output cost in USD. `input_tokens` counts the whole prompt: the part read from the provider's
     prompt cache is priced at the cache-read price, the part written to it at the cache-write price (either, when
-    the catalog has none, at the input price), the rest at the input price. Reasoning is part of the output."""
+    the catalog has none, at the input price), the rest at the input price. The catalog's write price is the
+    5-minute cache's; the writes kept an hour (a part of `cache_write_tokens`) cost CACHE_WRITE_1H_INPUT_MULTIPLE
+    times the input price. Reasoning is part of the output."""
     fresh = max(input_tokens - cache_read_tokens - cache_write_tokens, 0)
+    hour = min(cache_write_1h_tokens, cache_write_tokens)
     in_price = in_price or Decimal(0)
     read_price = in_price if cache_read_price is None else cache_read_price
     write_price = in_price if cache_write_price is None else cache_write_price
-    input_cost = fresh * in_price + cache_read_tokens * read_price + cache_write_tokens * write_price
+    input_cost = (
+        fresh * in_price
+        + cache_read_tokens * read_price
+        + (cache_write_tokens - hour) * write_price
+        + hour * in_price * CACHE_WRITE_1H_INPUT_MULTIPLE
+    )
     return (
         (Decimal(input_cost) / _MTOK).quantize(_CENT_MILLIONTH),
         (Decimal(output_tokens) * (out_price or 0) / _MTOK).quantize(_CENT_MILLIONTH),
@@ -135,6 +149,8 @@ class Usage:
     # of output_tokens the model spent reasoning (billed as output, recorded apart).
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    # The part of the writes kept an hour (Anthropic): priced apart, recorded in cache_write_tokens.
+    cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
     tokens_estimated: bool = False
     cost_input_usd: str = "0"
@@ -177,6 +193,7 @@ class Usage:
             out_price,
             cache_read_tokens=self.cached_tokens,
             cache_write_tokens=self.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
             cache_read_price=cache_read_price,
             cache_write_price=cache_write_price,
         )

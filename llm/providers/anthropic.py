@@ -173,11 +173,16 @@ def _tools(tools: list[dict], choice: object) -> dict:
 
 def _usage(u: dict) -> UsageBlock:
     """Anthropic's `input_tokens` leaves out the tokens read from and written to the prompt cache: the prompt is
-    the three together. Thinking is billed as output and counted in `output_tokens` (not reported apart)."""
+    the three together; `cache_creation` splits the writes by how long they are kept (an hour's cost more).
+    Thinking is billed as output and counted in `output_tokens` (not reported apart)."""
     cached = int(u.get("cache_read_input_tokens") or 0)
     written = int(u.get("cache_creation_input_tokens") or 0)
+    by_ttl = u.get("cache_creation")
+    hour = int(by_ttl.get("ephemeral_1h_input_tokens") or 0) if isinstance(by_ttl, dict) else 0
     prompt = int(u.get("input_tokens") or 0) + cached + written
-    return usage_block(prompt, int(u.get("output_tokens") or 0), cached, cache_write=written)
+    return usage_block(
+        prompt, int(u.get("output_tokens") or 0), cached, cache_write=written, cache_write_1h=hour
+    )
 
 
 def from_native(data: dict, target: Target) -> dict:

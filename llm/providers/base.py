@@ -657,6 +657,7 @@ def usage_block(
     cost: JSON = None,
     *,
     cache_write: int = 0,
+    cache_write_1h: int = 0,
     reasoning: int = 0,
 ) -> UsageBlock:
     """The usage block; `prompt` and `completion` are totals (cache reads and writes, reasoning included), the
@@ -671,6 +672,8 @@ def usage_block(
     }
     if cache_write:  # not OpenAI's (its cache is written free); named as OpenRouter and Azure name it
         block["prompt_tokens_details"]["cache_write_tokens"] = cache_write
+    if cache_write_1h:  # the part of the writes kept an hour (Anthropic's `ttl: "1h"`), priced apart
+        block["prompt_tokens_details"]["cache_write_1h_tokens"] = cache_write_1h
     if cost is not None:
         block["cost"] = cost
     return block

@@ -68,6 +68,7 @@ class UsageDetails:
     cache_read: int = 0
     cache_write: int = 0
     reasoning: int = 0
+    cache_write_1h: int = 0  # the part of `cache_write` kept an hour (Anthropic reports writes by duration)
 
     def openai(self) -> dict:
         """`prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`; a cache write as
@@ -99,6 +100,10 @@ class UsageDetails:
             "input_tokens": self.prompt - self.cache_read - self.cache_write,
             "cache_creation_input_tokens": self.cache_write,
             "cache_read_input_tokens": self.cache_read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_write - self.cache_write_1h,
+                "ephemeral_1h_input_tokens": self.cache_write_1h,
+            },
             "output_tokens": self.completion,
         }
 

@@ -31,10 +31,12 @@ class Case:
     reasoning: int
     # (input cost, output cost) in USD, worked out by hand from the list prices
     cost: tuple[str, str]
+    cache_write_1h: int = 0  # of cache_write, kept an hour
 
 
 # OpenAI GPT-5: $1.25 in, $10 out, cached input $0.125, no write price (a reported write costs the input price).
-# Anthropic Claude Sonnet 4.5: $3 in, $15 out, cache read $0.30, 5-minute cache write $3.75; no reasoning count.
+# Anthropic Claude Sonnet 4.5: $3 in, $15 out, cache read $0.30, 5-minute cache write $3.75, 1-hour cache write
+# $6 (twice the input price); no reasoning count.
 # Gemini 2.5 Flash: $0.30 in, $2.50 out, cached $0.03; thinking billed as output; no per-call cache write.
 # Bedrock (a tenant's own endpoint at $3 in / $15 out, no cache prices): reads and writes at the input price.
 CASES = [
@@ -47,6 +49,7 @@ CASES = [
     Case("anthropic", READ, 0, 0, ("0.138", "0.3")),  # 40k × 3 + 60k × 0.30
     Case("anthropic", 0, WRITE, 0, ("0.3075", "0.3")),  # 90k × 3 + 10k × 3.75
     Case("anthropic", READ, WRITE, 0, ("0.1455", "0.3")),  # 30k × 3 + 60k × 0.30 + 10k × 3.75
+    Case("anthropic", 0, WRITE, 0, ("0.3165", "0.3"), cache_write_1h=4_000),  # 90k × 3 + 6k × 3.75 + 4k × 6
     Case("gemini", 0, 0, 0, ("0.03", "0.05")),
     Case("gemini", READ, 0, 0, ("0.0138", "0.05")),  # 40k × 0.30 + 60k × 0.03
     Case("gemini", 0, 0, REASONING, ("0.03", "0.05")),
@@ -72,6 +75,7 @@ def _case_id(case: Case) -> str:
     parts = [case.provider]
     parts += ["read"] if case.cache_read else []
     parts += ["write"] if case.cache_write else []
+    parts += ["1h"] if case.cache_write_1h else []
     parts += ["reasoning"] if case.reasoning else []
     return "-".join(parts if len(parts) > 1 else [case.provider, "plain"])
 
@@ -118,7 +122,9 @@ def _configure(case: Case, fake, monkeypatch, manage_client) -> str:
 def test_tokens_and_cost_streamed_and_not(
     gateway_url, fake, enterprise, make_key, manage_client, monkeypatch, case
 ):
-    fake.usage_details = UsageDetails(PROMPT, COMPLETION, case.cache_read, case.cache_write, case.reasoning)
+    fake.usage_details = UsageDetails(
+        PROMPT, COMPLETION, case.cache_read, case.cache_write, case.reasoning, case.cache_write_1h
+    )
     model = _configure(case, fake, monkeypatch, manage_client)
     client = openai.OpenAI(
         base_url=gateway_url + "/v1",
