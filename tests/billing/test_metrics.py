@@ -19,7 +19,8 @@ from billing.metrics import collect_tenant_gauges, platform_margin
 from billing.models import ManagedAgent, ManagedTier, Plan
 from billing.plans import assign_plan
 from billing.usage import period_bounds, period_of
-from llm.usage.rollups import rollup_hour
+from llm.models import UsageEvent, UsageWatermark
+from llm.usage.rollups import rollup_hour, rollup_pending
 from tenants.audit import SYSTEM
 from tenants.services import agent_create
 
@@ -305,3 +306,84 @@ def test_platform_margin_reads_every_tenant_in_a_fixed_number_of_queries(make_te
     for slug in ("two", "three", "four"):
         add_tenant(slug)
     assert queries() == few <= 6
+
+
+# --- the margin's list cost is exact whatever the rollups' lag ---------------------------------------------------
+
+APRIL = "2025-04"
+
+
+def _april(day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(2025, 4, day, hour, minute, tzinfo=UTC)
+
+
+def _costs(period: str = APRIL) -> dict[str, Decimal]:
+    return {m.slug: m.cost_usd for m in platform_margin(period)}
+
+
+def _rolled_up_to(tenant, *, through: datetime) -> None:
+    """The tenant's rollups and watermark as a rollup run ending at `through` leaves them, with the events there
+    are now: every hour with events before `through` rolled up, the mark at the highest event id."""
+    upto = UsageEvent.objects.unscoped().order_by("-id").values_list("id", flat=True).first() or 0
+    events = UsageEvent.objects.for_tenant(tenant).filter(created_at__lt=through)
+    for when in events.values_list("created_at", flat=True):
+        rollup_hour(tenant_id=tenant.id, hour=when.replace(minute=0, second=0, microsecond=0), upto_id=upto)
+    UsageWatermark(tenant=tenant, event_id=upto, through=through).save()
+
+
+@pytest.mark.django_db
+def test_an_event_drained_late_into_an_hour_already_rolled_up_is_counted(tenant):
+    rolled = _april(10, 12)
+    make_usage(tenant, tokens=1000, when=rolled.replace(minute=10), cost_usd=Decimal("1.00"))
+    rollup_pending(now=_april(15))
+    make_usage(tenant, tokens=1000, when=rolled.replace(minute=40), cost_usd=Decimal("0.25"))  # a late drain
+    assert _costs() == {"acme": Decimal("1.25")}
+
+
+@pytest.mark.django_db
+def test_a_tenant_without_a_watermark_counts_every_event_of_the_period(tenant, other_tenant):
+    # A rollup run that stopped after acme's transaction: globex has events below acme's mark, and no mark.
+    make_usage(other_tenant, tokens=1000, when=_april(3), cost_usd=Decimal("0.40"))
+    make_usage(tenant, tokens=1000, when=_april(10, 12, 30), cost_usd=Decimal("1.00"))
+    make_usage(other_tenant, tokens=1000, when=_april(12), cost_usd=Decimal("0.60"))
+    _rolled_up_to(tenant, through=_april(15))
+    make_usage(other_tenant, tokens=1000, when=_april(14), cost_usd=Decimal("0.05"))  # drained since
+    assert _costs() == {"acme": Decimal("1.00"), "globex": Decimal("1.05")}
+
+
+@pytest.mark.django_db
+def test_tenants_with_different_watermarks_each_count_their_own_events_past_them(tenant, other_tenant):
+    make_usage(tenant, tokens=1000, when=_april(5), cost_usd=Decimal("1.00"))
+    make_usage(tenant, tokens=1000, when=_april(11, 10, 30), cost_usd=Decimal("2.00"))
+    make_usage(other_tenant, tokens=1000, when=_april(5), cost_usd=Decimal("0.10"))
+    make_usage(other_tenant, tokens=1000, when=_april(11, 9, 30), cost_usd=Decimal("0.20"))
+    _rolled_up_to(tenant, through=_april(15))
+    _rolled_up_to(other_tenant, through=_april(8))  # lags: its 11 April event is past its mark, not acme's
+    make_usage(other_tenant, tokens=1000, when=_april(6), cost_usd=Decimal("0.30"))  # late, below both marks
+    make_usage(tenant, tokens=1000, when=_april(20), cost_usd=Decimal("4.00"))  # not rolled up yet
+    make_usage(tenant, tokens=1000, when=datetime(2025, 5, 1, tzinfo=UTC), cost_usd=Decimal(9))  # next period
+    assert _costs() == {"acme": Decimal("7.00"), "globex": Decimal("0.60")}
+
+
+@pytest.mark.django_db
+def test_the_margin_reads_in_a_fixed_number_of_queries_whatever_the_tenants_watermarks(make_tenant):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            platform_margin(APRIL)
+        return len(ctx.captured_queries)
+
+    def add_tenants(prefix: str) -> None:
+        caught_up, lagging, unrolled = (make_tenant(f"{prefix}-{s}") for s in ("up", "lag", "new"))
+        for t in (caught_up, lagging, unrolled):
+            make_usage(t, tokens=1000, when=_april(5), cost_usd=Decimal("0.01"))
+        _rolled_up_to(caught_up, through=_april(20))
+        _rolled_up_to(lagging, through=_april(6))
+        for t in (caught_up, lagging, unrolled):
+            make_usage(t, tokens=1000, when=_april(7), cost_usd=Decimal("0.02"))
+
+    add_tenants("one")
+    few = queries()
+    for prefix in ("two", "three", "four"):
+        add_tenants(prefix)
+    assert queries() == few <= 6
+    assert set(_costs().values()) == {Decimal("0.03")}
