@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.cache import cache
-from django.db.models import F, Max, Q, Sum
+from django.db.models import Exists, F, Min, OuterRef, Q, Sum
 
 from billing.caps import limits_for
 from billing.models import ManagedAgent, Subscription
 from billing.usage import agent_overage, period_bounds, period_of, platform_tcu_used, tcu_used
-from llm.models import UsageEvent, UsageHourly
+from llm.models import UsageEvent, UsageHourly, UsageWatermark
 from tenants.models import Tenant
 
 
@@ -54,7 +54,6 @@ def collect_tenant_gauges() -> list[TenantGauges]:
 MARGIN_CACHE_SECONDS = 60  # a scrape every 15-60 s reads the figures once a minute, not on every scrape
 _CACHE_KEY = "billing:metrics:margin:v1:{period}"
 _ZERO = Decimal(0)
-_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,27 +81,57 @@ class _Sums:
 
 
 def _platform_sums(start: datetime, end: datetime) -> dict[tuple[int, int | None], _Sums]:
-    """(tenant id, agent id) → platform-mode list cost, markup and tokens of [start, end), every tenant at once: the
-    hourly rollups up to the last hour rolled up, then the events (two aggregate queries, as the usage pages read)."""
-    last_hour = (
-        UsageHourly.objects.unscoped().filter(hour__gte=start, hour__lt=end).aggregate(m=Max("hour"))["m"]
+    """(tenant id, agent id) → platform-mode list cost, markup and tokens of [start, end) (whole hours), every
+    tenant at once and exact whatever the rollups' lag, as a tenant's usage page reads it: the hourly rows below
+    its watermark and its events past it (created at or after its `through`, or above its `event_id`; every
+    event of a tenant without one). At most three queries: the watermarks' lowest bounds, the tenants without
+    one that have events in the period (few: new since the last rollup run, or one that stopped partway), then
+    the rows and the events in one statement, so a rollup committing meanwhile cannot count an event twice or
+    not at all. The events are found through the lowest bounds (index ranges: only the current hour's when the
+    rollups are caught up), then kept when past their own tenant's watermark."""
+    marks = UsageWatermark.objects.unscoped()
+    low = marks.aggregate(through=Min("through"), upto=Min("event_id"))
+    events = UsageEvent.objects.unscoped().filter(mode="platform", created_at__gte=start, created_at__lt=end)
+    if low["through"] is not None:
+        unmarked = Tenant.objects.order_by().filter(
+            ~Exists(marks.filter(tenant=OuterRef("pk"))),
+            Exists(
+                UsageEvent.objects.unscoped().filter(
+                    tenant=OuterRef("pk"), created_at__gte=start, created_at__lt=end
+                )
+            ),  # any mode: one index probe per tenant
+        )
+        past_lowest = Q(created_at__gte=low["through"]) | Q(id__gt=low["upto"])
+        events = events.filter(past_lowest | Q(tenant_id__in=list(unmarked.values_list("id", flat=True))))
+    events = events.filter(
+        ~Exists(
+            marks.filter(
+                tenant=OuterRef("tenant_id"), through__gt=OuterRef("created_at"), event_id__gte=OuterRef("id")
+            )
+        )
     )
-    live_from = last_hour + _HOUR if last_hour else start
+    hourly = UsageHourly.objects.unscoped().filter(
+        Exists(marks.filter(tenant=OuterRef("tenant_id"), through__gt=OuterRef("hour"))),
+        mode="platform",
+        hour__gte=start,
+        hour__lt=end,
+    )
     sums: dict[tuple[int, int | None], _Sums] = defaultdict(_Sums)
-    for rows in (
-        UsageHourly.objects.unscoped().filter(mode="platform", hour__gte=start, hour__lt=live_from),
-        UsageEvent.objects.unscoped().filter(mode="platform", created_at__gte=live_from, created_at__lt=end),
-    ):
-        grouped = rows.order_by().values("tenant_id", "agent_id")
-        for r in grouped.annotate(
+    hourly_sums, event_sums = (
+        rows.order_by()
+        .values("tenant_id", "agent_id")
+        .annotate(
             cost=Sum("cost_usd"),
             markup=Sum(F("billed_usd") - F("cost_usd"), filter=Q(billed_usd__gt=F("cost_usd"))),
             tokens=Sum("input_tokens") + Sum("output_tokens"),
-        ):
-            acc = sums[(r["tenant_id"], r["agent_id"])]
-            acc.cost += r["cost"] or _ZERO
-            acc.markup += r["markup"] or _ZERO
-            acc.tokens += int(r["tokens"] or 0)
+        )
+        for rows in (hourly, events)
+    )
+    for r in hourly_sums.union(event_sums, all=True):
+        acc = sums[(r["tenant_id"], r["agent_id"])]
+        acc.cost += r["cost"] or _ZERO
+        acc.markup += r["markup"] or _ZERO
+        acc.tokens += int(r["tokens"] or 0)
     return sums
 
 
