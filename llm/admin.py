@@ -207,6 +207,8 @@ class CredentialAdmin(TenantConfigAdmin):
         "config",
         "input_usd_per_mtok",
         "output_usd_per_mtok",
+        "cache_read_usd_per_mtok",
+        "cache_write_usd_per_mtok",
         "created_at",
         "rotated_at",
         "last_verified_at",

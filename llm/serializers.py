@@ -409,6 +409,13 @@ class PriceField(serializers.FloatField):
         return number
 
 
+class CachePriceField(PriceField):
+    """A prompt-cache price: as `PriceField`, but empty or null is None, the input price (0 is a price)."""
+
+    def run_validation(self, data: Any = empty) -> Decimal | None:  # type: ignore[override]
+        return None if data == "" else super().run_validation(data)
+
+
 class CredentialWriteSerializer(AllErrorsSerializer):
     """Create or change a credential; secrets are write-only and kept when left out of a change, as long as the
     base URL stays on the same scheme, host and port (moved elsewhere, each secret must be sent again)."""
@@ -435,13 +442,15 @@ class CredentialWriteSerializer(AllErrorsSerializer):
     headers = HeadersField(write_only=True)
     input_usd_per_mtok = PriceField()
     output_usd_per_mtok = PriceField()
+    cache_read_usd_per_mtok = CachePriceField(help_text="Empty or null: the input price.")
+    cache_write_usd_per_mtok = CachePriceField(help_text="Empty or null: the input price.")
 
     existing: Credential | None = None  # the stored credential the validated values build on
 
     def ordered(self, problems: Problems) -> Problems:
         """As found: the fields' own, then the settings that need others (required for the kind, formats, the
         address), then the prices."""
-        prices = ("input_usd_per_mtok", "output_usd_per_mtok")
+        prices = credentials.PRICE_FIELDS
         return {k: v for k, v in problems.items() if k not in prices} | {
             k: problems[k] for k in prices if k in problems
         }
@@ -475,8 +484,7 @@ class CredentialWriteSerializer(AllErrorsSerializer):
             base_url=values["base_url"],
             config={**{k: values[k] for k in _CONFIG_TEXT if values[k]}, "eu_hosted": eu_hosted},
             secrets={k: values[k] for k in credentials.SECRET_FIELDS if values[k]},
-            input_usd_per_mtok=prices[0],
-            output_usd_per_mtok=prices[1],
+            **prices,
         )
         if attrs.get("name") is not None:
             cleaned["name"] = attrs["name"]
@@ -552,13 +560,21 @@ class CredentialWriteSerializer(AllErrorsSerializer):
         if values["api_key"] and any(c.isspace() for c in values["api_key"]):
             self.problems["api_key"] = ["The API key contains spaces or line breaks; paste it again."]
 
-    def _prices(self, attrs: dict[str, Any]) -> tuple[Decimal, Decimal]:
-        def price(name: str) -> Decimal:
-            if name in attrs:
-                return attrs[name] if attrs[name] is not None else Decimal(0)
-            return getattr(self.existing, name) if self.existing is not None else Decimal(0)
+    def _prices(self, attrs: dict[str, Any]) -> credentials.Prices:
+        """As sent, else as stored. The input and output prices' empty is 0; a cache price's is None, the input
+        price (as the catalog's)."""
 
-        return price("input_usd_per_mtok"), price("output_usd_per_mtok")
+        def price(name: str, empty: Decimal | None) -> Any:
+            if name in attrs:
+                return attrs[name] if attrs[name] is not None else empty
+            return getattr(self.existing, name) if self.existing is not None else empty
+
+        return credentials.Prices(
+            input_usd_per_mtok=price("input_usd_per_mtok", Decimal(0)),
+            output_usd_per_mtok=price("output_usd_per_mtok", Decimal(0)),
+            cache_read_usd_per_mtok=price("cache_read_usd_per_mtok", None),
+            cache_write_usd_per_mtok=price("cache_write_usd_per_mtok", None),
+        )
 
 
 def _default_base_url(kind: str, values: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.utils import timezone
@@ -120,6 +121,10 @@ FIELDS: dict[str, str] = {
     "secret": "Signing secret",
     "base_url": "Endpoint URL",
     "kind": "Endpoint type",
+    "input_usd_per_mtok": "Input price (USD / 1M tokens)",
+    "output_usd_per_mtok": "Output price (USD / 1M tokens)",
+    "cache_read_usd_per_mtok": "Cache-read price (USD / 1M tokens)",
+    "cache_write_usd_per_mtok": "Cache-write price (USD / 1M tokens)",
     "spend_limit_tcu": "Monthly limit (TCU)",
     "allowed_models": "May call",
     "grace_seconds": "Old secret kept working for (seconds)",
@@ -142,6 +147,7 @@ _VALUE_WORDS: dict[str, dict[str, str]] = {
     "scopes": SCOPES,
 }
 _MAX_VALUE = 160
+_CACHE_PRICES = ("cache_read_usd_per_mtok", "cache_write_usd_per_mtok")
 
 
 def words(code: str) -> str:
@@ -187,8 +193,12 @@ def key_state(key: ApiKey) -> str:
 
 def value_text(field: str, value: object) -> str:
     """A stored value as a person reads it: "none", "yes", the mode's or role's name, a comma-separated list."""
+    if field in _CACHE_PRICES and (value is None or value == ""):
+        return "the input price"  # an endpoint's empty cache price, as the catalog's
     if value is None or value == "" or value == []:
         return "never" if field == "expires_at" else "none"
+    if field.endswith("_usd_per_mtok") and isinstance(value, int | float) and not isinstance(value, bool):
+        return format(Decimal(str(value)).normalize(), "f")  # 3.0 → "3", 0.000001 as it is
     if isinstance(value, bool):
         return "yes" if value else "no"
     vocabulary = _VALUE_WORDS.get(field)

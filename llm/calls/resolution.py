@@ -79,7 +79,7 @@ class ResolvedTarget:
     # reserve the worst case at admission and to meter a call whose answer reports no cost.
     cost_reported: bool = False
     context_length: int | None = None  # the model's context window in tokens, where the catalog knows it
-    # The prompt cache's prices (the catalog's); None: the input price.
+    # The prompt cache's prices (the catalog's, or a tenant's endpoint's own); None: the input price.
     cache_read_usd_per_mtok: Decimal | None = None
     cache_write_usd_per_mtok: Decimal | None = None
 
@@ -347,6 +347,8 @@ def _endpoint_target(
         credential_id=credential.pk,
         input_usd_per_mtok=credential.input_usd_per_mtok,
         output_usd_per_mtok=credential.output_usd_per_mtok,
+        cache_read_usd_per_mtok=credential.cache_read_usd_per_mtok,
+        cache_write_usd_per_mtok=credential.cache_write_usd_per_mtok,
         eu_hosted=bool(config.get("eu_hosted")),
         tier=catalog_model.tier if catalog_model else "",
         max_output_tokens=catalog_model.max_output_tokens if catalog_model else None,

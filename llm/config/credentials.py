@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -27,9 +27,24 @@ PROVIDER_KINDS = tuple(k for k in CREDENTIAL_KINDS if k not in ENDPOINT_KINDS)
 SECRET_FIELDS = ("api_key", "secret_access_key", "headers")
 CONFIG_FIELDS = ("deployment", "api_version", "region", "access_key_id", "eu_hosted")
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434/v1"
+PRICE_FIELDS: Final = (
+    "input_usd_per_mtok",
+    "output_usd_per_mtok",
+    "cache_read_usd_per_mtok",
+    "cache_write_usd_per_mtok",
+)
 
 
-class CredentialInput(TypedDict):
+class Prices(TypedDict):
+    """What a tenant's endpoint costs, USD per 1M tokens; a cache price of None is the input price."""
+
+    input_usd_per_mtok: Decimal
+    output_usd_per_mtok: Decimal
+    cache_read_usd_per_mtok: Decimal | None
+    cache_write_usd_per_mtok: Decimal | None
+
+
+class CredentialInput(Prices):
     """A credential's fields as `llm.serializers.CredentialWriteSerializer` validated them: complete (what the
     request left out is filled from the stored credential), secrets in plaintext until `_store` encrypts them."""
 
@@ -38,8 +53,6 @@ class CredentialInput(TypedDict):
     base_url: str
     config: dict[str, Any]
     secrets: dict[str, Any]
-    input_usd_per_mtok: Decimal
-    output_usd_per_mtok: Decimal
 
 
 def mask(secret: str | None) -> str:
@@ -126,7 +139,7 @@ def secrets_of(credential: Credential) -> dict[str, Any]:
 def _store(credential: Credential, cleaned: CredentialInput) -> list[str]:
     """Copy cleaned values onto the credential, encrypting the secrets; returns the names of changed fields."""
     changed = []
-    for name in ("base_url", "config", "input_usd_per_mtok", "output_usd_per_mtok"):
+    for name in ("base_url", "config", *PRICE_FIELDS):
         if getattr(credential, name) != cleaned[name]:
             setattr(credential, name, cleaned[name])
             changed.append(name)
@@ -170,6 +183,7 @@ def credential_create(*, tenant: Tenant, actor: Actor, data: CredentialInput) ->
                 "name": name,
                 "base_url": credential.base_url,
                 "api_key_masked": credential.api_key_masked,
+                **({p: _price(credential, p) for p in PRICE_FIELDS} if kind in ENDPOINT_KINDS else {}),
             },
         )
     bump_config_version(tenant.id)
@@ -196,16 +210,28 @@ def credential_update(*, credential: Credential, actor: Actor, data: CredentialI
                 actor=actor,
                 action="llm.credential.update",
                 obj=credential,
-                changes={
-                    name: getattr(credential, name, "[changed]")
-                    if name in ("name", "base_url", "api_key_masked")
-                    else "[changed]"
-                    for name in changed
-                },
+                changes={name: _audited(credential, name) for name in changed},
             )
     if changed:
         bump_config_version(credential.tenant_id)
     return credential
+
+
+def _price(credential: Credential, name: str) -> float | None:
+    value = getattr(credential, name)
+    return float(value) if value is not None else None
+
+
+def _audited(credential: Credential, name: str) -> Any:
+    """A changed field as its audit event records it: the value where it says something and is no secret, else
+    only that it changed (the settings in `config`, a secret)."""
+    if name in PRICE_FIELDS:
+        return _price(credential, name)
+    return (
+        getattr(credential, name, "[changed]")
+        if name in ("name", "base_url", "api_key_masked")
+        else "[changed]"
+    )
 
 
 def credential_delete(*, credential: Credential, actor: Actor) -> None:
@@ -254,7 +280,6 @@ def credential_json(credential: Credential) -> dict[str, Any]:
             region=config.get("region") or None,
             access_key_id=config.get("access_key_id") or None,
             eu_hosted=bool(config.get("eu_hosted")),
-            input_usd_per_mtok=float(credential.input_usd_per_mtok),
-            output_usd_per_mtok=float(credential.output_usd_per_mtok),
+            **{p: _price(credential, p) for p in PRICE_FIELDS},
         )
     return body

@@ -195,8 +195,7 @@ def _endpoint_json(credential: Credential | None) -> dict[str, Any] | None:
             "access_key_id",
             "api_key_masked",
             "eu_hosted",
-            "input_usd_per_mtok",
-            "output_usd_per_mtok",
+            *credentials.PRICE_FIELDS,
         )
     }
 

@@ -200,6 +200,23 @@ class Credential(TenantOwned):
     api_key_masked = models.CharField(max_length=20, blank=True, editable=False)
     input_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     output_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    # An endpoint's prompt-cache prices, as the catalog's (CatalogModel): empty is the input price.
+    cache_read_usd_per_mtok = models.DecimalField(
+        "cache-read USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Input tokens read from the endpoint's prompt cache; empty: the input price.",
+    )
+    cache_write_usd_per_mtok = models.DecimalField(
+        "cache-write USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Input tokens written to the endpoint's prompt cache; empty: the input price.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     rotated_at = models.DateTimeField(null=True, blank=True)
     last_verified_at = models.DateTimeField(null=True, blank=True)

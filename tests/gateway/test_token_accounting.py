@@ -32,13 +32,17 @@ class Case:
     # (input cost, output cost) in USD, worked out by hand from the list prices
     cost: tuple[str, str]
     cache_write_1h: int = 0  # of cache_write, kept an hour
+    # a custom endpoint's own (cache-read, cache-write) prices in USD per 1M tokens; None: the input price
+    endpoint_cache_prices: tuple[str | None, str | None] | None = None
 
 
 # OpenAI GPT-5: $1.25 in, $10 out, cached input $0.125, no write price (a reported write costs the input price).
 # Anthropic Claude Sonnet 4.5: $3 in, $15 out, cache read $0.30, 5-minute cache write $3.75, 1-hour cache write
 # $6 (twice the input price); no reasoning count.
 # Gemini 2.5 Flash: $0.30 in, $2.50 out, cached $0.03; thinking billed as output; no per-call cache write.
-# Bedrock (a tenant's own endpoint at $3 in / $15 out, no cache prices): reads and writes at the input price.
+# Bedrock (a tenant's own endpoint at $3 in / $15 out, no cache prices): reads and writes at the input price;
+# given its own cache prices ($0.30 read, $3.75 write, as Bedrock lists Claude Sonnet 4.5), at those, and an
+# empty one at the input price.
 CASES = [
     Case("openai", 0, 0, 0, ("0.125", "0.2")),
     Case("openai", READ, 0, 0, ("0.0575", "0.2")),  # 40k × 1.25 + 60k × 0.125
@@ -58,6 +62,19 @@ CASES = [
     Case("bedrock", READ, 0, 0, ("0.3", "0.3")),
     Case("bedrock", 0, WRITE, 0, ("0.3", "0.3")),
     Case("bedrock", READ, WRITE, 0, ("0.3", "0.3")),
+    Case("bedrock", 0, 0, 0, ("0.3", "0.3"), endpoint_cache_prices=("0.30", "3.75")),
+    Case(
+        "bedrock", READ, 0, 0, ("0.138", "0.3"), endpoint_cache_prices=("0.30", "3.75")
+    ),  # 40k × 3 + 60k × 0.30
+    Case(
+        "bedrock", 0, WRITE, 0, ("0.3075", "0.3"), endpoint_cache_prices=("0.30", "3.75")
+    ),  # 90k × 3 + 10k × 3.75
+    # 30k × 3 + 60k × 0.30 + 10k × 3.75
+    Case("bedrock", READ, WRITE, 0, ("0.1455", "0.3"), endpoint_cache_prices=("0.30", "3.75")),
+    # 30k × 3 + 60k × 0.30 + 10k × 3 (no write price: the input price)
+    Case("bedrock", READ, WRITE, 0, ("0.138", "0.3"), endpoint_cache_prices=("0.30", None)),
+    # 30k × 3 + 60k × 3 + 10k × 0 (a free write is a price, not empty)
+    Case("bedrock", READ, WRITE, 0, ("0.27", "0.3"), endpoint_cache_prices=(None, "0")),
 ]
 
 PLATFORM = {
@@ -77,6 +94,8 @@ def _case_id(case: Case) -> str:
     parts += ["write"] if case.cache_write else []
     parts += ["1h"] if case.cache_write_1h else []
     parts += ["reasoning"] if case.reasoning else []
+    if case.endpoint_cache_prices is not None:
+        parts += ["priced-" + "-".join(p if p is not None else "input" for p in case.endpoint_cache_prices)]
     return "-".join(parts if len(parts) > 1 else [case.provider, "plain"])
 
 
@@ -91,6 +110,7 @@ def enterprise(tenant):
 def _configure(case: Case, fake, monkeypatch, manage_client) -> str:
     """Point the case's provider at the fake; returns the model to call."""
     if case.provider == "bedrock":
+        read, write = case.endpoint_cache_prices or (None, None)
         saved = manage_client.post(
             "/api/llm/preferences",
             {
@@ -104,6 +124,8 @@ def _configure(case: Case, fake, monkeypatch, manage_client) -> str:
                     "secret_access_key": "sk-test-" + "b" * 24,
                     "input_usd_per_mtok": 3,
                     "output_usd_per_mtok": 15,
+                    **({"cache_read_usd_per_mtok": read} if read is not None else {}),
+                    **({"cache_write_usd_per_mtok": write} if write is not None else {}),
                 },
             },
             format="json",
