@@ -233,12 +233,15 @@ def _worst_case_tcu(body: dict, target: ResolvedTarget, *, embeddings: bool = Fa
 
 
 def _costs_nothing(target: ResolvedTarget) -> bool:
-    """Whether every call to the target is metered at $0 (both prices zero, no provider-reported cost)."""
+    """Whether every call to the target is metered at $0 (every price zero, an empty cache price being the input
+    price; no provider-reported cost)."""
     return (
         target.input_usd_per_mtok is not None
         and target.output_usd_per_mtok is not None
         and target.input_usd_per_mtok <= 0
         and target.output_usd_per_mtok <= 0
+        and (target.cache_read_usd_per_mtok or 0) <= 0
+        and (target.cache_write_usd_per_mtok or 0) <= 0
         and not target.cost_reported
     )
 

@@ -219,8 +219,9 @@ def test_the_monthly_request_cap_counts_the_calendar_month_of_the_billing_period
     counters_at_rest(tenant.id)
 
 
-def _custom(manage_client, fake, *, price: int) -> None:
-    """The workspace calls its own OpenAI-compatible server (the fake) at `price` USD per 1M tokens each way."""
+def _custom(manage_client, fake, *, price: int, cache_write_price: int | None = None) -> None:
+    """The workspace calls its own OpenAI-compatible server (the fake) at `price` USD per 1M tokens each way (and
+    cache writes at `cache_write_price`; None: the input price)."""
     saved = manage_client.post(
         "/api/llm/preferences",
         {
@@ -231,6 +232,7 @@ def _custom(manage_client, fake, *, price: int) -> None:
                 "base_url": fake.url + "/v1",
                 "input_usd_per_mtok": price,
                 "output_usd_per_mtok": price,
+                "cache_write_usd_per_mtok": cache_write_price,
             },
         },
         format="json",
@@ -256,6 +258,9 @@ def test_a_hard_cap_of_zero_refuses_paid_calls_but_never_calls_that_cost_nothing
     refused = _call(gateway_url, key)
     assert refused.status_code == 402, refused.text
     assert refused.json()["error"]["code"] == "tcu_hard_cap_reached"
+    counters_at_rest(tenant.id)
+    _custom(manage_client, provider, price=0, cache_write_price=1)  # free but for its prompt-cache writes
+    assert _call(gateway_url, key).status_code == 402
     counters_at_rest(tenant.id)
     drain_events()
     assert _modes_used() == {"custom": 0}
