@@ -75,6 +75,16 @@ class CredentialSerializer(serializers.Serializer):
     eu_hosted = serializers.BooleanField(required=False)
     input_usd_per_mtok = serializers.FloatField(required=False)
     output_usd_per_mtok = serializers.FloatField(required=False)
+    cache_read_usd_per_mtok = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Input tokens read from the prompt cache; null: the input price",
+    )
+    cache_write_usd_per_mtok = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Input tokens written to the prompt cache; null: the input price",
+    )
     created_at = serializers.DateTimeField(read_only=True)
     rotated_at = serializers.DateTimeField(allow_null=True, read_only=True)
     last_verified_at = serializers.DateTimeField(allow_null=True, read_only=True)
@@ -93,6 +103,12 @@ class CustomEndpointReadSerializer(serializers.Serializer):
     eu_hosted = serializers.BooleanField()
     input_usd_per_mtok = serializers.FloatField()
     output_usd_per_mtok = serializers.FloatField()
+    cache_read_usd_per_mtok = serializers.FloatField(
+        allow_null=True, help_text="Input tokens read from the prompt cache; null: the input price"
+    )
+    cache_write_usd_per_mtok = serializers.FloatField(
+        allow_null=True, help_text="Input tokens written to the prompt cache; null: the input price"
+    )
 
 
 class CredentialRefSerializer(serializers.Serializer):
