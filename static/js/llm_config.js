@@ -275,6 +275,9 @@
       put("#ce_base_url", "base_url"); put("#ce_api_key", "api_key"); put("#ce_deployment", "deployment");
       put("#ce_api_version", "api_version"); put("#ce_region", "region"); put("#ce_access_key_id", "access_key_id");
       put("#ce_secret_access_key", "secret_access_key");
+      // Prices go as shown, empty too: the form holds the saved ones, and clearing one is a change (an empty
+      // input or output price is 0, an empty cache price the input price). The API checks them.
+      $$("[data-ce-price]").forEach(input => { ce[input.dataset.cePrice] = input.value.trim(); });
       data.custom_endpoint = ce;
       data.model = $("#ce_model").value.trim() || undefined;
     } else {
@@ -376,6 +379,10 @@
     $("#ce_kind").value = ce.kind || "openai_compatible";
     ["base_url", "deployment", "api_version", "region", "access_key_id"].forEach(k => { $("#ce_" + k).value = ce[k] || ""; });
     ["api_key", "secret_access_key"].forEach(k => { $("#ce_" + k).value = ""; });
+    $$("[data-ce-price]").forEach(input => {
+      const price = ce[input.dataset.cePrice];
+      input.value = price === null || price === undefined ? "" : String(price);
+    });
     $("[data-ce-saved]").textContent = ce.api_key_masked ? "Saved: " + ce.api_key_masked + " — leave empty to keep it." : "";
     $("#ce_model").value = state.drafts.custom.model;
     $("#fallback-name").value = "";
