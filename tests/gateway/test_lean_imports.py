@@ -1,9 +1,12 @@
 """The gateway's process loads only what the call path uses: no admin, API schema, Stripe or AWS SDK at start."""
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 # Loaded on first use by the pages, the API schema, billing's Stripe calls and the Bedrock adapter, never at start.
@@ -83,3 +86,66 @@ def test_a_celery_worker_loads_neither_the_urlconf_nor_the_pages():
         check=True,
     )
     assert out.stdout.strip() == "llm.tasks,billing.tasks", out.stdout + out.stderr
+
+
+PROBE_PROBE = """
+import asyncio
+import sys
+import byok_platform.asgi
+
+sent = []
+
+
+async def send(message):
+    sent.append(message)
+
+
+scope = {"type": "http", "method": "GET", "path": "/healthz", "headers": []}
+asyncio.run(byok_platform.asgi.application(scope, None, send))
+print(sent[0]["status"], sent[1]["body"].decode(), "byok_platform.urls" in sys.modules)
+"""
+
+
+def test_a_health_probe_does_not_load_the_urlconf():
+    """A load balancer probes every web worker: the probe is answered ahead of Django's handler, which would load
+    the URLconf, with the admin, the API and every page, into each worker."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "byok_platform.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE_PROBE],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["200", '{"status":"ok"}', "False"], out.stdout + out.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_asgi_readiness_probe_checks_the_database_and_redis(settings):
+    from django.db import connections
+
+    from byok_platform import asgi
+    from llm.sync import run_sync
+
+    async def probe() -> list:
+        sent: list = []
+
+        async def send(message):
+            sent.append(message)
+
+        await asgi.application(
+            {"type": "http", "method": "GET", "path": "/readyz", "headers": []}, None, send
+        )
+        return sent
+
+    sent = asyncio.run(probe())
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["checks"] == {"database": "ok", "redis": "ok"}
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    sent = asyncio.run(probe())
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"])["failing"] == ["redis"]
+    asyncio.run(run_sync(connections.close_all))  # the pool thread's connection, so the test database can go
