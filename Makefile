@@ -37,7 +37,7 @@ lock:
 	/tmp/byok-lock/bin/pip freeze --exclude-editable | grep -viE '^(pip|setuptools|wheel)==' > requirements.lock
 
 worker: $(VENV)
-	$(VENV)/bin/celery -A byok_platform worker -l info
+	$(VENV)/bin/python -m byok_platform.worker -l info
 
 beat: $(VENV)
 	$(VENV)/bin/celery -A byok_platform beat -l info

@@ -11,7 +11,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 import orjson
 from celery import current_app
 from django.conf import settings
@@ -24,7 +23,6 @@ from billing.models import AlertSent, Notification, Subscription
 from billing.notifications import notification_create
 from billing.subscriptions import ensure_subscription, period_bounds
 from billing.usage import platform_tcu_used, platform_tokens, tcu_used
-from llm.config import ssrf
 from llm.metering.metrics import ALERTS
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
@@ -214,6 +212,8 @@ def backoff_seconds(retries: int) -> int:
 def _webhook_url_check(url: str) -> None:
     """The SSRF guard of llm/ssrf.py on a webhook URL (http(s), and only public addresses unless
     ALLOW_PRIVATE_ENDPOINTS); https only in production. Raises ValidationError({"url": [...]})."""
+    from llm.config import ssrf  # lazy: with the HTTP client it guards (the pages and the delivery task)
+
     if not settings.ALLOW_PRIVATE_ENDPOINTS and urlparse(url).scheme == "http":
         raise ValidationError({"url": ["Use an https URL."]})
     try:
@@ -240,6 +240,10 @@ def alert_webhook_payload(alert: AlertSent) -> bytes:
 
 def alert_webhook_deliver(alert_id: int) -> None:
     """POST the alert to the tenant's URL, signed; raises WebhookDeliveryError so the task retries."""
+    import httpx  # a worker loads the HTTP client when it first delivers a webhook
+
+    from llm.config import ssrf  # lazy: with httpx
+
     alert = AlertSent.objects.unscoped().select_related("tenant").get(pk=alert_id)
     sub = Subscription.objects.for_tenant(alert.tenant).first()
     if sub is None or not sub.alert_webhook_url or alert.webhook_status == "delivered":

@@ -1,11 +1,13 @@
-"""Celery tasks of the llm app: drain queued usage events, roll usage up."""
+"""Celery tasks of the llm app: drain queued usage events, roll usage up, run assistant replies and jobs.
+
+The tasks that make calls import the call path when they first run: a worker that only drains and rolls up usage
+does not carry the upstream clients and the gateway's caches.
+"""
 
 from celery import shared_task
 
 from llm.metering import queue as metering
 from llm.runtime import responses_store
-from llm.runtime.assistant import reply_run
-from llm.runtime.jobs import job_run
 from llm.usage import rollups as usage
 
 
@@ -30,11 +32,15 @@ def rollup_usage() -> int:
 
 @shared_task(name="llm.assistant_reply", acks_late=True)
 def assistant_reply(message_id: int) -> None:
+    from llm.runtime.assistant import reply_run  # lazy: the call path and the upstream clients
+
     reply_run(message_id)
 
 
 @shared_task(name="llm.run_job", acks_late=True)
 def run_job(job_id: int) -> None:
+    from llm.runtime.jobs import job_run  # lazy: the call path and the upstream clients
+
     job_run(job_id)
 
 

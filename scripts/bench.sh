@@ -52,7 +52,7 @@ start_mock "$MOCK_PORT"
 # under one parent so the harness counts the whole tree (CPU and PSS).
 start_bg GW_PID "$RUN_DIR/gateway.log" bash -c '
     cd "$0"
-    .venv/bin/celery -A byok_platform worker --loglevel warning &
+    .venv/bin/python -m byok_platform.worker --loglevel warning &
     if [ "$2" = gunicorn ]; then
         .venv/bin/gunicorn byok_platform.asgi:application --config byok_platform/gunicorn.conf.py \
             --bind "127.0.0.1:$1" --log-level warning &

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def celery_worker_process(request, transactional_db, fake_upstream, monkeypatch):
-    """Start `celery -A byok_platform worker` against this test run's database and a private Redis queue, with the
+    """Start the Celery worker as deployed (`python -m byok_platform.worker`) against this test run's database and a private Redis queue, with the
     pool the settings choose (threads) or, parametrized indirectly, another one (prefork)."""
     pool = getattr(request, "param", None)
     from byok_platform.celery import app
@@ -45,10 +45,7 @@ def celery_worker_process(request, transactional_db, fake_upstream, monkeypatch)
         [
             sys.executable,
             "-m",
-            "celery",
-            "-A",
-            "byok_platform",
-            "worker",
+            "byok_platform.worker",
             "-Q",
             queue,
             "-n",
