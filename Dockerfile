@@ -1,4 +1,5 @@
-# Production image: uvicorn (ASGI) serving Django; the same image runs the Celery worker and beat.
+# Production image: uvicorn (ASGI) serving Django; the same image runs the Celery worker
+# (`python -m byok_platform.worker`, see docker-compose.yml) and beat (`celery -A byok_platform beat`).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DEBUG=false
 WORKDIR /app
@@ -9,6 +10,7 @@ RUN SECRET_KEY=build-only DEBUG=false python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p var && chown -R app var
 USER app
 EXPOSE 8000
-# gunicorn preloads the app and forks uvicorn workers from it (byok_platform/gunicorn.conf.py): the workers share
-# the loaded code copy-on-write instead of each importing everything again.
+# gunicorn preloads the app, and what each worker would import after the fork, and forks uvicorn workers from it
+# (byok_platform/gunicorn.conf.py): the workers share the loaded code copy-on-write instead of each importing
+# everything again.
 CMD ["gunicorn", "byok_platform.asgi:application", "--config", "byok_platform/gunicorn.conf.py"]
