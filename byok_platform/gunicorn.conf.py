@@ -5,8 +5,15 @@ pages copy-on-write, so each worker costs its own data only (uvicorn's own `--wo
 """
 
 import contextlib
+import ctypes
+import gc
 import importlib
 import os
+
+# As Python's documentation advises for a process that forks workers (`gc.freeze`): no collection in the master
+# while it loads the app, so the objects it frees do not leave holes in pages that the workers would then fill
+# (and so copy) with their own. Collection resumes once the app is frozen (`when_ready`), before any fork.
+gc.disable()
 
 wsgi_app = "byok_platform.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -40,11 +47,11 @@ WORKER_MODULES = (
 def when_ready(server: object) -> None:
     """The app is loaded, no worker forked yet: import what the workers will, then move every object made so far
     out of the collector's reach, so collections in the workers do not write to (and so copy) the pages they share
-    with the master."""
-    import gc
-
+    with the master, and give the allocator's free pages back, so that no worker copies them."""
     for name in WORKER_MODULES:
         with contextlib.suppress(ImportError):  # an optional speed-up (uvloop, httptools) not installed
             importlib.import_module(name)
-    gc.collect()
     gc.freeze()
+    gc.enable()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
