@@ -86,8 +86,11 @@ class Command(BaseCommand):
             rows = rollup_pending(redo_hours=(days + 1) * 24)
             self.stdout.write(f"rolled up into {rows:,} daily rows in {time.monotonic() - started:.1f} s")
         for rng in ("24h", "30d", "90d", "all"):
+            first = self._time(tenant, rng)  # folds the rollups and sums the events past the watermark
             best = min(self._time(tenant, rng) for _ in range(5))
-            self.stdout.write(f"usage_summary(range={rng}): {best * 1000:.1f} ms (best of 5)")
+            self.stdout.write(
+                f"usage_summary(range={rng}): first read {first * 1000:.1f} ms, then {best * 1000:.1f} ms (best of 5)"
+            )
 
     @staticmethod
     def _time(tenant, rng) -> float:
