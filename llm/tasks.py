@@ -4,11 +4,16 @@ The tasks that make calls import the call path when they first run: a worker tha
 does not carry the upstream clients and the gateway's caches.
 """
 
+import logging
+
 from celery import shared_task
 
 from llm.metering import queue as metering
 from llm.runtime import responses_store
 from llm.usage import rollups as usage
+from llm.usage import selectors
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -27,7 +32,13 @@ def drain_usage_events() -> int:
 )
 def rollup_usage() -> int:
     metering.drain()
-    return usage.rollup_pending()
+    rolled: set[int] = set()
+    written = usage.rollup_pending(rolled=rolled)
+    try:  # the usage pages' reads of these tenants, folded now rather than by the next view
+        selectors.warm_recent_reads(rolled)
+    except Exception:  # the rollup is done: a failed warm-up only leaves the next read to fold
+        log.exception("warming the usage reads after the rollup failed")
+    return written
 
 
 @shared_task(name="llm.assistant_reply", acks_late=True)

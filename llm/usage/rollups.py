@@ -259,11 +259,14 @@ def _day_from_hours(*, tenant_id: int, day: date) -> int:
     return len(objs)
 
 
-def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
+def rollup_pending(
+    *, now: datetime | None = None, redo_hours: int = 2, rolled: set[int] | None = None
+) -> int:
     """Roll up, per tenant, every whole hour with events the rollups do not hold yet: new hours, and older hours
     that got events since (a late drain, a backlog), found by the event id past the tenant's watermark; then the
     days these complete. The last `redo_hours` before the previous run's end are redone as well, for an event
-    whose insert committed after a later one's. Safe to run any number of times."""
+    whose insert committed after a later one's. Safe to run any number of times. `rolled` gets the tenants whose
+    rollup rows were written."""
     now = now or timezone.now()
     current_hour = _floor_hour(now)
     top = seal_event_id()
@@ -306,6 +309,8 @@ def rollup_pending(*, now: datetime | None = None, redo_hours: int = 2) -> int:
         mark = mark or UsageWatermark(tenant_id=tenant_id)
         mark.event_id, mark.through = top, current_hour
         written += _rollup(tenant_id=tenant_id, hours=hours[tenant_id], days=days, mark=mark)
+        if rolled is not None:  # the tenants whose figures moved to new rollup rows (a new watermark version)
+            rolled.add(tenant_id)
     # Same rollups, same figures: the version stays, so the reads' folded rollups stay cached.
     UsageWatermark.objects.unscoped().filter(pk__in=idle).update(event_id=top, through=current_hour)
     return written
