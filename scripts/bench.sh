@@ -7,7 +7,9 @@
 # harness runs from a directory of links to the shared files with those two replaced, LiteLLM's run too).
 #
 # Env: BENCH_DIR (../shared/bench), REQUESTS (500), REPEATS (3), CONCURRENCY (1,16), SCENARIOS (chat,stream),
-#      SKIP_LITELLM=1 to measure only this gateway, GW_PORT (8300), MOCK_PORT (8100), BENCH_DB (byok_bench).
+#      SKIP_LITELLM=1 to measure only this gateway, GW_PORT (8300), MOCK_PORT (8100), BENCH_DB (byok_bench),
+#      GW_VENV (.venv-runtime: the gateway and its worker run from what the image installs, requirements.lock alone;
+#      `make bench` builds it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$ROOT/../shared/bench}
@@ -25,6 +27,8 @@ source "$BENCH_DIR/lib.sh"
 REQUESTS=${REQUESTS:-500} REPEATS=${REPEATS:-3} CONCURRENCY=${CONCURRENCY:-1,16} SCENARIOS=${SCENARIOS:-chat,stream}
 GW_PORT=${GW_PORT:-8300} MOCK_PORT=${MOCK_PORT:-8100} BENCH_DB=${BENCH_DB:-byok_bench}
 PY=$ROOT/.venv/bin/python
+GW_VENV=${GW_VENV:-$ROOT/.venv-runtime}
+[ -x "$GW_VENV/bin/gunicorn" ] || die "no runtime virtualenv at $GW_VENV: run \`make .venv-runtime\` (or set GW_VENV)"
 
 trap 'stop_all_started' EXIT
 trap 'exit 130' INT TERM
@@ -52,15 +56,15 @@ start_mock "$MOCK_PORT"
 # under one parent so the harness counts the whole tree (CPU and PSS).
 start_bg GW_PID "$RUN_DIR/gateway.log" bash -c '
     cd "$0"
-    .venv/bin/python -m byok_platform.worker --loglevel warning &
+    "$3"/bin/python -m byok_platform.worker --loglevel warning &
     if [ "$2" = gunicorn ]; then
-        .venv/bin/gunicorn byok_platform.asgi:application --config byok_platform/gunicorn.conf.py \
+        "$3"/bin/gunicorn byok_platform.asgi:application --config byok_platform/gunicorn.conf.py \
             --bind "127.0.0.1:$1" --log-level warning &
     else
-        .venv/bin/uvicorn byok_platform.asgi:application --host 127.0.0.1 --port "$1" --workers 2 \
+        "$3"/bin/uvicorn byok_platform.asgi:application --host 127.0.0.1 --port "$1" --workers 2 \
             --loop uvloop --http httptools --no-access-log --log-level warning &
     fi
-    wait' "$ROOT" "$GW_PORT" "${BENCH_SERVER:-gunicorn}"
+    wait' "$ROOT" "$GW_PORT" "${BENCH_SERVER:-gunicorn}" "$GW_VENV"
 wait_http "http://127.0.0.1:$GW_PORT/healthz" 60 "$GW_PID" || die "gateway did not start (see $RUN_DIR/gateway.log)"
 
 log "benchmark: byok-gateway"
