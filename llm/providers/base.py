@@ -143,6 +143,16 @@ class Adapter(Protocol):
 
 # --- the pooled client: one per event loop (Celery tasks run asyncio.run per task) -------------------
 
+
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing. The pooled client serves every tenant, and providers set cookies (Cloudflare's
+    `__cf_bm` on api.openai.com): a kept cookie would go out with the next tenant's call and tie their calls
+    together at the provider. Not extracting also skips httpx's per-response cookie parsing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
 )
@@ -155,6 +165,8 @@ def http_client() -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             transport=_transport(), timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False
         )
+        # httpx takes cookies, not a jar class (its setter copies into a plain jar).
+        client._cookies = _NoCookies()
         _clients[loop] = client
     return client
 
@@ -190,12 +202,13 @@ def _transport() -> httpx.AsyncBaseTransport:
 
     def session() -> aiohttp.ClientSession:  # called inside the event loop, on the first request
         return aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),  # aiohttp keeps its own jar too: nothing is kept (see _NoCookies)
             connector=aiohttp.TCPConnector(
                 limit=limits.max_connections or 0,
                 keepalive_timeout=limits.keepalive_expiry or 5.0,
                 ssl=verify,
                 resolver=_GuardedResolver(),
-            )
+            ),
         )
 
     return AiohttpTransport(limits=limits, verify=verify, trust_env=False, client=session)

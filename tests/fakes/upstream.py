@@ -207,8 +207,15 @@ class FakeUpstream:
             )
         return await handler(request)
 
+    @staticmethod
+    async def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer sets a cookie, as providers behind Cloudflare do (`__cf_bm` on api.openai.com): the
+        gateway's pooled client must never send one back (tests/gateway/test_gateway.py)."""
+        response.headers.add("Set-Cookie", f"upstream_session={uuid.uuid4().hex}; Path=/; HttpOnly")
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.forced_status])
+        app.on_response_prepare.append(self._set_cookie)
         app.router.add_post("/v1/chat/completions", self.openai_chat)
         app.router.add_post("/v1/embeddings", self.openai_embeddings)
         app.router.add_get("/v1/models", self.openai_models)

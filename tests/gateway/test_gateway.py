@@ -63,6 +63,38 @@ def test_chat_completion_through_the_sdk_is_metered_once(sdk, fake, pro_tenant):
     assert upstream[-1][1].get("authorization") == "Bearer sk-test-platform"
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # aiohttp's own jar refuses IP hosts' cookies
+def test_cookies_an_upstream_sets_are_never_sent_back(
+    gateway_url, pro_tenant, other_tenant, make_key, platform_env, fake, monkeypatch, host
+):
+    """Providers set cookies (Cloudflare's `__cf_bm` on api.openai.com; the fake sets one on every answer). The
+    pooled upstream client serves every tenant, so a kept cookie would tie one tenant's calls to another's at the
+    provider: none is kept or sent, streamed or not."""
+    from billing.plans import assign_plan
+
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://{host}:{fake.port}/v1")
+    assign_plan(tenant=other_tenant, plan_slug="enterprise")
+    for tenant in (pro_tenant, other_tenant):
+        client = openai.OpenAI(
+            base_url=gateway_url + "/v1",
+            api_key=make_key(tenant, scopes=["gateway"]),
+            max_retries=0,
+            timeout=20,
+        )
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}]
+        )
+        assert "set-cookie" not in raw.headers  # nor is the provider's cookie handed to the client
+        assert list(
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+        )
+    calls = [headers for path, headers, _ in fake.requests if path.endswith("/chat/completions")]
+    assert len(calls) == 4
+    assert [headers.get("cookie") for headers in calls] == [None] * 4
+
+
 def test_stream_with_usage_reassembles_and_meters(sdk):
     stream = sdk.chat.completions.create(
         model=MODEL,
