@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -216,8 +216,12 @@ class Usage:
 
     def to_json(self) -> bytes:
         """The event as queued: every field checked and bounded, so the database never refuses it."""
-        return orjson.dumps(clean_event(asdict(self)))
+        # A shallow read of the fields: every one is a scalar, and `asdict` deep-copies each (a third of a call's
+        # metering time).
+        return orjson.dumps(clean_event({name: getattr(self, name) for name in _USAGE_FIELDS}))
 
+
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 # Bounds of the UsageEvent columns: strings are cut, numbers clamped, unknown fields dropped.
 _STR_FIELDS = {
