@@ -522,7 +522,8 @@ async def send(
         raise error_from_exception(target, exc) from None
     if response.status_code >= 400:
         try:
-            raw = await asyncio.wait_for(response.aread(), target.timeouts.idle)
+            async with asyncio.timeout(target.timeouts.idle):
+                raw = await response.aread()
         except (TimeoutError, httpx.HTTPError, OSError):
             raw = b""
         finally:
@@ -569,7 +570,8 @@ async def read_bounded(target: Target, response: httpx.Response) -> bytes:
             chunks.append(chunk)
 
     try:
-        await asyncio.wait_for(read(), target.timeouts.first_byte)
+        async with asyncio.timeout(target.timeouts.first_byte):
+            await read()
     except (TimeoutError, httpx.HTTPError, OSError) as exc:
         raise error_from_exception(target, exc) from None
     finally:
@@ -616,14 +618,18 @@ async def _bounded_lines(target: Target, response: httpx.Response) -> AsyncGener
 
 
 async def sse_events(target: Target, response: httpx.Response) -> AsyncGenerator[tuple[str, str], None]:
-    """Yield (event, data) pairs of a server-sent-event stream; a gap over timeouts.idle is a timeout."""
+    """Yield (event, data) pairs of a server-sent-event stream; a gap over timeouts.idle is a timeout.
+
+    Each line is awaited under its own `asyncio.timeout` (never across a `yield`, which would let the deadline
+    cancel the consumer), not `asyncio.wait_for`, which on Python 3.11 wraps every line in a new task."""
     lines = _bounded_lines(target, response)
     event = ""
     data: list[str] = []
     try:
         while True:
             try:
-                line = await asyncio.wait_for(lines.__anext__(), target.timeouts.idle)
+                async with asyncio.timeout(target.timeouts.idle):
+                    line = await anext(lines)
             except StopAsyncIteration:
                 break
             except TimeoutError:

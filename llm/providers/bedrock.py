@@ -248,7 +248,8 @@ async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
         chunks = response.aiter_raw()
         while usage is None:
             try:
-                raw = await asyncio.wait_for(chunks.__anext__(), target.timeouts.idle)
+                async with asyncio.timeout(target.timeouts.idle):  # per chunk, not across a yield
+                    raw = await anext(chunks)
             except StopAsyncIteration:
                 break
             except TimeoutError:

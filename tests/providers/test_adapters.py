@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 
@@ -185,6 +186,18 @@ def test_slow_first_byte_is_a_timeout(fake, protocol):
     with pytest.raises(ProviderError) as info:
         run(get_adapter(protocol).chat(target, {"messages": MESSAGES}))
     assert info.value.kind == "timeout"
+
+
+@pytest.mark.parametrize("protocol", ["openai_compat", "azure_openai"])
+def test_stream_stalled_midway_is_a_timeout(fake, protocol):
+    """Two pieces, then 3 s of silence: over the idle timeout (0.5 s), the stream ends as a timeout naming it."""
+    target = _target(fake, protocol, model="stall", timeouts=Timeouts(connect=2, first_byte=2, idle=0.5))
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        run(_collect(get_adapter(protocol).stream_chat(target, {"messages": MESSAGES})))
+    assert info.value.kind == "timeout"
+    assert "stalled for more than 0.5 s" in info.value.message
+    assert time.monotonic() - started < 2.5
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
