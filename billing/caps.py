@@ -290,8 +290,10 @@ def _managed(tenant_id: int) -> dict[str, Any]:
     data = cache.get(key)
     if data is None:
         rows = live_managed(tenant_id).values_list("agent_id", "tier__slug")
-        sub = Subscription.objects.for_tenant(tenant_id).first()
-        past_due = sub.past_due_since if sub and sub.status == Subscription.Status.PAST_DUE else None
+        # Two columns, not the row: the row also holds the encrypted alert-webhook secret, which a call never
+        # needs and which would be decrypted (or fail to be) on every lookup.
+        sub = Subscription.objects.for_tenant(tenant_id).values("status", "past_due_since").first()
+        past_due = sub["past_due_since"] if sub and sub["status"] == Subscription.Status.PAST_DUE else None
         data = {
             "agents": {str(agent_id or ""): slug for agent_id, slug in rows},
             "past_due_since": past_due.timestamp() if past_due else None,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
+from llm.config.encryption import unreadable_secrets
 from llm.sync import run_sync
 
 PROBES = ("/healthz", "/readyz")
@@ -31,6 +32,12 @@ def readiness() -> tuple[int, dict[str, object]]:
         checks["database"] = "ok"
     except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
+    if checks["database"] == "ok":
+        try:
+            problem = unreadable_secrets()
+        except DatabaseError as exc:
+            problem = f"error: {exc.__class__.__name__}"
+        checks["secrets"] = "ok" if problem is None else problem
     if settings.REDIS_URL:
         try:
             redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()

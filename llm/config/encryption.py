@@ -235,8 +235,19 @@ def rotate(*, data_keys: bool = False, batch_size: int = 100, progress=None) -> 
 # --- other apps' django-cryptography fields ------------------------------------------------------------
 
 
+_field_fernets: dict[str, Any] = {}
+
+
 def _field_fernet(raw_key: str):
-    """django-cryptography's cipher for one entry of CRYPTOGRAPHY_KEYS (the key derivation its settings use)."""
+    """django-cryptography's cipher for one entry of CRYPTOGRAPHY_KEYS (the key derivation its settings use),
+    derived once per key (PBKDF2, 30,000 rounds)."""
+    cached = _field_fernets.get(raw_key)
+    if cached is None:
+        cached = _field_fernets[raw_key] = _derive_field_fernet(raw_key)
+    return cached
+
+
+def _derive_field_fernet(raw_key: str):
     from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
     from django.utils.encoding import force_bytes
     from django_cryptography.conf import CryptographyConf
@@ -314,3 +325,65 @@ def rotate_field_values(*, batch_size: int = 200) -> int:
                         changed += 1
                     break
     return changed
+
+
+# --- can the configured keys read what is stored? ------------------------------------------------------
+
+_KEYS_CHANGED = (
+    "Was SECRET_KEY or CRYPTOGRAPHY_KEYS changed without keeping the old key after the new one? Put it back "
+    "(new key first, old after), then run `manage.py rotate_encryption_key`."
+)
+_readable: set[tuple[str, ...]] = set()
+
+
+def unreadable_secrets() -> str | None:
+    """Why the stored secrets cannot be read with CRYPTOGRAPHY_KEYS, or None when they can: the newest tenant data
+    key must unwrap, and the newest value of each django-cryptography field must decrypt with the first key (such
+    a field reads with that key only). `/readyz` asks, so a deployment with the wrong keys never takes traffic
+    (every call that touches a secret would fail). A pass is remembered for the process's keys: what is written
+    later is written under them."""
+    from django.db import connection
+
+    raw_keys = tuple(k for k in settings.CRYPTOGRAPHY_KEYS if k)
+    if raw_keys in _readable:
+        return None
+    if not raw_keys:
+        return "CRYPTOGRAPHY_KEYS is empty: set at least one key."
+    newest = TenantDataKey.objects.unscoped().order_by("-pk").values_list("wrapped_key", flat=True).first()
+    if newest is not None:
+        try:
+            unwrap(newest)
+        except DecryptionError:
+            return f"Tenant data keys cannot be unwrapped with any key in CRYPTOGRAPHY_KEYS. {_KEYS_CHANGED}"
+    qn = connection.ops.quote_name
+    for model, field in encrypted_fields():
+        table, column, pk = model._meta.db_table, field.column, model._meta.pk.column
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {qn(column)} FROM {qn(table)} WHERE {qn(column)} IS NOT NULL "  # noqa: S608
+                f"ORDER BY {qn(pk)} DESC LIMIT 1"
+            )
+            row = cursor.fetchone()
+        if row is None:
+            continue
+        readable_by = _field_key_index(bytes(row[0]), raw_keys)
+        label = f"{model._meta.label}.{field.name}"
+        if readable_by is None:
+            return f"Stored values of {label} cannot be decrypted with any key in CRYPTOGRAPHY_KEYS. {_KEYS_CHANGED}"
+        if readable_by > 0:
+            return (
+                f"Stored values of {label} are still under an older key of CRYPTOGRAPHY_KEYS and read with the "
+                "first one only: run `manage.py rotate_encryption_key`."
+            )
+    _readable.add(raw_keys)
+    return None
+
+
+def _field_key_index(token: bytes, raw_keys: tuple[str, ...]) -> int | None:
+    for index, raw in enumerate(raw_keys):
+        try:
+            _field_fernet(raw).decrypt(token)
+        except (InvalidToken, FieldInvalidToken, ValueError):
+            continue
+        return index
+    return None

@@ -150,7 +150,7 @@ def test_the_asgi_readiness_probe_checks_the_database_and_redis(settings):
 
     sent = asyncio.run(probe())
     assert sent[0]["status"] == 200
-    assert json.loads(sent[1]["body"])["checks"] == {"database": "ok", "redis": "ok"}
+    assert json.loads(sent[1]["body"])["checks"] == {"database": "ok", "secrets": "ok", "redis": "ok"}
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     sent = asyncio.run(probe())

@@ -50,6 +50,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("llm.runtime.assistant", "reply_run"): TASK_BY_ID,
     ("billing.alerts", "alert_webhook_deliver"): TASK_BY_ID,
     ("billing.alerts", "alert_webhook_give_up"): "a task's last retry failed: marks its own alert by id",
+    ("llm.config.encryption", "unreadable_secrets"): (
+        "/readyz: can the configured master keys unwrap the newest data key, whichever tenant's it is"
+    ),
     # Management commands.
     ("llm.config.encryption", "rotate"): (
         "rotate_encryption_key re-wraps every tenant's data keys and finds the tenants still on an old "
