@@ -144,7 +144,10 @@ def smoke(tmp: Path, env: dict[str, str], procs: list[tuple[subprocess.Popen, bo
     wait_for(lambda: up(fake_url + "/health"), "the fake provider", 30)
     wait_for(lambda: up(app + "/healthz"), "make run to serve /healthz", 180)
     ready = httpx.get(app + "/readyz", timeout=10).json()
-    check(ready["checks"] == {"database": "ok"}, f"embedded mode: /readyz checks only the database ({ready})")
+    check(
+        ready["checks"] == {"database": "ok", "secrets": "ok"},
+        f"embedded mode: /readyz checks the database and the stored secrets, no Redis ({ready})",
+    )
 
     password = secrets.token_urlsafe(12)
     # `--password=…` in one argument: a random password may start with "-", which argparse would take for an option.
