@@ -7,6 +7,7 @@ import environ
 from csp.constants import NONE as CSP_NONE
 from csp.constants import SELF as CSP_SELF
 from csp.constants import UNSAFE_INLINE as CSP_UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -216,6 +217,17 @@ UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=1000)  # 
 CIRCUIT_BREAKER_FAILURES = env.int("CIRCUIT_BREAKER_FAILURES", default=5)
 CIRCUIT_BREAKER_COOLDOWN = env.int("CIRCUIT_BREAKER_COOLDOWN", default=30)
 USAGE_DRAIN_INTERVAL = env.float("USAGE_DRAIN_INTERVAL", default=0.5)
+# Who moves queued usage events into PostgreSQL every USAGE_DRAIN_INTERVAL seconds: the Celery worker (a thread
+# beside its tasks), the web processes, or both. With Redis the worker does, so the web processes carry neither
+# the ORM's insert path nor a database connection for it; embedded (no REDIS_URL) the queue lives in the web
+# process, which must drain it. Beat's task drains every 5 s in any case.
+USAGE_DRAINERS = env.list("USAGE_DRAINERS", default=["worker"] if REDIS_URL else ["web"])
+if not set(USAGE_DRAINERS) <= {"web", "worker"} or not USAGE_DRAINERS:
+    raise ImproperlyConfigured(f"USAGE_DRAINERS: web, worker or both, not {','.join(USAGE_DRAINERS)!r}")
+if not REDIS_URL and "web" not in USAGE_DRAINERS:
+    raise ImproperlyConfigured(
+        "USAGE_DRAINERS must include web without REDIS_URL: the queue is in the web process"
+    )
 # Trust core: what one tenant can send or one provider can answer is bounded (see README, operating notes).
 GATEWAY_SYNC_THREADS = env.int(
     "GATEWAY_SYNC_THREADS", default=16

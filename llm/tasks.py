@@ -7,6 +7,8 @@ does not carry the upstream clients and the gateway's caches.
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
 
 from llm.metering import queue as metering
 from llm.runtime import responses_store
@@ -14,6 +16,33 @@ from llm.usage import rollups as usage
 from llm.usage import selectors
 
 log = logging.getLogger(__name__)
+
+
+_drainer: list[metering.DrainThread] = []
+
+
+@worker_ready.connect
+def start_usage_drainer(sender: object = None, **_: object) -> None:
+    """The worker drains the usage queue every USAGE_DRAIN_INTERVAL seconds, beside its tasks, when
+    USAGE_DRAINERS says so (the default with Redis). Not under the prefork pool: a child forked later would inherit
+    the drainer's open database connection, and closing it there would end the parent's session; there beat's
+    task (every 5 s) and any web drainers move the events."""
+    if "worker" not in settings.USAGE_DRAINERS or _drainer:
+        return
+    pool = getattr(sender, "pool", None)
+    if type(pool).__module__.endswith(".prefork"):
+        log.info("prefork pool: usage is drained by beat's task, not by a thread of this worker")
+        return
+    thread = metering.DrainThread(settings.USAGE_DRAIN_INTERVAL)
+    thread.start()
+    _drainer.append(thread)
+
+
+@worker_shutdown.connect
+def stop_usage_drainer(**_: object) -> None:
+    """A last drain, then the thread ends (the worker waits for it)."""
+    while _drainer:
+        _drainer.pop().stop()
 
 
 @shared_task(

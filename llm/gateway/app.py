@@ -836,9 +836,11 @@ def _drain_in_thread() -> None:
 
 
 def _background_in_thread() -> None:
-
+    """Release the counters of calls settled while Redis was away, and, where the web processes drain
+    (`USAGE_DRAINERS`), move the queued usage events into PostgreSQL."""
     retry_unsettled()
-    _drain_in_thread()
+    if "web" in settings.USAGE_DRAINERS:
+        _drain_in_thread()
 
 
 async def _drain_loop(interval: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -15,7 +16,14 @@ from typing import Any
 import orjson
 import redis
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 from django.db.models import Model, Q, Sum
 
 from llm.limits import budget
@@ -258,6 +266,36 @@ def drain(max_batches: int = 1000) -> int:
     finally:
         _forget_idle_consumers(client)
     return moved
+
+
+class DrainThread(threading.Thread):
+    """Drains every `interval` seconds until stopped, then once more: the Celery worker's drainer (`llm.tasks`,
+    `USAGE_DRAINERS`). Its database connection is kept between drains, as a request's is (CONN_MAX_AGE, health
+    checks), and a failed drain leaves the events queued for the next one."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="usage-drain", daemon=True)
+        self.interval = interval
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.wait(self.interval):
+                self._drain_once()
+            self._drain_once()
+        finally:
+            connections.close_all()
+
+    def _drain_once(self) -> None:
+        close_old_connections()
+        try:
+            drain()
+        except Exception:
+            log.exception("usage drain failed; events stay queued")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._stopping.set()
+        self.join(timeout)
 
 
 _housekeeping = {"next": 0.0}

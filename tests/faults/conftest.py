@@ -81,6 +81,7 @@ def service_env(**overrides: str) -> dict[str, str]:
             "DEBUG": "true",
             "ALLOW_PRIVATE_ENDPOINTS": "true",
             "USAGE_DRAIN_INTERVAL": "0.2",
+            "USAGE_DRAINERS": "web",  # these processes drain (their lifespan's loop), as in the embedded mode
             "LOG_LEVEL": "WARNING",
         }
     )

@@ -38,6 +38,9 @@ def celery_worker_process(request, transactional_db, fake_upstream, monkeypatch)
         "USAGE_DRAIN_INTERVAL": "3600",
         "LOG_LEVEL": "WARNING",
     }
+    marker = request.node.get_closest_marker("worker_env")
+    if marker is not None:
+        env.update(marker.kwargs)
     if pool is not None:
         env["CELERY_WORKER_POOL"] = pool
         env["CELERY_WORKER_CONCURRENCY"] = "2"
