@@ -3,6 +3,7 @@ checks caps, rate limits and concurrency and reserves the worst case."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -80,6 +81,31 @@ _DATABASE_RETRY_S = 5.0
 _database_down_until = [0.0]
 
 
+# Lookups in flight, per cache and key: concurrent misses of one key share one (see _load_once).
+_inflight: dict[tuple[int, Hashable], asyncio.Future] = {}
+
+
+async def _load_once(
+    cache: hot_cache.TTLCache, key: Hashable, load: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run `load` in the gateway's pool, once for every concurrent miss of the same key: a cold start under load
+    (or a cache entry expiring under it) is one query and one pool thread per key, not one per call. A caller that
+    goes away (a client hanging up) does not cancel the lookup the others wait for."""
+    slot = (id(cache), key)
+    loop = asyncio.get_running_loop()
+    shared = _inflight.get(slot)
+    if shared is None or shared.get_loop() is not loop:
+        shared = loop.create_task(run_sync(load, *args, **kwargs))
+        _inflight[slot] = shared
+
+        def forget(done: asyncio.Future, slot: tuple[int, Hashable] = slot) -> None:
+            if _inflight.get(slot) is done:
+                del _inflight[slot]
+
+        shared.add_done_callback(forget)
+    return await asyncio.shield(shared)
+
+
 async def _cached(
     cache: hot_cache.TTLCache, key: Hashable, load: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> T:
@@ -93,7 +119,7 @@ async def _cached(
         if stale is not None:
             return stale
     try:
-        value = await run_sync(load, *args, **kwargs)
+        value = await _load_once(cache, key, load, *args, **kwargs)
     except DatabaseError:
         _database_down_until[0] = time.monotonic() + _DATABASE_RETRY_S
         stale = cache.get_stale(key)
