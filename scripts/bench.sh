@@ -76,7 +76,7 @@ log "benchmark: byok-gateway"
     --quiet-below "${QUIET_BELOW:-0.25}" --quiet-timeout "${QUIET_TIMEOUT:-20}" \
     --json-out "$RUN_DIR/byok-gateway.json" | grep --line-buffered -v '^RESULT_JSON '
 sleep 2
-events=$("$PY" "$ROOT/manage.py" shell -c "from llm.metering.queue import flush; flush(); from llm.models import UsageEvent; print(UsageEvent.objects.unscoped().count())")
+events=$("$PY" "$ROOT/manage.py" shell --no-imports -c "from llm.metering.queue import flush; flush(); from llm.models import UsageEvent; print(UsageEvent.objects.unscoped().count())")
 log "usage events recorded: $events"
 stop_all_started
 
