@@ -287,8 +287,8 @@ def rotate_field_values(*, batch_size: int = 200) -> int:
 
     from django.db import connection
 
-    raw_keys = [k for k in settings.CRYPTOGRAPHY_KEYS if k]
-    ciphers = [_field_fernet(k) for k in raw_keys]
+    raw_keys = tuple(k for k in settings.CRYPTOGRAPHY_KEYS if k)
+    newest = _field_fernet(raw_keys[0])
     changed = 0
     for model, field in encrypted_fields():
         table, column, pk = model._meta.db_table, field.column, model._meta.pk.column
@@ -309,22 +309,28 @@ def rotate_field_values(*, batch_size: int = 200) -> int:
                 break
             for row_pk, value in rows:
                 last = row_pk
-                token = bytes(value)
-                for index, cipher in enumerate(ciphers):
-                    try:
-                        plain = cipher.decrypt(token)
-                    except (InvalidToken, FieldInvalidToken, ValueError):  # wrong key: try the next one
-                        continue
-                    if index > 0:
-                        pickle.loads(plain)  # noqa: S301 - our own ciphertext, authenticated above
-                        with transaction.atomic(), connection.cursor() as cursor:
-                            cursor.execute(
-                                f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE {qn(pk)} = %s",  # noqa: S608
-                                [ciphers[0].encrypt(plain), row_pk],
-                            )
-                        changed += 1
-                    break
+                found = _field_decrypt(bytes(value), raw_keys)
+                if found is not None and found[0] > 0:
+                    plain = found[1]
+                    pickle.loads(plain)  # noqa: S301 - our own ciphertext, authenticated above
+                    with transaction.atomic(), connection.cursor() as cursor:
+                        cursor.execute(
+                            f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE {qn(pk)} = %s",  # noqa: S608
+                            [newest.encrypt(plain), row_pk],
+                        )
+                    changed += 1
     return changed
+
+
+def _field_decrypt(token: bytes, raw_keys: tuple[str, ...]) -> tuple[int, bytes] | None:
+    """(index in CRYPTOGRAPHY_KEYS of the key that decrypts a django-cryptography value, the plaintext), or None
+    when no key does."""
+    for index, raw in enumerate(raw_keys):
+        try:
+            return index, _field_fernet(raw).decrypt(token)
+        except (InvalidToken, FieldInvalidToken, ValueError):  # wrong key: try the next one
+            continue
+    return None
 
 
 # --- can the configured keys read what is stored? ------------------------------------------------------
@@ -366,24 +372,14 @@ def unreadable_secrets() -> str | None:
             row = cursor.fetchone()
         if row is None:
             continue
-        readable_by = _field_key_index(bytes(row[0]), raw_keys)
+        found = _field_decrypt(bytes(row[0]), raw_keys)
         label = f"{model._meta.label}.{field.name}"
-        if readable_by is None:
+        if found is None:
             return f"Stored values of {label} cannot be decrypted with any key in CRYPTOGRAPHY_KEYS. {_KEYS_CHANGED}"
-        if readable_by > 0:
+        if found[0] > 0:
             return (
                 f"Stored values of {label} are still under an older key of CRYPTOGRAPHY_KEYS and read with the "
                 "first one only: run `manage.py rotate_encryption_key`."
             )
     _readable.add(raw_keys)
-    return None
-
-
-def _field_key_index(token: bytes, raw_keys: tuple[str, ...]) -> int | None:
-    for index, raw in enumerate(raw_keys):
-        try:
-            _field_fernet(raw).decrypt(token)
-        except (InvalidToken, FieldInvalidToken, ValueError):
-            continue
-        return index
     return None
