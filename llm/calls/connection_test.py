@@ -29,6 +29,7 @@ from llm.providers import ProviderError, Target, Timeouts, get_adapter
 from llm.providers.base import scrub_for
 from llm.providers.openai_compat import list_models, ollama_tags
 from llm.sync import from_sync
+from tenants.allowlist import allows, describe
 from tenants.audit import SYSTEM, Actor, audit_record
 from tenants.models import Agent, ApiKey, Tenant, User
 
@@ -44,7 +45,7 @@ MAX_LISTED_MODELS = 20
 class ConnectionProblem(TypedDict):
     """What went wrong, in plain words, and what to do about it."""
 
-    kind: str  # a ProviderError kind, or blocked, config, cap
+    kind: str  # a ProviderError kind, or blocked, config, cap, not_allowed
     message: str
     hint: str
     models: NotRequired[list[str]]  # for not_found: what the endpoint does offer
@@ -112,6 +113,25 @@ def _target_for(*, tenant: Tenant, agent: Agent | None, data: PreferencesInput |
     finally:
         bump_config_version(tenant.id)  # the rolled-back save must not leave a stale route behind
     return holder["target"]
+
+
+def _outside_allow_lists(
+    target: ResolvedTarget, *, agent: Agent | None, api_key: ApiKey | None
+) -> str | None:
+    """Why the ping may not go out: the key testing (and its agent) is held to its allow-lists as on any call it
+    makes, and the agent whose settings are tested to its own, whose keys would be refused that model. A list
+    naming `default` allows the default settings whatever their model."""
+    lists: list[tuple[str, list[str]]] = []
+    if api_key is not None:
+        lists.append(("This key", api_key.allowed_models))
+        if api_key.agent_id is not None and api_key.agent is not None:
+            lists.append((f"The agent “{api_key.agent.slug}”", api_key.agent.allowed_models))
+    if agent is not None:
+        lists.append((f"The agent “{agent.slug}”", agent.allowed_models))
+    for whose, patterns in lists:
+        if patterns and "default" not in patterns and not allows(patterns, target.model_id):
+            return f"{whose} may call only: {describe(patterns)}."
+    return None
 
 
 def _hint(kind: str, message: str, target: ResolvedTarget | None) -> str:
@@ -261,6 +281,18 @@ def test_connection(
             "latency_ms": None,
             "model": None,
             "error": {"kind": kind, "message": exc.message, "hint": _hint(kind, exc.message, None)},
+        }
+    refused = _outside_allow_lists(target, agent=agent, api_key=api_key)
+    if refused is not None:  # nothing is sent, spent or audited
+        return {
+            "ok": False,
+            "latency_ms": None,
+            "model": target.model_id,
+            "error": {
+                "kind": "not_allowed",
+                "message": refused,
+                "hint": _hint("not_allowed", refused, target),
+            },
         }
     origin = _new_origin(tenant, target) if data is not None else None
     if origin is not None:

@@ -99,6 +99,9 @@ _SIMPLE = {
     "content_policy": "The provider refused this content under its usage policy; rephrase the request.",
     "blocked": "Only public http(s) endpoints may be called here; use the endpoint's public address.",
     "config": "Fix the LLM settings (mode, model, key or endpoint) and test again.",
+    "not_allowed": (
+        "Pick a model the allow-list names, or widen the list (API keys or Agents), then test again."
+    ),
     "cap": "Raise or remove the hard cap under Billing → Caps, or wait until the month resets.",
 }
 

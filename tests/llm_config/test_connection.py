@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from llm.models import Preferences
+from tenants.audit import SYSTEM
 
 pytestmark = pytest.mark.django_db
 URL = "/api/llm/test-connection"
@@ -279,3 +280,71 @@ def test_discovery_sends_a_saved_token_only_to_its_own_origin_and_tenant(manage_
     elsewhere = manage_client.post(DISCOVER, {"base_url": "http://localhost:1/v1"}, format="json")
     assert elsewhere.status_code == 400
     assert "sk-test-vllm-saved" not in str(elsewhere.json())
+
+
+def _chats(fake) -> int:
+    return sum(1 for r in fake.requests if r[0].endswith("/chat/completions"))
+
+
+def test_a_key_tests_only_what_its_allow_list_lets_it_call(tenant, make_key, fake):
+    """The ping is a call the key makes: a key allowed only other models is told so, and nothing is sent, spent,
+    metered or audited; a model its list names is tested."""
+    from rest_framework.test import APIClient
+
+    from llm.models import UsageEvent
+    from tenants.models import AuditEvent
+
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {make_key(tenant, allowed_models=['custom:qwen2', 'openai:*'])}"
+    )
+    audited = AuditEvent.objects.unscoped().count()
+    body = client.post(URL, _custom(fake.url), format="json").json()
+    assert body["ok"] is False, body
+    assert body["model"] == "custom:llama3:8b"
+    assert body["error"]["kind"] == "not_allowed"
+    assert body["error"]["message"] == "This key may call only: custom:qwen2, openai:*."
+    assert "allow-list" in body["error"]["hint"]
+    assert _chats(fake) == 0
+    assert not UsageEvent.objects.unscoped().exists()
+    assert AuditEvent.objects.unscoped().count() == audited  # not even the new origin
+
+    allowed = APIClient()
+    allowed.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(tenant, allowed_models=['custom:*'])}")
+    assert allowed.post(URL, _custom(fake.url), format="json").json()["ok"] is True
+    assert _chats(fake) == 1
+    listing_default = APIClient()
+    listing_default.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(tenant, allowed_models=['default'])}")
+    assert listing_default.post(URL, _custom(fake.url), format="json").json()["ok"] is True
+
+
+def test_a_key_is_held_to_its_agents_allow_list_too(tenant, make_key, fake):
+    from rest_framework.test import APIClient
+
+    from tenants.services import agent_create
+
+    bot = agent_create(tenant=tenant, actor=SYSTEM, slug="bot", name="Bot", allowed_models=["openai:*"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_key(tenant, agent=bot)}")
+    body = client.post(URL, _custom(fake.url), format="json").json()
+    assert body["error"]["kind"] == "not_allowed", body
+    assert body["error"]["message"] == "The agent “bot” may call only: openai:*."
+    assert _chats(fake) == 0
+
+
+def test_an_agents_settings_are_tested_within_its_allow_list(tenant, fake):
+    """An owner testing an agent's settings hears that the agent's keys would be refused that model, before the
+    agent goes live with it; the workspace's own settings are not held to an agent's list."""
+    from django.test import Client
+
+    from tenants.models import Membership
+    from tenants.services import agent_create
+
+    agent_create(tenant=tenant, actor=SYSTEM, slug="bot", name="Bot", allowed_models=["openai:gpt-5-mini"])
+    owner = Client()
+    owner.force_login(Membership.objects.unscoped().get(tenant=tenant, role="owner").user)
+    body = owner.post(f"{URL}?agent=bot", _custom(fake.url), content_type="application/json").json()
+    assert body["ok"] is False, body
+    assert body["error"]["message"] == "The agent “bot” may call only: openai:gpt-5-mini."
+    assert _chats(fake) == 0
+    assert owner.post(URL, _custom(fake.url), content_type="application/json").json()["ok"] is True
