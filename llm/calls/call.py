@@ -23,7 +23,7 @@ from llm.metering import metrics
 from llm.metering.pricing import Usage, estimate_tokens, prompt_chars, reported_cost
 from llm.metering.queue import record_now
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
-from llm.providers.base import PASSTHROUGH, RESPONSES_PASSTHROUGH, speaks_responses
+from llm.providers.base import MESSAGES_PASSTHROUGH, RESPONSES_PASSTHROUGH, speaks_responses
 from llm.sync import run_sync
 
 if TYPE_CHECKING:
@@ -65,9 +65,9 @@ def provider_target(target: ResolvedTarget) -> Target:
 
 def upstream_body(body: dict, target: ResolvedTarget) -> dict:
     """The request with the route's defaults filled in where the client left them out (and a Messages request's
-    original, `PASSTHROUGH`, only for a target that speaks Anthropic)."""
-    if PASSTHROUGH in body and target.protocol != "anthropic":
-        body = {k: v for k, v in body.items() if k != PASSTHROUGH}
+    original, `MESSAGES_PASSTHROUGH`, only for a target that speaks Anthropic)."""
+    if MESSAGES_PASSTHROUGH in body and target.protocol != "anthropic":
+        body = {k: v for k, v in body.items() if k != MESSAGES_PASSTHROUGH}
     if RESPONSES_PASSTHROUGH in body and not speaks_responses(target.provider, target.protocol):
         body = {k: v for k, v in body.items() if k != RESPONSES_PASSTHROUGH}
     params = target.params or {}

@@ -25,7 +25,7 @@ import orjson
 
 from llm.calls.errors import GatewayError
 from llm.config import catalog
-from llm.providers.base import NATIVE_MESSAGE, PASSTHROUGH
+from llm.providers.base import MESSAGES_PASSTHROUGH, NATIVE_MESSAGE
 
 MAX_BETA_CHARS = 1000
 MAX_MODEL_CHARS = 200
@@ -117,7 +117,7 @@ def to_chat(request: dict, *, model: str, beta: str = "", counting: bool = False
     )
     if isinstance(user, str):
         body["user"] = user
-    body[PASSTHROUGH] = {"request": request, "beta": beta[:MAX_BETA_CHARS]}
+    body[MESSAGES_PASSTHROUGH] = {"request": request, "beta": beta[:MAX_BETA_CHARS]}
     return body
 
 

@@ -33,7 +33,7 @@ from llm.metering.pricing import estimate_tokens, prompt_chars
 from llm.metering.queue import drain
 from llm.providers import ProviderError, aclose_clients
 from llm.providers import anthropic as anthropic_adapter
-from llm.providers.base import NATIVE_EVENT, PASSTHROUGH, RESPONSES_PASSTHROUGH
+from llm.providers.base import MESSAGES_PASSTHROUGH, NATIVE_EVENT, RESPONSES_PASSTHROUGH
 from llm.runtime import responses_store
 from llm.sync import pool, run_sync
 from tenants.allowlist import allows
@@ -243,7 +243,7 @@ class Exchange:
 async def chat_completions(scope: HTTPScope, receive: Receive, send: Send, ex: Exchange) -> None:
     info = await authenticate(scope)
     body = _parse_json(await _read_body(receive))
-    body.pop(PASSTHROUGH, None)  # only the Messages and Responses ingresses set these
+    body.pop(MESSAGES_PASSTHROUGH, None)  # only the Messages and Responses ingresses set these
     body.pop(RESPONSES_PASSTHROUGH, None)
     ctx = ex.ctx = _context(info, "chat")
     check_chat(body)

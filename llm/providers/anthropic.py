@@ -15,9 +15,9 @@ from collections.abc import AsyncGenerator
 import orjson
 
 from llm.providers.base import (
+    MESSAGES_PASSTHROUGH,
     NATIVE_EVENT,
     NATIVE_MESSAGE,
-    PASSTHROUGH,
     ProviderError,
     Target,
     UsageBlock,
@@ -46,7 +46,7 @@ def _url(target: Target) -> str:
 
 def _headers(target: Target, body: dict | None = None) -> dict:
     headers = {"x-api-key": target.api_key, "anthropic-version": VERSION}
-    beta = ((body or {}).get(PASSTHROUGH) or {}).get("beta")
+    beta = ((body or {}).get(MESSAGES_PASSTHROUGH) or {}).get("beta")
     if beta:
         headers["anthropic-beta"] = beta  # betas the gateway does not know are the client's business
     return headers
@@ -74,7 +74,7 @@ def _content(content) -> list[dict]:
 
 def _passthrough(target: Target, body: dict, *, stream: bool) -> dict | None:
     """The client's own Messages request, for this target's model, with the checked max_tokens."""
-    original = (body.get(PASSTHROUGH) or {}).get("request")
+    original = (body.get(MESSAGES_PASSTHROUGH) or {}).get("request")
     if not isinstance(original, dict):
         return None
     native = {k: v for k, v in original.items() if k != "stream"}
@@ -231,7 +231,7 @@ async def chat(target: Target, body: dict) -> dict:
     )
     data = json_of(target, response)
     result = from_native(data, target)
-    if PASSTHROUGH in body:
+    if MESSAGES_PASSTHROUGH in body:
         result[NATIVE_MESSAGE] = data
     return result
 
@@ -245,7 +245,7 @@ async def stream_chat(target: Target, body: dict) -> AsyncGenerator[dict, None]:
         json_body=to_native(target, body, stream=True),
         stream=True,
     )
-    relay = PASSTHROUGH in body
+    relay = MESSAGES_PASSTHROUGH in body
     base = {"id": "", "object": "chat.completion.chunk", "created": int(time.time()), "model": target.model}
     usage: dict = {}
     tool_index: dict[int, int] = {}

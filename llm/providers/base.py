@@ -39,18 +39,21 @@ KINDS = (
     "unavailable",
 )
 
-# Set by the Messages ingress (llm.gateway.anthropic_messages) on the chat body: the client's own Anthropic request,
-# which the Anthropic adapter sends as it is (cache_control, thinking, documents, server tools…) instead of a
-# translation; it keeps the native answer beside the OpenAI-shaped one the router meters (a reply's
-# NATIVE_MESSAGE, a streamed chunk's NATIVE_EVENT), so the client gets what Anthropic sent.
-PASSTHROUGH = "_anthropic"
-NATIVE_EVENT = "_anthropic_event"
+# The two native ingresses carry the client's own request through the chat-shaped call path under one key each,
+# and the adapter that speaks that API keeps the native answer beside the OpenAI-shaped one the router meters (a
+# reply's NATIVE_MESSAGE or NATIVE_RESPONSE; a streamed chunk's NATIVE_EVENT, for either), so the client gets what
+# the provider sent. The keys' values are what a client would have to send to smuggle one in: the gateway drops them
+# from every chat body.
+#
+# Messages (llm.gateway.anthropic_messages): the Anthropic request, which the Anthropic adapter sends as it is
+# (cache_control, thinking, documents, server tools…) instead of a translation.
+MESSAGES_PASSTHROUGH = "_anthropic"
 NATIVE_MESSAGE = "_anthropic_message"
-# Set by the Responses ingress (llm.gateway.responses_api): the client's Responses request and the whole input (the
-# stored conversation as items), which a target on OpenAI's own API gets as a Responses request; its answer is kept
-# beside the chat-shaped one the router meters (a reply's NATIVE_RESPONSE, a streamed chunk's NATIVE_EVENT).
+# Responses (llm.gateway.responses_api): the Responses request and the whole input (the stored conversation as
+# items), which a target on OpenAI's own API gets as a Responses request.
 RESPONSES_PASSTHROUGH = "_responses"
 NATIVE_RESPONSE = "_responses_native"
+NATIVE_EVENT = "_native_event"
 
 
 def speaks_responses(provider: str, protocol: str) -> bool:

@@ -216,6 +216,34 @@ def test_a_chat_completions_client_cannot_smuggle_a_native_request(
     assert sent["max_tokens"] == 10
 
 
+def test_a_chat_completions_client_cannot_smuggle_a_responses_request(
+    gateway_url, enterprise, make_key, fake, monkeypatch
+):
+    """The Responses ingress's key, sent by a chat client, is dropped too: OpenAI gets the chat call that was
+    asked for, not a Responses request for another model."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-platform")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    reconfigured()
+    smuggled = {"model": "gpt-5", "max_output_tokens": 100000, "input": "Hi"}
+    answer = httpx.post(
+        f"{gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {make_key(enterprise, scopes=['gateway'])}"},
+        json={
+            "model": "openai:gpt-5-mini",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "_responses": {"request": smuggled, "input": [{"role": "user", "content": "Hi"}]},
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["object"] == "chat.completion"
+    path, _, sent = fake.requests[-1][:3]
+    assert path.endswith("/chat/completions"), path
+    assert sent["model"] == "gpt-5-mini"
+    assert "_responses" not in sent
+    assert "input" not in sent
+
+
 @pytest.mark.parametrize("mode", ["byok", "custom"])
 def test_messages_and_responses_in_every_mode(
     gateway_url, tenant, make_key, manage_client, fake, monkeypatch, mode
