@@ -65,6 +65,20 @@ class Provider(models.Model):
         return self.name
 
 
+def _cache_price(verb: str, whose: str) -> models.DecimalField:
+    """A prompt-cache price (USD per 1M tokens) of the catalog's models and of an endpoint's, alike; empty: the
+    input price. `verb`: read or write."""
+    done = {"read": "read from", "write": "written to"}[verb]
+    return models.DecimalField(
+        f"cache-{verb} USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=f"Input tokens {done} the {whose} prompt cache; empty: the input price.",
+    )
+
+
 class CatalogModel(models.Model):
     """A model the platform knows, with its list prices (USD per 1M tokens) and what it can do."""
 
@@ -83,22 +97,8 @@ class CatalogModel(models.Model):
     output_usd_per_mtok = models.DecimalField(
         "output USD / 1M tokens", max_digits=12, decimal_places=6, null=True, blank=True
     )
-    cache_read_usd_per_mtok = models.DecimalField(
-        "cache-read USD / 1M tokens",
-        max_digits=12,
-        decimal_places=6,
-        null=True,
-        blank=True,
-        help_text="Input tokens read from the provider's prompt cache; empty: the input price.",
-    )
-    cache_write_usd_per_mtok = models.DecimalField(
-        "cache-write USD / 1M tokens",
-        max_digits=12,
-        decimal_places=6,
-        null=True,
-        blank=True,
-        help_text="Input tokens written to the provider's prompt cache; empty: the input price.",
-    )
+    cache_read_usd_per_mtok = _cache_price("read", "provider's")
+    cache_write_usd_per_mtok = _cache_price("write", "provider's")
     context_length = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning = models.BooleanField(default=False)
@@ -200,23 +200,9 @@ class Credential(TenantOwned):
     api_key_masked = models.CharField(max_length=20, blank=True, editable=False)
     input_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     output_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
-    # An endpoint's prompt-cache prices, as the catalog's (CatalogModel): empty is the input price.
-    cache_read_usd_per_mtok = models.DecimalField(
-        "cache-read USD / 1M tokens",
-        max_digits=12,
-        decimal_places=6,
-        null=True,
-        blank=True,
-        help_text="Input tokens read from the endpoint's prompt cache; empty: the input price.",
-    )
-    cache_write_usd_per_mtok = models.DecimalField(
-        "cache-write USD / 1M tokens",
-        max_digits=12,
-        decimal_places=6,
-        null=True,
-        blank=True,
-        help_text="Input tokens written to the endpoint's prompt cache; empty: the input price.",
-    )
+    # An endpoint's prompt-cache prices, as the catalog's (CatalogModel).
+    cache_read_usd_per_mtok = _cache_price("read", "endpoint's")
+    cache_write_usd_per_mtok = _cache_price("write", "endpoint's")
     created_at = models.DateTimeField(default=timezone.now)
     rotated_at = models.DateTimeField(null=True, blank=True)
     last_verified_at = models.DateTimeField(null=True, blank=True)
