@@ -9,6 +9,7 @@ import time
 import pytest
 
 from llm.providers import ProviderError, Target, Timeouts, get_adapter
+from llm.providers.base import aclose_clients
 from llm.providers.openai_compat import ollama_tags
 
 GOOD = "sk-test-good"
@@ -50,7 +51,16 @@ def _target(fake, protocol: str, model: str = "gpt-fake", key: str = GOOD, **kw)
 
 
 def run(coro):
-    return asyncio.run(coro)
+    """Each test's loop closes the upstream client it pooled, as `llm.sync.from_sync` does for its own loops (left
+    to the garbage collector, aiohttp logs "Unclosed client session" at interpreter exit)."""
+
+    async def main():
+        try:
+            return await coro
+        finally:
+            await aclose_clients()
+
+    return asyncio.run(main())
 
 
 async def _collect(gen):
