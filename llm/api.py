@@ -19,6 +19,7 @@ from rest_framework.serializers import Serializer
 
 from llm import serializers as s
 from llm.calls import connection_test
+from llm.calls.listing import routes_with_reach
 from llm.calls.resolution import route_problems
 from llm.config import catalog, credentials, preferences, routes
 from llm.models import Credential, Route
@@ -201,12 +202,17 @@ def _unreachable_targets(tenant) -> set[tuple[str, str, str]]:
     return {(names[pk], p["model"], p["reason"]) for pk, problems in found.items() for p in problems}
 
 
+def _route_shown(route: Route) -> dict:
+    """A route as the API answers it: with what a workspace call cannot reach now (`listing.routes_with_reach`)."""
+    return routes_with_reach(route.tenant_id, [route])[0]
+
+
 class RouteListView(_ValidatingView):
     required_perms = {"GET": Perm.VIEW_CONFIG, "POST": Perm.MANAGE_LLM}
 
     @extend_schema(operation_id="llm_routes_list", responses=s.RouteSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(routes.routes_list(tenant=self.tenant))
+        return Response(routes_with_reach(self.tenant.id, list(Route.objects.for_tenant(self.tenant))))
 
     @extend_schema(
         operation_id="llm_routes_create", request=s.RouteSerializer, responses={201: s.RouteSerializer}
@@ -215,7 +221,7 @@ class RouteListView(_ValidatingView):
         route = routes.route_create(
             tenant=self.tenant, actor=self.actor, data=self.validated(s.RouteSerializer)
         )
-        return Response(routes.route_json(route), status=status.HTTP_201_CREATED)
+        return Response(_route_shown(route), status=status.HTTP_201_CREATED)
 
 
 class RouteDetailView(_ValidatingView):
@@ -228,13 +234,13 @@ class RouteDetailView(_ValidatingView):
 
     @extend_schema(operation_id="llm_routes_retrieve", responses=s.RouteSerializer)
     def get(self, request: Request, route_id: int) -> Response:
-        return Response(routes.route_json(routes.access_route(tenant=self.tenant, route_id=route_id)))
+        return Response(_route_shown(routes.access_route(tenant=self.tenant, route_id=route_id)))
 
     def _update(self, request: Request, route_id: int) -> Response:
         """PATCH keeps the fields it leaves out, PUT resets the optional ones (see `RouteSerializer`)."""
         route = routes.access_route(tenant=self.tenant, route_id=route_id)
         data = self.validated(s.RouteSerializer, instance=route)
-        return Response(routes.route_json(routes.route_update(route=route, actor=self.actor, data=data)))
+        return Response(_route_shown(routes.route_update(route=route, actor=self.actor, data=data)))
 
     @extend_schema(operation_id="llm_routes_update", request=s.RouteSerializer, responses=s.RouteSerializer)
     def patch(self, request: Request, route_id: int) -> Response:

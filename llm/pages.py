@@ -10,8 +10,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from llm.calls.listing import picker_models
-from llm.calls.resolution import route_problems
+from llm.calls.listing import picker_models, routes_with_reach
 from llm.config import routes as route_service
 from llm.config.preferences import llm_configured, preferences_read
 from llm.models import Route, Thread
@@ -148,16 +147,12 @@ def llm_settings(request: TenantRequest) -> HttpResponse:
 
 
 def _routes_with_problems(tenant: Any) -> list[dict[str, Any]]:
-    """The routes (as `route_json` shows them) with `problems`: the targets a workspace call cannot reach now."""
-    rows = list(Route.objects.for_tenant(tenant))
-    listed = route_service.routes_list(tenant=tenant)
-    problems = route_problems(tenant.id, rows) if rows else {}
+    """The routes as the API shows them (`listing.routes_with_reach`), with `problems`: the targets a workspace
+    call cannot reach now, and `primary_skipped`."""
+    listed = routes_with_reach(tenant.id, list(Route.objects.for_tenant(tenant)))
     for route in listed:
-        route["problems"] = {p["model"]: p["reason"] for p in problems.get(route["id"], [])}
-        route["reachable"] = len(route["problems"]) < len(route["targets"])
-        route["primary_skipped"] = (
-            bool(route["targets"]) and route["targets"][0]["model"] in route["problems"]
-        )
+        route["problems"] = [t for t in route["targets"] if t["problem"]]
+        route["primary_skipped"] = bool(route["targets"]) and route["targets"][0]["problem"] is not None
     return listed
 
 

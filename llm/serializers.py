@@ -210,7 +210,9 @@ class AllErrorsSerializer(serializers.Serializer):
     """
 
     default_error_messages = {"invalid": SEND_AN_OBJECT, "null": SEND_AN_OBJECT}
-    refuse_unknown = False  # keys that are no writable field: "Unknown field." (else they are ignored)
+    # Keys that are no field: "Unknown field." (else they are ignored). A read-only field is accepted and ignored,
+    # so what GET answered may be sent back with a change.
+    refuse_unknown = False
     ignored: frozenset[str] = frozenset()  # keys accepted and ignored even so
     problems: Problems
 
@@ -228,7 +230,7 @@ class AllErrorsSerializer(serializers.Serializer):
         if not isinstance(data, Mapping):
             self._not_an_object()
         writable = list(self._writable_fields)
-        unknown = set(data) - {f.field_name for f in writable} - self.ignored
+        unknown = set(data) - set(self.fields) - self.ignored
         self.problems = self.unknown_problems(unknown) if self.refuse_unknown and unknown else {}
         values: dict[str, Any] = {}
         for field in writable:
@@ -709,7 +711,8 @@ class PreferencesWriteSerializer(AllErrorsSerializer):
     # Validated: `preferences.PreferencesInput`.
 
     refuse_unknown = True
-    ignored = frozenset({"credential"})  # part of what GET answers: a read sent back is no error
+    # What GET answers (PreferencesSerializer) may be sent back with a change: its read-only parts are ignored.
+    ignored = frozenset(PreferencesSerializer._declared_fields)
     mode = serializers.ChoiceField(
         choices=preferences.MODES,
         required=False,
@@ -1027,6 +1030,11 @@ class RouteTargetSerializer(AllErrorsSerializer):
     refuse_unknown = True
     credential = CredentialRefField(help_text="Credential id (or name)")
     credential_name = serializers.CharField(read_only=True, allow_null=True)
+    problem = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="Why a call of the workspace cannot reach this target now (calls skip it), or null",
+    )
     model = LaterTextField(required=True, error_messages={"required": MODEL_MESSAGE})
     weight = WholeNumberField(
         required=False,
@@ -1138,6 +1146,15 @@ class RouteNameField(StrictCharField):
         return data
 
 
+def _stored_target(target: Mapping[str, Any]) -> routes.TargetInput:
+    return routes.TargetInput(
+        model=target["model"],
+        credential=target.get("credential"),
+        weight=target.get("weight") or 0,
+        params=target.get("params") or {},
+    )
+
+
 class RouteSerializer(AllErrorsSerializer):
     """A named route (call it as model `route:NAME`). A change keeps the fields it leaves out, except that PUT
     resets description, cache_ttl_seconds and eu_only."""
@@ -1145,7 +1162,6 @@ class RouteSerializer(AllErrorsSerializer):
     # Context: `tenant`. Instance: the route changed. Validated: `routes.RouteInput`.
 
     refuse_unknown = True
-    ignored = frozenset({"id"})
     id = serializers.IntegerField(read_only=True)
     name = RouteNameField()
     description = StrictCharField(
@@ -1172,6 +1188,10 @@ class RouteSerializer(AllErrorsSerializer):
         required=True, error_messages={"required": TARGETS_MESSAGE.replace("{", "{{").replace("}", "}}")}
     )
     weighted = serializers.BooleanField(read_only=True)
+    reachable = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether a call of the workspace can reach some target now (see each target's problem)",
+    )
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -1202,7 +1222,11 @@ class RouteSerializer(AllErrorsSerializer):
             False if "eu_only" in self.problems else attrs.get("eu_only", route.eu_only if route else False)
         )
         targets: list[routes.TargetInput] = []
-        if "targets" not in self.problems:
+        if route is not None and "targets" not in attrs and not (eu_only and not route.eu_only):
+            # A change that leaves the targets out keeps them as stored, checked or not under today's settings: a
+            # target the workspace's mode cannot reach now is skipped by calls (and marked), not an error here.
+            targets = [_stored_target(t) for t in route.targets]
+        elif "targets" not in self.problems:
             given = attrs.get("targets", route.targets if route else None)
             targets = self._targets(given, eu_required=eu_only or self.context["tenant"].eu_only)
         self.raise_problems()

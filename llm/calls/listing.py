@@ -1,16 +1,19 @@
 """What a key may call now, for `GET /v1/models` and the model pickers: `default`, the tenant's routes, the catalog
 models, the custom endpoint's model and the models its Ollama servers have pulled (as `ollama:name:size`), each
-resolved as a call of it would be (`resolution.Resolver`), so what is listed is what calls."""
+resolved as a call of it would be (`resolution.Resolver`), so what is listed is what calls. And the routes as the
+API and the Routes page show them, with the targets a call cannot reach now."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
-from llm.calls.resolution import Resolver
+from llm.calls.resolution import Resolver, route_problems
 from llm.config import ssrf
 from llm.config.catalog import get_catalog
 from llm.config.credentials import secrets_of
+from llm.config.routes import route_json
 from llm.models import Credential, Route
 from llm.providers import ProviderError
 from llm.providers.openai_compat import ollama_tags
@@ -39,6 +42,23 @@ def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
     pulled = _ollama_models(tenant_id, eu_only=resolver.ctx.eu_only)
     ids += [m for m in pulled if m not in ids and resolver.callable(m)]
     return ids
+
+
+def routes_with_reach(tenant_id: int, routes: list[Route]) -> list[dict[str, Any]]:
+    """Each route as `route_json` shows it, each target with `problem` (why a call of the workspace cannot reach it
+    now, in the router's words; None when it can) and the route `reachable` (some target can be reached: calls
+    through it skip the others)."""
+    names = dict(Credential.objects.for_tenant(tenant_id).values_list("pk", "name"))
+    found = route_problems(tenant_id, routes) if routes else {}
+    shown = []
+    for route in routes:
+        row = route_json(route, credential_names=names)
+        reasons = {p["target"]: p["reason"] for p in found.get(route.pk, [])}
+        for i, target in enumerate(row["targets"]):
+            target["problem"] = reasons.get(i)
+        row["reachable"] = len(reasons) < len(row["targets"])
+        shown.append(row)
+    return shown
 
 
 def picker_models(*, tenant_id: int, agent_id: int | None) -> dict[str, list[str]]:

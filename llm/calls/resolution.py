@@ -749,8 +749,10 @@ def _route_targets(ctx: _Context, route: Route, embeddings: bool) -> list[Resolv
 
 
 class TargetProblem(TypedDict):
-    """A route target a call cannot reach now, and why (the router's own words)."""
+    """A route target a call cannot reach now (its position in the route and model), and why (the router's own
+    words)."""
 
+    target: int
     model: str
     reason: str
 
@@ -764,11 +766,11 @@ def route_problems(tenant_id: int, routes: list[Route]) -> dict[int, list[Target
     found: dict[int, list[TargetProblem]] = {}
     for route in routes:
         problems: list[TargetProblem] = []
-        for spec in route.targets:
+        for i, spec in enumerate(route.targets):
             credential = ctx.credential_by_id(spec.get("credential")) if spec.get("credential") else None
             reason = _target_problem(ctx, spec["model"], credential, refusal)
             if reason is not None:
-                problems.append(TargetProblem(model=spec["model"], reason=reason))
+                problems.append(TargetProblem(target=i, model=spec["model"], reason=reason))
         if problems:
             found[route.pk] = problems
     return found

@@ -109,11 +109,6 @@ def route_json(route: Route, *, credential_names: dict[int, str] | None = None) 
     }
 
 
-def routes_list(*, tenant: Tenant) -> list[dict[str, Any]]:
-    names = dict(Credential.objects.for_tenant(tenant).values_list("pk", "name"))
-    return [route_json(r, credential_names=names) for r in Route.objects.for_tenant(tenant)]
-
-
 def _save(route: Route) -> None:
     try:
         with transaction.atomic():

@@ -26,6 +26,29 @@ def plan_allows(monkeypatch):
     return state
 
 
+ENDPOINTS = [
+    {
+        "kind": "openai_compatible",
+        "base_url": "http://127.0.0.1:8000/v1",
+        "api_key": "vllm-token-123456789",
+    },
+    {"kind": "ollama", "base_url": "http://127.0.0.1:11434/v1"},
+    {
+        "kind": "azure_openai",
+        "base_url": "https://acme.openai.azure.com",
+        "api_key": "azure-key-1234567890",
+        "deployment": "gpt-4o-prod",
+        "api_version": "2024-10-21",
+    },
+    {
+        "kind": "bedrock",
+        "region": "eu-central-1",
+        "access_key_id": "AKIAEXAMPLE0000",
+        "secret_access_key": "bedrock-secret-abcdefgh1234",
+    },
+]
+
+
 def _post(client, body, agent=None):
     return client.post(URL + (f"?agent={agent}" if agent else ""), body, format="json")
 
@@ -125,30 +148,7 @@ def test_save_byok_through_openrouter(manage_client):
     assert response.json()["api_key_masked"] == "sk-…mnop"
 
 
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        {
-            "kind": "openai_compatible",
-            "base_url": "http://127.0.0.1:8000/v1",
-            "api_key": "vllm-token-123456789",
-        },
-        {"kind": "ollama", "base_url": "http://127.0.0.1:11434/v1"},
-        {
-            "kind": "azure_openai",
-            "base_url": "https://acme.openai.azure.com",
-            "api_key": "azure-key-1234567890",
-            "deployment": "gpt-4o-prod",
-            "api_version": "2024-10-21",
-        },
-        {
-            "kind": "bedrock",
-            "region": "eu-central-1",
-            "access_key_id": "AKIAEXAMPLE0000",
-            "secret_access_key": "bedrock-secret-abcdefgh1234",
-        },
-    ],
-)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_save_custom_mode(manage_client, endpoint):
     model = "ollama:llama3:8b" if endpoint["kind"] == "ollama" else "my-model"
     response = _post(
@@ -168,6 +168,36 @@ def test_save_custom_mode(manage_client, endpoint):
         if secret:
             assert secret not in response.content.decode()
             assert ce["api_key_masked"] == secret[:3] + "…" + secret[-4:]
+
+
+def _sent_back_with_a_change(client) -> None:
+    """GET the settings, change the temperature, POST the whole object back: only the temperature changes."""
+    read = client.get(URL).json()
+    read["temperature"] = 0.25
+    sent = _post(client, read)
+    assert sent.status_code == 200, sent.json()
+    after = client.get(URL).json()
+    assert after["temperature"] == 0.25
+    unchanged = {k: v for k, v in read.items() if k not in ("temperature", "updated_at")}
+    assert {k: v for k, v in after.items() if k not in ("temperature", "updated_at")} == unchanged
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_what_get_answers_may_be_sent_back_with_a_change(manage_client, endpoint):
+    """A script reads the settings, changes one thing and posts the whole object back: what GET adds (masked key,
+    flags, model info, …) is accepted and ignored, and the stored secret stays as it was. Unknown keys are still
+    refused."""
+    model = "ollama:llama3:8b" if endpoint["kind"] == "ollama" else "my-model"
+    assert (
+        _post(manage_client, {"mode": "custom", "model": model, "custom_endpoint": endpoint}).status_code
+        == 200
+    )
+    _sent_back_with_a_change(manage_client)
+    byok = _post(manage_client, {"mode": "byok", "model": "anthropic:claude-haiku-4.5", "api_key": SECRET})
+    assert byok.status_code == 200, byok.json()
+    _sent_back_with_a_change(manage_client)
+    assert Credential.objects.unscoped().count() == 2
+    assert _post(manage_client, {"colour": "red"}).json() == {"colour": ["Unknown field."]}
 
 
 def test_custom_endpoint_change_keeps_the_stored_key(manage_client):
@@ -401,6 +431,47 @@ def test_a_save_that_leaves_route_targets_unreachable_names_them(manage_client):
     assert warning["reason"]
     again = _post(manage_client, {"temperature": 0.5})  # already unreachable before: no new warning
     assert again.json()["route_warnings"] == []
+
+
+def test_the_routes_api_says_which_targets_cannot_be_reached(manage_client):
+    """What the Routes page marks, `GET /api/llm/routes` (and a route's own GET, create and change) answers too:
+    each target's `problem` (null when a call can reach it) and the route's `reachable`."""
+    custom = {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}
+    _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini", "api_key": SECRET})
+    assert (
+        _post(
+            manage_client, {"mode": "custom", "model": "gpt-4o-mini", "custom_endpoint": custom}
+        ).status_code
+        == 200
+    )
+    support = manage_client.post(
+        "/api/llm/routes",
+        {"name": "support", "targets": ["custom:gpt-4o-mini", "openai:gpt-5-mini"]},
+        format="json",
+    ).json()
+    assert [t["problem"] for t in support["targets"]] == [None, None]
+    assert support["reachable"] is True
+    local = manage_client.post(
+        "/api/llm/routes", {"name": "local", "targets": ["custom:gpt-4o-mini"]}, format="json"
+    ).json()
+
+    assert _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini"}).status_code == 200
+    listed = {r["name"]: r for r in manage_client.get("/api/llm/routes").json()}
+    skipped, kept = listed["support"]["targets"]
+    assert skipped["model"] == "custom:gpt-4o-mini"
+    assert skipped["problem"]
+    assert kept["problem"] is None
+    assert listed["support"]["reachable"] is True
+    assert listed["local"]["reachable"] is False
+    assert manage_client.get(f"/api/llm/routes/{local['id']}").json() == listed["local"]
+    changed = manage_client.patch(f"/api/llm/routes/{local['id']}", {"description": "x"}, format="json")
+    assert changed.status_code == 200, changed.json()  # its targets are kept as they are, not re-judged
+    assert changed.json()["reachable"] is False
+    assert changed.json()["targets"] == listed["local"]["targets"]
+    # Turning EU-only on judges the kept targets again: the endpoint is not marked EU-hosted.
+    eu = manage_client.patch(f"/api/llm/routes/{local['id']}", {"eu_only": True}, format="json")
+    assert eu.status_code == 400
+    assert list(eu.json()) == ["targets"]
 
 
 def test_saved_provider_keys_are_shown_whatever_the_saved_mode(manage_client):

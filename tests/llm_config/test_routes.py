@@ -84,6 +84,29 @@ def test_targets_may_name_a_credential(manage_client):
     assert response.json()["targets"][0]["credential_name"] == "vllm"
 
 
+def test_what_get_answers_may_be_sent_back(manage_client):
+    """A client reads a route, changes one thing and sends the whole object back: the fields GET adds (id, model,
+    weighted, the times, a target's credential_name, what cannot be reached) are accepted and ignored."""
+    manage_client.post(
+        "/api/llm/credentials",
+        {"kind": "openai_compatible", "name": "vllm", "base_url": "http://127.0.0.1:8000/v1"},
+        format="json",
+    )
+    route = manage_client.post(
+        URL,
+        {"name": "chat", "targets": [{"model": "qwen2.5-coder", "credential": "vllm"}, "openai:gpt-5-mini"]},
+        format="json",
+    ).json()
+    read = manage_client.get(f"{URL}/{route['id']}").json()
+    read["description"] = "edited"
+    for method in (manage_client.put, manage_client.patch):
+        sent = method(f"{URL}/{route['id']}", read, format="json")
+        assert sent.status_code == 200, sent.json()
+        assert sent.json()["description"] == "edited"
+        assert [t["model"] for t in sent.json()["targets"]] == ["qwen2.5-coder", "openai:gpt-5-mini"]
+    assert manage_client.patch(f"{URL}/{route['id']}", {"colour": "red"}, format="json").status_code == 400
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
