@@ -213,6 +213,22 @@ def _targets_from_text(text: str) -> list[dict]:
     return targets
 
 
+def _with_stored_details(typed: list[dict], stored: list[dict]) -> list[dict] | None:
+    """The targets of the form with what the text cannot say (a target's credential and params) taken from the
+    stored target of the same model, in order; None when the text says what is stored already."""
+    if [(t["model"], t.get("weight") or 0) for t in typed] == [
+        (t["model"], t.get("weight") or 0) for t in stored
+    ]:
+        return None
+    unused = list(stored)
+    for target in typed:
+        same = next((s for s in unused if s["model"] == target["model"]), None)
+        if same is not None:
+            unused.remove(same)
+            target.update({k: same[k] for k in ("credential", "params") if same.get(k)})
+    return typed
+
+
 def _targets_to_text(targets: list[dict]) -> str:
     return "\n".join(t["model"] + (f" {t['weight']}" if t.get("weight") else "") for t in targets)
 
@@ -237,18 +253,18 @@ def _route_save(request: TenantRequest, actor: Any, form: dict[str, Any]) -> str
     """Create or change (form["id"]) the route of the form, checked by the API's serializer; its name."""
     route = route_service.access_route(tenant=request.tenant, route_id=form["id"]) if form["id"] else None
     ttl = form["cache_ttl_seconds"].strip()
-    checked = RouteSerializer(
-        route,
-        data={
-            "name": form["name"].strip(),
-            "description": form["description"],
-            "targets": _targets_from_text(form["targets"]),
-            "cache_ttl_seconds": int(ttl) if ttl.isascii() and ttl.isdigit() else (ttl or None),
-            "fallback_on": ["content_policy"] if form["fallback_on"] == "content_policy" else [],
-        },
-        partial=True,
-        context={"tenant": request.tenant},
-    )
+    data = {
+        "name": form["name"].strip(),
+        "description": form["description"],
+        "targets": _targets_from_text(form["targets"]),
+        "cache_ttl_seconds": int(ttl) if ttl.isascii() and ttl.isdigit() else (ttl or None),
+        "fallback_on": ["content_policy"] if form["fallback_on"] == "content_policy" else [],
+    }
+    if route is not None:
+        data["targets"] = _with_stored_details(data["targets"], route.targets)
+        if data["targets"] is None:
+            del data["targets"]  # as stored: kept, not judged again under today's settings
+    checked = RouteSerializer(route, data=data, partial=True, context={"tenant": request.tenant})
     checked.is_valid(raise_exception=True)
     if route is not None:
         route_service.route_update(route=route, actor=actor, data=checked.validated_data)

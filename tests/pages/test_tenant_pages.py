@@ -1,5 +1,6 @@
 """The tenant pages through Django's test client: sign-up, log-in, invitations, members, agents, keys, audit."""
 
+import html
 import re
 import time
 
@@ -414,6 +415,56 @@ def test_routes_page_answers_a_bad_route_with_the_apis_own_messages(tenant, mana
     shown = html.unescape(page.content.decode())
     assert all(message in shown for message in messages), messages
     assert not Route.objects.unscoped().filter(tenant=tenant).exists()
+
+
+def test_editing_a_route_on_the_page_keeps_what_only_the_api_can_set(tenant, manage_client, platform_allowed):
+    """A target's credential and params (set through the API or YAML) are shown on the page and survive an edit
+    there: of the description, and of the targets' order and weights (they go with their model's line)."""
+    from llm.models import Route
+
+    manage_client.post(
+        "/api/llm/credentials",
+        {"kind": "openai_compatible", "name": "vllm", "base_url": "http://127.0.0.1:8000/v1"},
+        format="json",
+    )
+    made = manage_client.post(
+        "/api/llm/routes",
+        {
+            "name": "extract",
+            "targets": [
+                {"model": "qwen2.5-coder", "credential": "vllm", "params": {"temperature": 0.1}},
+                {"model": "anthropic:claude-haiku-4.5", "params": {"max_tokens": 500}},
+            ],
+        },
+        format="json",
+    )
+    assert made.status_code == 201, made.json()
+    stored = Route.objects.unscoped().get(name="extract").targets
+    client = _owner(tenant)
+    listing = html.unescape(client.get("/routes/").content.decode())
+    assert "via vllm" in listing
+    assert "temperature 0.1" in listing
+    form = {"action": "save", "id": made.json()["id"], "name": "extract", "cache_ttl_seconds": ""}
+
+    text = "qwen2.5-coder\nanthropic:claude-haiku-4.5"
+    edited = client.post("/routes/", {**form, "description": "edited", "targets": text})
+    assert edited.status_code == 302, html.unescape(edited.content.decode())
+    route = Route.objects.unscoped().get(name="extract")
+    assert (route.description, route.targets) == ("edited", stored)
+
+    swapped = client.post("/routes/", {**form, "targets": "anthropic:claude-haiku-4.5 40\nqwen2.5-coder 60"})
+    assert swapped.status_code == 302, html.unescape(swapped.content.decode())
+    first, second = Route.objects.unscoped().get(name="extract").targets
+    assert (first["model"], first["weight"], first["params"]) == (
+        "anthropic:claude-haiku-4.5",
+        40,
+        {"max_tokens": 500},
+    )
+    assert (second["credential"], second["weight"], second["params"]) == (
+        stored[0]["credential"],
+        60,
+        {"temperature": 0.1},
+    )
 
 
 def test_alert_webhook_setting_and_notifications_page(tenant):
