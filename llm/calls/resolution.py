@@ -22,6 +22,7 @@ from llm.config.catalog_data import OPENROUTER, PLATFORM_DEFAULT_MODEL
 from llm.config.credentials import ENDPOINT_KINDS, protocol_for_kind, secrets_of
 from llm.config.preferences import (
     PLATFORM_NOT_INCLUDED,
+    custom_only_message,
     follows_tier,
     not_configured_message,
     tier_refusal,
@@ -599,11 +600,7 @@ def _target_for_name(
         upstream = name.split(":", 1)[1] if name.startswith("custom:") else name
         return _endpoint_target(endpoint, model_id=f"custom:{upstream}", upstream=upstream)
     if name.startswith("custom:"):
-        raise RouteError(
-            f"{name} is a model of the workspace's own endpoint, which is used in custom mode only; the LLM "
-            "settings are not in custom mode now. Switch back to custom mode, or point the route at a model "
-            "this mode reaches."
-        )
+        raise RouteError(custom_only_message(name, ctx.mode))
     raise RouteError(
         f"Unknown model “{name}”. Use a catalog id such as {_default_model()}, openrouter:vendor/model, "
         "ollama:name:size, route:NAME or default."

@@ -20,6 +20,7 @@ from llm.models import Credential, Preferences
 from llm.policy import ManagedAccess, policy
 from tenants.audit import Actor, audit_record
 from tenants.models import Agent, Tenant
+from tenants.vocabulary import mode_label
 
 MODES = ("platform", "byok", "custom")
 CUSTOM_KINDS = ("openai_compatible", "azure_openai", "bedrock", "ollama")
@@ -402,7 +403,17 @@ def _openrouter_model(
     return model, snapshot.by_openrouter_id(slug), []
 
 
+def custom_only_message(model: str, mode: str) -> str:
+    """Why a `custom:` model is refused or skipped outside custom mode (the router's words and the checks')."""
+    return (
+        f"{model} is a model of the workspace's own endpoint, which only the “{mode_label('custom')}” mode uses "
+        f"(the LLM settings are on “{mode_label(mode)}” now): switch to that mode, or use a model this mode reaches."
+    )
+
+
 def _uncatalogued_model_errors(model: str, snapshot: Any, *, mode: str) -> list[str]:
+    if model.startswith("custom:") and mode != "custom":
+        return [custom_only_message(model, mode)]
     if model.startswith("ollama:"):
         if mode != "custom" or not model.split(":", 1)[1]:
             return ["Local models (ollama:name:size) need custom mode with an Ollama endpoint."]

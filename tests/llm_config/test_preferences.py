@@ -474,6 +474,30 @@ def test_the_routes_api_says_which_targets_cannot_be_reached(manage_client):
     assert list(eu.json()) == ["targets"]
 
 
+def test_a_custom_model_outside_custom_mode_is_refused_in_the_routers_words(manage_client):
+    """Not "not in the catalog": the endpoint's model is refused because of the mode, and the route check, the
+    preferences and the Routes page's mark say so alike."""
+    custom = {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}
+    _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini", "api_key": SECRET})
+    _post(manage_client, {"mode": "custom", "model": "gpt-4o-mini", "custom_endpoint": custom})
+    manage_client.post("/api/llm/routes", {"name": "local", "targets": ["custom:gpt-4o-mini"]}, format="json")
+    assert _post(manage_client, {"mode": "byok", "model": "openai:gpt-5-mini"}).status_code == 200
+
+    refused = manage_client.post(
+        "/api/llm/routes", {"name": "again", "targets": ["custom:gpt-4o-mini"]}, format="json"
+    )
+    (message,) = refused.json()["targets"]
+    assert message == (
+        "Target 1: custom:gpt-4o-mini is a model of the workspace's own endpoint, which only the “Enterprise custom "
+        "endpoint” mode uses (the LLM settings are on “Bring your own key” now): switch to that mode, or use a model "
+        "this mode reaches."
+    )
+    (mark,) = manage_client.get("/api/llm/routes").json()[0]["targets"]
+    assert mark["problem"] == message.removeprefix("Target 1: ")
+    prefs = _post(manage_client, {"model": "custom:gpt-4o-mini"})
+    assert prefs.json()["model"] == [mark["problem"]]
+
+
 def test_saved_provider_keys_are_shown_whatever_the_saved_mode(manage_client):
     assert manage_client.get(URL).json()["saved_keys"] == {}
     assert (

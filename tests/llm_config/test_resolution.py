@@ -503,7 +503,7 @@ def test_a_route_whose_primary_a_mode_change_broke_falls_through_and_is_reported
     assert [(t.model_id, t.mode) for t in resolved.targets] == [("openai:gpt-5-mini", "byok")]
     (problem,) = resolution.route_problems(tenant.id, [route])[route.pk]
     assert problem["model"] == "custom:gpt-4o-mini"
-    assert "custom mode" in problem["reason"]
+    assert "only the “Enterprise custom endpoint” mode uses" in problem["reason"]
 
     route.targets = [{"model": "custom:gpt-4o-mini"}, {"model": "mistral:mistral-large"}]
     route.save()
