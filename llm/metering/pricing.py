@@ -69,7 +69,7 @@ REPORTED_COST_MAX = Decimal(1000)
 
 
 # Anthropic's list price of a prompt-cache write kept an hour (`cache_control: {"ttl": "1h"}`): twice the input
-# price (5 minutes: 1.25 times, the catalog's cache-write price). Only Anthropic reports writes by duration.
+# price (5 minutes: 1.25 times, the catalog's cache-write price). Anthropic and Bedrock report writes by duration.
 CACHE_WRITE_1H_INPUT_MULTIPLE = Decimal(2)
 
 

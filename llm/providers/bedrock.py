@@ -156,14 +156,22 @@ def to_native(body: dict) -> dict:
 
 def _usage(u: dict) -> UsageBlock:
     """Converse's `inputTokens` leaves out the tokens read from and written to the prompt cache (its `totalTokens`
-    adds all four): the prompt is the three together. Reasoning is not reported apart from `outputTokens`."""
+    adds all four): the prompt is the three together. `cacheDetails` splits the writes by TTL (a write kept an
+    hour is priced apart, as Anthropic's). Reasoning is not reported apart from `outputTokens`."""
     cached = int(u.get("cacheReadInputTokens") or 0)
     written = int(u.get("cacheWriteInputTokens") or 0)
+    details = u.get("cacheDetails")
+    hour = sum(
+        int(d.get("inputTokens") or 0)
+        for d in (details if isinstance(details, list) else [])
+        if isinstance(d, dict) and d.get("ttl") == "1h"
+    )
     return usage_block(
         int(u.get("inputTokens") or 0) + cached + written,
         int(u.get("outputTokens") or 0),
         cached,
         cache_write=written,
+        cache_write_1h=hour,
     )
 
 

@@ -122,7 +122,8 @@ class UsageDetails:
         return meta
 
     def bedrock(self) -> dict:
-        """Converse: `inputTokens` leaves the cache reads and writes out, `totalTokens` adds all four."""
+        """Converse: `inputTokens` leaves the cache reads and writes out, `totalTokens` adds all four; the writes
+        by TTL in `cacheDetails` (1h before 5m)."""
         usage = {
             "inputTokens": self.prompt - self.cache_read - self.cache_write,
             "outputTokens": self.completion,
@@ -132,6 +133,8 @@ class UsageDetails:
             usage["cacheReadInputTokens"] = self.cache_read
         if self.cache_write:
             usage["cacheWriteInputTokens"] = self.cache_write
+            details = [("1h", self.cache_write_1h), ("5m", self.cache_write - self.cache_write_1h)]
+            usage["cacheDetails"] = [{"ttl": ttl, "inputTokens": n} for ttl, n in details if n]
         return usage
 
     def cohere(self) -> dict:

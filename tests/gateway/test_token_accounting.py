@@ -75,6 +75,16 @@ CASES = [
     Case("bedrock", READ, WRITE, 0, ("0.138", "0.3"), endpoint_cache_prices=("0.30", None)),
     # 30k × 3 + 60k × 3 + 10k × 0 (a free write is a price, not empty)
     Case("bedrock", READ, WRITE, 0, ("0.27", "0.3"), endpoint_cache_prices=(None, "0")),
+    # Converse's cacheDetails: 90k × 3 + 6k × 3.75 + 4k × 6 (an hour's write: twice the input price, as Anthropic)
+    Case(
+        "bedrock",
+        0,
+        WRITE,
+        0,
+        ("0.3165", "0.3"),
+        cache_write_1h=4_000,
+        endpoint_cache_prices=("0.30", "3.75"),
+    ),
 ]
 
 PLATFORM = {
