@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
 from llm.calls.resolution import Resolver, route_problems
 from llm.config import ssrf
 from llm.config.catalog import get_catalog
 from llm.config.credentials import secrets_of
 from llm.config.routes import route_json
+from llm.jsontypes import JSONObject
 from llm.models import Credential, Route
 from llm.providers import ProviderError
 from llm.providers.openai_compat import ollama_tags
@@ -44,7 +44,7 @@ def models_for_gateway(*, tenant_id: int, agent_id: int | None) -> list[str]:
     return ids
 
 
-def routes_with_reach(tenant_id: int, routes: list[Route]) -> list[dict[str, Any]]:
+def routes_with_reach(tenant_id: int, routes: list[Route]) -> list[JSONObject]:
     """Each route as `route_json` shows it, each target with `problem` (why a call of the workspace cannot reach it
     now, in the router's words; None when it can) and the route `reachable` (some target can be reached: calls
     through it skip the others)."""
