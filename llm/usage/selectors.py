@@ -26,7 +26,6 @@ from llm.usage.rollups import (
     _ceil_day,
     _ceil_hour,
     _day_start,
-    _event_aggregates,
     add_sums,
     empty_sums,
     event_sums,
@@ -246,12 +245,11 @@ def _or(price: Decimal | None, otherwise: Decimal) -> Decimal:
 
 
 def _hours(found: dict[tuple, dict[str, Any]], since: datetime, now: datetime) -> list[dict[str, Any]]:
-    """Every hour of the range, those without calls too (a chart's axis); sums, no latency."""
+    """Every hour of the range, those without calls too (a chart's axis)."""
     hour, last = _ceil_hour(since) - HOUR, now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     out = []
     while hour <= last:
-        sums = _render(found.get((hour,), empty_sums()))
-        out.append({"hour": hour.isoformat(), **{k: v for k, v in sums.items() if "latency" not in k}})
+        out.append({"hour": hour.isoformat(), **_render(found.get((hour,), empty_sums()))})
         hour += HOUR
     return out
 
@@ -376,10 +374,10 @@ def _fold_events(
     fields = ("model", "provider", "mode", "agent_id", "request_type")
     for row in event_sums(events, fields, day=TruncDate("created_at", tzinfo=UTC)):
         _fold(groups, names, row, row["digest"], row["day"], None, detail=detail)
-    if hourly:  # the chart's hours: sums only (no latency digest per hour; it would multiply the rows by 24)
-        traffic = events.exclude(request_type="test").order_by()
-        for r in traffic.values(hour=TruncHour("created_at", tzinfo=UTC)).annotate(**_event_aggregates()):
-            add_sums(groups["hour"].setdefault((r["hour"].astimezone(UTC),), empty_sums()), r, {})
+    if hourly:  # the 24h view's hours, with their latency digests (the range is a day: at most 25 groups)
+        traffic = events.exclude(request_type="test")
+        for r in event_sums(traffic, (), hour=TruncHour("created_at", tzinfo=UTC)):
+            add_sums(groups["hour"].setdefault((r["hour"].astimezone(UTC),), empty_sums()), r, r["digest"])
 
 
 def _fold(
@@ -407,7 +405,7 @@ def _fold(
     for name, key in keys.items():
         add_sums(groups[name].setdefault(key, empty_sums()), r, digest)
     if hour is not None:
-        add_sums(groups["hour"].setdefault((hour,), empty_sums()), r, {})
+        add_sums(groups["hour"].setdefault((hour,), empty_sums()), r, digest)
     providers = groups["model"][keys["model"]].setdefault("providers", {})
     providers[r["provider"]] = providers.get(r["provider"], 0) + int(r.get("requests") or 0)
 

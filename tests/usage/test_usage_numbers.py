@@ -165,6 +165,29 @@ def test_24h_has_every_hour(manage_client, tenant):
     assert "by_hour" not in manage_client.get("/api/llm/usage?range=7d").json()
 
 
+def test_24h_hours_carry_their_latency_rolled_up_or_live(manage_client, tenant):
+    """Each hour of the 24h view has its average and p95 latency, from the rollups' digests and from live events
+    alike; an hour without calls has 0."""
+    early = [_event(tenant, ago=timedelta(hours=5), latency_ms=ms) for ms in (100, 200, 300, 400)]
+    rollup_pending()
+    late = [_event(tenant, ago=timedelta(seconds=1), latency_ms=ms) for ms in (1000, 1000, 1000, 3000)]
+    for event in [*early, *late]:
+        event.refresh_from_db()
+    for rolled in (False, True):
+        if rolled:
+            rollup_pending()
+        hours = {h["hour"]: h for h in manage_client.get("/api/llm/usage?range=24h").json()["by_hour"]}
+        for events, avg in ((early, 250.0), (late, 1500.0)):
+            hour = hours[events[0].created_at.replace(minute=0, second=0, microsecond=0).isoformat()]
+            assert hour["avg_latency_ms"] == avg, rolled
+            assert abs(
+                hour["p95_latency_ms"] - _true_p95([e.latency_ms for e in events])
+            ) <= 0.05 * _true_p95([e.latency_ms for e in events]), rolled
+        quiet = [h for h in hours.values() if not h["requests"]]
+        assert quiet
+        assert all(h["avg_latency_ms"] == 0 and h["p95_latency_ms"] == 0 for h in quiet)
+
+
 @pytest.mark.parametrize(
     ("value", "places", "shown"),
     [
