@@ -372,12 +372,13 @@ def _fold_events(
     if events.query.is_empty():
         return
     fields = ("model", "provider", "mode", "agent_id", "request_type")
-    for row in event_sums(events, fields, day=TruncDate("created_at", tzinfo=UTC)):
-        _fold(groups, names, row, row["digest"], row["day"], None, detail=detail)
-    if hourly:  # the 24h view's hours, with their latency digests (the range is a day: at most 25 groups)
-        traffic = events.exclude(request_type="test")
-        for r in event_sums(traffic, (), hour=TruncHour("created_at", tzinfo=UTC)):
-            add_sums(groups["hour"].setdefault((r["hour"].astimezone(UTC),), empty_sums()), r, r["digest"])
+    # One aggregate: per day, and for the 24h view per hour too (its hours' latency digests come with it).
+    exprs: dict[str, TruncDate | TruncHour] = {"day": TruncDate("created_at", tzinfo=UTC)}
+    if hourly:
+        exprs["hour"] = TruncHour("created_at", tzinfo=UTC)
+    for row in event_sums(events, fields, **exprs):
+        hour = row["hour"].astimezone(UTC) if hourly else None
+        _fold(groups, names, row, row["digest"], row["day"], hour, detail=detail)
 
 
 def _fold(
